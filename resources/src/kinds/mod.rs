@@ -1,0 +1,9 @@
+//! One file per served resource. Each defines `pub static RESOURCE: ResourceType` and
+//! its strategy; [`ALL`] lists them for the apiserver and discovery.
+
+use crate::ResourceType;
+
+pub mod configmaps;
+
+/// Every resource the apiserver serves, in discovery order.
+pub static ALL: &[&ResourceType] = &[&configmaps::RESOURCE];

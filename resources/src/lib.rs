@@ -1,0 +1,131 @@
+//! The catalog of resources the apiserver serves.
+//!
+//! The apiserver has one generic store (`keelson-apiserver::registry`) that does all the
+//! etcd work. What differs between kinds lives here, one small file per kind in
+//! [`kinds`]: a [`ResourceType`] (names, scope, subresources) and a [`Strategy`]
+//! (defaults, validation, what an update may change, table columns, selectable fields).
+//! This mirrors the Kubernetes apiserver's registry strategies.
+//!
+//! Adding a resource: write `kinds/<plural>.rs` with a `pub static RESOURCE`, and add it
+//! to [`kinds::ALL`].
+
+pub mod kinds;
+pub mod strategy;
+pub mod table;
+
+pub use strategy::Strategy;
+pub use table::{Column, TableRow};
+
+/// A subresource a kind serves besides the main resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subresource {
+    /// `/status`: updates that touch only `.status`; main-resource updates keep it.
+    Status,
+    /// `/scale`: `autoscaling/v1 Scale` view of `spec.replicas` and the selector.
+    Scale,
+    /// `pods/binding`: assign a pod to a node.
+    Binding,
+    /// `pods/log`, served by the node agent through the apiserver.
+    Log,
+    /// `pods/exec`, `pods/attach`, `pods/portforward`.
+    Exec,
+    /// `pods/eviction`.
+    Eviction,
+    /// `serviceaccounts/token`.
+    Token,
+    /// `namespaces/finalize`.
+    Finalize,
+    /// `services/proxy`, `pods/proxy`, `nodes/proxy`.
+    Proxy,
+}
+
+impl Subresource {
+    pub fn path(self) -> &'static str {
+        match self {
+            Subresource::Status => "status",
+            Subresource::Scale => "scale",
+            Subresource::Binding => "binding",
+            Subresource::Log => "log",
+            Subresource::Exec => "exec",
+            Subresource::Eviction => "eviction",
+            Subresource::Token => "token",
+            Subresource::Finalize => "finalize",
+            Subresource::Proxy => "proxy",
+        }
+    }
+}
+
+/// Everything the generic store and discovery need to know about one resource.
+pub struct ResourceType {
+    /// API group; "" for the core (legacy) group served under `/api/v1`.
+    pub group: &'static str,
+    pub version: &'static str,
+    pub kind: &'static str,
+    /// URL path segment and etcd key segment, e.g. `deployments`.
+    pub plural: &'static str,
+    pub singular: &'static str,
+    pub namespaced: bool,
+    pub short_names: &'static [&'static str],
+    /// `all` puts a kind into `kubectl get all`.
+    pub categories: &'static [&'static str],
+    pub subresources: &'static [Subresource],
+    pub strategy: &'static dyn Strategy,
+}
+
+impl ResourceType {
+    /// `apps/v1`, or `v1` for the core group.
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.to_string()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+
+    pub fn has(&self, sub: Subresource) -> bool {
+        self.subresources.contains(&sub)
+    }
+
+    /// Kubernetes' etcd key prefix: `/registry/<resource>` for the core group and for
+    /// the groups Kubernetes stores without a prefix, `/registry/<group>/<resource>`
+    /// otherwise. Keelson uses the group-qualified form for every non-core group so that
+    /// no two resources can collide.
+    pub fn key_prefix(&self) -> String {
+        if self.group.is_empty() {
+            format!("/registry/{}", self.plural)
+        } else {
+            format!("/registry/{}/{}", self.group, self.plural)
+        }
+    }
+
+    /// `deployments.apps`, or `pods`.
+    pub fn group_resource(&self) -> String {
+        if self.group.is_empty() {
+            self.plural.to_string()
+        } else {
+            format!("{}.{}", self.plural, self.group)
+        }
+    }
+}
+
+impl std::fmt::Debug for ResourceType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{} {}", self.api_version(), self.plural, self.kind)
+    }
+}
+
+/// Look a resource up by group and plural.
+pub fn find(group: &str, plural: &str) -> Option<&'static ResourceType> {
+    kinds::ALL
+        .iter()
+        .copied()
+        .find(|r| r.group == group && r.plural == plural)
+}
+
+/// Look a resource up by apiVersion and kind.
+pub fn find_kind(api_version: &str, kind: &str) -> Option<&'static ResourceType> {
+    kinds::ALL
+        .iter()
+        .copied()
+        .find(|r| r.api_version() == api_version && r.kind == kind)
+}

@@ -1,0 +1,106 @@
+//! The per-kind behaviour the generic store calls into.
+//!
+//! The store does everything common to all kinds: metadata (names, uid, timestamps,
+//! resourceVersion, generation), label and annotation validation, status-subresource
+//! rules (a main-resource update keeps the stored status; a status update keeps
+//! everything but status), preconditions and storage. A strategy adds only what is
+//! particular to its kind. Every method has a default, so a kind with no special rules
+//! (say, `configmaps` without data validation) is a handful of lines.
+
+use crate::table::{age_cell, name_cell, Column, TableRow};
+use keelson_apimachinery::validation;
+use keelson_apimachinery::Cause;
+use serde_json::Value;
+
+pub trait Strategy: Send + Sync {
+    /// Problems with `metadata.name`, worded as Kubernetes words them. Most kinds use
+    /// DNS-1123 subdomains; namespaces and services use labels.
+    fn validate_name(&self, name: &str) -> Vec<String> {
+        validation::dns1123_subdomain(name)
+    }
+
+    /// Whether `metadata.generation` is set to 1 on create and bumped whenever anything
+    /// outside `metadata` and `status` changes (workload kinds, services, ...).
+    fn tracks_generation(&self) -> bool {
+        false
+    }
+
+    /// Reset fields a client may not set on create (e.g. `status` for kinds with a status
+    /// subresource; a pod's status starts as `{phase: Pending}`).
+    fn prepare_for_create(&self, _obj: &mut Value) {}
+
+    /// Fill in defaults, the way `kubectl get -o yaml` shows them on Kubernetes. Runs on
+    /// create and on every update, so it must be idempotent.
+    fn default(&self, _obj: &mut Value) {}
+
+    /// Kind-specific validation of a whole object (create and update). Field paths are
+    /// relative to the object root (`spec.containers[0].image`).
+    fn validate(&self, _obj: &Value) -> Vec<Cause> {
+        Vec::new()
+    }
+
+    /// Extra checks for an update: immutable fields and the like.
+    fn validate_update(&self, _new: &Value, _old: &Value) -> Vec<Cause> {
+        Vec::new()
+    }
+
+    /// Fields besides `metadata.name` and `metadata.namespace` that field selectors may
+    /// name, with their values for `obj` (pods: `spec.nodeName`, `status.phase`, ...).
+    /// Selecting on a field not listed is a 400, as on Kubernetes.
+    fn selectable_fields(&self, _obj: &Value) -> Vec<(&'static str, String)> {
+        Vec::new()
+    }
+
+    /// Names of the fields [`Strategy::selectable_fields`] returns, to reject unknown
+    /// field selectors before any object is read.
+    fn selectable_field_names(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// The grace period a delete without `gracePeriodSeconds` gets, when the kind is
+    /// deleted gracefully (pods bound to a node). `None` deletes at once.
+    fn default_grace_period(&self, _obj: &Value) -> Option<i64> {
+        None
+    }
+
+    /// Server-side table columns for `kubectl get`. The default is Kubernetes' default
+    /// table: name and creation time.
+    fn columns(&self) -> Vec<Column> {
+        vec![
+            Column::name(),
+            Column::new(
+                "Created At",
+                "date",
+                "CreationTimestamp is a timestamp representing the server time when this object was created.",
+            ),
+        ]
+    }
+
+    /// One row of cells matching [`Strategy::columns`].
+    fn row(&self, obj: &Value) -> TableRow {
+        vec![
+            name_cell(obj),
+            Value::String(keelson_apimachinery::meta::str_field(obj, "creationTimestamp").to_string()),
+        ]
+    }
+}
+
+/// A table that is just NAME and AGE plus the given middle columns; most printers are.
+pub fn name_age_columns(middle: Vec<Column>) -> Vec<Column> {
+    let mut cols = vec![Column::name()];
+    cols.extend(middle);
+    cols.push(Column::age());
+    cols
+}
+
+/// A row matching [`name_age_columns`].
+pub fn name_age_row(obj: &Value, middle: Vec<Value>) -> TableRow {
+    let mut row = vec![name_cell(obj)];
+    row.extend(middle);
+    row.push(age_cell(obj));
+    row
+}
+
+/// The plain strategy for kinds with no particular rules.
+pub struct Plain;
+impl Strategy for Plain {}
