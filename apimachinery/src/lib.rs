@@ -8,6 +8,7 @@
 //! - [`meta`]: small accessors for `metadata` on untyped objects.
 
 pub mod meta;
+pub mod patch;
 pub mod status;
 pub mod validation;
 

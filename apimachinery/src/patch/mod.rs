@@ -1,0 +1,5 @@
+//! Patches: JSON patch (RFC 6902), JSON merge patch (RFC 7386), strategic merge patch,
+//! and the list semantics of built-in kinds both strategic merge and server-side apply
+//! need ([`schema`]).
+
+pub mod schema;
