@@ -25,6 +25,12 @@ pub trait Strategy: Send + Sync {
         false
     }
 
+    /// Whether a PUT to a missing object creates it (leases, endpoints, events do this on
+    /// Kubernetes; most kinds answer 404).
+    fn allow_create_on_update(&self) -> bool {
+        false
+    }
+
     /// Reset fields a client may not set on create (e.g. `status` for kinds with a status
     /// subresource; a pod's status starts as `{phase: Pending}`).
     fn prepare_for_create(&self, _obj: &mut Value) {}
