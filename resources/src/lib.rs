@@ -10,6 +10,7 @@
 //! to [`kinds::ALL`].
 
 pub mod kinds;
+pub mod podspec;
 pub mod strategy;
 pub mod table;
 
