@@ -4,6 +4,7 @@
 use crate::ResourceType;
 
 pub mod configmaps;
+pub mod pods;
 
 /// Every resource the apiserver serves, in discovery order.
-pub static ALL: &[&ResourceType] = &[&configmaps::RESOURCE];
+pub static ALL: &[&ResourceType] = &[&configmaps::RESOURCE, &pods::RESOURCE];
