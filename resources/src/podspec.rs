@@ -14,6 +14,7 @@
 //! - resource quantities and the pod QoS class;
 //! - the table cells every workload printer shares ([`container_cells`]).
 
+use crate::table::Column;
 use keelson_apimachinery::{validation, Cause};
 use serde_json::{json, Map, Value};
 
@@ -847,6 +848,25 @@ pub fn container_cells(pod_spec: Option<&Value>) -> (Value, Value) {
     let names: Vec<&str> = containers.iter().map(|c| str_at(c, "name")).collect();
     let images: Vec<&str> = containers.iter().map(|c| str_at(c, "image")).collect();
     (json!(names.join(",")), json!(images.join(",")))
+}
+
+/// The `-o wide` columns of every replicated workload: CONTAINERS, IMAGES, SELECTOR.
+pub fn wide_columns(selector_description: &'static str) -> Vec<Column> {
+    vec![
+        Column::new(
+            "Containers",
+            "string",
+            "Names of each container in the template.",
+        )
+        .wide(),
+        Column::new(
+            "Images",
+            "string",
+            "Images referenced by each container in the template.",
+        )
+        .wide(),
+        Column::new("Selector", "string", selector_description).wide(),
+    ]
 }
 
 // ------------------------------------------------------------------ validation

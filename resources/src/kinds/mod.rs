@@ -5,6 +5,13 @@ use crate::ResourceType;
 
 pub mod configmaps;
 pub mod pods;
+pub mod podtemplates;
+pub mod replicationcontrollers;
 
 /// Every resource the apiserver serves, in discovery order.
-pub static ALL: &[&ResourceType] = &[&configmaps::RESOURCE, &pods::RESOURCE];
+pub static ALL: &[&ResourceType] = &[
+    &configmaps::RESOURCE,
+    &pods::RESOURCE,
+    &podtemplates::RESOURCE,
+    &replicationcontrollers::RESOURCE,
+];
