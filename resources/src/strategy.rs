@@ -69,6 +69,16 @@ pub trait Strategy: Send + Sync {
         None
     }
 
+    /// Whether something besides `metadata.finalizers` keeps a deleted object until a
+    /// controller is done with it (a namespace's `spec.finalizers`).
+    fn deletion_blocked(&self, _obj: &Value) -> bool {
+        false
+    }
+
+    /// Changes to make when deletion starts and the object stays for a while (a
+    /// namespace's `status.phase` becomes `Terminating`).
+    fn mark_deleting(&self, _obj: &mut Value) {}
+
     /// Server-side table columns for `kubectl get`. The default is Kubernetes' default
     /// table: name and creation time.
     fn columns(&self) -> Vec<Column> {
