@@ -2,4 +2,6 @@
 //! and the list semantics of built-in kinds both strategic merge and server-side apply
 //! need ([`schema`]).
 
+pub mod json_patch;
+pub mod merge_patch;
 pub mod schema;
