@@ -2186,12 +2186,11 @@ pub fn validate_apps_selector(
         ));
         return false;
     }
-    if let Some(t) = present(obj_spec, "template") {
-        // A missing selector selects nothing; an empty one everything.
-        let empty = sel.is_some_and(selector_is_empty);
-        if !empty && !selector_matches(sel, template_labels(t)) {
-            out.push(selector_mismatch(t, &format!("{path}.template")));
-        }
+    // A missing selector selects nothing; an empty one everything.
+    let t = present(obj_spec, "template").unwrap_or(&Value::Null);
+    let empty = sel.is_some_and(selector_is_empty);
+    if !empty && !selector_matches(sel, template_labels(t)) {
+        out.push(selector_mismatch(t, &format!("{path}.template")));
     }
     true
 }
@@ -2219,9 +2218,9 @@ pub fn int_or_percent(v: Option<&Value>, path: &str, out: &mut Vec<Cause>) -> (i
             match num {
                 Some(n) if n >= 0 => (n, true),
                 _ => {
-                    out.push(Cause::invalid(
+                    out.push(invalid_shown(
                         path,
-                        &json!(s),
+                        &go_int_or_string(v),
                         "a valid percent string must be a numeric string followed by an ending '%' (e.g. '1%',  or '93%', regex used for validation is '[0-9]+%')",
                     ));
                     (0, true)
@@ -2240,6 +2239,20 @@ pub fn int_or_percent(v: Option<&Value>, path: &str, out: &mut Vec<Cause>) -> (i
             (i, false)
         }
         _ => (0, false),
+    }
+}
+
+/// How Go's `%#v` prints an `intstr.IntOrString` (as rolling update errors show it).
+pub fn go_int_or_string(v: Option<&Value>) -> String {
+    match v {
+        Some(Value::String(s)) => format!("intstr.IntOrString{{Type:1, IntVal:0, StrVal:{s:?}}}"),
+        Some(Value::Number(n)) => {
+            format!(
+                "intstr.IntOrString{{Type:0, IntVal:{}, StrVal:\"\"}}",
+                n.as_i64().unwrap_or(0)
+            )
+        }
+        _ => "intstr.IntOrString{Type:0, IntVal:0, StrVal:\"\"}".to_string(),
     }
 }
 

@@ -4,8 +4,10 @@
 use crate::ResourceType;
 
 pub mod configmaps;
+pub mod deployments;
 pub mod pods;
 pub mod podtemplates;
+pub mod replicasets;
 pub mod replicationcontrollers;
 
 /// Every resource the apiserver serves, in discovery order.
@@ -14,4 +16,6 @@ pub static ALL: &[&ResourceType] = &[
     &pods::RESOURCE,
     &podtemplates::RESOURCE,
     &replicationcontrollers::RESOURCE,
+    &deployments::RESOURCE,
+    &replicasets::RESOURCE,
 ];
