@@ -4,11 +4,14 @@
 use crate::ResourceType;
 
 pub mod configmaps;
+pub mod controllerrevisions;
+pub mod daemonsets;
 pub mod deployments;
 pub mod pods;
 pub mod podtemplates;
 pub mod replicasets;
 pub mod replicationcontrollers;
+pub mod statefulsets;
 
 /// Every resource the apiserver serves, in discovery order.
 pub static ALL: &[&ResourceType] = &[
@@ -18,4 +21,7 @@ pub static ALL: &[&ResourceType] = &[
     &replicationcontrollers::RESOURCE,
     &deployments::RESOURCE,
     &replicasets::RESOURCE,
+    &statefulsets::RESOURCE,
+    &daemonsets::RESOURCE,
+    &controllerrevisions::RESOURCE,
 ];
