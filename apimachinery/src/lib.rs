@@ -7,6 +7,7 @@
 //! - [`validation`]: DNS-1123 names, label keys and values, as Kubernetes words them.
 //! - [`meta`]: small accessors for `metadata` on untyped objects.
 
+pub mod apply;
 pub mod meta;
 pub mod patch;
 pub mod status;

@@ -1,0 +1,501 @@
+//! `metadata.managedFields` entries: reading, writing, and the manager identities
+//! field ownership is keyed by.
+
+use std::cmp::Ordering;
+
+use serde_json::{json, Map, Value};
+
+use super::fieldset::{go_quote, FieldSet};
+use crate::status::Cause;
+
+/// `managedFields[].operation`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Operation {
+    Apply,
+    Update,
+}
+
+impl Operation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Apply => "Apply",
+            Operation::Update => "Update",
+        }
+    }
+}
+
+/// One `metadata.managedFields` entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ManagedFieldsEntry {
+    pub manager: String,
+    pub operation: Operation,
+    /// `group/version` of the object as the manager wrote it.
+    pub api_version: String,
+    /// RFC 3339, second precision as Kubernetes writes it; `None` when unknown.
+    pub time: Option<String>,
+    /// "" for the main resource, else e.g. "status".
+    pub subresource: String,
+    pub fields: FieldSet,
+}
+
+impl ManagedFieldsEntry {
+    /// Whether two entries belong to the same owner: one entry per manager, operation
+    /// and subresource (Update entries of a manager at different versions merge).
+    pub fn same_owner(&self, manager: &str, operation: Operation, subresource: &str) -> bool {
+        self.manager == manager && self.operation == operation && self.subresource == subresource
+    }
+
+    /// The entry as JSON, fields in the order Kubernetes serializes them.
+    pub fn to_json(&self) -> Value {
+        let mut m = Map::new();
+        if !self.manager.is_empty() {
+            m.insert("manager".into(), json!(self.manager));
+        }
+        m.insert("operation".into(), json!(self.operation.as_str()));
+        m.insert("apiVersion".into(), json!(self.api_version));
+        if let Some(t) = &self.time {
+            m.insert("time".into(), json!(t));
+        }
+        m.insert("fieldsType".into(), json!("FieldsV1"));
+        m.insert("fieldsV1".into(), self.fields.to_fields_v1());
+        if !self.subresource.is_empty() {
+            m.insert("subresource".into(), json!(self.subresource));
+        }
+        Value::Object(m)
+    }
+
+    /// The manager identifier Kubernetes builds (the entry without time and fields, and
+    /// without apiVersion for appliers), used to order conflicting managers.
+    pub(crate) fn identifier(&self) -> String {
+        let mut m = Map::new();
+        if !self.manager.is_empty() {
+            m.insert("manager".into(), json!(self.manager));
+        }
+        m.insert("operation".into(), json!(self.operation.as_str()));
+        if self.operation == Operation::Update && !self.api_version.is_empty() {
+            m.insert("apiVersion".into(), json!(self.api_version));
+        }
+        if !self.subresource.is_empty() {
+            m.insert("subresource".into(), json!(self.subresource));
+        }
+        Value::Object(m).to_string()
+    }
+
+    /// The manager as conflict messages name it: `"kubectl"`, `"kube-controller-manager"
+    /// using apps/v1`, `"x" with subresource "status" using v1`.
+    pub(crate) fn printed(&self) -> String {
+        let mut s = go_quote(&self.manager);
+        if !self.subresource.is_empty() {
+            s = format!("{s} with subresource {}", go_quote(&self.subresource));
+        }
+        if self.operation == Operation::Update {
+            s = format!("{s} using {}", self.api_version);
+        }
+        s
+    }
+
+    pub(crate) fn seconds(&self) -> i64 {
+        self.time.as_deref().map(time_seconds).unwrap_or(0)
+    }
+}
+
+pub(crate) fn time_seconds(t: &str) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(t)
+        .map(|d| d.timestamp())
+        .unwrap_or(0)
+}
+
+/// Why a client-supplied entry is unusable.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum EntryError {
+    /// Not decodable at all (400 BadRequest).
+    Malformed(String),
+    /// Decodable but rejected by validation (422 Invalid), as `ValidateManagedFields`.
+    Invalid(Cause),
+}
+
+fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "bool",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+fn decode_entry(i: usize, v: &Value, errs: &mut Vec<EntryError>) -> Option<ManagedFieldsEntry> {
+    let Value::Object(m) = v else {
+        errs.push(EntryError::Malformed(format!(
+            "json: cannot unmarshal {} into Go struct field ObjectMeta.metadata.managedFields of type v1.ManagedFieldsEntry",
+            json_type(v)
+        )));
+        return None;
+    };
+    let before = errs.len();
+    let mut string = |name: &str| -> String {
+        match m.get(name) {
+            None | Some(Value::Null) => String::new(),
+            Some(Value::String(s)) => s.clone(),
+            Some(other) => {
+                errs.push(EntryError::Malformed(format!(
+                    "json: cannot unmarshal {} into Go struct field ManagedFieldsEntry.metadata.managedFields.{name} of type string",
+                    json_type(other)
+                )));
+                String::new()
+            }
+        }
+    };
+    let manager = string("manager");
+    let operation = string("operation");
+    let api_version = string("apiVersion");
+    let time = string("time");
+    let fields_type = string("fieldsType");
+    let subresource = string("subresource");
+    let field = |name: &str| format!("metadata.managedFields[{i}].{name}");
+
+    let operation = match operation.as_str() {
+        "Apply" => Some(Operation::Apply),
+        "Update" => Some(Operation::Update),
+        _ => {
+            errs.push(EntryError::Invalid(Cause::invalid(
+                field("operation"),
+                &json!(operation),
+                "must be `Apply` or `Update`",
+            )));
+            None
+        }
+    };
+    match fields_type.as_str() {
+        "FieldsV1" => {}
+        "" => errs.push(EntryError::Malformed(format!(
+            "missing fieldsType in managed fields entry {i}"
+        ))),
+        other => errs.push(EntryError::Invalid(Cause::invalid(
+            field("fieldsType"),
+            &json!(other),
+            "must be `FieldsV1`",
+        ))),
+    }
+    if api_version.is_empty() {
+        errs.push(EntryError::Malformed(format!(
+            "apiVersion must not be empty in managed fields entry {i}"
+        )));
+    }
+    if !time.is_empty() && chrono::DateTime::parse_from_rfc3339(&time).is_err() {
+        errs.push(EntryError::Malformed(format!(
+            "parsing time {} in managed fields entry {i}: not an RFC 3339 time",
+            go_quote(&time)
+        )));
+    }
+    let fields = match m.get("fieldsV1") {
+        None | Some(Value::Null) => FieldSet::new(),
+        Some(f) => match FieldSet::from_fields_v1(f) {
+            Ok(s) => s,
+            Err(e) => {
+                errs.push(EntryError::Malformed(format!(
+                    "error decoding set in managed fields entry {i}: {e}"
+                )));
+                FieldSet::new()
+            }
+        },
+    };
+    if errs.len() != before {
+        return None;
+    }
+    Some(ManagedFieldsEntry {
+        manager,
+        operation: operation?,
+        api_version,
+        time: (!time.is_empty()).then_some(time),
+        subresource,
+        fields,
+    })
+}
+
+/// Decode a `managedFields` list, collecting every problem.
+pub(crate) fn decode_list(v: &Value) -> (Vec<ManagedFieldsEntry>, Vec<EntryError>) {
+    let mut errs = Vec::new();
+    let items = match v {
+        Value::Null => return (Vec::new(), errs),
+        Value::Array(items) => items,
+        other => {
+            errs.push(EntryError::Malformed(format!(
+                "json: cannot unmarshal {} into Go struct field ObjectMeta.metadata.managedFields of type []v1.ManagedFieldsEntry",
+                json_type(other)
+            )));
+            return (Vec::new(), errs);
+        }
+    };
+    let entries = items
+        .iter()
+        .enumerate()
+        .filter_map(|(i, item)| decode_entry(i, item, &mut errs))
+        .collect();
+    (merge_same_owner(entries), errs)
+}
+
+/// Entries of the same owner (as imported from a cluster that keys Update entries by
+/// version too) folded into one: fields united, version and time of the newest.
+fn merge_same_owner(entries: Vec<ManagedFieldsEntry>) -> Vec<ManagedFieldsEntry> {
+    let mut out: Vec<ManagedFieldsEntry> = Vec::with_capacity(entries.len());
+    for e in entries {
+        match out
+            .iter_mut()
+            .find(|o| o.same_owner(&e.manager, e.operation, &e.subresource))
+        {
+            Some(o) => {
+                o.fields.union_with(&e.fields);
+                if e.seconds() >= o.seconds() {
+                    o.api_version = e.api_version;
+                    o.time = e.time.or(o.time.take());
+                }
+            }
+            None => out.push(e),
+        }
+    }
+    out
+}
+
+/// The entries of `obj.metadata.managedFields`; an error message when they are
+/// malformed or invalid. A missing list is empty.
+pub fn decode_managed_fields(obj: &Value) -> Result<Vec<ManagedFieldsEntry>, String> {
+    let Some(v) = obj.get("metadata").and_then(|m| m.get("managedFields")) else {
+        return Ok(Vec::new());
+    };
+    let (entries, errs) = decode_list(v);
+    match errs.first() {
+        None => Ok(entries),
+        Some(EntryError::Malformed(m)) => Err(m.clone()),
+        Some(EntryError::Invalid(c)) => Err(c.display()),
+    }
+}
+
+/// Managed fields of a stored object; unreadable ones count as none (as Kubernetes
+/// resets them rather than failing writes).
+pub(crate) fn decode_lenient(obj: &Value) -> Vec<ManagedFieldsEntry> {
+    decode_managed_fields(obj).unwrap_or_default()
+}
+
+/// The `managedFields` JSON list, ordered as Kubernetes orders it: Apply before
+/// Update, then by time, manager, apiVersion and subresource. Empty entries are left
+/// out.
+pub fn encode_managed_fields(entries: &[ManagedFieldsEntry]) -> Value {
+    let mut sorted: Vec<&ManagedFieldsEntry> =
+        entries.iter().filter(|e| !e.fields.is_empty()).collect();
+    sorted.sort_by(|p, q| {
+        p.operation
+            .cmp(&q.operation)
+            .then_with(|| p.seconds().cmp(&q.seconds()))
+            .then_with(|| p.manager.cmp(&q.manager))
+            .then_with(|| p.api_version.cmp(&q.api_version))
+            .then_with(|| p.subresource.cmp(&q.subresource))
+    });
+    Value::Array(
+        sorted
+            .into_iter()
+            .map(ManagedFieldsEntry::to_json)
+            .collect(),
+    )
+}
+
+/// Store `entries` in `obj.metadata.managedFields`, removing the field when there is
+/// nothing to record (Kubernetes omits it then).
+pub fn set_managed_fields(obj: &mut Value, entries: &[ManagedFieldsEntry]) {
+    let encoded = encode_managed_fields(entries);
+    let meta = crate::meta::metadata_mut(obj);
+    if encoded.as_array().is_some_and(Vec::is_empty) {
+        meta.shift_remove("managedFields");
+    } else {
+        meta.insert("managedFields".into(), encoded);
+    }
+}
+
+/// Merge the oldest Update entries into one `ancient-changes` entry until at most
+/// `max` Update entries remain, as Kubernetes caps them.
+pub(crate) fn cap_update_managers(entries: &mut Vec<ManagedFieldsEntry>, max: usize) {
+    let count = entries
+        .iter()
+        .filter(|e| e.operation == Operation::Update)
+        .count();
+    if count <= max {
+        return;
+    }
+    let mut updates: Vec<usize> = entries
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e.operation == Operation::Update)
+        .map(|(i, _)| i)
+        .collect();
+    updates.sort_by(|&a, &b| {
+        let (p, q) = (&entries[a], &entries[b]);
+        p.seconds()
+            .cmp(&q.seconds())
+            .then_with(|| p.identifier().cmp(&q.identifier()))
+    });
+    // The oldest (excess + 1) become one entry; an existing bucket joins them.
+    let mut merge: Vec<usize> = updates[..count - max + 1].to_vec();
+    if let Some(i) = entries
+        .iter()
+        .position(|e| e.same_owner(super::ANCIENT_CHANGES, Operation::Update, ""))
+    {
+        if !merge.contains(&i) {
+            merge.push(i);
+        }
+    }
+    let mut bucket = ManagedFieldsEntry {
+        manager: super::ANCIENT_CHANGES.to_string(),
+        operation: Operation::Update,
+        api_version: String::new(),
+        time: None,
+        subresource: String::new(),
+        fields: FieldSet::new(),
+    };
+    let mut newest = i64::MIN;
+    for &i in &merge {
+        let e = &entries[i];
+        bucket.fields.union_with(&e.fields);
+        if e.seconds().cmp(&newest) != Ordering::Less {
+            newest = e.seconds();
+            bucket.api_version = e.api_version.clone();
+            bucket.time = e.time.clone();
+        }
+    }
+    merge.sort_unstable();
+    for i in merge.into_iter().rev() {
+        entries.remove(i);
+    }
+    entries.push(bucket);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(manager: &str, op: Operation, time: &str) -> ManagedFieldsEntry {
+        let mut fields = FieldSet::new();
+        fields.insert(&[super::super::PathElement::field(manager)]);
+        ManagedFieldsEntry {
+            manager: manager.into(),
+            operation: op,
+            api_version: "v1".into(),
+            time: Some(time.into()),
+            subresource: String::new(),
+            fields,
+        }
+    }
+
+    #[test]
+    fn decode_and_encode_round_trip() {
+        let list = json!([
+            {"manager": "kubectl", "operation": "Apply", "apiVersion": "apps/v1",
+             "time": "2024-01-01T00:00:00Z", "fieldsType": "FieldsV1",
+             "fieldsV1": {"f:spec": {"f:replicas": {}}}},
+            {"manager": "hpa", "operation": "Update", "apiVersion": "apps/v1",
+             "time": "2024-01-02T00:00:00Z", "fieldsType": "FieldsV1",
+             "fieldsV1": {"f:spec": {"f:paused": {}}}, "subresource": "scale"}
+        ]);
+        let (entries, errs) = decode_list(&list);
+        assert!(errs.is_empty(), "{errs:?}");
+        assert_eq!(entries.len(), 2);
+        assert_eq!(entries[1].subresource, "scale");
+        assert_eq!(encode_managed_fields(&entries), list);
+        assert_eq!(
+            entries[1].printed(),
+            "\"hpa\" with subresource \"scale\" using apps/v1"
+        );
+        assert_eq!(entries[0].printed(), "\"kubectl\"");
+    }
+
+    #[test]
+    fn decode_reports_malformed_and_invalid_entries() {
+        let (_, errs) = decode_list(&json!("x"));
+        assert!(
+            matches!(&errs[0], EntryError::Malformed(m) if m.contains("cannot unmarshal string"))
+        );
+        let (_, errs) = decode_list(&json!([{"manager": 1, "operation": "Update",
+            "apiVersion": "v1", "fieldsType": "FieldsV1"}]));
+        assert!(
+            matches!(&errs[0], EntryError::Malformed(m) if m.contains("managedFields.manager of type string"))
+        );
+        let (_, errs) = decode_list(&json!([{"manager": "a", "operation": "Patch",
+            "apiVersion": "v1", "fieldsType": "FieldsV2"}]));
+        assert_eq!(errs.len(), 2);
+        match &errs[0] {
+            EntryError::Invalid(c) => assert_eq!(
+                c.display(),
+                "metadata.managedFields[0].operation: Invalid value: \"Patch\": must be `Apply` or `Update`"
+            ),
+            other => panic!("{other:?}"),
+        }
+        let (_, errs) = decode_list(&json!([{"manager": "a", "operation": "Update",
+            "apiVersion": "v1", "fieldsType": "FieldsV1", "fieldsV1": {"nope": {}}}]));
+        assert!(matches!(&errs[0], EntryError::Malformed(m) if m.contains("error decoding set")));
+        let (_, errs) = decode_list(&json!([{"manager": "a", "operation": "Update",
+            "apiVersion": "v1", "fieldsType": "FieldsV1", "time": "yesterday"}]));
+        assert!(matches!(&errs[0], EntryError::Malformed(_)));
+    }
+
+    #[test]
+    fn entries_of_the_same_owner_merge() {
+        let list = json!([
+            {"manager": "m", "operation": "Update", "apiVersion": "apps/v1beta1",
+             "time": "2024-01-01T00:00:00Z", "fieldsType": "FieldsV1", "fieldsV1": {"f:a": {}}},
+            {"manager": "m", "operation": "Update", "apiVersion": "apps/v1",
+             "time": "2024-01-03T00:00:00Z", "fieldsType": "FieldsV1", "fieldsV1": {"f:b": {}}}
+        ]);
+        let (entries, errs) = decode_list(&list);
+        assert!(errs.is_empty());
+        assert_eq!(entries.len(), 1);
+        assert_eq!(entries[0].api_version, "apps/v1");
+        assert_eq!(entries[0].time.as_deref(), Some("2024-01-03T00:00:00Z"));
+        assert_eq!(entries[0].fields.len(), 2);
+    }
+
+    #[test]
+    fn encode_orders_apply_first_then_by_time() {
+        let entries = vec![
+            entry("b", Operation::Update, "2024-01-01T00:00:00Z"),
+            entry("a", Operation::Update, "2024-01-02T00:00:00Z"),
+            entry("z", Operation::Apply, "2024-01-03T00:00:00Z"),
+        ];
+        let out = encode_managed_fields(&entries);
+        let names: Vec<&str> = out
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["manager"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, vec!["z", "b", "a"]);
+    }
+
+    #[test]
+    fn cap_merges_oldest_updates_into_ancient_changes() {
+        let mut entries: Vec<ManagedFieldsEntry> = (0..12)
+            .map(|i| {
+                entry(
+                    &format!("m{i:02}"),
+                    Operation::Update,
+                    &format!("2024-01-{:02}T00:00:00Z", i + 1),
+                )
+            })
+            .collect();
+        entries.push(entry("applier", Operation::Apply, "2024-01-01T00:00:00Z"));
+        cap_update_managers(&mut entries, 10);
+        let updates: Vec<&ManagedFieldsEntry> = entries
+            .iter()
+            .filter(|e| e.operation == Operation::Update)
+            .collect();
+        assert_eq!(updates.len(), 10);
+        let bucket = entries
+            .iter()
+            .find(|e| e.manager == "ancient-changes")
+            .unwrap();
+        assert_eq!(bucket.fields.len(), 3);
+        assert_eq!(bucket.time.as_deref(), Some("2024-01-03T00:00:00Z"));
+        assert!(entries.iter().any(|e| e.manager == "applier"));
+        assert!(!entries.iter().any(|e| e.manager == "m00"));
+        assert!(entries.iter().any(|e| e.manager == "m03"));
+    }
+}
