@@ -7,6 +7,7 @@ pub mod configmaps;
 pub mod controllerrevisions;
 pub mod daemonsets;
 pub mod deployments;
+pub mod jobs;
 pub mod pods;
 pub mod podtemplates;
 pub mod replicasets;
@@ -24,4 +25,5 @@ pub static ALL: &[&ResourceType] = &[
     &statefulsets::RESOURCE,
     &daemonsets::RESOURCE,
     &controllerrevisions::RESOURCE,
+    &jobs::RESOURCE,
 ];
