@@ -5,3 +5,4 @@
 pub mod json_patch;
 pub mod merge_patch;
 pub mod schema;
+pub mod strategic;
