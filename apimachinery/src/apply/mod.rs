@@ -54,7 +54,22 @@
 //! `resourceVersion`, `generation`, `creationTimestamp`, `selfLink`,
 //! `managedFields`, `clusterName`; with `ignore_status`, anything under `status`
 //! (the main resource of a kind that has a status subresource). Applied `null`s are
-//! owned and unset the field.
+//! owned and unset the field (nulls for the never-owned metadata fields are ignored).
+//!
+//! # Differences from Kubernetes
+//!
+//! - Update entries are keyed by manager and subresource only: a manager's updates at
+//!   two API versions share one entry (the newest version is recorded).
+//! - No OpenAPI schema: every map is granular (Kubernetes treats a few structs, such
+//!   as label selectors, as atomic), and key fields have no defaults (a port item
+//!   without `protocol` is keyed by `containerPort` alone).
+//! - Items of a granular list keep the applied order, and items only the live list
+//!   has keep their place among the live items: walking the live list, each item the
+//!   configuration also lists pulls in the configuration's items up to it.
+//! - Not done here: the `kubectl.kubernetes.io/last-applied-configuration`
+//!   hand-over from client-side apply, conversion of entries between API versions,
+//!   checking the configuration's version against the request's (the group and kind
+//!   are checked).
 
 // `ApiError` is the crate's error type; boxing it here would only differ from the rest.
 #![allow(clippy::result_large_err)]
@@ -122,9 +137,14 @@ impl Scope {
         c.map(|s| self.filter(s))
     }
 
-    /// The part of an applied configuration this scope merges.
+    /// The part of an applied configuration this scope merges. Nulls for fields that
+    /// are never owned (`creationTimestamp: null`, as generated manifests carry it)
+    /// are ignored rather than unsetting the live value.
     fn config(self, applied: &Value) -> Value {
         let mut cfg = applied.clone();
+        if let Some(md) = cfg.get_mut("metadata").and_then(Value::as_object_mut) {
+            md.retain(|k, v| !(v.is_null() && UNOWNED_METADATA.contains(&k.as_str())));
+        }
         if let Value::Object(m) = &mut cfg {
             match self {
                 Scope::All => {}

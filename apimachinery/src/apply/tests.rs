@@ -457,6 +457,35 @@ fn applied_null_unsets_and_owns_the_field() {
 }
 
 #[test]
+fn null_system_metadata_in_the_configuration_is_ignored() {
+    let mut live = ap(None, &web_config(1), "kubectl", false, T1).unwrap();
+    live["metadata"]["creationTimestamp"] = json!(T1);
+    live["metadata"]["uid"] = json!("u-1");
+    let mut cfg = web_config(1);
+    cfg["metadata"]["creationTimestamp"] = Value::Null;
+    cfg["metadata"]["uid"] = Value::Null;
+    let out = ap(Some(&live), &cfg, "kubectl", false, T2).unwrap();
+    assert_eq!(out, live);
+}
+
+#[test]
+fn an_empty_map_is_owned_as_a_leaf() {
+    let cfg = deploy(
+        json!({}),
+        json!({"template": {"spec": {"securityContext": {}}}}),
+    );
+    let out = ap(None, &cfg, "kubectl", false, T1).unwrap();
+    assert_eq!(
+        entry(&out, "kubectl", "Apply").unwrap()["fieldsV1"],
+        json!({"f:spec": {"f:template": {"f:spec": {"f:securityContext": {}}}}})
+    );
+    assert_eq!(
+        out["spec"]["template"]["spec"]["securityContext"],
+        json!({})
+    );
+}
+
+#[test]
 fn a_no_op_apply_keeps_the_entry_time() {
     let live = ap(None, &web_config(1), "kubectl", false, T1).unwrap();
     let again = ap(Some(&live), &web_config(1), "kubectl", false, T2).unwrap();
