@@ -5,6 +5,7 @@ use crate::ResourceType;
 
 pub mod configmaps;
 pub mod controllerrevisions;
+pub mod cronjobs;
 pub mod daemonsets;
 pub mod deployments;
 pub mod jobs;
@@ -26,4 +27,5 @@ pub static ALL: &[&ResourceType] = &[
     &daemonsets::RESOURCE,
     &controllerrevisions::RESOURCE,
     &jobs::RESOURCE,
+    &cronjobs::RESOURCE,
 ];
