@@ -1,0 +1,42 @@
+//! Cluster PKI for Keelson.
+//!
+//! * [`ensure_pki`] / [`issue_client_cert`]: a self-signed cluster CA and the certificates
+//!   signed by it (apiserver serving cert, admin and component client certs), created only
+//!   when missing.
+//! * [`write_kubeconfig`] / [`Kubeconfig`]: standard kubeconfig files, as `kubectl` reads them.
+//! * [`server_config`] / [`client_config`] / [`peer_identity`]: rustls configurations for the
+//!   apiserver and its clients, and the user identity carried by a client certificate.
+//! * [`TokenFile`]: Kubernetes' `--token-auth-file` static bearer tokens.
+//!
+//! All cryptography uses rustls' `ring` provider explicitly, so nothing here depends on a
+//! process-wide default `CryptoProvider` being installed.
+
+mod files;
+mod kubeconfig;
+mod pki;
+mod tls;
+mod token;
+
+pub use files::{load_certs, load_private_key};
+pub use kubeconfig::{
+    write_kubeconfig, AuthInfo, Cluster, Context, Kubeconfig, NamedAuthInfo, NamedCluster,
+    NamedContext, ResolvedContext,
+};
+pub use pki::{
+    cert_sans, ensure_pki, identity_from_cert_der, issue_client_cert, CertPaths, PkiOptions,
+    PkiPaths, SanEntry, DEFAULT_SERVICE_CIDR,
+};
+pub use tls::{client_config, client_config_for, peer_identity, server_config};
+pub use token::{TokenEntry, TokenFile};
+
+/// An authenticated user: from a client certificate (CN = user, O = groups) or a static token.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Identity {
+    pub user: String,
+    pub groups: Vec<String>,
+}
+
+/// The `ring` crypto provider used for every rustls config built by this crate.
+pub(crate) fn provider() -> std::sync::Arc<rustls::crypto::CryptoProvider> {
+    std::sync::Arc::new(rustls::crypto::ring::default_provider())
+}

@@ -1,0 +1,117 @@
+//! rustls configurations for the apiserver and its clients.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{bail, Context as _};
+use rustls::pki_types::CertificateDer;
+use rustls::server::WebPkiClientVerifier;
+use rustls::{ClientConfig, RootCertStore, ServerConfig, ServerConnection};
+
+use crate::files::{certs_from_pem, key_from_pem, load_certs, load_private_key};
+use crate::kubeconfig::{Kubeconfig, ResolvedContext};
+use crate::pki::identity_from_cert_der;
+use crate::Identity;
+
+/// A TLS server config for the apiserver: serves `cert_path` (PEM, leaf first, chain may
+/// follow) with `key_path`, offers ALPN `h2` and `http/1.1`, and with `client_ca_path`
+/// verifies client certificates against that CA bundle. Client certificates are optional: a
+/// client without one completes the handshake (bearer tokens; the apiserver answers 401
+/// itself), but one presenting a certificate that does not verify is rejected.
+pub fn server_config(
+    cert_path: &Path,
+    key_path: &Path,
+    client_ca_path: Option<&Path>,
+) -> anyhow::Result<ServerConfig> {
+    let chain = load_certs(cert_path)?;
+    let key = load_private_key(key_path)?;
+    let builder = ServerConfig::builder_with_provider(crate::provider())
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?;
+    let builder = match client_ca_path {
+        Some(ca) => {
+            let roots = roots_from_pem(
+                &std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?,
+            )
+            .with_context(|| format!("client CA {}", ca.display()))?;
+            let verifier =
+                WebPkiClientVerifier::builder_with_provider(Arc::new(roots), crate::provider())
+                    .allow_unauthenticated()
+                    .build()
+                    .context("building client certificate verifier")?;
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_single_cert(chain, key).with_context(|| {
+        format!(
+            "serving certificate {} with key {}",
+            cert_path.display(),
+            key_path.display()
+        )
+    })?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// The identity of the client certificate a TLS connection presented (verified by the config
+/// from [`server_config`]): CN as user, O values as groups. `None` without a client
+/// certificate (or before the handshake completed).
+pub fn peer_identity(conn: &ServerConnection) -> Option<Identity> {
+    conn.peer_certificates()
+        .and_then(|certs| certs.first())
+        .and_then(|leaf| identity_from_cert_der(leaf))
+}
+
+/// A TLS client config for the kubeconfig's current context: trusts its CA, presents its
+/// client certificate if it has one, offers ALPN `h2` (gRPC). SNI/server name is the caller's
+/// (the connector's) business; see [`ResolvedContext::tls_server_name`].
+pub fn client_config(kubeconfig: &Kubeconfig) -> anyhow::Result<ClientConfig> {
+    client_config_for(&kubeconfig.current()?)
+}
+
+/// [`client_config`] for an already resolved context.
+pub fn client_config_for(ctx: &ResolvedContext) -> anyhow::Result<ClientConfig> {
+    if ctx.insecure_skip_tls_verify {
+        bail!(
+            "context {:?}: insecure-skip-tls-verify is not supported",
+            ctx.context_name
+        );
+    }
+    let ca = ctx.ca_pem.as_deref().with_context(|| {
+        format!(
+            "cluster {:?} has no certificate-authority(-data)",
+            ctx.cluster_name
+        )
+    })?;
+    let roots = roots_from_pem(ca)
+        .with_context(|| format!("certificate authority of cluster {:?}", ctx.cluster_name))?;
+    let builder = ClientConfig::builder_with_provider(crate::provider())
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?
+        .with_root_certificates(roots);
+    let mut config = match (&ctx.client_cert_pem, &ctx.client_key_pem) {
+        (Some(cert), Some(key)) => {
+            let chain = certs_from_pem(cert)
+                .with_context(|| format!("client certificate of user {:?}", ctx.user_name))?;
+            let key = key_from_pem(key)
+                .with_context(|| format!("client key of user {:?}", ctx.user_name))?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .with_context(|| format!("client certificate of user {:?}", ctx.user_name))?
+        }
+        _ => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(config)
+}
+
+fn roots_from_pem(pem: &[u8]) -> anyhow::Result<RootCertStore> {
+    let mut roots = RootCertStore::empty();
+    for cert in certs_from_pem(pem)? {
+        roots
+            .add(CertificateDer::clone(&cert))
+            .map_err(|e| anyhow::anyhow!("CA certificate not usable as trust anchor: {e}"))?;
+    }
+    Ok(roots)
+}
