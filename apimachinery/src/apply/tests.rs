@@ -235,6 +235,25 @@ fn fields_no_longer_applied_are_removed_unless_someone_else_owns_them() {
 }
 
 #[test]
+fn a_map_nobody_owns_anything_in_goes_away_whole() {
+    let cfg = deploy(
+        json!({"labels": {"a": "1"}, "annotations": {"n": "x"}}),
+        Value::Null,
+    );
+    let live = ap(None, &cfg, "one", false, T1).unwrap();
+    let out = ap(
+        Some(&live),
+        &deploy(json!({"annotations": {"n": "x"}}), Value::Null),
+        "one",
+        false,
+        T2,
+    )
+    .unwrap();
+    assert!(out["metadata"].get("labels").is_none(), "{out}");
+    assert_eq!(out["metadata"]["annotations"], json!({"n": "x"}));
+}
+
+#[test]
 fn fields_set_by_updates_are_not_pruned() {
     let cfg = deploy(json!({"labels": {"app": "web"}}), json!({"replicas": 2}));
     let live = ap(None, &cfg, "one", false, T1).unwrap();
