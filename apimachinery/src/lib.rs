@@ -10,6 +10,7 @@
 pub mod apply;
 pub mod meta;
 pub mod patch;
+pub mod selector;
 pub mod status;
 pub mod validation;
 
