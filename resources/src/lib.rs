@@ -11,6 +11,7 @@
 
 pub mod kinds;
 pub mod podspec;
+pub mod quantity;
 pub mod strategy;
 pub mod table;
 

@@ -9,10 +9,12 @@ pub mod cronjobs;
 pub mod daemonsets;
 pub mod deployments;
 pub mod jobs;
+pub mod namespaces;
 pub mod pods;
 pub mod podtemplates;
 pub mod replicasets;
 pub mod replicationcontrollers;
+pub mod secrets;
 pub mod statefulsets;
 
 /// Every resource the apiserver serves, in discovery order.
@@ -28,4 +30,6 @@ pub static ALL: &[&ResourceType] = &[
     &controllerrevisions::RESOURCE,
     &jobs::RESOURCE,
     &cronjobs::RESOURCE,
+    &namespaces::RESOURCE,
+    &secrets::RESOURCE,
 ];
