@@ -958,6 +958,47 @@ mod tests {
         );
     }
 
+    /// What `kubectl edit` sends after the user removed a container and a port.
+    #[test]
+    fn kubectl_edit_two_way_patch() {
+        let live = json!({"spec": {"containers": [
+            {"name": "a", "ports": [{"containerPort": 80}, {"containerPort": 443}]},
+            {"name": "b"},
+            {"name": "c"},
+        ]}});
+        let patch = json!({"spec": {
+            "$setElementOrder/containers": [{"name": "a"}, {"name": "c"}],
+            "containers": [
+                {"name": "a", "$setElementOrder/ports": [{"containerPort": 443}],
+                 "ports": [{"$patch": "delete", "containerPort": 80}]},
+                {"$patch": "delete", "name": "b"},
+            ],
+        }});
+        let out = pod(live, patch).unwrap();
+        assert_eq!(
+            out,
+            json!({"spec": {"containers": [
+                {"name": "a", "ports": [{"containerPort": 443}]},
+                {"name": "c"},
+            ]}})
+        );
+    }
+
+    #[test]
+    fn service_ports_merge_by_port() {
+        let out = apply(
+            &json!({"spec": {"ports": [{"port": 80, "targetPort": 8080}, {"port": 443}], "clusterIPs": ["10.0.0.1"]}}),
+            &json!({"spec": {"ports": [{"port": 80, "targetPort": 9090}], "clusterIPs": ["10.0.0.2"]}}),
+            "",
+            "Service",
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            json!({"spec": {"ports": [{"port": 80, "targetPort": 9090}, {"port": 443}], "clusterIPs": ["10.0.0.2"]}})
+        );
+    }
+
     #[test]
     fn errors() {
         let original = json!({"spec": {"containers": [{"name": "a"}]}});
