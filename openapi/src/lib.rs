@@ -1,0 +1,553 @@
+//! The OpenAPI documents the apiserver serves, built once at start.
+//!
+//! kubectl reads three things from an apiserver besides discovery:
+//!
+//! * `/openapi/v2`, always as gnostic's protobuf encoding of a Swagger 2.0 document
+//!   (client-go's `OpenAPISchema` sends `Accept: application/com.github.proto-openapi.spec.v2@v1.0+protobuf`
+//!   and `proto.Unmarshal`s the body, so JSON there breaks kubectl). It looks kinds up
+//!   by the `x-kubernetes-group-version-kind` of `definitions` (explain with
+//!   `--output plaintext-openapiv2`, client-side validation, strategic merge patch
+//!   metadata for `apply`), PATCH `consumes` (whether to send a strategic merge patch)
+//!   and the PATCH operation's `fieldValidation` parameter (server-side validation).
+//! * `/openapi/v3`, an index of one document per group-version with a content hash in
+//!   each URL, which kubectl caches for good.
+//! * `/openapi/v3/<api/v1|apis/group/version>`, OpenAPI 3.0 documents: `kubectl explain`
+//!   finds a resource's kind through its paths and the schema through
+//!   `components.schemas`; `apply` checks PATCH for `fieldValidation` and for the
+//!   strategic merge patch content type.
+//!
+//! Schemas come from k8s-openapi (its `schemars` impls, already under Kubernetes'
+//! definition names); list and patch metadata from
+//! `keelson_apimachinery::patch::schema`, the table the apiserver merges with, so the
+//! patches kubectl computes are the ones the server applies as meant.
+
+mod catalog;
+mod paths;
+mod proto;
+mod schema;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use bytes::Bytes;
+use keelson_resources::{ResourceType, Subresource};
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha512};
+
+use paths::{Body, In, Names, Operation, Param, PathItem};
+use schema::{Definitions, Gvk, V2_REF_PREFIX, V3_REF_PREFIX};
+
+/// The `Accept`/`Content-Type` of the protobuf form of `/openapi/v2`, the one kubectl asks for.
+pub const V2_PROTOBUF_CONTENT_TYPE: &str =
+    "application/com.github.proto-openapi.spec.v2@v1.0+protobuf";
+
+/// The Kubernetes version whose schemas are published (k8s-openapi's feature).
+pub const KUBERNETES_VERSION: &str = "v1.33.0";
+
+/// The documents, serialized once. Cloning the `Bytes` handed out is cheap.
+pub struct OpenApi {
+    v2_json: Bytes,
+    v2_protobuf: Bytes,
+    v2_etag: String,
+    v3_index: Bytes,
+    v3: BTreeMap<String, (Bytes, String)>,
+}
+
+impl std::fmt::Debug for OpenApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenApi")
+            .field("v2_json_bytes", &self.v2_json.len())
+            .field("v2_protobuf_bytes", &self.v2_protobuf.len())
+            .field("v3", &self.v3.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl OpenApi {
+    /// Builds every document for the given served resources (normally
+    /// `keelson_resources::kinds::ALL`).
+    pub fn build(resources: &[&'static ResourceType]) -> OpenApi {
+        let model = Model::build(resources);
+
+        let v2 = model.v2_document();
+        let v2_json = serde_json::to_vec(&v2).expect("a JSON value serializes");
+        let v2_protobuf = proto::encode_document(&v2);
+        let v2_etag = hash(&v2_json);
+
+        let mut v3 = BTreeMap::new();
+        let mut index = Map::new();
+        for key in model.doc_keys() {
+            let doc = model.v3_document(&key);
+            let bytes = serde_json::to_vec(&doc).expect("a JSON value serializes");
+            let h = hash(&bytes);
+            index.insert(
+                key.clone(),
+                json!({ "serverRelativeURL": format!("/openapi/v3/{key}?hash={h}") }),
+            );
+            v3.insert(key, (Bytes::from(bytes), h));
+        }
+        let v3_index =
+            serde_json::to_vec(&json!({ "paths": index })).expect("a JSON value serializes");
+
+        OpenApi {
+            v2_json: Bytes::from(v2_json),
+            v2_protobuf: Bytes::from(v2_protobuf),
+            v2_etag,
+            v3_index: Bytes::from(v3_index),
+            v3,
+        }
+    }
+
+    /// `/openapi/v2` as JSON (`Accept: application/json`).
+    pub fn v2_json(&self) -> Bytes {
+        self.v2_json.clone()
+    }
+
+    /// `/openapi/v2` as gnostic protobuf ([`V2_PROTOBUF_CONTENT_TYPE`]), what kubectl requests.
+    pub fn v2_protobuf(&self) -> Bytes {
+        self.v2_protobuf.clone()
+    }
+
+    /// An ETag for `/openapi/v2` (the hash of its JSON form; both forms change together).
+    pub fn v2_etag(&self) -> &str {
+        &self.v2_etag
+    }
+
+    /// `/openapi/v3`: `{"paths": {"api/v1": {"serverRelativeURL": "/openapi/v3/api/v1?hash=…"}, …}}`.
+    pub fn v3_index_json(&self) -> Bytes {
+        self.v3_index.clone()
+    }
+
+    /// `/openapi/v3/<path>` for `api`, `api/v1`, `apis`, `apis/apps`, `apis/apps/v1`…
+    /// (a leading `/` is accepted).
+    pub fn v3_group_version_json(&self, path: &str) -> Option<Bytes> {
+        self.v3
+            .get(path.trim_start_matches('/'))
+            .map(|(b, _)| b.clone())
+    }
+
+    /// The hash in the index URL of `/openapi/v3/<path>`: the upper-case hex SHA-512 of
+    /// the document, as Kubernetes computes it. A request whose `hash` query matches may
+    /// be answered with `Cache-Control: public, immutable`.
+    pub fn v3_hash(&self, path: &str) -> Option<&str> {
+        self.v3
+            .get(path.trim_start_matches('/'))
+            .map(|(_, h)| h.as_str())
+    }
+
+    /// Every `/openapi/v3/<path>` served, sorted.
+    pub fn v3_paths(&self) -> impl Iterator<Item = &str> {
+        self.v3.keys().map(String::as_str)
+    }
+}
+
+fn hash(bytes: &[u8]) -> String {
+    let digest = Sha512::digest(bytes);
+    let mut out = String::with_capacity(digest.len() * 2);
+    for b in digest {
+        out.push_str(&format!("{b:02X}"));
+    }
+    out
+}
+
+/// Definitions and paths, before rendering.
+struct Model {
+    defs: Definitions,
+    paths: Vec<PathItem>,
+}
+
+impl Model {
+    fn build(resources: &[&'static ResourceType]) -> Model {
+        let mut generator = schemars::generate::SchemaSettings::draft07()
+            .with(|s| {
+                s.transforms.clear();
+                s.meta_schema = None;
+            })
+            .into_generator();
+        catalog::add_meta(&mut generator);
+
+        // Each served resource once, by group/version/plural.
+        let mut seen = BTreeSet::new();
+        let resources: Vec<&ResourceType> = resources
+            .iter()
+            .copied()
+            .filter(|r| seen.insert((r.group, r.version, r.plural)))
+            .collect();
+
+        let uses = |sub: Subresource| resources.iter().any(|r| r.has(sub));
+        let body_name =
+            |group: &str, version: &str, kind: &str, generator: &mut schemars::SchemaGenerator| {
+                catalog::find(group, version, kind)
+                    .map(|k| (k.add)(generator))
+                    .unwrap_or_default()
+            };
+        let scale = if uses(Subresource::Scale) {
+            body_name("autoscaling", "v1", "Scale", &mut generator)
+        } else {
+            String::new()
+        };
+        let eviction = if uses(Subresource::Eviction) {
+            body_name("policy", "v1", "Eviction", &mut generator)
+        } else {
+            String::new()
+        };
+        let binding = if uses(Subresource::Binding) {
+            body_name("", "v1", "Binding", &mut generator)
+        } else {
+            String::new()
+        };
+        let token_request = if uses(Subresource::Token) {
+            body_name(
+                "authentication.k8s.io",
+                "v1",
+                "TokenRequest",
+                &mut generator,
+            )
+        } else {
+            String::new()
+        };
+
+        // The kind definitions k8s-openapi has; the others are written below.
+        let known: Vec<Option<String>> = resources
+            .iter()
+            .map(|r| catalog::find(r.group, r.version, r.kind).map(|k| (k.add)(&mut generator)))
+            .collect();
+
+        let mut defs = schema::convert_definitions(generator.take_definitions(false));
+
+        // GVKs of every k8s-openapi kind that made it into the definitions.
+        for k in catalog::KINDS.iter().chain(catalog::BODY_KINDS) {
+            schema::add_gvks(
+                &mut defs,
+                &(k.name)(),
+                &[Gvk::new(k.group, k.version, k.kind)],
+            );
+        }
+        let core = Gvk::new("", "v1", "");
+        let with_kind = |gv: &Gvk, kind: &str| Gvk::new(&gv.group, &gv.version, kind);
+        for kind in [
+            "Status",
+            "APIResourceList",
+            "APIGroup",
+            "APIGroupList",
+            "APIVersions",
+        ] {
+            schema::add_gvks(
+                &mut defs,
+                &format!("io.k8s.apimachinery.pkg.apis.meta.v1.{kind}"),
+                &[with_kind(&core, kind)],
+            );
+        }
+        let mut group_versions: Vec<(String, String)> = vec![(String::new(), "v1".to_string())];
+        for r in &resources {
+            let gv = (r.group.to_string(), r.version.to_string());
+            if !group_versions.contains(&gv) {
+                group_versions.push(gv);
+            }
+        }
+        for kind in ["DeleteOptions", "WatchEvent"] {
+            let gvks: Vec<Gvk> = group_versions
+                .iter()
+                .map(|(g, v)| Gvk::new(g, v, kind))
+                .collect();
+            schema::add_gvks(
+                &mut defs,
+                &format!("io.k8s.apimachinery.pkg.apis.meta.v1.{kind}"),
+                &gvks,
+            );
+        }
+
+        let mut paths = Vec::new();
+        let namespace_def = resources
+            .iter()
+            .zip(&known)
+            .find(|(r, _)| r.group.is_empty() && r.kind == "Namespace")
+            .and_then(|(_, k)| k.clone())
+            .unwrap_or_default();
+        for (r, known) in resources.iter().zip(known) {
+            let gvk = Gvk::new(r.group, r.version, r.kind);
+            let (kind_def, strategic) = match known {
+                Some(name) => {
+                    schema::annotate_lists(&mut defs, &name, r.group, r.kind);
+                    (name, true)
+                }
+                None => {
+                    let name = schema::generic_name(&gvk);
+                    defs.entry(name.clone())
+                        .or_insert_with(|| schema::generic_kind(&gvk));
+                    (name, false)
+                }
+            };
+            let list = if !strategic || catalog::is_listable(r.group, r.version, r.kind) {
+                let list_name = format!("{kind_def}List");
+                defs.entry(list_name.clone())
+                    .or_insert_with(|| schema::list_definition(&kind_def, &gvk));
+                Some(list_name)
+            } else {
+                None
+            };
+            let names = Names {
+                kind: kind_def,
+                list,
+                strategic,
+                scale: scale.clone(),
+                eviction: eviction.clone(),
+                binding: binding.clone(),
+                token_request: token_request.clone(),
+                namespace: namespace_def.clone(),
+            };
+            paths.extend(paths::resource_paths(r, &names));
+        }
+        group_versions.sort();
+        paths.extend(paths::discovery_paths(&group_versions));
+        paths.sort_by(|a, b| a.path.cmp(&b.path));
+        paths.dedup_by(|a, b| a.path == b.path);
+        Model { defs, paths }
+    }
+
+    /// Every v3 document key, sorted.
+    fn doc_keys(&self) -> BTreeSet<String> {
+        self.paths.iter().map(|p| p.doc.clone()).collect()
+    }
+
+    fn v2_document(&self) -> Value {
+        let mut paths = Map::new();
+        for item in &self.paths {
+            paths.insert(item.path.clone(), v2_path_item(item));
+        }
+        let mut parameters = Map::new();
+        let mut shared: Vec<Param> = paths::shared_params();
+        shared.extend(paths::shared_path_params());
+        shared.sort_by_key(|p| p.shared);
+        for p in &shared {
+            parameters.insert(p.shared.unwrap_or_default().to_string(), v2_param_object(p));
+        }
+        let definitions: Map<String, Value> = self
+            .defs
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        json!({
+            "definitions": definitions,
+            "info": { "title": "Kubernetes", "version": KUBERNETES_VERSION },
+            "parameters": parameters,
+            "paths": paths,
+            "security": [{ "BearerToken": [] }],
+            "securityDefinitions": {
+                "BearerToken": {
+                    "description": "Bearer Token authentication",
+                    "in": "header",
+                    "name": "authorization",
+                    "type": "apiKey",
+                }
+            },
+            "swagger": "2.0",
+        })
+    }
+
+    fn v3_document(&self, key: &str) -> Value {
+        let mut paths = Map::new();
+        let mut roots = BTreeSet::new();
+        for item in self.paths.iter().filter(|p| p.doc == key) {
+            let v2 = v2_path_item(item);
+            schema::collect_refs(&v2, &mut roots);
+            paths.insert(item.path.clone(), v3_path_item(item));
+        }
+        let schemas: Map<String, Value> = schema::closure(&self.defs, roots)
+            .into_iter()
+            .filter_map(|name| {
+                let def = self.defs.get(&name)?;
+                Some((name.clone(), schema::definition_v3(&name, def)))
+            })
+            .collect();
+        json!({
+            "components": {
+                "schemas": schemas,
+                "securitySchemes": {
+                    "BearerToken": {
+                        "description": "Bearer Token authentication",
+                        "in": "header",
+                        "name": "authorization",
+                        "type": "apiKey",
+                    }
+                },
+            },
+            "info": { "title": "Kubernetes", "version": KUBERNETES_VERSION },
+            "openapi": "3.0.0",
+            "paths": paths,
+            "security": [{ "BearerToken": [] }],
+        })
+    }
+}
+
+/// Swagger 2.0 parameter object (no `$ref`).
+fn v2_param_object(p: &Param) -> Value {
+    let mut m = Map::new();
+    m.insert("description".into(), json!(p.description));
+    m.insert(
+        "in".into(),
+        json!(if p.location == In::Path {
+            "path"
+        } else {
+            "query"
+        }),
+    );
+    m.insert("name".into(), json!(p.name));
+    if p.required {
+        m.insert("required".into(), json!(true));
+    }
+    m.insert("type".into(), json!(p.ty.as_str()));
+    Value::Object(m)
+}
+
+fn v2_param(p: &Param) -> Value {
+    match p.shared {
+        Some(key) => json!({ "$ref": format!("#/parameters/{key}") }),
+        None => v2_param_object(p),
+    }
+}
+
+fn v3_param(p: &Param) -> Value {
+    let mut m = Map::new();
+    m.insert("description".into(), json!(p.description));
+    m.insert(
+        "in".into(),
+        json!(if p.location == In::Path {
+            "path"
+        } else {
+            "query"
+        }),
+    );
+    m.insert("name".into(), json!(p.name));
+    if p.required {
+        m.insert("required".into(), json!(true));
+    }
+    m.insert("schema".into(), json!({ "type": p.ty.as_str() }));
+    Value::Object(m)
+}
+
+fn body_schema(body: &Body, prefix: &str) -> Value {
+    match body {
+        Body::Ref(name) => json!({ "$ref": format!("{prefix}{name}") }),
+        Body::String => json!({ "type": "string" }),
+    }
+}
+
+/// Operations keyed by method, in the order Kubernetes' sorted JSON has them, with the
+/// path's parameters between (`parameters` sorts after `get`, before `patch`).
+fn sorted_item(item: &PathItem, op: impl Fn(&Operation) -> Value, params: Value) -> Value {
+    let mut entries: Vec<(String, Value)> = item
+        .operations
+        .iter()
+        .map(|o| (o.method.to_string(), op(o)))
+        .collect();
+    if !item.params.is_empty() {
+        entries.push(("parameters".into(), params));
+    }
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    Value::Object(entries.into_iter().collect())
+}
+
+fn v2_path_item(item: &PathItem) -> Value {
+    sorted_item(
+        item,
+        v2_operation,
+        Value::Array(item.params.iter().map(v2_param).collect()),
+    )
+}
+
+fn v3_path_item(item: &PathItem) -> Value {
+    sorted_item(
+        item,
+        v3_operation,
+        Value::Array(item.params.iter().map(v3_param).collect()),
+    )
+}
+
+fn v2_operation(op: &Operation) -> Value {
+    let mut params: Vec<Value> = Vec::new();
+    if let Some(body) = &op.body {
+        params.push(json!({
+            "in": "body",
+            "name": "body",
+            "required": body.required,
+            "schema": { "$ref": format!("{V2_REF_PREFIX}{}", body.schema) },
+        }));
+    }
+    params.extend(op.params.iter().map(v2_param));
+    let mut responses = Map::new();
+    for r in &op.responses {
+        let mut resp = Map::new();
+        resp.insert("description".into(), json!(r.description));
+        if let Some(body) = &r.body {
+            resp.insert("schema".into(), body_schema(body, V2_REF_PREFIX));
+        }
+        responses.insert(r.code.to_string(), Value::Object(resp));
+    }
+    let mut m = Map::new();
+    m.insert("consumes".into(), json!(op.consumes));
+    m.insert("description".into(), json!(op.description));
+    m.insert("operationId".into(), json!(op.id));
+    if !params.is_empty() {
+        m.insert("parameters".into(), Value::Array(params));
+    }
+    m.insert("produces".into(), json!(op.produces));
+    m.insert("responses".into(), Value::Object(responses));
+    m.insert("schemes".into(), json!(["https"]));
+    m.insert("tags".into(), json!([op.tag]));
+    extensions(op, &mut m);
+    Value::Object(m)
+}
+
+fn v3_operation(op: &Operation) -> Value {
+    let mut m = Map::new();
+    m.insert("description".into(), json!(op.description));
+    m.insert("operationId".into(), json!(op.id));
+    if !op.params.is_empty() {
+        m.insert(
+            "parameters".into(),
+            Value::Array(op.params.iter().map(v3_param).collect()),
+        );
+    }
+    if let Some(body) = &op.body {
+        let schema = json!({ "$ref": format!("{V3_REF_PREFIX}{}", body.schema) });
+        let content: Map<String, Value> = op
+            .consumes
+            .iter()
+            .map(|c| (c.to_string(), json!({ "schema": schema })))
+            .collect();
+        let mut rb = Map::new();
+        rb.insert("content".into(), Value::Object(content));
+        if body.required {
+            rb.insert("required".into(), json!(true));
+        }
+        m.insert("requestBody".into(), Value::Object(rb));
+    }
+    let mut responses = Map::new();
+    for r in &op.responses {
+        let mut resp = Map::new();
+        if let Some(body) = &r.body {
+            let schema = body_schema(body, V3_REF_PREFIX);
+            let content: Map<String, Value> = op
+                .produces
+                .iter()
+                .map(|c| (c.to_string(), json!({ "schema": schema })))
+                .collect();
+            resp.insert("content".into(), Value::Object(content));
+        }
+        resp.insert("description".into(), json!(r.description));
+        responses.insert(r.code.to_string(), Value::Object(resp));
+    }
+    m.insert("responses".into(), Value::Object(responses));
+    m.insert("tags".into(), json!([op.tag]));
+    extensions(op, &mut m);
+    Value::Object(m)
+}
+
+fn extensions(op: &Operation, m: &mut Map<String, Value>) {
+    if !op.action.is_empty() {
+        m.insert("x-kubernetes-action".into(), json!(op.action));
+    }
+    if let Some(gvk) = &op.gvk {
+        m.insert("x-kubernetes-group-version-kind".into(), gvk.to_json());
+    }
+}
