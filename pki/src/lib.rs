@@ -11,6 +11,7 @@
 //! All cryptography uses rustls' `ring` provider explicitly, so nothing here depends on a
 //! process-wide default `CryptoProvider` being installed.
 
+mod der;
 mod files;
 mod kubeconfig;
 mod pki;

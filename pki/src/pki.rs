@@ -585,12 +585,10 @@ fn ensure_serving_cert(ca: &Ca, paths: &CertPaths, requested: &[SanEntry]) -> an
         .iter()
         .map(SanEntry::to_rcgen)
         .collect::<anyhow::Result<_>>()?;
-    params.key_usages = vec![
-        KeyUsagePurpose::DigitalSignature,
-        KeyUsagePurpose::KeyEncipherment,
-    ];
+    // ECDSA keys: signatures only (no key encipherment).
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    issue_leaf(ca, paths, params)?;
+    issue_leaf(ca, paths, params, None)?;
     Ok(true)
 }
 
@@ -651,16 +649,22 @@ fn ensure_client_cert(
     }
     let mut params = CertificateParams::default();
     params.distinguished_name = dn(cn, orgs);
-    params.key_usages = vec![
-        KeyUsagePurpose::DigitalSignature,
-        KeyUsagePurpose::KeyEncipherment,
-    ];
+    // ECDSA keys: signatures only (no key encipherment).
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-    issue_leaf(ca, paths, params)?;
+    let subject = crate::der::subject_der(cn, orgs);
+    issue_leaf(ca, paths, params, Some(&subject))?;
     Ok(true)
 }
 
-fn issue_leaf(ca: &Ca, paths: &CertPaths, mut params: CertificateParams) -> anyhow::Result<()> {
+/// Issues and writes a leaf certificate and a new key. `subject` (DER), if given, replaces
+/// the subject rcgen wrote (rcgen cannot write several O attributes).
+fn issue_leaf(
+    ca: &Ca,
+    paths: &CertPaths,
+    mut params: CertificateParams,
+    subject: Option<&[u8]>,
+) -> anyhow::Result<()> {
     set_validity(&mut params, LEAF_VALIDITY_DAYS);
     params.use_authority_key_identifier_extension = true;
     let key = new_key()?;
@@ -668,9 +672,26 @@ fn issue_leaf(ca: &Ca, paths: &CertPaths, mut params: CertificateParams) -> anyh
     let cert = params
         .signed_by(&key, &issuer)
         .map_err(|e| anyhow::anyhow!("signing {}: {e}", paths.cert.display()))?;
+    let der = match subject {
+        Some(subject) => crate::der::with_subject(cert.der(), subject, &ca.key)
+            .with_context(|| format!("issuing {}", paths.cert.display()))?,
+        None => cert.der().to_vec(),
+    };
     write_atomic(&paths.key, key.serialize_pem().as_bytes(), KEY_MODE)?;
-    write_atomic(&paths.cert, cert.pem().as_bytes(), CERT_MODE)?;
+    write_atomic(&paths.cert, pem_cert(&der).as_bytes(), CERT_MODE)?;
     Ok(())
+}
+
+fn pem_cert(der: &[u8]) -> String {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
+    for chunk in b64.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(chunk).expect("base64 is ASCII"));
+        out.push('\n');
+    }
+    out.push_str("-----END CERTIFICATE-----\n");
+    out
 }
 
 #[cfg(test)]
