@@ -15,6 +15,7 @@ pub mod podtemplates;
 pub mod replicasets;
 pub mod replicationcontrollers;
 pub mod secrets;
+pub mod services;
 pub mod statefulsets;
 
 /// Every resource the apiserver serves, in discovery order.
@@ -32,4 +33,5 @@ pub static ALL: &[&ResourceType] = &[
     &cronjobs::RESOURCE,
     &namespaces::RESOURCE,
     &secrets::RESOURCE,
+    &services::RESOURCE,
 ];
