@@ -8,6 +8,8 @@ pub mod controllerrevisions;
 pub mod cronjobs;
 pub mod daemonsets;
 pub mod deployments;
+pub mod endpoints;
+pub mod endpointslices;
 pub mod jobs;
 pub mod namespaces;
 pub mod pods;
@@ -34,4 +36,6 @@ pub static ALL: &[&ResourceType] = &[
     &namespaces::RESOURCE,
     &secrets::RESOURCE,
     &services::RESOURCE,
+    &endpoints::RESOURCE,
+    &endpointslices::RESOURCE,
 ];
