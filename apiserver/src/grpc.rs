@@ -1,0 +1,223 @@
+//! The gRPC API (`proto/keelson.proto`): the same registry calls as REST, with objects
+//! as JSON bytes and errors as gRPC statuses carrying the `metav1.Status` JSON.
+
+use crate::registry::patching::PatchType;
+use crate::registry::subresources::ScaleChange;
+use crate::registry::{DeleteOptions, FieldValidation, ListOptions, Registry, UserInfo, WriteOptions};
+use bytes::Bytes;
+use futures::StreamExt;
+use keelson_apimachinery::ApiError;
+use keelson_proto as pb;
+use keelson_resources::ResourceType;
+use serde_json::Value;
+use std::pin::Pin;
+use tonic::{Code, Request, Response, Status};
+
+pub struct GrpcApi {
+    pub registry: Registry,
+}
+
+/// Map an API error to a gRPC status whose details are the Status JSON.
+pub fn to_status(e: &ApiError) -> Status {
+    let code = match (e.code, e.reason.as_str()) {
+        (400 | 422, _) => Code::InvalidArgument,
+        (401, _) => Code::Unauthenticated,
+        (403, _) => Code::PermissionDenied,
+        (404, _) => Code::NotFound,
+        (409, "AlreadyExists") => Code::AlreadyExists,
+        (409, _) => Code::Aborted,
+        (410, _) => Code::OutOfRange,
+        (413 | 429, _) => Code::ResourceExhausted,
+        (405 | 406 | 415, _) => Code::Unimplemented,
+        (503, _) => Code::Unavailable,
+        (504, _) => Code::DeadlineExceeded,
+        _ => Code::Internal,
+    };
+    let details = serde_json::to_vec(&e.to_status()).unwrap_or_default();
+    Status::with_details(code, e.message.clone(), Bytes::from(details))
+}
+
+fn authed<T>(req: &Request<T>) -> Result<UserInfo, Status> {
+    req.extensions().get::<UserInfo>().cloned().ok_or_else(|| to_status(&ApiError::unauthorized()))
+}
+
+fn resource(r: Option<&pb::ResourceRef>) -> Result<(&'static ResourceType, pb::ResourceRef), Status> {
+    let r = r.cloned().ok_or_else(|| to_status(&ApiError::bad_request("ref is required")))?;
+    let rt = keelson_resources::find(&r.group, &r.resource)
+        .filter(|rt| rt.version == r.version)
+        .ok_or_else(|| to_status(&ApiError::new(404, "NotFound", format!("the server could not find the requested resource {}/{}/{}", r.group, r.version, r.resource))))?;
+    if rt.namespaced && !r.name.is_empty() && r.namespace.is_empty() {
+        return Err(to_status(&ApiError::bad_request("namespace is required for a namespaced resource")));
+    }
+    Ok((rt, r))
+}
+
+fn parse(bytes: &[u8]) -> Result<Value, Status> {
+    serde_json::from_slice(bytes).map_err(|e| to_status(&ApiError::bad_request(format!("error decoding JSON body: {e}"))))
+}
+
+fn obj(v: &Value) -> Response<pb::Object> {
+    Response::new(pb::Object { json: Bytes::from(serde_json::to_vec(v).unwrap_or_default()) })
+}
+
+fn write_opts(o: Option<pb::WriteOptions>, user_agent: &str) -> Result<WriteOptions, Status> {
+    let o = o.unwrap_or_default();
+    let fv = if o.field_validation.is_empty() { "Strict" } else { o.field_validation.as_str() };
+    Ok(WriteOptions {
+        dry_run: o.dry_run,
+        field_manager: o.field_manager,
+        field_validation: FieldValidation::parse(fv).map_err(|e| to_status(&e))?,
+        force: false,
+        user_agent: user_agent.to_string(),
+    })
+}
+
+fn user_agent<T>(req: &Request<T>) -> String {
+    req.metadata().get("user-agent").and_then(|v| v.to_str().ok()).unwrap_or("grpc").to_string()
+}
+
+type WatchStream = Pin<Box<dyn futures::Stream<Item = Result<pb::WatchEvent, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl pb::api_server::Api for GrpcApi {
+    async fn get(&self, req: Request<pb::GetRequest>) -> Result<Response<pb::Object>, Status> {
+        authed(&req)?;
+        let (rt, r) = resource(req.get_ref().r#ref.as_ref())?;
+        let v = match r.subresource.as_str() {
+            "scale" => self.registry.get_scale(rt, &r.namespace, &r.name).await,
+            _ => self.registry.get(rt, &r.namespace, &r.name).await,
+        }
+        .map_err(|e| to_status(&e))?;
+        Ok(obj(&v))
+    }
+
+    async fn list(&self, req: Request<pb::ListRequest>) -> Result<Response<pb::ListResponse>, Status> {
+        authed(&req)?;
+        let q = req.into_inner();
+        let (rt, r) = resource(q.r#ref.as_ref())?;
+        let opts = ListOptions {
+            label_selector: q.label_selector,
+            field_selector: q.field_selector,
+            limit: q.limit,
+            continue_token: q.continue_token,
+            resource_version: q.resource_version,
+            ..Default::default()
+        };
+        let res = self.registry.list(rt, &r.namespace, &opts).await.map_err(|e| to_status(&e))?;
+        Ok(Response::new(pb::ListResponse {
+            items: res.items.iter().map(|i| Bytes::from(serde_json::to_vec(i).unwrap_or_default())).collect(),
+            resource_version: res.resource_version.to_string(),
+            continue_token: res.continue_token.unwrap_or_default(),
+            remaining_item_count: res.remaining,
+        }))
+    }
+
+    type WatchStream = WatchStream;
+
+    async fn watch(&self, req: Request<pb::WatchRequest>) -> Result<Response<Self::WatchStream>, Status> {
+        authed(&req)?;
+        let q = req.into_inner();
+        let (rt, r) = resource(q.r#ref.as_ref())?;
+        let mut field_selector = q.field_selector;
+        if !r.name.is_empty() {
+            let one = format!("metadata.name={}", r.name);
+            field_selector = if field_selector.is_empty() { one } else { format!("{field_selector},{one}") };
+        }
+        let opts = ListOptions {
+            label_selector: q.label_selector,
+            field_selector,
+            resource_version: q.resource_version,
+            allow_bookmarks: q.allow_watch_bookmarks,
+            send_initial_events: q.send_initial_events,
+            timeout_seconds: (q.timeout_seconds > 0).then_some(q.timeout_seconds as u64),
+            resource_version_match: if q.send_initial_events { "NotOlderThan".into() } else { String::new() },
+            ..Default::default()
+        };
+        let stream = self.registry.watch(rt, &r.namespace, &opts).await.map_err(|e| to_status(&e))?;
+        let out = stream.map(|ev| {
+            Ok(pb::WatchEvent { r#type: ev.kind.to_string(), object: Bytes::from(serde_json::to_vec(&ev.object).unwrap_or_default()) })
+        });
+        Ok(Response::new(Box::pin(out)))
+    }
+
+    async fn create(&self, req: Request<pb::CreateRequest>) -> Result<Response<pb::Object>, Status> {
+        authed(&req)?;
+        let ua = user_agent(&req);
+        let q = req.into_inner();
+        let (rt, r) = resource(q.r#ref.as_ref())?;
+        let opts = write_opts(q.options, &ua)?;
+        let body = parse(&q.object)?;
+        let v = match r.subresource.as_str() {
+            "binding" => self.registry.bind(rt, &r.namespace, &r.name, &body, &opts).await,
+            _ => self.registry.create(rt, &r.namespace, body, &opts).await.map(|w| w.object),
+        }
+        .map_err(|e| to_status(&e))?;
+        Ok(obj(&v))
+    }
+
+    async fn update(&self, req: Request<pb::UpdateRequest>) -> Result<Response<pb::Object>, Status> {
+        authed(&req)?;
+        let ua = user_agent(&req);
+        let q = req.into_inner();
+        let (rt, r) = resource(q.r#ref.as_ref())?;
+        let opts = write_opts(q.options, &ua)?;
+        let body = parse(&q.object)?;
+        let v = match r.subresource.as_str() {
+            "scale" => self.registry.write_scale(rt, &r.namespace, &r.name, ScaleChange::Replace(&body), &opts).await,
+            "finalize" => self.registry.finalize_namespace(&r.name, &body, &opts).await,
+            sub => self.registry.update(rt, &r.namespace, &r.name, sub, body, &opts).await.map(|w| w.object),
+        }
+        .map_err(|e| to_status(&e))?;
+        Ok(obj(&v))
+    }
+
+    async fn patch(&self, req: Request<pb::PatchRequest>) -> Result<Response<pb::Object>, Status> {
+        authed(&req)?;
+        let ua = user_agent(&req);
+        let q = req.into_inner();
+        let (rt, r) = resource(q.r#ref.as_ref())?;
+        let mut opts = write_opts(q.options, &ua)?;
+        opts.force = q.force;
+        let ptype = PatchType::from_content_type(&q.patch_type).map_err(|e| to_status(&e))?;
+        let v = match r.subresource.as_str() {
+            "scale" => {
+                let p = parse(&q.patch)?;
+                self.registry.write_scale(rt, &r.namespace, &r.name, ScaleChange::Patch(ptype, &p), &opts).await
+            }
+            sub => self.registry.patch(rt, &r.namespace, &r.name, sub, ptype, &q.patch, &opts).await.map(|w| w.object),
+        }
+        .map_err(|e| to_status(&e))?;
+        Ok(obj(&v))
+    }
+
+    async fn delete(&self, req: Request<pb::DeleteRequest>) -> Result<Response<pb::Object>, Status> {
+        authed(&req)?;
+        let q = req.into_inner();
+        let (rt, r) = resource(q.r#ref.as_ref())?;
+        let opts = delete_opts(&q.delete_options, q.dry_run)?;
+        let v = self.registry.delete(rt, &r.namespace, &r.name, &opts).await.map_err(|e| to_status(&e))?;
+        Ok(obj(&v))
+    }
+
+    async fn delete_collection(&self, req: Request<pb::DeleteCollectionRequest>) -> Result<Response<pb::ListResponse>, Status> {
+        authed(&req)?;
+        let q = req.into_inner();
+        let (rt, r) = resource(q.r#ref.as_ref())?;
+        let opts = delete_opts(&q.delete_options, q.dry_run)?;
+        let list = ListOptions { label_selector: q.label_selector, field_selector: q.field_selector, ..Default::default() };
+        let items = self.registry.delete_collection(rt, &r.namespace, &list, &opts).await.map_err(|e| to_status(&e))?;
+        Ok(Response::new(pb::ListResponse {
+            items: items.iter().map(|i| Bytes::from(serde_json::to_vec(i).unwrap_or_default())).collect(),
+            ..Default::default()
+        }))
+    }
+}
+
+fn delete_opts(body: &[u8], dry_run: bool) -> Result<DeleteOptions, Status> {
+    let mut opts = DeleteOptions { dry_run, ..Default::default() };
+    if !body.is_empty() {
+        let v = parse(body)?;
+        opts.merge_body(&v).map_err(|e| to_status(&e))?;
+    }
+    Ok(opts)
+}

@@ -1,0 +1,236 @@
+//! Discovery documents: `/api`, `/apis`, per-group-version resource lists, and the
+//! aggregated discovery (`apidiscovery.k8s.io/v2` and `v2beta1`) that kubectl 1.27+
+//! asks for first.
+
+use axum::http::{header, HeaderMap};
+use keelson_resources::kinds::ALL;
+use keelson_resources::{ResourceType, Subresource};
+use serde_json::{json, Value};
+
+const VERBS: &[&str] = &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+
+fn sub_verbs(s: Subresource) -> &'static [&'static str] {
+    match s {
+        Subresource::Status | Subresource::Scale => &["get", "patch", "update"],
+        Subresource::Binding | Subresource::Eviction | Subresource::Token => &["create"],
+        Subresource::Log => &["get"],
+        Subresource::Exec => &["create", "get"],
+        Subresource::Finalize => &["update"],
+        Subresource::Proxy => &["create", "delete", "get", "patch", "update"],
+    }
+}
+
+/// The kind a subresource answers with: (group, version, kind).
+fn sub_kind(rt: &ResourceType, s: Subresource) -> (&'static str, &'static str, &'static str) {
+    match s {
+        Subresource::Scale => ("autoscaling", "v1", "Scale"),
+        Subresource::Binding => ("", "v1", "Binding"),
+        Subresource::Eviction => ("policy", "v1", "Eviction"),
+        Subresource::Token => ("authentication.k8s.io", "v1", "TokenRequest"),
+        Subresource::Log | Subresource::Exec | Subresource::Proxy => ("", "v1", "Pod"),
+        Subresource::Status | Subresource::Finalize => (rt.group, rt.version, rt.kind),
+    }
+}
+
+/// All group/versions served, core first.
+pub fn group_versions() -> Vec<(&'static str, &'static str)> {
+    let mut out: Vec<(&str, &str)> = Vec::new();
+    for rt in ALL {
+        if !out.contains(&(rt.group, rt.version)) {
+            out.push((rt.group, rt.version));
+        }
+    }
+    out
+}
+
+fn resources_of<'a>(group: &'a str, version: &'a str) -> impl Iterator<Item = &'static &'static ResourceType> + 'a {
+    ALL.iter().filter(move |rt| rt.group == group && rt.version == version)
+}
+
+pub fn core_versions(server_address: &str) -> Value {
+    json!({
+        "kind": "APIVersions",
+        "versions": ["v1"],
+        "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": server_address}],
+    })
+}
+
+fn group_doc(group: &str) -> Value {
+    let versions: Vec<Value> = group_versions()
+        .into_iter()
+        .filter(|(g, _)| *g == group)
+        .map(|(g, v)| json!({"groupVersion": format!("{g}/{v}"), "version": v}))
+        .collect();
+    json!({"name": group, "versions": versions, "preferredVersion": versions[0]})
+}
+
+pub fn groups() -> Value {
+    let mut names: Vec<&str> = Vec::new();
+    for (g, _) in group_versions() {
+        if !g.is_empty() && !names.contains(&g) {
+            names.push(g);
+        }
+    }
+    let groups: Vec<Value> = names.into_iter().map(group_doc).collect();
+    json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
+}
+
+pub fn group(name: &str) -> Option<Value> {
+    if name.is_empty() || !group_versions().iter().any(|(g, _)| *g == name) {
+        return None;
+    }
+    let mut doc = group_doc(name);
+    doc["kind"] = json!("APIGroup");
+    doc["apiVersion"] = json!("v1");
+    Some(doc)
+}
+
+pub fn resource_list(group: &str, version: &str) -> Option<Value> {
+    let mut resources = Vec::new();
+    for rt in resources_of(group, version) {
+        let mut r = json!({
+            "name": rt.plural,
+            "singularName": rt.singular,
+            "namespaced": rt.namespaced,
+            "kind": rt.kind,
+            "verbs": VERBS,
+        });
+        if !rt.short_names.is_empty() {
+            r["shortNames"] = json!(rt.short_names);
+        }
+        if !rt.categories.is_empty() {
+            r["categories"] = json!(rt.categories);
+        }
+        resources.push(r);
+        for s in rt.subresources {
+            let (g, v, k) = sub_kind(rt, *s);
+            let mut sr = json!({
+                "name": format!("{}/{}", rt.plural, s.path()),
+                "singularName": "",
+                "namespaced": rt.namespaced,
+                "kind": k,
+                "verbs": sub_verbs(*s),
+            });
+            if g != rt.group || v != rt.version {
+                sr["group"] = json!(g);
+                sr["version"] = json!(v);
+            }
+            resources.push(sr);
+        }
+    }
+    if resources.is_empty() {
+        return None;
+    }
+    let gv = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
+    Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}))
+}
+
+/// Which aggregated discovery version the client accepts, if any.
+pub fn aggregated_version(headers: &HeaderMap) -> Option<&'static str> {
+    let accept = headers.get(header::ACCEPT)?.to_str().ok()?;
+    for clause in accept.split(',') {
+        if !clause.contains("as=APIGroupDiscoveryList") || !clause.contains("g=apidiscovery.k8s.io") {
+            continue;
+        }
+        if clause.contains("v=v2beta1") {
+            return Some("v2beta1");
+        }
+        if clause.contains("v=v2") {
+            return Some("v2");
+        }
+    }
+    None
+}
+
+/// The aggregated discovery document for `/api` (core) or `/apis` (named groups).
+pub fn aggregated(core: bool, version: &str) -> Value {
+    let mut items = Vec::new();
+    let mut seen: Vec<&str> = Vec::new();
+    for (g, _) in group_versions() {
+        if core != g.is_empty() || seen.contains(&g) {
+            continue;
+        }
+        seen.push(g);
+        let versions: Vec<Value> = group_versions()
+            .into_iter()
+            .filter(|(gg, _)| *gg == g)
+            .map(|(_, v)| {
+                let resources: Vec<Value> = resources_of(g, v).map(|rt| aggregated_resource(rt)).collect();
+                json!({"version": v, "resources": resources, "freshness": "Current"})
+            })
+            .collect();
+        items.push(json!({"metadata": {"name": g, "creationTimestamp": null}, "versions": versions}));
+    }
+    json!({
+        "kind": "APIGroupDiscoveryList",
+        "apiVersion": format!("apidiscovery.k8s.io/{version}"),
+        "metadata": {},
+        "items": items,
+    })
+}
+
+fn aggregated_resource(rt: &ResourceType) -> Value {
+    let mut r = json!({
+        "resource": rt.plural,
+        "responseKind": {"group": rt.group, "version": rt.version, "kind": rt.kind},
+        "scope": if rt.namespaced { "Namespaced" } else { "Cluster" },
+        "singularResource": rt.singular,
+        "verbs": VERBS,
+    });
+    if !rt.short_names.is_empty() {
+        r["shortNames"] = json!(rt.short_names);
+    }
+    if !rt.categories.is_empty() {
+        r["categories"] = json!(rt.categories);
+    }
+    let subs: Vec<Value> = rt
+        .subresources
+        .iter()
+        .map(|s| {
+            let (g, v, k) = sub_kind(rt, *s);
+            json!({"subresource": s.path(), "responseKind": {"group": g, "version": v, "kind": k}, "verbs": sub_verbs(*s)})
+        })
+        .collect();
+    if !subs.is_empty() {
+        r["subresources"] = json!(subs);
+    }
+    r
+}
+
+pub fn version() -> Value {
+    json!({
+        "major": "1",
+        "minor": "33",
+        "emulationMajor": "1",
+        "emulationMinor": "33",
+        "gitVersion": concat!("v1.33.0-keelson.", env!("CARGO_PKG_VERSION")),
+        "gitCommit": "",
+        "gitTreeState": "clean",
+        "buildDate": "1970-01-01T00:00:00Z",
+        "goVersion": "rust",
+        "compiler": "rustc",
+        "platform": format!("{}/{}", std::env::consts::OS, if cfg!(target_arch = "x86_64") { "amd64" } else { std::env::consts::ARCH }),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn core_resource_list_has_configmaps() {
+        let doc = resource_list("", "v1").unwrap();
+        assert_eq!(doc["groupVersion"], "v1");
+        let names: Vec<&str> = doc["resources"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+        assert!(names.contains(&"configmaps"));
+        assert!(resource_list("nope", "v1").is_none());
+    }
+
+    #[test]
+    fn aggregated_accept_header() {
+        let mut h = HeaderMap::new();
+        h.insert(header::ACCEPT, "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json".parse().unwrap());
+        assert_eq!(aggregated_version(&h), Some("v2"));
+        assert_eq!(aggregated(true, "v2")["items"][0]["metadata"]["name"], "");
+    }
+}

@@ -1,0 +1,167 @@
+//! The Kubernetes REST API over HTTP: routing, discovery, OpenAPI, health, metrics and
+//! resource requests.
+
+pub mod discovery;
+pub mod resources;
+pub mod respond;
+pub mod route;
+pub mod table;
+
+use crate::metrics::{DurationLabels, Metrics};
+use crate::registry::{Registry, UserInfo};
+use axum::body::{Body, Bytes};
+use axum::http::{header, HeaderValue, Method, Request, Response};
+use http_body_util::{BodyExt, Limited};
+use keelson_apimachinery::ApiError;
+use respond::{error_response, json_response, Format};
+use route::Target;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Kubernetes' limit on request bodies.
+pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
+
+/// Everything a request handler needs.
+pub struct ApiState {
+    pub registry: Registry,
+    pub openapi: keelson_openapi::OpenApi,
+    pub metrics: Metrics,
+    /// `host:port` clients should use, for `/api`'s serverAddressByClientCIDRs.
+    pub advertise: String,
+}
+
+fn verb_of(method: &Method, t: &Target, watch: bool) -> &'static str {
+    match (method, t) {
+        (&Method::GET, Target::Resource(r)) if watch || r.watch_path => "WATCH",
+        (&Method::GET, Target::Resource(r)) if r.name.is_empty() => "LIST",
+        (&Method::GET, _) => "GET",
+        (&Method::POST, _) => "POST",
+        (&Method::PUT, _) => "PUT",
+        (&Method::PATCH, _) => "PATCH",
+        (&Method::DELETE, Target::Resource(r)) if r.name.is_empty() => "DELETECOLLECTION",
+        (&Method::DELETE, _) => "DELETE",
+        _ => "OTHER",
+    }
+}
+
+fn text(code: u16, body: &'static str) -> Response<Body> {
+    let mut r = Response::new(Body::from(body));
+    *r.status_mut() = axum::http::StatusCode::from_u16(code).expect("valid code");
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r
+}
+
+fn bytes_response(body: Bytes, ct: &'static str) -> Response<Body> {
+    let mut r = Response::new(Body::from(body));
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+    r
+}
+
+/// Serve one REST request from an authenticated user (`None`: anonymous, which may
+/// only reach health endpoints).
+pub async fn serve(state: Arc<ApiState>, req: Request<Body>, user: Option<UserInfo>) -> Response<Body> {
+    let started = Instant::now();
+    let (parts, body) = req.into_parts();
+    let target = match route::resolve(parts.uri.path()) {
+        Ok(t) => t,
+        Err(e) => return error_response(&e),
+    };
+    let public = matches!(target, Target::Health(_) | Target::Version);
+    if user.is_none() && !public {
+        return error_response(&ApiError::unauthorized());
+    }
+    let query = resources::Query::parse(parts.uri.query());
+    let is_watch = query.flag("watch");
+    let labels = match &target {
+        Target::Resource(r) => DurationLabels {
+            verb: verb_of(&parts.method, &target, is_watch).to_string(),
+            group: r.rt.group.to_string(),
+            version: r.rt.version.to_string(),
+            resource: r.rt.plural.to_string(),
+            subresource: r.subresource.clone(),
+        },
+        _ => DurationLabels {
+            verb: verb_of(&parts.method, &target, false).to_string(),
+            group: String::new(),
+            version: String::new(),
+            resource: String::new(),
+            subresource: String::new(),
+        },
+    };
+    let body = match Limited::new(body, MAX_BODY_BYTES).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => {
+            let err = if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+                ApiError::too_large(format!("Request entity too large: limit is {MAX_BODY_BYTES}"))
+            } else {
+                ApiError::bad_request(format!("reading the request body: {e}"))
+            };
+            return error_response(&err);
+        }
+    };
+    let response = match target {
+        Target::Resource(t) => resources::handle(&state, &parts.method, t, query, &parts.headers, body).await,
+        Target::Health(which) => {
+            if which == "readyz" && !state.registry.storage.ping().await {
+                text(500, "[-]etcd failed: etcd is not reachable\nreadyz check failed\n")
+            } else {
+                text(200, "ok")
+            }
+        }
+        Target::Metrics => {
+            let mut r = Response::new(Body::from(state.metrics.render()));
+            r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+            r
+        }
+        Target::Version => json_response(200, &discovery::version(), Format::Json),
+        Target::Root => {
+            let mut paths = vec!["/api".to_string(), "/api/v1".into(), "/apis".into(), "/healthz".into(), "/livez".into(), "/metrics".into(), "/openapi/v2".into(), "/openapi/v3".into(), "/readyz".into(), "/version".into()];
+            for (g, v) in discovery::group_versions() {
+                if !g.is_empty() {
+                    paths.push(format!("/apis/{g}"));
+                    paths.push(format!("/apis/{g}/{v}"));
+                }
+            }
+            json_response(200, &serde_json::json!({"paths": paths}), Format::Json)
+        }
+        Target::CoreVersions | Target::Groups => {
+            let core = matches!(target, Target::CoreVersions);
+            match discovery::aggregated_version(&parts.headers) {
+                Some(v) => {
+                    let mut r = json_response(200, &discovery::aggregated(core, v), Format::Json);
+                    let ct = format!("application/json;g=apidiscovery.k8s.io;v={v};as=APIGroupDiscoveryList");
+                    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_str(&ct).expect("ascii"));
+                    r
+                }
+                None if core => json_response(200, &discovery::core_versions(&state.advertise), Format::Json),
+                None => json_response(200, &discovery::groups(), Format::Json),
+            }
+        }
+        Target::Group(g) => match discovery::group(&g) {
+            Some(doc) => json_response(200, &doc, Format::Json),
+            None => error_response(&ApiError::new(404, "NotFound", "the server could not find the requested resource")),
+        },
+        Target::ResourceList { group, version } => match discovery::resource_list(&group, &version) {
+            Some(doc) => json_response(200, &doc, Format::Json),
+            None => error_response(&ApiError::new(404, "NotFound", "the server could not find the requested resource")),
+        },
+        Target::OpenApiV2 => bytes_response(state.openapi.v2_json(), "application/json"),
+        Target::OpenApiV3Index => bytes_response(state.openapi.v3_index_json(), "application/json"),
+        Target::OpenApiV3(path) => match state.openapi.v3_group_version_json(&path) {
+            Some(b) => {
+                let mut r = bytes_response(b, "application/json");
+                if query.get("hash").is_empty() {
+                    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, private"));
+                } else {
+                    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, immutable"));
+                }
+                r
+            }
+            None => error_response(&ApiError::new(404, "NotFound", "the server could not find the requested resource")),
+        },
+    };
+    if labels.verb != "WATCH" {
+        state.metrics.request(labels, response.status().as_u16(), started.elapsed());
+    }
+    response
+}

@@ -1,0 +1,174 @@
+//! keelson-apiserver: the Kubernetes REST API and Keelson's gRPC API over etcd.
+//!
+//! Layout (outside in):
+//! - [`server`]: the TLS port; authenticates and splits gRPC from REST.
+//! - [`http`]: REST routing, discovery, OpenAPI, tables, health and metrics.
+//! - [`grpc`]: the gRPC service of `proto/keelson.proto`.
+//! - [`registry`]: the generic store every resource goes through (create, update,
+//!   patch, delete, list, watch, subresources) plus per-kind strategies from
+//!   `keelson-resources`.
+//! - [`watch_cache`]: one etcd watch fanned out to every client watch.
+//! - [`storage`]: the only code that talks to etcd.
+//! - [`bootstrap`]: system namespaces, the `kubernetes` Service, compaction.
+
+pub mod auth;
+pub mod bootstrap;
+pub mod grpc;
+pub mod http;
+pub mod metrics;
+pub mod registry;
+pub mod server;
+pub mod storage;
+pub mod watch_cache;
+
+use anyhow::Context;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The apiserver's configuration; flags are spelled as kube-apiserver spells them.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Config {
+    /// Port for HTTPS (REST and gRPC).
+    #[arg(long = "secure-port", default_value_t = 6443)]
+    pub secure_port: u16,
+    /// Address to listen on.
+    #[arg(long = "bind-address", default_value = "0.0.0.0")]
+    pub bind_address: IpAddr,
+    /// Address published in the `kubernetes` Endpoints; defaults to the bind address,
+    /// or 127.0.0.1 when binding to all addresses.
+    #[arg(long = "advertise-address")]
+    pub advertise_address: Option<IpAddr>,
+    /// etcd endpoints, comma-separated (`http://127.0.0.1:2379`).
+    #[arg(long = "etcd-servers", value_delimiter = ',', default_value = "http://127.0.0.1:2379")]
+    pub etcd_servers: Vec<String>,
+    #[arg(long = "tls-cert-file")]
+    pub tls_cert_file: PathBuf,
+    #[arg(long = "tls-private-key-file")]
+    pub tls_private_key_file: PathBuf,
+    /// CA that signs client certificates; without it only tokens authenticate.
+    #[arg(long = "client-ca-file")]
+    pub client_ca_file: Option<PathBuf>,
+    /// Static bearer tokens (Kubernetes' CSV format: token,user,uid,"group1,group2").
+    #[arg(long = "token-auth-file")]
+    pub token_auth_file: Option<PathBuf>,
+    #[arg(long = "service-cluster-ip-range", default_value = "10.96.0.0/12")]
+    pub service_cluster_ip_range: String,
+    #[arg(long = "service-node-port-range", default_value = "30000-32767")]
+    pub service_node_port_range: String,
+    /// How often to compact etcd history (0 disables), e.g. `5m`, `30s`.
+    #[arg(long = "etcd-compaction-interval", default_value = "5m", value_parser = parse_duration)]
+    pub etcd_compaction_interval: Duration,
+}
+
+/// Parse `300ms`, `30s`, `5m`, `1h`, or a plain number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s.find(|c: char| !c.is_ascii_digit()).map_or((s, ""), |i| s.split_at(i));
+    let n: u64 = num.parse().map_err(|_| format!("invalid duration {s:?}"))?;
+    Ok(match unit {
+        "" | "s" => Duration::from_secs(n),
+        "ms" => Duration::from_millis(n),
+        "m" => Duration::from_secs(n * 60),
+        "h" => Duration::from_secs(n * 3600),
+        _ => return Err(format!("invalid duration unit in {s:?}")),
+    })
+}
+
+fn parse_port_range(s: &str) -> anyhow::Result<(u16, u16)> {
+    let (a, b) = s.split_once('-').context("port range must look like 30000-32767")?;
+    let (a, b): (u16, u16) = (a.trim().parse()?, b.trim().parse()?);
+    anyhow::ensure!(a <= b, "port range {s} is empty");
+    Ok((a, b))
+}
+
+/// A running apiserver's address, for callers that start it in-process.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+/// Start the apiserver; it runs until `shutdown` resolves.
+pub async fn start(config: Config, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<Running> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let metrics = metrics::install(metrics::Metrics::new()).clone();
+    let storage = storage::Storage::connect(&config.etcd_servers, metrics.clone())
+        .await
+        .with_context(|| format!("connecting to etcd at {:?}", config.etcd_servers))?;
+    let services = registry::allocation::ServiceAllocator::new(
+        &config.service_cluster_ip_range,
+        parse_port_range(&config.service_node_port_range)?,
+    )?;
+    let registry = registry::Registry::new(storage.clone(), services).await?;
+    bootstrap::system_objects(&registry, config.secure_port).await?;
+
+    let tls = keelson_pki::server_config(&config.tls_cert_file, &config.tls_private_key_file, config.client_ca_file.as_deref())
+        .context("loading TLS certificates")?;
+    let tokens = match &config.token_auth_file {
+        Some(p) => Some(keelson_pki::TokenFile::load(p).with_context(|| format!("loading {}", p.display()))?),
+        None => None,
+    };
+    let listener = tokio::net::TcpListener::bind(SocketAddr::new(config.bind_address, config.secure_port))
+        .await
+        .with_context(|| format!("binding {}:{}", config.bind_address, config.secure_port))?;
+    let addr = listener.local_addr()?;
+    let advertise = config.advertise_address.unwrap_or(if config.bind_address.is_unspecified() {
+        IpAddr::from([127, 0, 0, 1])
+    } else {
+        config.bind_address
+    });
+
+    let state = Arc::new(http::ApiState {
+        registry: registry.clone(),
+        openapi: keelson_openapi::OpenApi::build(keelson_resources::kinds::ALL),
+        metrics,
+        advertise: SocketAddr::new(advertise, addr.port()).to_string(),
+    });
+    let grpc = tonic::service::Routes::new(keelson_proto::api_server::ApiServer::new(grpc::GrpcApi { registry: registry.clone() })
+        .max_decoding_message_size(http::MAX_BODY_BYTES + 4096)
+        .max_encoding_message_size(usize::MAX));
+    let server = server::Server { state, auth: Arc::new(auth::Authenticator { tokens }), grpc, tls: Arc::new(tls) };
+
+    tokio::spawn(bootstrap::endpoints_reconciler(registry.clone(), storage.clone(), advertise.to_string(), addr.port()));
+    tokio::spawn(bootstrap::compactor(storage, config.etcd_compaction_interval));
+    tracing::info!(%addr, "keelson-apiserver serving");
+    let task = tokio::spawn(server.serve(listener, shutdown));
+    Ok(Running { addr, task })
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = int.recv() => {},
+    }
+}
+
+/// Structured logs to stderr; `RUST_LOG` filters, `KEELSON_LOG_FORMAT=json` for JSON.
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if std::env::var("KEELSON_LOG_FORMAT").as_deref() == Ok("json") {
+        let _ = builder.json().try_init();
+    } else {
+        let _ = builder.try_init();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
+        assert!(parse_duration("5x").is_err());
+        assert_eq!(parse_port_range("30000-32767").unwrap(), (30000, 32767));
+    }
+}

@@ -1,0 +1,137 @@
+//! Type checking and unknown-field detection (`fieldValidation`).
+//!
+//! The apiserver keeps objects as JSON, but a body must still decode as its Kubernetes
+//! type: a string where an integer belongs is a 400, as on Kubernetes. Decoding the body
+//! into the k8s-openapi type and encoding it again also shows which fields the type does
+//! not know: those are unknown fields. `Strict` rejects them, `Warn` drops them with a
+//! warning, `Ignore` drops them silently — Kubernetes' behaviour. Values of known fields
+//! are kept exactly as sent (the round-trip is only used to find what is unknown).
+
+use super::FieldValidation;
+use k8s_openapi::api;
+use keelson_apimachinery::ApiError;
+use keelson_resources::ResourceType;
+use serde_json::Value;
+
+fn round_trip<T: serde::de::DeserializeOwned + serde::Serialize>(obj: &Value) -> Result<Value, String> {
+    let typed: T = serde_json::from_value(obj.clone()).map_err(|e| e.to_string())?;
+    serde_json::to_value(typed).map_err(|e| e.to_string())
+}
+
+/// Decode and re-encode through the typed model; None for kinds without one.
+fn typed(group: &str, kind: &str, obj: &Value) -> Option<Result<Value, String>> {
+    use api::*;
+    Some(match (group, kind) {
+        ("", "Pod") => round_trip::<core::v1::Pod>(obj),
+        ("", "PodTemplate") => round_trip::<core::v1::PodTemplate>(obj),
+        ("", "ReplicationController") => round_trip::<core::v1::ReplicationController>(obj),
+        ("", "Service") => round_trip::<core::v1::Service>(obj),
+        ("", "Endpoints") => round_trip::<core::v1::Endpoints>(obj),
+        ("", "Namespace") => round_trip::<core::v1::Namespace>(obj),
+        ("", "ConfigMap") => round_trip::<core::v1::ConfigMap>(obj),
+        ("", "Secret") => round_trip::<core::v1::Secret>(obj),
+        ("", "Node") => round_trip::<core::v1::Node>(obj),
+        ("", "Event") => round_trip::<core::v1::Event>(obj),
+        ("", "ServiceAccount") => round_trip::<core::v1::ServiceAccount>(obj),
+        ("", "PersistentVolume") => round_trip::<core::v1::PersistentVolume>(obj),
+        ("", "PersistentVolumeClaim") => round_trip::<core::v1::PersistentVolumeClaim>(obj),
+        ("", "ResourceQuota") => round_trip::<core::v1::ResourceQuota>(obj),
+        ("", "LimitRange") => round_trip::<core::v1::LimitRange>(obj),
+        ("", "Binding") => round_trip::<core::v1::Binding>(obj),
+        ("apps", "Deployment") => round_trip::<apps::v1::Deployment>(obj),
+        ("apps", "ReplicaSet") => round_trip::<apps::v1::ReplicaSet>(obj),
+        ("apps", "StatefulSet") => round_trip::<apps::v1::StatefulSet>(obj),
+        ("apps", "DaemonSet") => round_trip::<apps::v1::DaemonSet>(obj),
+        ("apps", "ControllerRevision") => round_trip::<apps::v1::ControllerRevision>(obj),
+        ("batch", "Job") => round_trip::<batch::v1::Job>(obj),
+        ("batch", "CronJob") => round_trip::<batch::v1::CronJob>(obj),
+        ("coordination.k8s.io", "Lease") => round_trip::<coordination::v1::Lease>(obj),
+        ("discovery.k8s.io", "EndpointSlice") => round_trip::<discovery::v1::EndpointSlice>(obj),
+        ("events.k8s.io", "Event") => round_trip::<events::v1::Event>(obj),
+        ("autoscaling", "Scale") => round_trip::<k8s_openapi::api::autoscaling::v1::Scale>(obj),
+        _ => return None,
+    })
+}
+
+/// Remove from `obj` every field `known` lacks; returns their paths. Null values are
+/// dropped without counting as unknown (Kubernetes drops them too).
+fn prune(obj: &mut Value, known: &Value, path: &str, unknown: &mut Vec<String>) {
+    match (obj, known) {
+        (Value::Object(o), Value::Object(k)) => {
+            let keys: Vec<String> = o.keys().cloned().collect();
+            for key in keys {
+                let child_path = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
+                match k.get(&key) {
+                    Some(kv) => prune(o.get_mut(&key).expect("key"), kv, &child_path, unknown),
+                    None => {
+                        if !o[&key].is_null() {
+                            unknown.push(child_path);
+                        }
+                        o.remove(&key);
+                    }
+                }
+            }
+        }
+        (Value::Array(a), Value::Array(k)) if a.len() == k.len() => {
+            for (i, (item, kitem)) in a.iter_mut().zip(k).enumerate() {
+                prune(item, kitem, &format!("{path}[{i}]"), unknown);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Check `obj` against its type; returns warnings (for `Warn`).
+pub fn check_unknown(rt: &ResourceType, obj: &mut Value, mode: FieldValidation) -> Result<Vec<String>, ApiError> {
+    check_kind(rt.group, rt.kind, rt.version, obj, mode)
+}
+
+pub fn check_kind(group: &str, kind: &str, version: &str, obj: &mut Value, mode: FieldValidation) -> Result<Vec<String>, ApiError> {
+    let Some(result) = typed(group, kind, obj) else {
+        return Ok(Vec::new());
+    };
+    let known = result.map_err(|e| {
+        ApiError::bad_request(format!("{kind} in version \"{version}\" cannot be handled as a {kind}: {e}"))
+    })?;
+    let mut unknown = Vec::new();
+    prune(obj, &known, "", &mut unknown);
+    if unknown.is_empty() {
+        return Ok(Vec::new());
+    }
+    let described: Vec<String> = unknown.iter().map(|p| format!("unknown field \"{p}\"")).collect();
+    match mode {
+        FieldValidation::Strict => Err(ApiError::bad_request(format!("strict decoding error: {}", described.join(", ")))),
+        FieldValidation::Warn => Ok(described),
+        FieldValidation::Ignore => Ok(Vec::new()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn cm() -> &'static ResourceType {
+        keelson_resources::find("", "configmaps").unwrap()
+    }
+
+    #[test]
+    fn strict_rejects_unknown_fields_and_warn_drops_them() {
+        let body = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a", "bogus": 1}, "data": {"k": "v"}, "extra": true});
+        let err = check_unknown(cm(), &mut body.clone(), FieldValidation::Strict).unwrap_err();
+        assert_eq!(err.code, 400);
+        assert!(err.message.contains("unknown field \"metadata.bogus\""), "{}", err.message);
+        assert!(err.message.contains("unknown field \"extra\""));
+        let mut b = body.clone();
+        let warnings = check_unknown(cm(), &mut b, FieldValidation::Warn).unwrap();
+        assert_eq!(warnings.len(), 2);
+        assert!(b.get("extra").is_none());
+        assert_eq!(b["data"]["k"], "v");
+    }
+
+    #[test]
+    fn wrong_types_are_bad_requests() {
+        let mut body = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}, "data": {"k": 5}});
+        assert_eq!(check_unknown(cm(), &mut body, FieldValidation::Warn).unwrap_err().code, 400);
+    }
+}

@@ -1,0 +1,180 @@
+//! List with label and field selectors, `limit`/`continue` and `remainingItemCount`.
+
+use super::{collection_prefix, decode_kv, storage_error, ListOptions, Registry};
+use crate::storage::StorageError;
+use base64::Engine;
+use keelson_apimachinery::selector::{FieldSelector, LabelSelector};
+use keelson_apimachinery::{meta, ApiError};
+use keelson_resources::ResourceType;
+use serde_json::{json, Value};
+
+/// Which objects of a collection a list or watch wants.
+pub struct Filter {
+    rt: &'static ResourceType,
+    namespace: String,
+    labels: Option<LabelSelector>,
+    fields: Option<FieldSelector>,
+}
+
+impl Filter {
+    pub fn new(rt: &'static ResourceType, namespace: &str, opts: &ListOptions) -> Result<Self, ApiError> {
+        let labels = if opts.label_selector.trim().is_empty() {
+            None
+        } else {
+            Some(LabelSelector::parse(&opts.label_selector)?)
+        };
+        let fields = if opts.field_selector.trim().is_empty() {
+            None
+        } else {
+            let fs = FieldSelector::parse(&opts.field_selector)?;
+            let allowed = rt.strategy.selectable_field_names();
+            for f in fs.requirements().iter().map(|r| r.field.as_str()) {
+                if f != "metadata.name" && f != "metadata.namespace" && !allowed.contains(&f) {
+                    return Err(ApiError::bad_request(format!(
+                        "\"{f}\" is not a known field selector: only \"metadata.name\", \"metadata.namespace\""
+                    )));
+                }
+            }
+            Some(fs)
+        };
+        Ok(Filter { rt, namespace: namespace.to_string(), labels, fields })
+    }
+
+    pub fn is_everything(&self) -> bool {
+        self.labels.is_none() && self.fields.is_none()
+    }
+
+    pub fn matches(&self, obj: &Value) -> bool {
+        if self.rt.namespaced && !self.namespace.is_empty() && meta::namespace(obj) != self.namespace {
+            return false;
+        }
+        if let Some(ls) = &self.labels {
+            if !ls.matches(&meta::labels(obj)) {
+                return false;
+            }
+        }
+        if let Some(fs) = &self.fields {
+            let extra = self.rt.strategy.selectable_fields(obj);
+            let get = |f: &str| -> Option<String> {
+                match f {
+                    "metadata.name" => Some(meta::name(obj).to_string()),
+                    "metadata.namespace" => Some(meta::namespace(obj).to_string()),
+                    _ => extra.iter().find(|(n, _)| *n == f).map(|(_, v)| v.clone()),
+                }
+            };
+            if !fs.matches(get) {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// One page of a list.
+#[derive(Debug)]
+pub struct ListResult {
+    pub items: Vec<Value>,
+    pub resource_version: i64,
+    pub continue_token: Option<String>,
+    pub remaining: Option<i64>,
+}
+
+fn encode_token(rv: i64, start: &str) -> String {
+    let raw = json!({"v": "meta.k8s.io/v1", "rv": rv, "start": start}).to_string();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+}
+
+fn decode_token(token: &str) -> Result<(i64, String), ApiError> {
+    let bad = || ApiError::bad_request("continue key is not valid: invalid continue token");
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token.trim_end_matches('='))
+        .map_err(|_| bad())?;
+    let v: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
+    let rv = v.get("rv").and_then(Value::as_i64).ok_or_else(bad)?;
+    let start = v.get("start").and_then(Value::as_str).ok_or_else(bad)?.to_string();
+    if start.contains("..") || start.starts_with('/') {
+        return Err(bad());
+    }
+    Ok((rv, start))
+}
+
+const TOO_OLD_CONTINUE: &str = "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.";
+
+impl Registry {
+    pub async fn list(&self, rt: &'static ResourceType, ns: &str, opts: &ListOptions) -> Result<ListResult, ApiError> {
+        let filter = Filter::new(rt, ns, opts)?;
+        let prefix = collection_prefix(rt, ns);
+        let (mut start, mut revision) = if !opts.continue_token.is_empty() {
+            let (rv, start) = decode_token(&opts.continue_token)?;
+            (format!("{prefix}{start}"), rv)
+        } else {
+            let rv = match opts.resource_version_match.as_str() {
+                "Exact" => opts.resource_version.parse::<i64>().map_err(|_| {
+                    ApiError::bad_request(format!("invalid resource version {:?}", opts.resource_version))
+                })?,
+                "" | "NotOlderThan" => 0,
+                other => {
+                    return Err(ApiError::bad_request(format!(
+                        "resourceVersionMatch: Unsupported value: {other:?}: supported values: \"Exact\", \"NotOlderThan\""
+                    )))
+                }
+            };
+            (String::new(), rv)
+        };
+        let limit = opts.limit.max(0);
+        let mut items = Vec::new();
+        loop {
+            let want = if limit == 0 { 0 } else if filter.is_everything() { limit - items.len() as i64 + 1 } else { (limit * 2).max(200) };
+            let page = self.storage.list(&prefix, &start, want, revision).await.map_err(|e| match e {
+                StorageError::Compacted { .. } if !opts.continue_token.is_empty() => ApiError::gone(TOO_OLD_CONTINUE),
+                StorageError::Compacted { .. } => ApiError::gone(format!("too old resource version: {revision}")),
+                e => storage_error(e, rt, ""),
+            })?;
+            revision = page.revision.max(revision);
+            let n = page.kvs.len();
+            for (i, kv) in page.kvs.iter().enumerate() {
+                if limit > 0 && items.len() as i64 == limit {
+                    // Full page and more keys exist: hand out a continue token.
+                    let last = meta_key(&items, rt, &prefix);
+                    let remaining = filter.is_everything().then_some((n - i) as i64 + page.remaining);
+                    return Ok(ListResult {
+                        items,
+                        resource_version: revision,
+                        continue_token: Some(encode_token(revision, &format!("{last}\u{0}"))),
+                        remaining,
+                    });
+                }
+                let obj = decode_kv(kv)?;
+                if filter.matches(&obj) {
+                    items.push(obj);
+                }
+            }
+            if limit == 0 || page.remaining == 0 || n == 0 {
+                break;
+            }
+            start = format!("{}\u{0}", page.kvs[n - 1].key);
+        }
+        Ok(ListResult { items, resource_version: revision, continue_token: None, remaining: None })
+    }
+}
+
+/// The key of the last item relative to the collection prefix.
+fn meta_key(items: &[Value], rt: &ResourceType, prefix: &str) -> String {
+    let last = items.last().expect("a full page has items");
+    let full = super::key(rt, meta::namespace(last), meta::name(last));
+    full.strip_prefix(prefix).unwrap_or(&full).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn continue_tokens_round_trip_and_reject_garbage() {
+        let t = encode_token(42, "default/web\u{0}");
+        assert_eq!(decode_token(&t).unwrap(), (42, "default/web\u{0}".to_string()));
+        assert_eq!(decode_token("not-a-token").unwrap_err().code, 400);
+        let evil = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(r#"{"rv":1,"start":"../secrets"}"#);
+        assert_eq!(decode_token(&evil).unwrap_err().code, 400);
+    }
+}

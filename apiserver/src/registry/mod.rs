@@ -1,0 +1,551 @@
+//! The generic store: every resource's create, read, update, patch and delete.
+//!
+//! One implementation serves every kind; what differs per kind comes from its
+//! [`keelson_resources::Strategy`]. The flow of a write mirrors Kubernetes'
+//! `genericregistry.Store`: decode → check type and namespace → server-owned metadata →
+//! strategy defaults → validation → admission (namespace lifecycle, service allocation)
+//! → managed fields → an etcd transaction conditioned on the revision that was read.
+//! Updates without a client-supplied resourceVersion retry on conflict
+//! ([`Registry::guaranteed_update`]); updates with one answer 409.
+
+pub mod allocation;
+pub mod fields;
+pub mod list;
+pub mod metadata;
+pub mod options;
+pub mod patching;
+pub mod subresources;
+pub mod watch;
+
+use crate::storage::{Commit, Kv, Storage, StorageError};
+use crate::watch_cache::{decode, WatchCache};
+use allocation::ServiceAllocator;
+use keelson_apimachinery::{meta, ApiError, Cause};
+use keelson_resources::{ResourceType, Subresource};
+pub use options::{parse_bool, DeleteOptions, FieldValidation, ListOptions, UserInfo, WriteOptions};
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+/// The shared store; cheap to clone.
+#[derive(Clone)]
+pub struct Registry {
+    pub storage: Storage,
+    pub cache: Arc<WatchCache>,
+    pub services: Arc<ServiceAllocator>,
+}
+
+/// The result of a write: the object, warnings for the client, and whether it was
+/// created (201) rather than updated (200).
+#[derive(Debug)]
+pub struct Written {
+    pub object: Value,
+    pub created: bool,
+    pub warnings: Vec<String>,
+}
+
+/// The etcd key of one object.
+pub fn key(rt: &ResourceType, namespace: &str, name: &str) -> String {
+    if rt.namespaced {
+        format!("{}/{namespace}/{name}", rt.key_prefix())
+    } else {
+        format!("{}/{name}", rt.key_prefix())
+    }
+}
+
+/// The etcd prefix of a collection (one namespace, or all when `namespace` is "").
+pub fn collection_prefix(rt: &ResourceType, namespace: &str) -> String {
+    if rt.namespaced && !namespace.is_empty() {
+        format!("{}/{namespace}/", rt.key_prefix())
+    } else {
+        format!("{}/", rt.key_prefix())
+    }
+}
+
+pub fn storage_error(e: StorageError, rt: &ResourceType, name: &str) -> ApiError {
+    match e {
+        StorageError::NotFound => ApiError::not_found(rt.group, rt.plural, name),
+        StorageError::AlreadyExists => ApiError::already_exists(rt.group, rt.plural, name),
+        StorageError::Conflict(_) => ApiError::stale(rt.group, rt.plural, name),
+        StorageError::Compacted { .. } => ApiError::gone("too old resource version"),
+        StorageError::ClaimTaken(keys) => ApiError::conflict(rt.group, rt.plural, name, &format!("already allocated: {keys:?}")),
+        StorageError::Unavailable(msg) => ApiError::timeout(format!("etcd is unavailable: {msg}")),
+    }
+}
+
+pub fn decode_kv(kv: &Kv) -> Result<Value, ApiError> {
+    decode(&kv.value, kv.mod_revision)
+        .ok_or_else(|| ApiError::internal(format!("stored object at {} is not valid JSON", kv.key)))
+}
+
+/// The stored form: no resourceVersion (it is the key's revision) and no selfLink.
+fn encode(obj: &Value) -> Vec<u8> {
+    let mut o = obj.clone();
+    if let Some(m) = o.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.remove("resourceVersion");
+        m.remove("selfLink");
+    }
+    serde_json::to_vec(&o).expect("JSON values always serialize")
+}
+
+fn with_rv(mut obj: Value, rev: i64) -> Value {
+    meta::metadata_mut(&mut obj).insert("resourceVersion".into(), json!(rev.to_string()));
+    obj
+}
+
+fn is_services(rt: &ResourceType) -> bool {
+    rt.group.is_empty() && rt.plural == "services"
+}
+
+fn deletion_pending(obj: &Value) -> bool {
+    obj.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null())
+}
+
+fn finalizers(obj: &Value) -> Vec<String> {
+    obj.pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).map(String::from).collect())
+        .unwrap_or_default()
+}
+
+impl Registry {
+    pub async fn new(storage: Storage, services: ServiceAllocator) -> anyhow::Result<Self> {
+        let cache = WatchCache::start(storage.clone()).await?;
+        Ok(Registry { storage, cache, services: Arc::new(services) })
+    }
+
+    pub async fn get(&self, rt: &ResourceType, ns: &str, name: &str) -> Result<Value, ApiError> {
+        match self.storage.get(&key(rt, ns, name)).await {
+            Ok(Some(kv)) => decode_kv(&kv),
+            Ok(None) => Err(ApiError::not_found(rt.group, rt.plural, name)),
+            Err(e) => Err(storage_error(e, rt, name)),
+        }
+    }
+
+    /// NamespaceLifecycle admission: the namespace must exist and not be terminating.
+    async fn admit_namespace(&self, rt: &ResourceType, ns: &str) -> Result<(), ApiError> {
+        if !rt.namespaced {
+            return Ok(());
+        }
+        let ns_rt = keelson_resources::find("", "namespaces").expect("namespaces are served");
+        let nso = self.get(ns_rt, "", ns).await.map_err(|e| {
+            if e.code == 404 {
+                ApiError::not_found("", "namespaces", ns)
+            } else {
+                e
+            }
+        })?;
+        if deletion_pending(&nso) || nso.pointer("/status/phase").and_then(Value::as_str) == Some("Terminating") {
+            return Err(ApiError::forbidden(format!(
+                "{} \"{}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
+                rt.plural,
+                "",
+            ))
+            .with_details(rt.group, rt.plural, "")
+            .tap_reason("Forbidden"));
+        }
+        Ok(())
+    }
+
+    /// Defaults, validation and the strategy's update checks for a candidate object.
+    fn admit(&self, rt: &ResourceType, obj: &mut Value, old: Option<&Value>) -> Result<(), ApiError> {
+        rt.strategy.default(obj);
+        let mut causes = metadata::validate(rt, obj);
+        causes.extend(rt.strategy.validate(obj));
+        if let Some(old) = old {
+            causes.extend(metadata::validate_update(obj, old));
+            causes.extend(rt.strategy.validate_update(obj, old));
+        }
+        if causes.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::invalid(rt.group, rt.kind, meta::name(obj), causes))
+        }
+    }
+
+    pub async fn create(
+        &self,
+        rt: &ResourceType,
+        ns: &str,
+        mut obj: Value,
+        opts: &WriteOptions,
+    ) -> Result<Written, ApiError> {
+        metadata::check_type(rt, &mut obj)?;
+        metadata::check_namespace(rt, &mut obj, ns)?;
+        let warnings = fields::check_unknown(rt, &mut obj, opts.field_validation)?;
+        metadata::prepare_create(rt, &mut obj)?;
+        rt.strategy.prepare_for_create(&mut obj);
+        self.admit(rt, &mut obj, None)?;
+        self.admit_namespace(rt, meta::namespace(&obj)).await?;
+        patching::track_fields(rt, None, &mut obj, opts, "");
+        let name = meta::name(&obj).to_string();
+        let k = key(rt, meta::namespace(&obj), &name);
+        let original = obj.clone();
+        for _attempt in 0..10 {
+            let mut candidate = original.clone();
+            let alloc = if is_services(rt) {
+                self.services.allocate(&mut candidate, None)?
+            } else {
+                allocation::Allocation::default()
+            };
+            if opts.dry_run {
+                return Ok(Written { object: candidate, created: true, warnings });
+            }
+            let commit = Commit {
+                key: k.clone(),
+                value: Some(encode(&candidate)),
+                expected: None,
+                claims: alloc.claims,
+                releases: alloc.releases,
+            };
+            match self.storage.commit(commit).await {
+                Ok(rev) => return Ok(Written { object: with_rv(candidate, rev), created: true, warnings }),
+                Err(StorageError::ClaimTaken(taken)) => {
+                    let requested = self.services.requested_keys(&original);
+                    if let Some(k) = taken.iter().find(|k| requested.contains(k)) {
+                        return Err(self.services.taken_error(&original, k));
+                    }
+                    // A randomly picked address or port was taken: pick again.
+                }
+                Err(e) => return Err(storage_error(e, rt, &name)),
+            }
+        }
+        Err(ApiError::internal("could not allocate a free ClusterIP or NodePort after 10 attempts"))
+    }
+
+    /// Read-modify-write with retries on conflict: `mutate` gets the current object (None
+    /// when missing) and returns the new one. When `precondition_rv` is given, a
+    /// different stored revision is a 409 instead of a retry.
+    pub async fn guaranteed_update<F>(
+        &self,
+        rt: &ResourceType,
+        ns: &str,
+        name: &str,
+        dry_run: bool,
+        mut mutate: F,
+    ) -> Result<Written, ApiError>
+    where
+        F: FnMut(Option<&Value>) -> Result<Value, ApiError>,
+    {
+        let k = key(rt, ns, name);
+        let mut current = self.storage.get(&k).await.map_err(|e| storage_error(e, rt, name))?;
+        for _attempt in 0..16 {
+            let old = match &current {
+                Some(kv) => Some(decode_kv(kv)?),
+                None => None,
+            };
+            let mut new = mutate(old.as_ref())?;
+            let created = old.is_none();
+            // Client-visible no-op: nothing changed, nothing written (no new revision).
+            if let Some(o) = &old {
+                if same_object(o, &new) {
+                    return Ok(Written { object: o.clone(), created: false, warnings: vec![] });
+                }
+            }
+            let alloc = if is_services(rt) {
+                self.services.allocate(&mut new, old.as_ref())?
+            } else {
+                allocation::Allocation::default()
+            };
+            if dry_run {
+                return Ok(Written { object: new, created, warnings: vec![] });
+            }
+            // Removing the last finalizer of an object being deleted completes deletion.
+            let finished = deletion_pending(&new) && finalizers(&new).is_empty() && !created && !rt.strategy.deletion_blocked(&new);
+            let mut commit = Commit {
+                key: k.clone(),
+                value: Some(encode(&new)),
+                expected: current.as_ref().map(|kv| kv.mod_revision),
+                claims: alloc.claims,
+                releases: alloc.releases,
+            };
+            if finished {
+                commit.value = None;
+                if is_services(rt) {
+                    commit.releases = self.services.release(&new);
+                    commit.claims.clear();
+                }
+            }
+            match self.storage.commit(commit).await {
+                Ok(rev) => return Ok(Written { object: with_rv(new, rev), created, warnings: vec![] }),
+                Err(StorageError::Conflict(now)) => current = now,
+                Err(StorageError::AlreadyExists) => {
+                    current = self.storage.get(&k).await.map_err(|e| storage_error(e, rt, name))?
+                }
+                Err(StorageError::ClaimTaken(taken)) => {
+                    let requested = self.services.requested_keys(&new);
+                    if let Some(key) = taken.iter().find(|k| requested.contains(k)) {
+                        return Err(self.services.taken_error(&new, key));
+                    }
+                }
+                Err(e) => return Err(storage_error(e, rt, name)),
+            }
+        }
+        Err(ApiError::conflict(rt.group, rt.plural, name, "too many concurrent updates; try again"))
+    }
+
+    /// PUT: replace the object (or its status), honouring a resourceVersion
+    /// precondition when the body carries one.
+    pub async fn update(
+        &self,
+        rt: &'static ResourceType,
+        ns: &str,
+        name: &str,
+        subresource: &str,
+        mut body: Value,
+        opts: &WriteOptions,
+    ) -> Result<Written, ApiError> {
+        metadata::check_type(rt, &mut body)?;
+        metadata::check_namespace(rt, &mut body, ns)?;
+        let body_name = meta::name(&body).to_string();
+        if body_name.is_empty() {
+            meta::metadata_mut(&mut body).insert("name".into(), json!(name));
+        } else if body_name != name {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({body_name}) does not match the name on the URL ({name})"
+            )));
+        }
+        let warnings = fields::check_unknown(rt, &mut body, opts.field_validation)?;
+        let precondition = meta::resource_version(&body).to_string();
+        let ns_for_create = ns.to_string();
+        let mut w = self
+            .guaranteed_update(rt, ns, name, opts.dry_run, |old| {
+                self.apply_update(rt, old, body.clone(), &precondition, subresource, opts)
+            })
+            .await?;
+        if w.created {
+            // Only kinds that allow create-on-update get here; they still need a live
+            // namespace.
+            self.admit_namespace(rt, &ns_for_create).await?;
+        }
+        w.warnings = warnings;
+        Ok(w)
+    }
+
+    /// The pure part of an update: given the stored object and the client's new version,
+    /// compute what to store.
+    pub fn apply_update(
+        &self,
+        rt: &ResourceType,
+        old: Option<&Value>,
+        mut new: Value,
+        precondition: &str,
+        subresource: &str,
+        opts: &WriteOptions,
+    ) -> Result<Value, ApiError> {
+        let name = meta::name(&new).to_string();
+        let Some(old) = old else {
+            if !rt.strategy.allow_create_on_update() || !subresource.is_empty() {
+                return Err(ApiError::not_found(rt.group, rt.plural, &name));
+            }
+            metadata::prepare_create(rt, &mut new)?;
+            rt.strategy.prepare_for_create(&mut new);
+            self.admit(rt, &mut new, None)?;
+            patching::track_fields(rt, None, &mut new, opts, "");
+            return Ok(new);
+        };
+        if !precondition.is_empty() && precondition != meta::resource_version(old) {
+            return Err(ApiError::stale(rt.group, rt.plural, &name));
+        }
+        let mut new = if subresource == "status" {
+            // Status updates change only status.
+            let mut merged = old.clone();
+            merged["status"] = new.get("status").cloned().unwrap_or(Value::Null);
+            merged
+        } else {
+            if rt.has(Subresource::Status) {
+                match old.get("status") {
+                    Some(s) => new["status"] = s.clone(),
+                    None => {
+                        new.as_object_mut().map(|o| o.remove("status"));
+                    }
+                }
+            }
+            new
+        };
+        // managedFields are the server's to keep unless the client sends a new set.
+        if new.pointer("/metadata/managedFields").is_none() {
+            if let Some(mf) = old.pointer("/metadata/managedFields") {
+                meta::metadata_mut(&mut new).insert("managedFields".into(), mf.clone());
+            }
+        }
+        metadata::prepare_update(rt, &mut new, old);
+        // An object being deleted may only lose finalizers, not gain new ones.
+        if deletion_pending(old) {
+            let old_f = finalizers(old);
+            let added: Vec<String> = finalizers(&new).into_iter().filter(|f| !old_f.contains(f)).collect();
+            if !added.is_empty() {
+                return Err(ApiError::invalid(
+                    rt.group,
+                    rt.kind,
+                    &name,
+                    vec![Cause::forbidden("metadata.finalizers", format!("no new finalizers can be added if the object is being deleted, found new finalizers {added:?}"))],
+                ));
+            }
+        }
+        self.admit(rt, &mut new, Some(old))?;
+        patching::track_fields(rt, Some(old), &mut new, opts, subresource);
+        Ok(new)
+    }
+
+    /// DELETE one object. Returns the object as deleted, or as it now stands when
+    /// finalizers or a grace period keep it (`created` is unused).
+    pub async fn delete(
+        &self,
+        rt: &ResourceType,
+        ns: &str,
+        name: &str,
+        opts: &DeleteOptions,
+    ) -> Result<Value, ApiError> {
+        opts.validate()?;
+        let k = key(rt, ns, name);
+        for _attempt in 0..16 {
+            let kv = self
+                .storage
+                .get(&k)
+                .await
+                .map_err(|e| storage_error(e, rt, name))?
+                .ok_or_else(|| ApiError::not_found(rt.group, rt.plural, name))?;
+            let obj = decode_kv(&kv)?;
+            if let Some(uid) = &opts.precondition_uid {
+                if uid != meta::uid(&obj) {
+                    return Err(ApiError::conflict(rt.group, rt.plural, name, &format!(
+                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                        meta::uid(&obj)
+                    )));
+                }
+            }
+            if let Some(rv) = &opts.precondition_resource_version {
+                if rv != meta::resource_version(&obj) {
+                    return Err(ApiError::conflict(rt.group, rt.plural, name, &format!(
+                        "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+                        meta::resource_version(&obj)
+                    )));
+                }
+            }
+            let (next, remove) = deletion_step(rt, &obj, opts);
+            if opts.dry_run {
+                return Ok(next.unwrap_or(obj));
+            }
+            let commit = match (&next, remove) {
+                (_, true) => Commit {
+                    key: k.clone(),
+                    value: None,
+                    expected: Some(kv.mod_revision),
+                    releases: if is_services(rt) { self.services.release(&obj) } else { vec![] },
+                    ..Default::default()
+                },
+                (Some(updated), false) => Commit {
+                    key: k.clone(),
+                    value: Some(encode(updated)),
+                    expected: Some(kv.mod_revision),
+                    ..Default::default()
+                },
+                // Already being deleted and nothing to change.
+                (None, false) => return Ok(obj),
+            };
+            match self.storage.commit(commit).await {
+                Ok(rev) => {
+                    return Ok(match next {
+                        Some(updated) if !remove => with_rv(updated, rev),
+                        _ => obj,
+                    })
+                }
+                Err(StorageError::Conflict(_)) => continue,
+                Err(e) => return Err(storage_error(e, rt, name)),
+            }
+        }
+        Err(ApiError::conflict(rt.group, rt.plural, name, "too many concurrent updates; try again"))
+    }
+}
+
+/// What deleting `obj` does: `(Some(updated), false)` marks it (deletionTimestamp,
+/// policy finalizers, grace period) and keeps it; `(_, true)` removes it now;
+/// `(None, false)` leaves it as it is.
+fn deletion_step(rt: &ResourceType, obj: &Value, opts: &DeleteOptions) -> (Option<Value>, bool) {
+    let mut fins = finalizers(obj);
+    let pending = deletion_pending(obj);
+    // Propagation policies become finalizers the garbage collector acts on.
+    let policy_finalizer = match opts.propagation_policy.as_deref() {
+        Some("Foreground") => Some("foregroundDeletion"),
+        Some("Orphan") => Some("orphan"),
+        _ => None,
+    };
+    let mut changed = false;
+    if let Some(pf) = policy_finalizer {
+        if !fins.iter().any(|f| f == pf) {
+            fins.retain(|f| f != "orphan" && f != "foregroundDeletion");
+            fins.push(pf.to_string());
+            changed = true;
+        }
+    } else if opts.propagation_policy.as_deref() == Some("Background") && fins.iter().any(|f| f == "orphan" || f == "foregroundDeletion") {
+        fins.retain(|f| f != "orphan" && f != "foregroundDeletion");
+        changed = true;
+    }
+    // Graceful deletion: the kind asks for a grace period (a pod on a node).
+    let grace = match rt.strategy.default_grace_period(obj) {
+        Some(default) => opts.grace_period_seconds.unwrap_or(default),
+        None => 0,
+    };
+    let current_grace = obj.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64);
+    let blocked = rt.strategy.deletion_blocked(obj);
+    if fins.is_empty() && grace == 0 && !blocked {
+        return (None, true);
+    }
+    if pending && !changed && current_grace.is_some_and(|g| g <= grace) {
+        return (None, false);
+    }
+    let mut updated = obj.clone();
+    let m = meta::metadata_mut(&mut updated);
+    let deadline = chrono::Utc::now() + chrono::Duration::seconds(grace);
+    let shorten = current_grace.is_none_or(|g| grace < g);
+    if !pending || shorten {
+        m.insert("deletionTimestamp".into(), json!(deadline.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)));
+        m.insert("deletionGracePeriodSeconds".into(), json!(grace));
+    }
+    if fins.is_empty() {
+        m.remove("finalizers");
+    } else {
+        m.insert("finalizers".into(), json!(fins));
+    }
+    rt.strategy.mark_deleting(&mut updated);
+    (Some(updated), false)
+}
+
+/// Equal apart from resourceVersion and managedFields timestamps.
+fn same_object(a: &Value, b: &Value) -> bool {
+    let strip = |v: &Value| {
+        let mut v = v.clone();
+        if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+            m.remove("resourceVersion");
+            m.remove("managedFields");
+        }
+        v
+    };
+    strip(a) == strip(b) && a.pointer("/metadata/managedFields") == b.pointer("/metadata/managedFields")
+        || (strip(a) == strip(b) && managed_equal_but_time(a, b))
+}
+
+fn managed_equal_but_time(a: &Value, b: &Value) -> bool {
+    let strip_times = |v: &Value| -> Value {
+        let mut mf = v.pointer("/metadata/managedFields").cloned().unwrap_or(Value::Null);
+        if let Some(arr) = mf.as_array_mut() {
+            for e in arr {
+                if let Some(o) = e.as_object_mut() {
+                    o.remove("time");
+                }
+            }
+        }
+        mf
+    };
+    strip_times(a) == strip_times(b)
+}
+
+trait TapReason {
+    fn tap_reason(self, reason: &str) -> Self;
+}
+impl TapReason for ApiError {
+    fn tap_reason(mut self, reason: &str) -> Self {
+        self.reason = reason.to_string();
+        self
+    }
+}

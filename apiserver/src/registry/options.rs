@@ -1,0 +1,160 @@
+//! Request options shared by the REST and gRPC front ends.
+
+use keelson_apimachinery::ApiError;
+use serde_json::Value;
+
+/// Who is making the request.
+#[derive(Debug, Clone, Default)]
+pub struct UserInfo {
+    pub name: String,
+    pub groups: Vec<String>,
+}
+
+/// `fieldValidation`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FieldValidation {
+    Ignore,
+    #[default]
+    Warn,
+    Strict,
+}
+
+impl FieldValidation {
+    pub fn parse(s: &str) -> Result<Self, ApiError> {
+        match s {
+            "" | "Warn" => Ok(FieldValidation::Warn),
+            "Ignore" => Ok(FieldValidation::Ignore),
+            "Strict" => Ok(FieldValidation::Strict),
+            other => Err(ApiError::bad_request(format!(
+                "fieldValidation must be one of \"Ignore\", \"Warn\", or \"Strict\", got {other:?}"
+            ))),
+        }
+    }
+}
+
+/// Options of create, update and patch.
+#[derive(Debug, Clone, Default)]
+pub struct WriteOptions {
+    pub dry_run: bool,
+    pub field_manager: String,
+    pub field_validation: FieldValidation,
+    /// Server-side apply: take ownership of conflicting fields.
+    pub force: bool,
+    pub user_agent: String,
+}
+
+/// Parse `dryRun`: only `All` is defined.
+pub fn parse_dry_run(values: &[&str]) -> Result<bool, ApiError> {
+    let mut dry = false;
+    for v in values {
+        match *v {
+            "All" => dry = true,
+            "" => {}
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "dryRun: Unsupported value: {other:?}: supported values: \"All\""
+                )))
+            }
+        }
+    }
+    Ok(dry)
+}
+
+/// Options of list and watch.
+#[derive(Debug, Clone, Default)]
+pub struct ListOptions {
+    pub label_selector: String,
+    pub field_selector: String,
+    pub limit: i64,
+    pub continue_token: String,
+    pub resource_version: String,
+    /// `Exact` or `NotOlderThan` (or empty).
+    pub resource_version_match: String,
+    pub allow_bookmarks: bool,
+    pub send_initial_events: bool,
+    pub timeout_seconds: Option<u64>,
+}
+
+/// `metav1.DeleteOptions`.
+#[derive(Debug, Clone, Default)]
+pub struct DeleteOptions {
+    pub grace_period_seconds: Option<i64>,
+    /// `Orphan`, `Background` or `Foreground`.
+    pub propagation_policy: Option<String>,
+    pub precondition_uid: Option<String>,
+    pub precondition_resource_version: Option<String>,
+    pub dry_run: bool,
+}
+
+impl DeleteOptions {
+    /// Merge a DeleteOptions JSON body (if any) over query-string options.
+    pub fn merge_body(&mut self, body: &Value) -> Result<(), ApiError> {
+        if body.is_null() {
+            return Ok(());
+        }
+        if !body.is_object() {
+            return Err(ApiError::bad_request("DeleteOptions must be an object"));
+        }
+        if let Some(g) = body.get("gracePeriodSeconds").filter(|v| !v.is_null()) {
+            self.grace_period_seconds = Some(
+                g.as_i64()
+                    .ok_or_else(|| ApiError::bad_request("gracePeriodSeconds must be an integer"))?,
+            );
+        }
+        if let Some(p) = body.get("propagationPolicy").and_then(Value::as_str) {
+            self.propagation_policy = Some(p.to_string());
+        } else if let Some(orphan) = body.get("orphanDependents").and_then(Value::as_bool) {
+            self.propagation_policy = Some(if orphan { "Orphan" } else { "Background" }.into());
+        }
+        if let Some(pre) = body.get("preconditions") {
+            if let Some(u) = pre.get("uid").and_then(Value::as_str) {
+                self.precondition_uid = Some(u.to_string());
+            }
+            if let Some(rv) = pre.get("resourceVersion").and_then(Value::as_str) {
+                self.precondition_resource_version = Some(rv.to_string());
+            }
+        }
+        if let Some(d) = body.get("dryRun").and_then(Value::as_array) {
+            let vals: Vec<&str> = d.iter().filter_map(Value::as_str).collect();
+            self.dry_run |= parse_dry_run(&vals)?;
+        }
+        self.validate()
+    }
+
+    pub fn validate(&self) -> Result<(), ApiError> {
+        if let Some(p) = &self.propagation_policy {
+            if !matches!(p.as_str(), "Orphan" | "Background" | "Foreground") {
+                return Err(ApiError::invalid(
+                    "",
+                    "DeleteOptions",
+                    "",
+                    vec![keelson_apimachinery::Cause::not_supported(
+                        "propagationPolicy",
+                        &Value::String(p.clone()),
+                        &["Foreground", "Background", "Orphan"],
+                    )],
+                ));
+            }
+        }
+        if let Some(g) = self.grace_period_seconds {
+            if g < 0 {
+                return Err(ApiError::invalid(
+                    "",
+                    "DeleteOptions",
+                    "",
+                    vec![keelson_apimachinery::Cause::invalid(
+                        "gracePeriodSeconds",
+                        &Value::from(g),
+                        "must be greater than or equal to 0",
+                    )],
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Kubernetes' boolean query parameters accept `true`, `1` and friends.
+pub fn parse_bool(s: &str) -> bool {
+    matches!(s, "true" | "True" | "TRUE" | "1" | "t" | "T")
+}

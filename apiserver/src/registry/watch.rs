@@ -1,0 +1,250 @@
+//! Client watches: a filtered view of the shared watch cache.
+//!
+//! Semantics follow Kubernetes: a watch from resourceVersion N delivers every change
+//! after N in order; from "" or "0" (or with `sendInitialEvents`) it first delivers the
+//! current state as ADDED events. An object that stops matching the selector is
+//! delivered as DELETED, one that starts matching as ADDED. Bookmarks carry only a
+//! resourceVersion. A resourceVersion etcd has compacted ends the watch with an ERROR
+//! event carrying a 410 Status.
+
+use super::list::Filter;
+use super::{collection_prefix, ListOptions, Registry};
+use crate::watch_cache::{raw_events, Change, RawEvent, Subscription};
+use keelson_apimachinery::ApiError;
+use keelson_resources::ResourceType;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+
+/// How often an idle watch with bookmarks enabled gets one.
+const BOOKMARK_INTERVAL: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone)]
+pub struct WatchEvent {
+    /// ADDED, MODIFIED, DELETED, BOOKMARK or ERROR.
+    pub kind: &'static str,
+    pub object: Value,
+}
+
+/// Translate one raw change into what this watcher sees, if anything.
+fn translate(ev: &RawEvent, prefix: &str, filter: &Filter) -> Option<WatchEvent> {
+    if !ev.key.starts_with(prefix) {
+        return None;
+    }
+    let now = ev.object.as_deref().filter(|o| filter.matches(o));
+    let before = ev.prev.as_deref().filter(|o| filter.matches(o));
+    match (ev.change, now, before) {
+        (Change::Put, Some(o), None) => Some(WatchEvent { kind: "ADDED", object: o.clone() }),
+        (Change::Put, Some(o), Some(_)) => Some(WatchEvent { kind: "MODIFIED", object: o.clone() }),
+        (_, None, Some(prev)) => {
+            // Deleted, or no longer matching: the last state, at the event's revision.
+            let mut o = prev.clone();
+            keelson_apimachinery::meta::metadata_mut(&mut o)
+                .insert("resourceVersion".into(), json!(ev.revision.to_string()));
+            Some(WatchEvent { kind: "DELETED", object: o })
+        }
+        _ => None,
+    }
+}
+
+fn bookmark(rt: &ResourceType, rv: i64, initial_end: bool) -> WatchEvent {
+    let mut m = json!({"resourceVersion": rv.to_string()});
+    if initial_end {
+        m["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+    }
+    WatchEvent { kind: "BOOKMARK", object: json!({"kind": rt.kind, "apiVersion": rt.api_version(), "metadata": m}) }
+}
+
+impl Registry {
+    /// Start a watch; the stream ends on timeout, on a compacted resourceVersion (after an
+    /// ERROR event), when the watcher falls too far behind, or when dropped.
+    pub async fn watch(
+        &self,
+        rt: &'static ResourceType,
+        ns: &str,
+        opts: &ListOptions,
+    ) -> Result<ReceiverStream<WatchEvent>, ApiError> {
+        let filter = Filter::new(rt, ns, opts)?;
+        let prefix = collection_prefix(rt, ns);
+        let initial = opts.send_initial_events || opts.resource_version.is_empty() || opts.resource_version == "0";
+        if opts.send_initial_events && !opts.allow_bookmarks {
+            return Err(ApiError::invalid("", "ListOptions", "", vec![keelson_apimachinery::Cause::forbidden(
+                "allowWatchBookmarks",
+                "sendInitialEvents requires setting allowWatchBookmarks to true",
+            )]));
+        }
+        let (tx, rx) = mpsc::channel(256);
+        let mut after = if initial {
+            0
+        } else {
+            opts.resource_version.parse::<i64>().map_err(|_| {
+                ApiError::bad_request(format!("invalid resource version: {:?}", opts.resource_version))
+            })?
+        };
+        let mut initial_events = Vec::new();
+        if initial {
+            let all = self
+                .list(rt, ns, &ListOptions { label_selector: opts.label_selector.clone(), field_selector: opts.field_selector.clone(), ..Default::default() })
+                .await?;
+            after = all.resource_version;
+            initial_events = all.items;
+        }
+        let subscription = match self.cache.subscribe(after).await {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::debug!(error = %e, "watch could not start");
+                None
+            }
+        };
+        let this = self.clone();
+        let send_initial_end = opts.send_initial_events;
+        let bookmarks = opts.allow_bookmarks;
+        let timeout = opts.timeout_seconds.map(Duration::from_secs).unwrap_or(Duration::from_secs(30 * 60));
+        this.storage_metrics_watcher(true);
+        tokio::spawn(async move {
+            let deadline = tokio::time::Instant::now() + timeout;
+            let run = async {
+                for obj in initial_events {
+                    tx.send(WatchEvent { kind: "ADDED", object: obj }).await.ok()?;
+                }
+                if send_initial_end {
+                    tx.send(bookmark(rt, after, true)).await.ok()?;
+                }
+                let Some(sub) = subscription else {
+                    let status = ApiError::gone(format!("too old resource version: {after}")).to_status();
+                    tx.send(WatchEvent { kind: "ERROR", object: status }).await.ok()?;
+                    return None;
+                };
+                let mut last = after;
+                match sub {
+                    Subscription::Cached { backlog, live } => {
+                        for ev in backlog {
+                            if ev.revision > last {
+                                last = ev.revision;
+                                if let Some(we) = translate(&ev, &prefix, &filter) {
+                                    tx.send(we).await.ok()?;
+                                }
+                            }
+                        }
+                        follow_live(live, &tx, &prefix, &filter, last, rt, bookmarks, &this).await
+                    }
+                    Subscription::Direct(mut stream) => loop {
+                        let msg = tokio::time::timeout(BOOKMARK_INTERVAL, stream.message()).await;
+                        match msg {
+                            Err(_) => {
+                                if bookmarks {
+                                    tx.send(bookmark(rt, last, false)).await.ok()?;
+                                }
+                            }
+                            Ok(Ok(Some(resp))) => {
+                                if resp.compact_revision() > 0 {
+                                    let status = ApiError::gone(format!(
+                                        "too old resource version: {after} ({})",
+                                        resp.compact_revision()
+                                    ))
+                                    .to_status();
+                                    tx.send(WatchEvent { kind: "ERROR", object: status }).await.ok()?;
+                                    return None;
+                                }
+                                for ev in raw_events(&resp) {
+                                    last = last.max(ev.revision);
+                                    if let Some(we) = translate(&ev, &prefix, &filter) {
+                                        tx.send(we).await.ok()?;
+                                    }
+                                }
+                            }
+                            _ => return None,
+                        }
+                    },
+                }
+            };
+            let _ = tokio::time::timeout_at(deadline, run).await;
+            this.storage_metrics_watcher(false);
+        });
+        Ok(ReceiverStream::new(rx))
+    }
+
+    fn storage_metrics_watcher(&self, started: bool) {
+        if let Some(m) = crate::metrics::global() {
+            if started {
+                m.watcher_started()
+            } else {
+                m.watcher_stopped()
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn follow_live(
+    mut live: broadcast::Receiver<Arc<RawEvent>>,
+    tx: &mpsc::Sender<WatchEvent>,
+    prefix: &str,
+    filter: &Filter,
+    mut last: i64,
+    rt: &'static ResourceType,
+    bookmarks: bool,
+    registry: &Registry,
+) -> Option<()> {
+    let mut ticker = tokio::time::interval(BOOKMARK_INTERVAL);
+    ticker.tick().await;
+    loop {
+        tokio::select! {
+            ev = live.recv() => match ev {
+                Ok(ev) => {
+                    if ev.revision <= last {
+                        continue;
+                    }
+                    last = ev.revision;
+                    if let Some(we) = translate(&ev, prefix, filter) {
+                        tx.send(we).await.ok()?;
+                    }
+                }
+                // Fell behind, or the cache restarted: end the watch; the client resumes
+                // from its last resourceVersion.
+                Err(_) => return None,
+            },
+            _ = ticker.tick() => {
+                if bookmarks {
+                    let rv = registry.cache.latest().max(last);
+                    tx.send(bookmark(rt, rv, false)).await.ok()?;
+                }
+            }
+            _ = tx.closed() => return None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rv_of(obj: &Value) -> i64 {
+        keelson_apimachinery::meta::resource_version(obj).parse().unwrap_or(0)
+    }
+
+    fn filter(sel: &str) -> Filter {
+        let rt = keelson_resources::find("", "configmaps").unwrap();
+        Filter::new(rt, "default", &ListOptions { label_selector: sel.into(), ..Default::default() }).unwrap()
+    }
+
+    fn cm(labels: Value, rv: i64) -> Arc<Value> {
+        Arc::new(json!({"metadata": {"name": "a", "namespace": "default", "labels": labels, "resourceVersion": rv.to_string()}}))
+    }
+
+    #[test]
+    fn selector_changes_become_added_and_deleted() {
+        let f = filter("app=web");
+        let p = "/registry/configmaps/default/";
+        let leave = RawEvent { revision: 7, key: format!("{p}a"), change: Change::Put, object: Some(cm(json!({"app": "db"}), 7)), prev: Some(cm(json!({"app": "web"}), 5)) };
+        let we = translate(&leave, p, &f).unwrap();
+        assert_eq!(we.kind, "DELETED");
+        assert_eq!(rv_of(&we.object), 7);
+        let enter = RawEvent { revision: 8, key: format!("{p}a"), change: Change::Put, object: Some(cm(json!({"app": "web"}), 8)), prev: Some(cm(json!({"app": "db"}), 7)) };
+        assert_eq!(translate(&enter, p, &f).unwrap().kind, "ADDED");
+        let other_ns = RawEvent { revision: 9, key: "/registry/configmaps/other/a".into(), change: Change::Put, object: Some(cm(json!({"app": "web"}), 9)), prev: None };
+        assert!(translate(&other_ns, p, &f).is_none());
+    }
+}

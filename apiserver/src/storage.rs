@@ -1,0 +1,353 @@
+//! The etcd storage layer: the only code that talks to etcd.
+//!
+//! Objects are stored as JSON under `/registry/...` keys, without their
+//! `resourceVersion`: an object's resourceVersion is its key's etcd `mod_revision`, set
+//! by the registry when it reads. Every write is a transaction conditioned on the
+//! revision the writer read (or on the key not existing, for create), so concurrent
+//! writers through any number of apiservers never lose an update.
+
+use bytes::Bytes;
+use etcd_client::{
+    Client, Compare, CompareOp, ConnectOptions, GetOptions, Txn, TxnOp, TxnOpResponse,
+    WatchOptions,
+};
+use std::time::{Duration, Instant};
+
+use crate::metrics::Metrics;
+
+/// One stored key.
+#[derive(Debug, Clone)]
+pub struct Kv {
+    pub key: String,
+    pub value: Bytes,
+    pub mod_revision: i64,
+}
+
+/// One page of a range read.
+#[derive(Debug)]
+pub struct Page {
+    pub kvs: Vec<Kv>,
+    /// The store revision the page was read at.
+    pub revision: i64,
+    /// Keys left in the range after this page.
+    pub remaining: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("key not found")]
+    NotFound,
+    #[error("key already exists")]
+    AlreadyExists,
+    /// The key's revision is not the one the write was conditioned on. Carries the
+    /// current value (None when the key is gone), so callers can retry without another
+    /// read.
+    #[error("revision conflict")]
+    Conflict(Option<Kv>),
+    /// The requested revision was compacted away.
+    #[error("revision {requested} is compacted (oldest available {compacted})")]
+    Compacted { requested: i64, compacted: i64 },
+    /// [`Storage::commit`]: these claim keys already exist.
+    #[error("already claimed: {0:?}")]
+    ClaimTaken(Vec<String>),
+    #[error("etcd: {0}")]
+    Unavailable(String),
+}
+
+impl From<etcd_client::Error> for StorageError {
+    fn from(e: etcd_client::Error) -> Self {
+        if let etcd_client::Error::GRpcStatus(s) = &e {
+            if s.message().contains("required revision has been compacted") {
+                return StorageError::Compacted { requested: 0, compacted: 0 };
+            }
+        }
+        StorageError::Unavailable(e.to_string())
+    }
+}
+
+/// An atomic write for [`Storage::commit`].
+#[derive(Debug, Default)]
+pub struct Commit {
+    pub key: String,
+    /// The new value; `None` deletes the key.
+    pub value: Option<Vec<u8>>,
+    /// `None`: the key must not exist. `Some(rev)`: its mod_revision must be `rev`.
+    pub expected: Option<i64>,
+    pub claims: Vec<String>,
+    pub releases: Vec<String>,
+}
+
+pub type Result<T> = std::result::Result<T, StorageError>;
+
+/// A cloneable handle on etcd (etcd-client multiplexes over one channel per endpoint).
+#[derive(Clone)]
+pub struct Storage {
+    client: Client,
+    metrics: Metrics,
+}
+
+/// The key just after every key that starts with `prefix`, for range ends.
+pub fn prefix_end(prefix: &str) -> Vec<u8> {
+    let mut end = prefix.as_bytes().to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0]
+}
+
+fn to_kv(kv: &etcd_client::KeyValue) -> Kv {
+    Kv {
+        key: String::from_utf8_lossy(kv.key()).into_owned(),
+        value: Bytes::copy_from_slice(kv.value()),
+        mod_revision: kv.mod_revision(),
+    }
+}
+
+impl Storage {
+    pub async fn connect(endpoints: &[String], metrics: Metrics) -> anyhow::Result<Self> {
+        let endpoints: Vec<String> = endpoints
+            .iter()
+            .map(|e| e.trim_start_matches("http://").to_string())
+            .collect();
+        let opts = ConnectOptions::new()
+            .with_connect_timeout(Duration::from_secs(5))
+            .with_timeout(Duration::from_secs(30))
+            .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5));
+        let client = Client::connect(&endpoints, Some(opts)).await?;
+        Ok(Storage { client, metrics })
+    }
+
+    fn observe(&self, op: &'static str, started: Instant) {
+        self.metrics.etcd_request(op, started.elapsed());
+    }
+
+    pub async fn get(&self, key: &str) -> Result<Option<Kv>> {
+        let started = Instant::now();
+        let resp = self.client.kv_client().get(key, None).await?;
+        self.observe("get", started);
+        Ok(resp.kvs().first().map(to_kv))
+    }
+
+    /// The current store revision.
+    pub async fn revision(&self) -> Result<i64> {
+        let started = Instant::now();
+        let resp = self
+            .client
+            .kv_client()
+            .get("/registry/", Some(GetOptions::new().with_count_only()))
+            .await?;
+        self.observe("revision", started);
+        Ok(resp.header().map_or(0, |h| h.revision()))
+    }
+
+    /// Keys with `prefix`, starting at `start` (inclusive; "" for the beginning), at most
+    /// `limit` (0 for all), read at `revision` (0 for the latest).
+    pub async fn list(&self, prefix: &str, start: &str, limit: i64, revision: i64) -> Result<Page> {
+        let started = Instant::now();
+        let from = if start.is_empty() { prefix } else { start };
+        let mut opts = GetOptions::new().with_range(prefix_end(prefix));
+        if limit > 0 {
+            opts = opts.with_limit(limit);
+        }
+        if revision > 0 {
+            opts = opts.with_revision(revision);
+        }
+        let resp = self.client.kv_client().get(from, Some(opts)).await.map_err(|e| {
+            match StorageError::from(e) {
+                StorageError::Compacted { .. } => StorageError::Compacted { requested: revision, compacted: 0 },
+                other => other,
+            }
+        })?;
+        self.observe("list", started);
+        let kvs: Vec<Kv> = resp.kvs().iter().map(to_kv).collect();
+        let remaining = (resp.count() - kvs.len() as i64).max(0);
+        Ok(Page {
+            kvs,
+            revision: resp.header().map_or(0, |h| h.revision()),
+            remaining,
+        })
+    }
+
+    /// Put `value` at `key` when the key does not exist. Returns the new revision.
+    pub async fn create(&self, key: &str, value: Vec<u8>) -> Result<i64> {
+        let started = Instant::now();
+        let txn = Txn::new()
+            .when([Compare::create_revision(key, CompareOp::Equal, 0)])
+            .and_then([TxnOp::put(key, value, None)]);
+        let resp = self.client.kv_client().txn(txn).await?;
+        self.observe("create", started);
+        if !resp.succeeded() {
+            return Err(StorageError::AlreadyExists);
+        }
+        Ok(resp.header().map_or(0, |h| h.revision()))
+    }
+
+    /// Put `value` at `key` when its mod_revision is still `expected`.
+    pub async fn update(&self, key: &str, value: Vec<u8>, expected: i64) -> Result<i64> {
+        let started = Instant::now();
+        let txn = Txn::new()
+            .when([Compare::mod_revision(key, CompareOp::Equal, expected)])
+            .and_then([TxnOp::put(key, value, None)])
+            .or_else([TxnOp::get(key, None)]);
+        let resp = self.client.kv_client().txn(txn).await?;
+        self.observe("update", started);
+        if resp.succeeded() {
+            return Ok(resp.header().map_or(0, |h| h.revision()));
+        }
+        Err(StorageError::Conflict(current_of(resp.op_responses())))
+    }
+
+    /// Delete `key` when its mod_revision is still `expected`. Returns the revision of
+    /// the deletion.
+    pub async fn delete(&self, key: &str, expected: i64) -> Result<i64> {
+        let started = Instant::now();
+        let txn = Txn::new()
+            .when([Compare::mod_revision(key, CompareOp::Equal, expected)])
+            .and_then([TxnOp::delete(key, None)])
+            .or_else([TxnOp::get(key, None)]);
+        let resp = self.client.kv_client().txn(txn).await?;
+        self.observe("delete", started);
+        if resp.succeeded() {
+            return Ok(resp.header().map_or(0, |h| h.revision()));
+        }
+        Err(StorageError::Conflict(current_of(resp.op_responses())))
+    }
+
+    /// One atomic write: put or delete `key` (conditioned on `expected`: `None` means the
+    /// key must not exist), claim the `claims` keys (each must not exist), and delete the
+    /// `releases` keys. Used where an object owns allocation keys, such as a Service and
+    /// its ClusterIP and NodePorts, so that both change together or not at all.
+    pub async fn commit(&self, c: Commit) -> Result<i64> {
+        let started = Instant::now();
+        let mut when = Vec::new();
+        match c.expected {
+            None => when.push(Compare::create_revision(c.key.as_str(), CompareOp::Equal, 0)),
+            Some(rev) => when.push(Compare::mod_revision(c.key.as_str(), CompareOp::Equal, rev)),
+        }
+        for k in &c.claims {
+            when.push(Compare::create_revision(k.as_str(), CompareOp::Equal, 0));
+        }
+        let mut ops = Vec::new();
+        match c.value {
+            Some(v) => ops.push(TxnOp::put(c.key.as_str(), v, None)),
+            None => ops.push(TxnOp::delete(c.key.as_str(), None)),
+        }
+        for k in &c.claims {
+            ops.push(TxnOp::put(k.as_str(), c.key.as_bytes().to_vec(), None));
+        }
+        for k in &c.releases {
+            ops.push(TxnOp::delete(k.as_str(), None));
+        }
+        let mut otherwise = vec![TxnOp::get(c.key.as_str(), None)];
+        for k in &c.claims {
+            otherwise.push(TxnOp::get(k.as_str(), Some(GetOptions::new().with_count_only())));
+        }
+        let txn = Txn::new().when(when).and_then(ops).or_else(otherwise);
+        let resp = self.client.kv_client().txn(txn).await?;
+        self.observe("commit", started);
+        if resp.succeeded() {
+            return Ok(resp.header().map_or(0, |h| h.revision()));
+        }
+        let mut responses = resp.op_responses().into_iter();
+        let current = match responses.next() {
+            Some(TxnOpResponse::Get(g)) => g.kvs().first().map(to_kv),
+            _ => None,
+        };
+        let key_ok = match c.expected {
+            None => current.is_none(),
+            Some(rev) => current.as_ref().is_some_and(|kv| kv.mod_revision == rev),
+        };
+        if !key_ok {
+            return Err(match c.expected {
+                None => StorageError::AlreadyExists,
+                Some(_) => StorageError::Conflict(current),
+            });
+        }
+        let taken: Vec<String> = c
+            .claims
+            .iter()
+            .zip(responses)
+            .filter(|(_, r)| matches!(r, TxnOpResponse::Get(g) if g.count() > 0))
+            .map(|(k, _)| k.clone())
+            .collect();
+        Err(StorageError::ClaimTaken(taken))
+    }
+
+    /// Plain put, for bookkeeping keys that need no precondition.
+    pub async fn put(&self, key: &str, value: Vec<u8>) -> Result<i64> {
+        let resp = self.client.kv_client().put(key, value, None).await?;
+        Ok(resp.header().map_or(0, |h| h.revision()))
+    }
+
+    /// Compact history up to `revision`.
+    pub async fn compact(&self, revision: i64) -> Result<()> {
+        self.client.kv_client().compact(revision, None).await?;
+        Ok(())
+    }
+
+    /// A raw etcd watch over every key with `prefix`, from `start_revision`, with the
+    /// previous value of each key.
+    pub async fn watch(&self, prefix: &str, start_revision: i64) -> Result<etcd_client::WatchStream> {
+        let opts = WatchOptions::new()
+            .with_range(prefix_end(prefix))
+            .with_start_revision(start_revision)
+            .with_prev_key()
+            .with_progress_notify();
+        Ok(self.client.watch_client().watch(prefix, Some(opts)).await?)
+    }
+
+    /// Put `value` at `key` attached to a new lease of `ttl_seconds`, and keep the lease
+    /// alive until the returned task is dropped or the process ends. The key disappears
+    /// `ttl_seconds` after this apiserver stops renewing it.
+    pub async fn put_leased(&self, key: &str, value: Vec<u8>, ttl_seconds: i64) -> Result<tokio::task::JoinHandle<()>> {
+        let mut leases = self.client.lease_client();
+        let lease = leases.grant(ttl_seconds, None).await?;
+        let id = lease.id();
+        self.client
+            .kv_client()
+            .put(key, value, Some(etcd_client::PutOptions::new().with_lease(id)))
+            .await?;
+        let (mut keeper, mut responses) = leases.keep_alive(id).await?;
+        Ok(tokio::spawn(async move {
+            let period = Duration::from_secs((ttl_seconds / 3).max(1) as u64);
+            loop {
+                tokio::time::sleep(period).await;
+                if keeper.keep_alive().await.is_err() {
+                    break;
+                }
+                match responses.message().await {
+                    Ok(Some(r)) if r.ttl() > 0 => {}
+                    _ => break,
+                }
+            }
+        }))
+    }
+
+    /// Whether etcd answers (for `/readyz`).
+    pub async fn ping(&self) -> bool {
+        let mut kv = self.client.kv_client();
+        let fut = kv.get("/registry/health", Some(GetOptions::new().with_count_only()));
+        matches!(tokio::time::timeout(Duration::from_secs(2), fut).await, Ok(Ok(_)))
+    }
+}
+
+fn current_of(ops: Vec<TxnOpResponse>) -> Option<Kv> {
+    ops.into_iter().find_map(|op| match op {
+        TxnOpResponse::Get(g) => g.kvs().first().map(to_kv),
+        _ => None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_end_increments_last_byte() {
+        assert_eq!(prefix_end("/registry/pods/"), b"/registry/pods0".to_vec());
+        assert_eq!(prefix_end("a\u{7f}"), b"b".to_vec());
+    }
+}
