@@ -29,6 +29,7 @@ mod schema;
 use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
+use keelson_apimachinery::patch::schema as patch_table;
 use keelson_resources::{ResourceType, Subresource};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha512};
@@ -36,9 +37,15 @@ use sha2::{Digest, Sha512};
 use paths::{Body, In, Names, Operation, Param, PathItem};
 use schema::{Definitions, Gvk, V2_REF_PREFIX, V3_REF_PREFIX};
 
-/// The `Accept`/`Content-Type` of the protobuf form of `/openapi/v2`, the one kubectl asks for.
+/// The media type kubectl (client-go) puts in `Accept` for `/openapi/v2`. Kubernetes
+/// also accepts [`V2_PROTOBUF_CONTENT_TYPE`] there.
+pub const V2_PROTOBUF_ACCEPT: &str = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf";
+
+/// The `Content-Type` to answer [`V2_PROTOBUF_ACCEPT`] with. Not the same string: Go's
+/// `mime.ParseMediaType` rejects the `@` form in a response, and client-go then fails
+/// with "mime: unexpected content after media subtype".
 pub const V2_PROTOBUF_CONTENT_TYPE: &str =
-    "application/com.github.proto-openapi.spec.v2@v1.0+protobuf";
+    "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
 
 /// The Kubernetes version whose schemas are published (k8s-openapi's feature).
 pub const KUBERNETES_VERSION: &str = "v1.33.0";
@@ -102,7 +109,8 @@ impl OpenApi {
         self.v2_json.clone()
     }
 
-    /// `/openapi/v2` as gnostic protobuf ([`V2_PROTOBUF_CONTENT_TYPE`]), what kubectl requests.
+    /// `/openapi/v2` as gnostic protobuf, what kubectl requests ([`V2_PROTOBUF_ACCEPT`];
+    /// answer with `Content-Type: ` [`V2_PROTOBUF_CONTENT_TYPE`]).
     pub fn v2_protobuf(&self) -> Bytes {
         self.v2_protobuf.clone()
     }
@@ -265,19 +273,23 @@ impl Model {
             .unwrap_or_default();
         for (r, known) in resources.iter().zip(known) {
             let gvk = Gvk::new(r.group, r.version, r.kind);
-            let (kind_def, strategic) = match known {
+            let listable = known.is_none() || catalog::is_listable(r.group, r.version, r.kind);
+            let kind_def = match known {
                 Some(name) => {
                     schema::annotate_lists(&mut defs, &name, r.group, r.kind);
-                    (name, true)
+                    name
                 }
                 None => {
                     let name = schema::generic_name(&gvk);
                     defs.entry(name.clone())
                         .or_insert_with(|| schema::generic_kind(&gvk));
-                    (name, false)
+                    name
                 }
             };
-            let list = if !strategic || catalog::is_listable(r.group, r.version, r.kind) {
+            // Strategic merge patch is offered where the server applies it: the kinds
+            // its merge table describes (Kubernetes: built-in kinds, not custom resources).
+            let strategic = patch_table::supports(r.group, r.kind);
+            let list = if listable {
                 let list_name = format!("{kind_def}List");
                 defs.entry(list_name.clone())
                     .or_insert_with(|| schema::list_definition(&kind_def, &gvk));
