@@ -348,6 +348,61 @@ pub fn canonicalize_list(list: Option<&mut Value>) {
     }
 }
 
+/// Resources whose quantities must be whole numbers (`helper.IsIntegerResourceName`):
+/// object counts and extended resources (`example.com/gpu`, `count/pods`).
+pub fn is_integer_resource(name: &str) -> bool {
+    const INTEGER: &[&str] = &[
+        "pods",
+        "resourcequotas",
+        "services",
+        "replicationcontrollers",
+        "secrets",
+        "configmaps",
+        "persistentvolumeclaims",
+        "services.nodeports",
+        "services.loadbalancers",
+    ];
+    if INTEGER.contains(&name) {
+        return true;
+    }
+    // Extended resources: fully qualified, outside kubernetes.io, not a request.
+    let native = !name.contains('/') || name.contains("kubernetes.io/");
+    !native
+        && !name.starts_with("requests.")
+        && keelson_apimachinery::validation::qualified_name(&format!("requests.{name}")).is_empty()
+}
+
+/// `ValidateResourceQuantityValue` for one entry of a resource list: the quantity
+/// parses, is not negative, and is whole for integer resources. Returns the parsed
+/// quantity.
+pub fn validate_quantity_value(
+    name: &str,
+    v: &Value,
+    path: &str,
+    out: &mut Vec<keelson_apimachinery::Cause>,
+) -> Option<Quantity> {
+    use keelson_apimachinery::Cause;
+    let q = match Quantity::from_json(v) {
+        Ok(q) => q,
+        Err(e) => {
+            out.push(Cause::invalid(path, v, e));
+            return None;
+        }
+    };
+    let shown = Value::String(q.canonical());
+    if q.is_negative() {
+        out.push(Cause::invalid(
+            path,
+            &shown,
+            "must be greater than or equal to 0",
+        ));
+    }
+    if is_integer_resource(name) && q.milli_value() % 1000 != 0 {
+        out.push(Cause::invalid(path, &shown, "must be an integer"));
+    }
+    Some(q)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -411,6 +466,30 @@ mod tests {
                 .unwrap()
                 .canonical(),
             "2"
+        );
+    }
+
+    #[test]
+    fn integer_resources() {
+        assert!(is_integer_resource("pods"));
+        assert!(is_integer_resource("nvidia.com/gpu"));
+        assert!(is_integer_resource("count/deployments.apps"));
+        assert!(!is_integer_resource("cpu"));
+        assert!(!is_integer_resource("requests.cpu"));
+        let mut out = Vec::new();
+        assert!(
+            validate_quantity_value("pods", &serde_json::json!("1500m"), "x", &mut out).is_some()
+        );
+        assert!(validate_quantity_value("cpu", &serde_json::json!("-1"), "y", &mut out).is_some());
+        assert!(validate_quantity_value("cpu", &serde_json::json!("1K"), "z", &mut out).is_none());
+        let shown: Vec<String> = out.iter().map(|c| c.display()).collect();
+        assert_eq!(
+            shown,
+            vec![
+                "x: Invalid value: \"1500m\": must be an integer",
+                "y: Invalid value: \"-1\": must be greater than or equal to 0",
+                "z: Invalid value: \"1K\": unable to parse quantity's suffix",
+            ]
         );
     }
 

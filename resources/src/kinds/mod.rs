@@ -11,12 +11,15 @@ pub mod deployments;
 pub mod endpoints;
 pub mod endpointslices;
 pub mod jobs;
+pub mod leases;
 pub mod namespaces;
+pub mod nodes;
 pub mod pods;
 pub mod podtemplates;
 pub mod replicasets;
 pub mod replicationcontrollers;
 pub mod secrets;
+pub mod serviceaccounts;
 pub mod services;
 pub mod statefulsets;
 
@@ -38,4 +41,7 @@ pub static ALL: &[&ResourceType] = &[
     &services::RESOURCE,
     &endpoints::RESOURCE,
     &endpointslices::RESOURCE,
+    &nodes::RESOURCE,
+    &serviceaccounts::RESOURCE,
+    &leases::RESOURCE,
 ];
