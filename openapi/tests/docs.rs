@@ -16,6 +16,18 @@ fn docs() -> &'static OpenApi {
     DOCS.get_or_init(|| {
         let start = Instant::now();
         let docs = OpenApi::build(&common::resources());
+        if let Some(dir) = std::env::var_os("KEELSON_OPENAPI_DUMP") {
+            // For external validators: v2.json, v2.pb, v3.json and v3/<path with __>.json.
+            let dir = std::path::PathBuf::from(dir);
+            std::fs::create_dir_all(dir.join("v3")).unwrap();
+            std::fs::write(dir.join("v2.json"), docs.v2_json()).unwrap();
+            std::fs::write(dir.join("v2.pb"), docs.v2_protobuf()).unwrap();
+            std::fs::write(dir.join("v3.json"), docs.v3_index_json()).unwrap();
+            for p in docs.v3_paths() {
+                let name = format!("{}.json", p.replace('/', "__"));
+                std::fs::write(dir.join("v3").join(name), docs.v3_group_version_json(p).unwrap()).unwrap();
+            }
+        }
         eprintln!(
             "built in {:?}: v2 {} bytes JSON, {} bytes protobuf; v3 index {} bytes; {} v3 documents, {} bytes in all",
             start.elapsed(),

@@ -334,7 +334,14 @@ fn real_kubectl() {
         ));
         std::fs::create_dir_all(&home).unwrap();
         let name = bin.display().to_string();
-        let run = |args: &[&str]| kubectl(&bin, port, &home, args, &[]);
+        let show = std::env::var_os("KEELSON_OPENAPI_SHOW").is_some();
+        let run = |args: &[&str]| {
+            let r = kubectl(&bin, port, &home, args, &[]);
+            if show {
+                eprintln!("$ kubectl {}\n{}{}", args.join(" "), r.stdout, r.stderr);
+            }
+            r
+        };
 
         // explain through /openapi/v3 (the default since 1.27).
         let r = run(&["explain", "pods.spec.containers"]);
