@@ -10,6 +10,8 @@ pub mod daemonsets;
 pub mod deployments;
 pub mod endpoints;
 pub mod endpointslices;
+pub mod events;
+pub mod events_v1;
 pub mod jobs;
 pub mod leases;
 pub mod namespaces;
@@ -44,4 +46,6 @@ pub static ALL: &[&ResourceType] = &[
     &nodes::RESOURCE,
     &serviceaccounts::RESOURCE,
     &leases::RESOURCE,
+    &events::RESOURCE,
+    &events_v1::RESOURCE,
 ];
