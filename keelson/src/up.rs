@@ -1,0 +1,70 @@
+//! `keelson up`: a single-node cluster in one process (plus etcd).
+
+use crate::etcd::Etcd;
+use anyhow::Context;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, clap::Args)]
+pub struct UpArgs {
+    /// State directory: etcd data, PKI, kubeconfig.
+    #[arg(long, default_value = "/var/lib/keelson")]
+    pub data_dir: PathBuf,
+    /// Where to write the admin kubeconfig (default: <data-dir>/admin.kubeconfig).
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    #[arg(long, default_value_t = 6443)]
+    pub port: u16,
+    #[arg(long, default_value = "127.0.0.1")]
+    pub bind_address: std::net::IpAddr,
+    #[arg(long, default_value_t = 2379)]
+    pub etcd_port: u16,
+    /// The etcd binary to run.
+    #[arg(long, default_value = "etcd")]
+    pub etcd_binary: String,
+}
+
+pub fn write_admin_kubeconfig(paths: &keelson_pki::PkiPaths, out: &Path, server: &str) -> anyhow::Result<()> {
+    let ca = std::fs::read(&paths.ca_cert)?;
+    let cert = std::fs::read(&paths.admin_cert)?;
+    let key = std::fs::read(&paths.admin_key)?;
+    keelson_pki::write_kubeconfig(out, server, &ca, &cert, &key, "kubernetes-admin", "keelson")
+}
+
+pub async fn run(args: UpArgs) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating {}", args.data_dir.display()))?;
+    let pki_dir = args.data_dir.join("pki");
+    let paths = keelson_pki::ensure_pki(&pki_dir, &keelson_pki::PkiOptions::default())?;
+    let kubeconfig = args.kubeconfig.clone().unwrap_or_else(|| args.data_dir.join("admin.kubeconfig"));
+    let server = format!("https://{}:{}", args.bind_address, args.port);
+    write_admin_kubeconfig(&paths, &kubeconfig, &server)?;
+
+    let etcd = Etcd::start(&args.etcd_binary, &args.data_dir.join("etcd"), args.etcd_port, args.etcd_port + 1).await?;
+    let config = keelson_apiserver::Config {
+        secure_port: args.port,
+        bind_address: args.bind_address,
+        advertise_address: None,
+        etcd_servers: vec![etcd.client_url.clone()],
+        tls_cert_file: paths.apiserver_cert.clone(),
+        tls_private_key_file: paths.apiserver_key.clone(),
+        client_ca_file: Some(paths.ca_cert.clone()),
+        token_auth_file: None,
+        service_cluster_ip_range: "10.96.0.0/12".into(),
+        service_node_port_range: "30000-32767".into(),
+        etcd_compaction_interval: Duration::from_secs(300),
+    };
+    let running = keelson_apiserver::start(config, keelson_apiserver::shutdown_signal()).await;
+    let running = match running {
+        Ok(r) => r,
+        Err(e) => {
+            etcd.stop().await;
+            return Err(e);
+        }
+    };
+    println!("Keelson is up at {server}");
+    println!("  export KUBECONFIG={}", kubeconfig.display());
+    println!("  kubectl get namespaces");
+    let result = running.task.await;
+    etcd.stop().await;
+    result?
+}
