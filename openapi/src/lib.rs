@@ -309,6 +309,7 @@ impl Model {
             };
             paths.extend(paths::resource_paths(r, &names));
         }
+        schema::add_field_strategies(&mut defs);
         group_versions.sort();
         paths.extend(paths::discovery_paths(&group_versions));
         paths.sort_by(|a, b| a.path.cmp(&b.path));

@@ -264,6 +264,52 @@ pub(crate) fn annotate_lists(defs: &mut Definitions, root: &str, group: &str, ki
     }
 }
 
+/// Patch strategies Kubernetes sets on fields that are not merged lists (Go
+/// `patchStrategy` tags): `retainKeys` makes kubectl send `$retainKeys`, so switching a
+/// volume's source or a Deployment's strategy type clears the old one's fields;
+/// `replace` makes it replace the selector whole. The apiserver's strategic merge
+/// patch honours both directives whatever its table says, so these only need to be
+/// published. (definition, property, strategy)
+const FIELD_STRATEGIES: &[(&str, &str, &str)] = &[
+    ("io.k8s.api.core.v1.PodSpec", "volumes", "retainKeys"),
+    (
+        "io.k8s.api.apps.v1.DeploymentSpec",
+        "strategy",
+        "retainKeys",
+    ),
+    (
+        "io.k8s.api.policy.v1.PodDisruptionBudgetSpec",
+        "selector",
+        "replace",
+    ),
+];
+
+/// Adds [`FIELD_STRATEGIES`] to the definitions present. A list gets `retainKeys` only
+/// beside `merge` (Kubernetes' `merge,retainKeys`); a list the merge table left atomic
+/// is replaced whole anyway.
+pub(crate) fn add_field_strategies(defs: &mut Definitions) {
+    for (def, prop, strategy) in FIELD_STRATEGIES {
+        let Some(Value::Object(property)) = defs
+            .get_mut(*def)
+            .and_then(|d| d.get_mut("properties"))
+            .and_then(|p| p.get_mut(*prop))
+        else {
+            continue;
+        };
+        let is_list = property.get("type").and_then(Value::as_str) == Some("array");
+        let value = match property
+            .get("x-kubernetes-patch-strategy")
+            .and_then(Value::as_str)
+        {
+            Some(existing) if existing.split(',').any(|s| s == *strategy) => continue,
+            Some(existing) => format!("{existing},{strategy}"),
+            None if is_list => continue,
+            None => strategy.to_string(),
+        };
+        property.insert("x-kubernetes-patch-strategy".into(), Value::String(value));
+    }
+}
+
 /// The extensions Kubernetes writes for a list with these semantics.
 pub(crate) fn list_extensions(meta: ListMeta) -> Vec<(&'static str, Value)> {
     let mut out = Vec::new();

@@ -433,3 +433,16 @@ fn meta_types_present() {
             .is_array()
     );
 }
+
+#[test]
+fn field_patch_strategies() {
+    let v2 = v2();
+    let defs = &v2["definitions"];
+    let strategy = &defs["io.k8s.api.apps.v1.DeploymentSpec"]["properties"]["strategy"];
+    assert_eq!(strategy["x-kubernetes-patch-strategy"], "retainKeys");
+    assert!(strategy["$ref"].is_string());
+    let volumes = &defs["io.k8s.api.core.v1.PodSpec"]["properties"]["volumes"];
+    if volumes["x-kubernetes-patch-merge-key"] == "name" {
+        assert_eq!(volumes["x-kubernetes-patch-strategy"], "merge,retainKeys");
+    }
+}

@@ -310,6 +310,12 @@ const POD_V1: &str = r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web"
 const POD_V2: &str = r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web","namespace":"default"},
 "spec":{"containers":[{"name":"app","image":"nginx:2","env":[{"name":"A","value":"1"}]},
 {"name":"side","image":"busybox"}]}}"#;
+const DEPLOY_V1: &str = r#"{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"web","namespace":"default"},
+"spec":{"selector":{"matchLabels":{"app":"web"}},"strategy":{"type":"RollingUpdate","rollingUpdate":{"maxSurge":1}},
+"template":{"metadata":{"labels":{"app":"web"}},"spec":{"containers":[{"name":"app","image":"nginx:1"}]}}}}"#;
+const DEPLOY_V2: &str = r#"{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"web","namespace":"default"},
+"spec":{"selector":{"matchLabels":{"app":"web"}},"strategy":{"type":"Recreate"},
+"template":{"metadata":{"labels":{"app":"web"}},"spec":{"containers":[{"name":"app","image":"nginx:1"}]}}}}"#;
 const CM: &str = r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"cm1","namespace":"default"},"data":{"k":"bar"}}"#;
 
 #[test]
@@ -453,6 +459,30 @@ fn real_kubectl() {
             "{name}: {}",
             patch.body
         );
+
+        // A Deployment's strategy type change clears the old type's fields ($retainKeys).
+        let file = home.join("deploy.json");
+        std::fs::write(&file, DEPLOY_V1).unwrap();
+        let r = run(&["apply", "-f", file.to_str().unwrap()]);
+        assert!(r.ok, "{name} apply deployment: {}", r.stderr);
+        std::fs::write(&file, DEPLOY_V2).unwrap();
+        let r = run(&["apply", "-f", file.to_str().unwrap()]);
+        assert!(r.ok, "{name} apply deployment again: {}", r.stderr);
+        let patch = server
+            .seen
+            .lock()
+            .unwrap()
+            .iter()
+            .rev()
+            .find(|s| s.method == "PATCH")
+            .cloned()
+            .expect("a PATCH");
+        assert!(
+            patch.target.contains("/deployments/web"),
+            "{name}: {}",
+            patch.target
+        );
+        assert!(patch.body.contains("$retainKeys"), "{name}: {}", patch.body);
 
         // edit: the editor changes the file, kubectl patches.
         let before = server.seen.lock().unwrap().len();
