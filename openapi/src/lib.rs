@@ -146,6 +146,55 @@ impl OpenApi {
     pub fn v3_paths(&self) -> impl Iterator<Item = &str> {
         self.v3.keys().map(String::as_str)
     }
+
+    /// `/openapi/v3/<path>?hash=<hash>`, the URL the index gives for `path`. Kubernetes
+    /// answers a request for `path` with a stale `hash` by a 301 to this URL.
+    pub fn v3_server_relative_url(&self, path: &str) -> Option<String> {
+        let path = path.trim_start_matches('/');
+        self.v3_hash(path)
+            .map(|h| format!("/openapi/v3/{path}?hash={h}"))
+    }
+
+    /// `/openapi/v2` for a request's `Accept` header, as Kubernetes negotiates it:
+    /// the first acceptable clause by quality wins; JSON for `application/json` and
+    /// wildcards, protobuf for either protobuf media type; `None` means 406. Returns the
+    /// response `Content-Type` and body.
+    pub fn v2_for_accept(&self, accept: &str) -> Option<(&'static str, Bytes)> {
+        for media in accept_clauses(accept) {
+            match media.as_str() {
+                "application/json" | "application/*" | "*/*" => {
+                    return Some(("application/json", self.v2_json()))
+                }
+                m if m == V2_PROTOBUF_ACCEPT || m == V2_PROTOBUF_CONTENT_TYPE => {
+                    return Some((V2_PROTOBUF_CONTENT_TYPE, self.v2_protobuf()));
+                }
+                _ => {}
+            }
+        }
+        None
+    }
+}
+
+/// The media types of an `Accept` header, parameters dropped, highest quality first
+/// (ties keep their order); an empty header accepts anything.
+fn accept_clauses(accept: &str) -> Vec<String> {
+    if accept.trim().is_empty() {
+        return vec!["*/*".to_string()];
+    }
+    let mut clauses: Vec<(f32, String)> = accept
+        .split(',')
+        .filter_map(|clause| {
+            let mut parts = clause.split(';');
+            let media = parts.next()?.trim().to_ascii_lowercase();
+            let q = parts
+                .filter_map(|p| p.trim().strip_prefix("q="))
+                .find_map(|q| q.trim().parse::<f32>().ok())
+                .unwrap_or(1.0);
+            (!media.is_empty() && q > 0.0).then_some((q, media))
+        })
+        .collect();
+    clauses.sort_by(|a, b| b.0.total_cmp(&a.0));
+    clauses.into_iter().map(|(_, m)| m).collect()
 }
 
 fn hash(bytes: &[u8]) -> String {
@@ -562,5 +611,35 @@ fn extensions(op: &Operation, m: &mut Map<String, Value>) {
     }
     if let Some(gvk) = &op.gvk {
         m.insert("x-kubernetes-group-version-kind".into(), gvk.to_json());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_negotiation() {
+        assert_eq!(accept_clauses(""), ["*/*"]);
+        assert_eq!(
+            accept_clauses("application/json;q=0.5, application/com.github.proto-openapi.spec.v2@v1.0+protobuf"),
+            ["application/com.github.proto-openapi.spec.v2@v1.0+protobuf", "application/json"]
+        );
+        let docs = OpenApi::build(&[]);
+        let (ct, body) = docs.v2_for_accept(V2_PROTOBUF_ACCEPT).unwrap();
+        assert_eq!((ct, body), (V2_PROTOBUF_CONTENT_TYPE, docs.v2_protobuf()));
+        assert_eq!(
+            docs.v2_for_accept("application/json").unwrap().0,
+            "application/json"
+        );
+        assert_eq!(docs.v2_for_accept("*/*").unwrap().0, "application/json");
+        assert!(docs.v2_for_accept("text/html").is_none());
+        assert_eq!(
+            docs.v3_server_relative_url("/api/v1").unwrap(),
+            format!(
+                "/openapi/v3/api/v1?hash={}",
+                docs.v3_hash("api/v1").unwrap()
+            )
+        );
     }
 }

@@ -134,17 +134,16 @@ impl Server {
                     &json!({ "kind": "APIGroupList", "apiVersion": "v1", "groups": groups }),
                 )
             }
-            ("GET", "/openapi/v2") => {
-                if accept.contains("protobuf") {
-                    (
-                        200,
-                        V2_PROTOBUF_CONTENT_TYPE,
-                        self.docs.v2_protobuf().to_vec(),
-                    )
-                } else {
-                    (200, "application/json", self.docs.v2_json().to_vec())
+            ("GET", "/openapi/v2") => match self.docs.v2_for_accept(&accept) {
+                Some((content_type, body)) => {
+                    assert_eq!(
+                        content_type, V2_PROTOBUF_CONTENT_TYPE,
+                        "kubectl asks for protobuf"
+                    );
+                    (200, content_type, body.to_vec())
                 }
-            }
+                None => status(406, "NotAcceptable", "not acceptable"),
+            },
             ("GET", "/openapi/v3") => (200, "application/json", self.docs.v3_index_json().to_vec()),
             ("GET", p) if p.starts_with("/openapi/v3/") => {
                 match self.docs.v3_group_version_json(&p["/openapi/v3/".len()..]) {
