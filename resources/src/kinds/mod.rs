@@ -16,6 +16,8 @@ pub mod jobs;
 pub mod leases;
 pub mod namespaces;
 pub mod nodes;
+pub mod persistentvolumeclaims;
+pub mod persistentvolumes;
 pub mod pods;
 pub mod podtemplates;
 pub mod replicasets;
@@ -48,4 +50,6 @@ pub static ALL: &[&ResourceType] = &[
     &leases::RESOURCE,
     &events::RESOURCE,
     &events_v1::RESOURCE,
+    &persistentvolumes::RESOURCE,
+    &persistentvolumeclaims::RESOURCE,
 ];
