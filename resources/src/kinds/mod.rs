@@ -14,6 +14,7 @@ pub mod events;
 pub mod events_v1;
 pub mod jobs;
 pub mod leases;
+pub mod limitranges;
 pub mod namespaces;
 pub mod nodes;
 pub mod persistentvolumeclaims;
@@ -22,6 +23,7 @@ pub mod pods;
 pub mod podtemplates;
 pub mod replicasets;
 pub mod replicationcontrollers;
+pub mod resourcequotas;
 pub mod secrets;
 pub mod serviceaccounts;
 pub mod services;
@@ -52,4 +54,6 @@ pub static ALL: &[&ResourceType] = &[
     &events_v1::RESOURCE,
     &persistentvolumes::RESOURCE,
     &persistentvolumeclaims::RESOURCE,
+    &resourcequotas::RESOURCE,
+    &limitranges::RESOURCE,
 ];
