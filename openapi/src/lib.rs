@@ -16,6 +16,17 @@
 //!   `components.schemas`; `apply` checks PATCH for `fieldValidation` and for the
 //!   strategic merge patch content type.
 //!
+//! Serving them as Kubernetes does (`k8s.io/kube-openapi/pkg/handler{,3}`):
+//!
+//! * `/openapi/v2`: [`OpenApi::v2_for_accept`] with the request's `Accept`; kubectl's
+//!   protobuf request must get protobuf, under [`V2_PROTOBUF_CONTENT_TYPE`] (`None`: 406).
+//! * `/openapi/v3`: [`OpenApi::v3_index_json`], `application/json`.
+//! * `/openapi/v3/<path>`: [`OpenApi::v3_group_version_json`], `application/json`. With a
+//!   `hash` query equal to [`OpenApi::v3_hash`], add `Cache-Control: public, immutable`
+//!   (Kubernetes also sets `Expires` a year ahead); with a different one, answer 301 to
+//!   [`OpenApi::v3_server_relative_url`]. `Vary: Accept` and a quoted `ETag` (the hash)
+//!   as Kubernetes sends them.
+//!
 //! Schemas come from k8s-openapi (its `schemars` impls, already under Kubernetes'
 //! definition names); list and patch metadata from
 //! `keelson_apimachinery::patch::schema`, the table the apiserver merges with, so the
