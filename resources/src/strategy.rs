@@ -35,6 +35,11 @@ pub trait Strategy: Send + Sync {
     /// subresource; a pod's status starts as `{phase: Pending}`).
     fn prepare_for_create(&self, _obj: &mut Value) {}
 
+    /// Carry into an update what the client may leave out or may not change this way
+    /// (a Service's allocated IPs and ports; a namespace's `spec.finalizers`, which only
+    /// `/finalize` changes). Runs before defaults and validation.
+    fn prepare_for_update(&self, _new: &mut Value, _old: &Value) {}
+
     /// Fill in defaults, the way `kubectl get -o yaml` shows them on Kubernetes. Runs on
     /// create and on every update, so it must be idempotent.
     fn default(&self, _obj: &mut Value) {}

@@ -14,7 +14,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::Mutex;
+use std::sync::{LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
 static PIDS: Mutex<Vec<u32>> = Mutex::new(Vec::new());
@@ -41,15 +41,36 @@ fn untrack(pid: u32) {
     PIDS.lock().expect("pids").retain(|p| *p != pid);
 }
 
+type SpawnRequest = (Command, std::sync::mpsc::Sender<std::io::Result<Child>>);
+
+/// The kernel's parent-death signal fires when the *thread* that forked the child exits,
+/// so children are forked from one thread that lives as long as the test process.
+static SPAWNER: LazyLock<Mutex<std::sync::mpsc::Sender<SpawnRequest>>> = LazyLock::new(|| {
+    let (tx, rx) = std::sync::mpsc::channel::<SpawnRequest>();
+    std::thread::Builder::new()
+        .name("testkit-spawner".into())
+        .spawn(move || {
+            for (mut cmd, reply) in rx {
+                let _ = reply.send(cmd.spawn());
+            }
+        })
+        .expect("spawner thread");
+    Mutex::new(tx)
+});
+
 /// Spawn a child that the kernel kills if this test process dies.
 fn spawn(cmd: &mut Command) -> anyhow::Result<Child> {
+    let program = format!("{:?}", cmd.get_program());
+    let mut owned = std::mem::replace(cmd, Command::new(""));
     unsafe {
-        cmd.pre_exec(|| {
+        owned.pre_exec(|| {
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
             Ok(())
         });
     }
-    let child = cmd.spawn().with_context(|| format!("spawning {:?}", cmd.get_program()))?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    SPAWNER.lock().expect("spawner").send((owned, tx)).expect("spawner alive");
+    let child = rx.recv().expect("spawner reply").with_context(|| format!("spawning {program}"))?;
     track(child.id());
     Ok(child)
 }

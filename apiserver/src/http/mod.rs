@@ -145,16 +145,41 @@ pub async fn serve(state: Arc<ApiState>, req: Request<Body>, user: Option<UserIn
             Some(doc) => json_response(200, &doc, Format::Json),
             None => error_response(&ApiError::new(404, "NotFound", "the server could not find the requested resource")),
         },
-        Target::OpenApiV2 => bytes_response(state.openapi.v2_json(), "application/json"),
+        Target::OpenApiV2 => {
+            let accept = parts.headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("application/json");
+            match state.openapi.v2_for_accept(accept) {
+                Some((ct, body)) => {
+                    let mut r = Response::new(Body::from(body));
+                    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+                    if let Ok(etag) = HeaderValue::from_str(&format!("\"{}\"", state.openapi.v2_etag())) {
+                        r.headers_mut().insert(header::ETAG, etag);
+                    }
+                    r.headers_mut().insert(header::VARY, HeaderValue::from_static("Accept"));
+                    r
+                }
+                None => error_response(&ApiError::not_acceptable("only application/json and the OpenAPI v2 protobuf are served")),
+            }
+        }
         Target::OpenApiV3Index => bytes_response(state.openapi.v3_index_json(), "application/json"),
         Target::OpenApiV3(path) => match state.openapi.v3_group_version_json(&path) {
             Some(b) => {
-                let mut r = bytes_response(b, "application/json");
-                if query.get("hash").is_empty() {
-                    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, private"));
-                } else {
-                    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, immutable"));
+                let hash = state.openapi.v3_hash(&path).unwrap_or("");
+                let asked = query.get("hash");
+                if !asked.is_empty() && asked != hash {
+                    // A stale hash: send the client to the current document.
+                    let mut r = text(301, "");
+                    if let Some(url) = state.openapi.v3_server_relative_url(&path).and_then(|u| HeaderValue::from_str(&u).ok()) {
+                        r.headers_mut().insert(header::LOCATION, url);
+                    }
+                    return r;
                 }
+                let mut r = bytes_response(b, "application/json");
+                r.headers_mut().insert(header::VARY, HeaderValue::from_static("Accept"));
+                if let Ok(etag) = HeaderValue::from_str(&format!("\"{hash}\"")) {
+                    r.headers_mut().insert(header::ETAG, etag);
+                }
+                let cache = if asked.is_empty() { "no-cache, private" } else { "public, immutable" };
+                r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
                 r
             }
             None => error_response(&ApiError::new(404, "NotFound", "the server could not find the requested resource")),

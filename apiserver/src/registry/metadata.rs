@@ -100,7 +100,7 @@ pub fn prepare_create(rt: &ResourceType, obj: &mut Value) -> Result<(), ApiError
 }
 
 /// Carry the server-owned metadata of `old` into `new` on update.
-pub fn prepare_update(rt: &ResourceType, new: &mut Value, old: &Value) {
+pub fn prepare_update(new: &mut Value, old: &Value) {
     let old_meta = old.get("metadata").cloned().unwrap_or(Value::Null);
     let m = meta::metadata_mut(new);
     for field in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"] {
@@ -110,7 +110,12 @@ pub fn prepare_update(rt: &ResourceType, new: &mut Value, old: &Value) {
         };
     }
     m.remove("selfLink");
-    // A client may not add a finalizer... it may: only deletionTimestamp is protected.
+}
+
+/// Bump `metadata.generation` when anything outside metadata and status changed. Runs
+/// after defaulting, so a client that leaves defaults out changes nothing.
+pub fn bump_generation(rt: &ResourceType, new: &mut Value, old: &Value) {
+    let old_meta = old.get("metadata").cloned().unwrap_or(Value::Null);
     if rt.strategy.tracks_generation() && spec_changed(new, old) {
         let g = old_meta.get("generation").and_then(Value::as_i64).unwrap_or(0);
         meta::metadata_mut(new).insert("generation".into(), json!(g + 1));

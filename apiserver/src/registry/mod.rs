@@ -368,7 +368,10 @@ impl Registry {
                 meta::metadata_mut(&mut new).insert("managedFields".into(), mf.clone());
             }
         }
-        metadata::prepare_update(rt, &mut new, old);
+        metadata::prepare_update(&mut new, old);
+        if subresource.is_empty() {
+            rt.strategy.prepare_for_update(&mut new, old);
+        }
         // An object being deleted may only lose finalizers, not gain new ones.
         if deletion_pending(old) {
             let old_f = finalizers(old);
@@ -383,6 +386,7 @@ impl Registry {
             }
         }
         self.admit(rt, &mut new, Some(old))?;
+        metadata::bump_generation(rt, &mut new, old);
         patching::track_fields(rt, Some(old), &mut new, opts, subresource);
         Ok(new)
     }

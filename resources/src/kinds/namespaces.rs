@@ -63,6 +63,10 @@ fn validate_finalizer(name: &str, path: &str, out: &mut Vec<Cause>) {
 }
 
 impl Strategy for Namespaces {
+    fn prepare_for_update(&self, new: &mut Value, old: &Value) {
+        prepare_for_update(new, old)
+    }
+
     fn validate_name(&self, name: &str) -> Vec<String> {
         validation::dns1123_label(name)
     }

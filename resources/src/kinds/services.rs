@@ -1050,6 +1050,10 @@ fn ports_cell(obj: &Value) -> String {
 }
 
 impl Strategy for Services {
+    fn prepare_for_update(&self, new: &mut Value, old: &Value) {
+        prepare_for_update(new, old)
+    }
+
     fn validate_name(&self, name: &str) -> Vec<String> {
         validation::dns1035_label(name)
     }
