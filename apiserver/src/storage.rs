@@ -15,6 +15,9 @@ use std::time::{Duration, Instant};
 
 use crate::metrics::Metrics;
 
+/// Keys fetched per etcd range request.
+const READ_CHUNK: i64 = 500;
+
 /// One stored key.
 #[derive(Debug, Clone)]
 pub struct Kv {
@@ -144,8 +147,29 @@ impl Storage {
     }
 
     /// Keys with `prefix`, starting at `start` (inclusive; "" for the beginning), at most
-    /// `limit` (0 for all), read at `revision` (0 for the latest).
+    /// `limit` (0 for all), read at `revision` (0 for the latest). Large reads are paged
+    /// at one pinned revision, so the result is one consistent snapshot without any one
+    /// etcd response growing past gRPC's message limit.
     pub async fn list(&self, prefix: &str, start: &str, limit: i64, revision: i64) -> Result<Page> {
+        let mut out = Page { kvs: Vec::new(), revision, remaining: 0 };
+        let mut from = start.to_string();
+        loop {
+            let want = if limit == 0 { READ_CHUNK } else { (limit - out.kvs.len() as i64).min(READ_CHUNK) };
+            let page = self.list_once(prefix, &from, want, out.revision).await?;
+            out.revision = page.revision;
+            out.remaining = page.remaining;
+            let more = page.remaining > 0 && !page.kvs.is_empty();
+            if let Some(last) = page.kvs.last() {
+                from = format!("{}\u{0}", last.key);
+            }
+            out.kvs.extend(page.kvs);
+            if !more || (limit > 0 && out.kvs.len() as i64 >= limit) {
+                return Ok(out);
+            }
+        }
+    }
+
+    async fn list_once(&self, prefix: &str, start: &str, limit: i64, revision: i64) -> Result<Page> {
         let started = Instant::now();
         let from = if start.is_empty() { prefix } else { start };
         let mut opts = GetOptions::new().with_range(prefix_end(prefix));
