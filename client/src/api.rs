@@ -538,7 +538,7 @@ fn decode_event<K: DeserializeOwned>(what: &str, ev: pb::WatchEvent) -> Result<W
             }))
         }
         other => {
-            return Err(Error::Api(ApiError::internal(format!(
+            return Err(Error::from(ApiError::internal(format!(
                 "unknown watch event type {other:?}"
             ))))
         }

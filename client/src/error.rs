@@ -15,11 +15,11 @@ use serde_json::Value;
 pub enum Error {
     /// The apiserver refused the request with a `metav1.Status`.
     #[error("{0}")]
-    Api(ApiError),
+    Api(Box<ApiError>),
     /// A gRPC status without a `metav1.Status`: the connection failed or timed out, or
     /// the peer is not a Keelson apiserver.
     #[error("gRPC error {:?}: {}", .0.code(), .0.message())]
-    Grpc(tonic::Status),
+    Grpc(Box<tonic::Status>),
     /// The response could not be decoded into the requested type.
     #[error("decoding {what}: {source}")]
     Decode {
@@ -42,7 +42,7 @@ impl Error {
     /// The API error, if the apiserver answered with a Status.
     pub fn api_error(&self) -> Option<&ApiError> {
         match self {
-            Error::Api(e) => Some(e),
+            Error::Api(e) => Some(&**e),
             _ => None,
         }
     }
@@ -109,7 +109,7 @@ impl Error {
 
 impl From<ApiError> for Error {
     fn from(e: ApiError) -> Self {
-        Error::Api(e)
+        Error::Api(Box::new(e))
     }
 }
 
@@ -120,10 +120,10 @@ impl From<tonic::Status> for Error {
                 .ok()
                 .and_then(|v| api_error_from_status(&v))
             {
-                return Error::Api(e);
+                return Error::Api(Box::new(e));
             }
         }
-        Error::Grpc(s)
+        Error::Grpc(Box::new(s))
     }
 }
 

@@ -228,12 +228,12 @@ impl<K: KubeObject> State<K> {
                             None
                         }
                         Some(Ok(WatchEvent::Error(e))) if e.code == 410 => {
-                            return Err(self.gone(Error::Api(e)));
+                            return Err(self.gone(Error::from(e)));
                         }
                         Some(Ok(WatchEvent::Error(e))) => {
                             self.phase = Phase::StartWatch { rv };
                             self.set_delay();
-                            return Err(Error::Api(e));
+                            return Err(Error::from(e));
                         }
                         Some(Err(e)) => {
                             self.phase = Phase::StartWatch { rv };
