@@ -839,6 +839,21 @@ mod tests {
         assert_eq!(rfc3339(0, 0, true).unwrap(), "1970-01-01T00:00:00.000000Z");
     }
 
+    /// The group -> package rule finds every kind k8s-pb marks as a resource, so kinds it
+    /// does not mark (subresources, options) are found the same way.
+    #[test]
+    fn group_rule_agrees_with_k8s_pb_resources() {
+        assert!(RESOURCES.len() > 80);
+        for (api_version, kind, index) in RESOURCES {
+            let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+            let by_rule = by_name(
+                &format!("{}.{version}", group_package(group)),
+                &kind.to_ascii_lowercase(),
+            );
+            assert_eq!(by_rule, Some(index as usize), "{api_version} {kind}");
+        }
+    }
+
     #[test]
     fn content_types() {
         assert!(is_protobuf_content_type(
