@@ -611,7 +611,7 @@ async fn watch_delivers_changes_in_order() {
 }
 
 #[tokio::test]
-async fn bearer_tokens_and_default_kubeconfig() {
+async fn credentials_server_names_and_default_kubeconfig() {
     let c = cluster().await;
     // A kubeconfig with the CA and a token, no client certificate.
     let with_token = |token: &str, path: &str| {
@@ -665,4 +665,41 @@ async fn bearer_tokens_and_default_kubeconfig() {
         .await
         .expect_err("nothing listening");
     assert!(matches!(e, Error::Grpc(_)) && e.is_transient(), "{e:?}");
+
+    // The server name to verify (and SNI for DNS names) comes from the URL host, or
+    // from tls-server-name.
+    let port = c.apiservers[0].port;
+    let by_name = |server: &str, tls_server_name: Option<&str>, file: &str| {
+        let mut kc = keelson_pki::Kubeconfig::load(&c.kubeconfig).unwrap();
+        kc.clusters[0].cluster.server = server.to_string();
+        kc.clusters[0].cluster.tls_server_name = tls_server_name.map(str::to_string);
+        let p = c.dir.path().join(file);
+        kc.save(&p).unwrap();
+        Api::<ConfigMap>::namespaced(Client::from_kubeconfig(&p).unwrap(), "default")
+    };
+    by_name(
+        &format!("https://localhost:{port}"),
+        None,
+        "localhost.kubeconfig",
+    )
+    .list(&ListParams::default())
+    .await
+    .expect("localhost is a SAN of the serving certificate");
+    by_name(
+        &format!("https://127.0.0.1:{port}"),
+        Some("kubernetes.default.svc"),
+        "sni.kubeconfig",
+    )
+    .list(&ListParams::default())
+    .await
+    .expect("tls-server-name is verified instead of the IP");
+    let e = by_name(
+        &format!("https://127.0.0.1:{port}"),
+        Some("not-the-apiserver.example"),
+        "wrong-name.kubeconfig",
+    )
+    .list(&ListParams::default())
+    .await
+    .expect_err("a name the certificate does not have");
+    assert!(matches!(e, Error::Grpc(_)), "{e:?}");
 }
