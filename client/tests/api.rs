@@ -608,6 +608,27 @@ async fn watch_delivers_changes_in_order() {
         .err()
         .expect("bad selector");
     assert_eq!(e.code(), Some(400), "{e:?}");
+
+    // The request timeout bounds the start of a call, not the life of a watch.
+    let mut cfg = keelson_client::Config::from_kubeconfig(&c.kubeconfig).unwrap();
+    cfg.request_timeout = Some(Duration::from_millis(500));
+    let short: Api<ConfigMap> = Api::namespaced(Client::new(cfg).unwrap(), &ns);
+    let now = short
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version;
+    let mut w = short.watch(&WatchParams::default(), &now).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    api.create(&pp, &configmap("late", json!({}), json!({})))
+        .await
+        .unwrap();
+    let events = next_events(&mut w, 1, Duration::from_secs(10)).await;
+    assert!(
+        matches!(&events[0], WatchEvent::Added(o) if o.metadata.name.as_deref() == Some("late")),
+        "{events:?}"
+    );
 }
 
 #[tokio::test]

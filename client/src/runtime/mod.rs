@@ -2,7 +2,7 @@
 //!
 //! - [`watcher()`]: list, then watch from the list's resourceVersion; resume after a
 //!   watch ends, relist on 410 Gone, back off on errors. A stream of [`watcher::Event`]s.
-//! - [`reflector`]: a [`Store`] (local cache by namespace/name, queryable by namespace
+//! - [`reflector`](mod@reflector): a [`Store`] (local cache by namespace/name, queryable by namespace
 //!   and label selector) kept up to date from watcher events.
 //! - [`SharedInformer`]: one watcher and store shared by any number of handlers and
 //!   notification streams.
