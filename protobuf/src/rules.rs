@@ -151,6 +151,12 @@ pub const VALUE_SCALARS: &[(&str, &str, &[&str])] = &[
     ("api.core.v1", "VolumeMount", &["readOnly"]),
     (
         "api.core.v1",
+        "PersistentVolumeClaimVolumeSource",
+        &["readOnly"],
+    ),
+    ("api.core.v1", "NfsVolumeSource", &["readOnly"]),
+    (
+        "api.core.v1",
         "ServiceSpec",
         &["healthCheckNodePort", "publishNotReadyAddresses"],
     ),
@@ -231,6 +237,17 @@ pub const VALUE_SCALARS: &[(&str, &str, &[&str])] = &[
         &["active", "succeeded", "failed"],
     ),
     ("api.events.v1", "Event", &["deprecatedCount"]),
+    (
+        "api.policy.v1",
+        "PodDisruptionBudgetStatus",
+        &["observedGeneration"],
+    ),
+    ("api.scheduling.v1", "PriorityClass", &["globalDefault"]),
+    (
+        "api.autoscaling.v2",
+        "HorizontalPodAutoscalerStatus",
+        &["currentReplicas"],
+    ),
 ];
 
 /// Optional strings that are Go pointers where "" means something other than unset,
