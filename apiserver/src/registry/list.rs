@@ -130,7 +130,11 @@ impl Registry {
                 StorageError::Compacted { .. } => ApiError::gone(format!("too old resource version: {revision}")),
                 e => storage_error(e, rt, ""),
             })?;
-            revision = page.revision.max(revision);
+            // The first read pins the revision; a continued or Exact list stays at the
+            // one it asked for (etcd's header carries the store's current revision).
+            if revision == 0 {
+                revision = page.revision;
+            }
             let n = page.kvs.len();
             for (i, kv) in page.kvs.iter().enumerate() {
                 if limit > 0 && items.len() as i64 == limit {

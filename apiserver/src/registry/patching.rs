@@ -47,6 +47,16 @@ pub fn track_fields(rt: &ResourceType, old: Option<&Value>, new: &mut Value, opt
     *new = apply::track_update(old, new, &manager(opts), subresource, rt.group, rt.kind, &rt.api_version(), ignore_status, &now);
 }
 
+/// The group whose merge table a strategic merge patch uses. events.k8s.io Events are
+/// Kubernetes' core Events under other field names, and like them have no keyed lists
+/// outside metadata; the patch schema table only lists the core kind.
+fn strategic_group(rt: &ResourceType) -> &'static str {
+    match (rt.group, rt.kind) {
+        ("events.k8s.io", "Event") => "",
+        (g, _) => g,
+    }
+}
+
 fn parse_body(ptype: PatchType, body: &[u8]) -> Result<Value, ApiError> {
     let parsed: Result<Value, String> = match ptype {
         PatchType::Apply => serde_yaml::from_slice::<Value>(body).map_err(|e| e.to_string()),
@@ -68,7 +78,7 @@ impl Registry {
         opts: &WriteOptions,
     ) -> Result<Written, ApiError> {
         let patch = parse_body(ptype, body)?;
-        if ptype == PatchType::Strategic && !schema::supports(rt.group, rt.kind) {
+        if ptype == PatchType::Strategic && !schema::supports(strategic_group(rt), rt.kind) {
             return Err(ApiError::new(415, "UnsupportedMediaType", format!(
                 "strategic merge patch is not supported for {}", rt.group_resource()
             )));
@@ -155,7 +165,7 @@ impl Registry {
         let mut new = match ptype {
             PatchType::Json => json_patch::apply(old, patch)?,
             PatchType::Merge => merge_patch::apply(old, patch),
-            PatchType::Strategic => strategic::apply(old, patch, rt.group, rt.kind)?,
+            PatchType::Strategic => strategic::apply(old, patch, strategic_group(rt), rt.kind)?,
             PatchType::Apply => unreachable!("handled above"),
         };
         metadata::check_type(rt, &mut new)?;
