@@ -62,3 +62,41 @@ fn kubectl_create_token() {
         })
     );
 }
+
+/// Cut short or corrupted anywhere, a body is an error or some object, never a panic.
+#[test]
+fn damaged_bodies_do_not_panic() {
+    for name in fixtures().iter().map(String::as_str).chain(["token"]) {
+        let body = read(name, "pb");
+        for len in 0..body.len() {
+            let _ = keelson_protobuf::decode(&body[..len]);
+        }
+        for i in 4..body.len() {
+            for byte in [0x00, 0x01, 0x7f, 0x80, 0xff, body[i] ^ 0x02, body[i] ^ 0x05] {
+                let mut damaged = body.clone();
+                damaged[i] = byte;
+                let _ = keelson_protobuf::decode(&damaged);
+            }
+        }
+    }
+    // Deep nesting is refused, not recursed into without end.
+    let mut raw: Vec<u8> = Vec::new();
+    for _ in 0..10_000 {
+        // JSONSchemaProps.not (28) holding the previous level.
+        let mut level = vec![0xe2, 0x01];
+        let mut len = raw.len();
+        while len >= 0x80 {
+            level.push((len as u8) | 0x80);
+            len >>= 7;
+        }
+        level.push(len as u8);
+        level.extend(&raw);
+        raw = level;
+        if raw.len() > 200_000 {
+            break;
+        }
+    }
+    let err = keelson_protobuf::decode_object("apiextensions.k8s.io/v1", "JSONSchemaProps", &raw)
+        .unwrap_err();
+    assert!(err.to_string().contains("nest too deep"), "{err}");
+}
