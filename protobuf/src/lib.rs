@@ -1,8 +1,9 @@
 //! Kubernetes protobuf request bodies (`Content-Type: application/vnd.kubernetes.protobuf`)
 //! decoded into the Kubernetes JSON form the apiserver keeps.
 //!
-//! client-go's typed clientset, and so unmodified `kubectl create configmap|secret|
-//! deployment|job|...`, `kubectl run` and `kubectl create token`, sends bodies as
+//! client-go's typed clientset, and so unmodified kubectl (1.32 and later) for `kubectl
+//! create configmap|secret|deployment|job|cronjob|namespace|service|serviceaccount|quota|
+//! token|...`, sends bodies as
 //! `k8s\0` followed by a `runtime.Unknown` message: `typeMeta {apiVersion, kind}`,
 //! `raw` (the object's own message), `contentEncoding`, `contentType`. [`decode`] reads
 //! that envelope, finds the message for the apiVersion and kind, and turns `raw` into
@@ -10,7 +11,9 @@
 //! fields under their JSON names, `bytes` as base64, maps as objects, and the types
 //! whose JSON is not an object of their fields (`Time`, `MicroTime`, `Duration`,
 //! `Quantity`, `IntOrString`, `RawExtension`, `FieldsV1`, apiextensions' `JSON` and
-//! `JSONSchemaPropsOr*`, named slices such as `Verbs`) as their JSON does.
+//! `JSONSchemaPropsOr*`, named slices such as `Verbs`) as their JSON does. Fields come
+//! in field-number order, which is Go's declaration order nearly everywhere (not in
+//! `OwnerReference`, where `apiVersion` comes after `uid`); map keys sorted, as Go does.
 //!
 //! One generic walker does all kinds. The table it walks is generated at build time
 //! (see build/main.rs) from two crates.io dependencies: k8s-pb's prost structs (field
