@@ -5,6 +5,7 @@ use super::respond::{add_warnings, decode_body, error_response, json_response, n
 use super::route::ResourceTarget;
 use super::table::{partial_metadata, table, Include};
 use super::ApiState;
+use crate::registry::fields;
 use crate::registry::patching::PatchType;
 use crate::registry::subresources::ScaleChange;
 use crate::registry::watch::WatchEvent;
@@ -138,7 +139,9 @@ async fn handle_inner(state: &ApiState, method: &Method, t: &ResourceTarget, q: 
         (Method::POST, true, "") => {
             let opts = write_options(q, headers)?;
             let obj = decode_body(headers, &body)?;
-            let w = reg.create(rt, ns, obj, &opts).await?;
+            let duplicates = fields::check_duplicates(rt, &obj, &body, opts.field_validation)?;
+            let mut w = reg.create(rt, ns, obj, &opts).await?;
+            w.warnings.extend(duplicates);
             let mut r = object_response(t, 201, &w.object, format, q);
             add_warnings(&mut r, &w.warnings);
             Ok(r)
@@ -152,7 +155,9 @@ async fn handle_inner(state: &ApiState, method: &Method, t: &ResourceTarget, q: 
         (Method::PUT, false, "" | "status") => {
             let opts = write_options(q, headers)?;
             let obj = decode_body(headers, &body)?;
-            let w = reg.update(rt, ns, name, sub, obj, &opts).await?;
+            let duplicates = fields::check_duplicates(rt, &obj, &body, opts.field_validation)?;
+            let mut w = reg.update(rt, ns, name, sub, obj, &opts).await?;
+            w.warnings.extend(duplicates);
             let mut r = object_response(t, if w.created { 201 } else { 200 }, &w.object, format, q);
             add_warnings(&mut r, &w.warnings);
             Ok(r)

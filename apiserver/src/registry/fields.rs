@@ -14,7 +14,8 @@ use keelson_resources::ResourceType;
 use serde_json::Value;
 
 fn round_trip<T: serde::de::DeserializeOwned + serde::Serialize>(obj: &Value) -> Result<Value, String> {
-    let typed: T = serde_json::from_value(obj.clone()).map_err(|e| e.to_string())?;
+    // Deserialize from a borrowed Value: no copy of the object.
+    let typed = T::deserialize(obj).map_err(|e| e.to_string())?;
     serde_json::to_value(typed).map_err(|e| e.to_string())
 }
 
@@ -106,6 +107,101 @@ pub fn check_kind(group: &str, kind: &str, version: &str, obj: &mut Value, mode:
     }
 }
 
+/// Paths of the keys a JSON body repeats within one object (`spec.replicas`,
+/// `spec.template.spec.containers[0].name`), in the order they appear. A parsed
+/// `serde_json::Value` keeps only the last value of a repeated key; Kubernetes reports
+/// the repetition under `fieldValidation`. Bodies that are not JSON have none.
+pub fn duplicate_fields(body: &[u8]) -> Vec<String> {
+    use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+    use std::cell::RefCell;
+
+    struct Walk<'a> {
+        path: String,
+        found: &'a RefCell<Vec<String>>,
+    }
+    impl<'de> DeserializeSeed<'de> for Walk<'_> {
+        type Value = ();
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+    impl<'de> Visitor<'de> for Walk<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("any JSON value")
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_str<E>(self, _: &str) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_unit<E>(self) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            let mut i = 0;
+            while seq.next_element_seed(Walk { path: format!("{}[{i}]", self.path), found: self.found })?.is_some() {
+                i += 1;
+            }
+            Ok(())
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            let mut seen = std::collections::HashSet::new();
+            while let Some(key) = map.next_key::<String>()? {
+                let path = if self.path.is_empty() { key.clone() } else { format!("{}.{key}", self.path) };
+                if !seen.insert(key) {
+                    self.found.borrow_mut().push(path.clone());
+                }
+                map.next_value_seed(Walk { path, found: self.found })?;
+            }
+            Ok(())
+        }
+    }
+
+    let found = RefCell::new(Vec::new());
+    let mut de = serde_json::Deserializer::from_slice(body);
+    if (Walk { path: String::new(), found: &found }).deserialize(&mut de).is_err() {
+        return Vec::new();
+    }
+    let mut out = found.into_inner();
+    out.dedup();
+    out
+}
+
+/// `fieldValidation` for the duplicate keys of a create or update body: Strict fails
+/// with Kubernetes' message (unknown fields first, then duplicates), Warn returns
+/// warnings, Ignore nothing.
+pub fn check_duplicates(rt: &ResourceType, obj: &Value, body: &[u8], mode: FieldValidation) -> Result<Vec<String>, ApiError> {
+    if mode == FieldValidation::Ignore {
+        return Ok(Vec::new());
+    }
+    let dups = duplicate_fields(body);
+    if dups.is_empty() {
+        return Ok(Vec::new());
+    }
+    let described: Vec<String> = dups.iter().map(|p| format!("duplicate field \"{p}\"")).collect();
+    if mode == FieldValidation::Warn {
+        return Ok(described);
+    }
+    match check_unknown(rt, &mut obj.clone(), FieldValidation::Strict) {
+        Err(e) if e.message.starts_with("strict decoding error: ") => {
+            Err(ApiError::bad_request(format!("{}, {}", e.message, described.join(", "))))
+        }
+        Err(e) => Err(e),
+        Ok(_) => Err(ApiError::bad_request(format!("strict decoding error: {}", described.join(", ")))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,6 +223,22 @@ mod tests {
         assert_eq!(warnings.len(), 2);
         assert!(b.get("extra").is_none());
         assert_eq!(b["data"]["k"], "v");
+    }
+
+    #[test]
+    fn duplicate_keys_are_found_with_their_paths() {
+        let body = br#"{"metadata": {"name": "a", "name": "b"}, "spec": {"replicas": 2, "unknownField": 1, "replicas": 3,
+            "containers": [{"name": "x", "name": "y"}]}, "data": {"k": "v"}}"#;
+        assert_eq!(duplicate_fields(body), ["metadata.name", "spec.replicas", "spec.containers[0].name"]);
+        assert!(duplicate_fields(br#"{"a": {"b": 1}, "c": {"b": 2}}"#).is_empty());
+        assert!(duplicate_fields(b"not json").is_empty());
+        let dep = keelson_resources::find("apps", "deployments").unwrap();
+        let obj: Value = serde_json::from_slice(br#"{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"}, "spec": {"unknownField": 1, "replicas": 3}}"#).unwrap();
+        let body = br#"{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"}, "spec": {"unknownField": 1, "replicas": 2, "replicas": 3}}"#;
+        let err = check_duplicates(dep, &obj, body, FieldValidation::Strict).unwrap_err();
+        assert_eq!(err.message, r#"strict decoding error: unknown field "spec.unknownField", duplicate field "spec.replicas""#);
+        assert_eq!(check_duplicates(dep, &obj, body, FieldValidation::Warn).unwrap(), [r#"duplicate field "spec.replicas""#]);
+        assert!(check_duplicates(dep, &obj, body, FieldValidation::Ignore).unwrap().is_empty());
     }
 
     #[test]

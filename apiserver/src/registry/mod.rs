@@ -146,6 +146,16 @@ impl Registry {
         Ok(())
     }
 
+    /// For writes that create when the object is missing (update of create-on-update
+    /// kinds, server-side apply): a new object needs a live namespace, checked before
+    /// anything is written.
+    async fn admit_namespace_if_new(&self, rt: &ResourceType, ns: &str, name: &str) -> Result<(), ApiError> {
+        match self.get(rt, ns, name).await {
+            Err(e) if e.code == 404 => self.admit_namespace(rt, ns).await,
+            _ => Ok(()),
+        }
+    }
+
     /// Defaults, validation and the strategy's update checks for a candidate object.
     fn admit(&self, rt: &ResourceType, obj: &mut Value, old: Option<&Value>) -> Result<(), ApiError> {
         rt.strategy.default(obj);
@@ -306,17 +316,14 @@ impl Registry {
         }
         let warnings = fields::check_unknown(rt, &mut body, opts.field_validation)?;
         let precondition = meta::resource_version(&body).to_string();
-        let ns_for_create = ns.to_string();
+        if rt.strategy.allow_create_on_update() && subresource.is_empty() {
+            self.admit_namespace_if_new(rt, ns, name).await?;
+        }
         let mut w = self
             .guaranteed_update(rt, ns, name, opts.dry_run, |old| {
                 self.apply_update(rt, old, body.clone(), &precondition, subresource, opts)
             })
             .await?;
-        if w.created {
-            // Only kinds that allow create-on-update get here; they still need a live
-            // namespace.
-            self.admit_namespace(rt, &ns_for_create).await?;
-        }
         w.warnings = warnings;
         Ok(w)
     }

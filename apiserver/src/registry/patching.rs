@@ -91,6 +91,10 @@ impl Registry {
                 return Err(ApiError::bad_request("apply patch must be an object"));
             }
         }
+        if ptype == PatchType::Apply && subresource.is_empty() {
+            // Apply can create; only into a live namespace.
+            self.admit_namespace_if_new(rt, ns, name).await?;
+        }
         let mut warnings = Vec::new();
         let mut w = self
             .guaranteed_update(rt, ns, name, opts.dry_run, |old| {
@@ -98,13 +102,6 @@ impl Registry {
                 self.patched(rt, ns, name, subresource, ptype, &patch, old, opts, &mut warnings)
             })
             .await?;
-        if w.created && rt.namespaced {
-            // Apply can create; make sure it was into a live namespace.
-            let nsobj = self.get(keelson_resources::find("", "namespaces").expect("served"), "", ns).await;
-            if nsobj.is_err() {
-                return Err(ApiError::not_found("", "namespaces", ns));
-            }
-        }
         w.warnings = warnings;
         Ok(w)
     }
