@@ -135,7 +135,7 @@ impl pb::api_server::Api for GrpcApi {
         };
         let stream = self.registry.watch(rt, &r.namespace, &opts).await.map_err(|e| to_status(&e))?;
         let out = stream.map(|ev| {
-            Ok(pb::WatchEvent { r#type: ev.kind.to_string(), object: Bytes::from(serde_json::to_vec(&ev.object).unwrap_or_default()) })
+            Ok(pb::WatchEvent { r#type: ev.kind.to_string(), object: ev.object_json() })
         });
         Ok(Response::new(Box::pin(out)))
     }

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::broadcast;
 
 /// Events kept for replay; older ones are served from etcd directly.
-const WINDOW: usize = 50_000;
+const WINDOW: usize = 20_000;
 /// Events a slow subscriber may fall behind before its watch is closed (the client then
 /// resumes from its last resourceVersion, which the window usually still covers).
 const BROADCAST_CAPACITY: usize = 16_384;
@@ -35,9 +35,36 @@ pub struct RawEvent {
     pub object: Option<Arc<Value>>,
     /// The object before the change (None for creates), with its own resourceVersion.
     pub prev: Option<Arc<Value>>,
+    /// `object` as JSON, encoded once for every watcher that receives it.
+    pub object_json: std::sync::OnceLock<bytes::Bytes>,
+    /// The DELETED form (`prev` at this event's revision) and its JSON, made once.
+    pub deleted: std::sync::OnceLock<(Arc<Value>, bytes::Bytes)>,
 }
 
 impl RawEvent {
+    /// The new object's JSON (encoded on first use).
+    pub fn object_json(&self) -> Option<bytes::Bytes> {
+        let obj = self.object.as_ref()?;
+        Some(self.object_json.get_or_init(|| bytes::Bytes::from(serde_json::to_vec(&**obj).unwrap_or_default())).clone())
+    }
+
+    /// The object a watcher that sees this change as a deletion gets: the previous state
+    /// at this event's revision.
+    pub fn deleted_form(&self) -> Option<(Arc<Value>, bytes::Bytes)> {
+        let prev = self.prev.as_ref()?;
+        Some(
+            self.deleted
+                .get_or_init(|| {
+                    let mut o = (**prev).clone();
+                    keelson_apimachinery::meta::metadata_mut(&mut o)
+                        .insert("resourceVersion".into(), Value::String(self.revision.to_string()));
+                    let json = bytes::Bytes::from(serde_json::to_vec(&o).unwrap_or_default());
+                    (Arc::new(o), json)
+                })
+                .clone(),
+        )
+    }
+
     pub fn is_create(&self) -> bool {
         self.change == Change::Put && self.prev.is_none()
     }
@@ -49,6 +76,46 @@ pub fn decode(value: &[u8], revision: i64) -> Option<Value> {
     keelson_apimachinery::meta::metadata_mut(&mut obj)
         .insert("resourceVersion".into(), Value::String(revision.to_string()));
     Some(obj)
+}
+
+/// A change as the window keeps it: the stored bytes, decoded again only when a watcher
+/// replays it. Parsed objects are several times larger than their JSON, and the window
+/// holds thousands of events.
+struct Compact {
+    revision: i64,
+    key: String,
+    change: Change,
+    value: Option<bytes::Bytes>,
+    prev: Option<(bytes::Bytes, i64)>,
+}
+
+impl Compact {
+    fn from_etcd(ev: &etcd_client::Event) -> Option<Compact> {
+        let kv = ev.kv()?;
+        let change = match ev.event_type() {
+            etcd_client::EventType::Put => Change::Put,
+            etcd_client::EventType::Delete => Change::Delete,
+        };
+        Some(Compact {
+            revision: kv.mod_revision(),
+            key: String::from_utf8_lossy(kv.key()).into_owned(),
+            change,
+            value: (change == Change::Put).then(|| bytes::Bytes::copy_from_slice(kv.value())),
+            prev: ev.prev_kv().map(|p| (bytes::Bytes::copy_from_slice(p.value()), p.mod_revision())),
+        })
+    }
+
+    fn expand(&self) -> RawEvent {
+        RawEvent {
+            revision: self.revision,
+            key: self.key.clone(),
+            change: self.change,
+            object: self.value.as_ref().and_then(|v| decode(v, self.revision)).map(Arc::new),
+            prev: self.prev.as_ref().and_then(|(v, rev)| decode(v, *rev)).map(Arc::new),
+            object_json: std::sync::OnceLock::new(),
+            deleted: std::sync::OnceLock::new(),
+        }
+    }
 }
 
 fn to_raw(ev: &etcd_client::Event) -> Option<RawEvent> {
@@ -68,11 +135,13 @@ fn to_raw(ev: &etcd_client::Event) -> Option<RawEvent> {
         change,
         object,
         prev,
+        object_json: std::sync::OnceLock::new(),
+        deleted: std::sync::OnceLock::new(),
     })
 }
 
 struct Window {
-    events: VecDeque<Arc<RawEvent>>,
+    events: VecDeque<Compact>,
     /// The window holds every event with a revision above this one.
     complete_after: i64,
     /// The newest revision the cache knows the store to be at.
@@ -130,7 +199,7 @@ impl WatchCache {
         {
             let w = self.window.lock().expect("window");
             if after >= w.complete_after {
-                let backlog = w.events.iter().filter(|e| e.revision > after).cloned().collect();
+                let backlog = w.events.iter().filter(|e| e.revision > after).map(|e| Arc::new(e.expand())).collect();
                 // Subscribing under the lock: the follower pushes and broadcasts under
                 // the same lock, so nothing falls between backlog and live.
                 return Ok(Subscription::Cached { backlog, live: self.tx.subscribe() });
@@ -168,12 +237,16 @@ impl WatchCache {
                 return Ok(now);
             }
             let header_rev = resp.header().map_or(0, |h| h.revision());
+            // Decode outside the lock; only the hand-off happens under it.
+            let decoded: Vec<(Arc<RawEvent>, Compact)> = resp
+                .events()
+                .iter()
+                .filter_map(|ev| Some((Arc::new(to_raw(ev)?), Compact::from_etcd(ev)?)))
+                .collect();
             let mut w = self.window.lock().expect("window");
-            for ev in resp.events() {
-                let Some(raw) = to_raw(ev) else { continue };
-                let raw = Arc::new(raw);
+            for (raw, compact) in decoded {
                 last = last.max(raw.revision);
-                w.events.push_back(raw.clone());
+                w.events.push_back(compact);
                 if w.events.len() > WINDOW {
                     if let Some(old) = w.events.pop_front() {
                         w.complete_after = old.revision;

@@ -187,3 +187,37 @@ fn discovery_explain_and_versions() {
         assert!(explain.to_lowercase().contains("image"), "{k}: {explain}");
     }
 }
+
+/// kubectl's `create <kind>` generators use client-go's typed clientset, which sends
+/// protobuf bodies.
+#[test]
+fn create_generators_send_protobuf() {
+    let c = &*CLUSTER;
+    for (i, k) in kubectl_versions().iter().enumerate() {
+        let ns = namespace(c, &format!("generators-{i}"));
+        run(c, k, &["create", "configmap", "settings", "-n", &ns, "--from-literal=mode=fast", "--from-literal=level=3"]);
+        run(c, k, &["create", "secret", "generic", "creds", "-n", &ns, "--from-literal=password=s3cret"]);
+        run(c, k, &["create", "deployment", "api", "-n", &ns, "--image=busybox:1.36", "--replicas=3", "--port=8080"]);
+        run(c, k, &["create", "service", "clusterip", "api", "-n", &ns, "--tcp=80:8080"]);
+        run(c, k, &["create", "serviceaccount", "robot", "-n", &ns]);
+        run(c, k, &["create", "job", "once", "-n", &ns, "--image=busybox:1.36", "--", "true"]);
+        run(c, k, &["create", "cronjob", "tick", "-n", &ns, "--image=busybox:1.36", "--schedule=*/5 * * * *", "--", "true"]);
+        let cm = json(&run(c, k, &["get", "cm", "settings", "-n", &ns, "-o", "json"]));
+        assert_eq!(cm["data"], serde_json::json!({"level": "3", "mode": "fast"}));
+        let secret = json(&run(c, k, &["get", "secret", "creds", "-n", &ns, "-o", "json"]));
+        assert_eq!(secret["data"]["password"], "czNjcmV0", "base64 of s3cret");
+        let d = json(&run(c, k, &["get", "deploy", "api", "-n", &ns, "-o", "json"]));
+        assert_eq!(d["spec"]["replicas"], 3);
+        assert_eq!(d["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"], 8080);
+        let svc = json(&run(c, k, &["get", "svc", "api", "-n", &ns, "-o", "json"]));
+        assert_eq!(svc["spec"]["ports"][0]["targetPort"], 8080);
+        assert!(svc["spec"]["clusterIP"].as_str().unwrap().starts_with("10."), "{svc}");
+        let job = json(&run(c, k, &["get", "job", "once", "-n", &ns, "-o", "json"]));
+        assert_eq!(job["spec"]["template"]["spec"]["restartPolicy"], "Never");
+        let cj = json(&run(c, k, &["get", "cronjob", "tick", "-n", &ns, "-o", "json"]));
+        assert_eq!(cj["spec"]["schedule"], "*/5 * * * *");
+        // A bad generator input is still a clear error from the server.
+        let err = fails(c.kubectl_with(k, &["create", "configmap", "Bad_Name", "-n", &ns], None));
+        assert!(err.contains("Invalid") || err.contains("invalid"), "{err}");
+    }
+}

@@ -248,12 +248,13 @@ async fn watch(state: &ApiState, t: &ResourceTarget, q: &Query, format: Format) 
         let object = match format {
             Format::Table { v1beta1 } if ev.kind != "ERROR" && ev.kind != "BOOKMARK" => {
                 let meta = json!({"resourceVersion": keelson_apimachinery::meta::resource_version(&ev.object)});
-                let t = table(rt, std::slice::from_ref(&ev.object), meta, include, v1beta1, first);
+                let t = table(rt, std::slice::from_ref(&*ev.object), meta, include, v1beta1, first);
                 first = false;
                 t
             }
             Format::Metadata if ev.kind != "ERROR" => partial_metadata(&ev.object),
-            _ => ev.object,
+            // Plain JSON: the bytes encoded once for every watcher.
+            _ => return Ok::<_, std::io::Error>(ev.to_line()),
         };
         let mut line = serde_json::to_vec(&json!({"type": ev.kind, "object": object})).unwrap_or_default();
         line.push(b'\n');

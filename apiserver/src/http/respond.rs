@@ -87,7 +87,15 @@ pub fn decode_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> 
             .map_err(|e| ApiError::bad_request(format!("error decoding JSON body: {e}"))),
         "application/yaml" | "application/x-yaml" | "text/yaml" => serde_yaml::from_slice::<Value>(body)
             .map_err(|e| ApiError::bad_request(format!("error decoding YAML body: {e}"))),
-        "application/vnd.kubernetes.protobuf" => Err(ApiError::unsupported_media_type(ct)),
+        // client-go's typed clients (kubectl create configmap, ...) send protobuf.
+        m if keelson_protobuf::is_protobuf_content_type(m) => keelson_protobuf::decode(body).map_err(|e| {
+            let mut err = ApiError::bad_request(format!("error decoding protobuf body: {e}"));
+            err.code = e.http_status();
+            if err.code == 415 {
+                err.reason = "UnsupportedMediaType".into();
+            }
+            err
+        }),
         other => Err(ApiError::unsupported_media_type(other)),
     }
 }

@@ -25,7 +25,35 @@ const BOOKMARK_INTERVAL: Duration = Duration::from_secs(10);
 pub struct WatchEvent {
     /// ADDED, MODIFIED, DELETED, BOOKMARK or ERROR.
     pub kind: &'static str,
-    pub object: Value,
+    pub object: Arc<Value>,
+    /// The object's JSON when already encoded (shared by every watcher of the change).
+    json: Option<bytes::Bytes>,
+}
+
+impl WatchEvent {
+    pub fn new(kind: &'static str, object: Value) -> Self {
+        WatchEvent { kind, object: Arc::new(object), json: None }
+    }
+
+    /// The object as JSON, encoding it only if no watcher has yet.
+    pub fn object_json(&self) -> bytes::Bytes {
+        match &self.json {
+            Some(b) => b.clone(),
+            None => bytes::Bytes::from(serde_json::to_vec(&*self.object).unwrap_or_default()),
+        }
+    }
+
+    /// `{"type":...,"object":...}` followed by a newline, as a REST watch streams it.
+    pub fn to_line(&self) -> bytes::Bytes {
+        let obj = self.object_json();
+        let mut line = Vec::with_capacity(obj.len() + 32);
+        line.extend_from_slice(b"{\"type\":\"");
+        line.extend_from_slice(self.kind.as_bytes());
+        line.extend_from_slice(b"\",\"object\":");
+        line.extend_from_slice(&obj);
+        line.extend_from_slice(b"}\n");
+        bytes::Bytes::from(line)
+    }
 }
 
 /// Translate one raw change into what this watcher sees, if anything.
@@ -33,17 +61,15 @@ fn translate(ev: &RawEvent, prefix: &str, filter: &Filter) -> Option<WatchEvent>
     if !ev.key.starts_with(prefix) {
         return None;
     }
-    let now = ev.object.as_deref().filter(|o| filter.matches(o));
-    let before = ev.prev.as_deref().filter(|o| filter.matches(o));
+    let now = ev.object.as_ref().filter(|o| filter.matches(o));
+    let before = ev.prev.as_deref().is_some_and(|o| filter.matches(o));
     match (ev.change, now, before) {
-        (Change::Put, Some(o), None) => Some(WatchEvent { kind: "ADDED", object: o.clone() }),
-        (Change::Put, Some(o), Some(_)) => Some(WatchEvent { kind: "MODIFIED", object: o.clone() }),
-        (_, None, Some(prev)) => {
+        (Change::Put, Some(o), false) => Some(WatchEvent { kind: "ADDED", object: o.clone(), json: ev.object_json() }),
+        (Change::Put, Some(o), true) => Some(WatchEvent { kind: "MODIFIED", object: o.clone(), json: ev.object_json() }),
+        (_, None, true) => {
             // Deleted, or no longer matching: the last state, at the event's revision.
-            let mut o = prev.clone();
-            keelson_apimachinery::meta::metadata_mut(&mut o)
-                .insert("resourceVersion".into(), json!(ev.revision.to_string()));
-            Some(WatchEvent { kind: "DELETED", object: o })
+            let (o, json) = ev.deleted_form()?;
+            Some(WatchEvent { kind: "DELETED", object: o, json: Some(json) })
         }
         _ => None,
     }
@@ -54,7 +80,7 @@ fn bookmark(rt: &ResourceType, rv: i64, initial_end: bool) -> WatchEvent {
     if initial_end {
         m["annotations"] = json!({"k8s.io/initial-events-end": "true"});
     }
-    WatchEvent { kind: "BOOKMARK", object: json!({"kind": rt.kind, "apiVersion": rt.api_version(), "metadata": m}) }
+    WatchEvent::new("BOOKMARK", json!({"kind": rt.kind, "apiVersion": rt.api_version(), "metadata": m}))
 }
 
 impl Registry {
@@ -107,14 +133,14 @@ impl Registry {
             let deadline = tokio::time::Instant::now() + timeout;
             let run = async {
                 for obj in initial_events {
-                    tx.send(WatchEvent { kind: "ADDED", object: obj }).await.ok()?;
+                    tx.send(WatchEvent::new("ADDED", obj)).await.ok()?;
                 }
                 if send_initial_end {
                     tx.send(bookmark(rt, after, true)).await.ok()?;
                 }
                 let Some(sub) = subscription else {
                     let status = ApiError::gone(format!("too old resource version: {after}")).to_status();
-                    tx.send(WatchEvent { kind: "ERROR", object: status }).await.ok()?;
+                    tx.send(WatchEvent::new("ERROR", status)).await.ok()?;
                     return None;
                 };
                 let mut last = after;
@@ -145,7 +171,7 @@ impl Registry {
                                         resp.compact_revision()
                                     ))
                                     .to_status();
-                                    tx.send(WatchEvent { kind: "ERROR", object: status }).await.ok()?;
+                                    tx.send(WatchEvent::new("ERROR", status)).await.ok()?;
                                     return None;
                                 }
                                 for ev in raw_events(&resp) {
@@ -208,7 +234,10 @@ async fn follow_live(
             },
             _ = ticker.tick() => {
                 if bookmarks {
-                    let rv = registry.cache.latest().max(last);
+                    // Only claim the cache's newest revision when every event up to it
+                    // has reached this watcher; otherwise a client resuming from the
+                    // bookmark could skip events still queued here.
+                    let rv = if live.is_empty() { registry.cache.latest().max(last) } else { last };
                     tx.send(bookmark(rt, rv, false)).await.ok()?;
                 }
             }
@@ -230,6 +259,10 @@ mod tests {
         Filter::new(rt, "default", &ListOptions { label_selector: sel.into(), ..Default::default() }).unwrap()
     }
 
+    fn raw(revision: i64, key: String, object: Option<Arc<Value>>, prev: Option<Arc<Value>>) -> RawEvent {
+        RawEvent { revision, key, change: Change::Put, object, prev, object_json: Default::default(), deleted: Default::default() }
+    }
+
     fn cm(labels: Value, rv: i64) -> Arc<Value> {
         Arc::new(json!({"metadata": {"name": "a", "namespace": "default", "labels": labels, "resourceVersion": rv.to_string()}}))
     }
@@ -238,13 +271,13 @@ mod tests {
     fn selector_changes_become_added_and_deleted() {
         let f = filter("app=web");
         let p = "/registry/configmaps/default/";
-        let leave = RawEvent { revision: 7, key: format!("{p}a"), change: Change::Put, object: Some(cm(json!({"app": "db"}), 7)), prev: Some(cm(json!({"app": "web"}), 5)) };
+        let leave = raw(7, format!("{p}a"), Some(cm(json!({"app": "db"}), 7)), Some(cm(json!({"app": "web"}), 5)));
         let we = translate(&leave, p, &f).unwrap();
         assert_eq!(we.kind, "DELETED");
         assert_eq!(rv_of(&we.object), 7);
-        let enter = RawEvent { revision: 8, key: format!("{p}a"), change: Change::Put, object: Some(cm(json!({"app": "web"}), 8)), prev: Some(cm(json!({"app": "db"}), 7)) };
+        let enter = raw(8, format!("{p}a"), Some(cm(json!({"app": "web"}), 8)), Some(cm(json!({"app": "db"}), 7)));
         assert_eq!(translate(&enter, p, &f).unwrap().kind, "ADDED");
-        let other_ns = RawEvent { revision: 9, key: "/registry/configmaps/other/a".into(), change: Change::Put, object: Some(cm(json!({"app": "web"}), 9)), prev: None };
+        let other_ns = raw(9, "/registry/configmaps/other/a".into(), Some(cm(json!({"app": "web"}), 9)), None);
         assert!(translate(&other_ns, p, &f).is_none());
     }
 }
