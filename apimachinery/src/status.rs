@@ -51,16 +51,27 @@ impl Cause {
         Cause::new(
             "FieldValueNotSupported",
             field,
-            format!("Unsupported value: {shown}: supported values: {}", list.join(", ")),
+            format!(
+                "Unsupported value: {shown}: supported values: {}",
+                list.join(", ")
+            ),
         )
     }
     /// `field: Forbidden: <detail>`.
     pub fn forbidden(field: impl Into<String>, detail: impl AsRef<str>) -> Self {
-        Cause::new("FieldValueForbidden", field, format!("Forbidden: {}", detail.as_ref()))
+        Cause::new(
+            "FieldValueForbidden",
+            field,
+            format!("Forbidden: {}", detail.as_ref()),
+        )
     }
     /// `field: Duplicate value: <value>`.
     pub fn duplicate(field: impl Into<String>, value: &Value) -> Self {
-        Cause::new("FieldValueDuplicate", field, format!("Duplicate value: {value}"))
+        Cause::new(
+            "FieldValueDuplicate",
+            field,
+            format!("Duplicate value: {value}"),
+        )
     }
     /// Immutable field changed on update.
     pub fn immutable(field: impl Into<String>, value: &Value) -> Self {
@@ -171,8 +182,12 @@ impl ApiError {
         } else {
             format!("{kind}.{group}")
         };
-        let mut e = ApiError::new(422, "Invalid", format!("{gk} \"{name}\" is invalid: {list}"))
-            .with_details(group, kind, name);
+        let mut e = ApiError::new(
+            422,
+            "Invalid",
+            format!("{gk} \"{name}\" is invalid: {list}"),
+        )
+        .with_details(group, kind, name);
         e.causes = causes;
         e
     }
@@ -296,13 +311,20 @@ mod tests {
             "",
             "ConfigMap",
             "Bad_Name",
-            vec![Cause::invalid("metadata.name", &json!("Bad_Name"), "must be lowercase")],
+            vec![Cause::invalid(
+                "metadata.name",
+                &json!("Bad_Name"),
+                "must be lowercase",
+            )],
         );
         assert_eq!(e.code, 422);
         assert_eq!(
             e.message,
             "ConfigMap \"Bad_Name\" is invalid: metadata.name: Invalid value: \"Bad_Name\": must be lowercase"
         );
-        assert_eq!(e.to_status()["details"]["causes"][0]["field"], "metadata.name");
+        assert_eq!(
+            e.to_status()["details"]["causes"][0]["field"],
+            "metadata.name"
+        );
     }
 }

@@ -17,17 +17,27 @@ fn user(id: Identity) -> UserInfo {
     if !groups.iter().any(|g| g == "system:authenticated") {
         groups.push("system:authenticated".into());
     }
-    UserInfo { name: id.user, groups }
+    UserInfo {
+        name: id.user,
+        groups,
+    }
 }
 
 impl Authenticator {
     /// The request's user: the client certificate's, else the bearer token's. `Ok(None)`
     /// when no credentials were presented; an unknown token is a 401.
-    pub fn authenticate(&self, headers: &HeaderMap, cert: Option<&Identity>) -> Result<Option<UserInfo>, ApiError> {
+    pub fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        cert: Option<&Identity>,
+    ) -> Result<Option<UserInfo>, ApiError> {
         if let Some(id) = cert {
             return Ok(Some(user(id.clone())));
         }
-        let Some(auth) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
+        let Some(auth) = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+        else {
             return Ok(None);
         };
         let token = auth
@@ -48,7 +58,9 @@ mod tests {
 
     #[test]
     fn tokens_and_certs() {
-        let a = Authenticator { tokens: Some(TokenFile::parse("s3cret,alice,1,\"dev,ops\"\n").unwrap()) };
+        let a = Authenticator {
+            tokens: Some(TokenFile::parse("s3cret,alice,1,\"dev,ops\"\n").unwrap()),
+        };
         let mut h = HeaderMap::new();
         assert!(a.authenticate(&h, None).unwrap().is_none());
         h.insert(header::AUTHORIZATION, "Bearer s3cret".parse().unwrap());
@@ -57,7 +69,13 @@ mod tests {
         assert!(u.groups.contains(&"ops".to_string()));
         h.insert(header::AUTHORIZATION, "Bearer wrong".parse().unwrap());
         assert_eq!(a.authenticate(&h, None).unwrap_err().code, 401);
-        let id = Identity { user: "kubernetes-admin".into(), groups: vec!["system:masters".into()] };
-        assert_eq!(a.authenticate(&h, Some(&id)).unwrap().unwrap().name, "kubernetes-admin");
+        let id = Identity {
+            user: "kubernetes-admin".into(),
+            groups: vec!["system:masters".into()],
+        };
+        assert_eq!(
+            a.authenticate(&h, Some(&id)).unwrap().unwrap().name,
+            "kubernetes-admin"
+        );
     }
 }

@@ -9,14 +9,18 @@ use serde_json::{json, Value};
 use std::time::Duration;
 
 /// The namespaces every cluster starts with.
-pub const SYSTEM_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
+pub const SYSTEM_NAMESPACES: &[&str] =
+    &["default", "kube-system", "kube-public", "kube-node-lease"];
 
 /// Prefix of the keys by which live apiservers announce themselves (one per address,
 /// attached to an etcd lease, so a stopped apiserver drops out on its own).
 const MASTER_LEASES: &str = "/registry/masterleases/";
 
 fn system_opts() -> WriteOptions {
-    WriteOptions { field_manager: "keelson-apiserver".into(), ..Default::default() }
+    WriteOptions {
+        field_manager: "keelson-apiserver".into(),
+        ..Default::default()
+    }
 }
 
 async fn ensure(registry: &Registry, plural: &str, ns: &str, obj: Value) -> anyhow::Result<()> {
@@ -30,7 +34,13 @@ async fn ensure(registry: &Registry, plural: &str, ns: &str, obj: Value) -> anyh
 
 pub async fn system_objects(registry: &Registry, secure_port: u16) -> anyhow::Result<()> {
     for ns in SYSTEM_NAMESPACES {
-        ensure(registry, "namespaces", "", json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})).await?;
+        ensure(
+            registry,
+            "namespaces",
+            "",
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+        )
+        .await?;
     }
     let ip = registry.services.first_ip().to_string();
     ensure(
@@ -54,12 +64,23 @@ pub async fn system_objects(registry: &Registry, secure_port: u16) -> anyhow::Re
 
 /// Announce this apiserver and keep `default/kubernetes` Endpoints and EndpointSlice
 /// naming every live one. Runs until the process ends.
-pub async fn endpoints_reconciler(registry: Registry, storage: Storage, advertise_ip: String, port: u16) {
+pub async fn endpoints_reconciler(
+    registry: Registry,
+    storage: Storage,
+    advertise_ip: String,
+    port: u16,
+) {
     let key = format!("{MASTER_LEASES}{advertise_ip}");
     let mut lease = None;
     loop {
-        if lease.as_ref().is_none_or(|h: &tokio::task::JoinHandle<()>| h.is_finished()) {
-            match storage.put_leased(&key, port.to_string().into_bytes(), 15).await {
+        if lease
+            .as_ref()
+            .is_none_or(|h: &tokio::task::JoinHandle<()>| h.is_finished())
+        {
+            match storage
+                .put_leased(&key, port.to_string().into_bytes(), 15)
+                .await
+            {
                 Ok(h) => lease = Some(h),
                 Err(e) => tracing::warn!(error = %e, "could not announce this apiserver"),
             }
@@ -71,9 +92,17 @@ pub async fn endpoints_reconciler(registry: Registry, storage: Storage, advertis
     }
 }
 
-async fn reconcile_endpoints(registry: &Registry, storage: &Storage, port: u16) -> anyhow::Result<()> {
+async fn reconcile_endpoints(
+    registry: &Registry,
+    storage: &Storage,
+    port: u16,
+) -> anyhow::Result<()> {
     let page = storage.list(MASTER_LEASES, "", 0, 0).await?;
-    let mut ips: Vec<String> = page.kvs.iter().filter_map(|kv| kv.key.strip_prefix(MASTER_LEASES).map(String::from)).collect();
+    let mut ips: Vec<String> = page
+        .kvs
+        .iter()
+        .filter_map(|kv| kv.key.strip_prefix(MASTER_LEASES).map(String::from))
+        .collect();
     ips.sort();
     if ips.is_empty() {
         return Ok(());
@@ -88,7 +117,10 @@ async fn reconcile_endpoints(registry: &Registry, storage: &Storage, port: u16) 
     let rt = find("", "endpoints").ok_or_else(|| anyhow::anyhow!("endpoints not served"))?;
     upsert(registry, rt, eps).await?;
     if let Some(rt) = find("discovery.k8s.io", "endpointslices") {
-        let endpoints: Vec<Value> = ips.iter().map(|ip| json!({"addresses": [ip], "conditions": {"ready": true}})).collect();
+        let endpoints: Vec<Value> = ips
+            .iter()
+            .map(|ip| json!({"addresses": [ip], "conditions": {"ready": true}}))
+            .collect();
         let slice = json!({
             "apiVersion": "discovery.k8s.io/v1",
             "kind": "EndpointSlice",
@@ -103,11 +135,21 @@ async fn reconcile_endpoints(registry: &Registry, storage: &Storage, port: u16) 
 }
 
 /// Create, or update to `obj`'s content when it differs (the registry skips no-op writes).
-async fn upsert(registry: &Registry, rt: &'static keelson_resources::ResourceType, obj: Value) -> anyhow::Result<()> {
+async fn upsert(
+    registry: &Registry,
+    rt: &'static keelson_resources::ResourceType,
+    obj: Value,
+) -> anyhow::Result<()> {
     let name = keelson_apimachinery::meta::name(&obj).to_string();
     match registry.get(rt, "default", &name).await {
-        Ok(_) => registry.update(rt, "default", &name, "", obj, &system_opts()).await.map(|_| ()),
-        Err(e) if e.code == 404 => registry.create(rt, "default", obj, &system_opts()).await.map(|_| ()),
+        Ok(_) => registry
+            .update(rt, "default", &name, "", obj, &system_opts())
+            .await
+            .map(|_| ()),
+        Err(e) if e.code == 404 => registry
+            .create(rt, "default", obj, &system_opts())
+            .await
+            .map(|_| ()),
         Err(e) => Err(e),
     }
     .map_err(|e| anyhow::anyhow!("{}: {e}", rt.plural))

@@ -3,7 +3,9 @@
 
 use crate::registry::patching::PatchType;
 use crate::registry::subresources::ScaleChange;
-use crate::registry::{DeleteOptions, FieldValidation, ListOptions, Registry, UserInfo, WriteOptions};
+use crate::registry::{
+    DeleteOptions, FieldValidation, ListOptions, Registry, UserInfo, WriteOptions,
+};
 use bytes::Bytes;
 use futures::StreamExt;
 use keelson_apimachinery::ApiError;
@@ -38,31 +40,59 @@ pub fn to_status(e: &ApiError) -> Status {
 }
 
 fn authed<T>(req: &Request<T>) -> Result<UserInfo, Status> {
-    req.extensions().get::<UserInfo>().cloned().ok_or_else(|| to_status(&ApiError::unauthorized()))
+    req.extensions()
+        .get::<UserInfo>()
+        .cloned()
+        .ok_or_else(|| to_status(&ApiError::unauthorized()))
 }
 
-fn resource(r: Option<&pb::ResourceRef>) -> Result<(&'static ResourceType, pb::ResourceRef), Status> {
-    let r = r.cloned().ok_or_else(|| to_status(&ApiError::bad_request("ref is required")))?;
+fn resource(
+    r: Option<&pb::ResourceRef>,
+) -> Result<(&'static ResourceType, pb::ResourceRef), Status> {
+    let r = r
+        .cloned()
+        .ok_or_else(|| to_status(&ApiError::bad_request("ref is required")))?;
     let rt = keelson_resources::find(&r.group, &r.resource)
         .filter(|rt| rt.version == r.version)
-        .ok_or_else(|| to_status(&ApiError::new(404, "NotFound", format!("the server could not find the requested resource {}/{}/{}", r.group, r.version, r.resource))))?;
+        .ok_or_else(|| {
+            to_status(&ApiError::new(
+                404,
+                "NotFound",
+                format!(
+                    "the server could not find the requested resource {}/{}/{}",
+                    r.group, r.version, r.resource
+                ),
+            ))
+        })?;
     if rt.namespaced && !r.name.is_empty() && r.namespace.is_empty() {
-        return Err(to_status(&ApiError::bad_request("namespace is required for a namespaced resource")));
+        return Err(to_status(&ApiError::bad_request(
+            "namespace is required for a namespaced resource",
+        )));
     }
     Ok((rt, r))
 }
 
 fn parse(bytes: &[u8]) -> Result<Value, Status> {
-    serde_json::from_slice(bytes).map_err(|e| to_status(&ApiError::bad_request(format!("error decoding JSON body: {e}"))))
+    serde_json::from_slice(bytes).map_err(|e| {
+        to_status(&ApiError::bad_request(format!(
+            "error decoding JSON body: {e}"
+        )))
+    })
 }
 
 fn obj(v: &Value) -> Response<pb::Object> {
-    Response::new(pb::Object { json: Bytes::from(serde_json::to_vec(v).unwrap_or_default()) })
+    Response::new(pb::Object {
+        json: Bytes::from(serde_json::to_vec(v).unwrap_or_default()),
+    })
 }
 
 fn write_opts(o: Option<pb::WriteOptions>, user_agent: &str) -> Result<WriteOptions, Status> {
     let o = o.unwrap_or_default();
-    let fv = if o.field_validation.is_empty() { "Strict" } else { o.field_validation.as_str() };
+    let fv = if o.field_validation.is_empty() {
+        "Strict"
+    } else {
+        o.field_validation.as_str()
+    };
     Ok(WriteOptions {
         dry_run: o.dry_run,
         field_manager: o.field_manager,
@@ -73,7 +103,11 @@ fn write_opts(o: Option<pb::WriteOptions>, user_agent: &str) -> Result<WriteOpti
 }
 
 fn user_agent<T>(req: &Request<T>) -> String {
-    req.metadata().get("user-agent").and_then(|v| v.to_str().ok()).unwrap_or("grpc").to_string()
+    req.metadata()
+        .get("user-agent")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("grpc")
+        .to_string()
 }
 
 type WatchStream = Pin<Box<dyn futures::Stream<Item = Result<pb::WatchEvent, Status>> + Send>>;
@@ -91,7 +125,10 @@ impl pb::api_server::Api for GrpcApi {
         Ok(obj(&v))
     }
 
-    async fn list(&self, req: Request<pb::ListRequest>) -> Result<Response<pb::ListResponse>, Status> {
+    async fn list(
+        &self,
+        req: Request<pb::ListRequest>,
+    ) -> Result<Response<pb::ListResponse>, Status> {
         authed(&req)?;
         let q = req.into_inner();
         let (rt, r) = resource(q.r#ref.as_ref())?;
@@ -103,9 +140,17 @@ impl pb::api_server::Api for GrpcApi {
             resource_version: q.resource_version,
             ..Default::default()
         };
-        let res = self.registry.list(rt, &r.namespace, &opts).await.map_err(|e| to_status(&e))?;
+        let res = self
+            .registry
+            .list(rt, &r.namespace, &opts)
+            .await
+            .map_err(|e| to_status(&e))?;
         Ok(Response::new(pb::ListResponse {
-            items: res.items.iter().map(|i| Bytes::from(serde_json::to_vec(i).unwrap_or_default())).collect(),
+            items: res
+                .items
+                .iter()
+                .map(|i| Bytes::from(serde_json::to_vec(i).unwrap_or_default()))
+                .collect(),
             resource_version: res.resource_version.to_string(),
             continue_token: res.continue_token.unwrap_or_default(),
             remaining_item_count: res.remaining,
@@ -114,14 +159,21 @@ impl pb::api_server::Api for GrpcApi {
 
     type WatchStream = WatchStream;
 
-    async fn watch(&self, req: Request<pb::WatchRequest>) -> Result<Response<Self::WatchStream>, Status> {
+    async fn watch(
+        &self,
+        req: Request<pb::WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
         authed(&req)?;
         let q = req.into_inner();
         let (rt, r) = resource(q.r#ref.as_ref())?;
         let mut field_selector = q.field_selector;
         if !r.name.is_empty() {
             let one = format!("metadata.name={}", r.name);
-            field_selector = if field_selector.is_empty() { one } else { format!("{field_selector},{one}") };
+            field_selector = if field_selector.is_empty() {
+                one
+            } else {
+                format!("{field_selector},{one}")
+            };
         }
         let opts = ListOptions {
             label_selector: q.label_selector,
@@ -130,17 +182,31 @@ impl pb::api_server::Api for GrpcApi {
             allow_bookmarks: q.allow_watch_bookmarks,
             send_initial_events: q.send_initial_events,
             timeout_seconds: (q.timeout_seconds > 0).then_some(q.timeout_seconds as u64),
-            resource_version_match: if q.send_initial_events { "NotOlderThan".into() } else { String::new() },
+            resource_version_match: if q.send_initial_events {
+                "NotOlderThan".into()
+            } else {
+                String::new()
+            },
             ..Default::default()
         };
-        let stream = self.registry.watch(rt, &r.namespace, &opts).await.map_err(|e| to_status(&e))?;
+        let stream = self
+            .registry
+            .watch(rt, &r.namespace, &opts)
+            .await
+            .map_err(|e| to_status(&e))?;
         let out = stream.map(|ev| {
-            Ok(pb::WatchEvent { r#type: ev.kind.to_string(), object: ev.object_json() })
+            Ok(pb::WatchEvent {
+                r#type: ev.kind.to_string(),
+                object: ev.object_json(),
+            })
         });
         Ok(Response::new(Box::pin(out)))
     }
 
-    async fn create(&self, req: Request<pb::CreateRequest>) -> Result<Response<pb::Object>, Status> {
+    async fn create(
+        &self,
+        req: Request<pb::CreateRequest>,
+    ) -> Result<Response<pb::Object>, Status> {
         authed(&req)?;
         let ua = user_agent(&req);
         let q = req.into_inner();
@@ -148,14 +214,25 @@ impl pb::api_server::Api for GrpcApi {
         let opts = write_opts(q.options, &ua)?;
         let body = parse(&q.object)?;
         let v = match r.subresource.as_str() {
-            "binding" => self.registry.bind(rt, &r.namespace, &r.name, &body, &opts).await,
-            _ => self.registry.create(rt, &r.namespace, body, &opts).await.map(|w| w.object),
+            "binding" => {
+                self.registry
+                    .bind(rt, &r.namespace, &r.name, &body, &opts)
+                    .await
+            }
+            _ => self
+                .registry
+                .create(rt, &r.namespace, body, &opts)
+                .await
+                .map(|w| w.object),
         }
         .map_err(|e| to_status(&e))?;
         Ok(obj(&v))
     }
 
-    async fn update(&self, req: Request<pb::UpdateRequest>) -> Result<Response<pb::Object>, Status> {
+    async fn update(
+        &self,
+        req: Request<pb::UpdateRequest>,
+    ) -> Result<Response<pb::Object>, Status> {
         authed(&req)?;
         let ua = user_agent(&req);
         let q = req.into_inner();
@@ -163,9 +240,27 @@ impl pb::api_server::Api for GrpcApi {
         let opts = write_opts(q.options, &ua)?;
         let body = parse(&q.object)?;
         let v = match r.subresource.as_str() {
-            "scale" => self.registry.write_scale(rt, &r.namespace, &r.name, ScaleChange::Replace(&body), &opts).await,
-            "finalize" => self.registry.finalize_namespace(&r.name, &body, &opts).await,
-            sub => self.registry.update(rt, &r.namespace, &r.name, sub, body, &opts).await.map(|w| w.object),
+            "scale" => {
+                self.registry
+                    .write_scale(
+                        rt,
+                        &r.namespace,
+                        &r.name,
+                        ScaleChange::Replace(&body),
+                        &opts,
+                    )
+                    .await
+            }
+            "finalize" => {
+                self.registry
+                    .finalize_namespace(&r.name, &body, &opts)
+                    .await
+            }
+            sub => self
+                .registry
+                .update(rt, &r.namespace, &r.name, sub, body, &opts)
+                .await
+                .map(|w| w.object),
         }
         .map_err(|e| to_status(&e))?;
         Ok(obj(&v))
@@ -182,39 +277,75 @@ impl pb::api_server::Api for GrpcApi {
         let v = match r.subresource.as_str() {
             "scale" => {
                 let p = parse(&q.patch)?;
-                self.registry.write_scale(rt, &r.namespace, &r.name, ScaleChange::Patch(ptype, &p), &opts).await
+                self.registry
+                    .write_scale(
+                        rt,
+                        &r.namespace,
+                        &r.name,
+                        ScaleChange::Patch(ptype, &p),
+                        &opts,
+                    )
+                    .await
             }
-            sub => self.registry.patch(rt, &r.namespace, &r.name, sub, ptype, &q.patch, &opts).await.map(|w| w.object),
+            sub => self
+                .registry
+                .patch(rt, &r.namespace, &r.name, sub, ptype, &q.patch, &opts)
+                .await
+                .map(|w| w.object),
         }
         .map_err(|e| to_status(&e))?;
         Ok(obj(&v))
     }
 
-    async fn delete(&self, req: Request<pb::DeleteRequest>) -> Result<Response<pb::Object>, Status> {
+    async fn delete(
+        &self,
+        req: Request<pb::DeleteRequest>,
+    ) -> Result<Response<pb::Object>, Status> {
         authed(&req)?;
         let q = req.into_inner();
         let (rt, r) = resource(q.r#ref.as_ref())?;
         let opts = delete_opts(&q.delete_options, q.dry_run)?;
-        let v = self.registry.delete(rt, &r.namespace, &r.name, &opts).await.map_err(|e| to_status(&e))?;
+        let v = self
+            .registry
+            .delete(rt, &r.namespace, &r.name, &opts)
+            .await
+            .map_err(|e| to_status(&e))?;
         Ok(obj(&v))
     }
 
-    async fn delete_collection(&self, req: Request<pb::DeleteCollectionRequest>) -> Result<Response<pb::ListResponse>, Status> {
+    async fn delete_collection(
+        &self,
+        req: Request<pb::DeleteCollectionRequest>,
+    ) -> Result<Response<pb::ListResponse>, Status> {
         authed(&req)?;
         let q = req.into_inner();
         let (rt, r) = resource(q.r#ref.as_ref())?;
         let opts = delete_opts(&q.delete_options, q.dry_run)?;
-        let list = ListOptions { label_selector: q.label_selector, field_selector: q.field_selector, ..Default::default() };
-        let items = self.registry.delete_collection(rt, &r.namespace, &list, &opts).await.map_err(|e| to_status(&e))?;
+        let list = ListOptions {
+            label_selector: q.label_selector,
+            field_selector: q.field_selector,
+            ..Default::default()
+        };
+        let items = self
+            .registry
+            .delete_collection(rt, &r.namespace, &list, &opts)
+            .await
+            .map_err(|e| to_status(&e))?;
         Ok(Response::new(pb::ListResponse {
-            items: items.iter().map(|i| Bytes::from(serde_json::to_vec(i).unwrap_or_default())).collect(),
+            items: items
+                .iter()
+                .map(|i| Bytes::from(serde_json::to_vec(i).unwrap_or_default()))
+                .collect(),
             ..Default::default()
         }))
     }
 }
 
 fn delete_opts(body: &[u8], dry_run: bool) -> Result<DeleteOptions, Status> {
-    let mut opts = DeleteOptions { dry_run, ..Default::default() };
+    let mut opts = DeleteOptions {
+        dry_run,
+        ..Default::default()
+    };
     if !body.is_empty() {
         let v = parse(body)?;
         opts.merge_body(&v).map_err(|e| to_status(&e))?;

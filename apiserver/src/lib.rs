@@ -41,7 +41,11 @@ pub struct Config {
     #[arg(long = "advertise-address")]
     pub advertise_address: Option<IpAddr>,
     /// etcd endpoints, comma-separated (`http://127.0.0.1:2379`).
-    #[arg(long = "etcd-servers", value_delimiter = ',', default_value = "http://127.0.0.1:2379")]
+    #[arg(
+        long = "etcd-servers",
+        value_delimiter = ',',
+        default_value = "http://127.0.0.1:2379"
+    )]
     pub etcd_servers: Vec<String>,
     #[arg(long = "tls-cert-file")]
     pub tls_cert_file: PathBuf,
@@ -65,7 +69,9 @@ pub struct Config {
 /// Parse `300ms`, `30s`, `5m`, `1h`, or a plain number of seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let (num, unit) = s.find(|c: char| !c.is_ascii_digit()).map_or((s, ""), |i| s.split_at(i));
+    let (num, unit) = s
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or((s, ""), |i| s.split_at(i));
     let n: u64 = num.parse().map_err(|_| format!("invalid duration {s:?}"))?;
     Ok(match unit {
         "" | "s" => Duration::from_secs(n),
@@ -77,7 +83,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 fn parse_port_range(s: &str) -> anyhow::Result<(u16, u16)> {
-    let (a, b) = s.split_once('-').context("port range must look like 30000-32767")?;
+    let (a, b) = s
+        .split_once('-')
+        .context("port range must look like 30000-32767")?;
     let (a, b): (u16, u16) = (a.trim().parse()?, b.trim().parse()?);
     anyhow::ensure!(a <= b, "port range {s} is empty");
     Ok((a, b))
@@ -90,7 +98,10 @@ pub struct Running {
 }
 
 /// Start the apiserver; it runs until `shutdown` resolves.
-pub async fn start(config: Config, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<Running> {
+pub async fn start(
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<Running> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let metrics = metrics::install(metrics::Metrics::new()).clone();
     let storage = storage::Storage::connect(&config.etcd_servers, metrics.clone())
@@ -103,21 +114,30 @@ pub async fn start(config: Config, shutdown: impl std::future::Future<Output = (
     let registry = registry::Registry::new(storage.clone(), services).await?;
     bootstrap::system_objects(&registry, config.secure_port).await?;
 
-    let tls = keelson_pki::server_config(&config.tls_cert_file, &config.tls_private_key_file, config.client_ca_file.as_deref())
-        .context("loading TLS certificates")?;
+    let tls = keelson_pki::server_config(
+        &config.tls_cert_file,
+        &config.tls_private_key_file,
+        config.client_ca_file.as_deref(),
+    )
+    .context("loading TLS certificates")?;
     let tokens = match &config.token_auth_file {
-        Some(p) => Some(keelson_pki::TokenFile::load(p).with_context(|| format!("loading {}", p.display()))?),
+        Some(p) => Some(
+            keelson_pki::TokenFile::load(p).with_context(|| format!("loading {}", p.display()))?,
+        ),
         None => None,
     };
-    let listener = tokio::net::TcpListener::bind(SocketAddr::new(config.bind_address, config.secure_port))
-        .await
-        .with_context(|| format!("binding {}:{}", config.bind_address, config.secure_port))?;
+    let listener =
+        tokio::net::TcpListener::bind(SocketAddr::new(config.bind_address, config.secure_port))
+            .await
+            .with_context(|| format!("binding {}:{}", config.bind_address, config.secure_port))?;
     let addr = listener.local_addr()?;
-    let advertise = config.advertise_address.unwrap_or(if config.bind_address.is_unspecified() {
-        IpAddr::from([127, 0, 0, 1])
-    } else {
-        config.bind_address
-    });
+    let advertise = config
+        .advertise_address
+        .unwrap_or(if config.bind_address.is_unspecified() {
+            IpAddr::from([127, 0, 0, 1])
+        } else {
+            config.bind_address
+        });
 
     let state = Arc::new(http::ApiState {
         registry: registry.clone(),
@@ -125,13 +145,30 @@ pub async fn start(config: Config, shutdown: impl std::future::Future<Output = (
         metrics,
         advertise: SocketAddr::new(advertise, addr.port()).to_string(),
     });
-    let grpc = tonic::service::Routes::new(keelson_proto::api_server::ApiServer::new(grpc::GrpcApi { registry: registry.clone() })
+    let grpc = tonic::service::Routes::new(
+        keelson_proto::api_server::ApiServer::new(grpc::GrpcApi {
+            registry: registry.clone(),
+        })
         .max_decoding_message_size(http::MAX_BODY_BYTES + 4096)
-        .max_encoding_message_size(usize::MAX));
-    let server = server::Server { state, auth: Arc::new(auth::Authenticator { tokens }), grpc, tls: Arc::new(tls) };
+        .max_encoding_message_size(usize::MAX),
+    );
+    let server = server::Server {
+        state,
+        auth: Arc::new(auth::Authenticator { tokens }),
+        grpc,
+        tls: Arc::new(tls),
+    };
 
-    tokio::spawn(bootstrap::endpoints_reconciler(registry.clone(), storage.clone(), advertise.to_string(), addr.port()));
-    tokio::spawn(bootstrap::compactor(storage, config.etcd_compaction_interval));
+    tokio::spawn(bootstrap::endpoints_reconciler(
+        registry.clone(),
+        storage.clone(),
+        advertise.to_string(),
+        addr.port(),
+    ));
+    tokio::spawn(bootstrap::compactor(
+        storage,
+        config.etcd_compaction_interval,
+    ));
     // Building the OpenAPI documents allocates far more than it keeps; hand the freed
     // heap back to the system so an idle apiserver stays small.
     #[cfg(target_env = "gnu")]
@@ -156,8 +193,11 @@ pub async fn shutdown_signal() {
 
 /// Structured logs to stderr; `RUST_LOG` filters, `KEELSON_LOG_FORMAT=json` for JSON.
 pub fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if std::env::var("KEELSON_LOG_FORMAT").as_deref() == Ok("json") {
         let _ = builder.json().try_init();
     } else {

@@ -3,7 +3,11 @@
 use clap::Parser;
 
 #[derive(Parser)]
-#[command(name = "keelson-apiserver", version, about = "Kubernetes REST and gRPC API server over etcd")]
+#[command(
+    name = "keelson-apiserver",
+    version,
+    about = "Kubernetes REST and gRPC API server over etcd"
+)]
 struct Cli {
     #[command(flatten)]
     config: keelson_apiserver::Config,
@@ -13,7 +17,8 @@ struct Cli {
 async fn main() -> anyhow::Result<()> {
     keelson_apiserver::init_logging();
     let cli = Cli::parse();
-    let running = keelson_apiserver::start(cli.config, keelson_apiserver::shutdown_signal()).await?;
+    let running =
+        keelson_apiserver::start(cli.config, keelson_apiserver::shutdown_signal()).await?;
     running.task.await??;
     Ok(())
 }

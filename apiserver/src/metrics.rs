@@ -63,10 +63,13 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::default();
         let requests = Family::<RequestLabels, Counter>::default();
-        let durations =
-            Family::<DurationLabels, Histogram>::new_with_constructor(|| Histogram::new(latency_buckets()));
+        let durations = Family::<DurationLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(latency_buckets())
+        });
         let etcd = Family::<EtcdLabels, Histogram>::new_with_constructor(|| {
-            Histogram::new([0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0])
+            Histogram::new([
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+            ])
         });
         let watchers = Gauge::default();
         registry.register(
@@ -89,7 +92,13 @@ impl Metrics {
             "Number of currently registered watchers.",
             watchers.clone(),
         );
-        Metrics(Arc::new(Inner { registry, requests, durations, etcd, watchers }))
+        Metrics(Arc::new(Inner {
+            registry,
+            requests,
+            durations,
+            etcd,
+            watchers,
+        }))
     }
 
     pub fn request(&self, d: DurationLabels, code: u16, elapsed: Duration) {
@@ -104,13 +113,18 @@ impl Metrics {
                 code: code.to_string(),
             })
             .inc();
-        self.0.durations.get_or_create(&d).observe(elapsed.as_secs_f64());
+        self.0
+            .durations
+            .get_or_create(&d)
+            .observe(elapsed.as_secs_f64());
     }
 
     pub fn etcd_request(&self, operation: &str, elapsed: Duration) {
         self.0
             .etcd
-            .get_or_create(&EtcdLabels { operation: operation.to_string() })
+            .get_or_create(&EtcdLabels {
+                operation: operation.to_string(),
+            })
             .observe(elapsed.as_secs_f64());
     }
 
@@ -124,7 +138,8 @@ impl Metrics {
     /// The text exposition format.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.0.registry).expect("encode metrics");
+        prometheus_client::encoding::text::encode(&mut out, &self.0.registry)
+            .expect("encode metrics");
         out
     }
 }

@@ -36,7 +36,11 @@ fn is_grpc(req: &Request<hyper::body::Incoming>) -> bool {
 impl Server {
     /// Accept connections until `shutdown` resolves, then let open requests finish (up to
     /// a few seconds; watches are cut).
-    pub async fn serve(self, listener: TcpListener, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> anyhow::Result<()> {
         let acceptor = TlsAcceptor::from(self.tls.clone());
         let this = Arc::new(self);
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
@@ -54,7 +58,9 @@ impl Server {
             let this = this.clone();
             let watcher = graceful.watcher();
             tokio::spawn(async move {
-                let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp))
+                    .await
+                {
                     Ok(Ok(tls)) => tls,
                     Ok(Err(e)) => {
                         tracing::debug!(%peer, error = %e, "TLS handshake failed");
@@ -80,7 +86,12 @@ impl Server {
         Ok(())
     }
 
-    async fn handle(&self, req: Request<hyper::body::Incoming>, identity: Option<&Identity>, _peer: SocketAddr) -> Response<Body> {
+    async fn handle(
+        &self,
+        req: Request<hyper::body::Incoming>,
+        identity: Option<&Identity>,
+        _peer: SocketAddr,
+    ) -> Response<Body> {
         let user = match self.auth.authenticate(req.headers(), identity) {
             Ok(u) => u,
             Err(e) => {

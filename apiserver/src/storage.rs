@@ -8,8 +8,7 @@
 
 use bytes::Bytes;
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, GetOptions, Txn, TxnOp, TxnOpResponse,
-    WatchOptions,
+    Client, Compare, CompareOp, ConnectOptions, GetOptions, Txn, TxnOp, TxnOpResponse, WatchOptions,
 };
 use std::time::{Duration, Instant};
 
@@ -61,7 +60,10 @@ impl From<etcd_client::Error> for StorageError {
     fn from(e: etcd_client::Error) -> Self {
         if let etcd_client::Error::GRpcStatus(s) = &e {
             if s.message().contains("required revision has been compacted") {
-                return StorageError::Compacted { requested: 0, compacted: 0 };
+                return StorageError::Compacted {
+                    requested: 0,
+                    compacted: 0,
+                };
             }
         }
         StorageError::Unavailable(e.to_string())
@@ -151,10 +153,18 @@ impl Storage {
     /// at one pinned revision, so the result is one consistent snapshot without any one
     /// etcd response growing past gRPC's message limit.
     pub async fn list(&self, prefix: &str, start: &str, limit: i64, revision: i64) -> Result<Page> {
-        let mut out = Page { kvs: Vec::new(), revision, remaining: 0 };
+        let mut out = Page {
+            kvs: Vec::new(),
+            revision,
+            remaining: 0,
+        };
         let mut from = start.to_string();
         loop {
-            let want = if limit == 0 { READ_CHUNK } else { (limit - out.kvs.len() as i64).min(READ_CHUNK) };
+            let want = if limit == 0 {
+                READ_CHUNK
+            } else {
+                (limit - out.kvs.len() as i64).min(READ_CHUNK)
+            };
             let page = self.list_once(prefix, &from, want, out.revision).await?;
             out.revision = page.revision;
             out.remaining = page.remaining;
@@ -169,7 +179,13 @@ impl Storage {
         }
     }
 
-    async fn list_once(&self, prefix: &str, start: &str, limit: i64, revision: i64) -> Result<Page> {
+    async fn list_once(
+        &self,
+        prefix: &str,
+        start: &str,
+        limit: i64,
+        revision: i64,
+    ) -> Result<Page> {
         let started = Instant::now();
         let from = if start.is_empty() { prefix } else { start };
         let mut opts = GetOptions::new().with_range(prefix_end(prefix));
@@ -179,12 +195,18 @@ impl Storage {
         if revision > 0 {
             opts = opts.with_revision(revision);
         }
-        let resp = self.client.kv_client().get(from, Some(opts)).await.map_err(|e| {
-            match StorageError::from(e) {
-                StorageError::Compacted { .. } => StorageError::Compacted { requested: revision, compacted: 0 },
+        let resp = self
+            .client
+            .kv_client()
+            .get(from, Some(opts))
+            .await
+            .map_err(|e| match StorageError::from(e) {
+                StorageError::Compacted { .. } => StorageError::Compacted {
+                    requested: revision,
+                    compacted: 0,
+                },
                 other => other,
-            }
-        })?;
+            })?;
         self.observe("list", started);
         let kvs: Vec<Kv> = resp.kvs().iter().map(to_kv).collect();
         let remaining = (resp.count() - kvs.len() as i64).max(0);
@@ -248,7 +270,11 @@ impl Storage {
         let started = Instant::now();
         let mut when = Vec::new();
         match c.expected {
-            None => when.push(Compare::create_revision(c.key.as_str(), CompareOp::Equal, 0)),
+            None => when.push(Compare::create_revision(
+                c.key.as_str(),
+                CompareOp::Equal,
+                0,
+            )),
             Some(rev) => when.push(Compare::mod_revision(c.key.as_str(), CompareOp::Equal, rev)),
         }
         for k in &c.claims {
@@ -267,7 +293,10 @@ impl Storage {
         }
         let mut otherwise = vec![TxnOp::get(c.key.as_str(), None)];
         for k in &c.claims {
-            otherwise.push(TxnOp::get(k.as_str(), Some(GetOptions::new().with_count_only())));
+            otherwise.push(TxnOp::get(
+                k.as_str(),
+                Some(GetOptions::new().with_count_only()),
+            ));
         }
         let txn = Txn::new().when(when).and_then(ops).or_else(otherwise);
         let resp = self.client.kv_client().txn(txn).await?;
@@ -314,7 +343,11 @@ impl Storage {
 
     /// A raw etcd watch over every key with `prefix`, from `start_revision`, with the
     /// previous value of each key.
-    pub async fn watch(&self, prefix: &str, start_revision: i64) -> Result<etcd_client::WatchStream> {
+    pub async fn watch(
+        &self,
+        prefix: &str,
+        start_revision: i64,
+    ) -> Result<etcd_client::WatchStream> {
         let opts = WatchOptions::new()
             .with_range(prefix_end(prefix))
             .with_start_revision(start_revision)
@@ -326,13 +359,22 @@ impl Storage {
     /// Put `value` at `key` attached to a new lease of `ttl_seconds`, and keep the lease
     /// alive until the returned task is dropped or the process ends. The key disappears
     /// `ttl_seconds` after this apiserver stops renewing it.
-    pub async fn put_leased(&self, key: &str, value: Vec<u8>, ttl_seconds: i64) -> Result<tokio::task::JoinHandle<()>> {
+    pub async fn put_leased(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        ttl_seconds: i64,
+    ) -> Result<tokio::task::JoinHandle<()>> {
         let mut leases = self.client.lease_client();
         let lease = leases.grant(ttl_seconds, None).await?;
         let id = lease.id();
         self.client
             .kv_client()
-            .put(key, value, Some(etcd_client::PutOptions::new().with_lease(id)))
+            .put(
+                key,
+                value,
+                Some(etcd_client::PutOptions::new().with_lease(id)),
+            )
             .await?;
         let (mut keeper, mut responses) = leases.keep_alive(id).await?;
         Ok(tokio::spawn(async move {
@@ -353,8 +395,14 @@ impl Storage {
     /// Whether etcd answers (for `/readyz`).
     pub async fn ping(&self) -> bool {
         let mut kv = self.client.kv_client();
-        let fut = kv.get("/registry/health", Some(GetOptions::new().with_count_only()));
-        matches!(tokio::time::timeout(Duration::from_secs(2), fut).await, Ok(Ok(_)))
+        let fut = kv.get(
+            "/registry/health",
+            Some(GetOptions::new().with_count_only()),
+        );
+        matches!(
+            tokio::time::timeout(Duration::from_secs(2), fut).await,
+            Ok(Ok(_))
+        )
     }
 }
 

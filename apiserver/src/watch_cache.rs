@@ -45,7 +45,11 @@ impl RawEvent {
     /// The new object's JSON (encoded on first use).
     pub fn object_json(&self) -> Option<bytes::Bytes> {
         let obj = self.object.as_ref()?;
-        Some(self.object_json.get_or_init(|| bytes::Bytes::from(serde_json::to_vec(&**obj).unwrap_or_default())).clone())
+        Some(
+            self.object_json
+                .get_or_init(|| bytes::Bytes::from(serde_json::to_vec(&**obj).unwrap_or_default()))
+                .clone(),
+        )
     }
 
     /// The object a watcher that sees this change as a deletion gets: the previous state
@@ -56,8 +60,10 @@ impl RawEvent {
             self.deleted
                 .get_or_init(|| {
                     let mut o = (**prev).clone();
-                    keelson_apimachinery::meta::metadata_mut(&mut o)
-                        .insert("resourceVersion".into(), Value::String(self.revision.to_string()));
+                    keelson_apimachinery::meta::metadata_mut(&mut o).insert(
+                        "resourceVersion".into(),
+                        Value::String(self.revision.to_string()),
+                    );
                     let json = bytes::Bytes::from(serde_json::to_vec(&o).unwrap_or_default());
                     (Arc::new(o), json)
                 })
@@ -73,8 +79,10 @@ impl RawEvent {
 /// Decode a stored value and set its resourceVersion.
 pub fn decode(value: &[u8], revision: i64) -> Option<Value> {
     let mut obj: Value = serde_json::from_slice(value).ok()?;
-    keelson_apimachinery::meta::metadata_mut(&mut obj)
-        .insert("resourceVersion".into(), Value::String(revision.to_string()));
+    keelson_apimachinery::meta::metadata_mut(&mut obj).insert(
+        "resourceVersion".into(),
+        Value::String(revision.to_string()),
+    );
     Some(obj)
 }
 
@@ -101,7 +109,9 @@ impl Compact {
             key: String::from_utf8_lossy(kv.key()).into_owned(),
             change,
             value: (change == Change::Put).then(|| bytes::Bytes::copy_from_slice(kv.value())),
-            prev: ev.prev_kv().map(|p| (bytes::Bytes::copy_from_slice(p.value()), p.mod_revision())),
+            prev: ev
+                .prev_kv()
+                .map(|p| (bytes::Bytes::copy_from_slice(p.value()), p.mod_revision())),
         })
     }
 
@@ -110,8 +120,16 @@ impl Compact {
             revision: self.revision,
             key: self.key.clone(),
             change: self.change,
-            object: self.value.as_ref().and_then(|v| decode(v, self.revision)).map(Arc::new),
-            prev: self.prev.as_ref().and_then(|(v, rev)| decode(v, *rev)).map(Arc::new),
+            object: self
+                .value
+                .as_ref()
+                .and_then(|v| decode(v, self.revision))
+                .map(Arc::new),
+            prev: self
+                .prev
+                .as_ref()
+                .and_then(|(v, rev)| decode(v, *rev))
+                .map(Arc::new),
             object_json: std::sync::OnceLock::new(),
             deleted: std::sync::OnceLock::new(),
         }
@@ -174,7 +192,11 @@ impl WatchCache {
         let (progress, _) = tokio::sync::watch::channel(start);
         let cache = Arc::new(WatchCache {
             storage,
-            window: Mutex::new(Window { events: VecDeque::new(), complete_after: start, latest: start }),
+            window: Mutex::new(Window {
+                events: VecDeque::new(),
+                complete_after: start,
+                latest: start,
+            }),
             tx,
             progress,
         });
@@ -191,7 +213,11 @@ impl WatchCache {
     /// client that wrote at `revision` and then watches sees a consistent stream.
     pub async fn wait_for(&self, revision: i64) {
         let mut rx = self.progress.subscribe();
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(3), rx.wait_for(|r| *r >= revision)).await;
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_secs(3),
+            rx.wait_for(|r| *r >= revision),
+        )
+        .await;
     }
 
     /// Subscribe to every event after `after`.
@@ -199,10 +225,18 @@ impl WatchCache {
         {
             let w = self.window.lock().expect("window");
             if after >= w.complete_after {
-                let backlog = w.events.iter().filter(|e| e.revision > after).map(|e| Arc::new(e.expand())).collect();
+                let backlog = w
+                    .events
+                    .iter()
+                    .filter(|e| e.revision > after)
+                    .map(|e| Arc::new(e.expand()))
+                    .collect();
                 // Subscribing under the lock: the follower pushes and broadcasts under
                 // the same lock, so nothing falls between backlog and live.
-                return Ok(Subscription::Cached { backlog, live: self.tx.subscribe() });
+                return Ok(Subscription::Cached {
+                    backlog,
+                    live: self.tx.subscribe(),
+                });
             }
         }
         let stream = self.storage.watch("/registry/", after + 1).await?;
@@ -269,5 +303,9 @@ impl WatchCache {
 
 /// Turn a direct etcd watch response into raw events (for [`Subscription::Direct`]).
 pub fn raw_events(resp: &etcd_client::WatchResponse) -> Vec<Arc<RawEvent>> {
-    resp.events().iter().filter_map(to_raw).map(Arc::new).collect()
+    resp.events()
+        .iter()
+        .filter_map(to_raw)
+        .map(Arc::new)
+        .collect()
 }

@@ -53,7 +53,9 @@ impl Https {
             let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
             tcp.set_nodelay(true)?;
             let name = rustls::pki_types::ServerName::try_from("localhost")?.to_owned();
-            let stream = tokio_rustls::TlsConnector::from(tls.clone()).connect(name, tcp).await?;
+            let stream = tokio_rustls::TlsConnector::from(tls.clone())
+                .connect(name, tcp)
+                .await?;
             let (send, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
                 .max_concurrent_reset_streams(10_000)
                 .initial_stream_window_size(4 << 20)
@@ -63,7 +65,11 @@ impl Https {
             tokio::spawn(conn);
             conns.push(send);
         }
-        Ok(Https { conns: Arc::new(conns), next: Arc::new(AtomicUsize::new(0)), host: format!("127.0.0.1:{port}") })
+        Ok(Https {
+            conns: Arc::new(conns),
+            next: Arc::new(AtomicUsize::new(0)),
+            host: format!("127.0.0.1:{port}"),
+        })
     }
 
     fn pick(&self) -> SendRequest<Full<Bytes>> {
@@ -71,7 +77,12 @@ impl Https {
         self.conns[i].clone()
     }
 
-    async fn send(&self, method: &str, path: &str, body: Vec<u8>) -> anyhow::Result<http::Response<hyper::body::Incoming>> {
+    async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Vec<u8>,
+    ) -> anyhow::Result<http::Response<hyper::body::Incoming>> {
         let req = http::Request::builder()
             .method(method)
             .uri(format!("https://{}{path}", self.host))
@@ -83,7 +94,12 @@ impl Https {
         Ok(conn.send_request(req).await?)
     }
 
-    pub async fn request(&self, method: &str, path: &str, body: Vec<u8>) -> anyhow::Result<(u16, Bytes)> {
+    pub async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Vec<u8>,
+    ) -> anyhow::Result<(u16, Bytes)> {
         let resp = self.send(method, path, body).await?;
         let status = resp.status().as_u16();
         Ok((status, resp.into_body().collect().await?.to_bytes()))
@@ -92,13 +108,22 @@ impl Https {
     pub async fn stream(&self, path: &str) -> anyhow::Result<LineStream> {
         let resp = self.send("GET", path, Vec::new()).await?;
         anyhow::ensure!(resp.status() == 200, "watch returned {}", resp.status());
-        Ok(LineStream { body: resp.into_body(), buf: Vec::new() })
+        Ok(LineStream {
+            body: resp.into_body(),
+            buf: Vec::new(),
+        })
     }
 
     pub async fn ensure_namespace(&self, ns: &str) -> anyhow::Result<()> {
-        let body = serde_json::to_vec(&serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}))?;
+        let body = serde_json::to_vec(
+            &serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+        )?;
         let (status, text) = self.request("POST", "/api/v1/namespaces", body).await?;
-        anyhow::ensure!(status == 201 || status == 409, "creating namespace {ns}: {status} {}", String::from_utf8_lossy(&text));
+        anyhow::ensure!(
+            status == 201 || status == 409,
+            "creating namespace {ns}: {status} {}",
+            String::from_utf8_lossy(&text)
+        );
         Ok(())
     }
 }

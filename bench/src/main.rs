@@ -79,7 +79,11 @@ fn rss_mib(pid: u32) -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
-async fn raw_etcd_puts(url: &str, n: usize, concurrency: usize) -> anyhow::Result<(f64, Vec<Duration>)> {
+async fn raw_etcd_puts(
+    url: &str,
+    n: usize,
+    concurrency: usize,
+) -> anyhow::Result<(f64, Vec<Duration>)> {
     let client = etcd_client::Client::connect([url.trim_start_matches("http://")], None).await?;
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
@@ -96,7 +100,8 @@ async fn raw_etcd_puts(url: &str, n: usize, concurrency: usize) -> anyhow::Resul
                 }
                 let value = pod_json("raw", &format!("pod-{i:06}"));
                 let t = Instant::now();
-                kv.put(format!("/bench/raw/pod-{i:06}"), value, None).await?;
+                kv.put(format!("/bench/raw/pod-{i:06}"), value, None)
+                    .await?;
                 lat.push(t.elapsed());
             }
             anyhow::Ok(lat)
@@ -109,7 +114,13 @@ async fn raw_etcd_puts(url: &str, n: usize, concurrency: usize) -> anyhow::Resul
     Ok((n as f64 / started.elapsed().as_secs_f64(), lat))
 }
 
-async fn apiserver_creates(api: &Https, ns: &str, prefix: &str, n: usize, concurrency: usize) -> anyhow::Result<(f64, Vec<Duration>)> {
+async fn apiserver_creates(
+    api: &Https,
+    ns: &str,
+    prefix: &str,
+    n: usize,
+    concurrency: usize,
+) -> anyhow::Result<(f64, Vec<Duration>)> {
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -127,8 +138,14 @@ async fn apiserver_creates(api: &Https, ns: &str, prefix: &str, n: usize, concur
                 }
                 let body = pod_json(&ns, &format!("{prefix}-{i:06}"));
                 let t = Instant::now();
-                let (status, text) = api.request("POST", &format!("/api/v1/namespaces/{ns}/pods"), body).await?;
-                anyhow::ensure!(status == 201, "create returned {status}: {}", String::from_utf8_lossy(&text));
+                let (status, text) = api
+                    .request("POST", &format!("/api/v1/namespaces/{ns}/pods"), body)
+                    .await?;
+                anyhow::ensure!(
+                    status == 201,
+                    "create returned {status}: {}",
+                    String::from_utf8_lossy(&text)
+                );
                 lat.push(t.elapsed());
             }
             anyhow::Ok(lat)
@@ -143,11 +160,24 @@ async fn apiserver_creates(api: &Https, ns: &str, prefix: &str, n: usize, concur
 
 /// 1,000 watchers on pods in one namespace; create `changes` pods and measure, for every
 /// watcher, the time from just before each create to that watcher receiving it.
-async fn watch_fanout(api: &Https, watchers: usize, changes: usize) -> anyhow::Result<Vec<Duration>> {
+async fn watch_fanout(
+    api: &Https,
+    watchers: usize,
+    changes: usize,
+) -> anyhow::Result<Vec<Duration>> {
     let ns = "fanout";
     api.ensure_namespace(ns).await?;
-    let (_, body) = api.request("GET", &format!("/api/v1/namespaces/{ns}/pods?limit=1"), Vec::new()).await?;
-    let rv = serde_json::from_slice::<serde_json::Value>(&body)?["metadata"]["resourceVersion"].as_str().unwrap_or("0").to_string();
+    let (_, body) = api
+        .request(
+            "GET",
+            &format!("/api/v1/namespaces/{ns}/pods?limit=1"),
+            Vec::new(),
+        )
+        .await?;
+    let rv = serde_json::from_slice::<serde_json::Value>(&body)?["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap_or("0")
+        .to_string();
     let sent: Arc<Mutex<Vec<Option<Instant>>>> = Arc::new(Mutex::new(vec![None; changes]));
     let ready = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
@@ -162,11 +192,18 @@ async fn watch_fanout(api: &Https, watchers: usize, changes: usize) -> anyhow::R
             let mut got = 0;
             let mut lat = Vec::with_capacity(changes);
             while got < changes {
-                let Some(line) = stream.next_line().await? else { break };
+                let Some(line) = stream.next_line().await? else {
+                    break;
+                };
                 // Find "name":"fan-000123" without parsing the whole event.
-                let Some(pos) = find(&line, b"\"name\":\"fan-") else { continue };
+                let Some(pos) = find(&line, b"\"name\":\"fan-") else {
+                    continue;
+                };
                 let start = pos + 12;
-                let idx: usize = std::str::from_utf8(&line[start..start + 6]).ok().and_then(|s| s.parse().ok()).unwrap_or(usize::MAX);
+                let idx: usize = std::str::from_utf8(&line[start..start + 6])
+                    .ok()
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(usize::MAX);
                 let now = Instant::now();
                 if let Some(Some(t)) = sent.lock().unwrap().get(idx).copied() {
                     lat.push(now.duration_since(t));
@@ -182,8 +219,18 @@ async fn watch_fanout(api: &Https, watchers: usize, changes: usize) -> anyhow::R
     tokio::time::sleep(Duration::from_millis(500)).await;
     for i in 0..changes {
         sent.lock().unwrap()[i] = Some(Instant::now());
-        let (status, text) = api.request("POST", &format!("/api/v1/namespaces/{ns}/pods"), pod_json(ns, &format!("fan-{i:06}"))).await?;
-        anyhow::ensure!(status == 201, "create returned {status}: {}", String::from_utf8_lossy(&text));
+        let (status, text) = api
+            .request(
+                "POST",
+                &format!("/api/v1/namespaces/{ns}/pods"),
+                pod_json(ns, &format!("fan-{i:06}")),
+            )
+            .await?;
+        anyhow::ensure!(
+            status == 201,
+            "create returned {status}: {}",
+            String::from_utf8_lossy(&text)
+        );
     }
     let mut all = Vec::new();
     for t in tasks {
@@ -203,7 +250,10 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 async fn main() -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let args = Args::parse();
-    println!("keelson-bench: {} pods, concurrency {}, {} watchers x {} changes", args.pods, args.concurrency, args.watchers, args.changes);
+    println!(
+        "keelson-bench: {} pods, concurrency {}, {} watchers x {} changes",
+        args.pods, args.concurrency, args.watchers, args.changes
+    );
     let cluster = tokio::task::spawn_blocking(Cluster::start).await??;
     let pid = cluster.apiservers[0].proc_.pid();
     let api = Https::connect(&cluster, 8).await?;
@@ -211,8 +261,10 @@ async fn main() -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let idle = rss_mib(pid);
 
-    let (etcd_rate, mut etcd_lat) = raw_etcd_puts(&cluster.etcd.url, args.pods, args.concurrency).await?;
-    let (api_rate, mut api_lat) = apiserver_creates(&api, "bench", "pod", args.pods, args.concurrency).await?;
+    let (etcd_rate, mut etcd_lat) =
+        raw_etcd_puts(&cluster.etcd.url, args.pods, args.concurrency).await?;
+    let (api_rate, mut api_lat) =
+        apiserver_creates(&api, "bench", "pod", args.pods, args.concurrency).await?;
     etcd_lat.sort();
     api_lat.sort();
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -225,15 +277,45 @@ async fn main() -> anyhow::Result<()> {
     println!();
     println!("| figure | value |");
     println!("| --- | --- |");
-    println!("| raw etcd puts/s (pod JSON, concurrency {}) | {etcd_rate:.0} |", args.concurrency);
-    println!("| raw etcd put latency p50 / p99 | {} / {} |", ms(percentile(&etcd_lat, 0.5)), ms(percentile(&etcd_lat, 0.99)));
-    println!("| apiserver pod creates/s over HTTPS (concurrency {}) | {api_rate:.0} |", args.concurrency);
-    println!("| create throughput ratio apiserver / raw etcd (target >= 0.5) | {:.2} |", api_rate / etcd_rate);
-    println!("| apiserver create latency p50 / p99 | {} / {} |", ms(percentile(&api_lat, 0.5)), ms(percentile(&api_lat, 0.99)));
-    println!("| watch fan-out: {} watchers x {} changes, delivery p50 / p99 | {} / {} ({} deliveries) |", args.watchers, args.changes, ms(percentile(&fan, 0.5)), ms(percentile(&fan, 0.99)), fan.len());
+    println!(
+        "| raw etcd puts/s (pod JSON, concurrency {}) | {etcd_rate:.0} |",
+        args.concurrency
+    );
+    println!(
+        "| raw etcd put latency p50 / p99 | {} / {} |",
+        ms(percentile(&etcd_lat, 0.5)),
+        ms(percentile(&etcd_lat, 0.99))
+    );
+    println!(
+        "| apiserver pod creates/s over HTTPS (concurrency {}) | {api_rate:.0} |",
+        args.concurrency
+    );
+    println!(
+        "| create throughput ratio apiserver / raw etcd (target >= 0.5) | {:.2} |",
+        api_rate / etcd_rate
+    );
+    println!(
+        "| apiserver create latency p50 / p99 | {} / {} |",
+        ms(percentile(&api_lat, 0.5)),
+        ms(percentile(&api_lat, 0.99))
+    );
+    println!(
+        "| watch fan-out: {} watchers x {} changes, delivery p50 / p99 | {} / {} ({} deliveries) |",
+        args.watchers,
+        args.changes,
+        ms(percentile(&fan, 0.5)),
+        ms(percentile(&fan, 0.99)),
+        fan.len()
+    );
     println!("| apiserver RSS idle (target < 30 MB) | {idle:.1} MiB |");
-    println!("| apiserver RSS with {} pods stored (target < 150 MB) | {loaded:.1} MiB |", args.pods);
-    println!("| apiserver RSS with {} watchers open | {with_watchers:.1} MiB |", args.watchers);
+    println!(
+        "| apiserver RSS with {} pods stored (target < 150 MB) | {loaded:.1} MiB |",
+        args.pods
+    );
+    println!(
+        "| apiserver RSS with {} watchers open | {with_watchers:.1} MiB |",
+        args.watchers
+    );
     drop(api);
     drop(cluster);
     Ok(())

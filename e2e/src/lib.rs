@@ -7,7 +7,8 @@ use std::sync::LazyLock;
 
 /// The cluster shared by the tests of one test binary. Its processes are stopped by pid
 /// when the test binary exits.
-pub static CLUSTER: LazyLock<Cluster> = LazyLock::new(|| Cluster::start().expect("starting a test cluster"));
+pub static CLUSTER: LazyLock<Cluster> =
+    LazyLock::new(|| Cluster::start().expect("starting a test cluster"));
 
 /// kubectl binaries to exercise: the default one plus the oldest and newest installed.
 pub fn kubectl_versions() -> Vec<String> {

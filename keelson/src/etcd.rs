@@ -13,7 +13,12 @@ pub struct Etcd {
 }
 
 impl Etcd {
-    pub async fn start(binary: &str, data_dir: &Path, client_port: u16, peer_port: u16) -> anyhow::Result<Etcd> {
+    pub async fn start(
+        binary: &str,
+        data_dir: &Path,
+        client_port: u16,
+        peer_port: u16,
+    ) -> anyhow::Result<Etcd> {
         std::fs::create_dir_all(data_dir)?;
         let client_url = format!("http://127.0.0.1:{client_port}");
         let peer_url = format!("http://127.0.0.1:{peer_port}");
@@ -51,8 +56,15 @@ impl Etcd {
     pub async fn stop(mut self) {
         if let Some(pid) = self.child.id() {
             // SIGTERM first so etcd closes its database cleanly.
-            let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status().await;
-            if tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await.is_err() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(pid.to_string())
+                .status()
+                .await;
+            if tokio::time::timeout(Duration::from_secs(10), self.child.wait())
+                .await
+                .is_err()
+            {
                 let _ = self.child.kill().await;
             }
         }

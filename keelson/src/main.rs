@@ -12,7 +12,11 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(name = "keelson", version, about = "A Kubernetes-compatible control plane in Rust")]
+#[command(
+    name = "keelson",
+    version,
+    about = "A Kubernetes-compatible control plane in Rust"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -49,8 +53,19 @@ async fn main() -> anyhow::Result<()> {
     keelson_apiserver::init_logging();
     match Cli::parse().command {
         Command::Up(args) => up::run(args).await,
-        Command::Pki { dir, sans, kubeconfig, server } => {
-            let paths = keelson_pki::ensure_pki(&dir, &keelson_pki::PkiOptions { extra_sans: sans, ..Default::default() })?;
+        Command::Pki {
+            dir,
+            sans,
+            kubeconfig,
+            server,
+        } => {
+            let paths = keelson_pki::ensure_pki(
+                &dir,
+                &keelson_pki::PkiOptions {
+                    extra_sans: sans,
+                    ..Default::default()
+                },
+            )?;
             if let Some(kc) = kubeconfig {
                 up::write_admin_kubeconfig(&paths, &kc, &server)?;
                 println!("wrote {}", kc.display());
@@ -59,7 +74,8 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Apiserver { config } => {
-            let running = keelson_apiserver::start(config, keelson_apiserver::shutdown_signal()).await?;
+            let running =
+                keelson_apiserver::start(config, keelson_apiserver::shutdown_signal()).await?;
             running.task.await?
         }
     }

@@ -24,7 +24,11 @@ pub struct UpArgs {
     pub etcd_binary: String,
 }
 
-pub fn write_admin_kubeconfig(paths: &keelson_pki::PkiPaths, out: &Path, server: &str) -> anyhow::Result<()> {
+pub fn write_admin_kubeconfig(
+    paths: &keelson_pki::PkiPaths,
+    out: &Path,
+    server: &str,
+) -> anyhow::Result<()> {
     let ca = std::fs::read(&paths.ca_cert)?;
     let cert = std::fs::read(&paths.admin_cert)?;
     let key = std::fs::read(&paths.admin_key)?;
@@ -32,14 +36,24 @@ pub fn write_admin_kubeconfig(paths: &keelson_pki::PkiPaths, out: &Path, server:
 }
 
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating {}", args.data_dir.display()))?;
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating {}", args.data_dir.display()))?;
     let pki_dir = args.data_dir.join("pki");
     let paths = keelson_pki::ensure_pki(&pki_dir, &keelson_pki::PkiOptions::default())?;
-    let kubeconfig = args.kubeconfig.clone().unwrap_or_else(|| args.data_dir.join("admin.kubeconfig"));
+    let kubeconfig = args
+        .kubeconfig
+        .clone()
+        .unwrap_or_else(|| args.data_dir.join("admin.kubeconfig"));
     let server = format!("https://{}:{}", args.bind_address, args.port);
     write_admin_kubeconfig(&paths, &kubeconfig, &server)?;
 
-    let etcd = Etcd::start(&args.etcd_binary, &args.data_dir.join("etcd"), args.etcd_port, args.etcd_port + 1).await?;
+    let etcd = Etcd::start(
+        &args.etcd_binary,
+        &args.data_dir.join("etcd"),
+        args.etcd_port,
+        args.etcd_port + 1,
+    )
+    .await?;
     let config = keelson_apiserver::Config {
         secure_port: args.port,
         bind_address: args.bind_address,

@@ -101,7 +101,9 @@ pub trait Strategy: Send + Sync {
     fn row(&self, obj: &Value) -> TableRow {
         vec![
             name_cell(obj),
-            Value::String(keelson_apimachinery::meta::str_field(obj, "creationTimestamp").to_string()),
+            Value::String(
+                keelson_apimachinery::meta::str_field(obj, "creationTimestamp").to_string(),
+            ),
         ]
     }
 }

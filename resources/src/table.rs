@@ -22,7 +22,13 @@ pub struct Column {
 
 impl Column {
     pub const fn new(name: &'static str, type_: &'static str, description: &'static str) -> Self {
-        Column { name, type_, format: "", description, priority: 0 }
+        Column {
+            name,
+            type_,
+            format: "",
+            description,
+            priority: 0,
+        }
     }
     /// Shown only with `-o wide`.
     pub const fn wide(mut self) -> Self {
@@ -59,7 +65,10 @@ pub fn name_cell(obj: &Value) -> Value {
 
 /// The object's age as kubectl prints it (`<unknown>` when unset).
 pub fn age_cell(obj: &Value) -> Value {
-    Value::String(age_of(keelson_apimachinery::meta::str_field(obj, "creationTimestamp")))
+    Value::String(age_of(keelson_apimachinery::meta::str_field(
+        obj,
+        "creationTimestamp",
+    )))
 }
 
 /// Age of an RFC 3339 timestamp relative to now, in kubectl's `HumanDuration` style.
@@ -79,7 +88,11 @@ pub fn human_duration(seconds: i64) -> String {
     let m = s / 60;
     if m < 10 {
         let rem = s % 60;
-        return if rem == 0 { format!("{m}m") } else { format!("{m}m{rem}s") };
+        return if rem == 0 {
+            format!("{m}m")
+        } else {
+            format!("{m}m{rem}s")
+        };
     }
     if m < 60 * 3 {
         return format!("{m}m");
@@ -87,7 +100,11 @@ pub fn human_duration(seconds: i64) -> String {
     let h = m / 60;
     if h < 8 {
         let rem = m % 60;
-        return if rem == 0 { format!("{h}h") } else { format!("{h}h{rem}m") };
+        return if rem == 0 {
+            format!("{h}h")
+        } else {
+            format!("{h}h{rem}m")
+        };
     }
     if h < 48 {
         return format!("{h}h");
@@ -95,7 +112,11 @@ pub fn human_duration(seconds: i64) -> String {
     if h < 24 * 8 {
         let d = h / 24;
         let rem = h % 24;
-        return if rem == 0 { format!("{d}d") } else { format!("{d}d{rem}h") };
+        return if rem == 0 {
+            format!("{d}d")
+        } else {
+            format!("{d}d{rem}h")
+        };
     }
     if h < 24 * 365 * 2 {
         return format!("{}d", h / 24);
@@ -103,14 +124,22 @@ pub fn human_duration(seconds: i64) -> String {
     if h < 24 * 365 * 8 {
         let y = h / 24 / 365;
         let dy = (h / 24) % 365;
-        return if dy == 0 { format!("{y}y") } else { format!("{y}y{dy}d") };
+        return if dy == 0 {
+            format!("{y}y")
+        } else {
+            format!("{y}y{dy}d")
+        };
     }
     format!("{}y", h / 24 / 365)
 }
 
 /// A string cell, `<none>` when empty.
 pub fn or_none(s: &str) -> Value {
-    Value::String(if s.is_empty() { "<none>".to_string() } else { s.to_string() })
+    Value::String(if s.is_empty() {
+        "<none>".to_string()
+    } else {
+        s.to_string()
+    })
 }
 
 #[cfg(test)]

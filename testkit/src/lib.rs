@@ -69,8 +69,15 @@ fn spawn(cmd: &mut Command) -> anyhow::Result<Child> {
         });
     }
     let (tx, rx) = std::sync::mpsc::channel();
-    SPAWNER.lock().expect("spawner").send((owned, tx)).expect("spawner alive");
-    let child = rx.recv().expect("spawner reply").with_context(|| format!("spawning {program}"))?;
+    SPAWNER
+        .lock()
+        .expect("spawner")
+        .send((owned, tx))
+        .expect("spawner alive");
+    let child = rx
+        .recv()
+        .expect("spawner reply")
+        .with_context(|| format!("spawning {program}"))?;
     track(child.id());
     Ok(child)
 }
@@ -126,7 +133,10 @@ impl Drop for Proc {
 
 /// A free loopback port (bound, then released).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
 }
 
 fn wait_for_port(addr: SocketAddr, timeout: Duration, proc_: &mut Proc) -> anyhow::Result<()> {
@@ -160,7 +170,10 @@ pub fn bin_dir() -> PathBuf {
 pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
     let p = bin_dir().join(name);
     if !p.exists() {
-        bail!("{} not found: run `cargo build --workspace --bins` first (or set KEELSON_BIN_DIR)", p.display());
+        bail!(
+            "{} not found: run `cargo build --workspace --bins` first (or set KEELSON_BIN_DIR)",
+            p.display()
+        );
     }
     Ok(p)
 }
@@ -185,29 +198,36 @@ impl Etcd {
                 .arg(format!("--listen-client-urls={url}"))
                 .arg(format!("--advertise-client-urls={url}"))
                 .arg(format!("--listen-peer-urls=http://127.0.0.1:{peer}"))
-                .arg(format!("--initial-advertise-peer-urls=http://127.0.0.1:{peer}"))
+                .arg(format!(
+                    "--initial-advertise-peer-urls=http://127.0.0.1:{peer}"
+                ))
                 .arg(format!("--initial-cluster=test=http://127.0.0.1:{peer}"))
                 .arg("--unsafe-no-fsync")
                 .stdout(Stdio::null())
                 .stderr(log),
         )
         .context("starting etcd (apt-get install etcd-server)")?;
-        let mut proc_ = Proc { child, name: "etcd".into() };
-        wait_for_port(format!("127.0.0.1:{client}").parse()?, Duration::from_secs(20), &mut proc_)?;
-        Ok(Etcd { proc_, url, data_dir })
+        let mut proc_ = Proc {
+            child,
+            name: "etcd".into(),
+        };
+        wait_for_port(
+            format!("127.0.0.1:{client}").parse()?,
+            Duration::from_secs(20),
+            &mut proc_,
+        )?;
+        Ok(Etcd {
+            proc_,
+            url,
+            data_dir,
+        })
     }
 }
 
 /// Options for the apiservers a [`Cluster`] starts.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct ApiserverOptions {
     pub extra_args: Vec<String>,
-}
-
-impl Default for ApiserverOptions {
-    fn default() -> Self {
-        ApiserverOptions { extra_args: Vec::new() }
-    }
 }
 
 /// A keelson-apiserver process.
@@ -236,11 +256,23 @@ impl Cluster {
 
     pub fn start_with(apiservers: usize, opts: ApiserverOptions) -> anyhow::Result<Cluster> {
         let dir = tempfile::Builder::new().prefix("keelson-test-").tempdir()?;
-        let pki = keelson_pki::ensure_pki(&dir.path().join("pki"), &keelson_pki::PkiOptions::default())?;
+        let pki =
+            keelson_pki::ensure_pki(&dir.path().join("pki"), &keelson_pki::PkiOptions::default())?;
         let token = "test-token-0123456789".to_string();
-        std::fs::write(dir.path().join("tokens.csv"), format!("{token},tester,1001,\"testers\"\n"))?;
+        std::fs::write(
+            dir.path().join("tokens.csv"),
+            format!("{token},tester,1001,\"testers\"\n"),
+        )?;
         let etcd = Etcd::start(dir.path())?;
-        let mut cluster = Cluster { kubeconfig: dir.path().join("admin.kubeconfig"), dir, etcd, apiservers: Vec::new(), pki, token, opts };
+        let mut cluster = Cluster {
+            kubeconfig: dir.path().join("admin.kubeconfig"),
+            dir,
+            etcd,
+            apiservers: Vec::new(),
+            pki,
+            token,
+            opts,
+        };
         for _ in 0..apiservers.max(1) {
             cluster.add_apiserver()?;
         }
@@ -253,7 +285,15 @@ impl Cluster {
         let ca = std::fs::read(&self.pki.ca_cert)?;
         let cert = std::fs::read(&self.pki.admin_cert)?;
         let key = std::fs::read(&self.pki.admin_key)?;
-        keelson_pki::write_kubeconfig(path, server, &ca, &cert, &key, "kubernetes-admin", "keelson")
+        keelson_pki::write_kubeconfig(
+            path,
+            server,
+            &ca,
+            &cert,
+            &key,
+            "kubernetes-admin",
+            "keelson",
+        )
     }
 
     /// Start one more apiserver on a free port; returns its index.
@@ -265,18 +305,37 @@ impl Cluster {
         cmd.arg(format!("--secure-port={port}"))
             .arg("--bind-address=127.0.0.1")
             .arg(format!("--etcd-servers={}", self.etcd.url))
-            .arg(format!("--tls-cert-file={}", self.pki.apiserver_cert.display()))
-            .arg(format!("--tls-private-key-file={}", self.pki.apiserver_key.display()))
+            .arg(format!(
+                "--tls-cert-file={}",
+                self.pki.apiserver_cert.display()
+            ))
+            .arg(format!(
+                "--tls-private-key-file={}",
+                self.pki.apiserver_key.display()
+            ))
             .arg(format!("--client-ca-file={}", self.pki.ca_cert.display()))
-            .arg(format!("--token-auth-file={}", self.dir.path().join("tokens.csv").display()))
+            .arg(format!(
+                "--token-auth-file={}",
+                self.dir.path().join("tokens.csv").display()
+            ))
             .args(&self.opts.extra_args)
-            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdout(Stdio::null())
             .stderr(log);
         let child = spawn(&mut cmd)?;
-        let mut proc_ = Proc { child, name: format!("keelson-apiserver-{i}") };
-        wait_for_port(format!("127.0.0.1:{port}").parse()?, Duration::from_secs(30), &mut proc_)
-            .with_context(|| self.log_tail(&format!("apiserver-{i}.log")))?;
+        let mut proc_ = Proc {
+            child,
+            name: format!("keelson-apiserver-{i}"),
+        };
+        wait_for_port(
+            format!("127.0.0.1:{port}").parse()?,
+            Duration::from_secs(30),
+            &mut proc_,
+        )
+        .with_context(|| self.log_tail(&format!("apiserver-{i}.log")))?;
         self.apiservers.push(Apiserver { proc_, port });
         Ok(i)
     }
@@ -304,13 +363,22 @@ impl Cluster {
         cmd.args(args)
             .env("KUBECONFIG", &self.kubeconfig)
             .env("HOME", self.dir.path())
-            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().unwrap_or_else(|e| panic!("running {bin}: {e}"));
         if let Some(input) = stdin {
             use std::io::Write;
-            child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write stdin");
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(input.as_bytes())
+                .expect("write stdin");
         }
         child.wait_with_output().expect("kubectl output")
     }
@@ -320,7 +388,11 @@ impl Cluster {
 pub fn ok(out: Output) -> String {
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success(), "command failed ({}):\nstdout:\n{stdout}\nstderr:\n{stderr}", out.status);
+    assert!(
+        out.status.success(),
+        "command failed ({}):\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        out.status
+    );
     stdout
 }
 
@@ -328,7 +400,10 @@ pub fn ok(out: Output) -> String {
 pub fn fails(out: Output) -> String {
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(!out.status.success(), "command unexpectedly succeeded:\nstdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(
+        !out.status.success(),
+        "command unexpectedly succeeded:\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
     stderr
 }
 

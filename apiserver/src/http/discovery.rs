@@ -7,7 +7,16 @@ use keelson_resources::kinds::ALL;
 use keelson_resources::{ResourceType, Subresource};
 use serde_json::{json, Value};
 
-const VERBS: &[&str] = &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+const VERBS: &[&str] = &[
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
 
 fn sub_verbs(s: Subresource) -> &'static [&'static str] {
     match s {
@@ -43,8 +52,12 @@ pub fn group_versions() -> Vec<(&'static str, &'static str)> {
     out
 }
 
-fn resources_of<'a>(group: &'a str, version: &'a str) -> impl Iterator<Item = &'static &'static ResourceType> + 'a {
-    ALL.iter().filter(move |rt| rt.group == group && rt.version == version)
+fn resources_of<'a>(
+    group: &'a str,
+    version: &'a str,
+) -> impl Iterator<Item = &'static &'static ResourceType> + 'a {
+    ALL.iter()
+        .filter(move |rt| rt.group == group && rt.version == version)
 }
 
 pub fn core_versions(server_address: &str) -> Value {
@@ -121,15 +134,22 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
     if resources.is_empty() {
         return None;
     }
-    let gv = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
-    Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}))
+    let gv = if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    };
+    Some(
+        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}),
+    )
 }
 
 /// Which aggregated discovery version the client accepts, if any.
 pub fn aggregated_version(headers: &HeaderMap) -> Option<&'static str> {
     let accept = headers.get(header::ACCEPT)?.to_str().ok()?;
     for clause in accept.split(',') {
-        if !clause.contains("as=APIGroupDiscoveryList") || !clause.contains("g=apidiscovery.k8s.io") {
+        if !clause.contains("as=APIGroupDiscoveryList") || !clause.contains("g=apidiscovery.k8s.io")
+        {
             continue;
         }
         if clause.contains("v=v2beta1") {
@@ -155,11 +175,15 @@ pub fn aggregated(core: bool, version: &str) -> Value {
             .into_iter()
             .filter(|(gg, _)| *gg == g)
             .map(|(_, v)| {
-                let resources: Vec<Value> = resources_of(g, v).map(|rt| aggregated_resource(rt)).collect();
+                let resources: Vec<Value> = resources_of(g, v)
+                    .map(|rt| aggregated_resource(rt))
+                    .collect();
                 json!({"version": v, "resources": resources, "freshness": "Current"})
             })
             .collect();
-        items.push(json!({"metadata": {"name": g, "creationTimestamp": null}, "versions": versions}));
+        items.push(
+            json!({"metadata": {"name": g, "creationTimestamp": null}, "versions": versions}),
+        );
     }
     json!({
         "kind": "APIGroupDiscoveryList",
@@ -221,7 +245,12 @@ mod tests {
     fn core_resource_list_has_configmaps() {
         let doc = resource_list("", "v1").unwrap();
         assert_eq!(doc["groupVersion"], "v1");
-        let names: Vec<&str> = doc["resources"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+        let names: Vec<&str> = doc["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["name"].as_str().unwrap())
+            .collect();
         assert!(names.contains(&"configmaps"));
         assert!(resource_list("nope", "v1").is_none());
     }
@@ -229,7 +258,12 @@ mod tests {
     #[test]
     fn aggregated_accept_header() {
         let mut h = HeaderMap::new();
-        h.insert(header::ACCEPT, "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json".parse().unwrap());
+        h.insert(
+            header::ACCEPT,
+            "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json"
+                .parse()
+                .unwrap(),
+        );
         assert_eq!(aggregated_version(&h), Some("v2"));
         assert_eq!(aggregated(true, "v2")["items"][0]["metadata"]["name"], "");
     }

@@ -47,19 +47,27 @@ fn verb_of(method: &Method, t: &Target, watch: bool) -> &'static str {
 fn text(code: u16, body: &'static str) -> Response<Body> {
     let mut r = Response::new(Body::from(body));
     *r.status_mut() = axum::http::StatusCode::from_u16(code).expect("valid code");
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     r
 }
 
 fn bytes_response(body: Bytes, ct: &'static str) -> Response<Body> {
     let mut r = Response::new(Body::from(body));
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
     r
 }
 
 /// Serve one REST request from an authenticated user (`None`: anonymous, which may
 /// only reach health endpoints).
-pub async fn serve(state: Arc<ApiState>, req: Request<Body>, user: Option<UserInfo>) -> Response<Body> {
+pub async fn serve(
+    state: Arc<ApiState>,
+    req: Request<Body>,
+    user: Option<UserInfo>,
+) -> Response<Body> {
     let started = Instant::now();
     let (parts, body) = req.into_parts();
     let target = match route::resolve(parts.uri.path()) {
@@ -91,8 +99,13 @@ pub async fn serve(state: Arc<ApiState>, req: Request<Body>, user: Option<UserIn
     let body = match Limited::new(body, MAX_BODY_BYTES).collect().await {
         Ok(b) => b.to_bytes(),
         Err(e) => {
-            let err = if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
-                ApiError::too_large(format!("Request entity too large: limit is {MAX_BODY_BYTES}"))
+            let err = if e
+                .downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                ApiError::too_large(format!(
+                    "Request entity too large: limit is {MAX_BODY_BYTES}"
+                ))
             } else {
                 ApiError::bad_request(format!("reading the request body: {e}"))
             };
@@ -100,22 +113,41 @@ pub async fn serve(state: Arc<ApiState>, req: Request<Body>, user: Option<UserIn
         }
     };
     let response = match target {
-        Target::Resource(t) => resources::handle(&state, &parts.method, t, query, &parts.headers, body).await,
+        Target::Resource(t) => {
+            resources::handle(&state, &parts.method, t, query, &parts.headers, body).await
+        }
         Target::Health(which) => {
             if which == "readyz" && !state.registry.storage.ping().await {
-                text(500, "[-]etcd failed: etcd is not reachable\nreadyz check failed\n")
+                text(
+                    500,
+                    "[-]etcd failed: etcd is not reachable\nreadyz check failed\n",
+                )
             } else {
                 text(200, "ok")
             }
         }
         Target::Metrics => {
             let mut r = Response::new(Body::from(state.metrics.render()));
-            r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
             r
         }
         Target::Version => json_response(200, &discovery::version(), Format::Json),
         Target::Root => {
-            let mut paths = vec!["/api".to_string(), "/api/v1".into(), "/apis".into(), "/healthz".into(), "/livez".into(), "/metrics".into(), "/openapi/v2".into(), "/openapi/v3".into(), "/readyz".into(), "/version".into()];
+            let mut paths = vec![
+                "/api".to_string(),
+                "/api/v1".into(),
+                "/apis".into(),
+                "/healthz".into(),
+                "/livez".into(),
+                "/metrics".into(),
+                "/openapi/v2".into(),
+                "/openapi/v3".into(),
+                "/readyz".into(),
+                "/version".into(),
+            ];
             for (g, v) in discovery::group_versions() {
                 if !g.is_empty() {
                     paths.push(format!("/apis/{g}"));
@@ -129,35 +161,63 @@ pub async fn serve(state: Arc<ApiState>, req: Request<Body>, user: Option<UserIn
             match discovery::aggregated_version(&parts.headers) {
                 Some(v) => {
                     let mut r = json_response(200, &discovery::aggregated(core, v), Format::Json);
-                    let ct = format!("application/json;g=apidiscovery.k8s.io;v={v};as=APIGroupDiscoveryList");
-                    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_str(&ct).expect("ascii"));
+                    let ct = format!(
+                        "application/json;g=apidiscovery.k8s.io;v={v};as=APIGroupDiscoveryList"
+                    );
+                    r.headers_mut().insert(
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_str(&ct).expect("ascii"),
+                    );
                     r
                 }
-                None if core => json_response(200, &discovery::core_versions(&state.advertise), Format::Json),
+                None if core => json_response(
+                    200,
+                    &discovery::core_versions(&state.advertise),
+                    Format::Json,
+                ),
                 None => json_response(200, &discovery::groups(), Format::Json),
             }
         }
         Target::Group(g) => match discovery::group(&g) {
             Some(doc) => json_response(200, &doc, Format::Json),
-            None => error_response(&ApiError::new(404, "NotFound", "the server could not find the requested resource")),
+            None => error_response(&ApiError::new(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+            )),
         },
-        Target::ResourceList { group, version } => match discovery::resource_list(&group, &version) {
+        Target::ResourceList { group, version } => match discovery::resource_list(&group, &version)
+        {
             Some(doc) => json_response(200, &doc, Format::Json),
-            None => error_response(&ApiError::new(404, "NotFound", "the server could not find the requested resource")),
+            None => error_response(&ApiError::new(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+            )),
         },
         Target::OpenApiV2 => {
-            let accept = parts.headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("application/json");
+            let accept = parts
+                .headers
+                .get(header::ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("application/json");
             match state.openapi.v2_for_accept(accept) {
                 Some((ct, body)) => {
                     let mut r = Response::new(Body::from(body));
-                    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
-                    if let Ok(etag) = HeaderValue::from_str(&format!("\"{}\"", state.openapi.v2_etag())) {
+                    r.headers_mut()
+                        .insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+                    if let Ok(etag) =
+                        HeaderValue::from_str(&format!("\"{}\"", state.openapi.v2_etag()))
+                    {
                         r.headers_mut().insert(header::ETAG, etag);
                     }
-                    r.headers_mut().insert(header::VARY, HeaderValue::from_static("Accept"));
+                    r.headers_mut()
+                        .insert(header::VARY, HeaderValue::from_static("Accept"));
                     r
                 }
-                None => error_response(&ApiError::not_acceptable("only application/json and the OpenAPI v2 protobuf are served")),
+                None => error_response(&ApiError::not_acceptable(
+                    "only application/json and the OpenAPI v2 protobuf are served",
+                )),
             }
         }
         Target::OpenApiV3Index => bytes_response(state.openapi.v3_index_json(), "application/json"),
@@ -168,25 +228,41 @@ pub async fn serve(state: Arc<ApiState>, req: Request<Body>, user: Option<UserIn
                 if !asked.is_empty() && asked != hash {
                     // A stale hash: send the client to the current document.
                     let mut r = text(301, "");
-                    if let Some(url) = state.openapi.v3_server_relative_url(&path).and_then(|u| HeaderValue::from_str(&u).ok()) {
+                    if let Some(url) = state
+                        .openapi
+                        .v3_server_relative_url(&path)
+                        .and_then(|u| HeaderValue::from_str(&u).ok())
+                    {
                         r.headers_mut().insert(header::LOCATION, url);
                     }
                     return r;
                 }
                 let mut r = bytes_response(b, "application/json");
-                r.headers_mut().insert(header::VARY, HeaderValue::from_static("Accept"));
+                r.headers_mut()
+                    .insert(header::VARY, HeaderValue::from_static("Accept"));
                 if let Ok(etag) = HeaderValue::from_str(&format!("\"{hash}\"")) {
                     r.headers_mut().insert(header::ETAG, etag);
                 }
-                let cache = if asked.is_empty() { "no-cache, private" } else { "public, immutable" };
-                r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+                let cache = if asked.is_empty() {
+                    "no-cache, private"
+                } else {
+                    "public, immutable"
+                };
+                r.headers_mut()
+                    .insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
                 r
             }
-            None => error_response(&ApiError::new(404, "NotFound", "the server could not find the requested resource")),
+            None => error_response(&ApiError::new(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+            )),
         },
     };
     if labels.verb != "WATCH" {
-        state.metrics.request(labels, response.status().as_u16(), started.elapsed());
+        state
+            .metrics
+            .request(labels, response.status().as_u16(), started.elapsed());
     }
     response
 }

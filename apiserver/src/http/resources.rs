@@ -29,10 +29,17 @@ impl Query {
         Query(m)
     }
     pub fn get(&self, k: &str) -> &str {
-        self.0.get(k).and_then(|v| v.first()).map(String::as_str).unwrap_or("")
+        self.0
+            .get(k)
+            .and_then(|v| v.first())
+            .map(String::as_str)
+            .unwrap_or("")
     }
     pub fn all(&self, k: &str) -> Vec<&str> {
-        self.0.get(k).map(|v| v.iter().map(String::as_str).collect()).unwrap_or_default()
+        self.0
+            .get(k)
+            .map(|v| v.iter().map(String::as_str).collect())
+            .unwrap_or_default()
     }
     pub fn flag(&self, k: &str) -> bool {
         parse_bool(self.get(k))
@@ -42,11 +49,16 @@ impl Query {
 fn list_options(q: &Query) -> Result<ListOptions, ApiError> {
     let limit = match q.get("limit") {
         "" => 0,
-        s => s.parse::<i64>().map_err(|_| ApiError::bad_request(format!("invalid limit {s:?}")))?,
+        s => s
+            .parse::<i64>()
+            .map_err(|_| ApiError::bad_request(format!("invalid limit {s:?}")))?,
     };
     let timeout_seconds = match q.get("timeoutSeconds") {
         "" => None,
-        s => Some(s.parse::<u64>().map_err(|_| ApiError::bad_request(format!("invalid timeoutSeconds {s:?}")))?),
+        s => Some(
+            s.parse::<u64>()
+                .map_err(|_| ApiError::bad_request(format!("invalid timeoutSeconds {s:?}")))?,
+        ),
     };
     Ok(ListOptions {
         label_selector: q.get("labelSelector").to_string(),
@@ -67,7 +79,11 @@ fn write_options(q: &Query, headers: &HeaderMap) -> Result<WriteOptions, ApiErro
         field_manager: q.get("fieldManager").to_string(),
         field_validation: FieldValidation::parse(q.get("fieldValidation"))?,
         force: q.flag("force"),
-        user_agent: headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("").to_string(),
+        user_agent: headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string(),
     })
 }
 
@@ -76,28 +92,65 @@ fn list_kind(kind: &str) -> String {
 }
 
 /// Render one object in the negotiated format.
-fn object_response(t: &ResourceTarget, code: u16, obj: &Value, format: Format, q: &Query) -> Response<Body> {
+fn object_response(
+    t: &ResourceTarget,
+    code: u16,
+    obj: &Value,
+    format: Format,
+    q: &Query,
+) -> Response<Body> {
     match format {
         Format::Table { v1beta1 } => {
-            let meta = json!({"resourceVersion": keelson_apimachinery::meta::resource_version(obj)});
-            json_response(code, &table(t.rt, std::slice::from_ref(obj), meta, Include::parse(q.get("includeObject")), v1beta1, true), Format::Json)
+            let meta =
+                json!({"resourceVersion": keelson_apimachinery::meta::resource_version(obj)});
+            json_response(
+                code,
+                &table(
+                    t.rt,
+                    std::slice::from_ref(obj),
+                    meta,
+                    Include::parse(q.get("includeObject")),
+                    v1beta1,
+                    true,
+                ),
+                Format::Json,
+            )
         }
         Format::Metadata => json_response(code, &partial_metadata(obj), Format::Json),
         f => json_response(code, obj, f),
     }
 }
 
-pub async fn handle(state: &ApiState, method: &Method, t: ResourceTarget, q: Query, headers: &HeaderMap, body: Bytes) -> Response<Body> {
+pub async fn handle(
+    state: &ApiState,
+    method: &Method,
+    t: ResourceTarget,
+    q: Query,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Response<Body> {
     match handle_inner(state, method, &t, &q, headers, body).await {
         Ok(r) => r,
         Err(e) => error_response(&e),
     }
 }
 
-async fn handle_inner(state: &ApiState, method: &Method, t: &ResourceTarget, q: &Query, headers: &HeaderMap, body: Bytes) -> Result<Response<Body>, ApiError> {
+async fn handle_inner(
+    state: &ApiState,
+    method: &Method,
+    t: &ResourceTarget,
+    q: &Query,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Result<Response<Body>, ApiError> {
     let format = negotiate(headers)?;
     let reg = &state.registry;
-    let (rt, ns, name, sub) = (t.rt, t.namespace.as_str(), t.name.as_str(), t.subresource.as_str());
+    let (rt, ns, name, sub) = (
+        t.rt,
+        t.namespace.as_str(),
+        t.name.as_str(),
+        t.subresource.as_str(),
+    );
     if rt.namespaced && !name.is_empty() && ns.is_empty() && *method != Method::GET {
         return Err(ApiError::not_found(rt.group, rt.plural, name));
     }
@@ -123,19 +176,42 @@ async fn handle_inner(state: &ApiState, method: &Method, t: &ResourceTarget, q: 
                 meta["remainingItemCount"] = json!(r);
             }
             Ok(match format {
-                Format::Table { v1beta1 } => json_response(200, &table(rt, &res.items, meta, Include::parse(q.get("includeObject")), v1beta1, true), Format::Json),
+                Format::Table { v1beta1 } => json_response(
+                    200,
+                    &table(
+                        rt,
+                        &res.items,
+                        meta,
+                        Include::parse(q.get("includeObject")),
+                        v1beta1,
+                        true,
+                    ),
+                    Format::Json,
+                ),
                 Format::Metadata => {
                     let items: Vec<Value> = res.items.iter().map(partial_metadata).collect();
-                    json_response(200, &json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": meta, "items": items}), Format::Json)
+                    json_response(
+                        200,
+                        &json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": meta, "items": items}),
+                        Format::Json,
+                    )
                 }
-                f => json_response(200, &json!({"kind": list_kind(rt.kind), "apiVersion": rt.api_version(), "metadata": meta, "items": res.items}), f),
+                f => json_response(
+                    200,
+                    &json!({"kind": list_kind(rt.kind), "apiVersion": rt.api_version(), "metadata": meta, "items": res.items}),
+                    f,
+                ),
             })
         }
         (Method::GET, false, "" | "status") => {
             let obj = reg.get(rt, ns, name).await?;
             Ok(object_response(t, 200, &obj, format, q))
         }
-        (Method::GET, false, "scale") => Ok(json_response(200, &reg.get_scale(rt, ns, name).await?, format)),
+        (Method::GET, false, "scale") => Ok(json_response(
+            200,
+            &reg.get_scale(rt, ns, name).await?,
+            format,
+        )),
         (Method::POST, true, "") => {
             let opts = write_options(q, headers)?;
             let obj = decode_body(headers, &body)?;
@@ -171,20 +247,31 @@ async fn handle_inner(state: &ApiState, method: &Method, t: &ResourceTarget, q: 
         (Method::PUT, false, "scale") => {
             let opts = write_options(q, headers)?;
             let obj = decode_body(headers, &body)?;
-            let scale = reg.write_scale(rt, ns, name, ScaleChange::Replace(&obj), &opts).await?;
+            let scale = reg
+                .write_scale(rt, ns, name, ScaleChange::Replace(&obj), &opts)
+                .await?;
             Ok(json_response(200, &scale, format))
         }
         (Method::PATCH, false, _) => {
             let opts = write_options(q, headers)?;
-            let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+            let ct = headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
             let ptype = PatchType::from_content_type(ct)?;
             if sub == "scale" {
-                let patch: Value = serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
-                let scale = reg.write_scale(rt, ns, name, ScaleChange::Patch(ptype, &patch), &opts).await?;
+                let patch: Value = serde_json::from_slice(&body)
+                    .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
+                let scale = reg
+                    .write_scale(rt, ns, name, ScaleChange::Patch(ptype, &patch), &opts)
+                    .await?;
                 return Ok(json_response(200, &scale, format));
             }
             if !sub.is_empty() && sub != "status" {
-                return Err(ApiError::method_not_allowed(format!("PATCH is not supported on {}/{sub}", rt.plural)));
+                return Err(ApiError::method_not_allowed(format!(
+                    "PATCH is not supported on {}/{sub}",
+                    rt.plural
+                )));
             }
             let w = reg.patch(rt, ns, name, sub, ptype, &body, &opts).await?;
             let mut r = object_response(t, if w.created { 201 } else { 200 }, &w.object, format, q);
@@ -195,23 +282,44 @@ async fn handle_inner(state: &ApiState, method: &Method, t: &ResourceTarget, q: 
             let opts = delete_options(q, headers, &body)?;
             let obj = reg.delete(rt, ns, name, &opts).await?;
             // 202 when the object stays (finalizers, grace period), as Kubernetes does.
-            let stays = obj.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null())
+            let stays = obj
+                .pointer("/metadata/deletionTimestamp")
+                .is_some_and(|v| !v.is_null())
                 && reg.get(rt, ns, name).await.is_ok()
                 && !opts.dry_run;
-            Ok(object_response(t, if stays { 202 } else { 200 }, &obj, format, q))
+            Ok(object_response(
+                t,
+                if stays { 202 } else { 200 },
+                &obj,
+                format,
+                q,
+            ))
         }
         (Method::DELETE, true, "") => {
             let opts = delete_options(q, headers, &body)?;
             let list = list_options(q)?;
             let items = reg.delete_collection(rt, ns, &list, &opts).await?;
-            Ok(json_response(200, &json!({"kind": list_kind(rt.kind), "apiVersion": rt.api_version(), "metadata": {}, "items": items}), format))
+            Ok(json_response(
+                200,
+                &json!({"kind": list_kind(rt.kind), "apiVersion": rt.api_version(), "metadata": {}, "items": items}),
+                format,
+            ))
         }
-        (Method::GET | Method::POST, false, "log" | "exec" | "attach" | "portforward" | "proxy" | "eviction") => Err(ApiError::new(
+        (
+            Method::GET | Method::POST,
+            false,
+            "log" | "exec" | "attach" | "portforward" | "proxy" | "eviction",
+        ) => Err(ApiError::new(
             503,
             "ServiceUnavailable",
-            format!("{}/{sub} needs a node agent, which this cluster does not run yet", rt.plural),
+            format!(
+                "{}/{sub} needs a node agent, which this cluster does not run yet",
+                rt.plural
+            ),
         )),
-        _ => Err(ApiError::method_not_allowed(format!("the server does not allow this method on the requested resource"))),
+        _ => Err(ApiError::method_not_allowed(
+            "the server does not allow this method on the requested resource",
+        )),
     }
 }
 
@@ -221,13 +329,24 @@ fn delete_options(q: &Query, headers: &HeaderMap, body: &Bytes) -> Result<Delete
         ..Default::default()
     };
     if !q.get("gracePeriodSeconds").is_empty() {
-        opts.grace_period_seconds = Some(q.get("gracePeriodSeconds").parse().map_err(|_| ApiError::bad_request("invalid gracePeriodSeconds"))?);
+        opts.grace_period_seconds = Some(
+            q.get("gracePeriodSeconds")
+                .parse()
+                .map_err(|_| ApiError::bad_request("invalid gracePeriodSeconds"))?,
+        );
     }
     if !q.get("propagationPolicy").is_empty() {
         opts.propagation_policy = Some(q.get("propagationPolicy").to_string());
     }
     if !q.get("orphanDependents").is_empty() && opts.propagation_policy.is_none() {
-        opts.propagation_policy = Some(if q.flag("orphanDependents") { "Orphan" } else { "Background" }.into());
+        opts.propagation_policy = Some(
+            if q.flag("orphanDependents") {
+                "Orphan"
+            } else {
+                "Background"
+            }
+            .into(),
+        );
     }
     if !body.is_empty() {
         let v = decode_body(headers, body)?;
@@ -238,7 +357,12 @@ fn delete_options(q: &Query, headers: &HeaderMap, body: &Bytes) -> Result<Delete
 }
 
 /// A watch as a chunked stream of JSON lines.
-async fn watch(state: &ApiState, t: &ResourceTarget, q: &Query, format: Format) -> Result<Response<Body>, ApiError> {
+async fn watch(
+    state: &ApiState,
+    t: &ResourceTarget,
+    q: &Query,
+    format: Format,
+) -> Result<Response<Body>, ApiError> {
     let opts = list_options(q)?;
     let stream = state.registry.watch(t.rt, &t.namespace, &opts).await?;
     let rt = t.rt;
@@ -261,7 +385,13 @@ async fn watch(state: &ApiState, t: &ResourceTarget, q: &Query, format: Format) 
         Ok::<_, std::io::Error>(Bytes::from(line))
     });
     let mut r = Response::new(Body::from_stream(body));
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, private"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, private"),
+    );
     Ok(r)
 }

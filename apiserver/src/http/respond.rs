@@ -11,14 +11,19 @@ pub enum Format {
     Json,
     Yaml,
     /// `application/json;as=Table;v=v1;g=meta.k8s.io` (kubectl get).
-    Table { v1beta1: bool },
+    Table {
+        v1beta1: bool,
+    },
     /// `as=PartialObjectMetadata[List]` (garbage collector, metadata informers).
     Metadata,
 }
 
 /// Pick the response format from `Accept`, in the client's order of preference.
 pub fn negotiate(headers: &HeaderMap) -> Result<Format, ApiError> {
-    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     if accept.trim().is_empty() {
         return Ok(Format::Json);
     }
@@ -31,15 +36,22 @@ pub fn negotiate(headers: &HeaderMap) -> Result<Format, ApiError> {
             "application/json" | "application/*" | "*/*" | "application/yaml" => {
                 match (param("as"), param("g")) {
                     (Some("Table"), Some("meta.k8s.io")) => {
-                        return Ok(Format::Table { v1beta1: param("v") == Some("v1beta1") })
+                        return Ok(Format::Table {
+                            v1beta1: param("v") == Some("v1beta1"),
+                        })
                     }
-                    (Some("PartialObjectMetadata" | "PartialObjectMetadataList"), Some("meta.k8s.io")) => {
-                        return Ok(Format::Metadata)
-                    }
+                    (
+                        Some("PartialObjectMetadata" | "PartialObjectMetadataList"),
+                        Some("meta.k8s.io"),
+                    ) => return Ok(Format::Metadata),
                     (Some(_), _) => continue,
                     (None, _) => {}
                 }
-                return Ok(if media == "application/yaml" { Format::Yaml } else { Format::Json });
+                return Ok(if media == "application/yaml" {
+                    Format::Yaml
+                } else {
+                    Format::Json
+                });
             }
             _ => continue,
         }
@@ -51,19 +63,29 @@ pub fn negotiate(headers: &HeaderMap) -> Result<Format, ApiError> {
 
 pub fn json_response(code: u16, value: &Value, format: Format) -> Response<Body> {
     let (body, ct) = match format {
-        Format::Yaml => (serde_yaml::to_string(value).unwrap_or_default().into_bytes(), "application/yaml"),
-        _ => (serde_json::to_vec(value).unwrap_or_default(), "application/json"),
+        Format::Yaml => (
+            serde_yaml::to_string(value)
+                .unwrap_or_default()
+                .into_bytes(),
+            "application/yaml",
+        ),
+        _ => (
+            serde_json::to_vec(value).unwrap_or_default(),
+            "application/json",
+        ),
     };
     let mut r = Response::new(Body::from(body));
     *r.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::OK);
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
     r
 }
 
 pub fn error_response(e: &ApiError) -> Response<Body> {
     let mut r = json_response(e.code, &e.to_status(), Format::Json);
     if let Some(s) = e.retry_after_seconds {
-        r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(s));
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(s));
     }
     r
 }
@@ -80,22 +102,28 @@ pub fn add_warnings(r: &mut Response<Body>, warnings: &[String]) {
 
 /// Decode a request body as JSON or YAML according to its content type.
 pub fn decode_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
-    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/json");
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json");
     let media = ct.split(';').next().unwrap_or("").trim();
     match media {
         "application/json" | "" | "*/*" => serde_json::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("error decoding JSON body: {e}"))),
-        "application/yaml" | "application/x-yaml" | "text/yaml" => serde_yaml::from_slice::<Value>(body)
-            .map_err(|e| ApiError::bad_request(format!("error decoding YAML body: {e}"))),
+        "application/yaml" | "application/x-yaml" | "text/yaml" => {
+            serde_yaml::from_slice::<Value>(body)
+                .map_err(|e| ApiError::bad_request(format!("error decoding YAML body: {e}")))
+        }
         // client-go's typed clients (kubectl create configmap, ...) send protobuf.
-        m if keelson_protobuf::is_protobuf_content_type(m) => keelson_protobuf::decode(body).map_err(|e| {
-            let mut err = ApiError::bad_request(format!("error decoding protobuf body: {e}"));
-            err.code = e.http_status();
-            if err.code == 415 {
-                err.reason = "UnsupportedMediaType".into();
-            }
-            err
-        }),
+        m if keelson_protobuf::is_protobuf_content_type(m) => keelson_protobuf::decode(body)
+            .map_err(|e| {
+                let mut err = ApiError::bad_request(format!("error decoding protobuf body: {e}"));
+                err.code = e.http_status();
+                if err.code == 415 {
+                    err.reason = "UnsupportedMediaType".into();
+                }
+                err
+            }),
         other => Err(ApiError::unsupported_media_type(other)),
     }
 }
@@ -116,7 +144,10 @@ mod tests {
         assert_eq!(accept(kubectl).unwrap(), Format::Table { v1beta1: false });
         assert_eq!(accept("application/json").unwrap(), Format::Json);
         assert_eq!(accept("application/yaml").unwrap(), Format::Yaml);
-        assert_eq!(accept("application/vnd.kubernetes.protobuf, application/json").unwrap(), Format::Json);
+        assert_eq!(
+            accept("application/vnd.kubernetes.protobuf, application/json").unwrap(),
+            Format::Json
+        );
         assert_eq!(accept("text/html").unwrap_err().code, 406);
     }
 }

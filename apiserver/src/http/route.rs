@@ -31,22 +31,37 @@ pub enum Target {
     /// `/apis/<group>`
     Group(String),
     /// `/api/v1` or `/apis/<group>/<version>`
-    ResourceList { group: String, version: String },
+    ResourceList {
+        group: String,
+        version: String,
+    },
     Resource(ResourceTarget),
 }
 
 fn not_found() -> ApiError {
-    ApiError::new(404, "NotFound", "the server could not find the requested resource")
+    ApiError::new(
+        404,
+        "NotFound",
+        "the server could not find the requested resource",
+    )
 }
 
 /// Subresources of namespaces, which make `/api/v1/namespaces/<x>/<y>` ambiguous.
 const NAMESPACE_SUBRESOURCES: &[&str] = &["status", "finalize"];
 
 pub fn resolve(path: &str) -> Result<Target, ApiError> {
-    let segs: Vec<&str> = path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
+    let segs: Vec<&str> = path
+        .trim_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
     let decoded: Vec<String> = segs
         .iter()
-        .map(|s| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned())
+        .map(|s| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
         .collect();
     let segs: Vec<&str> = decoded.iter().map(String::as_str).collect();
     match segs.as_slice() {
@@ -60,11 +75,17 @@ pub fn resolve(path: &str) -> Result<Target, ApiError> {
         ["openapi", "v3"] => Ok(Target::OpenApiV3Index),
         ["openapi", "v3", rest @ ..] => Ok(Target::OpenApiV3(rest.join("/"))),
         ["api"] => Ok(Target::CoreVersions),
-        ["api", "v1"] => Ok(Target::ResourceList { group: String::new(), version: "v1".into() }),
+        ["api", "v1"] => Ok(Target::ResourceList {
+            group: String::new(),
+            version: "v1".into(),
+        }),
         ["api", "v1", rest @ ..] => resource("", "v1", rest),
         ["apis"] => Ok(Target::Groups),
         ["apis", g] => Ok(Target::Group(g.to_string())),
-        ["apis", g, v] => Ok(Target::ResourceList { group: g.to_string(), version: v.to_string() }),
+        ["apis", g, v] => Ok(Target::ResourceList {
+            group: g.to_string(),
+            version: v.to_string(),
+        }),
         ["apis", g, v, rest @ ..] => resource(g, v, rest),
         _ => Err(not_found()),
     }
@@ -76,7 +97,11 @@ fn resource(group: &str, version: &str, segs: &[&str]) -> Result<Target, ApiErro
         _ => (false, segs),
     };
     let (namespace, rest): (&str, &[&str]) = match segs {
-        ["namespaces", ns, third, ..] if !(segs.len() == 3 && NAMESPACE_SUBRESOURCES.contains(third)) => (ns, &segs[2..]),
+        ["namespaces", ns, third, ..]
+            if !(segs.len() == 3 && NAMESPACE_SUBRESOURCES.contains(third)) =>
+        {
+            (ns, &segs[2..])
+        }
         _ => ("", segs),
     };
     let (plural, name, sub) = match rest {
@@ -87,7 +112,9 @@ fn resource(group: &str, version: &str, segs: &[&str]) -> Result<Target, ApiErro
         [p, n, s, ..] if *s == "proxy" => (*p, *n, *s),
         _ => return Err(not_found()),
     };
-    let rt = keelson_resources::find(group, plural).filter(|rt| rt.version == version).ok_or_else(not_found)?;
+    let rt = keelson_resources::find(group, plural)
+        .filter(|rt| rt.version == version)
+        .ok_or_else(not_found)?;
     if !rt.namespaced && !namespace.is_empty() {
         return Err(not_found());
     }
@@ -117,13 +144,24 @@ mod tests {
     #[test]
     fn paths_resolve_like_kubernetes() {
         let r = res("/api/v1/namespaces/default/configmaps/x");
-        assert_eq!((r.rt.plural, r.namespace.as_str(), r.name.as_str()), ("configmaps", "default", "x"));
+        assert_eq!(
+            (r.rt.plural, r.namespace.as_str(), r.name.as_str()),
+            ("configmaps", "default", "x")
+        );
         let r = res("/api/v1/configmaps");
         assert_eq!((r.namespace.as_str(), r.name.as_str()), ("", ""));
         let r = res("/api/v1/watch/namespaces/default/configmaps");
         assert!(r.watch_path);
-        assert!(matches!(resolve("/apis/apps/v1").unwrap(), Target::ResourceList { .. }));
+        assert!(matches!(
+            resolve("/apis/apps/v1").unwrap(),
+            Target::ResourceList { .. }
+        ));
         assert_eq!(resolve("/api/v1/nothings").unwrap_err().code, 404);
-        assert_eq!(resolve("/api/v1/namespaces/default/configmaps/x/bogus").unwrap_err().code, 404);
+        assert_eq!(
+            resolve("/api/v1/namespaces/default/configmaps/x/bogus")
+                .unwrap_err()
+                .code,
+            404
+        );
     }
 }

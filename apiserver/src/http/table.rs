@@ -37,7 +37,14 @@ fn row(rt: &ResourceType, obj: &Value, include: Include) -> Value {
     r
 }
 
-pub fn table(rt: &ResourceType, objs: &[Value], list_meta: Value, include: Include, v1beta1: bool, with_columns: bool) -> Value {
+pub fn table(
+    rt: &ResourceType,
+    objs: &[Value],
+    list_meta: Value,
+    include: Include,
+    v1beta1: bool,
+    with_columns: bool,
+) -> Value {
     let columns: Vec<Value> = if with_columns {
         rt.strategy
             .columns()

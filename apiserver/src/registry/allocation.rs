@@ -35,7 +35,10 @@ pub fn parse_cidr(cidr: &str) -> anyhow::Result<(Ipv4Addr, u8)> {
         .ok_or_else(|| anyhow::anyhow!("{cidr:?} is not a CIDR"))?;
     let ip: Ipv4Addr = ip.parse()?;
     let bits: u8 = bits.parse()?;
-    anyhow::ensure!((8..=30).contains(&bits), "service CIDR {cidr} must have a prefix from /8 to /30");
+    anyhow::ensure!(
+        (8..=30).contains(&bits),
+        "service CIDR {cidr} must have a prefix from /8 to /30"
+    );
     Ok((ip, bits))
 }
 
@@ -88,21 +91,38 @@ impl ServiceAllocator {
     /// version on update; returns what to claim and release.
     pub fn allocate(&self, svc: &mut Value, old: Option<&Value>) -> Result<Allocation, ApiError> {
         let mut alloc = Allocation::default();
-        let svc_type = svc.pointer("/spec/type").and_then(Value::as_str).unwrap_or("ClusterIP").to_string();
-        let old_ip = old.and_then(|o| o.pointer("/spec/clusterIP")).and_then(Value::as_str).unwrap_or("").to_string();
+        let svc_type = svc
+            .pointer("/spec/type")
+            .and_then(Value::as_str)
+            .unwrap_or("ClusterIP")
+            .to_string();
+        let old_ip = old
+            .and_then(|o| o.pointer("/spec/clusterIP"))
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
         let spec = svc.get_mut("spec").filter(|s| s.is_object());
         let Some(spec) = spec else { return Ok(alloc) };
 
         // ClusterIP.
         let wants_ip = svc_type != "ExternalName";
-        let requested = spec.get("clusterIP").and_then(Value::as_str).unwrap_or("").to_string();
+        let requested = spec
+            .get("clusterIP")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
         let ip = if !wants_ip {
             String::new()
         } else if requested == "None" {
             "None".to_string()
         } else if !requested.is_empty() {
             let parsed: Ipv4Addr = requested.parse().map_err(|_| {
-                invalid(svc_name(spec), "spec.clusterIPs", &requested, "must be a valid IP address")
+                invalid(
+                    svc_name(spec),
+                    "spec.clusterIPs",
+                    &requested,
+                    "must be a valid IP address",
+                )
             })?;
             if !self.contains(parsed) && requested != old_ip {
                 return Err(invalid(
@@ -136,11 +156,18 @@ impl ServiceAllocator {
 
         // NodePorts.
         let wants_ports = svc_type == "NodePort" || svc_type == "LoadBalancer";
-        let old_ports: Vec<u64> = old.map(ports).unwrap_or_default().iter().filter_map(|p| p.get("nodePort").and_then(Value::as_u64)).collect();
+        let old_ports: Vec<u64> = old
+            .map(ports)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|p| p.get("nodePort").and_then(Value::as_u64))
+            .collect();
         let mut new_ports = Vec::new();
         if let Some(list) = spec.get_mut("ports").and_then(Value::as_array_mut) {
             for p in list.iter_mut() {
-                let Some(po) = p.as_object_mut() else { continue };
+                let Some(po) = p.as_object_mut() else {
+                    continue;
+                };
                 if !wants_ports {
                     po.remove("nodePort");
                     continue;
@@ -196,10 +223,20 @@ impl ServiceAllocator {
     pub fn taken_error(&self, svc: &Value, key: &str) -> ApiError {
         let name = keelson_apimachinery::meta::name(svc);
         if let Some(ip) = key.strip_prefix(IP_KEYS) {
-            invalid(name, "spec.clusterIPs", ip, &format!("failed to allocate IP {ip}: provided IP is already allocated"))
+            invalid(
+                name,
+                "spec.clusterIPs",
+                ip,
+                &format!("failed to allocate IP {ip}: provided IP is already allocated"),
+            )
         } else {
             let port = key.strip_prefix(PORT_KEYS).unwrap_or(key);
-            let mut e = invalid(name, "spec.ports[0].nodePort", port, &format!("provided port is already allocated"));
+            let mut e = invalid(
+                name,
+                "spec.ports[0].nodePort",
+                port,
+                "provided port is already allocated",
+            );
             e.causes[0].field = "spec.ports[0].nodePort".into();
             e
         }
@@ -207,7 +244,10 @@ impl ServiceAllocator {
 }
 
 fn ports(svc: &Value) -> Vec<Value> {
-    svc.pointer("/spec/ports").and_then(Value::as_array).cloned().unwrap_or_default()
+    svc.pointer("/spec/ports")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
 }
 
 fn svc_name(_spec: &Value) -> &'static str {
@@ -215,7 +255,12 @@ fn svc_name(_spec: &Value) -> &'static str {
 }
 
 fn invalid(name: &str, field: &str, value: &str, detail: &str) -> ApiError {
-    ApiError::invalid("", "Service", name, vec![Cause::invalid(field, &json!(value), detail)])
+    ApiError::invalid(
+        "",
+        "Service",
+        name,
+        vec![Cause::invalid(field, &json!(value), detail)],
+    )
 }
 
 #[cfg(test)]

@@ -13,7 +13,9 @@ use keelson_apimachinery::ApiError;
 use keelson_resources::ResourceType;
 use serde_json::Value;
 
-fn round_trip<T: serde::de::DeserializeOwned + serde::Serialize>(obj: &Value) -> Result<Value, String> {
+fn round_trip<T: serde::de::DeserializeOwned + serde::Serialize>(
+    obj: &Value,
+) -> Result<Value, String> {
     // Deserialize from a borrowed Value: no copy of the object.
     let typed = T::deserialize(obj).map_err(|e| e.to_string())?;
     serde_json::to_value(typed).map_err(|e| e.to_string())
@@ -61,7 +63,11 @@ fn prune(obj: &mut Value, known: &Value, path: &str, unknown: &mut Vec<String>) 
         (Value::Object(o), Value::Object(k)) => {
             let keys: Vec<String> = o.keys().cloned().collect();
             for key in keys {
-                let child_path = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
+                let child_path = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
                 match k.get(&key) {
                     Some(kv) => prune(o.get_mut(&key).expect("key"), kv, &child_path, unknown),
                     None => {
@@ -83,25 +89,43 @@ fn prune(obj: &mut Value, known: &Value, path: &str, unknown: &mut Vec<String>) 
 }
 
 /// Check `obj` against its type; returns warnings (for `Warn`).
-pub fn check_unknown(rt: &ResourceType, obj: &mut Value, mode: FieldValidation) -> Result<Vec<String>, ApiError> {
+pub fn check_unknown(
+    rt: &ResourceType,
+    obj: &mut Value,
+    mode: FieldValidation,
+) -> Result<Vec<String>, ApiError> {
     check_kind(rt.group, rt.kind, rt.version, obj, mode)
 }
 
-pub fn check_kind(group: &str, kind: &str, version: &str, obj: &mut Value, mode: FieldValidation) -> Result<Vec<String>, ApiError> {
+pub fn check_kind(
+    group: &str,
+    kind: &str,
+    version: &str,
+    obj: &mut Value,
+    mode: FieldValidation,
+) -> Result<Vec<String>, ApiError> {
     let Some(result) = typed(group, kind, obj) else {
         return Ok(Vec::new());
     };
     let known = result.map_err(|e| {
-        ApiError::bad_request(format!("{kind} in version \"{version}\" cannot be handled as a {kind}: {e}"))
+        ApiError::bad_request(format!(
+            "{kind} in version \"{version}\" cannot be handled as a {kind}: {e}"
+        ))
     })?;
     let mut unknown = Vec::new();
     prune(obj, &known, "", &mut unknown);
     if unknown.is_empty() {
         return Ok(Vec::new());
     }
-    let described: Vec<String> = unknown.iter().map(|p| format!("unknown field \"{p}\"")).collect();
+    let described: Vec<String> = unknown
+        .iter()
+        .map(|p| format!("unknown field \"{p}\""))
+        .collect();
     match mode {
-        FieldValidation::Strict => Err(ApiError::bad_request(format!("strict decoding error: {}", described.join(", ")))),
+        FieldValidation::Strict => Err(ApiError::bad_request(format!(
+            "strict decoding error: {}",
+            described.join(", ")
+        ))),
         FieldValidation::Warn => Ok(described),
         FieldValidation::Ignore => Ok(Vec::new()),
     }
@@ -150,7 +174,13 @@ pub fn duplicate_fields(body: &[u8]) -> Vec<String> {
         }
         fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
             let mut i = 0;
-            while seq.next_element_seed(Walk { path: format!("{}[{i}]", self.path), found: self.found })?.is_some() {
+            while seq
+                .next_element_seed(Walk {
+                    path: format!("{}[{i}]", self.path),
+                    found: self.found,
+                })?
+                .is_some()
+            {
                 i += 1;
             }
             Ok(())
@@ -158,11 +188,18 @@ pub fn duplicate_fields(body: &[u8]) -> Vec<String> {
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
             let mut seen = std::collections::HashSet::new();
             while let Some(key) = map.next_key::<String>()? {
-                let path = if self.path.is_empty() { key.clone() } else { format!("{}.{key}", self.path) };
+                let path = if self.path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{}.{key}", self.path)
+                };
                 if !seen.insert(key) {
                     self.found.borrow_mut().push(path.clone());
                 }
-                map.next_value_seed(Walk { path, found: self.found })?;
+                map.next_value_seed(Walk {
+                    path,
+                    found: self.found,
+                })?;
             }
             Ok(())
         }
@@ -170,7 +207,13 @@ pub fn duplicate_fields(body: &[u8]) -> Vec<String> {
 
     let found = RefCell::new(Vec::new());
     let mut de = serde_json::Deserializer::from_slice(body);
-    if (Walk { path: String::new(), found: &found }).deserialize(&mut de).is_err() {
+    if (Walk {
+        path: String::new(),
+        found: &found,
+    })
+    .deserialize(&mut de)
+    .is_err()
+    {
         return Vec::new();
     }
     let mut out = found.into_inner();
@@ -181,7 +224,12 @@ pub fn duplicate_fields(body: &[u8]) -> Vec<String> {
 /// `fieldValidation` for the duplicate keys of a create or update body: Strict fails
 /// with Kubernetes' message (unknown fields first, then duplicates), Warn returns
 /// warnings, Ignore nothing.
-pub fn check_duplicates(rt: &ResourceType, obj: &Value, body: &[u8], mode: FieldValidation) -> Result<Vec<String>, ApiError> {
+pub fn check_duplicates(
+    rt: &ResourceType,
+    obj: &Value,
+    body: &[u8],
+    mode: FieldValidation,
+) -> Result<Vec<String>, ApiError> {
     if mode == FieldValidation::Ignore {
         return Ok(Vec::new());
     }
@@ -189,16 +237,22 @@ pub fn check_duplicates(rt: &ResourceType, obj: &Value, body: &[u8], mode: Field
     if dups.is_empty() {
         return Ok(Vec::new());
     }
-    let described: Vec<String> = dups.iter().map(|p| format!("duplicate field \"{p}\"")).collect();
+    let described: Vec<String> = dups
+        .iter()
+        .map(|p| format!("duplicate field \"{p}\""))
+        .collect();
     if mode == FieldValidation::Warn {
         return Ok(described);
     }
     match check_unknown(rt, &mut obj.clone(), FieldValidation::Strict) {
-        Err(e) if e.message.starts_with("strict decoding error: ") => {
-            Err(ApiError::bad_request(format!("{}, {}", e.message, described.join(", "))))
-        }
+        Err(e) if e.message.starts_with("strict decoding error: ") => Err(ApiError::bad_request(
+            format!("{}, {}", e.message, described.join(", ")),
+        )),
         Err(e) => Err(e),
-        Ok(_) => Err(ApiError::bad_request(format!("strict decoding error: {}", described.join(", ")))),
+        Ok(_) => Err(ApiError::bad_request(format!(
+            "strict decoding error: {}",
+            described.join(", ")
+        ))),
     }
 }
 
@@ -216,7 +270,11 @@ mod tests {
         let body = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a", "bogus": 1}, "data": {"k": "v"}, "extra": true});
         let err = check_unknown(cm(), &mut body.clone(), FieldValidation::Strict).unwrap_err();
         assert_eq!(err.code, 400);
-        assert!(err.message.contains("unknown field \"metadata.bogus\""), "{}", err.message);
+        assert!(
+            err.message.contains("unknown field \"metadata.bogus\""),
+            "{}",
+            err.message
+        );
         assert!(err.message.contains("unknown field \"extra\""));
         let mut b = body.clone();
         let warnings = check_unknown(cm(), &mut b, FieldValidation::Warn).unwrap();
@@ -229,21 +287,37 @@ mod tests {
     fn duplicate_keys_are_found_with_their_paths() {
         let body = br#"{"metadata": {"name": "a", "name": "b"}, "spec": {"replicas": 2, "unknownField": 1, "replicas": 3,
             "containers": [{"name": "x", "name": "y"}]}, "data": {"k": "v"}}"#;
-        assert_eq!(duplicate_fields(body), ["metadata.name", "spec.replicas", "spec.containers[0].name"]);
+        assert_eq!(
+            duplicate_fields(body),
+            ["metadata.name", "spec.replicas", "spec.containers[0].name"]
+        );
         assert!(duplicate_fields(br#"{"a": {"b": 1}, "c": {"b": 2}}"#).is_empty());
         assert!(duplicate_fields(b"not json").is_empty());
         let dep = keelson_resources::find("apps", "deployments").unwrap();
         let obj: Value = serde_json::from_slice(br#"{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"}, "spec": {"unknownField": 1, "replicas": 3}}"#).unwrap();
         let body = br#"{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"}, "spec": {"unknownField": 1, "replicas": 2, "replicas": 3}}"#;
         let err = check_duplicates(dep, &obj, body, FieldValidation::Strict).unwrap_err();
-        assert_eq!(err.message, r#"strict decoding error: unknown field "spec.unknownField", duplicate field "spec.replicas""#);
-        assert_eq!(check_duplicates(dep, &obj, body, FieldValidation::Warn).unwrap(), [r#"duplicate field "spec.replicas""#]);
-        assert!(check_duplicates(dep, &obj, body, FieldValidation::Ignore).unwrap().is_empty());
+        assert_eq!(
+            err.message,
+            r#"strict decoding error: unknown field "spec.unknownField", duplicate field "spec.replicas""#
+        );
+        assert_eq!(
+            check_duplicates(dep, &obj, body, FieldValidation::Warn).unwrap(),
+            [r#"duplicate field "spec.replicas""#]
+        );
+        assert!(check_duplicates(dep, &obj, body, FieldValidation::Ignore)
+            .unwrap()
+            .is_empty());
     }
 
     #[test]
     fn wrong_types_are_bad_requests() {
         let mut body = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}, "data": {"k": 5}});
-        assert_eq!(check_unknown(cm(), &mut body, FieldValidation::Warn).unwrap_err().code, 400);
+        assert_eq!(
+            check_unknown(cm(), &mut body, FieldValidation::Warn)
+                .unwrap_err()
+                .code,
+            400
+        );
     }
 }

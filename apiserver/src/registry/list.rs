@@ -17,7 +17,11 @@ pub struct Filter {
 }
 
 impl Filter {
-    pub fn new(rt: &'static ResourceType, namespace: &str, opts: &ListOptions) -> Result<Self, ApiError> {
+    pub fn new(
+        rt: &'static ResourceType,
+        namespace: &str,
+        opts: &ListOptions,
+    ) -> Result<Self, ApiError> {
         let labels = if opts.label_selector.trim().is_empty() {
             None
         } else {
@@ -37,7 +41,12 @@ impl Filter {
             }
             Some(fs)
         };
-        Ok(Filter { rt, namespace: namespace.to_string(), labels, fields })
+        Ok(Filter {
+            rt,
+            namespace: namespace.to_string(),
+            labels,
+            fields,
+        })
     }
 
     pub fn is_everything(&self) -> bool {
@@ -45,7 +54,10 @@ impl Filter {
     }
 
     pub fn matches(&self, obj: &Value) -> bool {
-        if self.rt.namespaced && !self.namespace.is_empty() && meta::namespace(obj) != self.namespace {
+        if self.rt.namespaced
+            && !self.namespace.is_empty()
+            && meta::namespace(obj) != self.namespace
+        {
             return false;
         }
         if let Some(ls) = &self.labels {
@@ -91,7 +103,11 @@ fn decode_token(token: &str) -> Result<(i64, String), ApiError> {
         .map_err(|_| bad())?;
     let v: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
     let rv = v.get("rv").and_then(Value::as_i64).ok_or_else(bad)?;
-    let start = v.get("start").and_then(Value::as_str).ok_or_else(bad)?.to_string();
+    let start = v
+        .get("start")
+        .and_then(Value::as_str)
+        .ok_or_else(bad)?
+        .to_string();
     if start.contains("..") || start.starts_with('/') {
         return Err(bad());
     }
@@ -101,7 +117,12 @@ fn decode_token(token: &str) -> Result<(i64, String), ApiError> {
 const TOO_OLD_CONTINUE: &str = "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.";
 
 impl Registry {
-    pub async fn list(&self, rt: &'static ResourceType, ns: &str, opts: &ListOptions) -> Result<ListResult, ApiError> {
+    pub async fn list(
+        &self,
+        rt: &'static ResourceType,
+        ns: &str,
+        opts: &ListOptions,
+    ) -> Result<ListResult, ApiError> {
         let filter = Filter::new(rt, ns, opts)?;
         let prefix = collection_prefix(rt, ns);
         let (mut start, mut revision) = if !opts.continue_token.is_empty() {
@@ -124,12 +145,26 @@ impl Registry {
         let limit = opts.limit.max(0);
         let mut items = Vec::new();
         loop {
-            let want = if limit == 0 { 0 } else if filter.is_everything() { limit - items.len() as i64 + 1 } else { (limit * 2).max(200) };
-            let page = self.storage.list(&prefix, &start, want, revision).await.map_err(|e| match e {
-                StorageError::Compacted { .. } if !opts.continue_token.is_empty() => ApiError::gone(TOO_OLD_CONTINUE),
-                StorageError::Compacted { .. } => ApiError::gone(format!("too old resource version: {revision}")),
-                e => storage_error(e, rt, ""),
-            })?;
+            let want = if limit == 0 {
+                0
+            } else if filter.is_everything() {
+                limit - items.len() as i64 + 1
+            } else {
+                (limit * 2).max(200)
+            };
+            let page = self
+                .storage
+                .list(&prefix, &start, want, revision)
+                .await
+                .map_err(|e| match e {
+                    StorageError::Compacted { .. } if !opts.continue_token.is_empty() => {
+                        ApiError::gone(TOO_OLD_CONTINUE)
+                    }
+                    StorageError::Compacted { .. } => {
+                        ApiError::gone(format!("too old resource version: {revision}"))
+                    }
+                    e => storage_error(e, rt, ""),
+                })?;
             // The first read pins the revision; a continued or Exact list stays at the
             // one it asked for (etcd's header carries the store's current revision).
             if revision == 0 {
@@ -140,7 +175,9 @@ impl Registry {
                 if limit > 0 && items.len() as i64 == limit {
                     // Full page and more keys exist: hand out a continue token.
                     let last = meta_key(&items, rt, &prefix);
-                    let remaining = filter.is_everything().then_some((n - i) as i64 + page.remaining);
+                    let remaining = filter
+                        .is_everything()
+                        .then_some((n - i) as i64 + page.remaining);
                     return Ok(ListResult {
                         items,
                         resource_version: revision,
@@ -158,7 +195,12 @@ impl Registry {
             }
             start = format!("{}\u{0}", page.kvs[n - 1].key);
         }
-        Ok(ListResult { items, resource_version: revision, continue_token: None, remaining: None })
+        Ok(ListResult {
+            items,
+            resource_version: revision,
+            continue_token: None,
+            remaining: None,
+        })
     }
 }
 
@@ -176,9 +218,13 @@ mod tests {
     #[test]
     fn continue_tokens_round_trip_and_reject_garbage() {
         let t = encode_token(42, "default/web\u{0}");
-        assert_eq!(decode_token(&t).unwrap(), (42, "default/web\u{0}".to_string()));
+        assert_eq!(
+            decode_token(&t).unwrap(),
+            (42, "default/web\u{0}".to_string())
+        );
         assert_eq!(decode_token("not-a-token").unwrap_err().code, 400);
-        let evil = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(r#"{"rv":1,"start":"../secrets"}"#);
+        let evil = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(r#"{"rv":1,"start":"../secrets"}"#);
         assert_eq!(decode_token(&evil).unwrap_err().code, 400);
     }
 }

@@ -18,13 +18,17 @@ pub fn now_rfc3339() -> String {
 pub fn random_suffix() -> String {
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     let mut rng = rand::rng();
-    (0..5).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect()
+    (0..5)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect()
 }
 
 /// Check `apiVersion`/`kind` against the URL, filling them in when absent.
 pub fn check_type(rt: &ResourceType, obj: &mut Value) -> Result<(), ApiError> {
     let Some(o) = obj.as_object_mut() else {
-        return Err(ApiError::bad_request("the body of the request must be a JSON object"));
+        return Err(ApiError::bad_request(
+            "the body of the request must be a JSON object",
+        ));
     };
     let want_av = rt.api_version();
     match o.get("apiVersion").and_then(Value::as_str) {
@@ -54,7 +58,11 @@ pub fn check_type(rt: &ResourceType, obj: &mut Value) -> Result<(), ApiError> {
 }
 
 /// Check the object's namespace against the URL's, filling it in when absent.
-pub fn check_namespace(rt: &ResourceType, obj: &mut Value, namespace: &str) -> Result<(), ApiError> {
+pub fn check_namespace(
+    rt: &ResourceType,
+    obj: &mut Value,
+    namespace: &str,
+) -> Result<(), ApiError> {
     let m = meta::metadata_mut(obj);
     if !rt.namespaced {
         m.remove("namespace");
@@ -75,12 +83,25 @@ pub fn check_namespace(rt: &ResourceType, obj: &mut Value, namespace: &str) -> R
 /// Set the server-owned metadata of a new object.
 pub fn prepare_create(rt: &ResourceType, obj: &mut Value) -> Result<(), ApiError> {
     let m = meta::metadata_mut(obj);
-    if m.get("resourceVersion").and_then(Value::as_str).is_some_and(|s| !s.is_empty()) {
-        return Err(ApiError::bad_request("resourceVersion should not be set on objects to be created"));
+    if m.get("resourceVersion")
+        .and_then(Value::as_str)
+        .is_some_and(|s| !s.is_empty())
+    {
+        return Err(ApiError::bad_request(
+            "resourceVersion should not be set on objects to be created",
+        ));
     }
-    let name_empty = m.get("name").and_then(Value::as_str).unwrap_or("").is_empty();
+    let name_empty = m
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .is_empty();
     if name_empty {
-        if let Some(prefix) = m.get("generateName").and_then(Value::as_str).filter(|s| !s.is_empty()) {
+        if let Some(prefix) = m
+            .get("generateName")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+        {
             let name = format!("{prefix}{}", random_suffix());
             m.insert("name".into(), json!(name));
         }
@@ -103,7 +124,13 @@ pub fn prepare_create(rt: &ResourceType, obj: &mut Value) -> Result<(), ApiError
 pub fn prepare_update(new: &mut Value, old: &Value) {
     let old_meta = old.get("metadata").cloned().unwrap_or(Value::Null);
     let m = meta::metadata_mut(new);
-    for field in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"] {
+    for field in [
+        "uid",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "generation",
+    ] {
         match old_meta.get(field) {
             Some(v) => m.insert(field.into(), v.clone()),
             None => m.remove(field),
@@ -117,7 +144,10 @@ pub fn prepare_update(new: &mut Value, old: &Value) {
 pub fn bump_generation(rt: &ResourceType, new: &mut Value, old: &Value) {
     let old_meta = old.get("metadata").cloned().unwrap_or(Value::Null);
     if rt.strategy.tracks_generation() && spec_changed(new, old) {
-        let g = old_meta.get("generation").and_then(Value::as_i64).unwrap_or(0);
+        let g = old_meta
+            .get("generation")
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
         meta::metadata_mut(new).insert("generation".into(), json!(g + 1));
     }
 }
@@ -150,7 +180,11 @@ pub fn validate(rt: &ResourceType, obj: &Value) -> Vec<Cause> {
             causes.push(Cause::invalid("metadata.name", &json!(name), msg));
         }
     }
-    if let Some(gn) = m.get("generateName").and_then(Value::as_str).filter(|s| !s.is_empty()) {
+    if let Some(gn) = m
+        .get("generateName")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+    {
         // The prefix may end in '-'; validate it with a character appended.
         for msg in rt.strategy.validate_name(&format!("{gn}a")) {
             causes.push(Cause::invalid("metadata.generateName", &json!(gn), msg));
@@ -164,7 +198,11 @@ pub fn validate(rt: &ResourceType, obj: &Value) -> Vec<Cause> {
     }
     if let Some(labels) = m.get("labels").filter(|v| !v.is_null()) {
         match labels.as_object() {
-            None => causes.push(Cause::invalid("metadata.labels", labels, "must be a map of strings")),
+            None => causes.push(Cause::invalid(
+                "metadata.labels",
+                labels,
+                "must be a map of strings",
+            )),
             Some(map) => {
                 for (k, v) in map {
                     for msg in validation::qualified_name(k) {
@@ -173,10 +211,14 @@ pub fn validate(rt: &ResourceType, obj: &Value) -> Vec<Cause> {
                     match v.as_str() {
                         Some(s) => {
                             for msg in validation::label_value(s) {
-                                causes.push(Cause::invalid(format!("metadata.labels"), &json!(s), msg));
+                                causes.push(Cause::invalid("metadata.labels", &json!(s), msg));
                             }
                         }
-                        None => causes.push(Cause::invalid(format!("metadata.labels.{k}"), v, "must be a string")),
+                        None => causes.push(Cause::invalid(
+                            format!("metadata.labels.{k}"),
+                            v,
+                            "must be a string",
+                        )),
                     }
                 }
             }
@@ -184,7 +226,11 @@ pub fn validate(rt: &ResourceType, obj: &Value) -> Vec<Cause> {
     }
     if let Some(ann) = m.get("annotations").filter(|v| !v.is_null()) {
         match ann.as_object() {
-            None => causes.push(Cause::invalid("metadata.annotations", ann, "must be a map of strings")),
+            None => causes.push(Cause::invalid(
+                "metadata.annotations",
+                ann,
+                "must be a map of strings",
+            )),
             Some(map) => {
                 let mut total = 0;
                 for (k, v) in map {
@@ -208,7 +254,9 @@ pub fn validate(rt: &ResourceType, obj: &Value) -> Vec<Cause> {
         for (i, r) in refs.iter().enumerate() {
             for f in ["apiVersion", "kind", "name", "uid"] {
                 if r.get(f).and_then(Value::as_str).unwrap_or("").is_empty() {
-                    causes.push(Cause::required(format!("metadata.ownerReferences[{i}].{f}")));
+                    causes.push(Cause::required(format!(
+                        "metadata.ownerReferences[{i}].{f}"
+                    )));
                 }
             }
             if r.get("controller").and_then(Value::as_bool) == Some(true) {

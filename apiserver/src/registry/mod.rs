@@ -22,7 +22,9 @@ use crate::watch_cache::{decode, WatchCache};
 use allocation::ServiceAllocator;
 use keelson_apimachinery::{meta, ApiError, Cause};
 use keelson_resources::{ResourceType, Subresource};
-pub use options::{parse_bool, DeleteOptions, FieldValidation, ListOptions, UserInfo, WriteOptions};
+pub use options::{
+    parse_bool, DeleteOptions, FieldValidation, ListOptions, UserInfo, WriteOptions,
+};
 use serde_json::{json, Value};
 use std::sync::Arc;
 
@@ -67,7 +69,12 @@ pub fn storage_error(e: StorageError, rt: &ResourceType, name: &str) -> ApiError
         StorageError::AlreadyExists => ApiError::already_exists(rt.group, rt.plural, name),
         StorageError::Conflict(_) => ApiError::stale(rt.group, rt.plural, name),
         StorageError::Compacted { .. } => ApiError::gone("too old resource version"),
-        StorageError::ClaimTaken(keys) => ApiError::conflict(rt.group, rt.plural, name, &format!("already allocated: {keys:?}")),
+        StorageError::ClaimTaken(keys) => ApiError::conflict(
+            rt.group,
+            rt.plural,
+            name,
+            &format!("already allocated: {keys:?}"),
+        ),
         StorageError::Unavailable(msg) => ApiError::timeout(format!("etcd is unavailable: {msg}")),
     }
 }
@@ -97,20 +104,30 @@ fn is_services(rt: &ResourceType) -> bool {
 }
 
 fn deletion_pending(obj: &Value) -> bool {
-    obj.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null())
+    obj.pointer("/metadata/deletionTimestamp")
+        .is_some_and(|v| !v.is_null())
 }
 
 fn finalizers(obj: &Value) -> Vec<String> {
     obj.pointer("/metadata/finalizers")
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).map(String::from).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(String::from)
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 impl Registry {
     pub async fn new(storage: Storage, services: ServiceAllocator) -> anyhow::Result<Self> {
         let cache = WatchCache::start(storage.clone()).await?;
-        Ok(Registry { storage, cache, services: Arc::new(services) })
+        Ok(Registry {
+            storage,
+            cache,
+            services: Arc::new(services),
+        })
     }
 
     pub async fn get(&self, rt: &ResourceType, ns: &str, name: &str) -> Result<Value, ApiError> {
@@ -134,7 +151,9 @@ impl Registry {
                 e
             }
         })?;
-        if deletion_pending(&nso) || nso.pointer("/status/phase").and_then(Value::as_str) == Some("Terminating") {
+        if deletion_pending(&nso)
+            || nso.pointer("/status/phase").and_then(Value::as_str) == Some("Terminating")
+        {
             return Err(ApiError::forbidden(format!(
                 "{} \"{}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
                 rt.plural,
@@ -149,7 +168,12 @@ impl Registry {
     /// For writes that create when the object is missing (update of create-on-update
     /// kinds, server-side apply): a new object needs a live namespace, checked before
     /// anything is written.
-    async fn admit_namespace_if_new(&self, rt: &ResourceType, ns: &str, name: &str) -> Result<(), ApiError> {
+    async fn admit_namespace_if_new(
+        &self,
+        rt: &ResourceType,
+        ns: &str,
+        name: &str,
+    ) -> Result<(), ApiError> {
         match self.get(rt, ns, name).await {
             Err(e) if e.code == 404 => self.admit_namespace(rt, ns).await,
             _ => Ok(()),
@@ -157,7 +181,12 @@ impl Registry {
     }
 
     /// Defaults, validation and the strategy's update checks for a candidate object.
-    fn admit(&self, rt: &ResourceType, obj: &mut Value, old: Option<&Value>) -> Result<(), ApiError> {
+    fn admit(
+        &self,
+        rt: &ResourceType,
+        obj: &mut Value,
+        old: Option<&Value>,
+    ) -> Result<(), ApiError> {
         rt.strategy.default(obj);
         let mut causes = metadata::validate(rt, obj);
         causes.extend(rt.strategy.validate(obj));
@@ -168,7 +197,12 @@ impl Registry {
         if causes.is_empty() {
             Ok(())
         } else {
-            Err(ApiError::invalid(rt.group, rt.kind, meta::name(obj), causes))
+            Err(ApiError::invalid(
+                rt.group,
+                rt.kind,
+                meta::name(obj),
+                causes,
+            ))
         }
     }
 
@@ -198,7 +232,11 @@ impl Registry {
                 allocation::Allocation::default()
             };
             if opts.dry_run {
-                return Ok(Written { object: candidate, created: true, warnings });
+                return Ok(Written {
+                    object: candidate,
+                    created: true,
+                    warnings,
+                });
             }
             let commit = Commit {
                 key: k.clone(),
@@ -208,7 +246,13 @@ impl Registry {
                 releases: alloc.releases,
             };
             match self.storage.commit(commit).await {
-                Ok(rev) => return Ok(Written { object: with_rv(candidate, rev), created: true, warnings }),
+                Ok(rev) => {
+                    return Ok(Written {
+                        object: with_rv(candidate, rev),
+                        created: true,
+                        warnings,
+                    })
+                }
                 Err(StorageError::ClaimTaken(taken)) => {
                     let requested = self.services.requested_keys(&original);
                     if let Some(k) = taken.iter().find(|k| requested.contains(k)) {
@@ -219,7 +263,9 @@ impl Registry {
                 Err(e) => return Err(storage_error(e, rt, &name)),
             }
         }
-        Err(ApiError::internal("could not allocate a free ClusterIP or NodePort after 10 attempts"))
+        Err(ApiError::internal(
+            "could not allocate a free ClusterIP or NodePort after 10 attempts",
+        ))
     }
 
     /// Read-modify-write with retries on conflict: `mutate` gets the current object (None
@@ -237,7 +283,11 @@ impl Registry {
         F: FnMut(Option<&Value>) -> Result<Value, ApiError>,
     {
         let k = key(rt, ns, name);
-        let mut current = self.storage.get(&k).await.map_err(|e| storage_error(e, rt, name))?;
+        let mut current = self
+            .storage
+            .get(&k)
+            .await
+            .map_err(|e| storage_error(e, rt, name))?;
         for _attempt in 0..16 {
             let old = match &current {
                 Some(kv) => Some(decode_kv(kv)?),
@@ -248,7 +298,11 @@ impl Registry {
             // Client-visible no-op: nothing changed, nothing written (no new revision).
             if let Some(o) = &old {
                 if same_object(o, &new) {
-                    return Ok(Written { object: o.clone(), created: false, warnings: vec![] });
+                    return Ok(Written {
+                        object: o.clone(),
+                        created: false,
+                        warnings: vec![],
+                    });
                 }
             }
             let alloc = if is_services(rt) {
@@ -257,10 +311,17 @@ impl Registry {
                 allocation::Allocation::default()
             };
             if dry_run {
-                return Ok(Written { object: new, created, warnings: vec![] });
+                return Ok(Written {
+                    object: new,
+                    created,
+                    warnings: vec![],
+                });
             }
             // Removing the last finalizer of an object being deleted completes deletion.
-            let finished = deletion_pending(&new) && finalizers(&new).is_empty() && !created && !rt.strategy.deletion_blocked(&new);
+            let finished = deletion_pending(&new)
+                && finalizers(&new).is_empty()
+                && !created
+                && !rt.strategy.deletion_blocked(&new);
             let mut commit = Commit {
                 key: k.clone(),
                 value: Some(encode(&new)),
@@ -276,10 +337,20 @@ impl Registry {
                 }
             }
             match self.storage.commit(commit).await {
-                Ok(rev) => return Ok(Written { object: with_rv(new, rev), created, warnings: vec![] }),
+                Ok(rev) => {
+                    return Ok(Written {
+                        object: with_rv(new, rev),
+                        created,
+                        warnings: vec![],
+                    })
+                }
                 Err(StorageError::Conflict(now)) => current = now,
                 Err(StorageError::AlreadyExists) => {
-                    current = self.storage.get(&k).await.map_err(|e| storage_error(e, rt, name))?
+                    current = self
+                        .storage
+                        .get(&k)
+                        .await
+                        .map_err(|e| storage_error(e, rt, name))?
                 }
                 Err(StorageError::ClaimTaken(taken)) => {
                     let requested = self.services.requested_keys(&new);
@@ -290,7 +361,12 @@ impl Registry {
                 Err(e) => return Err(storage_error(e, rt, name)),
             }
         }
-        Err(ApiError::conflict(rt.group, rt.plural, name, "too many concurrent updates; try again"))
+        Err(ApiError::conflict(
+            rt.group,
+            rt.plural,
+            name,
+            "too many concurrent updates; try again",
+        ))
     }
 
     /// PUT: replace the object (or its status), honouring a resourceVersion
@@ -382,7 +458,10 @@ impl Registry {
         // An object being deleted may only lose finalizers, not gain new ones.
         if deletion_pending(old) {
             let old_f = finalizers(old);
-            let added: Vec<String> = finalizers(&new).into_iter().filter(|f| !old_f.contains(f)).collect();
+            let added: Vec<String> = finalizers(&new)
+                .into_iter()
+                .filter(|f| !old_f.contains(f))
+                .collect();
             if !added.is_empty() {
                 return Err(ApiError::invalid(
                     rt.group,
@@ -419,10 +498,15 @@ impl Registry {
             let obj = decode_kv(&kv)?;
             if let Some(uid) = &opts.precondition_uid {
                 if uid != meta::uid(&obj) {
-                    return Err(ApiError::conflict(rt.group, rt.plural, name, &format!(
+                    return Err(ApiError::conflict(
+                        rt.group,
+                        rt.plural,
+                        name,
+                        &format!(
                         "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
                         meta::uid(&obj)
-                    )));
+                    ),
+                    ));
                 }
             }
             if let Some(rv) = &opts.precondition_resource_version {
@@ -442,7 +526,11 @@ impl Registry {
                     key: k.clone(),
                     value: None,
                     expected: Some(kv.mod_revision),
-                    releases: if is_services(rt) { self.services.release(&obj) } else { vec![] },
+                    releases: if is_services(rt) {
+                        self.services.release(&obj)
+                    } else {
+                        vec![]
+                    },
                     ..Default::default()
                 },
                 (Some(updated), false) => Commit {
@@ -465,7 +553,12 @@ impl Registry {
                 Err(e) => return Err(storage_error(e, rt, name)),
             }
         }
-        Err(ApiError::conflict(rt.group, rt.plural, name, "too many concurrent updates; try again"))
+        Err(ApiError::conflict(
+            rt.group,
+            rt.plural,
+            name,
+            "too many concurrent updates; try again",
+        ))
     }
 }
 
@@ -488,7 +581,11 @@ fn deletion_step(rt: &ResourceType, obj: &Value, opts: &DeleteOptions) -> (Optio
             fins.push(pf.to_string());
             changed = true;
         }
-    } else if opts.propagation_policy.as_deref() == Some("Background") && fins.iter().any(|f| f == "orphan" || f == "foregroundDeletion") {
+    } else if opts.propagation_policy.as_deref() == Some("Background")
+        && fins
+            .iter()
+            .any(|f| f == "orphan" || f == "foregroundDeletion")
+    {
         fins.retain(|f| f != "orphan" && f != "foregroundDeletion");
         changed = true;
     }
@@ -497,7 +594,9 @@ fn deletion_step(rt: &ResourceType, obj: &Value, opts: &DeleteOptions) -> (Optio
         Some(default) => opts.grace_period_seconds.unwrap_or(default),
         None => 0,
     };
-    let current_grace = obj.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64);
+    let current_grace = obj
+        .pointer("/metadata/deletionGracePeriodSeconds")
+        .and_then(Value::as_i64);
     let blocked = rt.strategy.deletion_blocked(obj);
     if fins.is_empty() && grace == 0 && !blocked {
         return (None, true);
@@ -510,7 +609,10 @@ fn deletion_step(rt: &ResourceType, obj: &Value, opts: &DeleteOptions) -> (Optio
     let deadline = chrono::Utc::now() + chrono::Duration::seconds(grace);
     let shorten = current_grace.is_none_or(|g| grace < g);
     if !pending || shorten {
-        m.insert("deletionTimestamp".into(), json!(deadline.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)));
+        m.insert(
+            "deletionTimestamp".into(),
+            json!(deadline.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+        );
         m.insert("deletionGracePeriodSeconds".into(), json!(grace));
     }
     if fins.is_empty() {
@@ -532,13 +634,17 @@ fn same_object(a: &Value, b: &Value) -> bool {
         }
         v
     };
-    strip(a) == strip(b) && a.pointer("/metadata/managedFields") == b.pointer("/metadata/managedFields")
+    strip(a) == strip(b)
+        && a.pointer("/metadata/managedFields") == b.pointer("/metadata/managedFields")
         || (strip(a) == strip(b) && managed_equal_but_time(a, b))
 }
 
 fn managed_equal_but_time(a: &Value, b: &Value) -> bool {
     let strip_times = |v: &Value| -> Value {
-        let mut mf = v.pointer("/metadata/managedFields").cloned().unwrap_or(Value::Null);
+        let mut mf = v
+            .pointer("/metadata/managedFields")
+            .cloned()
+            .unwrap_or(Value::Null);
         if let Some(arr) = mf.as_array_mut() {
             for e in arr {
                 if let Some(o) = e.as_object_mut() {

@@ -75,6 +75,54 @@ pub struct ListOptions {
     pub timeout_seconds: Option<u64>,
 }
 
+impl ListOptions {
+    /// Kubernetes' `ValidateListOptions`: which combinations of resourceVersionMatch,
+    /// resourceVersion, continue and sendInitialEvents a list or a watch accepts. 422 for
+    /// `ListOptions.meta.k8s.io`, as Kubernetes answers.
+    pub fn validate(&self, watch: bool) -> Result<(), ApiError> {
+        use keelson_apimachinery::Cause;
+        let m = self.resource_version_match.as_str();
+        let mut causes = Vec::new();
+        let forbidden = |detail: &str| Cause::forbidden("resourceVersionMatch", detail);
+        if watch {
+            if self.send_initial_events && m != "NotOlderThan" {
+                causes.push(forbidden("sendInitialEvents requires setting resourceVersionMatch to NotOlderThan"));
+            }
+            if !m.is_empty() {
+                if m != "NotOlderThan" {
+                    causes.push(Cause::not_supported("resourceVersionMatch", &Value::from(m), &["NotOlderThan"]));
+                }
+                if !self.continue_token.is_empty() {
+                    causes.push(forbidden("resourceVersionMatch is forbidden when continue is provided"));
+                }
+            }
+        } else {
+            if !m.is_empty() {
+                if self.resource_version.is_empty() {
+                    causes.push(forbidden("resourceVersionMatch is forbidden unless resourceVersion is provided"));
+                }
+                if !self.continue_token.is_empty() {
+                    causes.push(forbidden("resourceVersionMatch is forbidden when continue is provided"));
+                }
+                if m != "Exact" && m != "NotOlderThan" {
+                    causes.push(Cause::not_supported("resourceVersionMatch", &Value::from(m), &["Exact", "NotOlderThan", ""]));
+                }
+                if m == "Exact" && self.resource_version == "0" {
+                    causes.push(forbidden("resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\""));
+                }
+            }
+            if self.send_initial_events {
+                causes.push(Cause::forbidden("sendInitialEvents", "sendInitialEvents is forbidden for list"));
+            }
+        }
+        if causes.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::invalid("meta.k8s.io", "ListOptions", "", causes))
+        }
+    }
+}
+
 /// `metav1.DeleteOptions`.
 #[derive(Debug, Clone, Default)]
 pub struct DeleteOptions {
@@ -96,10 +144,10 @@ impl DeleteOptions {
             return Err(ApiError::bad_request("DeleteOptions must be an object"));
         }
         if let Some(g) = body.get("gracePeriodSeconds").filter(|v| !v.is_null()) {
-            self.grace_period_seconds = Some(
-                g.as_i64()
-                    .ok_or_else(|| ApiError::bad_request("gracePeriodSeconds must be an integer"))?,
-            );
+            self.grace_period_seconds =
+                Some(g.as_i64().ok_or_else(|| {
+                    ApiError::bad_request("gracePeriodSeconds must be an integer")
+                })?);
         }
         if let Some(p) = body.get("propagationPolicy").and_then(Value::as_str) {
             self.propagation_policy = Some(p.to_string());
@@ -157,4 +205,39 @@ impl DeleteOptions {
 /// Kubernetes' boolean query parameters accept `true`, `1` and friends.
 pub fn parse_bool(s: &str) -> bool {
     matches!(s, "true" | "True" | "TRUE" | "1" | "t" | "T")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(rv: &str, m: &str, cont: &str, initial: bool) -> ListOptions {
+        ListOptions {
+            resource_version: rv.into(),
+            resource_version_match: m.into(),
+            continue_token: cont.into(),
+            send_initial_events: initial,
+            allow_bookmarks: true,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn list_options_combinations_like_kubernetes() {
+        assert!(opts("5", "Exact", "", false).validate(false).is_ok());
+        assert!(opts("", "", "", false).validate(false).is_ok());
+        assert!(opts("", "NotOlderThan", "", true).validate(true).is_ok());
+        for (o, watch) in [
+            (opts("", "Exact", "", false), false),
+            (opts("5", "Sometimes", "", false), false),
+            (opts("0", "Exact", "", false), false),
+            (opts("5", "Exact", "token", false), false),
+            (opts("", "", "", true), false),
+            (opts("", "", "", true), true),
+            (opts("", "Exact", "", true), true),
+        ] {
+            let e = o.validate(watch).unwrap_err();
+            assert_eq!((e.code, e.reason.as_str()), (422, "Invalid"), "{o:?}");
+        }
+    }
 }

@@ -1,6 +1,6 @@
 //! PATCH in its four content types, and managedFields bookkeeping for every write.
 
-use super::{fields, metadata, Registry, Written, WriteOptions};
+use super::{fields, metadata, Registry, WriteOptions, Written};
 use keelson_apimachinery::patch::{json_patch, merge_patch, schema, strategic};
 use keelson_apimachinery::{apply, meta, ApiError, Cause};
 use keelson_resources::{ResourceType, Subresource};
@@ -25,7 +25,7 @@ impl PatchType {
             _ => Err(ApiError::new(
                 415,
                 "UnsupportedMediaType",
-                format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json"),
+                "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json",
             )),
         }
     }
@@ -41,10 +41,26 @@ pub fn manager(opts: &WriteOptions) -> String {
 }
 
 /// Record in `new`'s managedFields the fields this (non-apply) write changed.
-pub fn track_fields(rt: &ResourceType, old: Option<&Value>, new: &mut Value, opts: &WriteOptions, subresource: &str) {
+pub fn track_fields(
+    rt: &ResourceType,
+    old: Option<&Value>,
+    new: &mut Value,
+    opts: &WriteOptions,
+    subresource: &str,
+) {
     let now = metadata::now_rfc3339();
     let ignore_status = rt.has(Subresource::Status) && subresource.is_empty();
-    *new = apply::track_update(old, new, &manager(opts), subresource, rt.group, rt.kind, &rt.api_version(), ignore_status, &now);
+    *new = apply::track_update(
+        old,
+        new,
+        &manager(opts),
+        subresource,
+        rt.group,
+        rt.kind,
+        &rt.api_version(),
+        ignore_status,
+        &now,
+    );
 }
 
 /// The group whose merge table a strategic merge patch uses. events.k8s.io Events are
@@ -79,13 +95,23 @@ impl Registry {
     ) -> Result<Written, ApiError> {
         let patch = parse_body(ptype, body)?;
         if ptype == PatchType::Strategic && !schema::supports(strategic_group(rt), rt.kind) {
-            return Err(ApiError::new(415, "UnsupportedMediaType", format!(
-                "strategic merge patch is not supported for {}", rt.group_resource()
-            )));
+            return Err(ApiError::new(
+                415,
+                "UnsupportedMediaType",
+                format!(
+                    "strategic merge patch is not supported for {}",
+                    rt.group_resource()
+                ),
+            ));
         }
         if ptype == PatchType::Apply {
             if opts.field_manager.is_empty() {
-                return Err(ApiError::invalid(rt.group, rt.kind, name, vec![Cause::required("fieldManager")]));
+                return Err(ApiError::invalid(
+                    rt.group,
+                    rt.kind,
+                    name,
+                    vec![Cause::required("fieldManager")],
+                ));
             }
             if !patch.is_object() {
                 return Err(ApiError::bad_request("apply patch must be an object"));
@@ -99,7 +125,17 @@ impl Registry {
         let mut w = self
             .guaranteed_update(rt, ns, name, opts.dry_run, |old| {
                 warnings.clear();
-                self.patched(rt, ns, name, subresource, ptype, &patch, old, opts, &mut warnings)
+                self.patched(
+                    rt,
+                    ns,
+                    name,
+                    subresource,
+                    ptype,
+                    &patch,
+                    old,
+                    opts,
+                    &mut warnings,
+                )
             })
             .await?;
         w.warnings = warnings;
@@ -131,13 +167,35 @@ impl Registry {
                     "the name of the object ({applied_name}) does not match the name on the URL ({name})"
                 )));
             }
-            warnings.extend(fields::check_unknown(rt, &mut applied, opts.field_validation)?);
+            warnings.extend(fields::check_unknown(
+                rt,
+                &mut applied,
+                opts.field_validation,
+            )?);
             let ignore_status = rt.has(Subresource::Status) && subresource.is_empty();
             let now = metadata::now_rfc3339();
             let merged = match (old, subresource) {
-                (Some(live), "status") => apply::apply_to_subresource(live, &applied, &opts.field_manager, "status", opts.force, rt.group, rt.kind, &now)?,
+                (Some(live), "status") => apply::apply_to_subresource(
+                    live,
+                    &applied,
+                    &opts.field_manager,
+                    "status",
+                    opts.force,
+                    rt.group,
+                    rt.kind,
+                    &now,
+                )?,
                 (None, "status") => return Err(ApiError::not_found(rt.group, rt.plural, name)),
-                _ => apply::apply(old, &applied, &opts.field_manager, opts.force, rt.group, rt.kind, ignore_status, &now)?,
+                _ => apply::apply(
+                    old,
+                    &applied,
+                    &opts.field_manager,
+                    opts.force,
+                    rt.group,
+                    rt.kind,
+                    ignore_status,
+                    &now,
+                )?,
             };
             return match old {
                 None => {
@@ -168,16 +226,30 @@ impl Registry {
         metadata::check_type(rt, &mut new)?;
         metadata::check_namespace(rt, &mut new, ns)?;
         if meta::name(&new) != name {
-            return Err(ApiError::invalid(rt.group, rt.kind, name, vec![Cause::immutable("metadata.name", &json!(meta::name(&new)))]));
+            return Err(ApiError::invalid(
+                rt.group,
+                rt.kind,
+                name,
+                vec![Cause::immutable("metadata.name", &json!(meta::name(&new)))],
+            ));
         }
         warnings.extend(fields::check_unknown(rt, &mut new, opts.field_validation)?);
         // A patch may carry a resourceVersion precondition.
         let precondition = meta::resource_version(&new).to_string();
-        let precondition = if precondition == meta::resource_version(old) { String::new() } else { precondition };
+        let precondition = if precondition == meta::resource_version(old) {
+            String::new()
+        } else {
+            precondition
+        };
         self.apply_update(rt, Some(old), new, &precondition, subresource, opts)
     }
 
-    pub(crate) fn admit_public(&self, rt: &ResourceType, obj: &mut Value, old: Option<&Value>) -> Result<(), ApiError> {
+    pub(crate) fn admit_public(
+        &self,
+        rt: &ResourceType,
+        obj: &mut Value,
+        old: Option<&Value>,
+    ) -> Result<(), ApiError> {
         self.admit(rt, obj, old)
     }
 

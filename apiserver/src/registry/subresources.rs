@@ -13,17 +13,30 @@ use serde_json::{json, Value};
 pub fn to_scale(obj: &Value) -> Value {
     let selector = match obj.pointer("/spec/selector") {
         // ReplicationControllers have a plain map selector.
-        Some(Value::Object(m)) if !m.contains_key("matchLabels") && !m.contains_key("matchExpressions") => {
-            let mut pairs: Vec<String> = m.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(""))).collect();
+        Some(Value::Object(m))
+            if !m.contains_key("matchLabels") && !m.contains_key("matchExpressions") =>
+        {
+            let mut pairs: Vec<String> = m
+                .iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                .collect();
             pairs.sort();
             pairs.join(",")
         }
-        Some(sel) => LabelSelector::from_object(sel).map(|s| s.to_string()).unwrap_or_default(),
+        Some(sel) => LabelSelector::from_object(sel)
+            .map(|s| s.to_string())
+            .unwrap_or_default(),
         None => String::new(),
     };
     let m = obj.get("metadata").cloned().unwrap_or(json!({}));
     let mut scale_meta = json!({});
-    for f in ["name", "namespace", "uid", "resourceVersion", "creationTimestamp"] {
+    for f in [
+        "name",
+        "namespace",
+        "uid",
+        "resourceVersion",
+        "creationTimestamp",
+    ] {
         if let Some(v) = m.get(f) {
             scale_meta[f] = v.clone();
         }
@@ -45,7 +58,12 @@ fn success(code: u16) -> Value {
 }
 
 impl Registry {
-    pub async fn get_scale(&self, rt: &ResourceType, ns: &str, name: &str) -> Result<Value, ApiError> {
+    pub async fn get_scale(
+        &self,
+        rt: &ResourceType,
+        ns: &str,
+        name: &str,
+    ) -> Result<Value, ApiError> {
         Ok(to_scale(&self.get(rt, ns, name).await?))
     }
 
@@ -68,18 +86,32 @@ impl Registry {
                     ScaleChange::Patch(PatchType::Json, p) => json_patch::apply(&current, p)?,
                     ScaleChange::Patch(_, p) => merge_patch::apply(&current, p),
                 };
-                let _ = super::fields::check_kind("autoscaling", "Scale", "v1", &mut wanted, opts.field_validation)?;
+                let _ = super::fields::check_kind(
+                    "autoscaling",
+                    "Scale",
+                    "v1",
+                    &mut wanted,
+                    opts.field_validation,
+                )?;
                 let rv = meta::resource_version(&wanted);
                 if !rv.is_empty() && rv != meta::resource_version(old) {
                     return Err(ApiError::stale(rt.group, rt.plural, name));
                 }
-                let replicas = wanted.pointer("/spec/replicas").cloned().unwrap_or(json!(0));
+                let replicas = wanted
+                    .pointer("/spec/replicas")
+                    .cloned()
+                    .unwrap_or(json!(0));
                 if replicas.as_i64().is_none_or(|r| r < 0) {
-                    return Err(ApiError::invalid("autoscaling", "Scale", name, vec![Cause::invalid(
-                        "spec.replicas",
-                        &replicas,
-                        "must be greater than or equal to 0",
-                    )]));
+                    return Err(ApiError::invalid(
+                        "autoscaling",
+                        "Scale",
+                        name,
+                        vec![Cause::invalid(
+                            "spec.replicas",
+                            &replicas,
+                            "must be greater than or equal to 0",
+                        )],
+                    ));
                 }
                 let mut new = old.clone();
                 new["spec"]["replicas"] = replicas;
@@ -90,14 +122,38 @@ impl Registry {
     }
 
     /// `pods/binding`: assign a pod to a node, once.
-    pub async fn bind(&self, rt: &'static ResourceType, ns: &str, name: &str, binding: &Value, opts: &WriteOptions) -> Result<Value, ApiError> {
-        let node = binding.pointer("/target/name").and_then(Value::as_str).unwrap_or("").to_string();
+    pub async fn bind(
+        &self,
+        rt: &'static ResourceType,
+        ns: &str,
+        name: &str,
+        binding: &Value,
+        opts: &WriteOptions,
+    ) -> Result<Value, ApiError> {
+        let node = binding
+            .pointer("/target/name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
         if node.is_empty() {
-            return Err(ApiError::invalid("", "Binding", name, vec![Cause::required("target.name")]));
+            return Err(ApiError::invalid(
+                "",
+                "Binding",
+                name,
+                vec![Cause::required("target.name")],
+            ));
         }
-        let kind = binding.pointer("/target/kind").and_then(Value::as_str).unwrap_or("Node");
+        let kind = binding
+            .pointer("/target/kind")
+            .and_then(Value::as_str)
+            .unwrap_or("Node");
         if kind != "Node" && !kind.is_empty() {
-            return Err(ApiError::invalid("", "Binding", name, vec![Cause::not_supported("target.kind", &json!(kind), &["Node"])]));
+            return Err(ApiError::invalid(
+                "",
+                "Binding",
+                name,
+                vec![Cause::not_supported("target.kind", &json!(kind), &["Node"])],
+            ));
         }
         self.guaranteed_update(rt, ns, name, opts.dry_run, |old| {
             let old = old.ok_or_else(|| ApiError::not_found(rt.group, rt.plural, name))?;
@@ -141,7 +197,10 @@ impl Registry {
         let items = self.list(rt, ns, list).await?.items;
         let mut deleted = Vec::new();
         for item in items {
-            match self.delete(rt, meta::namespace(&item), meta::name(&item), opts).await {
+            match self
+                .delete(rt, meta::namespace(&item), meta::name(&item), opts)
+                .await
+            {
                 Ok(obj) => deleted.push(obj),
                 Err(e) if e.code == 404 => {}
                 Err(e) => return Err(e),
@@ -157,13 +216,20 @@ pub enum ScaleChange<'a> {
     Patch(PatchType, &'a Value),
 }
 
-
 impl Registry {
     /// `namespaces/<name>/finalize`: replace `spec.finalizers`; a terminating namespace
     /// with no finalizers left is removed.
-    pub async fn finalize_namespace(&self, name: &str, body: &Value, opts: &WriteOptions) -> Result<Value, ApiError> {
+    pub async fn finalize_namespace(
+        &self,
+        name: &str,
+        body: &Value,
+        opts: &WriteOptions,
+    ) -> Result<Value, ApiError> {
         let rt = keelson_resources::find("", "namespaces").expect("namespaces are served");
-        let fins = body.pointer("/spec/finalizers").cloned().unwrap_or(json!([]));
+        let fins = body
+            .pointer("/spec/finalizers")
+            .cloned()
+            .unwrap_or(json!([]));
         let w = self
             .guaranteed_update(rt, "", name, opts.dry_run, |old| {
                 let old = old.ok_or_else(|| ApiError::not_found("", "namespaces", name))?;

@@ -32,7 +32,11 @@ pub struct WatchEvent {
 
 impl WatchEvent {
     pub fn new(kind: &'static str, object: Value) -> Self {
-        WatchEvent { kind, object: Arc::new(object), json: None }
+        WatchEvent {
+            kind,
+            object: Arc::new(object),
+            json: None,
+        }
     }
 
     /// The object as JSON, encoding it only if no watcher has yet.
@@ -64,12 +68,24 @@ fn translate(ev: &RawEvent, prefix: &str, filter: &Filter) -> Option<WatchEvent>
     let now = ev.object.as_ref().filter(|o| filter.matches(o));
     let before = ev.prev.as_deref().is_some_and(|o| filter.matches(o));
     match (ev.change, now, before) {
-        (Change::Put, Some(o), false) => Some(WatchEvent { kind: "ADDED", object: o.clone(), json: ev.object_json() }),
-        (Change::Put, Some(o), true) => Some(WatchEvent { kind: "MODIFIED", object: o.clone(), json: ev.object_json() }),
+        (Change::Put, Some(o), false) => Some(WatchEvent {
+            kind: "ADDED",
+            object: o.clone(),
+            json: ev.object_json(),
+        }),
+        (Change::Put, Some(o), true) => Some(WatchEvent {
+            kind: "MODIFIED",
+            object: o.clone(),
+            json: ev.object_json(),
+        }),
         (_, None, true) => {
             // Deleted, or no longer matching: the last state, at the event's revision.
             let (o, json) = ev.deleted_form()?;
-            Some(WatchEvent { kind: "DELETED", object: o, json: Some(json) })
+            Some(WatchEvent {
+                kind: "DELETED",
+                object: o,
+                json: Some(json),
+            })
         }
         _ => None,
     }
@@ -80,7 +96,10 @@ fn bookmark(rt: &ResourceType, rv: i64, initial_end: bool) -> WatchEvent {
     if initial_end {
         m["annotations"] = json!({"k8s.io/initial-events-end": "true"});
     }
-    WatchEvent::new("BOOKMARK", json!({"kind": rt.kind, "apiVersion": rt.api_version(), "metadata": m}))
+    WatchEvent::new(
+        "BOOKMARK",
+        json!({"kind": rt.kind, "apiVersion": rt.api_version(), "metadata": m}),
+    )
 }
 
 impl Registry {
@@ -94,25 +113,43 @@ impl Registry {
     ) -> Result<ReceiverStream<WatchEvent>, ApiError> {
         let filter = Filter::new(rt, ns, opts)?;
         let prefix = collection_prefix(rt, ns);
-        let initial = opts.send_initial_events || opts.resource_version.is_empty() || opts.resource_version == "0";
+        let initial = opts.send_initial_events
+            || opts.resource_version.is_empty()
+            || opts.resource_version == "0";
         if opts.send_initial_events && !opts.allow_bookmarks {
-            return Err(ApiError::invalid("", "ListOptions", "", vec![keelson_apimachinery::Cause::forbidden(
-                "allowWatchBookmarks",
-                "sendInitialEvents requires setting allowWatchBookmarks to true",
-            )]));
+            return Err(ApiError::invalid(
+                "",
+                "ListOptions",
+                "",
+                vec![keelson_apimachinery::Cause::forbidden(
+                    "allowWatchBookmarks",
+                    "sendInitialEvents requires setting allowWatchBookmarks to true",
+                )],
+            ));
         }
         let (tx, rx) = mpsc::channel(256);
         let mut after = if initial {
             0
         } else {
             opts.resource_version.parse::<i64>().map_err(|_| {
-                ApiError::bad_request(format!("invalid resource version: {:?}", opts.resource_version))
+                ApiError::bad_request(format!(
+                    "invalid resource version: {:?}",
+                    opts.resource_version
+                ))
             })?
         };
         let mut initial_events = Vec::new();
         if initial {
             let all = self
-                .list(rt, ns, &ListOptions { label_selector: opts.label_selector.clone(), field_selector: opts.field_selector.clone(), ..Default::default() })
+                .list(
+                    rt,
+                    ns,
+                    &ListOptions {
+                        label_selector: opts.label_selector.clone(),
+                        field_selector: opts.field_selector.clone(),
+                        ..Default::default()
+                    },
+                )
                 .await?;
             after = all.resource_version;
             initial_events = all.items;
@@ -127,7 +164,10 @@ impl Registry {
         let this = self.clone();
         let send_initial_end = opts.send_initial_events;
         let bookmarks = opts.allow_bookmarks;
-        let timeout = opts.timeout_seconds.map(Duration::from_secs).unwrap_or(Duration::from_secs(30 * 60));
+        let timeout = opts
+            .timeout_seconds
+            .map(Duration::from_secs)
+            .unwrap_or(Duration::from_secs(30 * 60));
         this.storage_metrics_watcher(true);
         tokio::spawn(async move {
             let deadline = tokio::time::Instant::now() + timeout;
@@ -139,7 +179,8 @@ impl Registry {
                     tx.send(bookmark(rt, after, true)).await.ok()?;
                 }
                 let Some(sub) = subscription else {
-                    let status = ApiError::gone(format!("too old resource version: {after}")).to_status();
+                    let status =
+                        ApiError::gone(format!("too old resource version: {after}")).to_status();
                     tx.send(WatchEvent::new("ERROR", status)).await.ok()?;
                     return None;
                 };
@@ -251,33 +292,73 @@ mod tests {
     use super::*;
 
     fn rv_of(obj: &Value) -> i64 {
-        keelson_apimachinery::meta::resource_version(obj).parse().unwrap_or(0)
+        keelson_apimachinery::meta::resource_version(obj)
+            .parse()
+            .unwrap_or(0)
     }
 
     fn filter(sel: &str) -> Filter {
         let rt = keelson_resources::find("", "configmaps").unwrap();
-        Filter::new(rt, "default", &ListOptions { label_selector: sel.into(), ..Default::default() }).unwrap()
+        Filter::new(
+            rt,
+            "default",
+            &ListOptions {
+                label_selector: sel.into(),
+                ..Default::default()
+            },
+        )
+        .unwrap()
     }
 
-    fn raw(revision: i64, key: String, object: Option<Arc<Value>>, prev: Option<Arc<Value>>) -> RawEvent {
-        RawEvent { revision, key, change: Change::Put, object, prev, object_json: Default::default(), deleted: Default::default() }
+    fn raw(
+        revision: i64,
+        key: String,
+        object: Option<Arc<Value>>,
+        prev: Option<Arc<Value>>,
+    ) -> RawEvent {
+        RawEvent {
+            revision,
+            key,
+            change: Change::Put,
+            object,
+            prev,
+            object_json: Default::default(),
+            deleted: Default::default(),
+        }
     }
 
     fn cm(labels: Value, rv: i64) -> Arc<Value> {
-        Arc::new(json!({"metadata": {"name": "a", "namespace": "default", "labels": labels, "resourceVersion": rv.to_string()}}))
+        Arc::new(
+            json!({"metadata": {"name": "a", "namespace": "default", "labels": labels, "resourceVersion": rv.to_string()}}),
+        )
     }
 
     #[test]
     fn selector_changes_become_added_and_deleted() {
         let f = filter("app=web");
         let p = "/registry/configmaps/default/";
-        let leave = raw(7, format!("{p}a"), Some(cm(json!({"app": "db"}), 7)), Some(cm(json!({"app": "web"}), 5)));
+        let leave = raw(
+            7,
+            format!("{p}a"),
+            Some(cm(json!({"app": "db"}), 7)),
+            Some(cm(json!({"app": "web"}), 5)),
+        );
         let we = translate(&leave, p, &f).unwrap();
         assert_eq!(we.kind, "DELETED");
         assert_eq!(rv_of(&we.object), 7);
-        let enter = raw(8, format!("{p}a"), Some(cm(json!({"app": "web"}), 8)), Some(cm(json!({"app": "db"}), 7)));
+        let enter = raw(
+            8,
+            format!("{p}a"),
+            Some(cm(json!({"app": "web"}), 8)),
+            Some(cm(json!({"app": "db"}), 7)),
+        );
         assert_eq!(translate(&enter, p, &f).unwrap().kind, "ADDED");
-        let other_ns = raw(9, "/registry/configmaps/other/a".into(), Some(cm(json!({"app": "web"}), 9)), None);
+        let other_ns = raw(
+            9,
+            "/registry/configmaps/other/a".into(),
+            Some(cm(json!({"app": "web"}), 9)),
+            None,
+        );
         assert!(translate(&other_ns, p, &f).is_none());
     }
 }
