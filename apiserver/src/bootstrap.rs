@@ -67,10 +67,14 @@ pub async fn system_objects(registry: &Registry, secure_port: u16) -> anyhow::Re
 pub async fn endpoints_reconciler(
     registry: Registry,
     storage: Storage,
-    advertise_ip: String,
+    advertise_ip: std::net::IpAddr,
     port: u16,
 ) {
-    let key = format!("{MASTER_LEASES}{advertise_ip}");
+    if advertise_ip.is_loopback() {
+        tracing::warn!(%advertise_ip, "not publishing default/kubernetes endpoints: the advertise address is loopback (set --advertise-address)");
+        return;
+    }
+    let key = format!("{MASTER_LEASES}{advertise_ip}:{port}");
     let mut lease = None;
     loop {
         if lease
@@ -85,39 +89,61 @@ pub async fn endpoints_reconciler(
                 Err(e) => tracing::warn!(error = %e, "could not announce this apiserver"),
             }
         }
-        if let Err(e) = reconcile_endpoints(&registry, &storage, port).await {
+        if let Err(e) = reconcile_endpoints(&registry, &storage).await {
             tracing::warn!(error = %e, "reconciling default/kubernetes endpoints");
         }
         tokio::time::sleep(Duration::from_secs(5)).await;
     }
 }
 
-async fn reconcile_endpoints(
-    registry: &Registry,
-    storage: &Storage,
-    port: u16,
-) -> anyhow::Result<()> {
+/// The live apiservers as port -> sorted addresses, from their lease keys `<ip>:<port>`.
+fn live_apiservers(keys: &[String]) -> std::collections::BTreeMap<u16, Vec<String>> {
+    let mut by_port: std::collections::BTreeMap<u16, Vec<String>> = Default::default();
+    for k in keys {
+        if let Some((ip, port)) = k
+            .rsplit_once(':')
+            .and_then(|(ip, p)| Some((ip, p.parse::<u16>().ok()?)))
+        {
+            by_port.entry(port).or_default().push(ip.to_string());
+        }
+    }
+    for ips in by_port.values_mut() {
+        ips.sort();
+        ips.dedup();
+    }
+    by_port
+}
+
+async fn reconcile_endpoints(registry: &Registry, storage: &Storage) -> anyhow::Result<()> {
     let page = storage.list(MASTER_LEASES, "", 0, 0).await?;
-    let mut ips: Vec<String> = page
+    let keys: Vec<String> = page
         .kvs
         .iter()
         .filter_map(|kv| kv.key.strip_prefix(MASTER_LEASES).map(String::from))
         .collect();
-    ips.sort();
-    if ips.is_empty() {
+    let live = live_apiservers(&keys);
+    let Some((first_port, first_ips)) = live.iter().next() else {
         return Ok(());
-    }
-    let addresses: Vec<Value> = ips.iter().map(|ip| json!({"ip": ip})).collect();
+    };
+    // Apiservers normally share one port; when several run on one host they differ,
+    // and each port gets its own subset.
+    let subsets: Vec<Value> = live
+        .iter()
+        .map(|(port, ips)| {
+            let addresses: Vec<Value> = ips.iter().map(|ip| json!({"ip": ip})).collect();
+            json!({"addresses": addresses, "ports": [{"name": "https", "port": port, "protocol": "TCP"}]})
+        })
+        .collect();
     let eps = json!({
         "apiVersion": "v1",
         "kind": "Endpoints",
         "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
-        "subsets": [{"addresses": addresses, "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}],
+        "subsets": subsets,
     });
     let rt = find("", "endpoints").ok_or_else(|| anyhow::anyhow!("endpoints not served"))?;
     upsert(registry, rt, eps).await?;
     if let Some(rt) = find("discovery.k8s.io", "endpointslices") {
-        let endpoints: Vec<Value> = ips
+        let endpoints: Vec<Value> = first_ips
             .iter()
             .map(|ip| json!({"addresses": [ip], "conditions": {"ready": true}}))
             .collect();
@@ -127,7 +153,7 @@ async fn reconcile_endpoints(
             "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"kubernetes.io/service-name": "kubernetes"}},
             "addressType": "IPv4",
             "endpoints": endpoints,
-            "ports": [{"name": "https", "port": port, "protocol": "TCP"}],
+            "ports": [{"name": "https", "port": first_port, "protocol": "TCP"}],
         });
         upsert(registry, rt, slice).await?;
     }
@@ -178,5 +204,24 @@ pub async fn compactor(storage: Storage, interval: Duration) {
             }
         }
         previous = Some(now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn live_apiservers_group_by_port() {
+        let keys = vec![
+            "10.0.0.2:6443".to_string(),
+            "10.0.0.1:6443".into(),
+            "10.0.0.1:7443".into(),
+            "junk".into(),
+        ];
+        let live = live_apiservers(&keys);
+        assert_eq!(live[&6443], vec!["10.0.0.1", "10.0.0.2"]);
+        assert_eq!(live[&7443], vec!["10.0.0.1"]);
+        assert_eq!(live.len(), 2);
     }
 }

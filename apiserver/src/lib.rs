@@ -133,11 +133,7 @@ pub async fn start(
     let addr = listener.local_addr()?;
     let advertise = config
         .advertise_address
-        .unwrap_or(if config.bind_address.is_unspecified() {
-            IpAddr::from([127, 0, 0, 1])
-        } else {
-            config.bind_address
-        });
+        .unwrap_or_else(|| default_advertise_address(config.bind_address));
 
     let state = Arc::new(http::ApiState {
         registry: registry.clone(),
@@ -162,7 +158,7 @@ pub async fn start(
     tokio::spawn(bootstrap::endpoints_reconciler(
         registry.clone(),
         storage.clone(),
-        advertise.to_string(),
+        advertise,
         addr.port(),
     ));
     tokio::spawn(bootstrap::compactor(
@@ -178,6 +174,49 @@ pub async fn start(
     tracing::info!(%addr, "keelson-apiserver serving");
     let task = tokio::spawn(server.serve(listener, shutdown));
     Ok(Running { addr, task })
+}
+
+/// Like kube-apiserver: the bind address when it is a real one, else the host's first
+/// global IPv4 address, else loopback (then the `kubernetes` Endpoints are left out,
+/// since Endpoints may not name loopback addresses).
+fn default_advertise_address(bind: IpAddr) -> IpAddr {
+    if !bind.is_unspecified() && !bind.is_loopback() {
+        return bind;
+    }
+    host_ipv4()
+        .map(IpAddr::V4)
+        .unwrap_or(IpAddr::from([127, 0, 0, 1]))
+}
+
+/// The first non-loopback, non-link-local IPv4 address of an up interface.
+fn host_ipv4() -> Option<std::net::Ipv4Addr> {
+    let mut addrs: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills a list we free with freeifaddrs; we only read it.
+    unsafe {
+        if libc::getifaddrs(&mut addrs) != 0 {
+            return None;
+        }
+        let mut found = None;
+        let mut cur = addrs;
+        while !cur.is_null() {
+            let ifa = &*cur;
+            let up = ifa.ifa_flags & (libc::IFF_UP as u32) != 0;
+            if up
+                && !ifa.ifa_addr.is_null()
+                && i32::from((*ifa.ifa_addr).sa_family) == libc::AF_INET
+            {
+                let sin = &*(ifa.ifa_addr as *const libc::sockaddr_in);
+                let ip = std::net::Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
+                if !ip.is_loopback() && !ip.is_link_local() && !ip.is_unspecified() {
+                    found = Some(ip);
+                    break;
+                }
+            }
+            cur = ifa.ifa_next;
+        }
+        libc::freeifaddrs(addrs);
+        found
+    }
 }
 
 /// Resolves on SIGTERM or SIGINT.

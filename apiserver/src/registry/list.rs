@@ -123,6 +123,7 @@ impl Registry {
         ns: &str,
         opts: &ListOptions,
     ) -> Result<ListResult, ApiError> {
+        opts.validate(false)?;
         let filter = Filter::new(rt, ns, opts)?;
         let prefix = collection_prefix(rt, ns);
         let (mut start, mut revision) = if !opts.continue_token.is_empty() {

@@ -86,33 +86,54 @@ impl ListOptions {
         let forbidden = |detail: &str| Cause::forbidden("resourceVersionMatch", detail);
         if watch {
             if self.send_initial_events && m != "NotOlderThan" {
-                causes.push(forbidden("sendInitialEvents requires setting resourceVersionMatch to NotOlderThan"));
+                causes.push(forbidden(
+                    "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
+                ));
             }
             if !m.is_empty() {
                 if m != "NotOlderThan" {
-                    causes.push(Cause::not_supported("resourceVersionMatch", &Value::from(m), &["NotOlderThan"]));
+                    causes.push(Cause::not_supported(
+                        "resourceVersionMatch",
+                        &Value::from(m),
+                        &["NotOlderThan"],
+                    ));
                 }
                 if !self.continue_token.is_empty() {
-                    causes.push(forbidden("resourceVersionMatch is forbidden when continue is provided"));
+                    causes.push(forbidden(
+                        "resourceVersionMatch is forbidden when continue is provided",
+                    ));
                 }
             }
         } else {
             if !m.is_empty() {
                 if self.resource_version.is_empty() {
-                    causes.push(forbidden("resourceVersionMatch is forbidden unless resourceVersion is provided"));
+                    causes.push(forbidden(
+                        "resourceVersionMatch is forbidden unless resourceVersion is provided",
+                    ));
                 }
                 if !self.continue_token.is_empty() {
-                    causes.push(forbidden("resourceVersionMatch is forbidden when continue is provided"));
+                    causes.push(forbidden(
+                        "resourceVersionMatch is forbidden when continue is provided",
+                    ));
                 }
                 if m != "Exact" && m != "NotOlderThan" {
-                    causes.push(Cause::not_supported("resourceVersionMatch", &Value::from(m), &["Exact", "NotOlderThan", ""]));
+                    causes.push(Cause::not_supported(
+                        "resourceVersionMatch",
+                        &Value::from(m),
+                        &["Exact", "NotOlderThan", ""],
+                    ));
                 }
                 if m == "Exact" && self.resource_version == "0" {
-                    causes.push(forbidden("resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\""));
+                    causes.push(forbidden(
+                        "resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\"",
+                    ));
                 }
             }
             if self.send_initial_events {
-                causes.push(Cause::forbidden("sendInitialEvents", "sendInitialEvents is forbidden for list"));
+                causes.push(Cause::forbidden(
+                    "sendInitialEvents",
+                    "sendInitialEvents is forbidden for list",
+                ));
             }
         }
         if causes.is_empty() {

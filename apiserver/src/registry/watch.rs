@@ -116,6 +116,7 @@ impl Registry {
         let initial = opts.send_initial_events
             || opts.resource_version.is_empty()
             || opts.resource_version == "0";
+        opts.validate(true)?;
         if opts.send_initial_events && !opts.allow_bookmarks {
             return Err(ApiError::invalid(
                 "",
