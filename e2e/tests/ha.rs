@@ -88,7 +88,7 @@ fn two_apiservers_share_state_allocations_and_endpoints() {
 
     // A write through one is read and watched through the other.
     ok(kubectl_at(&c, &a, &["create", "namespace", "ha"], None));
-    let mut watch = std::process::Command::new("kubectl")
+    let watch = std::process::Command::new("kubectl")
         .args([
             "get",
             "configmaps",
