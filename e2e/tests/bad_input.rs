@@ -927,15 +927,20 @@ async fn invalid_selectors_are_bad_requests() {
     )
     .await
     .expect_status(400, "BadRequest");
-    raw(
-        &client,
-        "GET",
-        &list("resourceVersion=1&resourceVersionMatch=Sometimes"),
-        None,
-        Vec::new(),
-    )
-    .await
-    .expect_status(400, "BadRequest");
+    // Combinations of list options Kubernetes' ValidateListOptions refuses: 422.
+    for q in [
+        "resourceVersion=1&resourceVersionMatch=Sometimes",
+        "resourceVersionMatch=Exact",
+        "resourceVersion=0&resourceVersionMatch=Exact",
+        "sendInitialEvents=true",
+        "watch=true&resourceVersionMatch=Exact&sendInitialEvents=true&allowWatchBookmarks=true",
+        "watch=true&sendInitialEvents=true&allowWatchBookmarks=true",
+    ] {
+        let s = raw(&client, "GET", &list(q), None, Vec::new())
+            .await
+            .expect_status(422, "Invalid");
+        assert_eq!(s["details"]["kind"], "ListOptions", "{q}: {s}");
+    }
     // kubectl surfaces the same errors.
     let err = fails(c.kubectl_with(
         "kubectl",

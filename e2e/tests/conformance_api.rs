@@ -1090,7 +1090,6 @@ async fn kubernetes_service_exists() {
 
 /// `default/kubernetes` Endpoints name the live apiserver.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "testkit's apiservers advertise 127.0.0.1, which Endpoints validation rejects (as Kubernetes' does); needs a non-loopback --advertise-address"]
 async fn kubernetes_endpoints_name_the_apiserver() {
     let (c, client) = shared().await;
     let eps = Api::<Endpoints>::namespaced(client, "default");
