@@ -726,13 +726,12 @@ async fn missing_and_terminating_namespaces() {
     )
     .await;
     let s = r.expect_status(403, "Forbidden");
-    assert!(
-        s["message"]
-            .as_str()
-            .unwrap()
-            .contains("because it is being terminated"),
+    assert_eq!(
+        s["message"],
+        format!("configmaps \"late\" is forbidden: unable to create new content in namespace {ns} because it is being terminated"),
         "{s}"
     );
+    assert_eq!(s["details"]["name"], "late", "{s}");
     // Server-side apply would create too: also refused.
     let apply = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "late"}});
     let s = status_of(

@@ -139,7 +139,12 @@ impl Registry {
     }
 
     /// NamespaceLifecycle admission: the namespace must exist and not be terminating.
-    async fn admit_namespace(&self, rt: &ResourceType, ns: &str) -> Result<(), ApiError> {
+    async fn admit_namespace(
+        &self,
+        rt: &ResourceType,
+        ns: &str,
+        name: &str,
+    ) -> Result<(), ApiError> {
         if !rt.namespaced {
             return Ok(());
         }
@@ -155,11 +160,10 @@ impl Registry {
             || nso.pointer("/status/phase").and_then(Value::as_str) == Some("Terminating")
         {
             return Err(ApiError::forbidden(format!(
-                "{} \"{}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
-                rt.plural,
-                "",
+                "{} \"{name}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
+                rt.group_resource(),
             ))
-            .with_details(rt.group, rt.plural, "")
+            .with_details(rt.group, rt.plural, name)
             .tap_reason("Forbidden"));
         }
         Ok(())
@@ -175,7 +179,7 @@ impl Registry {
         name: &str,
     ) -> Result<(), ApiError> {
         match self.get(rt, ns, name).await {
-            Err(e) if e.code == 404 => self.admit_namespace(rt, ns).await,
+            Err(e) if e.code == 404 => self.admit_namespace(rt, ns, name).await,
             _ => Ok(()),
         }
     }
@@ -219,7 +223,8 @@ impl Registry {
         metadata::prepare_create(rt, &mut obj)?;
         rt.strategy.prepare_for_create(&mut obj);
         self.admit(rt, &mut obj, None)?;
-        self.admit_namespace(rt, meta::namespace(&obj)).await?;
+        self.admit_namespace(rt, meta::namespace(&obj), meta::name(&obj))
+            .await?;
         patching::track_fields(rt, None, &mut obj, opts, "");
         let name = meta::name(&obj).to_string();
         let k = key(rt, meta::namespace(&obj), &name);
