@@ -17,6 +17,11 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::{LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
+/// Signals for [`Proc::signal`].
+pub mod signal {
+    pub use libc::{SIGCONT, SIGKILL, SIGSTOP, SIGTERM};
+}
+
 static PIDS: Mutex<Vec<u32>> = Mutex::new(Vec::new());
 static HOOK: std::sync::Once = std::sync::Once::new();
 
