@@ -183,7 +183,11 @@ async fn upsert(
 
 /// Compact etcd history every `interval`, to the revision seen one interval earlier (as
 /// Kubernetes does), so watches and continue tokens older than that get 410 Gone.
-pub async fn compactor(storage: Storage, interval: Duration) {
+pub async fn compactor(
+    storage: Storage,
+    cache: std::sync::Arc<crate::watch_cache::WatchCache>,
+    interval: Duration,
+) {
     if interval.is_zero() {
         return;
     }
@@ -198,6 +202,9 @@ pub async fn compactor(storage: Storage, interval: Duration) {
             }
         };
         if let Some(rev) = previous {
+            // The watch window forgets the compacted history too, so a watch from before
+            // it gets 410 Gone here as it would from etcd (and memory stays bounded).
+            cache.forget_through(rev);
             match storage.compact(rev).await {
                 Ok(()) => tracing::info!(revision = rev, "compacted etcd"),
                 Err(e) => tracing::debug!(error = %e, "compaction skipped"),

@@ -163,6 +163,7 @@ pub async fn start(
     ));
     tokio::spawn(bootstrap::compactor(
         storage,
+        registry.cache.clone(),
         config.etcd_compaction_interval,
     ));
     // Building the OpenAPI documents allocates far more than it keeps; hand the freed

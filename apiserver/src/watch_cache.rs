@@ -204,6 +204,16 @@ impl WatchCache {
         Ok(cache)
     }
 
+    /// Drop events at or below `revision` (compacted in etcd): watches from before it
+    /// then go to etcd and get 410 Gone.
+    pub fn forget_through(&self, revision: i64) {
+        let mut w = self.window.lock().expect("window");
+        while w.events.front().is_some_and(|e| e.revision <= revision) {
+            w.events.pop_front();
+        }
+        w.complete_after = w.complete_after.max(revision.min(w.latest));
+    }
+
     /// The newest revision the cache has seen (for bookmarks).
     pub fn latest(&self) -> i64 {
         self.window.lock().expect("window").latest
