@@ -166,7 +166,11 @@ impl Storage {
                 (limit - out.kvs.len() as i64).min(READ_CHUNK)
             };
             let page = self.list_once(prefix, &from, want, out.revision).await?;
-            out.revision = page.revision;
+            // etcd's header carries the current revision even for reads at an older one:
+            // keep the revision of the first page for the whole snapshot.
+            if out.revision == 0 {
+                out.revision = page.revision;
+            }
             out.remaining = page.remaining;
             let more = page.remaining > 0 && !page.kvs.is_empty();
             if let Some(last) = page.kvs.last() {
@@ -420,6 +424,6 @@ mod tests {
     #[test]
     fn prefix_end_increments_last_byte() {
         assert_eq!(prefix_end("/registry/pods/"), b"/registry/pods0".to_vec());
-        assert_eq!(prefix_end("a\u{7f}"), b"b".to_vec());
+        assert_eq!(prefix_end("a\u{7f}"), vec![b'a', 0x80]);
     }
 }

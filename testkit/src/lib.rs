@@ -25,12 +25,20 @@ pub mod signal {
 static PIDS: Mutex<Vec<u32>> = Mutex::new(Vec::new());
 static HOOK: std::sync::Once = std::sync::Once::new();
 
+/// Directories of clusters kept in a `static` (never dropped), removed at exit.
+static DIRS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
 extern "C" fn kill_children_at_exit() {
     if let Ok(pids) = PIDS.lock() {
         for pid in pids.iter() {
             unsafe {
                 libc::kill(*pid as i32, libc::SIGKILL);
             }
+        }
+    }
+    if let Ok(dirs) = DIRS.lock() {
+        for d in dirs.iter() {
+            let _ = std::fs::remove_dir_all(d);
         }
     }
 }
@@ -261,6 +269,11 @@ impl Cluster {
 
     pub fn start_with(apiservers: usize, opts: ApiserverOptions) -> anyhow::Result<Cluster> {
         let dir = tempfile::Builder::new().prefix("keelson-test-").tempdir()?;
+        // Removed on drop, or at process exit for a cluster that is never dropped.
+        HOOK.call_once(|| unsafe {
+            libc::atexit(kill_children_at_exit);
+        });
+        DIRS.lock().expect("dirs").push(dir.path().to_path_buf());
         let pki =
             keelson_pki::ensure_pki(&dir.path().join("pki"), &keelson_pki::PkiOptions::default())?;
         let token = "test-token-0123456789".to_string();
