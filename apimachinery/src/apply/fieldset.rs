@@ -18,7 +18,6 @@
 //! conflict messages print it: `.spec.containers[name="nginx"].image`.
 
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use serde_json::{Map, Value};
@@ -65,16 +64,40 @@ impl PathElement {
     /// The `fieldsV1` key for this element: `f:a`, `k:{"name":"x"}`, `v:"x"`, `i:0`.
     pub fn to_fields_key(&self) -> String {
         match self {
-            PathElement::Field(name) => format!("f:{name}"),
-            PathElement::Key(fields) => {
-                let parts: Vec<String> = fields
-                    .iter()
-                    .map(|(k, v)| format!("{}:{}", go_json(&Value::String(k.clone())), go_json(v)))
-                    .collect();
-                format!("k:{{{}}}", parts.join(","))
+            PathElement::Field(name) => {
+                let mut s = String::with_capacity(name.len() + 2);
+                s.push_str("f:");
+                s.push_str(name);
+                s
             }
-            PathElement::Value(v) => format!("v:{}", go_json(v)),
+            PathElement::Key(fields) => {
+                let mut s = String::from("k:{");
+                for (i, (k, v)) in fields.iter().enumerate() {
+                    if i > 0 {
+                        s.push(',');
+                    }
+                    push_go_json_str(&mut s, k);
+                    s.push(':');
+                    push_go_json(&mut s, v);
+                }
+                s.push('}');
+                s
+            }
+            PathElement::Value(v) => {
+                let mut s = String::from("v:");
+                push_go_json(&mut s, v);
+                s
+            }
             PathElement::Index(i) => format!("i:{i}"),
+        }
+    }
+
+    /// Whether [`to_fields_key`](Self::to_fields_key) gives `key` (which parses to
+    /// this element).
+    fn is_written_as(&self, key: &str) -> bool {
+        match self {
+            PathElement::Field(_) => true,
+            _ => self.to_fields_key() == key,
         }
     }
 
@@ -323,12 +346,71 @@ fn go_json(v: &Value) -> String {
         .replace('\u{2029}', "\\u2029")
 }
 
-/// A set of paths, stored as a tree.
+/// Append [`go_json`] of `v` to `out`.
+fn push_go_json(out: &mut String, v: &Value) {
+    match v {
+        Value::String(s) => push_go_json_str(out, s),
+        _ => out.push_str(&go_json(v)),
+    }
+}
+
+/// Append [`go_json`] of the string `s` to `out`.
+fn push_go_json_str(out: &mut String, s: &str) {
+    let plain = |b: u8| b >= 0x20 && !matches!(b, b'"' | b'\\' | b'<' | b'>' | b'&');
+    if s.bytes().all(plain) && !s.contains(['\u{2028}', '\u{2029}']) {
+        out.reserve(s.len() + 2);
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+    } else {
+        out.push_str(&go_json(&Value::String(s.to_string())));
+    }
+}
+
+/// A set of paths, stored as a tree. Each level is a list of nodes sorted by element,
+/// so that set operations are merges of sorted lists and lookups binary searches.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FieldSet {
-    members: BTreeSet<PathElement>,
-    /// Never holds an empty set.
-    children: BTreeMap<PathElement, FieldSet>,
+    /// Sorted by element, no two equal; every node is a member or has paths below.
+    nodes: Vec<Node>,
+}
+
+/// One element of a level of a [`FieldSet`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Node {
+    pub(crate) pe: PathElement,
+    /// Whether the path ending with `pe` is a member.
+    pub(crate) member: bool,
+    /// The paths going deeper, with `pe` taken off.
+    pub(crate) below: FieldSet,
+}
+
+impl Node {
+    pub(crate) fn new(pe: PathElement, member: bool, below: FieldSet) -> Node {
+        Node { pe, member, below }
+    }
+
+    fn is_empty(&self) -> bool {
+        !self.member && self.below.is_empty()
+    }
+
+    /// Take in another node with an equal element. When the two elements are written
+    /// differently (`80` and `80.0`), the one of the first member is kept.
+    fn absorb(&mut self, other: &Node) {
+        if other.member && !self.member {
+            self.member = true;
+            self.pe = other.pe.clone();
+        }
+        self.below.union_with(&other.below);
+    }
+
+    fn absorb_owned(&mut self, other: Node) {
+        if other.member && !self.member {
+            self.member = true;
+            self.pe = other.pe;
+        }
+        self.below.union_with_owned(other.below);
+    }
 }
 
 impl FieldSet {
@@ -337,17 +419,78 @@ impl FieldSet {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.members.is_empty() && self.children.is_empty()
+        self.nodes.is_empty()
+    }
+
+    /// A level from nodes with distinct elements in any order; empty nodes are left
+    /// out.
+    pub(crate) fn from_nodes(mut nodes: Vec<Node>) -> FieldSet {
+        nodes.retain(|n| !n.is_empty());
+        if !nodes.is_sorted_by(|a, b| a.pe < b.pe) {
+            nodes.sort_by(|a, b| a.pe.cmp(&b.pe));
+        }
+        FieldSet { nodes }
+    }
+
+    /// A level from nodes in any order, possibly with equal elements (merged, the
+    /// earlier first).
+    fn from_unsorted_nodes(mut nodes: Vec<Node>) -> FieldSet {
+        nodes.sort_by(|a, b| a.pe.cmp(&b.pe));
+        let mut out: Vec<Node> = Vec::with_capacity(nodes.len());
+        for n in nodes {
+            match out.last_mut() {
+                Some(last) if last.pe == n.pe => last.absorb_owned(n),
+                _ => out.push(n),
+            }
+        }
+        FieldSet { nodes: out }
+    }
+
+    /// The nodes of the top level, sorted by element.
+    pub(crate) fn nodes(&self) -> &[Node] {
+        &self.nodes
+    }
+
+    fn find(&self, pe: &PathElement) -> Result<usize, usize> {
+        self.nodes.binary_search_by(|n| n.pe.cmp(pe))
+    }
+
+    fn node(&self, pe: &PathElement) -> Option<&Node> {
+        self.find(pe).ok().map(|i| &self.nodes[i])
+    }
+
+    /// The node of the field `name`.
+    fn field_node(&self, name: &str) -> Option<&Node> {
+        self.nodes
+            .binary_search_by(|n| match &n.pe {
+                PathElement::Field(f) => f.as_str().cmp(name),
+                _ => Ordering::Greater,
+            })
+            .ok()
+            .map(|i| &self.nodes[i])
     }
 
     /// Add a path. The empty path (the whole object) is never tracked.
     pub fn insert(&mut self, path: &[PathElement]) {
-        match path {
-            [] => {}
-            [last] => {
-                self.members.insert(last.clone());
+        let Some((first, rest)) = path.split_first() else {
+            return;
+        };
+        let i = match self.find(first) {
+            Ok(i) => i,
+            Err(i) => {
+                let node = Node::new(first.clone(), false, FieldSet::new());
+                self.nodes.insert(i, node);
+                i
             }
-            [first, rest @ ..] => self.children.entry(first.clone()).or_default().insert(rest),
+        };
+        let node = &mut self.nodes[i];
+        if rest.is_empty() {
+            if !node.member {
+                node.member = true;
+                node.pe = first.clone();
+            }
+        } else {
+            node.below.insert(rest);
         }
     }
 
@@ -355,24 +498,39 @@ impl FieldSet {
     pub fn has(&self, path: &[PathElement]) -> bool {
         match path {
             [] => false,
-            [last] => self.members.contains(last),
-            [first, rest @ ..] => self.children.get(first).is_some_and(|c| c.has(rest)),
+            [last] => self.has_member(last),
+            [first, rest @ ..] => self.node(first).is_some_and(|n| n.below.has(rest)),
         }
     }
 
     /// Whether the one-element path `pe` is a member.
     pub fn has_member(&self, pe: &PathElement) -> bool {
-        self.members.contains(pe)
+        self.node(pe).is_some_and(|n| n.member)
     }
 
     /// The paths below `pe`, with `pe` taken off.
     pub fn child(&self, pe: &PathElement) -> Option<&FieldSet> {
-        self.children.get(pe)
+        self.node(pe).map(|n| &n.below).filter(|b| !b.is_empty())
+    }
+
+    /// Whether the field `name` is a member (`has_member` of a field element).
+    pub(crate) fn has_field_member(&self, name: &str) -> bool {
+        self.field_node(name).is_some_and(|n| n.member)
+    }
+
+    /// The paths below the field `name` (`child` of a field element).
+    pub(crate) fn field_child(&self, name: &str) -> Option<&FieldSet> {
+        self.field_node(name)
+            .map(|n| &n.below)
+            .filter(|b| !b.is_empty())
     }
 
     /// Number of member paths.
     pub fn len(&self) -> usize {
-        self.members.len() + self.children.values().map(FieldSet::len).sum::<usize>()
+        self.nodes
+            .iter()
+            .map(|n| usize::from(n.member) + n.below.len())
+            .sum()
     }
 
     pub fn union(&self, other: &FieldSet) -> FieldSet {
@@ -382,90 +540,148 @@ impl FieldSet {
     }
 
     pub fn union_with(&mut self, other: &FieldSet) {
-        self.members.extend(other.members.iter().cloned());
-        for (pe, c) in &other.children {
-            self.children.entry(pe.clone()).or_default().union_with(c);
+        if other.nodes.is_empty() {
+            return;
         }
+        if self.nodes.is_empty() {
+            self.nodes = other.nodes.clone();
+            return;
+        }
+        let mine = std::mem::take(&mut self.nodes);
+        let mut out = Vec::with_capacity(mine.len() + other.nodes.len());
+        let mut theirs = other.nodes.iter().peekable();
+        for mut n in mine {
+            while let Some(o) = theirs.next_if(|o| o.pe < n.pe) {
+                out.push(o.clone());
+            }
+            if let Some(o) = theirs.next_if(|o| o.pe == n.pe) {
+                n.absorb(o);
+            }
+            out.push(n);
+        }
+        out.extend(theirs.cloned());
+        self.nodes = out;
+    }
+
+    /// [`union_with`](Self::union_with), taking `other` apart rather than copying it.
+    pub(crate) fn union_with_owned(&mut self, other: FieldSet) {
+        if other.nodes.is_empty() {
+            return;
+        }
+        if self.nodes.is_empty() {
+            *self = other;
+            return;
+        }
+        let mine = std::mem::take(&mut self.nodes);
+        let mut out = Vec::with_capacity(mine.len() + other.nodes.len());
+        let mut theirs = other.nodes.into_iter().peekable();
+        for mut n in mine {
+            while let Some(o) = theirs.next_if(|o| o.pe < n.pe) {
+                out.push(o);
+            }
+            if let Some(o) = theirs.next_if(|o| o.pe == n.pe) {
+                n.absorb_owned(o);
+            }
+            out.push(n);
+        }
+        out.extend(theirs);
+        self.nodes = out;
     }
 
     pub fn intersection(&self, other: &FieldSet) -> FieldSet {
-        let members = self.members.intersection(&other.members).cloned().collect();
-        let children = self
-            .children
-            .iter()
-            .filter_map(|(pe, c)| {
-                let i = c.intersection(other.children.get(pe)?);
-                (!i.is_empty()).then(|| (pe.clone(), i))
-            })
-            .collect();
-        FieldSet { members, children }
+        let mut nodes = Vec::new();
+        let mut theirs = other.nodes.iter().peekable();
+        for n in &self.nodes {
+            while theirs.next_if(|o| o.pe < n.pe).is_some() {}
+            if let Some(o) = theirs.next_if(|o| o.pe == n.pe) {
+                let member = n.member && o.member;
+                let below = n.below.intersection(&o.below);
+                if member || !below.is_empty() {
+                    nodes.push(Node::new(n.pe.clone(), member, below));
+                }
+            }
+        }
+        FieldSet { nodes }
     }
 
     /// Paths of `self` that are not paths of `other` (member by member: removing a
     /// member leaves the paths below it).
     pub fn difference(&self, other: &FieldSet) -> FieldSet {
-        let members = self.members.difference(&other.members).cloned().collect();
-        let children = self
-            .children
-            .iter()
-            .filter_map(|(pe, c)| match other.children.get(pe) {
-                Some(oc) => {
-                    let d = c.difference(oc);
-                    (!d.is_empty()).then(|| (pe.clone(), d))
+        let mut out = self.clone();
+        out.subtract(other);
+        out
+    }
+
+    /// [`difference`](Self::difference) in place; whether anything was removed.
+    pub(crate) fn subtract(&mut self, other: &FieldSet) -> bool {
+        if self.nodes.is_empty() || other.nodes.is_empty() {
+            return false;
+        }
+        let mut changed = false;
+        let mut theirs = other.nodes.iter().peekable();
+        self.nodes.retain_mut(|n| {
+            while theirs.next_if(|o| o.pe < n.pe).is_some() {}
+            if let Some(o) = theirs.next_if(|o| o.pe == n.pe) {
+                if o.member && n.member {
+                    n.member = false;
+                    changed = true;
                 }
-                None => Some((pe.clone(), c.clone())),
-            })
-            .collect();
-        FieldSet { members, children }
+                changed |= n.below.subtract(&o.below);
+            }
+            !n.is_empty()
+        });
+        changed
     }
 
     /// Like [`difference`](Self::difference), but a member of `other` also removes
     /// everything below it.
     pub fn recursive_difference(&self, other: &FieldSet) -> FieldSet {
-        let members = self.members.difference(&other.members).cloned().collect();
-        let children = self
-            .children
-            .iter()
-            .filter_map(|(pe, c)| {
-                if other.members.contains(pe) {
-                    return None;
-                }
-                match other.children.get(pe) {
-                    Some(oc) => {
-                        let d = c.recursive_difference(oc);
-                        (!d.is_empty()).then(|| (pe.clone(), d))
+        let mut nodes = Vec::with_capacity(self.nodes.len());
+        let mut theirs = other.nodes.iter().peekable();
+        for n in &self.nodes {
+            while theirs.next_if(|o| o.pe < n.pe).is_some() {}
+            match theirs.next_if(|o| o.pe == n.pe) {
+                Some(o) if o.member => {}
+                Some(o) => {
+                    let below = n.below.recursive_difference(&o.below);
+                    if n.member || !below.is_empty() {
+                        nodes.push(Node::new(n.pe.clone(), n.member, below));
                     }
-                    None => Some((pe.clone(), c.clone())),
                 }
-            })
-            .collect();
-        FieldSet { members, children }
+                None => nodes.push(n.clone()),
+            }
+        }
+        FieldSet { nodes }
     }
 
     /// Only the paths at or below the one-element path `pe`.
     pub fn only_under(&self, pe: &PathElement) -> FieldSet {
-        let mut out = FieldSet::new();
-        if self.members.contains(pe) {
-            out.members.insert(pe.clone());
+        FieldSet {
+            nodes: self.node(pe).cloned().into_iter().collect(),
         }
-        if let Some(c) = self.children.get(pe) {
-            out.children.insert(pe.clone(), c.clone());
-        }
-        out
+    }
+
+    /// Keep only the top-level elements `keep` accepts.
+    pub(crate) fn retain_top(&mut self, mut keep: impl FnMut(&PathElement) -> bool) {
+        self.nodes.retain(|n| keep(&n.pe));
     }
 
     /// The same set where every map field that has paths below it is also a member.
     /// Pruning uses this so that a struct nobody owns anything in goes away whole.
     pub fn with_fields_as_members(&self) -> FieldSet {
-        let mut members = self.members.clone();
-        let mut children = BTreeMap::new();
-        for (pe, c) in &self.children {
-            if matches!(pe, PathElement::Field(_)) {
-                members.insert(pe.clone());
-            }
-            children.insert(pe.clone(), c.with_fields_as_members());
-        }
-        FieldSet { members, children }
+        let nodes = self
+            .nodes
+            .iter()
+            .map(|n| {
+                let is_field = matches!(n.pe, PathElement::Field(_));
+                Node::new(
+                    n.pe.clone(),
+                    n.member || (is_field && !n.below.is_empty()),
+                    n.below.with_fields_as_members(),
+                )
+            })
+            .collect();
+        FieldSet { nodes }
     }
 
     /// Every member path, in order (at each level the members, then the paths below).
@@ -476,14 +692,14 @@ impl FieldSet {
     }
 
     fn collect_paths(&self, prefix: &mut Path, out: &mut Vec<Path>) {
-        for pe in &self.members {
+        for n in self.nodes.iter().filter(|n| n.member) {
             let mut p = prefix.clone();
-            p.push(pe.clone());
+            p.push(n.pe.clone());
             out.push(p);
         }
-        for (pe, c) in &self.children {
-            prefix.push(pe.clone());
-            c.collect_paths(prefix, out);
+        for n in self.nodes.iter().filter(|n| !n.below.is_empty()) {
+            prefix.push(n.pe.clone());
+            n.below.collect_paths(prefix, out);
             prefix.pop();
         }
     }
@@ -494,57 +710,78 @@ impl FieldSet {
     }
 
     fn to_map(&self, include_self: bool) -> Map<String, Value> {
-        let mut out = Map::new();
+        let mut out = Map::with_capacity(self.nodes.len() + usize::from(include_self));
         if include_self {
             out.insert(".".to_string(), Value::Object(Map::new()));
         }
-        let mut elements: BTreeSet<&PathElement> = self.members.iter().collect();
-        elements.extend(self.children.keys());
-        for pe in elements {
-            let body = match self.children.get(pe) {
-                Some(c) => c.to_map(self.members.contains(pe)),
-                None => Map::new(),
+        for n in &self.nodes {
+            let body = if n.below.is_empty() {
+                Map::new()
+            } else {
+                n.below.to_map(n.member)
             };
-            out.insert(pe.to_fields_key(), Value::Object(body));
+            out.insert(n.pe.to_fields_key(), Value::Object(body));
         }
         out
     }
 
     /// Parse a `fieldsV1` JSON object.
     pub fn from_fields_v1(v: &Value) -> Result<FieldSet, String> {
+        FieldSet::decode_fields_v1(v).map(|(set, _)| set)
+    }
+
+    /// [`from_fields_v1`](Self::from_fields_v1), and whether
+    /// [`to_fields_v1`](Self::to_fields_v1) of the set gives back `v` exactly (keys
+    /// in order and written as this code writes them, `"."` only where needed).
+    pub(crate) fn decode_fields_v1(v: &Value) -> Result<(FieldSet, bool), String> {
         match v {
-            Value::Object(m) => Ok(FieldSet::read_map(m)?.0),
-            Value::Null => Ok(FieldSet::new()),
+            Value::Object(m) => {
+                let (set, _, canonical) = FieldSet::read_map(m, true)?;
+                Ok((set, canonical))
+            }
+            Value::Null => Ok((FieldSet::new(), false)),
             _ => Err("fieldsV1 must be a JSON object".to_string()),
         }
     }
 
-    /// The set below one node, and whether the node itself is a member (it is when it
-    /// says so with `"."` or when nothing is below it).
-    fn read_map(m: &Map<String, Value>) -> Result<(FieldSet, bool), String> {
-        let mut set = FieldSet::new();
+    /// The set below one node, whether the node itself is a member (it is when it
+    /// says so with `"."` or when nothing is below it), and whether the map is
+    /// written exactly as [`to_map`](Self::to_map) would write it.
+    fn read_map(m: &Map<String, Value>, root: bool) -> Result<(FieldSet, bool, bool), String> {
+        let mut nodes: Vec<Node> = Vec::with_capacity(m.len());
         let mut is_member = false;
-        for (key, body) in m {
+        let mut canonical = true;
+        let mut sorted = true;
+        for (i, (key, body)) in m.iter().enumerate() {
             if key == "." {
                 is_member = true;
+                canonical &= i == 0 && !root && body.as_object().is_some_and(Map::is_empty);
                 continue;
             }
             let Some(pe) = PathElement::parse(key)? else {
+                canonical = false;
                 continue;
             };
             let Value::Object(body) = body else {
                 return Err(format!("value of {key:?} must be a JSON object"));
             };
-            let (below, member) = FieldSet::read_map(body)?;
-            if member {
-                set.members.insert(pe.clone());
+            let (below, member, below_canonical) = FieldSet::read_map(body, false)?;
+            canonical &= below_canonical && pe.is_written_as(key);
+            if sorted && nodes.last().is_some_and(|last| last.pe >= pe) {
+                sorted = false;
             }
-            if !below.is_empty() {
-                set.children.entry(pe).or_default().union_with(&below);
-            }
+            nodes.push(Node::new(pe, member, below));
         }
+        let set = if sorted {
+            FieldSet { nodes }
+        } else {
+            canonical = false;
+            FieldSet::from_unsorted_nodes(nodes)
+        };
+        // "." is written only for a member with paths below it.
+        canonical &= !(is_member && set.is_empty());
         let member = is_member || set.is_empty();
-        Ok((set, member))
+        Ok((set, member, canonical))
     }
 }
 

@@ -99,6 +99,35 @@ impl ManagedFieldsEntry {
     }
 }
 
+/// An entry being worked on, with the JSON it was decoded from for as long as that
+/// is exactly what [`ManagedFieldsEntry::to_json`] writes for it (then the JSON is
+/// copied rather than written again).
+#[derive(Debug, Clone)]
+pub(crate) struct Tracked<'a> {
+    pub entry: ManagedFieldsEntry,
+    /// `None` once the entry changed, or when its JSON is written differently.
+    pub raw: Option<&'a Value>,
+}
+
+impl<'a> Tracked<'a> {
+    pub fn new(entry: ManagedFieldsEntry) -> Self {
+        Tracked { entry, raw: None }
+    }
+
+    /// Take the paths of `set` out of the entry's fields.
+    pub fn subtract(&mut self, set: &FieldSet) {
+        if self.entry.fields.subtract(set) {
+            self.raw = None;
+        }
+    }
+
+    /// The entry, to change it.
+    pub fn entry_mut(&mut self) -> &mut ManagedFieldsEntry {
+        self.raw = None;
+        &mut self.entry
+    }
+}
+
 pub(crate) fn time_seconds(t: &str) -> i64 {
     chrono::DateTime::parse_from_rfc3339(t)
         .map(|d| d.timestamp())
@@ -125,7 +154,13 @@ fn json_type(v: &Value) -> &'static str {
     }
 }
 
-fn decode_entry(i: usize, v: &Value, errs: &mut Vec<EntryError>) -> Option<ManagedFieldsEntry> {
+/// The entry, and whether [`ManagedFieldsEntry::to_json`] writes it back exactly as
+/// `v`.
+fn decode_entry(
+    i: usize,
+    v: &Value,
+    errs: &mut Vec<EntryError>,
+) -> Option<(ManagedFieldsEntry, bool)> {
     let Value::Object(m) = v else {
         errs.push(EntryError::Malformed(format!(
             "json: cannot unmarshal {} into Go struct field ObjectMeta.metadata.managedFields of type v1.ManagedFieldsEntry",
@@ -189,33 +224,54 @@ fn decode_entry(i: usize, v: &Value, errs: &mut Vec<EntryError>) -> Option<Manag
             go_quote(&time)
         )));
     }
-    let fields = match m.get("fieldsV1") {
-        None | Some(Value::Null) => FieldSet::new(),
-        Some(f) => match FieldSet::from_fields_v1(f) {
+    let (fields, fields_canonical) = match m.get("fieldsV1") {
+        None | Some(Value::Null) => (FieldSet::new(), false),
+        Some(f) => match FieldSet::decode_fields_v1(f) {
             Ok(s) => s,
             Err(e) => {
                 errs.push(EntryError::Malformed(format!(
                     "error decoding set in managed fields entry {i}: {e}"
                 )));
-                FieldSet::new()
+                (FieldSet::new(), false)
             }
         },
     };
     if errs.len() != before {
         return None;
     }
-    Some(ManagedFieldsEntry {
+    // The keys `to_json` writes, in its order.
+    let written = [
+        (!manager.is_empty()).then_some("manager"),
+        Some("operation"),
+        Some("apiVersion"),
+        (!time.is_empty()).then_some("time"),
+        Some("fieldsType"),
+        Some("fieldsV1"),
+        (!subresource.is_empty()).then_some("subresource"),
+    ];
+    let canonical = fields_canonical
+        && m.keys()
+            .map(String::as_str)
+            .eq(written.into_iter().flatten());
+    let entry = ManagedFieldsEntry {
         manager,
         operation: operation?,
         api_version,
         time: (!time.is_empty()).then_some(time),
         subresource,
         fields,
-    })
+    };
+    Some((entry, canonical))
 }
 
 /// Decode a `managedFields` list, collecting every problem.
 pub(crate) fn decode_list(v: &Value) -> (Vec<ManagedFieldsEntry>, Vec<EntryError>) {
+    let (entries, errs) = decode_tracked_list(v);
+    (entries.into_iter().map(|t| t.entry).collect(), errs)
+}
+
+/// [`decode_list`], keeping each entry's JSON where it can be written back as is.
+fn decode_tracked_list(v: &Value) -> (Vec<Tracked<'_>>, Vec<EntryError>) {
     let mut errs = Vec::new();
     let items = match v {
         Value::Null => return (Vec::new(), errs),
@@ -231,28 +287,39 @@ pub(crate) fn decode_list(v: &Value) -> (Vec<ManagedFieldsEntry>, Vec<EntryError
     let entries = items
         .iter()
         .enumerate()
-        .filter_map(|(i, item)| decode_entry(i, item, &mut errs))
+        .filter_map(|(i, item)| {
+            decode_entry(i, item, &mut errs).map(|(entry, canonical)| Tracked {
+                entry,
+                raw: canonical.then_some(item),
+            })
+        })
         .collect();
     (merge_same_owner(entries), errs)
 }
 
 /// Entries of the same owner (as imported from a cluster that keys Update entries by
 /// version too) folded into one: fields united, version and time of the newest.
-fn merge_same_owner(entries: Vec<ManagedFieldsEntry>) -> Vec<ManagedFieldsEntry> {
-    let mut out: Vec<ManagedFieldsEntry> = Vec::with_capacity(entries.len());
-    for e in entries {
+fn merge_same_owner(entries: Vec<Tracked<'_>>) -> Vec<Tracked<'_>> {
+    let mut out: Vec<Tracked> = Vec::with_capacity(entries.len());
+    for t in entries {
+        let e = t.entry;
         match out
             .iter_mut()
-            .find(|o| o.same_owner(&e.manager, e.operation, &e.subresource))
+            .find(|o| o.entry.same_owner(&e.manager, e.operation, &e.subresource))
         {
             Some(o) => {
-                o.fields.union_with(&e.fields);
-                if e.seconds() >= o.seconds() {
+                let o = o.entry_mut();
+                let newer = e.seconds() >= o.seconds();
+                o.fields.union_with_owned(e.fields);
+                if newer {
                     o.api_version = e.api_version;
                     o.time = e.time.or(o.time.take());
                 }
             }
-            None => out.push(e),
+            None => out.push(Tracked {
+                entry: e,
+                raw: t.raw,
+            }),
         }
     }
     out
@@ -272,22 +339,45 @@ pub fn decode_managed_fields(obj: &Value) -> Result<Vec<ManagedFieldsEntry>, Str
     }
 }
 
+/// [`decode_managed_fields`], keeping each entry's JSON where it can be written back
+/// as is.
+pub(crate) fn decode_tracked(obj: &Value) -> Result<Vec<Tracked<'_>>, ()> {
+    let Some(v) = obj.get("metadata").and_then(|m| m.get("managedFields")) else {
+        return Ok(Vec::new());
+    };
+    let (entries, errs) = decode_tracked_list(v);
+    if errs.is_empty() {
+        Ok(entries)
+    } else {
+        Err(())
+    }
+}
+
 /// Managed fields of a stored object; unreadable ones count as none (as Kubernetes
 /// resets them rather than failing writes).
-pub(crate) fn decode_lenient(obj: &Value) -> Vec<ManagedFieldsEntry> {
-    decode_managed_fields(obj).unwrap_or_default()
+pub(crate) fn decode_lenient(obj: &Value) -> Vec<Tracked<'_>> {
+    decode_tracked(obj).unwrap_or_default()
 }
 
 /// The `managedFields` JSON list, ordered as Kubernetes orders it: Apply before
 /// Update, then by time, manager, apiVersion and subresource. Empty entries are left
 /// out.
 pub fn encode_managed_fields(entries: &[ManagedFieldsEntry]) -> Value {
-    let mut sorted: Vec<&ManagedFieldsEntry> =
-        entries.iter().filter(|e| !e.fields.is_empty()).collect();
-    sorted.sort_by(|p, q| {
+    encode_sorted(entries.iter().map(|e| (e, None)))
+}
+
+fn encode_sorted<'e>(
+    entries: impl Iterator<Item = (&'e ManagedFieldsEntry, Option<&'e Value>)>,
+) -> Value {
+    // Each entry's time, parsed once.
+    let mut sorted: Vec<(i64, &ManagedFieldsEntry, Option<&Value>)> = entries
+        .filter(|(e, _)| !e.fields.is_empty())
+        .map(|(e, raw)| (e.seconds(), e, raw))
+        .collect();
+    sorted.sort_by(|(ps, p, _), (qs, q, _)| {
         p.operation
             .cmp(&q.operation)
-            .then_with(|| p.seconds().cmp(&q.seconds()))
+            .then_with(|| ps.cmp(qs))
             .then_with(|| p.manager.cmp(&q.manager))
             .then_with(|| p.api_version.cmp(&q.api_version))
             .then_with(|| p.subresource.cmp(&q.subresource))
@@ -295,7 +385,7 @@ pub fn encode_managed_fields(entries: &[ManagedFieldsEntry]) -> Value {
     Value::Array(
         sorted
             .into_iter()
-            .map(ManagedFieldsEntry::to_json)
+            .map(|(_, e, raw)| raw.cloned().unwrap_or_else(|| e.to_json()))
             .collect(),
     )
 }
@@ -303,7 +393,18 @@ pub fn encode_managed_fields(entries: &[ManagedFieldsEntry]) -> Value {
 /// Store `entries` in `obj.metadata.managedFields`, removing the field when there is
 /// nothing to record (Kubernetes omits it then).
 pub fn set_managed_fields(obj: &mut Value, entries: &[ManagedFieldsEntry]) {
-    let encoded = encode_managed_fields(entries);
+    store(obj, encode_managed_fields(entries));
+}
+
+/// [`set_managed_fields`] for tracked entries.
+pub(crate) fn set_tracked(obj: &mut Value, entries: &[Tracked]) {
+    store(
+        obj,
+        encode_sorted(entries.iter().map(|t| (&t.entry, t.raw))),
+    );
+}
+
+fn store(obj: &mut Value, encoded: Value) {
     let meta = crate::meta::metadata_mut(obj);
     if encoded.as_array().is_some_and(Vec::is_empty) {
         meta.shift_remove("managedFields");
@@ -314,14 +415,23 @@ pub fn set_managed_fields(obj: &mut Value, entries: &[ManagedFieldsEntry]) {
 
 /// Merge the oldest Update entries into one `ancient-changes` entry until at most
 /// `max` Update entries remain, as Kubernetes caps them.
+#[cfg(test)]
 pub(crate) fn cap_update_managers(entries: &mut Vec<ManagedFieldsEntry>, max: usize) {
-    let count = entries
+    let mut tracked: Vec<Tracked> = entries.drain(..).map(Tracked::new).collect();
+    cap_tracked(&mut tracked, max);
+    entries.extend(tracked.into_iter().map(|t| t.entry));
+}
+
+/// [`cap_update_managers`] for tracked entries.
+pub(crate) fn cap_tracked(tracked: &mut Vec<Tracked>, max: usize) {
+    let count = tracked
         .iter()
-        .filter(|e| e.operation == Operation::Update)
+        .filter(|t| t.entry.operation == Operation::Update)
         .count();
     if count <= max {
         return;
     }
+    let entries: Vec<&ManagedFieldsEntry> = tracked.iter().map(|t| &t.entry).collect();
     let mut updates: Vec<usize> = entries
         .iter()
         .enumerate()
@@ -364,9 +474,9 @@ pub(crate) fn cap_update_managers(entries: &mut Vec<ManagedFieldsEntry>, max: us
     }
     merge.sort_unstable();
     for i in merge.into_iter().rev() {
-        entries.remove(i);
+        tracked.remove(i);
     }
-    entries.push(bucket);
+    tracked.push(Tracked::new(bucket));
 }
 
 #[cfg(test)]

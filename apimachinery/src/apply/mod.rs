@@ -85,8 +85,10 @@ pub use managed::{
     decode_managed_fields, encode_managed_fields, set_managed_fields, ManagedFieldsEntry, Operation,
 };
 
+use std::sync::OnceLock;
+
 use crate::status::{ApiError, Cause};
-use managed::EntryError;
+use managed::{EntryError, Tracked};
 use object::{schema_lookup, Comparison, Lists};
 
 /// At most this many Update entries are kept; older ones merge into [`ANCIENT_CHANGES`].
@@ -120,21 +122,24 @@ enum Scope {
 }
 
 impl Scope {
-    fn filter(self, set: &FieldSet) -> FieldSet {
-        let status = PathElement::field("status");
+    /// Whether the scope covers the paths under the root key `k` (it covers whole
+    /// root keys).
+    fn covers(self, k: &str) -> bool {
         match self {
-            Scope::All => set.clone(),
-            Scope::IgnoreStatus => {
-                let mut ignored = FieldSet::new();
-                ignored.insert(&[status]);
-                set.recursive_difference(&ignored)
-            }
-            Scope::OnlyStatus => set.only_under(&status),
+            Scope::All => true,
+            Scope::IgnoreStatus => k != "status",
+            Scope::OnlyStatus => k == "status",
         }
     }
 
-    fn filter_comparison(self, c: Comparison) -> Comparison {
-        c.map(|s| self.filter(s))
+    /// Keep only the paths the scope covers.
+    fn filter(self, set: &mut FieldSet) {
+        let is_status = |pe: &PathElement| matches!(pe, PathElement::Field(k) if k == "status");
+        match self {
+            Scope::All => {}
+            Scope::IgnoreStatus => set.retain_top(|pe| !is_status(pe)),
+            Scope::OnlyStatus => set.retain_top(is_status),
+        }
     }
 
     /// The part of an applied configuration this scope merges. Nulls for fields that
@@ -174,23 +179,60 @@ impl Scope {
 
 /// The paths no manager is given, removed member by member from the operating
 /// manager's set.
-fn unowned() -> FieldSet {
-    let mut s = FieldSet::new();
-    for top in ["apiVersion", "kind", "metadata"] {
-        s.insert(&[PathElement::field(top)]);
-    }
-    for f in UNOWNED_METADATA {
-        s.insert(&[PathElement::field("metadata"), PathElement::field(*f)]);
-    }
-    s
+fn unowned() -> &'static FieldSet {
+    static UNOWNED: OnceLock<FieldSet> = OnceLock::new();
+    UNOWNED.get_or_init(|| {
+        let mut s = FieldSet::new();
+        for top in ["apiVersion", "kind", "metadata"] {
+            s.insert(&[PathElement::field(top)]);
+        }
+        for f in UNOWNED_METADATA {
+            s.insert(&[PathElement::field("metadata"), PathElement::field(*f)]);
+        }
+        s
+    })
 }
 
+/// A copy of `obj` without `metadata.managedFields`.
 fn without_managed_fields(obj: &Value) -> Value {
-    let mut out = obj.clone();
-    if let Some(m) = out.get_mut("metadata").and_then(Value::as_object_mut) {
-        m.shift_remove("managedFields");
+    let Value::Object(root) = obj else {
+        return obj.clone();
+    };
+    let copy = |(k, v): (&String, &Value)| {
+        let v = match v {
+            Value::Object(md) if k == "metadata" => Value::Object(
+                md.iter()
+                    .filter(|(k, _)| *k != "managedFields")
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            ),
+            v => v.clone(),
+        };
+        (k.clone(), v)
+    };
+    Value::Object(root.iter().map(copy).collect())
+}
+
+/// What changed between `old` and `new`, both without `metadata.managedFields`, in
+/// the paths `scope` covers.
+fn compare_scoped(
+    lists: &Lists,
+    old: Option<&Value>,
+    new: Option<&Value>,
+    scope: Scope,
+) -> Comparison {
+    if let Some(c) = lists.compare_roots(old, new, &|k| scope.covers(k)) {
+        return c;
     }
-    out
+    let (old, new) = (
+        old.map(without_managed_fields),
+        new.map(without_managed_fields),
+    );
+    let mut c = lists.compare(old.as_ref(), new.as_ref());
+    for set in [&mut c.added, &mut c.modified, &mut c.removed] {
+        scope.filter(set);
+    }
+    c
 }
 
 /// Server-side apply of `applied` by `manager` to `live` (`None`: the object does not
@@ -289,66 +331,67 @@ fn apply_scoped(
         ));
     }
     let api_version = validate_applied(live, applied, group, kind)?;
-    let cfg_set = lists.field_set(applied).map_err(|e| {
+    let mut cfg_set = lists.field_set(applied).map_err(|e| {
         ApiError::bad_request(format!(
             "failed to create typed patch object ({}): {e}",
             describe(applied)
         ))
     })?;
-    let cfg_set = scope.filter(&cfg_set);
+    scope.filter(&mut cfg_set);
     let cfg = scope.config(applied);
 
     let mut managers = live.map(managed::decode_lenient).unwrap_or_default();
-    let live_obj = live.map(without_managed_fields);
-    let mut merged = lists.merge(live_obj.as_ref(), &cfg);
+    let mut merged = lists.merge_stripped(live, &cfg);
 
     let last = managers
         .iter()
-        .position(|e| e.same_owner(manager, Operation::Apply, subresource))
-        .map(|i| managers.remove(i));
+        .position(|t| t.entry.same_owner(manager, Operation::Apply, subresource))
+        .map(|i| managers.remove(i).entry);
     if let Some(last) = last.as_ref().filter(|l| !l.fields.is_empty()) {
-        let mut owned = cfg_set.clone();
-        for m in &managers {
-            owned.union_with(&m.fields);
-        }
-        lists.prune(
-            &mut merged,
-            &last.fields.with_fields_as_members(),
-            &owned.with_fields_as_members(),
-            &|spath| scope.keeps(spath),
-        );
+        let owned: Vec<&FieldSet> = std::iter::once(&cfg_set)
+            .chain(managers.iter().map(|t| &t.entry.fields))
+            .collect();
+        lists.prune(&mut merged, &last.fields, &owned, &|spath| {
+            scope.keeps(spath)
+        });
     }
 
-    let cmp = scope.filter_comparison(lists.compare(live_obj.as_ref(), Some(&merged)));
-    let changed = cmp.changed();
+    let Comparison {
+        added: mut changed,
+        modified,
+        removed,
+    } = compare_scoped(lists, live, Some(&merged), scope);
+    changed.union_with_owned(modified);
     let conflicts: Vec<(&ManagedFieldsEntry, FieldSet)> = managers
         .iter()
-        .map(|m| (m, m.fields.intersection(&changed)))
+        .map(|t| (&t.entry, t.entry.fields.intersection(&changed)))
         .filter(|(_, c)| !c.is_empty())
         .collect();
     if !force && !conflicts.is_empty() {
         return Err(conflict_error(conflicts));
     }
     for m in &mut managers {
-        m.fields = m.fields.difference(&changed).difference(&cmp.removed);
+        m.subtract(&changed);
+        m.subtract(&removed);
     }
 
     lists.drop_config_nulls(&mut merged, &cfg);
-    let object_changed = live_obj.as_ref() != Some(&merged);
+    let object_changed = !live.is_some_and(|l| object::eq_without_managed_fields(l, &merged));
     let time = match &last {
         Some(l) if !object_changed && l.time.is_some() => l.time.clone(),
         _ => Some(now.to_string()),
     };
-    managers.push(ManagedFieldsEntry {
+    cfg_set.subtract(unowned());
+    managers.push(Tracked::new(ManagedFieldsEntry {
         manager: manager.to_string(),
         operation: Operation::Apply,
         api_version,
         time,
         subresource: subresource.to_string(),
-        fields: cfg_set.difference(&unowned()),
-    });
-    managers.retain(|m| !m.fields.is_empty());
-    set_managed_fields(&mut merged, &managers);
+        fields: cfg_set,
+    }));
+    managers.retain(|t| !t.entry.fields.is_empty());
+    managed::set_tracked(&mut merged, &managers);
     Ok(merged)
 }
 
@@ -505,48 +548,56 @@ fn track_update_with(
         Scope::All
     };
     let mut managers = base_managers(old, new, subresource);
-    let old_obj = old.map(without_managed_fields);
-    let mut out = without_managed_fields(new);
-
-    let cmp = scope.filter_comparison(lists.compare(old_obj.as_ref(), Some(&out)));
-    let changed = cmp.changed();
+    let Comparison {
+        added: mut changed,
+        modified,
+        removed,
+    } = compare_scoped(lists, old, Some(new), scope);
+    changed.union_with_owned(modified);
     for m in &mut managers {
-        m.fields = m.fields.difference(&changed).difference(&cmp.removed);
+        m.subtract(&changed);
+        m.subtract(&removed);
     }
-    let own = changed.difference(&unowned());
+    let mut own = changed;
+    own.subtract(unowned());
     if !own.is_empty() {
         let i = match managers
             .iter()
-            .position(|e| e.same_owner(manager, Operation::Update, subresource))
+            .position(|t| t.entry.same_owner(manager, Operation::Update, subresource))
         {
             Some(i) => i,
             None => {
-                managers.push(ManagedFieldsEntry {
+                managers.push(Tracked::new(ManagedFieldsEntry {
                     manager: manager.to_string(),
                     operation: Operation::Update,
                     api_version: String::new(),
                     time: None,
                     subresource: subresource.to_string(),
                     fields: FieldSet::new(),
-                });
+                }));
                 managers.len() - 1
             }
         };
-        let e = &mut managers[i];
-        e.fields.union_with(&own);
+        let e = managers[i].entry_mut();
+        e.fields.union_with_owned(own);
         e.api_version = api_version.to_string();
         e.time = Some(now_rfc3339.to_string());
     }
-    managers.retain(|m| !m.fields.is_empty());
-    managed::cap_update_managers(&mut managers, MAX_UPDATE_MANAGERS);
-    set_managed_fields(&mut out, &managers);
+    managers.retain(|t| !t.entry.fields.is_empty());
+    managed::cap_tracked(&mut managers, MAX_UPDATE_MANAGERS);
+    let mut out = without_managed_fields(new);
+    managed::set_tracked(&mut out, &managers);
     out
 }
 
 /// The entries an update starts from: the client's own `managedFields` when it sent
 /// decodable ones to the main resource (`[]` or `[{}]` resets them), else the stored
 /// ones.
-fn base_managers(old: Option<&Value>, new: &Value, subresource: &str) -> Vec<ManagedFieldsEntry> {
+fn base_managers<'a>(
+    old: Option<&'a Value>,
+    new: &'a Value,
+    subresource: &str,
+) -> Vec<Tracked<'a>> {
     let stored = || old.map(managed::decode_lenient).unwrap_or_default();
     if !subresource.is_empty() {
         return stored();
@@ -558,7 +609,7 @@ fn base_managers(old: Option<&Value>, new: &Value, subresource: &str) -> Vec<Man
         {
             Vec::new()
         }
-        Some(_) => match decode_managed_fields(new) {
+        Some(_) => match managed::decode_tracked(new) {
             Ok(entries) if !entries.is_empty() => entries,
             _ => stored(),
         },

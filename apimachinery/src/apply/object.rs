@@ -6,12 +6,14 @@
 //! [`crate::patch::schema::list_meta`] says it is a set or a keyed map *and* every
 //! item can be identified (set items are scalars, map items are objects carrying at
 //! least one key field); otherwise it is one atomic value.
-
-use std::collections::{BTreeMap, BTreeSet};
+//!
+//! The walks build field sets bottom-up (a level's nodes once its children are
+//! done), carry the path of field names as borrowed strings, and create path
+//! elements only for the paths they record.
 
 use serde_json::{Map, Value};
 
-use super::fieldset::{path_string, values_equal, FieldSet, Path, PathElement};
+use super::fieldset::{path_string, values_equal, FieldSet, Node, PathElement};
 use crate::patch::schema::{list_meta, ListType};
 
 /// What changed between two objects, in the manner of structured-merge-diff: leaves
@@ -25,17 +27,77 @@ pub(crate) struct Comparison {
     pub removed: FieldSet,
 }
 
-impl Comparison {
-    pub fn map(self, f: impl Fn(&FieldSet) -> FieldSet) -> Comparison {
-        Comparison {
-            added: f(&self.added),
-            modified: f(&self.modified),
-            removed: f(&self.removed),
+/// The comparison at one node: whether the node itself was added, modified or
+/// removed, and what changed below it.
+#[derive(Default)]
+struct NodeCmp {
+    added: bool,
+    modified: bool,
+    removed: bool,
+    below: Comparison,
+}
+
+impl NodeCmp {
+    fn is_empty(&self) -> bool {
+        !(self.added || self.modified || self.removed)
+            && self.below.added.is_empty()
+            && self.below.modified.is_empty()
+            && self.below.removed.is_empty()
+    }
+}
+
+/// The nodes of one level of a [`Comparison`], collected child by child.
+#[derive(Default)]
+struct Level {
+    added: Vec<Node>,
+    modified: Vec<Node>,
+    removed: Vec<Node>,
+}
+
+impl Level {
+    fn push_field(&mut self, name: &str, c: NodeCmp) {
+        if !c.is_empty() {
+            self.push(PathElement::Field(name.to_string()), c);
         }
     }
 
-    pub fn changed(&self) -> FieldSet {
-        self.added.union(&self.modified)
+    fn push(&mut self, pe: PathElement, c: NodeCmp) {
+        let NodeCmp {
+            added,
+            modified,
+            removed,
+            below,
+        } = c;
+        let parts = [
+            (added, below.added, &mut self.added),
+            (modified, below.modified, &mut self.modified),
+            (removed, below.removed, &mut self.removed),
+        ];
+        let mut wanted = parts
+            .iter()
+            .filter(|(member, below, _)| *member || !below.is_empty())
+            .count();
+        let mut pe = Some(pe);
+        for (member, below, out) in parts {
+            if !member && below.is_empty() {
+                continue;
+            }
+            wanted -= 1;
+            let pe = if wanted == 0 {
+                pe.take().expect("element")
+            } else {
+                pe.clone().expect("element")
+            };
+            out.push(Node::new(pe, member, below));
+        }
+    }
+
+    fn finish(self) -> Comparison {
+        Comparison {
+            added: FieldSet::from_nodes(self.added),
+            modified: FieldSet::from_nodes(self.modified),
+            removed: FieldSet::from_nodes(self.removed),
+        }
     }
 }
 
@@ -47,6 +109,56 @@ enum Keyed<'v> {
     Atomic,
     /// Two items have the same identity.
     Duplicate(PathElement),
+}
+
+/// Identified items, looked up by element.
+struct ItemIndex<'a, 'v> {
+    items: &'a [(PathElement, &'v Value)],
+    /// Indices into `items`, sorted by element.
+    sorted: Vec<usize>,
+}
+
+impl<'a, 'v> ItemIndex<'a, 'v> {
+    fn new(items: &'a [(PathElement, &'v Value)]) -> Self {
+        let mut sorted: Vec<usize> = (0..items.len()).collect();
+        sorted.sort_by(|&a, &b| items[a].0.cmp(&items[b].0));
+        ItemIndex { items, sorted }
+    }
+
+    /// The position of the item identified by `pe`.
+    fn position(&self, pe: &PathElement) -> Option<usize> {
+        self.sorted
+            .binary_search_by(|&i| self.items[i].0.cmp(pe))
+            .ok()
+            .map(|j| self.sorted[j])
+    }
+
+    fn get(&self, pe: &PathElement) -> Option<&'v Value> {
+        self.position(pe).map(|i| self.items[i].1)
+    }
+}
+
+/// A duplicate item in a granular list of an applied configuration: its element and
+/// the path to the list, innermost element first.
+struct Duplicate {
+    reversed_path: Vec<PathElement>,
+    pe: PathElement,
+}
+
+impl Duplicate {
+    fn within(mut self, pe: PathElement) -> Self {
+        self.reversed_path.push(pe);
+        self
+    }
+
+    fn message(mut self) -> String {
+        self.reversed_path.reverse();
+        format!(
+            "{}: duplicate entries for key {}",
+            path_string(&self.reversed_path),
+            self.pe
+        )
+    }
 }
 
 /// List semantics for one kind: the `listType` of the list at a path of field names.
@@ -62,25 +174,45 @@ pub(crate) fn schema_lookup<'a>(
     move |path| list_meta(group, kind, path).apply
 }
 
+/// `metadata` of a root object without `managedFields`, when it has them.
+fn stripped_metadata(root: Option<&Value>) -> Option<Value> {
+    let md = root?.get("metadata")?;
+    md.get("managedFields").map(|_| without_managed_fields(md))
+}
+
+/// A copy of a `metadata` value without `managedFields`.
+fn without_managed_fields(md: &Value) -> Value {
+    match md {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .filter(|(k, _)| *k != "managedFields")
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        ),
+        v => v.clone(),
+    }
+}
+
 impl Lists<'_> {
-    fn list_type(&self, spath: &[String]) -> ListType {
-        let p: Vec<&str> = spath.iter().map(String::as_str).collect();
-        (self.lookup)(&p)
+    fn list_type(&self, spath: &[&str]) -> ListType {
+        (self.lookup)(spath)
     }
 
-    fn keyed<'v>(&self, spath: &[String], items: &'v [Value]) -> Keyed<'v> {
+    fn keyed<'v>(&self, spath: &[&str], items: &'v [Value]) -> Keyed<'v> {
         let lt = self.list_type(spath);
         if lt == ListType::Atomic {
             return Keyed::Atomic;
         }
-        let mut seen = BTreeSet::new();
-        let mut out = Vec::with_capacity(items.len());
+        let mut out: Vec<(PathElement, &'v Value)> = Vec::with_capacity(items.len());
+        // Indices into `out`, sorted by element.
+        let mut sorted: Vec<usize> = Vec::with_capacity(items.len());
         for item in items {
             let Some(pe) = item_element(lt, item) else {
                 return Keyed::Atomic;
             };
-            if !seen.insert(pe.clone()) {
-                return Keyed::Duplicate(pe);
+            match sorted.binary_search_by(|&i| out[i].0.cmp(&pe)) {
+                Ok(_) => return Keyed::Duplicate(pe),
+                Err(at) => sorted.insert(at, out.len()),
             }
             out.push((pe, item));
         }
@@ -91,7 +223,7 @@ impl Lists<'_> {
     /// atomic (a missing list counts as empty).
     fn items<'v>(
         &self,
-        spath: &[String],
+        spath: &[&str],
         v: Option<&'v Value>,
     ) -> Option<Vec<(PathElement, &'v Value)>> {
         match v {
@@ -108,84 +240,100 @@ impl Lists<'_> {
     /// atomic lists), set values and keyed items (with their fields). Errors on
     /// duplicate items in a granular list, as Kubernetes does.
     pub fn field_set(&self, cfg: &Value) -> Result<FieldSet, String> {
-        let mut set = FieldSet::new();
-        if let Value::Object(m) = cfg {
-            self.set_fields(m, &mut Vec::new(), &mut Vec::new(), &mut set)?;
+        match cfg {
+            Value::Object(m) => self
+                .set_fields(m, &mut Vec::new())
+                .map_err(Duplicate::message),
+            _ => Ok(FieldSet::new()),
         }
-        Ok(set)
     }
 
-    fn set_fields(
+    fn set_fields<'v>(
         &self,
-        m: &Map<String, Value>,
-        spath: &mut Vec<String>,
-        fpath: &mut Path,
-        set: &mut FieldSet,
-    ) -> Result<(), String> {
+        m: &'v Map<String, Value>,
+        spath: &mut Vec<&'v str>,
+    ) -> Result<FieldSet, Duplicate> {
+        let mut nodes = Vec::with_capacity(m.len());
         for (k, v) in m {
-            spath.push(k.clone());
-            fpath.push(PathElement::Field(k.clone()));
-            self.set_node(v, spath, fpath, set)?;
-            fpath.pop();
+            spath.push(k);
+            let node = self.set_node(v, spath);
             spath.pop();
+            let (member, below) = node.map_err(|e| e.within(PathElement::Field(k.clone())))?;
+            if member || !below.is_empty() {
+                nodes.push(Node::new(PathElement::Field(k.clone()), member, below));
+            }
         }
-        Ok(())
+        Ok(FieldSet::from_nodes(nodes))
     }
 
-    fn set_node(
+    /// Whether the node holding `v` is itself set, and the fields set below it.
+    fn set_node<'v>(
         &self,
-        v: &Value,
-        spath: &mut Vec<String>,
-        fpath: &mut Path,
-        set: &mut FieldSet,
-    ) -> Result<(), String> {
+        v: &'v Value,
+        spath: &mut Vec<&'v str>,
+    ) -> Result<(bool, FieldSet), Duplicate> {
         match v {
-            Value::Object(m) if !m.is_empty() => self.set_fields(m, spath, fpath, set),
+            Value::Object(m) if !m.is_empty() => Ok((false, self.set_fields(m, spath)?)),
             Value::Array(items) => match self.keyed(spath, items) {
-                Keyed::Atomic => {
-                    set.insert(fpath);
-                    Ok(())
-                }
-                Keyed::Duplicate(pe) => Err(format!(
-                    "{}: duplicate entries for key {pe}",
-                    path_string(fpath)
-                )),
+                Keyed::Atomic => Ok((true, FieldSet::new())),
+                Keyed::Duplicate(pe) => Err(Duplicate {
+                    reversed_path: Vec::new(),
+                    pe,
+                }),
                 Keyed::Items(items) => {
+                    let mut nodes = Vec::with_capacity(items.len());
                     for (pe, item) in items {
-                        fpath.push(pe);
-                        set.insert(fpath);
-                        if let Value::Object(m) = item {
-                            self.set_fields(m, spath, fpath, set)?;
-                        }
-                        fpath.pop();
+                        let below = match item {
+                            Value::Object(m) => self
+                                .set_fields(m, spath)
+                                .map_err(|e| e.within(pe.clone()))?,
+                            _ => FieldSet::new(),
+                        };
+                        nodes.push(Node::new(pe, true, below));
                     }
-                    Ok(())
+                    Ok((false, FieldSet::from_nodes(nodes)))
                 }
             },
-            _ => {
-                set.insert(fpath);
-                Ok(())
-            }
+            _ => Ok((true, FieldSet::new())),
         }
     }
 
     /// Compare `old` (None: did not exist) with `new`.
     pub fn compare(&self, old: Option<&Value>, new: Option<&Value>) -> Comparison {
-        let mut out = Comparison::default();
-        self.cmp(old, new, &mut Vec::new(), &mut Vec::new(), &mut out);
-        out
+        self.cmp(old, new, &mut Vec::new()).below
     }
 
-    fn cmp(
+    /// [`compare`](Self::compare) of two root objects without their
+    /// `metadata.managedFields`, looking only at the root keys `keep` accepts (the
+    /// comparison of the whole objects with the other root keys' paths taken out).
+    /// `None` when a root is not an object.
+    pub fn compare_roots(
         &self,
-        l: Option<&Value>,
-        r: Option<&Value>,
-        spath: &mut Vec<String>,
-        fpath: &mut Path,
-        out: &mut Comparison,
-    ) {
+        old: Option<&Value>,
+        new: Option<&Value>,
+        keep: &dyn Fn(&str) -> bool,
+    ) -> Option<Comparison> {
+        fn as_map(v: Option<&Value>) -> Option<Option<&Map<String, Value>>> {
+            match v {
+                None => Some(None),
+                Some(Value::Object(m)) => Some(Some(m)),
+                Some(_) => None,
+            }
+        }
+        let (lm, rm) = (as_map(old)?, as_map(new)?);
+        let (lmeta, rmeta) = (stripped_metadata(old), stripped_metadata(new));
+        Some(self.cmp_maps(lm, rm, &mut Vec::new(), Some((&lmeta, &rmeta, keep))))
+    }
+
+    fn cmp<'v>(
+        &self,
+        l: Option<&'v Value>,
+        r: Option<&'v Value>,
+        spath: &mut Vec<&'v str>,
+    ) -> NodeCmp {
+        let mut out = NodeCmp::default();
         if l.is_none() && r.is_none() {
-            return;
+            return out;
         }
         let obj_or_none = |v: Option<&Value>| v.is_none_or(Value::is_object);
         let arr_or_none = |v: Option<&Value>| v.is_none_or(Value::is_array);
@@ -193,114 +341,139 @@ impl Lists<'_> {
             let lm = l.and_then(Value::as_object);
             let rm = r.and_then(Value::as_object);
             if lm.is_none_or(Map::is_empty) && rm.is_none_or(Map::is_empty) {
-                leaf(l, r, fpath, out);
-                return;
+                leaf(l, r, &mut out);
+                return out;
             }
-            for (k, lv) in lm.into_iter().flatten() {
-                let rv = rm.and_then(|m| m.get(k));
-                self.cmp_field(k, Some(lv), rv, spath, fpath, out);
-            }
-            for (k, rv) in rm.into_iter().flatten() {
-                if !lm.is_some_and(|m| m.contains_key(k)) {
-                    self.cmp_field(k, None, Some(rv), spath, fpath, out);
-                }
-            }
-            container_presence(l, r, fpath, out);
-            return;
+            out.below = self.cmp_maps(lm, rm, spath, None);
+            container_presence(l, r, &mut out);
+            return out;
         }
         if arr_or_none(l) && arr_or_none(r) {
             let empty = |v: Option<&Value>| v.and_then(Value::as_array).is_none_or(Vec::is_empty);
             if !(empty(l) && empty(r)) {
                 if let (Some(li), Some(ri)) = (self.items(spath, l), self.items(spath, r)) {
-                    self.cmp_items(&li, &ri, spath, fpath, out);
-                    container_presence(l, r, fpath, out);
-                    return;
+                    out.below = self.cmp_items(li, ri, spath);
+                    container_presence(l, r, &mut out);
+                    return out;
                 }
             }
-            leaf(l, r, fpath, out);
-            return;
+            leaf(l, r, &mut out);
+            return out;
         }
         // Different shapes (or scalars): what was below the old value is gone, what is
         // below the new one is new, and the value itself changed.
+        let mut level = Level::default();
         if let Some(lv) = l {
-            self.cmp_below(lv, true, spath, fpath, out);
+            self.cmp_below(lv, true, spath, &mut level);
         }
         if let Some(rv) = r {
-            self.cmp_below(rv, false, spath, fpath, out);
+            self.cmp_below(rv, false, spath, &mut level);
         }
-        leaf(l, r, fpath, out);
+        out.below = level.finish();
+        leaf(l, r, &mut out);
+        out
     }
 
-    fn cmp_field(
+    /// The fields of two maps (either may be missing). At the root, `root` gives the
+    /// `metadata` to use instead of each side's and the root keys to look at.
+    #[allow(clippy::type_complexity)]
+    fn cmp_maps<'v>(
         &self,
-        k: &str,
-        l: Option<&Value>,
-        r: Option<&Value>,
-        spath: &mut Vec<String>,
-        fpath: &mut Path,
-        out: &mut Comparison,
-    ) {
-        spath.push(k.to_string());
-        fpath.push(PathElement::Field(k.to_string()));
-        self.cmp(l, r, spath, fpath, out);
-        fpath.pop();
-        spath.pop();
+        lm: Option<&'v Map<String, Value>>,
+        rm: Option<&'v Map<String, Value>>,
+        spath: &mut Vec<&'v str>,
+        root: Option<(&'v Option<Value>, &'v Option<Value>, &dyn Fn(&str) -> bool)>,
+    ) -> Comparison {
+        let swap = |side: Option<&'v Option<Value>>, k: &str, v: &'v Value| -> &'v Value {
+            match side {
+                Some(Some(md)) if k == "metadata" => md,
+                _ => v,
+            }
+        };
+        let keep = |k: &str| root.is_none_or(|(_, _, keep)| keep(k));
+        let (lmeta, rmeta) = (root.map(|r| r.0), root.map(|r| r.1));
+        let mut level = Level::default();
+        for (k, lv) in lm.into_iter().flatten() {
+            if !keep(k) {
+                continue;
+            }
+            let rv = rm.and_then(|m| m.get(k)).map(|v| swap(rmeta, k, v));
+            spath.push(k);
+            let c = self.cmp(Some(swap(lmeta, k, lv)), rv, spath);
+            spath.pop();
+            level.push_field(k, c);
+        }
+        for (k, rv) in rm.into_iter().flatten() {
+            if !keep(k) || lm.is_some_and(|m| m.contains_key(k)) {
+                continue;
+            }
+            spath.push(k);
+            let c = self.cmp(None, Some(swap(rmeta, k, rv)), spath);
+            spath.pop();
+            level.push_field(k, c);
+        }
+        level.finish()
     }
 
-    fn cmp_items(
+    fn cmp_items<'v>(
         &self,
-        li: &[(PathElement, &Value)],
-        ri: &[(PathElement, &Value)],
-        spath: &mut Vec<String>,
-        fpath: &mut Path,
-        out: &mut Comparison,
-    ) {
-        let rmap: BTreeMap<&PathElement, &Value> = ri.iter().map(|(pe, v)| (pe, *v)).collect();
-        let lset: BTreeSet<&PathElement> = li.iter().map(|(pe, _)| pe).collect();
-        for (pe, lv) in li {
-            fpath.push(pe.clone());
-            self.cmp(Some(lv), rmap.get(pe).copied(), spath, fpath, out);
-            fpath.pop();
-        }
-        for (pe, rv) in ri {
-            if !lset.contains(pe) {
-                fpath.push(pe.clone());
-                self.cmp(None, Some(rv), spath, fpath, out);
-                fpath.pop();
+        li: Vec<(PathElement, &'v Value)>,
+        ri: Vec<(PathElement, &'v Value)>,
+        spath: &mut Vec<&'v str>,
+    ) -> Comparison {
+        let mut level = Level::default();
+        let mut matched = vec![false; ri.len()];
+        {
+            let index = ItemIndex::new(&ri);
+            for (pe, lv) in li {
+                let j = index.position(&pe);
+                if let Some(j) = j {
+                    matched[j] = true;
+                }
+                let c = self.cmp(Some(lv), j.map(|j| ri[j].1), spath);
+                if !c.is_empty() {
+                    level.push(pe, c);
+                }
             }
         }
+        for ((pe, rv), matched) in ri.into_iter().zip(matched) {
+            if !matched {
+                let c = self.cmp(None, Some(rv), spath);
+                if !c.is_empty() {
+                    level.push(pe, c);
+                }
+            }
+        }
+        level.finish()
     }
 
     /// Mark everything below a map or granular list as removed (`old`) or added.
-    fn cmp_below(
-        &self,
-        v: &Value,
-        old: bool,
-        spath: &mut Vec<String>,
-        fpath: &mut Path,
-        out: &mut Comparison,
-    ) {
-        fn pair(x: &Value, old: bool) -> (Option<&Value>, Option<&Value>) {
+    fn cmp_below<'v>(&self, v: &'v Value, old: bool, spath: &mut Vec<&'v str>, level: &mut Level) {
+        let pair = |x: &'v Value| -> (Option<&'v Value>, Option<&'v Value>) {
             if old {
                 (Some(x), None)
             } else {
                 (None, Some(x))
             }
-        }
+        };
         match v {
             Value::Object(m) => {
                 for (k, c) in m {
-                    let (l, r) = pair(c, old);
-                    self.cmp_field(k, l, r, spath, fpath, out);
+                    let (l, r) = pair(c);
+                    spath.push(k);
+                    let c = self.cmp(l, r, spath);
+                    spath.pop();
+                    level.push_field(k, c);
                 }
             }
             Value::Array(_) => {
                 if let Some(items) = self.items(spath, Some(v)) {
                     for (pe, item) in items {
-                        let (l, r) = pair(item, old);
-                        fpath.push(pe);
-                        self.cmp(l, r, spath, fpath, out);
-                        fpath.pop();
+                        let (l, r) = pair(item);
+                        let c = self.cmp(l, r, spath);
+                        if !c.is_empty() {
+                            level.push(pe, c);
+                        }
                     }
                 }
             }
@@ -310,17 +483,61 @@ impl Lists<'_> {
 
     /// Merge an applied configuration into the live object: maps key by key, granular
     /// lists item by item, everything else replaced by the configuration's value.
+    #[cfg(test)]
     pub fn merge(&self, live: Option<&Value>, cfg: &Value) -> Value {
-        self.merge_node(live, cfg, &mut Vec::new())
+        self.merge_node(live, cfg, &mut Vec::new(), Strip::No)
     }
 
-    fn merge_node(&self, live: Option<&Value>, cfg: &Value, spath: &mut Vec<String>) -> Value {
+    /// [`merge`](Self::merge) into the live object without its
+    /// `metadata.managedFields`.
+    pub fn merge_stripped(&self, live: Option<&Value>, cfg: &Value) -> Value {
+        self.merge_node(live, cfg, &mut Vec::new(), Strip::Root)
+    }
+
+    fn merge_node<'v>(
+        &self,
+        live: Option<&Value>,
+        cfg: &'v Value,
+        spath: &mut Vec<&'v str>,
+        strip: Strip,
+    ) -> Value {
         match (live, cfg) {
-            (Some(Value::Object(lm)), Value::Object(cm)) if !(lm.is_empty() && cm.is_empty()) => {
-                let mut out = lm.clone();
+            (Some(Value::Object(lm)), Value::Object(cm)) => {
+                let skip = |k: &str| strip == Strip::Metadata && k == "managedFields";
+                let live_empty = lm.keys().all(|k| skip(k));
+                if live_empty && cm.is_empty() {
+                    return cfg.clone();
+                }
+                let child_strip = |k: &str| {
+                    if strip == Strip::Root && k == "metadata" {
+                        Strip::Metadata
+                    } else {
+                        Strip::No
+                    }
+                };
+                let mut out = Map::with_capacity(lm.len().max(cm.len()));
+                for (k, lv) in lm {
+                    if skip(k) {
+                        continue;
+                    }
+                    let v = match cm.get_key_value(k.as_str()) {
+                        Some((ck, cv)) => {
+                            spath.push(ck);
+                            let v = self.merge_node(Some(lv), cv, spath, child_strip(k));
+                            spath.pop();
+                            v
+                        }
+                        None if child_strip(k) == Strip::Metadata => without_managed_fields(lv),
+                        None => lv.clone(),
+                    };
+                    out.insert(k.clone(), v);
+                }
                 for (k, cv) in cm {
-                    spath.push(k.clone());
-                    let v = self.merge_node(lm.get(k), cv, spath);
+                    if lm.contains_key(k) && !skip(k) {
+                        continue;
+                    }
+                    spath.push(k);
+                    let v = self.merge_node(None, cv, spath, Strip::No);
                     spath.pop();
                     out.insert(k.clone(), v);
                 }
@@ -339,27 +556,26 @@ impl Lists<'_> {
     /// Items of the applied list come in its order; live-only items keep their place
     /// relative to the items around them: each live item shared with the
     /// configuration pulls in the configuration's items up to it.
-    fn merge_items(
+    fn merge_items<'v>(
         &self,
         live: &[(PathElement, &Value)],
-        cfg: &[(PathElement, &Value)],
-        spath: &mut Vec<String>,
+        cfg: &[(PathElement, &'v Value)],
+        spath: &mut Vec<&'v str>,
     ) -> Vec<Value> {
-        let cpos: BTreeMap<&PathElement, usize> =
-            cfg.iter().enumerate().map(|(i, (pe, _))| (pe, i)).collect();
-        let lmap: BTreeMap<&PathElement, &Value> = live.iter().map(|(pe, v)| (pe, *v)).collect();
+        let cindex = ItemIndex::new(cfg);
+        let lindex = ItemIndex::new(live);
         let mut out = Vec::with_capacity(live.len().max(cfg.len()));
         let mut next = 0;
-        let mut emit_cfg_through = |upto: usize, out: &mut Vec<Value>, spath: &mut Vec<String>| {
+        let mut emit_cfg_through = |upto: usize, out: &mut Vec<Value>, spath: &mut Vec<&'v str>| {
             while next <= upto && next < cfg.len() {
                 let (pe, cv) = &cfg[next];
-                out.push(self.merge_node(lmap.get(pe).copied(), cv, spath));
+                out.push(self.merge_node(lindex.get(pe), cv, spath, Strip::No));
                 next += 1;
             }
         };
         for (pe, lv) in live {
-            match cpos.get(pe) {
-                Some(&i) => emit_cfg_through(i, &mut out, spath),
+            match cindex.position(pe) {
+                Some(i) => emit_cfg_through(i, &mut out, spath),
                 None => out.push((*lv).clone()),
             }
         }
@@ -369,66 +585,76 @@ impl Lists<'_> {
         out
     }
 
-    /// Remove from `obj` every field or item that is a member of `last` but not of
-    /// `owned`, except the paths `keep` protects.
+    /// Remove from `obj` every field or item that is a member of `last` but of none
+    /// of `owned`, except the paths `keep` protects. In `last` and in each owned set,
+    /// a map field with paths below it counts as a member too, so that a struct
+    /// nobody owns anything in goes away whole.
     pub fn prune(
         &self,
         obj: &mut Value,
         last: &FieldSet,
-        owned: &FieldSet,
+        owned: &[&FieldSet],
         keep: &dyn Fn(&[String]) -> bool,
     ) {
-        self.prune_node(obj, last, Some(owned), keep, &mut Vec::new());
+        self.prune_node(obj, last, owned, keep, &mut Vec::new());
     }
 
     fn prune_node(
         &self,
         v: &mut Value,
         last: &FieldSet,
-        owned: Option<&FieldSet>,
+        owned: &[&FieldSet],
         keep: &dyn Fn(&[String]) -> bool,
         spath: &mut Vec<String>,
     ) {
-        let drop =
-            |pe: &PathElement| last.has_member(pe) && !owned.is_some_and(|o| o.has_member(pe));
+        if last.is_empty() {
+            return;
+        }
         match v {
             Value::Object(m) => {
-                let keys: Vec<String> = m.keys().cloned().collect();
-                for k in keys {
-                    let pe = PathElement::Field(k.clone());
+                for node in last.nodes() {
+                    let PathElement::Field(k) = &node.pe else {
+                        // Fields sort first.
+                        break;
+                    };
+                    if !m.contains_key(k) {
+                        continue;
+                    }
+                    let in_last = node.member || !node.below.is_empty();
+                    let owned_elsewhere = owned
+                        .iter()
+                        .any(|o| o.has_field_member(k) || o.field_child(k).is_some());
                     spath.push(k.clone());
-                    if drop(&pe) && !keep(spath) {
-                        m.shift_remove(&k);
-                    } else if let (Some(below), Some(child)) = (last.child(&pe), m.get_mut(&k)) {
-                        self.prune_node(
-                            child,
-                            below,
-                            owned.and_then(|o| o.child(&pe)),
-                            keep,
-                            spath,
-                        );
+                    if in_last && !owned_elsewhere && !keep(spath) {
+                        m.shift_remove(k);
+                    } else if !node.below.is_empty() {
+                        let below: Vec<&FieldSet> =
+                            owned.iter().filter_map(|o| o.field_child(k)).collect();
+                        if let Some(child) = m.get_mut(k) {
+                            self.prune_node(child, &node.below, &below, keep, spath);
+                        }
                     }
                     spath.pop();
                 }
             }
             Value::Array(items) => {
-                let ids: Vec<PathElement> = match self.keyed(spath, items) {
-                    Keyed::Items(items) => items.into_iter().map(|(pe, _)| pe).collect(),
-                    _ => return,
+                let ids: Vec<PathElement> = {
+                    let path: Vec<&str> = spath.iter().map(String::as_str).collect();
+                    match self.keyed(&path, items) {
+                        Keyed::Items(items) => items.into_iter().map(|(pe, _)| pe).collect(),
+                        _ => return,
+                    }
                 };
                 let old = std::mem::take(items);
                 for (pe, mut item) in ids.into_iter().zip(old) {
-                    if drop(&pe) {
+                    let drop = last.has_member(&pe) && !owned.iter().any(|o| o.has_member(&pe));
+                    if drop {
                         continue;
                     }
                     if let Some(below) = last.child(&pe) {
-                        self.prune_node(
-                            &mut item,
-                            below,
-                            owned.and_then(|o| o.child(&pe)),
-                            keep,
-                            spath,
-                        );
+                        let owned_below: Vec<&FieldSet> =
+                            owned.iter().filter_map(|o| o.child(&pe)).collect();
+                        self.prune_node(&mut item, below, &owned_below, keep, spath);
                     }
                     items.push(item);
                 }
@@ -442,7 +668,7 @@ impl Lists<'_> {
         self.drop_nulls(obj, cfg, &mut Vec::new());
     }
 
-    fn drop_nulls(&self, v: &mut Value, cfg: &Value, spath: &mut Vec<String>) {
+    fn drop_nulls<'c>(&self, v: &mut Value, cfg: &'c Value, spath: &mut Vec<&'c str>) {
         match (v, cfg) {
             (Value::Object(m), Value::Object(cm)) => {
                 for (k, cv) in cm {
@@ -451,7 +677,7 @@ impl Lists<'_> {
                             m.shift_remove(k);
                         }
                     } else if let Some(child) = m.get_mut(k) {
-                        spath.push(k.clone());
+                        spath.push(k);
                         self.drop_nulls(child, cv, spath);
                         spath.pop();
                     }
@@ -461,13 +687,13 @@ impl Lists<'_> {
                 let Some(ci) = self.items(spath, Some(cfg)) else {
                     return;
                 };
-                let cmap: BTreeMap<PathElement, &Value> = ci.into_iter().collect();
-                let ids: Vec<Option<PathElement>> = match self.keyed(spath, items) {
-                    Keyed::Items(li) => li.into_iter().map(|(pe, _)| Some(pe)).collect(),
+                let ids: Vec<PathElement> = match self.keyed(spath, items) {
+                    Keyed::Items(li) => li.into_iter().map(|(pe, _)| pe).collect(),
                     _ => return,
                 };
-                for (pe, item) in ids.into_iter().zip(items.iter_mut()) {
-                    if let Some(cv) = pe.as_ref().and_then(|pe| cmap.get(pe)) {
+                let cindex = ItemIndex::new(&ci);
+                for (pe, item) in ids.iter().zip(items.iter_mut()) {
+                    if let Some(cv) = cindex.get(pe) {
                         self.drop_nulls(item, cv, spath);
                     }
                 }
@@ -475,6 +701,15 @@ impl Lists<'_> {
             _ => {}
         }
     }
+}
+
+/// Whether a merge leaves out the live `metadata.managedFields`: `Root` at the root
+/// object, `Metadata` in its `metadata`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Strip {
+    No,
+    Root,
+    Metadata,
 }
 
 fn item_element(lt: ListType, item: &Value) -> Option<PathElement> {
@@ -495,20 +730,40 @@ fn item_element(lt: ListType, item: &Value) -> Option<PathElement> {
     }
 }
 
-fn leaf(l: Option<&Value>, r: Option<&Value>, fpath: &Path, out: &mut Comparison) {
+fn leaf(l: Option<&Value>, r: Option<&Value>, out: &mut NodeCmp) {
     match (l, r) {
-        (None, Some(_)) => out.added.insert(fpath),
-        (Some(_), None) => out.removed.insert(fpath),
-        (Some(a), Some(b)) if !values_equal(a, b) => out.modified.insert(fpath),
+        (None, Some(_)) => out.added = true,
+        (Some(_), None) => out.removed = true,
+        (Some(a), Some(b)) if !values_equal(a, b) => out.modified = true,
         _ => {}
     }
 }
 
 /// A map or granular list that appeared or went away as a whole.
-fn container_presence(l: Option<&Value>, r: Option<&Value>, fpath: &Path, out: &mut Comparison) {
+fn container_presence(l: Option<&Value>, r: Option<&Value>, out: &mut NodeCmp) {
     if l.is_none() {
-        out.added.insert(fpath);
+        out.added = true;
     } else if r.is_none() {
-        out.removed.insert(fpath);
+        out.removed = true;
     }
+}
+
+/// Whether `a` without its `metadata.managedFields` equals `b`.
+pub(crate) fn eq_without_managed_fields(a: &Value, b: &Value) -> bool {
+    let (Value::Object(am), Value::Object(bm)) = (a, b) else {
+        return a == b;
+    };
+    am.len() == bm.len()
+        && am.iter().all(|(k, av)| match (bm.get(k), av) {
+            (None, _) => false,
+            (Some(Value::Object(bmd)), Value::Object(amd)) if k == "metadata" => {
+                let skipped = usize::from(amd.contains_key("managedFields"));
+                amd.len() - skipped == bmd.len()
+                    && amd
+                        .iter()
+                        .filter(|(k, _)| *k != "managedFields")
+                        .all(|(k, v)| bmd.get(k) == Some(v))
+            }
+            (Some(bv), av) => av == bv,
+        })
 }
