@@ -12,6 +12,7 @@ pub mod allocation;
 pub mod fields;
 pub mod list;
 pub mod metadata;
+pub mod namespaces;
 pub mod options;
 pub mod patching;
 pub mod subresources;
@@ -34,6 +35,7 @@ pub struct Registry {
     pub storage: Storage,
     pub cache: Arc<WatchCache>,
     pub services: Arc<ServiceAllocator>,
+    namespaces: namespaces::NamespaceCache,
 }
 
 /// The result of a write: the object, warnings for the client, and whether it was
@@ -123,10 +125,13 @@ fn finalizers(obj: &Value) -> Vec<String> {
 impl Registry {
     pub async fn new(storage: Storage, services: ServiceAllocator) -> anyhow::Result<Self> {
         let cache = WatchCache::start(storage.clone()).await?;
+        let namespaces = namespaces::NamespaceCache::default();
+        namespaces.follow(cache.clone(), cache.latest());
         Ok(Registry {
             storage,
             cache,
             services: Arc::new(services),
+            namespaces,
         })
     }
 
@@ -148,17 +153,23 @@ impl Registry {
         if !rt.namespaced {
             return Ok(());
         }
-        let ns_rt = keelson_resources::find("", "namespaces").expect("namespaces are served");
-        let nso = self.get(ns_rt, "", ns).await.map_err(|e| {
-            if e.code == 404 {
-                ApiError::not_found("", "namespaces", ns)
-            } else {
-                e
+        let state = match self.namespaces.get(ns) {
+            Some(state) => state,
+            None => {
+                let ns_rt =
+                    keelson_resources::find("", "namespaces").expect("namespaces are served");
+                let nso = self.get(ns_rt, "", ns).await.map_err(|e| {
+                    if e.code == 404 {
+                        ApiError::not_found("", "namespaces", ns)
+                    } else {
+                        e
+                    }
+                })?;
+                self.namespaces.observe(ns, &nso);
+                self.namespaces.get(ns).expect("just observed")
             }
-        })?;
-        if deletion_pending(&nso)
-            || nso.pointer("/status/phase").and_then(Value::as_str) == Some("Terminating")
-        {
+        };
+        if state == namespaces::NamespaceState::Terminating {
             return Err(ApiError::forbidden(format!(
                 "{} \"{name}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
                 rt.group_resource(),
