@@ -356,11 +356,16 @@ fn apply_scoped(
         });
     }
 
+    // What the others lose (with no others, nothing to compare).
     let Comparison {
         added: mut changed,
         modified,
         removed,
-    } = compare_scoped(lists, live, Some(&merged), scope);
+    } = if managers.is_empty() {
+        Comparison::default()
+    } else {
+        compare_scoped(lists, live, Some(&merged), scope)
+    };
     changed.union_with_owned(modified);
     let conflicts: Vec<(&ManagedFieldsEntry, FieldSet)> = managers
         .iter()

@@ -174,12 +174,6 @@ pub(crate) fn schema_lookup<'a>(
     move |path| list_meta(group, kind, path).apply
 }
 
-/// `metadata` of a root object without `managedFields`, when it has them.
-fn stripped_metadata(root: Option<&Value>) -> Option<Value> {
-    let md = root?.get("metadata")?;
-    md.get("managedFields").map(|_| without_managed_fields(md))
-}
-
 /// A copy of a `metadata` value without `managedFields`.
 fn without_managed_fields(md: &Value) -> Value {
     match md {
@@ -321,8 +315,32 @@ impl Lists<'_> {
             }
         }
         let (lm, rm) = (as_map(old)?, as_map(new)?);
-        let (lmeta, rmeta) = (stripped_metadata(old), stripped_metadata(new));
-        Some(self.cmp_maps(lm, rm, &mut Vec::new(), Some((&lmeta, &rmeta, keep))))
+        Some(self.cmp_maps(lm, rm, &mut Vec::new(), MapAt::Root(keep)))
+    }
+
+    /// [`cmp`](Self::cmp) of the root's `metadata` values without `managedFields`.
+    fn cmp_metadata<'v>(
+        &self,
+        l: Option<&'v Value>,
+        r: Option<&'v Value>,
+        spath: &mut Vec<&'v str>,
+    ) -> NodeCmp {
+        let as_map = |v: Option<&'v Value>| v.and_then(Value::as_object);
+        let shaped = |v: Option<&Value>| v.is_none_or(Value::is_object);
+        let empty = |v: Option<&Value>| {
+            v.and_then(Value::as_object)
+                .is_none_or(|m| m.keys().all(|k| k == "managedFields"))
+        };
+        if shaped(l) && shaped(r) && !(empty(l) && empty(r)) {
+            let mut out = NodeCmp {
+                below: self.cmp_maps(as_map(l), as_map(r), spath, MapAt::Metadata),
+                ..NodeCmp::default()
+            };
+            container_presence(l, r, &mut out);
+            return out;
+        }
+        let (l, r) = (l.map(without_managed_fields), r.map(without_managed_fields));
+        self.cmp(l.as_ref(), r.as_ref(), &mut vec!["metadata"])
     }
 
     fn cmp<'v>(
@@ -332,8 +350,22 @@ impl Lists<'_> {
         spath: &mut Vec<&'v str>,
     ) -> NodeCmp {
         let mut out = NodeCmp::default();
-        if l.is_none() && r.is_none() {
-            return out;
+        match (l, r) {
+            (None, None) => return out,
+            // Everything at and below a new value was added; below an old one, removed.
+            (None, Some(v)) => {
+                out.added = true;
+                out.below.added = self.all_paths(v, spath);
+                return out;
+            }
+            (Some(v), None) => {
+                out.removed = true;
+                out.below.removed = self.all_paths(v, spath);
+                return out;
+            }
+            // Equal lists have equal items (nothing else saves as much work).
+            (Some(Value::Array(a)), Some(Value::Array(b))) if a == b => return out,
+            _ => {}
         }
         let obj_or_none = |v: Option<&Value>| v.is_none_or(Value::is_object);
         let arr_or_none = |v: Option<&Value>| v.is_none_or(Value::is_array);
@@ -344,7 +376,7 @@ impl Lists<'_> {
                 leaf(l, r, &mut out);
                 return out;
             }
-            out.below = self.cmp_maps(lm, rm, spath, None);
+            out.below = self.cmp_maps(lm, rm, spath, MapAt::Inner);
             container_presence(l, r, &mut out);
             return out;
         }
@@ -374,43 +406,38 @@ impl Lists<'_> {
         out
     }
 
-    /// The fields of two maps (either may be missing). At the root, `root` gives the
-    /// `metadata` to use instead of each side's and the root keys to look at.
-    #[allow(clippy::type_complexity)]
+    /// The fields of two maps (either may be missing).
     fn cmp_maps<'v>(
         &self,
         lm: Option<&'v Map<String, Value>>,
         rm: Option<&'v Map<String, Value>>,
         spath: &mut Vec<&'v str>,
-        root: Option<(&'v Option<Value>, &'v Option<Value>, &dyn Fn(&str) -> bool)>,
+        at: MapAt,
     ) -> Comparison {
-        let swap = |side: Option<&'v Option<Value>>, k: &str, v: &'v Value| -> &'v Value {
-            match side {
-                Some(Some(md)) if k == "metadata" => md,
-                _ => v,
-            }
+        let keep = |k: &str| match at {
+            MapAt::Inner => true,
+            MapAt::Root(keep) => keep(k),
+            MapAt::Metadata => k != "managedFields",
         };
-        let keep = |k: &str| root.is_none_or(|(_, _, keep)| keep(k));
-        let (lmeta, rmeta) = (root.map(|r| r.0), root.map(|r| r.1));
         let mut level = Level::default();
-        for (k, lv) in lm.into_iter().flatten() {
-            if !keep(k) {
-                continue;
-            }
-            let rv = rm.and_then(|m| m.get(k)).map(|v| swap(rmeta, k, v));
+        let mut field = |k: &'v str, l: Option<&'v Value>, r: Option<&'v Value>| {
             spath.push(k);
-            let c = self.cmp(Some(swap(lmeta, k, lv)), rv, spath);
+            let c = match at {
+                MapAt::Root(_) if k == "metadata" => self.cmp_metadata(l, r, spath),
+                _ => self.cmp(l, r, spath),
+            };
             spath.pop();
             level.push_field(k, c);
+        };
+        for (k, lv) in lm.into_iter().flatten() {
+            if keep(k) {
+                field(k, Some(lv), rm.and_then(|m| m.get(k)));
+            }
         }
         for (k, rv) in rm.into_iter().flatten() {
-            if !keep(k) || lm.is_some_and(|m| m.contains_key(k)) {
-                continue;
+            if keep(k) && !lm.is_some_and(|m| m.contains_key(k)) {
+                field(k, None, Some(rv));
             }
-            spath.push(k);
-            let c = self.cmp(None, Some(swap(rmeta, k, rv)), spath);
-            spath.pop();
-            level.push_field(k, c);
         }
         level.finish()
     }
@@ -445,6 +472,33 @@ impl Lists<'_> {
             }
         }
         level.finish()
+    }
+
+    /// Every path below `v`: its fields, the items of a granular list, and theirs.
+    fn all_paths<'v>(&self, v: &'v Value, spath: &mut Vec<&'v str>) -> FieldSet {
+        match v {
+            Value::Object(m) => {
+                let mut nodes = Vec::with_capacity(m.len());
+                for (k, c) in m {
+                    spath.push(k);
+                    let below = self.all_paths(c, spath);
+                    spath.pop();
+                    nodes.push(Node::new(PathElement::Field(k.clone()), true, below));
+                }
+                FieldSet::from_nodes(nodes)
+            }
+            Value::Array(items) if !items.is_empty() => match self.keyed(spath, items) {
+                Keyed::Items(items) => {
+                    let nodes = items
+                        .into_iter()
+                        .map(|(pe, item)| Node::new(pe, true, self.all_paths(item, spath)))
+                        .collect();
+                    FieldSet::from_nodes(nodes)
+                }
+                _ => FieldSet::new(),
+            },
+            _ => FieldSet::new(),
+        }
     }
 
     /// Mark everything below a map or granular list as removed (`old`) or added.
@@ -665,7 +719,9 @@ impl Lists<'_> {
 
     /// Remove the fields the configuration set to null (they are owned, but unset).
     pub fn drop_config_nulls(&self, obj: &mut Value, cfg: &Value) {
-        self.drop_nulls(obj, cfg, &mut Vec::new());
+        if has_null(cfg) {
+            self.drop_nulls(obj, cfg, &mut Vec::new());
+        }
     }
 
     fn drop_nulls<'c>(&self, v: &mut Value, cfg: &'c Value, spath: &mut Vec<&'c str>) {
@@ -703,6 +759,17 @@ impl Lists<'_> {
     }
 }
 
+/// Where a map is, for [`Lists::cmp_maps`].
+#[derive(Clone, Copy)]
+enum MapAt<'k> {
+    Inner,
+    /// The root object: only the keys the function accepts; `metadata` without
+    /// `managedFields`.
+    Root(&'k dyn Fn(&str) -> bool),
+    /// The root's `metadata`: without `managedFields`.
+    Metadata,
+}
+
 /// Whether a merge leaves out the live `metadata.managedFields`: `Root` at the root
 /// object, `Metadata` in its `metadata`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -727,6 +794,16 @@ fn item_element(lt: ListType, item: &Value) -> Option<PathElement> {
                 .collect();
             (!fields.is_empty()).then(|| PathElement::key(fields))
         }
+    }
+}
+
+/// Whether a null occurs anywhere in `v`.
+fn has_null(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::Object(m) => m.values().any(has_null),
+        Value::Array(items) => items.iter().any(has_null),
+        _ => false,
     }
 }
 
