@@ -68,6 +68,13 @@ fn main() {
         "stored pod: {} bytes",
         serde_json::to_vec(&live).unwrap().len()
     );
+    // For scale: copying (and dropping) the objects involved.
+    time("(clone+drop pod)", n, || {
+        black_box(black_box(&pod).clone());
+    });
+    time("(clone+drop stored pod)", n, || {
+        black_box(black_box(&live).clone());
+    });
     // A client sends back what it read with one field changed.
     let mut edited = live.clone();
     edited["spec"]["containers"][0]["image"] = json!("registry.example/bench/app:1.2.4");

@@ -64,12 +64,7 @@ impl PathElement {
     /// The `fieldsV1` key for this element: `f:a`, `k:{"name":"x"}`, `v:"x"`, `i:0`.
     pub fn to_fields_key(&self) -> String {
         match self {
-            PathElement::Field(name) => {
-                let mut s = String::with_capacity(name.len() + 2);
-                s.push_str("f:");
-                s.push_str(name);
-                s
-            }
+            PathElement::Field(name) => field_key(name),
             PathElement::Key(fields) => {
                 let mut s = String::from("k:{");
                 for (i, (k, v)) in fields.iter().enumerate() {
@@ -289,6 +284,14 @@ fn value_to_string(v: &Value) -> String {
                 .collect()
         }
     }
+}
+
+/// The `fieldsV1` key of the field `name`: `f:name`.
+pub(crate) fn field_key(name: &str) -> String {
+    let mut s = String::with_capacity(name.len() + 2);
+    s.push_str("f:");
+    s.push_str(name);
+    s
 }
 
 /// Go's `%q` for a string: double-quoted with backslash escapes.

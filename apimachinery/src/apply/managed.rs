@@ -47,7 +47,12 @@ impl ManagedFieldsEntry {
 
     /// The entry as JSON, fields in the order Kubernetes serializes them.
     pub fn to_json(&self) -> Value {
-        let mut m = Map::new();
+        self.to_json_with(self.fields.to_fields_v1())
+    }
+
+    /// [`to_json`](Self::to_json) with `fields_v1` written for the fields.
+    pub(crate) fn to_json_with(&self, fields_v1: Value) -> Value {
+        let mut m = Map::with_capacity(7);
         if !self.manager.is_empty() {
             m.insert("manager".into(), json!(self.manager));
         }
@@ -57,7 +62,7 @@ impl ManagedFieldsEntry {
             m.insert("time".into(), json!(t));
         }
         m.insert("fieldsType".into(), json!("FieldsV1"));
-        m.insert("fieldsV1".into(), self.fields.to_fields_v1());
+        m.insert("fieldsV1".into(), fields_v1);
         if !self.subresource.is_empty() {
             m.insert("subresource".into(), json!(self.subresource));
         }
@@ -404,7 +409,8 @@ pub(crate) fn set_tracked(obj: &mut Value, entries: &[Tracked]) {
     );
 }
 
-fn store(obj: &mut Value, encoded: Value) {
+/// Store an encoded `managedFields` list in `obj` (an empty one removes the field).
+pub(crate) fn store(obj: &mut Value, encoded: Value) {
     let meta = crate::meta::metadata_mut(obj);
     if encoded.as_array().is_some_and(Vec::is_empty) {
         meta.shift_remove("managedFields");

@@ -78,7 +78,7 @@ pub mod fieldset;
 mod managed;
 mod object;
 
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 pub use fieldset::{path_string, FieldSet, Path, PathElement};
 pub use managed::{
@@ -163,15 +163,15 @@ impl Scope {
     }
 
     /// Whether pruning must leave the field at `spath` alone.
-    fn keeps(self, spath: &[String]) -> bool {
+    fn keeps(self, spath: &[&str]) -> bool {
         match spath {
             [k] => {
-                k == "apiVersion"
-                    || k == "kind"
-                    || k == "metadata"
-                    || (k == "status" && self == Scope::IgnoreStatus)
+                *k == "apiVersion"
+                    || *k == "kind"
+                    || *k == "metadata"
+                    || (*k == "status" && self == Scope::IgnoreStatus)
             }
-            [m, k] => m == "metadata" && UNOWNED_METADATA.contains(&k.as_str()),
+            [m, k] => *m == "metadata" && UNOWNED_METADATA.contains(k),
             _ => false,
         }
     }
@@ -553,6 +553,20 @@ fn track_update_with(
         Scope::All
     };
     let mut managers = base_managers(old, new, subresource);
+    if old.is_none() && managers.is_empty() {
+        if let Value::Object(root) = new {
+            return track_create(
+                lists,
+                new,
+                root,
+                manager,
+                subresource,
+                api_version,
+                scope,
+                now_rfc3339,
+            );
+        }
+    }
     let Comparison {
         added: mut changed,
         modified,
@@ -592,6 +606,66 @@ fn track_update_with(
     managed::cap_tracked(&mut managers, MAX_UPDATE_MANAGERS);
     let mut out = without_managed_fields(new);
     managed::set_tracked(&mut out, &managers);
+    out
+}
+
+/// [`track_update_with`] of a create where no one owns anything yet: the manager
+/// owns every path of the new object but the unowned ones, written to `fieldsV1`
+/// straight from the object.
+fn track_create(
+    lists: &Lists,
+    new: &Value,
+    root: &Map<String, Value>,
+    manager: &str,
+    subresource: &str,
+    api_version: &str,
+    scope: Scope,
+    now: &str,
+) -> Value {
+    // As `unowned()` takes them out: `apiVersion`, `kind`, `metadata` and the
+    // unowned metadata fields are no members, what is below them stays.
+    let mut keys: Vec<(&String, &Value)> = root.iter().filter(|(k, _)| scope.covers(k)).collect();
+    keys.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    let mut fields = Map::with_capacity(keys.len());
+    for (k, v) in keys {
+        let member = !matches!(k.as_str(), "apiVersion" | "kind" | "metadata");
+        let body = match v {
+            Value::Object(md) if k == "metadata" => {
+                let mut mkeys: Vec<(&String, &Value)> =
+                    md.iter().filter(|(k, _)| *k != "managedFields").collect();
+                mkeys.sort_unstable_by(|a, b| a.0.cmp(b.0));
+                let mut body = Map::with_capacity(mkeys.len());
+                for (mk, mv) in mkeys {
+                    let member = !UNOWNED_METADATA.contains(&mk.as_str());
+                    let mut spath = vec![k.as_str(), mk.as_str()];
+                    let below = lists.all_paths_fields_v1(mv, &mut spath, member);
+                    if member || !below.is_empty() {
+                        body.insert(fieldset::field_key(mk), Value::Object(below));
+                    }
+                }
+                body
+            }
+            _ => lists.all_paths_fields_v1(v, &mut vec![k.as_str()], member),
+        };
+        if member || !body.is_empty() {
+            fields.insert(fieldset::field_key(k), Value::Object(body));
+        }
+    }
+    let mut out = without_managed_fields(new);
+    let entries = if fields.is_empty() {
+        Vec::new()
+    } else {
+        let entry = ManagedFieldsEntry {
+            manager: manager.to_string(),
+            operation: Operation::Update,
+            api_version: api_version.to_string(),
+            time: Some(now.to_string()),
+            subresource: subresource.to_string(),
+            fields: FieldSet::new(),
+        };
+        vec![entry.to_json_with(Value::Object(fields))]
+    };
+    managed::store(&mut out, Value::Array(entries));
     out
 }
 

@@ -13,7 +13,7 @@
 
 use serde_json::{Map, Value};
 
-use super::fieldset::{path_string, values_equal, FieldSet, Node, PathElement};
+use super::fieldset::{field_key, path_string, values_equal, FieldSet, Node, PathElement};
 use crate::patch::schema::{list_meta, ListType};
 
 /// What changed between two objects, in the manner of structured-merge-diff: leaves
@@ -93,6 +93,9 @@ impl Level {
     }
 
     fn finish(self) -> Comparison {
+        if self.added.is_empty() && self.modified.is_empty() && self.removed.is_empty() {
+            return Comparison::default();
+        }
         Comparison {
             added: FieldSet::from_nodes(self.added),
             modified: FieldSet::from_nodes(self.modified),
@@ -429,14 +432,34 @@ impl Lists<'_> {
             spath.pop();
             level.push_field(k, c);
         };
+        // The maps usually hold the same keys in the same order: look each key up at
+        // its position first.
+        let mut in_step = true;
+        let mut rest = rm.into_iter().flatten();
         for (k, lv) in lm.into_iter().flatten() {
+            let rv = match rest.next() {
+                Some((rk, rv)) if in_step && rk == k => Some(rv),
+                _ => {
+                    in_step = false;
+                    rm.and_then(|m| m.get(k))
+                }
+            };
             if keep(k) {
-                field(k, Some(lv), rm.and_then(|m| m.get(k)));
+                field(k, Some(lv), rv);
             }
         }
-        for (k, rv) in rm.into_iter().flatten() {
-            if keep(k) && !lm.is_some_and(|m| m.contains_key(k)) {
-                field(k, None, Some(rv));
+        if in_step {
+            // The keys the left map has are the first of the right map's.
+            for (k, rv) in rest {
+                if keep(k) {
+                    field(k, None, Some(rv));
+                }
+            }
+        } else {
+            for (k, rv) in rm.into_iter().flatten() {
+                if keep(k) && !lm.is_some_and(|m| m.contains_key(k)) {
+                    field(k, None, Some(rv));
+                }
             }
         }
         level.finish()
@@ -472,6 +495,51 @@ impl Lists<'_> {
             }
         }
         level.finish()
+    }
+
+    /// The `fieldsV1` map of [`all_paths`](Self::all_paths) of `v`, written directly;
+    /// with `"."` first when `member` and there are paths (the map of a member node
+    /// with paths below it).
+    pub fn all_paths_fields_v1<'v>(
+        &self,
+        v: &'v Value,
+        spath: &mut Vec<&'v str>,
+        member: bool,
+    ) -> Map<String, Value> {
+        let start = |len: usize| {
+            let mut out = Map::with_capacity(len + usize::from(member));
+            if member {
+                out.insert(".".to_string(), Value::Object(Map::new()));
+            }
+            out
+        };
+        match v {
+            Value::Object(m) if !m.is_empty() => {
+                let mut fields: Vec<(&'v String, &'v Value)> = m.iter().collect();
+                fields.sort_unstable_by(|a, b| a.0.cmp(b.0));
+                let mut out = start(fields.len());
+                for (k, c) in fields {
+                    spath.push(k);
+                    let body = self.all_paths_fields_v1(c, spath, true);
+                    spath.pop();
+                    out.insert(field_key(k), Value::Object(body));
+                }
+                out
+            }
+            Value::Array(items) if !items.is_empty() => match self.keyed(spath, items) {
+                Keyed::Items(mut items) => {
+                    items.sort_by(|a, b| a.0.cmp(&b.0));
+                    let mut out = start(items.len());
+                    for (pe, item) in items {
+                        let body = self.all_paths_fields_v1(item, spath, true);
+                        out.insert(pe.to_fields_key(), Value::Object(body));
+                    }
+                    out
+                }
+                _ => Map::new(),
+            },
+            _ => Map::new(),
+        }
     }
 
     /// Every path below `v`: its fields, the items of a granular list, and theirs.
@@ -570,12 +638,21 @@ impl Lists<'_> {
                     }
                 };
                 let mut out = Map::with_capacity(lm.len().max(cm.len()));
+                // The configuration's keys usually come in the live order: look each
+                // up at the next one first.
+                let mut next = cm.iter().peekable();
+                let mut shared = 0;
                 for (k, lv) in lm {
                     if skip(k) {
                         continue;
                     }
-                    let v = match cm.get_key_value(k.as_str()) {
+                    let found = match next.next_if(|(ck, _)| *ck == k) {
+                        Some(kv) => Some(kv),
+                        None => cm.get_key_value(k.as_str()),
+                    };
+                    let v = match found {
                         Some((ck, cv)) => {
+                            shared += 1;
                             spath.push(ck);
                             let v = self.merge_node(Some(lv), cv, spath, child_strip(k));
                             spath.pop();
@@ -587,6 +664,9 @@ impl Lists<'_> {
                     out.insert(k.clone(), v);
                 }
                 for (k, cv) in cm {
+                    if shared == cm.len() {
+                        break;
+                    }
                     if lm.contains_key(k) && !skip(k) {
                         continue;
                     }
@@ -648,18 +728,18 @@ impl Lists<'_> {
         obj: &mut Value,
         last: &FieldSet,
         owned: &[&FieldSet],
-        keep: &dyn Fn(&[String]) -> bool,
+        keep: &dyn Fn(&[&str]) -> bool,
     ) {
         self.prune_node(obj, last, owned, keep, &mut Vec::new());
     }
 
-    fn prune_node(
+    fn prune_node<'l>(
         &self,
         v: &mut Value,
-        last: &FieldSet,
+        last: &'l FieldSet,
         owned: &[&FieldSet],
-        keep: &dyn Fn(&[String]) -> bool,
-        spath: &mut Vec<String>,
+        keep: &dyn Fn(&[&str]) -> bool,
+        spath: &mut Vec<&'l str>,
     ) {
         if last.is_empty() {
             return;
@@ -678,7 +758,7 @@ impl Lists<'_> {
                     let owned_elsewhere = owned
                         .iter()
                         .any(|o| o.has_field_member(k) || o.field_child(k).is_some());
-                    spath.push(k.clone());
+                    spath.push(k);
                     if in_last && !owned_elsewhere && !keep(spath) {
                         m.shift_remove(k);
                     } else if !node.below.is_empty() {
@@ -692,12 +772,9 @@ impl Lists<'_> {
                 }
             }
             Value::Array(items) => {
-                let ids: Vec<PathElement> = {
-                    let path: Vec<&str> = spath.iter().map(String::as_str).collect();
-                    match self.keyed(&path, items) {
-                        Keyed::Items(items) => items.into_iter().map(|(pe, _)| pe).collect(),
-                        _ => return,
-                    }
+                let ids: Vec<PathElement> = match self.keyed(spath, items) {
+                    Keyed::Items(items) => items.into_iter().map(|(pe, _)| pe).collect(),
+                    _ => return,
                 };
                 let old = std::mem::take(items);
                 for (pe, mut item) in ids.into_iter().zip(old) {
