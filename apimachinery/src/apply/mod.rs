@@ -612,6 +612,7 @@ fn track_update_with(
 /// [`track_update_with`] of a create where no one owns anything yet: the manager
 /// owns every path of the new object but the unowned ones, written to `fieldsV1`
 /// straight from the object.
+#[allow(clippy::too_many_arguments)]
 fn track_create(
     lists: &Lists,
     new: &Value,
