@@ -753,4 +753,6 @@ fn is_format_char(c: char) -> bool {
 }
 
 #[cfg(test)]
+mod golden;
+#[cfg(test)]
 mod tests;
