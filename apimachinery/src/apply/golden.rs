@@ -73,9 +73,9 @@ pub(crate) fn scenarios() -> Vec<(String, String)> {
     );
     let mut status = by_editor.clone();
     status["status"]["phase"] = json!("Running");
-    status["status"]["conditions"]
-        .as_array_mut()
-        .map(|c| c.push(json!({"type": "Ready", "status": "True"})));
+    if let Some(c) = status["status"]["conditions"].as_array_mut() {
+        c.push(json!({"type": "Ready", "status": "True"}));
+    }
     status["status"]["podIP"] = json!("10.0.0.7");
     let by_kubelet = upd(Some(&by_editor), &status, "kubelet", "status", T3);
     record("pod status", &by_kubelet);
