@@ -85,6 +85,7 @@ pub use managed::{
     decode_managed_fields, encode_managed_fields, set_managed_fields, ManagedFieldsEntry, Operation,
 };
 
+use std::borrow::Cow;
 use std::sync::OnceLock;
 
 use crate::status::{ApiError, Cause};
@@ -145,21 +146,39 @@ impl Scope {
     /// The part of an applied configuration this scope merges. Nulls for fields that
     /// are never owned (`creationTimestamp: null`, as generated manifests carry it)
     /// are ignored rather than unsetting the live value.
-    fn config(self, applied: &Value) -> Value {
-        let mut cfg = applied.clone();
-        if let Some(md) = cfg.get_mut("metadata").and_then(Value::as_object_mut) {
-            md.retain(|k, v| !(v.is_null() && UNOWNED_METADATA.contains(&k.as_str())));
+    fn config(self, applied: &Value) -> Cow<'_, Value> {
+        let Value::Object(root) = applied else {
+            return Cow::Borrowed(applied);
+        };
+        let ignored_null =
+            |(k, v): (&String, &Value)| v.is_null() && UNOWNED_METADATA.contains(&k.as_str());
+        let trimmed_metadata = |k: &str, v: &Value| {
+            k == "metadata" && v.as_object().is_some_and(|md| md.iter().any(ignored_null))
+        };
+        if root
+            .iter()
+            .all(|(k, v)| self.covers(k) && !trimmed_metadata(k, v))
+        {
+            return Cow::Borrowed(applied);
         }
-        if let Value::Object(m) = &mut cfg {
-            match self {
-                Scope::All => {}
-                Scope::IgnoreStatus => {
-                    m.shift_remove("status");
-                }
-                Scope::OnlyStatus => m.retain(|k, _| k == "status"),
-            }
-        }
-        cfg
+        let copy = |(k, v): (&String, &Value)| {
+            let v = match v {
+                Value::Object(md) if k == "metadata" => Value::Object(
+                    md.iter()
+                        .filter(|&kv| !ignored_null(kv))
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
+                ),
+                v => v.clone(),
+            };
+            (k.clone(), v)
+        };
+        Cow::Owned(Value::Object(
+            root.iter()
+                .filter(|(k, _)| self.covers(k))
+                .map(copy)
+                .collect(),
+        ))
     }
 
     /// Whether pruning must leave the field at `spath` alone.
