@@ -5,7 +5,7 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use keelson_apimachinery::apply::{apply, track_update};
+use keelson_apimachinery::apply::{apply, track_update, track_update_in_place};
 use serde_json::{json, Value};
 
 const T1: &str = "2024-05-01T10:00:00Z";
@@ -63,6 +63,18 @@ fn main() {
         black_box(upd(None, black_box(&pod), "bench", T1));
     });
 
+    // As the apiserver records a create: on its own copy of the decoded object.
+    time("create: *x = track_update(x)", n, || {
+        let mut x = black_box(&pod).clone();
+        x = upd(None, &x, "bench", T1);
+        black_box(x);
+    });
+    time("create: track_update_in_place(x)", n, || {
+        let mut x = black_box(&pod).clone();
+        track_update_in_place(None, &mut x, "bench", "", "", "Pod", "v1", true, T1);
+        black_box(x);
+    });
+
     let live = upd(None, &pod, "bench", T1);
     println!(
         "stored pod: {} bytes",
@@ -80,6 +92,16 @@ fn main() {
     edited["spec"]["containers"][0]["image"] = json!("registry.example/bench/app:1.2.4");
     time("track_update update 1 field", n, || {
         black_box(upd(Some(&live), black_box(&edited), "editor", T2));
+    });
+    time("update: track_update_in_place(x)", n, || {
+        let mut x = black_box(&edited).clone();
+        track_update_in_place(Some(&live), &mut x, "editor", "", "", "Pod", "v1", true, T2);
+        black_box(x);
+    });
+    time("update: *x = track_update(x)", n, || {
+        let mut x = black_box(&edited).clone();
+        x = upd(Some(&live), &x, "editor", T2);
+        black_box(x);
     });
     // The same by the manager that owns the field already.
     time("track_update update 1 field (same)", n, || {

@@ -728,6 +728,36 @@ impl FieldSet {
         out
     }
 
+    /// Whether [`to_fields_v1`](Self::to_fields_v1) gives the object `m`.
+    pub(crate) fn is_written_as(&self, m: &Map<String, Value>) -> bool {
+        self.written_as(m, false)
+    }
+
+    /// Whether [`to_map`](Self::to_map) gives `m`.
+    fn written_as(&self, m: &Map<String, Value>, include_self: bool) -> bool {
+        if m.len() != self.nodes.len() + usize::from(include_self) {
+            return false;
+        }
+        let mut entries = m.iter();
+        if include_self
+            && !matches!(entries.next(), Some((k, Value::Object(b))) if k == "." && b.is_empty())
+        {
+            return false;
+        }
+        self.nodes.iter().zip(entries).all(|(n, (key, body))| {
+            let key_matches = match &n.pe {
+                PathElement::Field(name) => key.strip_prefix("f:") == Some(name.as_str()),
+                pe => pe.to_fields_key() == *key,
+            };
+            key_matches
+                && match body {
+                    Value::Object(b) if n.below.is_empty() => b.is_empty(),
+                    Value::Object(b) => n.below.written_as(b, n.member),
+                    _ => false,
+                }
+        })
+    }
+
     /// Parse a `fieldsV1` JSON object.
     pub fn from_fields_v1(v: &Value) -> Result<FieldSet, String> {
         FieldSet::decode_fields_v1(v).map(|(set, _)| set)

@@ -8,7 +8,50 @@
 
 use serde_json::{json, Value};
 
-use crate::apply::{apply, apply_to_subresource, track_update};
+use crate::apply::{apply, apply_to_subresource, track_update_in_place};
+
+/// [`crate::apply::track_update`], checked to give what the in-place variant gives.
+#[allow(clippy::too_many_arguments)]
+fn track_update(
+    old: Option<&Value>,
+    new: &Value,
+    manager: &str,
+    sub: &str,
+    group: &str,
+    kind: &str,
+    api_version: &str,
+    ignore_status: bool,
+    now: &str,
+) -> Value {
+    let out = crate::apply::track_update(
+        old,
+        new,
+        manager,
+        sub,
+        group,
+        kind,
+        api_version,
+        ignore_status,
+        now,
+    );
+    let mut in_place = new.clone();
+    track_update_in_place(
+        old,
+        &mut in_place,
+        manager,
+        sub,
+        group,
+        kind,
+        api_version,
+        ignore_status,
+        now,
+    );
+    assert_eq!(
+        serde_json::to_string(&in_place).ok(),
+        serde_json::to_string(&out).ok()
+    );
+    out
+}
 
 const T1: &str = "2024-05-01T10:00:00Z";
 const T2: &str = "2024-05-01T11:00:00Z";

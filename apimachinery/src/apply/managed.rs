@@ -104,32 +104,62 @@ impl ManagedFieldsEntry {
     }
 }
 
-/// An entry being worked on, with the JSON it was decoded from for as long as that
-/// is exactly what [`ManagedFieldsEntry::to_json`] writes for it (then the JSON is
-/// copied rather than written again).
+/// An entry being worked on, with the JSON it was decoded from when that is exactly
+/// what [`ManagedFieldsEntry::to_json`] writes for it: while the entry is unchanged the
+/// JSON is copied rather than written again, and so are its `fieldsV1` while the
+/// fields are.
 #[derive(Debug, Clone)]
 pub(crate) struct Tracked<'a> {
     pub entry: ManagedFieldsEntry,
-    /// `None` once the entry changed, or when its JSON is written differently.
-    pub raw: Option<&'a Value>,
+    /// The JSON the entry (or, for a new entry, the one it replaces) was decoded from.
+    pub origin: Option<&'a Value>,
+    /// Whether the entry may differ from `origin`.
+    pub dirty: bool,
 }
 
 impl<'a> Tracked<'a> {
     pub fn new(entry: ManagedFieldsEntry) -> Self {
-        Tracked { entry, raw: None }
+        Tracked {
+            entry,
+            origin: None,
+            dirty: true,
+        }
+    }
+
+    /// A new entry replacing the one `origin` holds.
+    pub fn replacing(entry: ManagedFieldsEntry, origin: Option<&'a Value>) -> Self {
+        Tracked {
+            entry,
+            origin,
+            dirty: true,
+        }
     }
 
     /// Take the paths of `set` out of the entry's fields.
     pub fn subtract(&mut self, set: &FieldSet) {
         if self.entry.fields.subtract(set) {
-            self.raw = None;
+            self.dirty = true;
         }
     }
 
     /// The entry, to change it.
     pub fn entry_mut(&mut self) -> &mut ManagedFieldsEntry {
-        self.raw = None;
+        self.dirty = true;
         &mut self.entry
+    }
+
+    /// [`ManagedFieldsEntry::to_json`], copying what it can from `origin`.
+    pub fn to_json(&self) -> Value {
+        match self.origin {
+            Some(origin) if !self.dirty => origin.clone(),
+            Some(origin) => match origin.get("fieldsV1") {
+                Some(f @ Value::Object(m)) if self.entry.fields.is_written_as(m) => {
+                    self.entry.to_json_with(f.clone())
+                }
+                _ => self.entry.to_json(),
+            },
+            None => self.entry.to_json(),
+        }
     }
 }
 
@@ -276,7 +306,7 @@ pub(crate) fn decode_list(v: &Value) -> (Vec<ManagedFieldsEntry>, Vec<EntryError
 }
 
 /// [`decode_list`], keeping each entry's JSON where it can be written back as is.
-fn decode_tracked_list(v: &Value) -> (Vec<Tracked<'_>>, Vec<EntryError>) {
+pub(crate) fn decode_tracked_list(v: &Value) -> (Vec<Tracked<'_>>, Vec<EntryError>) {
     let mut errs = Vec::new();
     let items = match v {
         Value::Null => return (Vec::new(), errs),
@@ -295,7 +325,8 @@ fn decode_tracked_list(v: &Value) -> (Vec<Tracked<'_>>, Vec<EntryError>) {
         .filter_map(|(i, item)| {
             decode_entry(i, item, &mut errs).map(|(entry, canonical)| Tracked {
                 entry,
-                raw: canonical.then_some(item),
+                origin: canonical.then_some(item),
+                dirty: false,
             })
         })
         .collect();
@@ -313,6 +344,8 @@ fn merge_same_owner(entries: Vec<Tracked<'_>>) -> Vec<Tracked<'_>> {
             .find(|o| o.entry.same_owner(&e.manager, e.operation, &e.subresource))
         {
             Some(o) => {
+                // Its JSON is no longer any one entry's.
+                o.origin = None;
                 let o = o.entry_mut();
                 let newer = e.seconds() >= o.seconds();
                 o.fields.union_with_owned(e.fields);
@@ -321,10 +354,7 @@ fn merge_same_owner(entries: Vec<Tracked<'_>>) -> Vec<Tracked<'_>> {
                     o.time = e.time.or(o.time.take());
                 }
             }
-            None => out.push(Tracked {
-                entry: e,
-                raw: t.raw,
-            }),
+            None => out.push(Tracked { entry: e, ..t }),
         }
     }
     out
@@ -368,16 +398,20 @@ pub(crate) fn decode_lenient(obj: &Value) -> Vec<Tracked<'_>> {
 /// Update, then by time, manager, apiVersion and subresource. Empty entries are left
 /// out.
 pub fn encode_managed_fields(entries: &[ManagedFieldsEntry]) -> Value {
-    encode_sorted(entries.iter().map(|e| (e, None)))
+    encode_sorted(entries, |e| e, ManagedFieldsEntry::to_json)
 }
 
-fn encode_sorted<'e>(
-    entries: impl Iterator<Item = (&'e ManagedFieldsEntry, Option<&'e Value>)>,
+fn encode_sorted<T>(
+    items: &[T],
+    entry: impl Fn(&T) -> &ManagedFieldsEntry,
+    to_json: impl Fn(&T) -> Value,
 ) -> Value {
     // Each entry's time, parsed once.
-    let mut sorted: Vec<(i64, &ManagedFieldsEntry, Option<&Value>)> = entries
+    let mut sorted: Vec<(i64, &ManagedFieldsEntry, &T)> = items
+        .iter()
+        .map(|t| (entry(t), t))
         .filter(|(e, _)| !e.fields.is_empty())
-        .map(|(e, raw)| (e.seconds(), e, raw))
+        .map(|(e, t)| (e.seconds(), e, t))
         .collect();
     sorted.sort_by(|(ps, p, _), (qs, q, _)| {
         p.operation
@@ -387,12 +421,7 @@ fn encode_sorted<'e>(
             .then_with(|| p.api_version.cmp(&q.api_version))
             .then_with(|| p.subresource.cmp(&q.subresource))
     });
-    Value::Array(
-        sorted
-            .into_iter()
-            .map(|(_, e, raw)| raw.cloned().unwrap_or_else(|| e.to_json()))
-            .collect(),
-    )
+    Value::Array(sorted.into_iter().map(|(_, _, t)| to_json(t)).collect())
 }
 
 /// Store `entries` in `obj.metadata.managedFields`, removing the field when there is
@@ -401,12 +430,14 @@ pub fn set_managed_fields(obj: &mut Value, entries: &[ManagedFieldsEntry]) {
     store(obj, encode_managed_fields(entries));
 }
 
+/// [`encode_managed_fields`] for tracked entries.
+pub(crate) fn encode_tracked(entries: &[Tracked]) -> Value {
+    encode_sorted(entries, |t| &t.entry, Tracked::to_json)
+}
+
 /// [`set_managed_fields`] for tracked entries.
 pub(crate) fn set_tracked(obj: &mut Value, entries: &[Tracked]) {
-    store(
-        obj,
-        encode_sorted(entries.iter().map(|t| (&t.entry, t.raw))),
-    );
+    store(obj, encode_tracked(entries));
 }
 
 /// Store an encoded `managedFields` list in `obj` (an empty one removes the field).

@@ -22,6 +22,7 @@
 //! track_update(old: Option<&Value>, new: &Value, manager: &str, subresource: &str,
 //!       group: &str, kind: &str, api_version: &str, ignore_status: bool, now_rfc3339: &str)
 //!     -> Value
+//! track_update_in_place(old: Option<&Value>, new: &mut Value, ...same as track_update)
 //! default_manager(user_agent: &str) -> String
 //! validate_managed_fields(obj: &Value, group: &str, kind: &str) -> Result<(), ApiError>
 //! decode_managed_fields(obj: &Value) -> Result<Vec<ManagedFieldsEntry>, String>
@@ -43,7 +44,8 @@
 //!   changed between `old` and `new` to the manager's Update entry, takes them from
 //!   everyone else, and returns `new` with `managedFields` set. Clients may rewrite
 //!   `managedFields` in the main resource (an empty list resets them); if what they
-//!   send cannot be decoded, the stored entries are kept.
+//!   send cannot be decoded, the stored entries are kept. [`track_update_in_place`]
+//!   does the same to `new` itself, saving a copy of the object.
 //! - [`validate_managed_fields`]: check client-sent `managedFields` on create/update:
 //!   400 when not decodable, 422 for a bad `operation` or `fieldsType`.
 //! - [`default_manager`]: the manager name Kubernetes derives from the User-Agent
@@ -365,7 +367,9 @@ fn apply_scoped(
     let last = managers
         .iter()
         .position(|t| t.entry.same_owner(manager, Operation::Apply, subresource))
-        .map(|i| managers.remove(i).entry);
+        .map(|i| managers.remove(i));
+    let last_origin = last.as_ref().and_then(|l| l.origin);
+    let last = last.map(|l| l.entry);
     if let Some(last) = last.as_ref().filter(|l| !l.fields.is_empty()) {
         let owned: Vec<&FieldSet> = std::iter::once(&cfg_set)
             .chain(managers.iter().map(|t| &t.entry.fields))
@@ -406,14 +410,15 @@ fn apply_scoped(
         _ => Some(now.to_string()),
     };
     cfg_set.subtract(unowned());
-    managers.push(Tracked::new(ManagedFieldsEntry {
+    let entry = ManagedFieldsEntry {
         manager: manager.to_string(),
         operation: Operation::Apply,
         api_version,
         time,
         subresource: subresource.to_string(),
         fields: cfg_set,
-    }));
+    };
+    managers.push(Tracked::replacing(entry, last_origin));
     managers.retain(|t| !t.entry.fields.is_empty());
     managed::set_tracked(&mut merged, &managers);
     Ok(merged)
@@ -543,23 +548,67 @@ pub fn track_update(
 ) -> Value {
     let lookup = schema_lookup(group, kind);
     let lists = Lists { lookup: &lookup };
-    track_update_with(
+    let sent = new.get("metadata").and_then(|m| m.get("managedFields"));
+    let entries = tracked_entries(
         &lists,
         old,
         new,
+        sent,
         manager,
         subresource,
         api_version,
         ignore_status,
         now_rfc3339,
-    )
+    );
+    let mut out = without_managed_fields(new);
+    managed::store(&mut out, entries);
+    out
 }
 
+/// [`track_update`] that sets `metadata.managedFields` in `new` itself rather than
+/// in a copy (`*new = track_update(old, new, ...)` without copying the object).
 #[allow(clippy::too_many_arguments)]
-fn track_update_with(
+pub fn track_update_in_place(
+    old: Option<&Value>,
+    new: &mut Value,
+    manager: &str,
+    subresource: &str,
+    group: &str,
+    kind: &str,
+    api_version: &str,
+    ignore_status: bool,
+    now_rfc3339: &str,
+) {
+    let lookup = schema_lookup(group, kind);
+    let lists = Lists { lookup: &lookup };
+    // As `without_managed_fields` leaves the object.
+    let sent = new
+        .get_mut("metadata")
+        .and_then(Value::as_object_mut)
+        .and_then(|m| m.shift_remove("managedFields"));
+    let entries = tracked_entries(
+        &lists,
+        old,
+        new,
+        sent.as_ref(),
+        manager,
+        subresource,
+        api_version,
+        ignore_status,
+        now_rfc3339,
+    );
+    drop(sent);
+    managed::store(new, entries);
+}
+
+/// The `managedFields` list [`track_update`] stores: `sent` is what the client sent
+/// in `new`'s `metadata.managedFields`.
+#[allow(clippy::too_many_arguments)]
+fn tracked_entries(
     lists: &Lists,
     old: Option<&Value>,
     new: &Value,
+    sent: Option<&Value>,
     manager: &str,
     subresource: &str,
     api_version: &str,
@@ -571,12 +620,11 @@ fn track_update_with(
     } else {
         Scope::All
     };
-    let mut managers = base_managers(old, new, subresource);
+    let mut managers = base_managers(old, sent, subresource);
     if old.is_none() && managers.is_empty() {
         if let Value::Object(root) = new {
-            return track_create(
+            return created_entries(
                 lists,
-                new,
                 root,
                 manager,
                 subresource,
@@ -623,18 +671,14 @@ fn track_update_with(
     }
     managers.retain(|t| !t.entry.fields.is_empty());
     managed::cap_tracked(&mut managers, MAX_UPDATE_MANAGERS);
-    let mut out = without_managed_fields(new);
-    managed::set_tracked(&mut out, &managers);
-    out
+    managed::encode_tracked(&managers)
 }
 
-/// [`track_update_with`] of a create where no one owns anything yet: the manager
-/// owns every path of the new object but the unowned ones, written to `fieldsV1`
-/// straight from the object.
-#[allow(clippy::too_many_arguments)]
-fn track_create(
+/// [`tracked_entries`] of a create where no one owns anything yet: the manager owns
+/// every path of the new object but the unowned ones, written to `fieldsV1` straight
+/// from the object.
+fn created_entries(
     lists: &Lists,
-    new: &Value,
     root: &Map<String, Value>,
     manager: &str,
     subresource: &str,
@@ -671,22 +715,18 @@ fn track_create(
             fields.insert(fieldset::field_key(k), Value::Object(body));
         }
     }
-    let mut out = without_managed_fields(new);
-    let entries = if fields.is_empty() {
-        Vec::new()
-    } else {
-        let entry = ManagedFieldsEntry {
-            manager: manager.to_string(),
-            operation: Operation::Update,
-            api_version: api_version.to_string(),
-            time: Some(now.to_string()),
-            subresource: subresource.to_string(),
-            fields: FieldSet::new(),
-        };
-        vec![entry.to_json_with(Value::Object(fields))]
+    if fields.is_empty() {
+        return Value::Array(Vec::new());
+    }
+    let entry = ManagedFieldsEntry {
+        manager: manager.to_string(),
+        operation: Operation::Update,
+        api_version: api_version.to_string(),
+        time: Some(now.to_string()),
+        subresource: subresource.to_string(),
+        fields: FieldSet::new(),
     };
-    managed::store(&mut out, Value::Array(entries));
-    out
+    Value::Array(vec![entry.to_json_with(Value::Object(fields))])
 }
 
 /// The entries an update starts from: the client's own `managedFields` when it sent
@@ -694,22 +734,22 @@ fn track_create(
 /// ones.
 fn base_managers<'a>(
     old: Option<&'a Value>,
-    new: &'a Value,
+    sent: Option<&'a Value>,
     subresource: &str,
 ) -> Vec<Tracked<'a>> {
     let stored = || old.map(managed::decode_lenient).unwrap_or_default();
     if !subresource.is_empty() {
         return stored();
     }
-    match new.get("metadata").and_then(|m| m.get("managedFields")) {
+    match sent {
         None | Some(Value::Null) => stored(),
         Some(Value::Array(items))
             if items.is_empty() || (items.len() == 1 && items[0] == json!({})) =>
         {
             Vec::new()
         }
-        Some(_) => match managed::decode_tracked(new) {
-            Ok(entries) if !entries.is_empty() => entries,
+        Some(v) => match managed::decode_tracked_list(v) {
+            (entries, errs) if errs.is_empty() && !entries.is_empty() => entries,
             _ => stored(),
         },
     }
