@@ -88,6 +88,13 @@ pub fn decode_kv(kv: &Kv) -> Result<Value, ApiError> {
 
 /// The stored form: no resourceVersion (it is the key's revision) and no selfLink.
 fn encode(obj: &Value) -> Vec<u8> {
+    let meta = obj.get("metadata").and_then(Value::as_object);
+    let strip =
+        meta.is_some_and(|m| m.contains_key("resourceVersion") || m.contains_key("selfLink"));
+    if !strip {
+        // The common case (create): nothing to strip, so no copy.
+        return serde_json::to_vec(obj).expect("JSON values always serialize");
+    }
     let mut o = obj.clone();
     if let Some(m) = o.get_mut("metadata").and_then(Value::as_object_mut) {
         m.remove("resourceVersion");
@@ -239,9 +246,19 @@ impl Registry {
         patching::track_fields(rt, None, &mut obj, opts, "");
         let name = meta::name(&obj).to_string();
         let k = key(rt, meta::namespace(&obj), &name);
-        let original = obj.clone();
+        // Only Services may need another attempt (a random address or port was taken),
+        // so only they keep a copy of the object to retry from.
+        let original = if is_services(rt) {
+            Some(obj.clone())
+        } else {
+            None
+        };
+        let mut next = Some(obj);
         for _attempt in 0..10 {
-            let mut candidate = original.clone();
+            let mut candidate = match next.take() {
+                Some(o) => o,
+                None => original.clone().expect("only services retry"),
+            };
             let alloc = if is_services(rt) {
                 self.services.allocate(&mut candidate, None)?
             } else {
@@ -270,9 +287,10 @@ impl Registry {
                     })
                 }
                 Err(StorageError::ClaimTaken(taken)) => {
-                    let requested = self.services.requested_keys(&original);
+                    let original = original.as_ref().expect("only services claim keys");
+                    let requested = self.services.requested_keys(original);
                     if let Some(k) = taken.iter().find(|k| requested.contains(k)) {
-                        return Err(self.services.taken_error(&original, k));
+                        return Err(self.services.taken_error(original, k));
                     }
                     // A randomly picked address or port was taken: pick again.
                 }
