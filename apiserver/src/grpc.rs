@@ -182,7 +182,7 @@ impl pb::api_server::Api for GrpcApi {
             allow_bookmarks: q.allow_watch_bookmarks,
             send_initial_events: q.send_initial_events,
             timeout_seconds: (q.timeout_seconds > 0).then_some(q.timeout_seconds as u64),
-            resource_version_match: if q.send_initial_events {
+            resource_version_match: if q.send_initial_events.is_some() {
                 "NotOlderThan".into()
             } else {
                 String::new()

@@ -492,7 +492,7 @@ impl<K: Serialize + DeserializeOwned + Send + 'static> Api<K> {
             field_selector: wp.field_selector.clone().unwrap_or_default(),
             resource_version: resource_version.to_string(),
             allow_watch_bookmarks: wp.bookmarks || wp.send_initial_events,
-            send_initial_events: wp.send_initial_events,
+            send_initial_events: wp.send_initial_events.then_some(true),
             timeout_seconds: wp.timeout.map(i64::from).unwrap_or(0),
         };
         let stream = self.client.grpc().watch(self.client.request(req)).await?;

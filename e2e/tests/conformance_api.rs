@@ -548,6 +548,39 @@ async fn watch_send_initial_events_ends_with_annotated_bookmark() {
     r.expect_status(422, "Invalid");
 }
 
+/// sendInitialEvents=false without a resourceVersion: a watch from now, without the
+/// current state; changes made while it runs still arrive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_send_initial_events_false_starts_from_now() {
+    let (_, client) = shared().await;
+    let ns = namespace(&client, "watch-no-initial-events").await;
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    api.create(&pp(), &obj(json!({"metadata": {"name": "existing"}})))
+        .await
+        .unwrap();
+    let path = format!("/api/v1/namespaces/{ns}/configmaps?watch=true&sendInitialEvents=false&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true&timeoutSeconds=3");
+    let watch = {
+        let client = client.clone();
+        tokio::spawn(async move { raw(&client, "GET", &path, None, Vec::new()).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+    api.create(&pp(), &obj(json!({"metadata": {"name": "fresh"}})))
+        .await
+        .unwrap();
+    let r = watch.await.unwrap();
+    assert_eq!(r.code, 200, "{}", r.body);
+    assert!(
+        !r.body.contains("\"name\":\"existing\""),
+        "initial state was sent: {}",
+        r.body
+    );
+    assert!(
+        r.body.contains("\"name\":\"fresh\""),
+        "the change was not delivered: {}",
+        r.body
+    );
+}
+
 // ---- test/e2e/apimachinery/chunking.go ----------------------------------------------
 
 const TEMPLATES: usize = 400;

@@ -68,7 +68,8 @@ fn list_options(q: &Query) -> Result<ListOptions, ApiError> {
         resource_version: q.get("resourceVersion").to_string(),
         resource_version_match: q.get("resourceVersionMatch").to_string(),
         allow_bookmarks: q.flag("allowWatchBookmarks"),
-        send_initial_events: q.flag("sendInitialEvents"),
+        send_initial_events: (!q.get("sendInitialEvents").is_empty())
+            .then(|| q.flag("sendInitialEvents")),
         timeout_seconds,
     })
 }

@@ -71,7 +71,9 @@ pub struct ListOptions {
     /// `Exact` or `NotOlderThan` (or empty).
     pub resource_version_match: String,
     pub allow_bookmarks: bool,
-    pub send_initial_events: bool,
+    /// `sendInitialEvents`: absent, true or false (false with an empty resourceVersion
+    /// starts from now without the current state).
+    pub send_initial_events: Option<bool>,
     pub timeout_seconds: Option<u64>,
 }
 
@@ -85,7 +87,7 @@ impl ListOptions {
         let mut causes = Vec::new();
         let forbidden = |detail: &str| Cause::forbidden("resourceVersionMatch", detail);
         if watch {
-            if self.send_initial_events && m != "NotOlderThan" {
+            if self.send_initial_events.is_some() && m != "NotOlderThan" {
                 causes.push(forbidden(
                     "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
                 ));
@@ -129,7 +131,7 @@ impl ListOptions {
                     ));
                 }
             }
-            if self.send_initial_events {
+            if self.send_initial_events.is_some() {
                 causes.push(Cause::forbidden(
                     "sendInitialEvents",
                     "sendInitialEvents is forbidden for list",
@@ -237,7 +239,7 @@ mod tests {
             resource_version: rv.into(),
             resource_version_match: m.into(),
             continue_token: cont.into(),
-            send_initial_events: initial,
+            send_initial_events: initial.then_some(true),
             allow_bookmarks: true,
             ..Default::default()
         }

@@ -50,7 +50,7 @@ pub fn track_fields(
 ) {
     let now = metadata::now_rfc3339();
     let ignore_status = rt.has(Subresource::Status) && subresource.is_empty();
-    *new = apply::track_update(
+    apply::track_update_in_place(
         old,
         new,
         &manager(opts),

@@ -113,11 +113,11 @@ impl Registry {
     ) -> Result<ReceiverStream<WatchEvent>, ApiError> {
         let filter = Filter::new(rt, ns, opts)?;
         let prefix = collection_prefix(rt, ns);
-        let initial = opts.send_initial_events
-            || opts.resource_version.is_empty()
-            || opts.resource_version == "0";
+        let initial = opts
+            .send_initial_events
+            .unwrap_or(opts.resource_version.is_empty() || opts.resource_version == "0");
         opts.validate(true)?;
-        if opts.send_initial_events && !opts.allow_bookmarks {
+        if opts.send_initial_events == Some(true) && !opts.allow_bookmarks {
             return Err(ApiError::invalid(
                 "",
                 "ListOptions",
@@ -131,6 +131,12 @@ impl Registry {
         let (tx, rx) = mpsc::channel(256);
         let mut after = if initial {
             0
+        } else if opts.resource_version.is_empty() || opts.resource_version == "0" {
+            // sendInitialEvents=false without a resourceVersion: from now on.
+            self.storage
+                .revision()
+                .await
+                .map_err(|e| super::storage_error(e, rt, ""))?
         } else {
             opts.resource_version.parse::<i64>().map_err(|_| {
                 ApiError::bad_request(format!(
@@ -163,7 +169,7 @@ impl Registry {
             }
         };
         let this = self.clone();
-        let send_initial_end = opts.send_initial_events;
+        let send_initial_end = opts.send_initial_events == Some(true);
         let bookmarks = opts.allow_bookmarks;
         let timeout = opts
             .timeout_seconds
