@@ -181,7 +181,6 @@ pub struct WatchCache {
     storage: Storage,
     window: Mutex<Window>,
     tx: broadcast::Sender<Arc<RawEvent>>,
-    progress: tokio::sync::watch::Sender<i64>,
 }
 
 impl WatchCache {
@@ -189,7 +188,6 @@ impl WatchCache {
     pub async fn start(storage: Storage) -> anyhow::Result<Arc<Self>> {
         let start = storage.revision().await?;
         let (tx, _) = broadcast::channel(BROADCAST_CAPACITY);
-        let (progress, _) = tokio::sync::watch::channel(start);
         let cache = Arc::new(WatchCache {
             storage,
             window: Mutex::new(Window {
@@ -198,7 +196,6 @@ impl WatchCache {
                 latest: start,
             }),
             tx,
-            progress,
         });
         tokio::spawn(cache.clone().follow(start));
         Ok(cache)
@@ -217,17 +214,6 @@ impl WatchCache {
     /// The newest revision the cache has seen (for bookmarks).
     pub fn latest(&self) -> i64 {
         self.window.lock().expect("window").latest
-    }
-
-    /// Wait until the cache has seen `revision` (or a few seconds have passed), so that a
-    /// client that wrote at `revision` and then watches sees a consistent stream.
-    pub async fn wait_for(&self, revision: i64) {
-        let mut rx = self.progress.subscribe();
-        let _ = tokio::time::timeout(
-            std::time::Duration::from_secs(3),
-            rx.wait_for(|r| *r >= revision),
-        )
-        .await;
     }
 
     /// Subscribe to every event after `after`.
@@ -303,9 +289,6 @@ impl WatchCache {
                 last = last.max(header_rev);
             }
             w.latest = w.latest.max(last);
-            let latest = w.latest;
-            drop(w);
-            self.progress.send_replace(latest);
         }
         Err(StorageError::Unavailable("etcd watch stream ended".into()))
     }

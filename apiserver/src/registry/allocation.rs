@@ -101,6 +101,7 @@ impl ServiceAllocator {
             .and_then(Value::as_str)
             .unwrap_or("")
             .to_string();
+        let name = keelson_apimachinery::meta::name(svc).to_string();
         let spec = svc.get_mut("spec").filter(|s| s.is_object());
         let Some(spec) = spec else { return Ok(alloc) };
 
@@ -118,7 +119,7 @@ impl ServiceAllocator {
         } else if !requested.is_empty() {
             let parsed: Ipv4Addr = requested.parse().map_err(|_| {
                 invalid(
-                    svc_name(spec),
+                    &name,
                     "spec.clusterIPs",
                     &requested,
                     "must be a valid IP address",
@@ -126,7 +127,7 @@ impl ServiceAllocator {
             })?;
             if !self.contains(parsed) && requested != old_ip {
                 return Err(invalid(
-                    svc_name(spec),
+                    &name,
                     "spec.clusterIPs",
                     &requested,
                     "failed to allocate IP: the provided IP is not in the valid range. The range of valid IPs is the service CIDR",
@@ -248,10 +249,6 @@ fn ports(svc: &Value) -> Vec<Value> {
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default()
-}
-
-fn svc_name(_spec: &Value) -> &'static str {
-    ""
 }
 
 fn invalid(name: &str, field: &str, value: &str, detail: &str) -> ApiError {

@@ -182,7 +182,7 @@ impl Registry {
                 rt.group_resource(),
             ))
             .with_details(rt.group, rt.plural, name)
-            .tap_reason("Forbidden"));
+            );
         }
         Ok(())
     }
@@ -658,45 +658,80 @@ fn deletion_step(rt: &ResourceType, obj: &Value, opts: &DeleteOptions) -> (Optio
     (Some(updated), false)
 }
 
-/// Equal apart from resourceVersion and managedFields timestamps.
+/// Equal apart from resourceVersion and managedFields timestamps: such an update
+/// changes nothing a client can see, so it is not written. Compares in place; this runs
+/// on every update.
 fn same_object(a: &Value, b: &Value) -> bool {
-    let strip = |v: &Value| {
-        let mut v = v.clone();
-        if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
-            m.remove("resourceVersion");
-            m.remove("managedFields");
-        }
-        v
+    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
+        return a == b;
     };
-    strip(a) == strip(b)
-        && a.pointer("/metadata/managedFields") == b.pointer("/metadata/managedFields")
-        || (strip(a) == strip(b) && managed_equal_but_time(a, b))
+    let empty = serde_json::Map::new();
+    same_map(a, b, &["metadata"]) && {
+        let ma = a
+            .get("metadata")
+            .and_then(Value::as_object)
+            .unwrap_or(&empty);
+        let mb = b
+            .get("metadata")
+            .and_then(Value::as_object)
+            .unwrap_or(&empty);
+        same_map(ma, mb, &["resourceVersion", "managedFields"])
+            && same_managed_fields(ma.get("managedFields"), mb.get("managedFields"))
+    }
 }
 
-fn managed_equal_but_time(a: &Value, b: &Value) -> bool {
-    let strip_times = |v: &Value| -> Value {
-        let mut mf = v
-            .pointer("/metadata/managedFields")
-            .cloned()
-            .unwrap_or(Value::Null);
-        if let Some(arr) = mf.as_array_mut() {
-            for e in arr {
-                if let Some(o) = e.as_object_mut() {
-                    o.remove("time");
-                }
-            }
-        }
-        mf
+/// Maps equal apart from the `skip` keys.
+fn same_map(
+    a: &serde_json::Map<String, Value>,
+    b: &serde_json::Map<String, Value>,
+    skip: &[&str],
+) -> bool {
+    let counted = |m: &serde_json::Map<String, Value>| {
+        m.keys().filter(|k| !skip.contains(&k.as_str())).count()
     };
-    strip_times(a) == strip_times(b)
+    counted(a) == counted(b)
+        && a.iter()
+            .filter(|(k, _)| !skip.contains(&k.as_str()))
+            .all(|(k, v)| b.get(k) == Some(v))
 }
 
-trait TapReason {
-    fn tap_reason(self, reason: &str) -> Self;
+/// managedFields equal apart from each entry's `time`.
+fn same_managed_fields(a: Option<&Value>, b: Option<&Value>) -> bool {
+    match (a.and_then(Value::as_array), b.and_then(Value::as_array)) {
+        (Some(x), Some(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .zip(y)
+                    .all(|(e, f)| match (e.as_object(), f.as_object()) {
+                        (Some(e), Some(f)) => same_map(e, f, &["time"]),
+                        _ => e == f,
+                    })
+        }
+        _ => a == b,
+    }
 }
-impl TapReason for ApiError {
-    fn tap_reason(mut self, reason: &str) -> Self {
-        self.reason = reason.to_string();
-        self
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_object_ignores_only_resource_version_and_managed_times() {
+        let a = json!({"metadata": {"name": "x", "resourceVersion": "5",
+            "managedFields": [{"manager": "m", "time": "2026-01-01T00:00:00Z", "fieldsV1": {"f:data": {}}}]},
+            "data": {"k": "v"}});
+        let mut b = a.clone();
+        b["metadata"]["resourceVersion"] = json!("9");
+        b["metadata"]["managedFields"][0]["time"] = json!("2026-02-02T00:00:00Z");
+        assert!(same_object(&a, &b));
+        let mut c = b.clone();
+        c["data"]["k"] = json!("w");
+        assert!(!same_object(&a, &c));
+        let mut d = b.clone();
+        d["metadata"]["labels"] = json!({"l": "1"});
+        assert!(!same_object(&a, &d));
+        let mut e = b.clone();
+        e["metadata"]["managedFields"][0]["manager"] = json!("other");
+        assert!(!same_object(&a, &e));
     }
 }

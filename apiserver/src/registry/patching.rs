@@ -202,7 +202,7 @@ impl Registry {
                     let mut obj = merged;
                     metadata::prepare_create(rt, &mut obj)?;
                     rt.strategy.prepare_for_create(&mut obj);
-                    self.admit_public(rt, &mut obj, None)?;
+                    self.admit(rt, &mut obj, None)?;
                     Ok(obj)
                 }
                 Some(old) => {
@@ -242,15 +242,6 @@ impl Registry {
             precondition
         };
         self.apply_update(rt, Some(old), new, &precondition, subresource, opts)
-    }
-
-    pub(crate) fn admit_public(
-        &self,
-        rt: &ResourceType,
-        obj: &mut Value,
-        old: Option<&Value>,
-    ) -> Result<(), ApiError> {
-        self.admit(rt, obj, old)
     }
 
     /// An update whose managedFields were already computed (server-side apply).
