@@ -79,6 +79,42 @@ fn rss_mib(pid: u32) -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
+/// CPU seconds (user + system) a process has used so far, from /proc/<pid>/stat.
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may contain spaces) start at state (field 3);
+    // utime and stime are fields 14 and 15.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// CPU used per operation by etcd, the apiserver and this load generator during one phase.
+struct CpuShare {
+    pids: [u32; 3],
+    start: [f64; 3],
+}
+
+impl CpuShare {
+    fn start(etcd: u32, apiserver: u32) -> CpuShare {
+        let pids = [etcd, apiserver, std::process::id()];
+        CpuShare {
+            pids,
+            start: pids.map(cpu_secs),
+        }
+    }
+
+    /// Microseconds of CPU per operation, for etcd, the apiserver and the load generator.
+    fn per_op(&self, ops: usize) -> [f64; 3] {
+        let mut out = [0.0; 3];
+        for i in 0..3 {
+            out[i] = (cpu_secs(self.pids[i]) - self.start[i]) * 1e6 / ops as f64;
+        }
+        out
+    }
+}
+
 async fn raw_etcd_puts(
     url: &str,
     n: usize,
@@ -261,10 +297,15 @@ async fn main() -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let idle = rss_mib(pid);
 
+    let etcd_pid = cluster.etcd.proc_.pid();
+    let cpu = CpuShare::start(etcd_pid, pid);
     let (etcd_rate, mut etcd_lat) =
         raw_etcd_puts(&cluster.etcd.url, args.pods, args.concurrency).await?;
+    let etcd_cpu = cpu.per_op(args.pods);
+    let cpu = CpuShare::start(etcd_pid, pid);
     let (api_rate, mut api_lat) =
         apiserver_creates(&api, "bench", "pod", args.pods, args.concurrency).await?;
+    let api_cpu = cpu.per_op(args.pods);
     etcd_lat.sort();
     api_lat.sort();
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -293,6 +334,15 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "| create throughput ratio apiserver / raw etcd (target >= 0.5) | {:.2} |",
         api_rate / etcd_rate
+    );
+    let cpu_row = |c: [f64; 3]| format!("{:.0} / {:.0} / {:.0} us", c[0], c[1], c[2]);
+    println!(
+        "| CPU per raw put: etcd / apiserver / load generator | {} |",
+        cpu_row(etcd_cpu)
+    );
+    println!(
+        "| CPU per create: etcd / apiserver / load generator | {} |",
+        cpu_row(api_cpu)
     );
     println!(
         "| apiserver create latency p50 / p99 | {} / {} |",

@@ -171,10 +171,10 @@ pub fn bin_dir() -> PathBuf {
     if let Ok(d) = std::env::var("KEELSON_BIN_DIR") {
         return PathBuf::from(d);
     }
-    // Test executables live in target/<profile>/deps.
+    // Test executables live in target/<profile>/deps, examples in target/<profile>/examples.
     let exe = std::env::current_exe().expect("current exe");
     let mut dir = exe.parent().expect("exe dir").to_path_buf();
-    if dir.ends_with("deps") {
+    if dir.ends_with("deps") || dir.ends_with("examples") {
         dir.pop();
     }
     dir
@@ -216,6 +216,12 @@ impl Etcd {
                 ))
                 .arg(format!("--initial-cluster=test=http://127.0.0.1:{peer}"))
                 .arg("--unsafe-no-fsync")
+                // Extra etcd flags for experiments and benchmarks (whitespace-separated).
+                .args(
+                    std::env::var("KEELSON_ETCD_ARGS")
+                        .unwrap_or_default()
+                        .split_whitespace(),
+                )
                 .stdout(Stdio::null())
                 .stderr(log),
         )
