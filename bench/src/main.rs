@@ -107,11 +107,7 @@ impl CpuShare {
 
     /// Microseconds of CPU per operation, for etcd, the apiserver and the load generator.
     fn per_op(&self, ops: usize) -> [f64; 3] {
-        let mut out = [0.0; 3];
-        for i in 0..3 {
-            out[i] = (cpu_secs(self.pids[i]) - self.start[i]) * 1e6 / ops as f64;
-        }
-        out
+        std::array::from_fn(|i| (cpu_secs(self.pids[i]) - self.start[i]) * 1e6 / ops as f64)
     }
 }
 
