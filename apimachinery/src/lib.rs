@@ -6,8 +6,10 @@
 //! - [`status`]: `metav1.Status` errors with the HTTP code, reason and field causes.
 //! - [`validation`]: DNS-1123 names, label keys and values, as Kubernetes words them.
 //! - [`meta`]: small accessors for `metadata` on untyped objects.
+//! - [`duration`]: Go-style duration flags (`15s`, `250ms`).
 
 pub mod apply;
+pub mod duration;
 pub mod meta;
 pub mod patch;
 pub mod selector;

@@ -62,24 +62,8 @@ pub struct Config {
     #[arg(long = "service-node-port-range", default_value = "30000-32767")]
     pub service_node_port_range: String,
     /// How often to compact etcd history (0 disables), e.g. `5m`, `30s`.
-    #[arg(long = "etcd-compaction-interval", default_value = "5m", value_parser = parse_duration)]
+    #[arg(long = "etcd-compaction-interval", default_value = "5m", value_parser = keelson_apimachinery::duration::parse)]
     pub etcd_compaction_interval: Duration,
-}
-
-/// Parse `300ms`, `30s`, `5m`, `1h`, or a plain number of seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (num, unit) = s
-        .find(|c: char| !c.is_ascii_digit())
-        .map_or((s, ""), |i| s.split_at(i));
-    let n: u64 = num.parse().map_err(|_| format!("invalid duration {s:?}"))?;
-    Ok(match unit {
-        "" | "s" => Duration::from_secs(n),
-        "ms" => Duration::from_millis(n),
-        "m" => Duration::from_secs(n * 60),
-        "h" => Duration::from_secs(n * 3600),
-        _ => return Err(format!("invalid duration unit in {s:?}")),
-    })
 }
 
 fn parse_port_range(s: &str) -> anyhow::Result<(u16, u16)> {
@@ -251,10 +235,6 @@ mod tests {
 
     #[test]
     fn durations() {
-        assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
-        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
-        assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
-        assert!(parse_duration("5x").is_err());
         assert_eq!(parse_port_range("30000-32767").unwrap(), (30000, 32767));
     }
 }

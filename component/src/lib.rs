@@ -1,0 +1,52 @@
+//! What every Keelson control-plane process shares, so that the scheduler, the
+//! controller-manager and later components do not each write their own:
+//!
+//! - [`leader`]: leader election on a coordination.k8s.io/v1 Lease, with client-go's
+//!   timing rules (`--leader-elect-lease-duration`, `-renew-deadline`, `-retry-period`).
+//!   The elected work runs as a future that is dropped the moment leadership is lost.
+//! - [`serve`]: the `/healthz`, `/livez`, `/readyz` and `/metrics` endpoint.
+//! - [`informers`]: one [`SharedInformer`](keelson_client::runtime::SharedInformer) per
+//!   resource type, shared by every controller in the process.
+//! - [`queue`]: a work queue with Kubernetes' `workqueue_*` metrics, and the worker loop
+//!   that runs a reconcile function with rate-limited retries.
+//! - [`run`]: [`Component::run`], the main loop of a component binary.
+//! - [`options`]: the flags every component takes (`--kubeconfig`, leader election,
+//!   serving address).
+
+pub mod informers;
+pub mod leader;
+pub mod options;
+pub mod queue;
+pub mod run;
+pub mod serve;
+
+pub use informers::Informers;
+pub use leader::{LeaderElection, LeaderState};
+pub use options::{ComponentOptions, LeaderElectionOptions};
+pub use queue::{Queue, QueueMetrics, Requeue};
+pub use run::Component;
+
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`); `KEELSON_LOG_FORMAT=json`
+/// switches to one JSON object per line.
+pub fn init_logging() {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if std::env::var("KEELSON_LOG_FORMAT").as_deref() == Ok("json") {
+        let _ = builder.json().try_init();
+    } else {
+        let _ = builder.try_init();
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
