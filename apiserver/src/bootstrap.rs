@@ -1,10 +1,12 @@
-//! What an apiserver makes sure exists: the system namespaces, the `default/kubernetes`
+//! What an apiserver makes sure exists: the system namespaces, the built-in
+//! PriorityClasses, the `default/kubernetes`
 //! Service and its Endpoints naming every live apiserver; and the periodic etcd
 //! compaction Kubernetes does.
 
 use crate::registry::{Registry, WriteOptions};
 use crate::storage::Storage;
 use keelson_resources::find;
+use keelson_resources::kinds::priorityclasses::{system_class, SYSTEM_CLASSES};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -41,6 +43,16 @@ pub async fn system_objects(registry: &Registry, secure_port: u16) -> anyhow::Re
             json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
         )
         .await?;
+    }
+    let pc = find("scheduling.k8s.io", "priorityclasses")
+        .ok_or_else(|| anyhow::anyhow!("priorityclasses not served"))?;
+    for (name, value, description) in SYSTEM_CLASSES {
+        let obj = system_class(name, *value, description);
+        match registry.create(pc, "", obj, &system_opts()).await {
+            Ok(_) => {}
+            Err(e) if e.code == 409 => {}
+            Err(e) => return Err(anyhow::anyhow!("creating PriorityClass {name}: {e}")),
+        }
     }
     let ip = registry.services.first_ip().to_string();
     ensure(

@@ -15,6 +15,7 @@ pub mod metadata;
 pub mod namespaces;
 pub mod options;
 pub mod patching;
+pub mod priority;
 pub mod subresources;
 pub mod watch;
 
@@ -36,6 +37,7 @@ pub struct Registry {
     pub cache: Arc<WatchCache>,
     pub services: Arc<ServiceAllocator>,
     namespaces: namespaces::NamespaceCache,
+    priorities: priority::PriorityClassCache,
 }
 
 /// The result of a write: the object, warnings for the client, and whether it was
@@ -134,11 +136,14 @@ impl Registry {
         let cache = WatchCache::start(storage.clone()).await?;
         let namespaces = namespaces::NamespaceCache::default();
         namespaces.follow(cache.clone(), cache.latest());
+        let priorities = priority::PriorityClassCache::default();
+        priorities.follow(cache.clone(), storage.clone());
         Ok(Registry {
             storage,
             cache,
             services: Arc::new(services),
             namespaces,
+            priorities,
         })
     }
 
@@ -238,6 +243,10 @@ impl Registry {
         metadata::check_type(rt, &mut obj)?;
         metadata::check_namespace(rt, &mut obj, ns)?;
         let warnings = fields::check_unknown(rt, &mut obj, opts.field_validation)?;
+        // Priority admission sees the object as sent (no generated name yet).
+        self.priorities.prepare(&self.storage, rt, &obj).await;
+        let sent_name = meta::name(&obj).to_string();
+        self.priorities.admit_create(rt, &mut obj, &sent_name)?;
         metadata::prepare_create(rt, &mut obj)?;
         rt.strategy.prepare_for_create(&mut obj);
         self.admit(rt, &mut obj, None)?;
@@ -505,6 +514,7 @@ impl Registry {
                 ));
             }
         }
+        self.priorities.admit_update(rt, &mut new, old)?;
         self.admit(rt, &mut new, Some(old))?;
         metadata::bump_generation(rt, &mut new, old);
         patching::track_fields(rt, Some(old), &mut new, opts, subresource);
@@ -521,6 +531,7 @@ impl Registry {
         opts: &DeleteOptions,
     ) -> Result<Value, ApiError> {
         opts.validate()?;
+        priority::admit_delete(rt, name)?;
         let k = key(rt, ns, name);
         for _attempt in 0..16 {
             let kv = self

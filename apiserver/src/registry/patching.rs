@@ -120,6 +120,7 @@ impl Registry {
         if ptype == PatchType::Apply && subresource.is_empty() {
             // Apply can create; only into a live namespace.
             self.admit_namespace_if_new(rt, ns, name).await?;
+            self.priorities.prepare(&self.storage, rt, &patch).await;
         }
         let mut warnings = Vec::new();
         let mut w = self
@@ -200,6 +201,7 @@ impl Registry {
             return match old {
                 None => {
                     let mut obj = merged;
+                    self.priorities.admit_create(rt, &mut obj, name)?;
                     metadata::prepare_create(rt, &mut obj)?;
                     rt.strategy.prepare_for_create(&mut obj);
                     self.admit(rt, &mut obj, None)?;

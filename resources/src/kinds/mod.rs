@@ -21,6 +21,7 @@ pub mod persistentvolumeclaims;
 pub mod persistentvolumes;
 pub mod pods;
 pub mod podtemplates;
+pub mod priorityclasses;
 pub mod replicasets;
 pub mod replicationcontrollers;
 pub mod resourcequotas;
@@ -56,4 +57,5 @@ pub static ALL: &[&ResourceType] = &[
     &persistentvolumeclaims::RESOURCE,
     &resourcequotas::RESOURCE,
     &limitranges::RESOURCE,
+    &priorityclasses::RESOURCE,
 ];
