@@ -5,6 +5,7 @@
 //!   timing rules (`--leader-elect-lease-duration`, `-renew-deadline`, `-retry-period`).
 //!   The elected work runs as a future that is dropped the moment leadership is lost.
 //! - [`serve`]: the `/healthz`, `/livez`, `/readyz` and `/metrics` endpoint.
+//! - [`events`]: an Event recorder (`SuccessfulCreate`, `FailedScheduling`, ...).
 //! - [`informers`]: one [`SharedInformer`](keelson_client::runtime::SharedInformer) per
 //!   resource type, shared by every controller in the process.
 //! - [`queue`]: a work queue with Kubernetes' `workqueue_*` metrics, and the worker loop
@@ -13,6 +14,7 @@
 //! - [`options`]: the flags every component takes (`--kubeconfig`, leader election,
 //!   serving address).
 
+pub mod events;
 pub mod informers;
 pub mod leader;
 pub mod options;
@@ -20,6 +22,7 @@ pub mod queue;
 pub mod run;
 pub mod serve;
 
+pub use events::{EventType, Recorder};
 pub use informers::Informers;
 pub use leader::{LeaderElection, LeaderState};
 pub use options::{ComponentOptions, LeaderElectionOptions};

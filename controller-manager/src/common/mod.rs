@@ -1,0 +1,8 @@
+//! What several controllers share.
+
+pub mod expectations;
+pub mod owner;
+pub mod pods;
+
+pub use expectations::Expectations;
+pub use owner::{controller_of, controller_ref, ClaimResult};

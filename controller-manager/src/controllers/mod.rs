@@ -1,0 +1,19 @@
+//! One file per controller. Each exposes `run(ctx)`, which wires its informers and
+//! event handlers to a queue and runs the queue's workers until dropped.
+
+use futures::future::BoxFuture;
+use futures::FutureExt;
+
+use crate::Context;
+
+pub mod replicaset;
+
+type Start = fn(Context) -> BoxFuture<'static, ()>;
+
+/// Every controller by its `--controllers` name.
+pub const ALL: &[(&str, Start)] = &[
+    ("replicaset", |ctx| replicaset::run_replicasets(ctx).boxed()),
+    ("replicationcontroller", |ctx| {
+        replicaset::run_replication_controllers(ctx).boxed()
+    }),
+];
