@@ -1,6 +1,11 @@
 //! The minimal kubelet: one pod informer for every node, a work queue of pod keys and
 //! a pool of workers that write pod status and finish deletions.
 //!
+//! The cache is the client runtime's [`Store`], fed by one [`watcher()`] on
+//! `spec.nodeName!=`; pods bound to other nodes are not kept, and managedFields are
+//! dropped (they are most of a pod's size and the hollow kubelet never reads them), so
+//! 11,000 pods stay small.
+//!
 //! Per pod the workers keep a little state (when it was seen, when it "started", its
 //! IP, when its deletion was seen), and act on the informer's copy: status writes carry
 //! its resourceVersion, and a 409 re-reads the pod and tries again.
@@ -12,9 +17,9 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
-use keelson_client::runtime::{
-    watcher, Notification, RateLimiter, SharedInformer, Store, WorkQueue,
-};
+use keelson_client::runtime::reflector::Change;
+use keelson_client::runtime::watcher::{self, watcher, Event};
+use keelson_client::runtime::{store, RateLimiter, Store, WorkQueue};
 use keelson_client::{Api, DeleteParams, KubeObject, ObjectKey, Preconditions};
 use serde_json::{json, Value};
 use tokio::task::JoinSet;
@@ -101,34 +106,42 @@ fn pod_ip(pod: &Pod) -> Option<Ipv4Addr> {
 }
 
 impl Kubelet {
-    /// Start the informer, its dispatcher and the workers on `tasks`.
+    /// Start the pod watch, its cache and the workers on `tasks`.
     pub fn start(fleet: Arc<Fleet>, tasks: &mut JoinSet<()>) -> Arc<Kubelet> {
         let api: Api<Pod> = Api::all(fleet.client.clone());
-        let informer =
-            SharedInformer::new(api, watcher::Config::default().fields("spec.nodeName!="));
+        let (store, mut writer) = store::<Pod>();
         let queue = WorkQueue::with_rate_limiter(RateLimiter::exponential(
             Duration::from_millis(50),
             Duration::from_secs(30),
         ));
         let kubelet = Arc::new(Kubelet {
-            store: informer.store(),
+            store,
             fleet,
             queue,
             states: Mutex::new(HashMap::new()),
         });
-        let mut changes = informer.subscribe();
         let k = kubelet.clone();
         tasks.spawn(async move {
-            // The informer lives as long as this task.
-            let _informer = informer;
-            while let Some(change) = changes.next().await {
-                let pod = match &change {
-                    Notification::Added(p) | Notification::Deleted(p) => p,
-                    Notification::Updated { new, .. } => new,
+            let stream = watcher(api, watcher::Config::default().fields("spec.nodeName!="));
+            futures::pin_mut!(stream);
+            while let Some(item) = stream.next().await {
+                let event = match item {
+                    Ok(ev) => ev,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "pod watch failed; retrying");
+                        continue;
+                    }
                 };
-                let node = pod.spec.as_ref().and_then(|s| s.node_name.as_deref());
-                if node.is_some_and(|n| k.fleet.index_of(n).is_some()) {
-                    k.queue.add(pod.key());
+                let event = match event {
+                    Event::InitApply(p) => k.keep(p).map(Event::InitApply),
+                    Event::Apply(p) => k.keep(p).map(Event::Apply),
+                    Event::Delete(p) => k.keep(p).map(Event::Delete),
+                    other => Some(other),
+                };
+                for change in event.map(|ev| writer.apply(ev)).unwrap_or_default() {
+                    let (Change::Added(p) | Change::Deleted(p) | Change::Updated { new: p, .. }) =
+                        change;
+                    k.queue.add(p.key());
                 }
             }
         });
@@ -160,6 +173,14 @@ impl Kubelet {
             std::future::pending::<()>().await
         });
         kubelet
+    }
+
+    /// A pod of one of our nodes, without its managedFields; `None` for other pods.
+    fn keep(&self, mut pod: Pod) -> Option<Pod> {
+        let node = pod.spec.as_ref().and_then(|s| s.node_name.as_deref())?;
+        self.fleet.index_of(node)?;
+        pod.metadata.managed_fields = None;
+        Some(pod)
     }
 
     fn states(&self) -> std::sync::MutexGuard<'_, HashMap<ObjectKey, PodState>> {
@@ -465,6 +486,15 @@ fn set_condition(status: &mut Value, kind: &str, value: &str, reason: Option<&st
     }
 }
 
+/// `status[key] = list`, or no `key` for an empty list.
+fn set_list(status: &mut Value, key: &str, list: Vec<Value>) {
+    if list.is_empty() {
+        status.as_object_mut().map(|o| o.remove(key));
+    } else {
+        status[key] = Value::Array(list);
+    }
+}
+
 fn container_names(pod: &Pod, init: bool) -> Vec<(String, String, bool)> {
     let Some(spec) = pod.spec.as_ref() else {
         return Vec::new();
@@ -529,7 +559,9 @@ fn start_pod(pod: &mut Pod, host_ip: Ipv4Addr, ip: Ipv4Addr) -> anyhow::Result<b
     }
     let running = json!({"running": {"startedAt": now}});
     let done = |started: &Value| json!({"terminated": {"exitCode": 0, "reason": "Completed", "startedAt": started, "finishedAt": started}});
-    st["initContainerStatuses"] = Value::Array(
+    set_list(
+        &mut st,
+        "initContainerStatuses",
         container_names(pod, true)
             .into_iter()
             .map(|(n, image, sidecar)| {
@@ -541,7 +573,9 @@ fn start_pod(pod: &mut Pod, host_ip: Ipv4Addr, ip: Ipv4Addr) -> anyhow::Result<b
             })
             .collect(),
     );
-    st["containerStatuses"] = Value::Array(
+    set_list(
+        &mut st,
+        "containerStatuses",
         container_names(pod, false)
             .into_iter()
             .map(|(n, image, _)| container_status(pod, &n, &image, running.clone(), true))
@@ -595,8 +629,8 @@ fn finish_pod(pod: &mut Pod, exit_code: i32) -> anyhow::Result<bool> {
             container_status(pod, &n, &image, s, false)
         })
         .collect();
-    st["initContainerStatuses"] = Value::Array(init);
-    st["containerStatuses"] = Value::Array(main);
+    set_list(&mut st, "initContainerStatuses", init);
+    set_list(&mut st, "containerStatuses", main);
     st["phase"] = json!(if exit_code == 0 {
         "Succeeded"
     } else {
