@@ -403,19 +403,15 @@ async fn deleted_pods_are_stopped_and_removed() {
     );
     let pods: Api<Pod> = Api::namespaced(client.clone(), "web");
     let bound = json!({"spec": {"nodeName": "hollow-0"}});
-    pods.create(&PostParams::default(), &pod("web", bound.clone()))
-        .await
-        .unwrap();
     let mut quick = bound.clone();
     quick["spec"]["terminationGracePeriodSeconds"] = json!(2);
     pods.create(&PostParams::default(), &pod("quick", quick))
         .await
         .unwrap();
-    wait_phase(&pods, "web", "Running").await;
     wait_phase(&pods, "quick", "Running").await;
 
-    // Default grace (30s) would keep the pod for 30s without a kubelet; the terminate
-    // delay of 1m is capped at the pod's own grace period, so use a short one here.
+    // Stopping the containers takes the terminate delay (1m), capped at the pod's
+    // grace period (2s).
     let deleted = pods
         .delete("quick", &DeleteParams::default())
         .await
@@ -436,13 +432,49 @@ async fn deleted_pods_are_stopped_and_removed() {
     );
     hollow.stop().await;
 
-    // Without a terminate delay, a default-grace deletion completes at once.
+    // Without a terminate delay, a default-grace (30s) deletion completes at once.
     let hollow = Hollow::start(&cluster.kubeconfig, opts(&["--count", "1"]));
+    pods.create(&PostParams::default(), &pod("web", bound.clone()))
+        .await
+        .unwrap();
+    // A finalizer keeps this one around after the hollow kubelet's final delete, to
+    // see what it wrote (as Job pods keep theirs).
+    let mut held = bound.clone();
+    held["metadata"] = json!({"finalizers": ["example.com/hold"]});
+    pods.create(&PostParams::default(), &pod("held", held))
+        .await
+        .unwrap();
+    wait_phase(&pods, "web", "Running").await;
+    wait_phase(&pods, "held", "Running").await;
+
     let deleted = pods.delete("web", &DeleteParams::default()).await.unwrap();
     assert_eq!(deleted.metadata.deletion_grace_period_seconds, Some(30));
     // Well within the 30s grace period: the hollow kubelet completed the deletion.
     eventually(Duration::from_secs(15), "web deleted", || async {
         pods.get_opt("web").await.ok()?.is_none().then_some(())
+    })
+    .await;
+
+    pods.delete("held", &DeleteParams::default()).await.unwrap();
+    let stopped = eventually(Duration::from_secs(15), "held stopped", || async {
+        let p = pods.get("held").await.ok()?;
+        (p.metadata.deletion_grace_period_seconds == Some(0)).then_some(p)
+    })
+    .await;
+    assert_eq!(phase(&stopped), "Failed", "containers stopped by SIGTERM");
+    let term = status(&stopped)["containerStatuses"][0]["state"]["terminated"].clone();
+    assert_eq!(term["exitCode"], keelson_hollow_node::KILLED_EXIT_CODE);
+    assert_eq!(condition(&stopped, "Ready").as_deref(), Some("False"));
+    // Our finalizer is the last thing holding it.
+    pods.patch(
+        "held",
+        &Default::default(),
+        &keelson_client::Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .unwrap();
+    eventually(Duration::from_secs(10), "held deleted", || async {
+        pods.get_opt("held").await.ok()?.is_none().then_some(())
     })
     .await;
     hollow.stop().await;

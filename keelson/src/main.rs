@@ -4,8 +4,10 @@
 //!   and an admin kubeconfig, and runs the apiserver in this process.
 //! - `keelson pki`: create the CA, the serving certificate and the admin kubeconfig.
 //! - `keelson apiserver ...`: the same as `keelson-apiserver ...`.
+//! - `keelson hollow-nodes --kubeconfig FILE --count N`: simulated nodes (like kwok).
 
 mod etcd;
+mod hollow;
 mod up;
 
 use clap::{Parser, Subcommand};
@@ -46,6 +48,9 @@ enum Command {
         #[command(flatten)]
         config: keelson_apiserver::Config,
     },
+    /// Register simulated nodes, renew their Leases and play a minimal kubelet for the
+    /// pods bound to them, until interrupted.
+    HollowNodes(hollow::HollowArgs),
 }
 
 #[tokio::main]
@@ -78,5 +83,6 @@ async fn main() -> anyhow::Result<()> {
                 keelson_apiserver::start(config, keelson_apiserver::shutdown_signal()).await?;
             running.task.await?
         }
+        Command::HollowNodes(args) => hollow::run(args).await,
     }
 }
