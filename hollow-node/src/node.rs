@@ -68,6 +68,13 @@ impl HollowNode {
         self.uid.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// Keep the Lease for the next renewal, without its managedFields (the server keeps
+    /// them when an update sends none; 5,000 Leases need not carry them around).
+    fn cache_lease(&self, mut lease: Lease) {
+        lease.metadata.managed_fields = None;
+        *self.lease.lock().unwrap_or_else(|e| e.into_inner()) = Some(lease);
+    }
+
     fn set_registered(&self, node: &Node) {
         *self.uid.lock().unwrap_or_else(|e| e.into_inner()) =
             node.metadata.uid.clone().unwrap_or_default();
@@ -242,7 +249,7 @@ impl Fleet {
             self.fill_lease(i, &mut lease);
             match api.replace(&node.name, &post_params(), &lease).await {
                 Ok(l) => {
-                    *node.lease.lock().unwrap_or_else(|e| e.into_inner()) = Some(l);
+                    node.cache_lease(l);
                     return Ok(());
                 }
                 Err(e) if e.is_conflict() || e.is_not_found() => {}
@@ -264,7 +271,7 @@ impl Fleet {
                 api.create(&post_params(), &lease).await?
             }
         };
-        *node.lease.lock().unwrap_or_else(|e| e.into_inner()) = Some(written);
+        node.cache_lease(written);
         Ok(())
     }
 
