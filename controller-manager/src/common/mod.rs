@@ -3,6 +3,7 @@
 pub mod expectations;
 pub mod owner;
 pub mod pods;
+pub mod service_pods;
 
 pub use expectations::Expectations;
 pub use owner::{controller_of, controller_ref, ClaimResult};

@@ -6,12 +6,16 @@ use futures::FutureExt;
 
 use crate::Context;
 
+pub mod endpoints;
+pub mod endpointslice;
 pub mod replicaset;
 
 type Start = fn(Context) -> BoxFuture<'static, ()>;
 
 /// Every controller by its `--controllers` name.
 pub const ALL: &[(&str, Start)] = &[
+    ("endpoints", |ctx| endpoints::run(ctx).boxed()),
+    ("endpointslice", |ctx| endpointslice::run(ctx).boxed()),
     ("replicaset", |ctx| replicaset::run_replicasets(ctx).boxed()),
     ("replicationcontroller", |ctx| {
         replicaset::run_replication_controllers(ctx).boxed()
