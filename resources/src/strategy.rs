@@ -84,6 +84,16 @@ pub trait Strategy: Send + Sync {
     /// namespace's `status.phase` becomes `Terminating`).
     fn mark_deleting(&self, _obj: &mut Value) {}
 
+    /// Kubernetes' `DefaultGarbageCollectionPolicy`: what a delete without
+    /// `propagationPolicy` (and without a garbage-collector finalizer already on the
+    /// object) does with its dependents. `Background` leaves them to the garbage
+    /// collector; `Orphan` adds the `orphan` finalizer (core/v1 ReplicationControllers
+    /// and batch/v1 Jobs, for backwards compatibility); `Unsupported` never adds a
+    /// garbage-collector finalizer, whatever the request says (events).
+    fn default_garbage_collection_policy(&self) -> GcPolicy {
+        GcPolicy::Background
+    }
+
     /// Server-side table columns for `kubectl get`. The default is Kubernetes' default
     /// table: name and creation time.
     fn columns(&self) -> Vec<Column> {
@@ -106,6 +116,14 @@ pub trait Strategy: Send + Sync {
             ),
         ]
     }
+}
+
+/// See [`Strategy::default_garbage_collection_policy`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GcPolicy {
+    Background,
+    Orphan,
+    Unsupported,
 }
 
 /// A table that is just NAME and AGE plus the given middle columns; most printers are.

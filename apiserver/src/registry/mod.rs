@@ -23,6 +23,7 @@ use crate::storage::{Commit, Kv, Storage, StorageError};
 use crate::watch_cache::{decode, WatchCache};
 use allocation::ServiceAllocator;
 use keelson_apimachinery::{meta, ApiError, Cause};
+use keelson_resources::strategy::GcPolicy;
 use keelson_resources::{ResourceType, Subresource};
 pub use options::{
     parse_bool, DeleteOptions, FieldValidation, ListOptions, UserInfo, WriteOptions,
@@ -611,29 +612,20 @@ impl Registry {
 /// policy finalizers, grace period) and keeps it; `(_, true)` removes it now;
 /// `(None, false)` leaves it as it is.
 fn deletion_step(rt: &ResourceType, obj: &Value, opts: &DeleteOptions) -> (Option<Value>, bool) {
-    let mut fins = finalizers(obj);
+    let old_fins = finalizers(obj);
     let pending = deletion_pending(obj);
     // Propagation policies become finalizers the garbage collector acts on.
-    let policy_finalizer = match opts.propagation_policy.as_deref() {
-        Some("Foreground") => Some("foregroundDeletion"),
-        Some("Orphan") => Some("orphan"),
-        _ => None,
+    let wanted = gc_finalizer(rt, &old_fins, opts.propagation_policy.as_deref());
+    let mut fins: Vec<String> = old_fins
+        .iter()
+        .filter(|f| *f != ORPHAN_FINALIZER && *f != FOREGROUND_FINALIZER)
+        .cloned()
+        .collect();
+    fins.extend(wanted.map(String::from));
+    let changed = {
+        let set = |v: &[String]| v.iter().cloned().collect::<std::collections::BTreeSet<_>>();
+        set(&old_fins) != set(&fins)
     };
-    let mut changed = false;
-    if let Some(pf) = policy_finalizer {
-        if !fins.iter().any(|f| f == pf) {
-            fins.retain(|f| f != "orphan" && f != "foregroundDeletion");
-            fins.push(pf.to_string());
-            changed = true;
-        }
-    } else if opts.propagation_policy.as_deref() == Some("Background")
-        && fins
-            .iter()
-            .any(|f| f == "orphan" || f == "foregroundDeletion")
-    {
-        fins.retain(|f| f != "orphan" && f != "foregroundDeletion");
-        changed = true;
-    }
     // Graceful deletion: the kind asks for a grace period (a pod on a node).
     let grace = match rt.strategy.default_grace_period(obj) {
         Some(default) => opts.grace_period_seconds.unwrap_or(default),
@@ -667,6 +659,29 @@ fn deletion_step(rt: &ResourceType, obj: &Value, opts: &DeleteOptions) -> (Optio
     }
     rt.strategy.mark_deleting(&mut updated);
     (Some(updated), false)
+}
+
+const ORPHAN_FINALIZER: &str = "orphan";
+const FOREGROUND_FINALIZER: &str = "foregroundDeletion";
+
+/// The garbage-collector finalizer a delete leaves on the object (Kubernetes'
+/// `deletionFinalizersForGarbageCollection`): an explicit policy wins, then a
+/// finalizer already there, then the kind's default policy.
+fn gc_finalizer(rt: &ResourceType, fins: &[String], policy: Option<&str>) -> Option<&'static str> {
+    let default = rt.strategy.default_garbage_collection_policy();
+    if default == GcPolicy::Unsupported {
+        return None;
+    }
+    let has = |f: &str| fins.iter().any(|x| x == f);
+    match policy {
+        Some("Orphan") => Some(ORPHAN_FINALIZER),
+        Some("Foreground") => Some(FOREGROUND_FINALIZER),
+        Some(_) => None,
+        None if has(ORPHAN_FINALIZER) => Some(ORPHAN_FINALIZER),
+        None if has(FOREGROUND_FINALIZER) => Some(FOREGROUND_FINALIZER),
+        None if default == GcPolicy::Orphan => Some(ORPHAN_FINALIZER),
+        None => None,
+    }
 }
 
 /// Equal apart from resourceVersion and managedFields timestamps: such an update
@@ -725,6 +740,61 @@ fn same_managed_fields(a: Option<&Value>, b: Option<&Value>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn delete_with(plural: &str, obj: &Value, policy: Option<&str>) -> (Option<Value>, bool) {
+        let group = if plural == "jobs" { "batch" } else { "" };
+        let rt = keelson_resources::find(group, plural).unwrap();
+        let opts = DeleteOptions {
+            propagation_policy: policy.map(String::from),
+            ..Default::default()
+        };
+        deletion_step(rt, obj, &opts)
+    }
+
+    #[test]
+    fn propagation_policies_become_garbage_collector_finalizers() {
+        let plain = json!({"metadata": {"name": "x", "uid": "u"}});
+        let fins = |r: (Option<Value>, bool)| {
+            assert!(!r.1, "kept");
+            let o = r.0.expect("marked");
+            assert!(deletion_pending(&o));
+            finalizers(&o)
+        };
+        // Background (the default of most kinds) deletes at once.
+        assert!(delete_with("configmaps", &plain, None).1);
+        assert!(delete_with("configmaps", &plain, Some("Background")).1);
+        assert_eq!(
+            fins(delete_with("configmaps", &plain, Some("Foreground"))),
+            ["foregroundDeletion"]
+        );
+        assert_eq!(
+            fins(delete_with("configmaps", &plain, Some("Orphan"))),
+            ["orphan"]
+        );
+        // core/v1 ReplicationControllers and batch/v1 Jobs orphan by default.
+        assert_eq!(
+            fins(delete_with("replicationcontrollers", &plain, None)),
+            ["orphan"]
+        );
+        assert_eq!(fins(delete_with("jobs", &plain, None)), ["orphan"]);
+        assert!(delete_with("jobs", &plain, Some("Background")).1);
+        // Events never get garbage-collector finalizers.
+        assert!(delete_with("events", &plain, Some("Foreground")).1);
+        // A finalizer already there wins over the default; an explicit policy replaces it.
+        let fg = json!({"metadata": {"name": "x", "finalizers": ["a.io/x", "foregroundDeletion"]}});
+        assert_eq!(
+            fins(delete_with("replicationcontrollers", &fg, None)),
+            ["a.io/x", "foregroundDeletion"]
+        );
+        assert_eq!(
+            fins(delete_with("configmaps", &fg, Some("Orphan"))),
+            ["a.io/x", "orphan"]
+        );
+        assert_eq!(
+            fins(delete_with("configmaps", &fg, Some("Background"))),
+            ["a.io/x"]
+        );
+    }
 
     #[test]
     fn same_object_ignores_only_resource_version_and_managed_times() {

@@ -262,6 +262,10 @@ pub(crate) fn core_selectable_fields(ev: &Value) -> Vec<(&'static str, String)> 
 }
 
 impl Strategy for Events {
+    fn default_garbage_collection_policy(&self) -> crate::strategy::GcPolicy {
+        crate::strategy::GcPolicy::Unsupported
+    }
+
     fn validate_name(&self, name: &str) -> Vec<String> {
         validation::path_segment_name(name)
     }

@@ -73,6 +73,10 @@ pub fn from_core(ev: &Value) -> Value {
 }
 
 impl Strategy for EventsV1 {
+    fn default_garbage_collection_policy(&self) -> crate::strategy::GcPolicy {
+        crate::strategy::GcPolicy::Unsupported
+    }
+
     fn allow_create_on_update(&self) -> bool {
         true
     }

@@ -140,6 +140,11 @@ fn generate_selector(spec: &mut Map<String, Value>, name: &str, uid: &str) {
 }
 
 impl Strategy for Jobs {
+    /// batch/v1 Jobs orphan their pods by default, for backwards compatibility.
+    fn default_garbage_collection_policy(&self) -> crate::strategy::GcPolicy {
+        crate::strategy::GcPolicy::Orphan
+    }
+
     fn tracks_generation(&self) -> bool {
         true
     }

@@ -26,6 +26,12 @@ pub static RESOURCE: ResourceType = ResourceType {
 struct ReplicationControllers;
 
 impl Strategy for ReplicationControllers {
+    /// core/v1 ReplicationControllers orphan their pods by default, for backwards
+    /// compatibility.
+    fn default_garbage_collection_policy(&self) -> crate::strategy::GcPolicy {
+        crate::strategy::GcPolicy::Orphan
+    }
+
     fn tracks_generation(&self) -> bool {
         true
     }
