@@ -1,6 +1,7 @@
 //! What several controllers share.
 
 pub mod expectations;
+pub mod intstr;
 pub mod owner;
 pub mod pods;
 pub mod service_pods;

@@ -6,6 +6,7 @@ use futures::FutureExt;
 
 use crate::Context;
 
+pub mod deployment;
 pub mod endpoints;
 pub mod endpointslice;
 pub mod replicaset;
@@ -14,6 +15,7 @@ type Start = fn(Context) -> BoxFuture<'static, ()>;
 
 /// Every controller by its `--controllers` name.
 pub const ALL: &[(&str, Start)] = &[
+    ("deployment", |ctx| deployment::run(ctx).boxed()),
     ("endpoints", |ctx| endpoints::run(ctx).boxed()),
     ("endpointslice", |ctx| endpointslice::run(ctx).boxed()),
     ("replicaset", |ctx| replicaset::run_replicasets(ctx).boxed()),
