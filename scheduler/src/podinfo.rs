@@ -130,7 +130,14 @@ pub struct PodInfo {
 impl PodInfo {
     pub fn new(pod: Arc<Pod>) -> PodInfo {
         let meta = &pod.metadata;
-        let spec = pod.spec.clone().unwrap_or_default();
+        let no_spec;
+        let spec = match &pod.spec {
+            Some(s) => s,
+            None => {
+                no_spec = k8s_openapi::api::core::v1::PodSpec::default();
+                &no_spec
+            }
+        };
         let labels = meta.labels.clone().unwrap_or_default();
         let mut host_ports = Vec::new();
         for c in spec
@@ -222,8 +229,8 @@ impl PodInfo {
                 .and_then(|s| s.nominated_node_name.clone())
                 .unwrap_or_default(),
             owner,
-            requests: pod_requests(&spec),
-            non_zero: pod_non_zero_requests(&spec),
+            requests: pod_requests(spec),
+            non_zero: pod_non_zero_requests(spec),
             host_ports,
             tolerations: spec.tolerations.clone().unwrap_or_default(),
             node_selector: spec.node_selector.clone().unwrap_or_default(),
