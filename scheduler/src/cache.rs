@@ -290,8 +290,10 @@ impl Cache {
 
     /// Pods nominated to node `i`.
     pub fn nominated_on(&self, i: usize) -> impl Iterator<Item = &Arc<PodInfo>> {
-        self.nominated_by_node
-            .get(&i)
+        let none = self.nominated_by_node.is_empty();
+        (!none)
+            .then(|| self.nominated_by_node.get(&i))
+            .flatten()
             .into_iter()
             .flatten()
             .filter_map(|uid| self.nominated.get(uid).map(|(_, p)| p))

@@ -25,19 +25,22 @@ pub enum EventWrite {
 pub type EventKey = (String, String, String);
 
 struct Recent {
+    reason: String,
+    message: String,
     /// The Event's name once created.
     name: Option<String>,
     namespace: String,
     count: i32,
 }
 
-/// Keeps the last Event per pod, reason and message.
+/// Keeps the last Events per pod (by reason and message).
 pub struct Recorder {
     component: String,
-    recent: HashMap<EventKey, Recent>,
+    /// Pod uid -> its recent events.
+    recent: HashMap<String, Vec<Recent>>,
 }
 
-/// Forget everything past this many remembered events (a bound, not a policy).
+/// Forget everything past this many pods with events (a bound, not a policy).
 const MAX_REMEMBERED: usize = 10_000;
 
 impl Recorder {
@@ -56,8 +59,14 @@ impl Recorder {
         reason: &str,
         message: &str,
     ) -> Option<EventWrite> {
-        let key = (pod.uid.clone(), reason.to_string(), message.to_string());
-        if let Some(r) = self.recent.get_mut(&key) {
+        if !self.recent.contains_key(&pod.uid) && self.recent.len() >= MAX_REMEMBERED {
+            self.recent.clear();
+        }
+        let events = self.recent.entry(pod.uid.clone()).or_default();
+        if let Some(r) = events
+            .iter_mut()
+            .find(|r| r.reason == reason && r.message == message)
+        {
             r.count += 1;
             return r.name.as_ref().map(|name| EventWrite::Repeat {
                 ns: r.namespace.clone(),
@@ -65,20 +74,16 @@ impl Recorder {
                 count: r.count,
             });
         }
-        if self.recent.len() >= MAX_REMEMBERED {
-            self.recent.clear();
-        }
-        self.recent.insert(
-            key.clone(),
-            Recent {
-                name: None,
-                namespace: pod.namespace.clone(),
-                count: 1,
-            },
-        );
+        events.push(Recent {
+            reason: reason.to_string(),
+            message: message.to_string(),
+            name: None,
+            namespace: pod.namespace.clone(),
+            count: 1,
+        });
         let event = api::pod_event(pod, kind, reason, message, &self.component);
         Some(EventWrite::Create {
-            key,
+            key: (pod.uid.clone(), reason.to_string(), message.to_string()),
             event: Box::new(event),
         })
     }
@@ -86,23 +91,25 @@ impl Recorder {
     /// The Event for `key` was created as `name` (or failed: `None`, so the next one
     /// is created afresh).
     pub fn created(&mut self, key: EventKey, name: Option<String>) {
-        match name {
-            Some(n) => {
-                if let Some(r) = self.recent.get_mut(&key) {
-                    r.name = Some(n);
-                }
+        let (uid, reason, message) = key;
+        let Some(events) = self.recent.get_mut(&uid) else {
+            return;
+        };
+        let i = events
+            .iter()
+            .position(|r| r.reason == reason && r.message == message);
+        match (i, name) {
+            (Some(i), Some(n)) => events[i].name = Some(n),
+            (Some(i), None) => {
+                events.remove(i);
             }
-            None => {
-                self.recent.remove(&key);
-            }
+            (None, _) => {}
         }
     }
 
     /// The pod is gone or scheduled: its events are history.
     pub fn forget_pod(&mut self, uid: &str) {
-        if !self.recent.is_empty() {
-            self.recent.retain(|k, _| k.0 != uid);
-        }
+        self.recent.remove(uid);
     }
 }
 
