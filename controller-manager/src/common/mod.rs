@@ -5,6 +5,7 @@ pub mod intstr;
 pub mod owner;
 pub mod pods;
 pub mod service_pods;
+pub mod taints;
 
 pub use expectations::Expectations;
 pub use owner::{controller_of, controller_ref, ClaimResult};

@@ -9,6 +9,8 @@ use crate::Context;
 pub mod deployment;
 pub mod endpoints;
 pub mod endpointslice;
+pub mod nodeipam;
+pub mod nodelifecycle;
 pub mod replicaset;
 
 type Start = fn(Context) -> BoxFuture<'static, ()>;
@@ -18,6 +20,8 @@ pub const ALL: &[(&str, Start)] = &[
     ("deployment", |ctx| deployment::run(ctx).boxed()),
     ("endpoints", |ctx| endpoints::run(ctx).boxed()),
     ("endpointslice", |ctx| endpointslice::run(ctx).boxed()),
+    ("nodeipam", |ctx| nodeipam::run(ctx).boxed()),
+    ("nodelifecycle", |ctx| nodelifecycle::run(ctx).boxed()),
     ("replicaset", |ctx| replicaset::run_replicasets(ctx).boxed()),
     ("replicationcontroller", |ctx| {
         replicaset::run_replication_controllers(ctx).boxed()
