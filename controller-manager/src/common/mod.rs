@@ -2,6 +2,7 @@
 
 pub mod expectations;
 pub mod intstr;
+pub mod kinds;
 pub mod owner;
 pub mod pods;
 pub mod service_pods;

@@ -9,6 +9,7 @@ use crate::Context;
 pub mod deployment;
 pub mod endpoints;
 pub mod endpointslice;
+pub mod garbagecollector;
 pub mod nodeipam;
 pub mod nodelifecycle;
 pub mod replicaset;
@@ -20,6 +21,7 @@ pub const ALL: &[(&str, Start)] = &[
     ("deployment", |ctx| deployment::run(ctx).boxed()),
     ("endpoints", |ctx| endpoints::run(ctx).boxed()),
     ("endpointslice", |ctx| endpointslice::run(ctx).boxed()),
+    ("garbagecollector", |ctx| garbagecollector::run(ctx).boxed()),
     ("nodeipam", |ctx| nodeipam::run(ctx).boxed()),
     ("nodelifecycle", |ctx| nodelifecycle::run(ctx).boxed()),
     ("replicaset", |ctx| replicaset::run_replicasets(ctx).boxed()),
