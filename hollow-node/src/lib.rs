@@ -14,7 +14,7 @@
 //!   `renew_interval`. Renewals and heartbeats are spread evenly over their interval,
 //!   with at most `max_in_flight` requests at once.
 //! - **Pods**: one watch of every bound pod (`spec.nodeName!=`) feeding a cache of the
-//!   pods of our nodes (without managedFields), a work queue of pod
+//!   pods of our nodes (cut down to the fields it reads), a work queue of pod
 //!   keys and `pod_workers` workers. A pod bound to one of our nodes becomes Running
 //!   and Ready after `ready_delay`; restartPolicy Never/OnFailure pods finish after
 //!   `run_duration` (annotations [`RUN_DURATION_ANNOTATION`] and

@@ -2,8 +2,8 @@
 //! a pool of workers that write pod status and finish deletions.
 //!
 //! The cache is the client runtime's [`Store`], fed by one [`watcher()`] on
-//! `spec.nodeName!=`; pods bound to other nodes are not kept, and managedFields are
-//! dropped (they are most of a pod's size and the hollow kubelet never reads them), so
+//! `spec.nodeName!=`; pods bound to other nodes are not kept, and the rest are cut down
+//! to what the hollow kubelet reads ([`slim`]: no managedFields, env, volumes...), so
 //! 11,000 pods stay small.
 //!
 //! Per pod the workers keep a little state (when it was seen, when it "started", its
@@ -16,7 +16,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use keelson_client::runtime::reflector::Change;
 use keelson_client::runtime::watcher::{self, watcher, Event};
 use keelson_client::runtime::{store, RateLimiter, Store, WorkQueue};
@@ -175,12 +176,12 @@ impl Kubelet {
         kubelet
     }
 
-    /// A pod of one of our nodes, without its managedFields; `None` for other pods.
-    fn keep(&self, mut pod: Pod) -> Option<Pod> {
+    /// A pod of one of our nodes, cut down to what the hollow kubelet reads; `None`
+    /// for other pods.
+    fn keep(&self, pod: Pod) -> Option<Pod> {
         let node = pod.spec.as_ref().and_then(|s| s.node_name.as_deref())?;
         self.fleet.index_of(node)?;
-        pod.metadata.managed_fields = None;
-        Some(pod)
+        Some(slim(pod))
     }
 
     fn states(&self) -> std::sync::MutexGuard<'_, HashMap<ObjectKey, PodState>> {
@@ -455,6 +456,53 @@ impl Kubelet {
     }
 }
 
+/// The fields the hollow kubelet reads: identity, our annotations, deletion, the
+/// containers' names and images, restart policy, host network, and the whole status.
+/// Status updates take only the status from the body (the spec is the stored one), so
+/// this is also what they send: no managedFields, volumes or env to carry around for
+/// 11,000 pods.
+fn slim(pod: Pod) -> Pod {
+    let Pod {
+        metadata: m,
+        spec,
+        status,
+    } = pod;
+    let annotations = m.annotations.map(|a| {
+        a.into_iter()
+            .filter(|(k, _)| k.starts_with("hollow.keelson.dev/"))
+            .collect()
+    });
+    let container = |c: Container| Container {
+        name: c.name,
+        image: c.image,
+        restart_policy: c.restart_policy,
+        ..Default::default()
+    };
+    Pod {
+        metadata: ObjectMeta {
+            name: m.name,
+            namespace: m.namespace,
+            uid: m.uid,
+            resource_version: m.resource_version,
+            annotations,
+            deletion_timestamp: m.deletion_timestamp,
+            deletion_grace_period_seconds: m.deletion_grace_period_seconds,
+            ..Default::default()
+        },
+        spec: spec.map(|s| PodSpec {
+            containers: s.containers.into_iter().map(container).collect(),
+            init_containers: s
+                .init_containers
+                .map(|v| v.into_iter().map(container).collect()),
+            node_name: s.node_name,
+            restart_policy: s.restart_policy,
+            host_network: s.host_network,
+            ..Default::default()
+        }),
+        status,
+    }
+}
+
 fn status_value(pod: &Pod) -> anyhow::Result<Value> {
     Ok(match &pod.status {
         Some(s) => serde_json::to_value(s)?,
@@ -682,6 +730,35 @@ mod tests {
             .iter()
             .find(|c| c["type"] == kind)
             .unwrap_or_else(|| panic!("no {kind} condition in {st}"))
+    }
+
+    #[test]
+    fn cached_pods_keep_only_what_is_read() {
+        let mut p = pod("Never");
+        let mut v = serde_json::to_value(&p).unwrap();
+        v["metadata"]["annotations"] = json!({EXIT_CODE_ANNOTATION: "2", "other": "x"});
+        v["metadata"]["managedFields"] = json!([{"manager": "kubectl"}]);
+        v["metadata"]["labels"] = json!({"app": "a"});
+        v["spec"]["containers"][0]["env"] = json!([{"name": "A", "value": "1"}]);
+        v["spec"]["volumes"] = json!([{"name": "v", "emptyDir": {}}]);
+        p = serde_json::from_value(v).unwrap();
+        let v = serde_json::to_value(slim(p)).unwrap();
+        assert_eq!(
+            v["metadata"]["annotations"],
+            json!({EXIT_CODE_ANNOTATION: "2"})
+        );
+        assert!(v["metadata"].get("managedFields").is_none());
+        assert!(v["metadata"].get("labels").is_none());
+        assert_eq!(v["metadata"]["uid"], "u1");
+        assert_eq!(
+            v["spec"]["containers"],
+            json!([{"name": "app", "image": "nginx"}])
+        );
+        assert_eq!(v["spec"]["initContainers"][1]["restartPolicy"], "Always");
+        assert_eq!(v["spec"]["nodeName"], "hollow-0");
+        assert_eq!(v["spec"]["restartPolicy"], "Never");
+        assert!(v["spec"].get("volumes").is_none());
+        assert_eq!(v["status"]["qosClass"], "BestEffort");
     }
 
     #[test]
