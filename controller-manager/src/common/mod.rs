@@ -6,6 +6,7 @@ pub mod kinds;
 pub mod owner;
 pub mod pods;
 pub mod service_pods;
+pub mod slowstart;
 pub mod taints;
 
 pub use expectations::Expectations;

@@ -6,26 +6,32 @@ use futures::FutureExt;
 
 use crate::Context;
 
+pub mod cronjob;
 pub mod deployment;
 pub mod endpoints;
 pub mod endpointslice;
 pub mod garbagecollector;
+pub mod job;
 pub mod nodeipam;
 pub mod nodelifecycle;
 pub mod replicaset;
+pub mod ttlafterfinished;
 
 type Start = fn(Context) -> BoxFuture<'static, ()>;
 
 /// Every controller by its `--controllers` name.
 pub const ALL: &[(&str, Start)] = &[
+    ("cronjob", |ctx| cronjob::run(ctx).boxed()),
     ("deployment", |ctx| deployment::run(ctx).boxed()),
     ("endpoints", |ctx| endpoints::run(ctx).boxed()),
     ("endpointslice", |ctx| endpointslice::run(ctx).boxed()),
     ("garbagecollector", |ctx| garbagecollector::run(ctx).boxed()),
+    ("job", |ctx| job::run(ctx).boxed()),
     ("nodeipam", |ctx| nodeipam::run(ctx).boxed()),
     ("nodelifecycle", |ctx| nodelifecycle::run(ctx).boxed()),
     ("replicaset", |ctx| replicaset::run_replicasets(ctx).boxed()),
     ("replicationcontroller", |ctx| {
         replicaset::run_replication_controllers(ctx).boxed()
     }),
+    ("ttlafterfinished", |ctx| ttlafterfinished::run(ctx).boxed()),
 ];
