@@ -5,6 +5,7 @@ pub mod intstr;
 pub mod kinds;
 pub mod owner;
 pub mod pods;
+pub mod revisions;
 pub mod service_pods;
 pub mod slowstart;
 pub mod taints;

@@ -7,6 +7,7 @@ use futures::FutureExt;
 use crate::Context;
 
 pub mod cronjob;
+pub mod daemonset;
 pub mod deployment;
 pub mod endpoints;
 pub mod endpointslice;
@@ -15,6 +16,7 @@ pub mod job;
 pub mod nodeipam;
 pub mod nodelifecycle;
 pub mod replicaset;
+pub mod statefulset;
 pub mod ttlafterfinished;
 
 type Start = fn(Context) -> BoxFuture<'static, ()>;
@@ -22,6 +24,7 @@ type Start = fn(Context) -> BoxFuture<'static, ()>;
 /// Every controller by its `--controllers` name.
 pub const ALL: &[(&str, Start)] = &[
     ("cronjob", |ctx| cronjob::run(ctx).boxed()),
+    ("daemonset", |ctx| daemonset::run(ctx).boxed()),
     ("deployment", |ctx| deployment::run(ctx).boxed()),
     ("endpoints", |ctx| endpoints::run(ctx).boxed()),
     ("endpointslice", |ctx| endpointslice::run(ctx).boxed()),
@@ -33,5 +36,6 @@ pub const ALL: &[(&str, Start)] = &[
     ("replicationcontroller", |ctx| {
         replicaset::run_replication_controllers(ctx).boxed()
     }),
+    ("statefulset", |ctx| statefulset::run(ctx).boxed()),
     ("ttlafterfinished", |ctx| ttlafterfinished::run(ctx).boxed()),
 ];

@@ -8,9 +8,11 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{
     Affinity, Node, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, Pod,
-    PodSpec, Taint, Toleration,
+    PodSpec, Toleration,
 };
 use keelson_apimachinery::selector::{Operator, Requirement};
+
+use crate::common::taints::tolerates;
 
 const NAME_FIELD: &str = "metadata.name";
 
@@ -51,22 +53,6 @@ pub fn add_daemon_tolerations(spec: &mut PodSpec) {
             Some(o) => *o = t,
             None => tolerations.push(t),
         }
-    }
-}
-
-/// `Toleration.ToleratesTaint`.
-pub fn tolerates(t: &Toleration, taint: &Taint) -> bool {
-    let set = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
-    if set(&t.effect).is_some_and(|e| e != taint.effect) {
-        return false;
-    }
-    if set(&t.key).is_some_and(|k| k != taint.key) {
-        return false;
-    }
-    match t.operator.as_deref().unwrap_or("Equal") {
-        "Exists" => true,
-        "Equal" | "" => t.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or(""),
-        _ => false,
     }
 }
 
