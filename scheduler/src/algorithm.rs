@@ -133,8 +133,9 @@ impl Algorithm {
             let st: &CycleState = state;
             let mut scores = parallel_map(&nodes, self.parallelism, |n| plugin.score(cx, st, n));
             plugin.normalize(state, &mut scores);
+            let weight = plugin.weight();
             for (t, s) in total.iter_mut().zip(scores) {
-                *t += s * plugin.weight();
+                *t += s * weight;
             }
         }
         // The best score; ties broken uniformly at random (reservoir sampling).

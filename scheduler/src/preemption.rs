@@ -136,9 +136,8 @@ fn select_victims(
     i: usize,
 ) -> Result<Vec<Arc<PodInfo>>, Status> {
     let cx = Context { pod, cache };
-    let mut node = cache.node(i).clone();
-    let mut state = state.clone();
-    let mut potential: Vec<Arc<PodInfo>> = node
+    let mut potential: Vec<Arc<PodInfo>> = cache
+        .node(i)
         .pods
         .iter()
         .filter(|p| p.priority < pod.priority)
@@ -150,6 +149,8 @@ fn select_victims(
             "No preemption victims found for incoming pod",
         ));
     }
+    let mut node = cache.node(i).clone();
+    let mut state = state.clone();
     for p in &potential {
         node.remove_pod(&p.uid);
         fw.update_state(cx, &mut state, &node, p, -1);

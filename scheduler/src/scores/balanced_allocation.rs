@@ -25,19 +25,15 @@ impl ScorePlugin for BalancedAllocation {
         let fraction = |used: i64, want: i64, cap: i64| {
             (cap > 0).then(|| ((used + want) as f64 / cap as f64).min(1.0))
         };
-        let fractions: Vec<f64> = [
-            fraction(
-                node.requested.milli_cpu,
-                cx.pod.requests.milli_cpu,
-                alloc.milli_cpu,
-            ),
-            fraction(node.requested.memory, cx.pod.requests.memory, alloc.memory),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
-        let std = match fractions[..] {
-            [a, b] => (a - b).abs() / 2.0,
+        let cpu = fraction(
+            node.requested.milli_cpu,
+            cx.pod.requests.milli_cpu,
+            alloc.milli_cpu,
+        );
+        let mem = fraction(node.requested.memory, cx.pod.requests.memory, alloc.memory);
+        // With two resources the standard deviation is half their difference.
+        let std = match (cpu, mem) {
+            (Some(a), Some(b)) => (a - b).abs() / 2.0,
             _ => 0.0,
         };
         ((1.0 - std) * MAX_NODE_SCORE as f64) as i64
