@@ -108,7 +108,10 @@ pub async fn run(ctx: Context) {
             async move {
                 match c.sync(&key).await {
                     // Our cache was behind a write: look again shortly, quietly.
-                    Err(e) if is_conflict(&e) => Ok(Some(Duration::from_millis(100))),
+                    Err(e) if is_conflict(&e) => {
+                        tracing::debug!(deployment = %key, error = %e, "conflict; syncing again");
+                        Ok(Some(Duration::from_millis(100)))
+                    }
                     other => other,
                 }
             }
