@@ -30,6 +30,7 @@ use serde_json::{json, Value};
 
 use crate::common::owner::{claim, controller_of, controller_ref, ClaimResult};
 use crate::common::revisions::HASH_LABEL;
+use crate::common::slowstart::slow_start;
 use crate::common::{pods, Expectations};
 use crate::Context;
 use nodes::Placement;
@@ -456,38 +457,27 @@ impl Controller {
         let prefix = pods::generate_name_prefix(ds.name());
         let owner = controller_ref(ds);
 
-        // Slow start: batches of 1, 2, 4, ... stop at the first failing batch.
-        let mut error = None;
-        let mut done = 0;
-        let mut batch = 1;
-        while done < create.len() && error.is_none() {
-            let n = batch.min(create.len() - done);
-            let results = futures::future::join_all(create[done..done + n].iter().map(|node| {
-                let mut pod = pods::from_template(&template, ns, owner.clone(), &prefix, None);
-                nodes::pin_to_node(pod.spec.get_or_insert_with(Default::default), node);
-                async move { pod_api.create(&PostParams::default(), &pod).await }
-            }))
-            .await;
-            for r in results {
-                match r {
-                    Ok(pod) => {
-                        let msg = format!("Created pod: {}", pod.name());
-                        self.event(ds, EventType::Normal, "SuccessfulCreate", &msg)
-                            .await;
-                    }
-                    Err(e) => {
-                        self.expectations.creation_observed(&key);
-                        let msg = format!("Error creating: {e}");
-                        self.event(ds, EventType::Warning, "FailedCreate", &msg)
-                            .await;
-                        error.get_or_insert(anyhow::Error::from(e));
-                    }
-                }
-            }
-            done += n;
-            batch *= 2;
+        // Slow start: a failing batch stops the creations (quota, admission).
+        let outcome = slow_start(create.len(), |i| {
+            let mut pod = pods::from_template(&template, ns, owner.clone(), &prefix, None);
+            nodes::pin_to_node(pod.spec.get_or_insert_with(Default::default), &create[i]);
+            async move { pod_api.create(&PostParams::default(), &pod).await }
+        })
+        .await;
+        for pod in &outcome.created {
+            let msg = format!("Created pod: {}", pod.name());
+            self.event(ds, EventType::Normal, "SuccessfulCreate", &msg)
+                .await;
         }
-        for _ in done..create.len() {
+        let mut error = None;
+        for e in outcome.errors {
+            self.expectations.creation_observed(&key);
+            let msg = format!("Error creating: {e}");
+            self.event(ds, EventType::Warning, "FailedCreate", &msg)
+                .await;
+            error.get_or_insert(anyhow::Error::from(e));
+        }
+        for _ in 0..outcome.skipped {
             self.expectations.creation_observed(&key);
         }
 

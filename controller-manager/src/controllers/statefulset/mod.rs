@@ -33,6 +33,7 @@ use serde_json::{json, Value};
 use crate::common::owner::{claim, controller_of, ClaimResult};
 use crate::common::pods;
 use crate::common::revisions::{self, HASH_LABEL};
+use crate::common::slowstart::slow_start;
 use crate::Context;
 
 pub async fn run(ctx: Context) {
@@ -372,12 +373,14 @@ impl Round<'_> {
                 }
             }
         } else {
-            let results =
-                futures::future::join_all(slots.iter().enumerate().map(|(i, slot)| {
-                    self.process_replica(start + i as i32, slot.map(|p| p.as_ref()))
-                }))
-                .await;
-            results.into_iter().collect::<anyhow::Result<Vec<bool>>>()?;
+            // Parallel: all at once, in slow-start batches that stop at an error.
+            let outcome = slow_start(slots.len(), |i| {
+                self.process_replica(start + i as i32, slots[i].map(|p| p.as_ref()))
+            })
+            .await;
+            if let Some(e) = outcome.errors.into_iter().next() {
+                return Err(e);
+            }
         }
 
         // 2. Pods beyond the range: claims first (WhenScaled=Delete hands them to the
