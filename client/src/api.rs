@@ -478,6 +478,19 @@ impl<K: Serialize + DeserializeOwned + Send + 'static> Api<K> {
         decode(subresource, &obj.into_inner().json)
     }
 
+    /// PUT to a subresource, e.g. `namespaces/finalize` with a `Namespace`; the response
+    /// is decoded as `R`.
+    pub async fn replace_subresource<T: Serialize, R: DeserializeOwned>(
+        &self,
+        subresource: &str,
+        name: &str,
+        pp: &PostParams,
+        data: &T,
+    ) -> Result<R> {
+        let (body, ns) = encode(data)?;
+        self.update_raw(name, subresource, pp, body, ns).await
+    }
+
     /// Watch for changes after `resource_version` (`""` or `"0"`: the current state as
     /// ADDED events first). A compacted resourceVersion yields a
     /// [`WatchEvent::Error`] with code 410, after which the stream ends.

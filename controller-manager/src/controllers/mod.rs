@@ -13,9 +13,12 @@ pub mod endpoints;
 pub mod endpointslice;
 pub mod garbagecollector;
 pub mod job;
+pub mod namespace;
 pub mod nodeipam;
 pub mod nodelifecycle;
+pub mod podgc;
 pub mod replicaset;
+pub mod serviceaccount;
 pub mod statefulset;
 pub mod ttlafterfinished;
 
@@ -38,4 +41,7 @@ pub const ALL: &[(&str, Start)] = &[
     }),
     ("statefulset", |ctx| statefulset::run(ctx).boxed()),
     ("ttlafterfinished", |ctx| ttlafterfinished::run(ctx).boxed()),
+    ("namespace", |ctx| namespace::run(ctx).boxed()),
+    ("podgc", |ctx| podgc::run(ctx).boxed()),
+    ("serviceaccount", |ctx| serviceaccount::run(ctx).boxed()),
 ];
