@@ -75,6 +75,29 @@ async fn priority_classes_and_admission() {
         ["NAME", "VALUE", "GLOBAL-DEFAULT", "AGE", "PREEMPTIONPOLICY"]
     );
     assert!(out.lines().nth(1).unwrap().starts_with("high"), "{out}");
+    // Discovery and OpenAPI know the kind.
+    let resources = keelson_testkit::ok(
+        env.cluster
+            .kubectl(&["api-resources", "--api-group=scheduling.k8s.io"]),
+    );
+    assert!(
+        resources.lines().any(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f == [
+                "priorityclasses",
+                "pc",
+                "scheduling.k8s.io/v1",
+                "false",
+                "PriorityClass",
+            ]
+        }),
+        "{resources}"
+    );
+    let explain = keelson_testkit::ok(
+        env.cluster
+            .kubectl(&["explain", "priorityclass.preemptionPolicy"]),
+    );
+    assert!(explain.contains("PreemptLowerPriority"), "{explain}");
 
     // Admission: the class becomes the priority.
     let pods = env.pods();
