@@ -5,6 +5,7 @@
 //! `cargo build --release --workspace --bins && ./target/release/keelson-bench`
 
 mod client;
+mod scheduler;
 
 use clap::Parser;
 use client::Https;
@@ -15,6 +16,8 @@ use std::time::{Duration, Instant};
 
 #[derive(Parser)]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Pods to create through the apiserver (and keys to put into etcd for the baseline).
     #[arg(long, default_value_t = 10_000)]
     pods: usize,
@@ -27,6 +30,13 @@ struct Args {
     /// Changes delivered to every watcher in the fan-out test.
     #[arg(long, default_value_t = 1_000)]
     changes: usize,
+}
+
+#[derive(clap::Subcommand)]
+enum Command {
+    /// The scheduler benchmark (5,000 hollow nodes, 10,000 pods) instead of the
+    /// apiserver one.
+    Scheduler(scheduler::SchedulerArgs),
 }
 
 fn pod_json(ns: &str, name: &str) -> Vec<u8> {
@@ -282,6 +292,9 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 async fn main() -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let args = Args::parse();
+    if let Some(Command::Scheduler(a)) = args.command {
+        return scheduler::run(a).await;
+    }
     println!(
         "keelson-bench: {} pods, concurrency {}, {} watchers x {} changes",
         args.pods, args.concurrency, args.watchers, args.changes

@@ -32,6 +32,20 @@ pub struct LeaderElectionOptions {
     pub name: Option<String>,
 }
 
+impl Default for LeaderElectionOptions {
+    /// Kubernetes' defaults, enabled.
+    fn default() -> Self {
+        LeaderElectionOptions {
+            enabled: true,
+            lease_duration: Duration::from_secs(15),
+            renew_deadline: Duration::from_secs(10),
+            retry_period: Duration::from_secs(2),
+            namespace: "kube-system".into(),
+            name: None,
+        }
+    }
+}
+
 impl LeaderElectionOptions {
     /// Checks client-go's constraints: lease duration > renew deadline > retry period.
     pub fn validate(&self) -> anyhow::Result<()> {
@@ -68,6 +82,20 @@ pub struct ComponentOptions {
 }
 
 impl ComponentOptions {
+    /// A single-instance component (as `keelson up` runs them): no leader election,
+    /// health and metrics on loopback at the component's usual port.
+    pub fn single(kubeconfig: PathBuf) -> Self {
+        ComponentOptions {
+            kubeconfig: Some(kubeconfig),
+            bind_address: IpAddr::from([127, 0, 0, 1]),
+            port: None,
+            leader_election: LeaderElectionOptions {
+                enabled: false,
+                ..Default::default()
+            },
+        }
+    }
+
     /// The client for this component: `--kubeconfig`, else `$KUBECONFIG` or
     /// `~/.kube/config`.
     pub fn client(&self) -> anyhow::Result<keelson_client::Client> {

@@ -16,7 +16,6 @@ struct Cli {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
     keelson_component::init_logging();
     let cli = Cli::parse();
     let client = cli.component.client()?;

@@ -1,9 +1,10 @@
 //! Shared pieces of the e2e tests: one cluster per test binary (each test works in its
 //! own namespace), and kubectl helpers.
 
-use keelson_testkit::{ok, Cluster};
+use keelson_testkit::{free_port, ok, Cluster, Proc};
 use serde_json::Value;
 use std::sync::LazyLock;
+use std::time::Duration;
 
 /// The cluster shared by the tests of one test binary. Its processes are stopped by pid
 /// when the test binary exits.
@@ -37,4 +38,77 @@ pub fn json(out: &str) -> Value {
 /// Apply a manifest from a string with the given kubectl.
 pub fn apply(c: &Cluster, kubectl: &str, ns: &str, manifest: &str) -> String {
     ok(c.kubectl_with(kubectl, &["apply", "-n", ns, "-f", "-"], Some(manifest)))
+}
+
+/// A cluster with the whole control plane as separate processes: the scheduler, the
+/// controller-manager and `keelson hollow-nodes` simulating the nodes.
+pub struct ControlPlane {
+    pub cluster: Cluster,
+    pub scheduler: Proc,
+    pub controller_manager: Proc,
+    pub hollow_nodes: Proc,
+    /// The ports of the scheduler's and controller-manager's /healthz and /metrics.
+    pub scheduler_port: u16,
+    pub controller_manager_port: u16,
+}
+
+/// The control plane shared by the tests of one test binary (3 hollow nodes in 3 zones).
+pub static CONTROL_PLANE: LazyLock<ControlPlane> =
+    LazyLock::new(|| ControlPlane::start(3).expect("starting the control plane"));
+
+impl ControlPlane {
+    pub fn start(nodes: usize) -> anyhow::Result<ControlPlane> {
+        let cluster = Cluster::start()?;
+        let (scheduler_port, controller_manager_port) = (free_port(), free_port());
+        let scheduler = cluster.start_component(
+            "keelson-scheduler",
+            "scheduler",
+            &[format!("--port={scheduler_port}")],
+        )?;
+        let controller_manager = cluster.start_component(
+            "keelson-controller-manager",
+            "controller-manager",
+            &[
+                format!("--port={controller_manager_port}"),
+                // Short enough that node-lifecycle tests need not wait 50s.
+                "--node-monitor-grace-period=20s".into(),
+            ],
+        )?;
+        let hollow_nodes = cluster.start_component(
+            "keelson",
+            "hollow-nodes",
+            &[
+                "hollow-nodes".into(),
+                format!("--count={nodes}"),
+                format!("--zones={nodes}"),
+                "--renew-interval=2s".into(),
+                "--ready-delay=200ms".into(),
+                "--run-duration=1s".into(),
+            ],
+        )?;
+        let plane = ControlPlane {
+            cluster,
+            scheduler,
+            controller_manager,
+            hollow_nodes,
+            scheduler_port,
+            controller_manager_port,
+        };
+        let want = nodes.to_string();
+        keelson_testkit::eventually(Duration::from_secs(30), "hollow nodes Ready", || {
+            let out = plane.cluster.kubectl(&[
+                "get",
+                "nodes",
+                "-o",
+                "jsonpath={range .items[*]}{.status.conditions[?(@.type==\"Ready\")].status}{\"\\n\"}{end}",
+            ]);
+            let text = String::from_utf8_lossy(&out.stdout).to_string();
+            (text.lines().filter(|l| *l == "True").count().to_string() == want).then_some(())
+        });
+        Ok(plane)
+    }
+
+    pub fn kubectl(&self, args: &[&str]) -> std::process::Output {
+        self.cluster.kubectl(args)
+    }
 }

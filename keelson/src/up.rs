@@ -22,6 +22,10 @@ pub struct UpArgs {
     /// The etcd binary to run.
     #[arg(long, default_value = "etcd")]
     pub etcd_binary: String,
+    /// Also run this many simulated nodes (`keelson hollow-nodes`), so that workloads
+    /// are scheduled and reported Running without a container runtime.
+    #[arg(long, default_value_t = 0)]
+    pub hollow_nodes: usize,
 }
 
 pub fn write_admin_kubeconfig(
@@ -67,7 +71,13 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         service_node_port_range: "30000-32767".into(),
         etcd_compaction_interval: Duration::from_secs(300),
     };
-    let running = keelson_apiserver::start(config, keelson_apiserver::shutdown_signal()).await;
+    // On SIGTERM/SIGINT the control plane stops first, so that the apiserver is not
+    // kept waiting by its watches.
+    let (stop_apiserver, apiserver_stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = keelson_apiserver::start(config, async {
+        let _ = apiserver_stopped.await;
+    })
+    .await;
     let running = match running {
         Ok(r) => r,
         Err(e) => {
@@ -75,10 +85,78 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             return Err(e);
         }
     };
+    let control_plane = tokio::spawn(run_control_plane(kubeconfig.clone(), args.hollow_nodes));
     println!("Keelson is up at {server}");
     println!("  export KUBECONFIG={}", kubeconfig.display());
     println!("  kubectl get namespaces");
-    let result = running.task.await;
+    let mut apiserver = running.task;
+    let result = tokio::select! {
+        r = &mut apiserver => r,
+        _ = keelson_apiserver::shutdown_signal() => {
+            control_plane.abort();
+            let _ = control_plane.await;
+            let _ = stop_apiserver.send(());
+            apiserver.await
+        }
+    };
     etcd.stop().await;
     result?
+}
+
+/// The scheduler and the controller-manager in this process (a single instance each,
+/// so no leader election), and optionally hollow nodes. Runs until aborted.
+async fn run_control_plane(kubeconfig: PathBuf, hollow_nodes: usize) {
+    let result: anyhow::Result<()> = async {
+        let client = keelson_client::Client::from_kubeconfig(&kubeconfig)?;
+        let opts = keelson_component::ComponentOptions::single(kubeconfig.clone());
+
+        let mut registry = prometheus_client::registry::Registry::default();
+        let scheduler = keelson_scheduler::Scheduler::new(
+            client.clone(),
+            keelson_scheduler::SchedulerConfig::default(),
+            &mut registry,
+        );
+        let component = keelson_component::Component {
+            name: "keelson-scheduler",
+            default_port: 10259,
+        };
+        let scheduler = component.run(
+            &opts,
+            client.clone(),
+            registry,
+            scheduler.run(),
+            std::future::pending(),
+        );
+
+        let mut registry = prometheus_client::registry::Registry::default();
+        let ctx = keelson_controller_manager::Context::new(
+            client.clone(),
+            keelson_controller_manager::ControllerManagerOptions::default(),
+            &mut registry,
+        );
+        let manager = keelson_controller_manager::COMPONENT.run(
+            &opts,
+            client.clone(),
+            registry,
+            keelson_controller_manager::run(ctx),
+            std::future::pending(),
+        );
+
+        let hollow = async {
+            if hollow_nodes == 0 {
+                return std::future::pending().await;
+            }
+            let options = keelson_hollow_node::HollowOptions {
+                count: hollow_nodes,
+                ..Default::default()
+            };
+            keelson_hollow_node::run(client.clone(), options, std::future::pending()).await
+        };
+        tokio::try_join!(scheduler, manager, hollow)?;
+        Ok(())
+    }
+    .await;
+    if let Err(e) = result {
+        tracing::error!(error = %format!("{e:#}"), "control plane stopped");
+    }
 }

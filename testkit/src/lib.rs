@@ -364,6 +364,33 @@ impl Cluster {
         Ok(i)
     }
 
+    /// Start a control-plane component binary (`keelson-scheduler`,
+    /// `keelson-controller-manager`, or `keelson` with a subcommand in `args`) against
+    /// this cluster's admin kubeconfig. Its log is `<log_name>.log` in the cluster
+    /// directory; the process is stopped by pid when the returned [`Proc`] is dropped.
+    pub fn start_component(
+        &self,
+        binary_name: &str,
+        log_name: &str,
+        args: &[String],
+    ) -> anyhow::Result<Proc> {
+        let log = std::fs::File::create(self.dir.path().join(format!("{log_name}.log")))?;
+        let mut cmd = Command::new(binary(binary_name)?);
+        cmd.args(args)
+            .arg(format!("--kubeconfig={}", self.kubeconfig.display()))
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdout(Stdio::null())
+            .stderr(log);
+        let child = spawn(&mut cmd)?;
+        Ok(Proc {
+            child,
+            name: log_name.to_string(),
+        })
+    }
+
     /// The last lines of a log file in the cluster directory, for failure messages.
     pub fn log_tail(&self, file: &str) -> String {
         let text = std::fs::read_to_string(self.dir.path().join(file)).unwrap_or_default();
