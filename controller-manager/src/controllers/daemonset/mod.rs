@@ -193,6 +193,14 @@ fn by_age(a: &Arc<Pod>, b: &Arc<Pod>) -> std::cmp::Ordering {
         .then_with(|| a.metadata.name.cmp(&b.metadata.name))
 }
 
+fn rolling(ds: &DaemonSet) -> bool {
+    let strategy = ds.spec.as_ref().and_then(|s| s.update_strategy.as_ref());
+    strategy
+        .and_then(|s| s.type_.as_deref())
+        .unwrap_or("RollingUpdate")
+        == "RollingUpdate"
+}
+
 fn phase(pod: &Pod) -> &str {
     pod.status
         .as_ref()
@@ -270,7 +278,10 @@ impl Controller {
 
         let mut requeue: Requeue = None;
         let mut result = Ok(());
-        if self.expectations.satisfied(key) {
+        // Until the cache has seen our last changes, status is written but the new
+        // generation is not declared observed.
+        let settled = self.expectations.satisfied(key);
+        if settled {
             let (delete, create) = self
                 .manage(
                     &ds,
@@ -282,34 +293,25 @@ impl Controller {
                     &mut requeue,
                 )
                 .await;
-            let mut changed = !delete.is_empty() || !create.is_empty();
+            let changed = !delete.is_empty() || !create.is_empty();
             result = self
                 .sync_nodes(&ds, &pod_api, delete, create, &history.hash)
                 .await;
-            let rolling = ds
-                .spec
-                .as_ref()
-                .and_then(|s| s.update_strategy.as_ref())
-                .and_then(|s| s.type_.as_deref())
-                .unwrap_or("RollingUpdate")
-                == "RollingUpdate";
-            if result.is_ok() && !changed && rolling {
+            // A rolling-update step only once every node has its pods sorted out.
+            if result.is_ok() && !changed && rolling(&ds) {
                 let eligible: Vec<String> = nodes
                     .iter()
                     .filter(|n| placement.should_run(n).0)
                     .map(|n| n.name().to_string())
                     .collect();
                 let plan = update::rolling_update(&ds, &node_pods, &eligible, &history.hash, now);
-                changed = !plan.delete.is_empty() || !plan.create.is_empty();
-                if changed {
-                    result = self
-                        .sync_nodes(&ds, &pod_api, plan.delete, plan.create, &history.hash)
-                        .await;
-                }
+                result = self
+                    .sync_nodes(&ds, &pod_api, plan.delete, plan.create, &history.hash)
+                    .await;
             }
             update::cleanup_history(&revision_api, &ds, &history, &owned).await?;
         }
-        self.update_status(&ds, &placement, &nodes, &node_pods, &history, now)
+        self.update_status(&ds, &placement, &nodes, &node_pods, &history, settled)
             .await?;
         result?;
 
@@ -517,8 +519,9 @@ impl Controller {
         nodes: &[Arc<Node>],
         node_pods: &BTreeMap<String, Vec<Arc<Pod>>>,
         history: &update::History,
-        now: jiff::Timestamp,
+        observe: bool,
     ) -> anyhow::Result<()> {
+        let now = jiff::Timestamp::now();
         let min_ready = ds
             .spec
             .as_ref()
@@ -555,8 +558,14 @@ impl Controller {
             "numberAvailable": available,
             "numberUnavailable": desired - available,
             "updatedNumberScheduled": updated,
-            "observedGeneration": ds.metadata.generation.unwrap_or(0),
         });
+        let observed = ds.status.as_ref().and_then(|s| s.observed_generation);
+        let generation = if observe {
+            ds.metadata.generation
+        } else {
+            observed
+        };
+        want["observedGeneration"] = json!(generation.unwrap_or(0));
         if history.collisions > 0 {
             want["collisionCount"] = json!(history.collisions);
         }
