@@ -93,6 +93,8 @@ pub struct SchedulingQueue {
     pods: HashMap<String, Queued>,
     active: BinaryHeap<ActiveEntry>,
     backoff: BinaryHeap<Reverse<(Instant, u64, String)>>,
+    /// When unschedulable pods are due for a retry without an event.
+    timeouts: BinaryHeap<Reverse<(Instant, u64, String)>>,
     seq: u64,
     counts: [usize; 3],
     /// Unschedulable pods per rejecting plugin bit; the last slot counts pods with no
@@ -107,6 +109,7 @@ impl SchedulingQueue {
             pods: HashMap::new(),
             active: BinaryHeap::new(),
             backoff: BinaryHeap::new(),
+            timeouts: BinaryHeap::new(),
             seq: 0,
             counts: [0; 3],
             rejected: [0; 65],
@@ -175,7 +178,12 @@ impl SchedulingQueue {
                 uid: uid.to_string(),
             }),
             Place::Backoff(until) => self.backoff.push(Reverse((until, seq, uid.to_string()))),
-            _ => {}
+            Place::Unschedulable(since) => self.timeouts.push(Reverse((
+                since + self.cfg.max_unschedulable,
+                seq,
+                uid.to_string(),
+            ))),
+            Place::InFlight => {}
         }
     }
 
@@ -321,51 +329,46 @@ impl SchedulingQueue {
     /// Backoffs that ended go to active; pods unschedulable for too long are retried.
     pub fn flush(&mut self) {
         let now = Instant::now();
-        while let Some(Reverse((until, seq, uid))) = self.backoff.peek().cloned() {
-            if until > now {
-                break;
-            }
-            self.backoff.pop();
+        while let Some(uid) = due(&mut self.backoff, now) {
             let live = self
                 .pods
-                .get(&uid)
-                .is_some_and(|q| q.seq == seq && matches!(q.place, Place::Backoff(_)));
+                .get(&uid.1)
+                .is_some_and(|q| q.seq == uid.0 && matches!(q.place, Place::Backoff(_)));
             if live {
-                self.set_place(&uid, Place::Active);
+                self.set_place(&uid.1, Place::Active);
             }
         }
-        if self.counts[2] == 0 {
-            return;
-        }
-        let stale: Vec<String> = self
-            .pods
-            .iter()
-            .filter(|(_, q)| {
-                matches!(q.place, Place::Unschedulable(since) if now.duration_since(since) >= self.cfg.max_unschedulable)
-            })
-            .map(|(uid, _)| uid.clone())
-            .collect();
-        for uid in stale {
-            self.requeue(&uid);
+        while let Some(uid) = due(&mut self.timeouts, now) {
+            let live = self
+                .pods
+                .get(&uid.1)
+                .is_some_and(|q| q.seq == uid.0 && matches!(q.place, Place::Unschedulable(_)));
+            if live {
+                self.requeue(&uid.1);
+            }
         }
     }
 
     /// When [`SchedulingQueue::flush`] next has something to do.
     pub fn next_deadline(&self) -> Option<Instant> {
-        let backoff = self.backoff.peek().map(|Reverse((t, _, _))| *t);
-        let unschedulable = (self.counts[2] > 0).then(|| {
-            self.pods
-                .values()
-                .filter_map(|q| match q.place {
-                    Place::Unschedulable(since) => Some(since + self.cfg.max_unschedulable),
-                    _ => None,
-                })
-                .min()
-        });
-        [backoff, unschedulable.flatten()]
+        let first =
+            |h: &BinaryHeap<Reverse<(Instant, u64, String)>>| h.peek().map(|Reverse(e)| e.0);
+        [first(&self.backoff), first(&self.timeouts)]
             .into_iter()
             .flatten()
             .min()
+    }
+}
+
+/// Pop the first entry of a deadline heap if it is due: (seq, uid).
+fn due(
+    heap: &mut BinaryHeap<Reverse<(Instant, u64, String)>>,
+    now: Instant,
+) -> Option<(u64, String)> {
+    if heap.peek().is_some_and(|Reverse(e)| e.0 <= now) {
+        heap.pop().map(|Reverse((_, seq, uid))| (seq, uid))
+    } else {
+        None
     }
 }
 
