@@ -364,6 +364,10 @@ async fn rolling_update_stays_within_surge_and_unavailability() {
         );
     }
     assert_eq!(most, 5, "the rollout used its surge");
+    assert_eq!(
+        fewest_ready, 3,
+        "the rollout used its unavailability budget"
+    );
 
     let d = deployments.get("roll").await.unwrap();
     let rss = replica_sets(&client, &d).await;
@@ -814,4 +818,35 @@ async fn adopts_an_orphan_replicaset_and_replaces_its_pods() {
             .then_some(())
     })
     .await;
+}
+
+/// A ReplicaSet that cannot create its pods (here: an unknown PriorityClass, refused
+/// by admission) shows up as the deployment's ReplicaFailure condition.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replica_failure_is_surfaced() {
+    let (_cluster, client, _cm) = start().await;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
+    let mut d = deployment("fail", 1, json!({"type": "RollingUpdate"}));
+    let template = &mut d.spec.as_mut().unwrap().template;
+    template.spec.as_mut().unwrap().priority_class_name = Some("no-such-class".into());
+    deployments
+        .create(&PostParams::default(), &d)
+        .await
+        .unwrap();
+    let d = eventually("the ReplicaFailure condition", || async {
+        let d = deployments.get("fail").await.ok()?;
+        let has = d
+            .status
+            .as_ref()?
+            .conditions
+            .as_ref()?
+            .iter()
+            .any(|c| c.type_ == "ReplicaFailure");
+        has.then_some(d)
+    })
+    .await;
+    let (status, reason, message) = condition(&d, "ReplicaFailure");
+    assert_eq!((status.as_str(), reason.as_str()), ("True", "FailedCreate"));
+    assert!(message.contains("no-such-class"), "{message}");
+    assert_eq!(condition(&d, "Available").0, "False");
 }
