@@ -12,6 +12,7 @@
 pub mod kinds;
 pub mod podspec;
 pub mod quantity;
+pub mod quota;
 pub mod strategy;
 pub mod table;
 

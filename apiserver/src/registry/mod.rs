@@ -8,6 +8,7 @@
 //! Updates without a client-supplied resourceVersion retry on conflict
 //! ([`Registry::guaranteed_update`]); updates with one answer 409.
 
+pub mod admission;
 pub mod allocation;
 pub mod fields;
 pub mod list;
@@ -39,6 +40,7 @@ pub struct Registry {
     pub services: Arc<ServiceAllocator>,
     namespaces: namespaces::NamespaceCache,
     priorities: priority::PriorityClassCache,
+    admission: admission::Admission,
 }
 
 /// The result of a write: the object, warnings for the client, and whether it was
@@ -139,12 +141,14 @@ impl Registry {
         namespaces.follow(cache.clone(), cache.latest());
         let priorities = priority::PriorityClassCache::default();
         priorities.follow(cache.clone(), storage.clone());
+        let admission = admission::Admission::new(storage.clone(), cache.clone());
         Ok(Registry {
             storage,
             cache,
             services: Arc::new(services),
             namespaces,
             priorities,
+            admission,
         })
     }
 
@@ -248,10 +252,16 @@ impl Registry {
         self.priorities.prepare(&self.storage, rt, &obj).await;
         let sent_name = meta::name(&obj).to_string();
         self.priorities.admit_create(rt, &mut obj, &sent_name)?;
+        self.admission.mutate_create(rt, &mut obj).await?;
         metadata::prepare_create(rt, &mut obj)?;
         rt.strategy.prepare_for_create(&mut obj);
         self.admit(rt, &mut obj, None)?;
         self.admit_namespace(rt, meta::namespace(&obj), meta::name(&obj))
+            .await?;
+        // Quota charges are given back unless the object is written.
+        let reservation = self
+            .admission
+            .validate_create(rt, &obj, opts.dry_run)
             .await?;
         patching::track_fields(rt, None, &mut obj, opts, "");
         let name = meta::name(&obj).to_string();
@@ -290,11 +300,12 @@ impl Registry {
             };
             match self.storage.commit(commit).await {
                 Ok(rev) => {
+                    reservation.keep();
                     return Ok(Written {
                         object: with_rv(candidate, rev),
                         created: true,
                         warnings,
-                    })
+                    });
                 }
                 Err(StorageError::ClaimTaken(taken)) => {
                     let original = original.as_ref().expect("only services claim keys");
@@ -349,6 +360,10 @@ impl Registry {
                     });
                 }
             }
+            let reservation = match &old {
+                Some(o) => self.admission.validate_update(rt, o, &new, dry_run).await?,
+                None => self.admission.validate_create(rt, &new, dry_run).await?,
+            };
             let alloc = if is_services(rt) {
                 self.services.allocate(&mut new, old.as_ref())?
             } else {
@@ -361,9 +376,17 @@ impl Registry {
                     warnings: vec![],
                 });
             }
-            // Removing the last finalizer of an object being deleted completes deletion.
+            // Removing the last finalizer of an object being deleted completes deletion,
+            // unless a grace period is still running (a pod being stopped by its kubelet,
+            // which ends it with a delete of grace 0), as Kubernetes'
+            // shouldDeleteDuringUpdate.
+            let grace_over = new
+                .pointer("/metadata/deletionGracePeriodSeconds")
+                .and_then(Value::as_i64)
+                .is_none_or(|g| g == 0);
             let finished = deletion_pending(&new)
                 && finalizers(&new).is_empty()
+                && grace_over
                 && !created
                 && !rt.strategy.deletion_blocked(&new);
             let mut commit = Commit {
@@ -382,11 +405,12 @@ impl Registry {
             }
             match self.storage.commit(commit).await {
                 Ok(rev) => {
+                    reservation.keep();
                     return Ok(Written {
                         object: with_rv(new, rev),
                         created,
                         warnings: vec![],
-                    })
+                    });
                 }
                 Err(StorageError::Conflict(now)) => current = now,
                 Err(StorageError::AlreadyExists) => {

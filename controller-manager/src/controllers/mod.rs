@@ -18,6 +18,7 @@ pub mod nodeipam;
 pub mod nodelifecycle;
 pub mod podgc;
 pub mod replicaset;
+pub mod resourcequota;
 pub mod serviceaccount;
 pub mod statefulset;
 pub mod ttlafterfinished;
@@ -39,6 +40,7 @@ pub const ALL: &[(&str, Start)] = &[
     ("replicationcontroller", |ctx| {
         replicaset::run_replication_controllers(ctx).boxed()
     }),
+    ("resourcequota", |ctx| resourcequota::run(ctx).boxed()),
     ("statefulset", |ctx| statefulset::run(ctx).boxed()),
     ("ttlafterfinished", |ctx| ttlafterfinished::run(ctx).boxed()),
     ("namespace", |ctx| namespace::run(ctx).boxed()),
