@@ -5,12 +5,13 @@
 //! cargo run --release -p keelson-scheduler --example throughput -- 5000 10000
 //! ```
 //!
-//! Creates N ready nodes through the API, then two phases of M pods each (10m CPU,
-//! 16Mi): (1) pods created before the scheduler starts, so the rate is the scheduler's
-//! and the binding writes' alone, with this process's CPU time (the scheduler and its
-//! client; etcd and the apiserver are other processes); (2) pods created at
-//! concurrency 64 while the scheduler runs, measured from the first create to the last
-//! binding.
+//! Creates N ready nodes through the API, then: (0) the apiserver's raw binding rate:
+//! M/5 pods for no scheduler bound directly, 128 bindings in flight; then two phases of
+//! M pods each (10m CPU, 16Mi): (1) pods created before the scheduler starts, so the
+//! rate is the scheduler's and the binding writes' alone, with this process's CPU time
+//! (the scheduler and its client; etcd and the apiserver are other processes); (2) pods
+//! created at concurrency 64 while the scheduler runs, measured from the first create
+//! to the last binding.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -67,14 +68,18 @@ fn scheduled(registry: &Registry) -> usize {
 }
 
 async fn create_pods(pods: &Api<Pod>, prefix: &str, n: usize) {
+    create_pods_for(pods, prefix, n, "default-scheduler").await
+}
+
+async fn create_pods_for(pods: &Api<Pod>, prefix: &str, n: usize, scheduler: &str) {
     let pods = pods.clone();
-    let prefix = prefix.to_string();
+    let (prefix, scheduler) = (prefix.to_string(), scheduler.to_string());
     parallel(n, 64, move |i| {
-        let (pods, name) = (pods.clone(), format!("{prefix}-{i:05}"));
+        let (pods, name, scheduler) = (pods.clone(), format!("{prefix}-{i:05}"), scheduler.clone());
         async move {
             let pod: Pod = serde_json::from_value(json!({
                 "metadata": {"name": name, "labels": {"app": "bench"}},
-                "spec": {"containers": [{"name": "app", "image": "registry.example/app:1",
+                "spec": {"schedulerName": scheduler, "containers": [{"name": "app", "image": "registry.example/app:1",
                     "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}}}]}
             }))
             .unwrap();
@@ -147,6 +152,32 @@ async fn main() {
     .await
     .unwrap();
     let pods: Api<Pod> = Api::namespaced(client.clone(), "bench");
+
+    // Phase 0: the apiserver's binding rate, without a scheduler.
+    let raw = pods_n / 5;
+    create_pods_for(&pods, "raw", raw, "none").await;
+    let t = Instant::now();
+    let api = pods.clone();
+    parallel(raw, 128, move |i| {
+        let api = api.clone();
+        async move {
+            let name = format!("raw-{i:05}");
+            let binding: k8s_openapi::api::core::v1::Binding = serde_json::from_value(json!({
+                "metadata": {"name": name}, "target": {"kind": "Node", "name": format!("node-{:05}", i % nodes_n)}}))
+            .unwrap();
+            let _: serde_json::Value = api
+                .create_subresource("binding", &name, &PostParams::default(), &binding)
+                .await
+                .unwrap();
+        }
+    })
+    .await;
+    println!(
+        "phase 0: {raw} bindings written directly in {:.2}s: {:.0} bindings/s",
+        t.elapsed().as_secs_f64(),
+        raw as f64 / t.elapsed().as_secs_f64()
+    );
+
     let t = Instant::now();
     create_pods(&pods, "pre", pods_n).await;
     println!("{pods_n} pods created in {:.1}s", t.elapsed().as_secs_f64());
