@@ -68,7 +68,7 @@ async fn register(client: &Client, name: &str) {
         )
         .await
         .unwrap();
-    heartbeat(client, name).await;
+    heartbeat(client, name, "True").await;
     let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
     leases
         .create(
@@ -81,8 +81,8 @@ async fn register(client: &Client, name: &str) {
         .unwrap();
 }
 
-/// What a kubelet does every few seconds: post Ready and renew its Lease.
-async fn heartbeat(client: &Client, name: &str) {
+/// What a kubelet does every few seconds: post its Ready status and renew its Lease.
+async fn heartbeat(client: &Client, name: &str, ready: &str) {
     let nodes: Api<Node> = Api::all(client.clone());
     let t = jiff::Timestamp::now()
         .strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -92,7 +92,7 @@ async fn heartbeat(client: &Client, name: &str) {
             name,
             &PatchParams::default(),
             &Patch::Merge(json!({"status": {"conditions": [
-                {"type": "Ready", "status": "True", "reason": "KubeletReady",
+                {"type": "Ready", "status": ready, "reason": "KubeletReady",
                  "lastHeartbeatTime": t, "lastTransitionTime": "2024-01-01T00:00:00Z"}]}})),
         )
         .await
@@ -177,12 +177,15 @@ async fn silent_nodes_go_unknown_and_their_pods_are_evicted() {
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     register(&client, "fresh").await;
     register(&client, "silent").await;
-    // The kubelet of "fresh" keeps posting; the one of "silent" has stopped.
+    register(&client, "sick").await;
+    // The kubelets of "fresh" and "sick" keep posting (sick: not ready); the one of
+    // "silent" has stopped.
     let beating = {
         let client = client.clone();
         tokio::spawn(async move {
             loop {
-                heartbeat(&client, "fresh").await;
+                heartbeat(&client, "fresh", "True").await;
+                heartbeat(&client, "sick", "False").await;
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
         })
@@ -238,6 +241,46 @@ async fn silent_nodes_go_unknown_and_their_pods_are_evicted() {
     let fresh = nodes.get("fresh").await.unwrap();
     assert_eq!(ready(&fresh).unwrap().0, "True");
     assert!(taints(&fresh).is_empty(), "{:?}", taints(&fresh));
+    eventually("not-ready taints", 10, || async {
+        let n = nodes.get("sick").await.ok()?;
+        (taints(&n)
+            == vec![
+                ("node.kubernetes.io/not-ready".into(), "NoExecute".into()),
+                ("node.kubernetes.io/not-ready".into(), "NoSchedule".into()),
+            ])
+        .then_some(())
+    })
+    .await;
+
+    // A NoExecute taint a pod does not tolerate at all evicts it at once; other
+    // taints on the node are left as they are.
+    let intolerant = json!({"metadata": {"name": "intolerant"}, "spec": {"nodeName": "fresh",
+        "containers": [{"name": "c", "image": "pause"}]}});
+    pods.create(
+        &PostParams::default(),
+        &serde_json::from_value(intolerant).unwrap(),
+    )
+    .await
+    .unwrap();
+    nodes
+        .patch(
+            "fresh",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"taints": [
+                {"key": "dedicated", "value": "db", "effect": "NoExecute"}]}})),
+        )
+        .await
+        .unwrap();
+    eventually("intolerant evicted", 10, || async {
+        let p = pods.get("intolerant").await.ok()?;
+        p.metadata.deletion_timestamp.map(|_| ())
+    })
+    .await;
+    let fresh = nodes.get("fresh").await.unwrap();
+    assert_eq!(
+        taints(&fresh),
+        vec![("dedicated".into(), "NoExecute".into())]
+    );
 
     // "short" goes after about 2 s; "forever" stays, marked not ready.
     eventually("short evicted", 15, || async {
@@ -271,8 +314,8 @@ async fn silent_nodes_go_unknown_and_their_pods_are_evicted() {
         let client = client.clone();
         tokio::spawn(async move {
             loop {
-                heartbeat(&client, "silent").await;
-                heartbeat(&client, "fresh").await;
+                heartbeat(&client, "silent", "True").await;
+                heartbeat(&client, "fresh", "True").await;
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
         })

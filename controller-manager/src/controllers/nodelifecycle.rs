@@ -200,8 +200,10 @@ impl Controller {
             let (node, ready) = self.update_health(&node).await;
             checked.push((node, ready));
         }
+        let names: std::collections::HashSet<&str> =
+            checked.iter().map(|(n, _)| n.name()).collect();
         self.lock_health()
-            .retain(|name, _| checked.iter().any(|(n, _)| n.name() == name));
+            .retain(|name, _| names.contains(name.as_str()));
 
         // Per zone: (ready, not ready) nodes.
         let mut zones: BTreeMap<String, (usize, usize)> = BTreeMap::new();

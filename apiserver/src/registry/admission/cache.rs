@@ -80,8 +80,10 @@ impl NamespacedCache {
             .iter()
             .filter_map(|kv| decode_kv(kv).ok().map(Arc::new))
             .collect();
-        self.write()
-            .live
+        let mut s = self.write();
+        // Forget expired lookups (of namespaces since deleted, say) as new ones come.
+        s.live.retain(|_, (at, _)| at.elapsed() < LIVE_TTL);
+        s.live
             .insert(namespace.to_string(), (Instant::now(), objs.clone()));
         Ok(objs)
     }
