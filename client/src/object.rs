@@ -17,6 +17,9 @@ pub trait KubeObject: Clone + Serialize + DeserializeOwned + Send + Sync + 'stat
     fn resource_version(&self) -> Option<&str>;
     fn uid(&self) -> Option<&str>;
     fn label(&self, key: &str) -> Option<&str>;
+    /// Drop `metadata.managedFields`, which caches never read and which can be most of
+    /// an object's size (client-go's informers strip them the same way).
+    fn strip_managed_fields(&mut self) {}
 
     /// The cache key: `namespace/name`, or `name` for cluster-scoped objects.
     fn key(&self) -> ObjectKey {
@@ -48,6 +51,9 @@ where
     }
     fn uid(&self) -> Option<&str> {
         self.metadata().uid.as_deref()
+    }
+    fn strip_managed_fields(&mut self) {
+        self.metadata_mut().managed_fields = None;
     }
     fn label(&self, key: &str) -> Option<&str> {
         self.metadata()
@@ -90,6 +96,11 @@ impl From<Value> for DynamicObject {
 }
 
 impl KubeObject for DynamicObject {
+    fn strip_managed_fields(&mut self) {
+        if let Some(m) = self.0.get_mut("metadata").and_then(Value::as_object_mut) {
+            m.remove("managedFields");
+        }
+    }
     fn name(&self) -> &str {
         self.meta_str("name").unwrap_or_default()
     }

@@ -8,6 +8,7 @@
 //! `Added` for every object already in the store, then the changes after that.
 //! A relist (after 410 Gone) is reported as the difference to the previous state:
 //! `Added`, `Updated`, and `Deleted` for objects removed while the watch was down.
+//! Cached objects carry no `managedFields`.
 
 use std::sync::{Arc, Mutex};
 
@@ -147,7 +148,10 @@ impl<K: KubeObject> SharedInformer<K> {
             futures::pin_mut!(stream);
             while let Some(item) = stream.next().await {
                 match item {
-                    Ok(ev) => {
+                    Ok(mut ev) => {
+                        if let Event::InitApply(o) | Event::Apply(o) | Event::Delete(o) = &mut ev {
+                            o.strip_managed_fields();
+                        }
                         if matches!(ev, Event::Init) {
                             task_shared
                                 .stats
