@@ -9,6 +9,7 @@
 //! - [`duration`]: Go-style duration flags (`15s`, `250ms`).
 
 pub mod apply;
+pub mod cron;
 pub mod duration;
 pub mod meta;
 pub mod patch;

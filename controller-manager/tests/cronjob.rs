@@ -4,48 +4,19 @@
 //! unit-tested in `controllers/cronjob`. No kubelet runs: tests finish pods through
 //! the status subresource.
 
-use std::time::{Duration, Instant};
+mod support;
+
+use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{Event, Pod};
 use keelson_client::{Api, Client, KubeObject, ListParams, Patch, PatchParams, PostParams};
-use keelson_controller_manager::{Context, ControllerManagerOptions};
-use keelson_testkit::Cluster;
-use prometheus_client::registry::Registry;
 use serde_json::{json, Value};
+use support::{poll, start};
+
+const POLL: Duration = Duration::from_millis(200);
 
 const SCHEDULED: &str = "batch.kubernetes.io/cronjob-scheduled-timestamp";
-
-async fn start() -> (Cluster, Client) {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let cluster = tokio::task::spawn_blocking(Cluster::start)
-        .await
-        .unwrap()
-        .expect("test cluster (cargo build -p keelson-apiserver first)");
-    let client = Client::from_kubeconfig(&cluster.kubeconfig).unwrap();
-    let options = ControllerManagerOptions {
-        controllers: vec!["cronjob".into(), "job".into()],
-        ..Default::default()
-    };
-    let ctx = Context::new(client.clone(), options, &mut Registry::default());
-    tokio::spawn(keelson_controller_manager::run(ctx));
-    (cluster, client)
-}
-
-async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
 
 fn job_template() -> Value {
     json!({"spec": {"template": {"spec": {"restartPolicy": "Never",
@@ -105,7 +76,8 @@ async fn event_reasons(client: &Client, name: &str) -> Vec<String> {
 async fn finish_pods(client: &Client, job: &str, code: i32) {
     let api: Api<Pod> = Api::namespaced(client.clone(), "default");
     let lp = ListParams::default().labels(&format!("batch.kubernetes.io/job-name={job}"));
-    let pods = eventually(
+    let pods = poll(
+        POLL,
         Duration::from_secs(30),
         &format!("pods of {job}"),
         || async {
@@ -142,7 +114,7 @@ async fn schedules_on_time_honouring_suspend_and_concurrency() {
     if second > 40 {
         tokio::time::sleep(Duration::from_secs((61 - second) as u64)).await;
     }
-    let (_cluster, client) = start().await;
+    let (_cluster, client, _cm) = start(&["cronjob", "job"]).await;
     let cjs: Api<CronJob> = Api::namespaced(client.clone(), "default");
     let job_api: Api<Job> = Api::namespaced(client.clone(), "default");
     let pp = PostParams::default();
@@ -172,7 +144,7 @@ async fn schedules_on_time_honouring_suspend_and_concurrency() {
     }
 
     // The first minute boundary: a Job named for it, listed as active.
-    let every = eventually(Duration::from_secs(90), "a job for every", || async {
+    let every = poll(POLL, Duration::from_secs(90), "a job for every", || async {
         let cj = cjs.get("every").await.ok()?;
         let status = cj.status.clone()?;
         (status.active.as_ref()?.len() == 1 && status.last_schedule_time.is_some()).then_some(cj)
@@ -203,7 +175,8 @@ async fn schedules_on_time_honouring_suspend_and_concurrency() {
 
     // Replace: the running Job is deleted and the new one takes its place.
     let replace_job = format!("replace-{}", scheduled.as_second() / 60);
-    eventually(
+    poll(
+        POLL,
         Duration::from_secs(20),
         "replace swapped its job",
         || async {
@@ -217,12 +190,17 @@ async fn schedules_on_time_honouring_suspend_and_concurrency() {
     .await;
 
     // Forbid: nothing new while the old Job runs; suspended: nothing at all.
-    eventually(Duration::from_secs(20), "JobAlreadyActive", || async {
-        let reasons = event_reasons(&client, "forbid").await;
-        reasons
-            .contains(&"JobAlreadyActive".to_string())
-            .then_some(())
-    })
+    poll(
+        POLL,
+        Duration::from_secs(20),
+        "JobAlreadyActive",
+        || async {
+            let reasons = event_reasons(&client, "forbid").await;
+            reasons
+                .contains(&"JobAlreadyActive".to_string())
+                .then_some(())
+        },
+    )
     .await;
     let all = jobs(&client).await;
     let forbid: Vec<&str> = owned_by(&all, "forbid").iter().map(|j| j.name()).collect();
@@ -239,10 +217,15 @@ async fn schedules_on_time_honouring_suspend_and_concurrency() {
 
     // The Job finishes: it leaves the active list and sets lastSuccessfulTime.
     finish_pods(&client, &name, 0).await;
-    eventually(Duration::from_secs(30), "every's job done", || async {
-        let status = cjs.get("every").await.ok()?.status?;
-        (status.active.is_none() && status.last_successful_time.is_some()).then_some(())
-    })
+    poll(
+        POLL,
+        Duration::from_secs(30),
+        "every's job done",
+        || async {
+            let status = cjs.get("every").await.ok()?.status?;
+            (status.active.is_none() && status.last_successful_time.is_some()).then_some(())
+        },
+    )
     .await;
     assert!(event_reasons(&client, "every")
         .await
@@ -251,7 +234,7 @@ async fn schedules_on_time_honouring_suspend_and_concurrency() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn history_limits_delete_the_oldest_finished_jobs() {
-    let (_cluster, client) = start().await;
+    let (_cluster, client, _cm) = start(&["cronjob", "job"]).await;
     let cjs: Api<CronJob> = Api::namespaced(client.clone(), "default");
     let job_api: Api<Job> = Api::namespaced(client.clone(), "default");
     let pp = PostParams::default();
@@ -265,7 +248,8 @@ async fn history_limits_delete_the_oldest_finished_jobs() {
             .unwrap();
         finish_pods(&client, name, 0).await;
         // Start times order the history: one Job per second at most.
-        eventually(
+        poll(
+            POLL,
             Duration::from_secs(30),
             &format!("{name} complete"),
             || async {
@@ -282,7 +266,8 @@ async fn history_limits_delete_the_oldest_finished_jobs() {
         .unwrap();
     finish_pods(&client, "hist-bad", 1).await;
 
-    eventually(
+    poll(
+        POLL,
         Duration::from_secs(30),
         "only the newest success kept",
         || async {

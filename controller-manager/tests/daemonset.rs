@@ -3,58 +3,21 @@
 //! kubelet: it binds each pod to the node its affinity names, marks it Running and
 //! Ready, and finishes graceful deletions.
 
-use std::future::Future;
-use std::sync::{Arc, Mutex};
+mod support;
+
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet};
 use k8s_openapi::api::core::v1::{Binding, Node, ObjectReference, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use keelson_client::{
-    Api, Client, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
-};
-use keelson_controller_manager::{Context, ControllerManagerOptions};
-use keelson_testkit::Cluster;
-use prometheus_client::registry::Registry;
+use keelson_client::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::{json, Value};
+use support::{mark_ready, poll, record_pod_events, set_phase, start};
 
 const NS: &str = "default";
 const HASH: &str = "controller-revision-hash";
 const WAIT: Duration = Duration::from_secs(20);
-
-async fn start() -> (Cluster, Client) {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let cluster = tokio::task::spawn_blocking(Cluster::start)
-        .await
-        .expect("join")
-        .expect("starting the test cluster (cargo build -p keelson-apiserver first)");
-    let client = Client::from_kubeconfig(&cluster.kubeconfig).expect("client");
-    let options = ControllerManagerOptions {
-        controllers: vec!["daemonset".into()],
-        ..Default::default()
-    };
-    let ctx = Context::new(client.clone(), options, &mut Registry::default());
-    tokio::spawn(keelson_controller_manager::run(ctx));
-    (cluster, client)
-}
-
-async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        if tokio::time::Instant::now() > deadline {
-            panic!("timed out waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+const POLL: Duration = Duration::from_millis(50);
 
 async fn create_node(nodes: &Api<Node>, name: &str, labels: Value, taints: Value) {
     let now = jiff::Timestamp::now().to_string();
@@ -130,11 +93,7 @@ fn kubelet(pods: Api<Pod>) -> tokio::task::JoinHandle<()> {
                         .create_subresource("binding", &name, &PostParams::default(), &binding)
                         .await;
                 } else if phase.as_deref() == Some("Pending") {
-                    let status = json!({"status": {"phase": "Running", "conditions": [{"type": "Ready",
-                        "status": "True", "lastTransitionTime": jiff::Timestamp::now().to_string()}]}});
-                    let _ = pods
-                        .patch_status(&name, &PatchParams::default(), &Patch::Merge(status))
-                        .await;
+                    let _ = mark_ready(&pods, &name).await;
                 }
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -177,40 +136,13 @@ async fn status(sets: &Api<DaemonSet>, name: &str) -> Value {
     v
 }
 
-/// Every pod event from now on, as (type, pod name, target node).
-async fn record_pod_events(pods: &Api<Pod>) -> Arc<Mutex<Vec<(String, String, String)>>> {
-    let rv = pods
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .metadata
-        .resource_version;
-    let mut stream = pods.watch(&WatchParams::default(), &rv).await.unwrap();
-    let log = Arc::new(Mutex::new(Vec::new()));
-    let out = log.clone();
-    tokio::spawn(async move {
-        while let Some(Ok(ev)) = stream.next().await {
-            let (kind, pod) = match ev {
-                WatchEvent::Added(p) => ("ADDED", p),
-                WatchEvent::Deleted(p) => ("DELETED", p),
-                _ => continue,
-            };
-            let node = affinity_node(&pod).unwrap_or_default();
-            out.lock()
-                .unwrap()
-                .push((kind.into(), pod.metadata.name.unwrap_or_default(), node));
-        }
-    });
-    log
-}
-
 fn container(image: &str) -> Value {
     json!([{"name": "agent", "image": image}])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_pod_per_eligible_node() {
-    let (_cluster, client) = start().await;
+    let (_cluster, client, _cm) = start(&["daemonset"]).await;
     let nodes: Api<Node> = Api::all(client.clone());
     let sets: Api<DaemonSet> = Api::namespaced(client.clone(), NS);
     let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
@@ -230,7 +162,7 @@ async fn one_pod_per_eligible_node() {
         .unwrap();
 
     // Only node-a qualifies: node-b is tainted, node-c does not match the selector.
-    let placed = eventually("a pod for node-a", || async {
+    let placed = poll(POLL, WAIT, "a pod for node-a", || async {
         let p = pods_by_node(&pods, "agent").await;
         (!p.is_empty()).then_some(p)
     })
@@ -270,7 +202,7 @@ async fn one_pod_per_eligible_node() {
         Some(format!("agent-{hash}").as_str())
     );
     assert_eq!(revs[0].revision, 1);
-    let st = eventually("status scheduled", || async {
+    let st = poll(POLL, WAIT, "status scheduled", || async {
         let st = status(&sets, "agent").await;
         (st["currentNumberScheduled"] == 1).then_some(st)
     })
@@ -281,7 +213,7 @@ async fn one_pod_per_eligible_node() {
 
     // Bound and ready: available.
     let kubelet = kubelet(pods.clone());
-    let st = eventually("status ready", || async {
+    let st = poll(POLL, WAIT, "status ready", || async {
         let st = status(&sets, "agent").await;
         (st["numberAvailable"] == 1).then_some(st)
     })
@@ -298,11 +230,11 @@ async fn one_pod_per_eligible_node() {
 
     // A new eligible node gets a pod.
     create_node(&nodes, "node-d", json!({"role": "worker"}), json!([])).await;
-    eventually("pods on node-a and node-d", || async {
+    poll(POLL, WAIT, "pods on node-a and node-d", || async {
         (node_names(&pods_by_node(&pods, "agent").await) == ["node-a", "node-d"]).then_some(())
     })
     .await;
-    eventually("2 ready", || async {
+    poll(POLL, WAIT, "2 ready", || async {
         (status(&sets, "agent").await["numberReady"] == 2).then_some(())
     })
     .await;
@@ -316,11 +248,11 @@ async fn one_pod_per_eligible_node() {
         )
         .await
         .unwrap();
-    eventually("node-d's pod removed", || async {
+    poll(POLL, WAIT, "node-d's pod removed", || async {
         (node_names(&pods_by_node(&pods, "agent").await) == ["node-a"]).then_some(())
     })
     .await;
-    eventually("desired 1", || async {
+    poll(POLL, WAIT, "desired 1", || async {
         let st = status(&sets, "agent").await;
         (st["desiredNumberScheduled"] == 1 && st["currentNumberScheduled"] == 1).then_some(())
     })
@@ -333,14 +265,8 @@ async fn one_pod_per_eligible_node() {
         .name
         .clone()
         .unwrap();
-    pods.patch_status(
-        &failed,
-        &PatchParams::default(),
-        &Patch::Merge(json!({"status": {"phase": "Failed"}})),
-    )
-    .await
-    .unwrap();
-    eventually("failed pod replaced", || async {
+    set_phase(&pods, &failed, "Failed").await;
+    poll(POLL, WAIT, "failed pod replaced", || async {
         let p = pods_by_node(&pods, "agent").await;
         (p.len() == 1 && p[0].1.metadata.name.as_deref() != Some(failed.as_str())).then_some(())
     })
@@ -350,7 +276,7 @@ async fn one_pod_per_eligible_node() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rolling_updates_with_max_unavailable_and_max_surge() {
-    let (_cluster, client) = start().await;
+    let (_cluster, client, _cm) = start(&["daemonset"]).await;
     let nodes: Api<Node> = Api::all(client.clone());
     let sets: Api<DaemonSet> = Api::namespaced(client.clone(), NS);
     let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
@@ -389,20 +315,30 @@ async fn rolling_updates_with_max_unavailable_and_max_surge() {
     )
     .await
     .unwrap();
-    eventually("agent ready on 2 nodes", || all_ready("agent", 2)).await;
+    poll(POLL, WAIT, "agent ready on 2 nodes", || {
+        all_ready("agent", 2)
+    })
+    .await;
     let old: Vec<String> = pods_by_node(&pods, "agent")
         .await
         .iter()
         .map(|(_, p)| p.metadata.name.clone().unwrap())
         .collect();
-    let log = record_pod_events(&pods).await;
+    let log = record_pod_events(&pods, |kind, p| {
+        let node = affinity_node(&p).unwrap_or_default();
+        (kind.to_string(), p.metadata.name.unwrap_or_default(), node)
+    })
+    .await;
     // New image, and a toleration that brings node-b in.
     let patch = json!({"spec": {"template": {"spec": {"containers": container("agent:2"),
         "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "db", "effect": "NoSchedule"}]}}}});
     sets.patch("agent", &PatchParams::default(), &Patch::Strategic(patch))
         .await
         .unwrap();
-    eventually("agent updated on 3 nodes", || all_ready("agent", 3)).await;
+    poll(POLL, WAIT, "agent updated on 3 nodes", || {
+        all_ready("agent", 3)
+    })
+    .await;
     let now = pods_by_node(&pods, "agent").await;
     assert_eq!(node_names(&now), ["node-a", "node-b", "node-c"]);
     let hash = label(&now[0].1, HASH);
@@ -447,18 +383,25 @@ async fn rolling_updates_with_max_unavailable_and_max_surge() {
     )
     .await
     .unwrap();
-    eventually("surge ready on 2 nodes", || all_ready("surge", 2)).await;
+    poll(POLL, WAIT, "surge ready on 2 nodes", || {
+        all_ready("surge", 2)
+    })
+    .await;
     let old: Vec<String> = pods_by_node(&pods, "surge")
         .await
         .iter()
         .map(|(_, p)| p.metadata.name.clone().unwrap())
         .collect();
-    let log = record_pod_events(&pods).await;
+    let log = record_pod_events(&pods, |kind, p| {
+        let node = affinity_node(&p).unwrap_or_default();
+        (kind.to_string(), p.metadata.name.unwrap_or_default(), node)
+    })
+    .await;
     let patch = json!({"spec": {"template": {"spec": {"containers": container("s:2")}}}});
     sets.patch("surge", &PatchParams::default(), &Patch::Strategic(patch))
         .await
         .unwrap();
-    eventually("surge updated", || all_ready("surge", 2)).await;
+    poll(POLL, WAIT, "surge updated", || all_ready("surge", 2)).await;
     let events = log.lock().unwrap().clone();
     for (_, name, node) in events
         .iter()
@@ -487,7 +430,7 @@ async fn rolling_updates_with_max_unavailable_and_max_surge() {
     )
     .await
     .unwrap();
-    eventually("manual ready", || async {
+    poll(POLL, WAIT, "manual ready", || async {
         (status(&sets, "manual").await["numberAvailable"] == 2).then_some(())
     })
     .await;
@@ -502,10 +445,15 @@ async fn rolling_updates_with_max_unavailable_and_max_surge() {
     pods.delete(&victim, &DeleteParams::default())
         .await
         .unwrap();
-    eventually("deleted pod recreated at the new template", || async {
-        let st = status(&sets, "manual").await;
-        (st["updatedNumberScheduled"] == 1 && st["numberAvailable"] == 2).then_some(())
-    })
+    poll(
+        POLL,
+        WAIT,
+        "deleted pod recreated at the new template",
+        || async {
+            let st = status(&sets, "manual").await;
+            (st["updatedNumberScheduled"] == 1 && st["numberAvailable"] == 2).then_some(())
+        },
+    )
     .await;
     let after = pods_by_node(&pods, "manual").await;
     assert_eq!(

@@ -2,6 +2,8 @@
 //! creating the pods and a stand-in kubelet (a loop in the test) marking every pod
 //! Running and Ready shortly after it appears.
 
+mod support;
+
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
@@ -11,31 +13,21 @@ use k8s_openapi::api::core::v1::Pod;
 use keelson_client::{
     Api, Client, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
 };
-use keelson_controller_manager::{Context, ControllerManagerOptions};
 use keelson_testkit::Cluster;
-use prometheus_client::registry::Registry;
 use serde_json::json;
+use support::{controlled_by, eventually_within, mark_ready};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+async fn start() -> (Cluster, Client, tokio::task::JoinHandle<()>) {
+    keelson_component::init_logging();
+    let started = support::start(&["deployment", "replicaset"]).await;
+    tokio::spawn(kubelet(started.1.clone()));
+    started
+}
 
 const HASH: &str = "pod-template-hash";
 const REVISION: &str = "deployment.kubernetes.io/revision";
-
-async fn start() -> (Cluster, Client, tokio::task::JoinHandle<()>) {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    keelson_component::init_logging();
-    let cluster = tokio::task::spawn_blocking(Cluster::start)
-        .await
-        .unwrap()
-        .unwrap();
-    let client = Client::from_kubeconfig(&cluster.kubeconfig).unwrap();
-    let options = ControllerManagerOptions {
-        controllers: vec!["deployment".into(), "replicaset".into()],
-        ..Default::default()
-    };
-    let ctx = Context::new(client.clone(), options, &mut Registry::default());
-    let task = tokio::spawn(keelson_controller_manager::run(ctx));
-    tokio::spawn(kubelet(client.clone()));
-    (cluster, client, task)
-}
 
 /// Pods with this in their image never become ready.
 const NEVER_READY: &str = "never-ready";
@@ -69,29 +61,9 @@ async fn kubelet(client: Client) {
             if first.elapsed() < Duration::from_millis(300) {
                 continue;
             }
-            let now = jiff::Timestamp::now().to_string();
-            let status = json!({"status": {"phase": "Running", "conditions": [
-                {"type": "Ready", "status": "True", "lastTransitionTime": now}]}});
             let name = p.metadata.name.unwrap_or_default();
-            let _ = pods
-                .patch_status(&name, &PatchParams::default(), &Patch::Merge(status))
-                .await;
+            let _ = mark_ready(&pods, &name).await;
         }
-    }
-}
-
-async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -129,13 +101,7 @@ async fn replica_sets(client: &Client, d: &Deployment) -> Vec<ReplicaSet> {
         .unwrap()
         .items
         .into_iter()
-        .filter(|rs| {
-            rs.metadata
-                .owner_references
-                .iter()
-                .flatten()
-                .any(|r| r.uid == uid && r.controller == Some(true))
-        })
+        .filter(|rs| controlled_by(&rs.metadata, &uid))
         .collect();
     rss.sort_by_key(|rs| {
         annotation(&rs.metadata, REVISION)
@@ -151,7 +117,7 @@ fn rs_replicas(rs: &ReplicaSet) -> i32 {
 
 /// What `kubectl rollout status` waits for.
 async fn rolled_out(deployments: &Api<Deployment>, name: &str) -> Deployment {
-    eventually(&format!("{name} rolled out"), || async {
+    eventually_within(WAIT, &format!("{name} rolled out"), || async {
         let d = deployments.get(name).await.ok()?;
         let s = d.status.clone()?;
         let want = d.spec.as_ref()?.replicas?;
@@ -240,7 +206,7 @@ async fn creates_a_replicaset_and_reports_availability() {
         .unwrap();
     assert_eq!(listed.items.len(), 3);
 
-    let d = eventually("conditions", || async {
+    let d = eventually_within(WAIT, "conditions", || async {
         let d = deployments.get("web").await.ok()?;
         (condition(&d, "Progressing").1 == "NewReplicaSetAvailable").then_some(d)
     })
@@ -474,7 +440,7 @@ async fn rollback_reuses_the_old_replicaset() {
     );
 
     set_image(&deployments, "undo", "nginx:1.26").await;
-    eventually("a second ReplicaSet", || async {
+    eventually_within(WAIT, "a second ReplicaSet", || async {
         let d = deployments.get("undo").await.ok()?;
         (replica_sets(&client, &d).await.len() == 2).then_some(())
     })
@@ -497,7 +463,7 @@ async fn rollback_reuses_the_old_replicaset() {
         .await
         .unwrap();
 
-    eventually("the rollback's revision", || async {
+    eventually_within(WAIT, "the rollback's revision", || async {
         let got = deployments.get("undo").await.ok()?;
         (got.metadata.generation > d.metadata.generation
             && annotation(&got.metadata, REVISION) == Some("3"))
@@ -540,7 +506,7 @@ async fn paused_deployment_waits_and_old_replicasets_are_pruned() {
         .patch("pause", &PatchParams::default(), &Patch::Merge(pause(true)))
         .await
         .unwrap();
-    eventually("the paused condition", || async {
+    eventually_within(WAIT, "the paused condition", || async {
         let d = deployments.get("pause").await.ok()?;
         (condition(&d, "Progressing")
             == (
@@ -562,7 +528,7 @@ async fn paused_deployment_waits_and_old_replicasets_are_pruned() {
         )
         .await
         .unwrap();
-    let d = eventually("scaled while paused", || async {
+    let d = eventually_within(WAIT, "scaled while paused", || async {
         let d = deployments.get("pause").await.ok()?;
         let s = d.status.clone()?;
         (s.observed_generation == d.metadata.generation && s.available_replicas == Some(3))
@@ -583,7 +549,7 @@ async fn paused_deployment_waits_and_old_replicasets_are_pruned() {
         )
         .await
         .unwrap();
-    eventually("the resumed rollout", || async {
+    eventually_within(WAIT, "the resumed rollout", || async {
         let d = deployments.get("pause").await.ok()?;
         (annotation(&d.metadata, REVISION) == Some("2")).then_some(())
     })
@@ -593,7 +559,7 @@ async fn paused_deployment_waits_and_old_replicasets_are_pruned() {
 
     // A third template: with revisionHistoryLimit 1 the first ReplicaSet goes.
     set_image(&deployments, "pause", "nginx:1.27").await;
-    eventually("one old ReplicaSet kept", || async {
+    eventually_within(WAIT, "one old ReplicaSet kept", || async {
         let d = deployments.get("pause").await.ok()?;
         let rss = replica_sets(&client, &d).await;
         let revisions: Vec<_> = rss
@@ -624,7 +590,7 @@ async fn scaling_mid_rollout_is_proportional_and_a_stuck_rollout_times_out() {
     rolled_out(&deployments, "prop").await;
     // New pods never become ready, so the rollout stops at the surge: 10 old + 3 new.
     set_image(&deployments, "prop", &format!("nginx:{NEVER_READY}")).await;
-    eventually("the rollout stuck at its surge", || async {
+    eventually_within(WAIT, "the rollout stuck at its surge", || async {
         let d = deployments.get("prop").await.ok()?;
         let sizes: Vec<i32> = replica_sets(&client, &d)
             .await
@@ -645,7 +611,7 @@ async fn scaling_mid_rollout_is_proportional_and_a_stuck_rollout_times_out() {
         )
         .await
         .unwrap();
-    eventually("proportional scale-up", || async {
+    eventually_within(WAIT, "proportional scale-up", || async {
         let d = deployments.get("prop").await.ok()?;
         let sizes: Vec<i32> = replica_sets(&client, &d)
             .await
@@ -657,7 +623,7 @@ async fn scaling_mid_rollout_is_proportional_and_a_stuck_rollout_times_out() {
     .await;
 
     // No progress within progressDeadlineSeconds: Progressing turns False.
-    let d = eventually("the progress deadline", || async {
+    let d = eventually_within(WAIT, "the progress deadline", || async {
         let d = deployments.get("prop").await.ok()?;
         (condition(&d, "Progressing").0 == "False").then_some(d)
     })
@@ -772,7 +738,7 @@ async fn adopts_an_orphan_replicaset_and_replaces_its_pods() {
     }))
     .unwrap();
     let rs = rss.create(&PostParams::default(), &rs).await.unwrap();
-    eventually("the orphan's pod", || async {
+    eventually_within(WAIT, "the orphan's pod", || async {
         let s = rss
             .get("test-rolling-update-controller")
             .await
@@ -805,7 +771,7 @@ async fn adopts_an_orphan_replicaset_and_replaces_its_pods() {
     assert_eq!(owned[0].metadata.uid, rs.metadata.uid);
     assert_eq!(rs_replicas(&owned[0]), 0);
     let new_hash = first_hash(&owned[1]).to_string();
-    eventually("only new pods", || async {
+    eventually_within(WAIT, "only new pods", || async {
         let live: Vec<Pod> = pods
             .list(&ListParams::default())
             .await
@@ -833,7 +799,7 @@ async fn replica_failure_is_surfaced() {
         .create(&PostParams::default(), &d)
         .await
         .unwrap();
-    let d = eventually("the ReplicaFailure condition", || async {
+    let d = eventually_within(WAIT, "the ReplicaFailure condition", || async {
         let d = deployments.get("fail").await.ok()?;
         let has = d
             .status

@@ -3,60 +3,23 @@
 //! the owner until its blocking dependents are gone, and Orphan deletion (explicit, and
 //! the default of core/v1 ReplicationControllers) that strips the owner references.
 
-use std::time::{Duration, Instant};
+mod support;
+
+use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, ReplicationController, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use keelson_client::{Api, Client, DeleteParams, Patch, PatchParams, PostParams};
-use keelson_controller_manager::{Context, ControllerManagerOptions};
-use keelson_testkit::Cluster;
-use prometheus_client::registry::Registry;
+use keelson_client::{Api, DeleteParams, Patch, PatchParams};
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
+use support::{create, eventually_within, start};
 
-async fn start() -> (Cluster, Client, tokio::task::JoinHandle<()>) {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let cluster = tokio::task::spawn_blocking(Cluster::start)
-        .await
-        .unwrap()
-        .unwrap();
-    let client = Client::from_kubeconfig(&cluster.kubeconfig).unwrap();
-    let options = ControllerManagerOptions {
-        controllers: vec!["garbagecollector".into()],
-        ..Default::default()
-    };
-    let ctx = Context::new(client.clone(), options, &mut Registry::default());
-    let task = tokio::spawn(keelson_controller_manager::run(ctx));
-    (cluster, client, task)
-}
-
-async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
+const WAIT: Duration = Duration::from_secs(30);
 
 fn owner_ref(api_version: &str, kind: &str, meta: &ObjectMeta, block: bool) -> Value {
     json!({"apiVersion": api_version, "kind": kind, "name": meta.name, "uid": meta.uid,
         "controller": true, "blockOwnerDeletion": block})
-}
-
-async fn create<K>(api: &Api<K>, obj: Value) -> K
-where
-    K: serde::Serialize + DeserializeOwned + Clone + Send + 'static,
-{
-    let obj: K = serde_json::from_value(obj).unwrap();
-    api.create(&PostParams::default(), &obj).await.unwrap()
 }
 
 fn pod(name: &str, owners: Value) -> Value {
@@ -73,7 +36,7 @@ where
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn background_deletes_dependents_whose_owners_are_all_gone() {
-    let (_cluster, client, _gc) = start().await;
+    let (_cluster, client, _gc) = start(&["garbagecollector"]).await;
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
     let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
     let owner = create(&cms, json!({"metadata": {"name": "owner"}}))
@@ -117,7 +80,7 @@ async fn background_deletes_dependents_whose_owners_are_all_gone() {
     )
     .await;
 
-    eventually("dependents of absent owners deleted", || async {
+    eventually_within(WAIT, "dependents of absent owners deleted", || async {
         gone(&cms, "dep-of-ghost").await?;
         gone(&cms, "dep-of-stale").await
     })
@@ -128,12 +91,12 @@ async fn background_deletes_dependents_whose_owners_are_all_gone() {
     );
 
     cms.delete("owner", &DeleteParams::default()).await.unwrap();
-    eventually("dependents of the deleted owner gone", || async {
+    eventually_within(WAIT, "dependents of the deleted owner gone", || async {
         gone(&cms, "dep").await?;
         gone(&secrets, "dep-secret").await
     })
     .await;
-    let survivor = eventually("the dangling reference dropped", || async {
+    let survivor = eventually_within(WAIT, "the dangling reference dropped", || async {
         let cm = cms.get("two-owners").await.unwrap();
         (cm.metadata.owner_references.as_ref()?.len() == 1).then_some(cm)
     })
@@ -146,7 +109,7 @@ async fn background_deletes_dependents_whose_owners_are_all_gone() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn foreground_deletion_waits_for_blocking_dependents_across_kinds() {
-    let (_cluster, client, _gc) = start().await;
+    let (_cluster, client, _gc) = start(&["garbagecollector"]).await;
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
     let replicasets: Api<ReplicaSet> = Api::namespaced(client.clone(), "default");
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
@@ -181,15 +144,19 @@ async fn foreground_deletion_waits_for_blocking_dependents_across_kinds() {
         marked.metadata.finalizers.as_deref(),
         Some(&["foregroundDeletion".to_string()][..])
     );
-    eventually("the free pod deleted, the held one terminating", || async {
-        gone(&pods, "web-1-a").await?;
-        pods.get("web-1-b")
-            .await
-            .unwrap()
-            .metadata
-            .deletion_timestamp
-            .map(|_| ())
-    })
+    eventually_within(
+        WAIT,
+        "the free pod deleted, the held one terminating",
+        || async {
+            gone(&pods, "web-1-a").await?;
+            pods.get("web-1-b")
+                .await
+                .unwrap()
+                .metadata
+                .deletion_timestamp
+                .map(|_| ())
+        },
+    )
     .await;
     // The ReplicaSet waits in foreground too, and so does the Deployment.
     let rs = replicasets.get("web-1").await.unwrap();
@@ -210,7 +177,7 @@ async fn foreground_deletion_waits_for_blocking_dependents_across_kinds() {
     )
     .await
     .unwrap();
-    eventually("the whole chain gone", || async {
+    eventually_within(WAIT, "the whole chain gone", || async {
         gone(&pods, "web-1-b").await?;
         gone(&replicasets, "web-1").await?;
         gone(&deployments, "web").await
@@ -220,7 +187,7 @@ async fn foreground_deletion_waits_for_blocking_dependents_across_kinds() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orphan_deletion_strips_owner_references() {
-    let (_cluster, client, _gc) = start().await;
+    let (_cluster, client, _gc) = start(&["garbagecollector"]).await;
     let replicasets: Api<ReplicaSet> = Api::namespaced(client.clone(), "default");
     let rcs: Api<ReplicationController> = Api::namespaced(client.clone(), "default");
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
@@ -265,7 +232,7 @@ async fn orphan_deletion_strips_owner_references() {
         Some(&["orphan".to_string()][..])
     );
 
-    eventually("the owners gone", || async {
+    eventually_within(WAIT, "the owners gone", || async {
         gone(&replicasets, "rs").await?;
         gone(&rcs, "rc").await
     })

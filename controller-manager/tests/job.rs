@@ -2,49 +2,20 @@
 //! kubelet runs: the tests finish pods themselves through the status subresource, as
 //! a kubelet would (phase and terminated container state with an exit code).
 
+mod support;
+
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Event, Pod};
 use keelson_client::{Api, Client, ListParams, Patch, PatchParams, PostParams};
-use keelson_controller_manager::{Context, ControllerManagerOptions};
-use keelson_testkit::Cluster;
-use prometheus_client::registry::Registry;
 use serde_json::{json, Value};
+use support::{eventually_within, start};
+
+const WAIT: Duration = Duration::from_secs(60);
 
 const FINALIZER: &str = "batch.kubernetes.io/job-tracking";
 const INDEX: &str = "batch.kubernetes.io/job-completion-index";
-
-async fn start() -> (Cluster, Client) {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let cluster = tokio::task::spawn_blocking(Cluster::start)
-        .await
-        .unwrap()
-        .expect("test cluster (cargo build -p keelson-apiserver first)");
-    let client = Client::from_kubeconfig(&cluster.kubeconfig).unwrap();
-    let options = ControllerManagerOptions {
-        controllers: vec!["job".into(), "ttlafterfinished".into()],
-        ..Default::default()
-    };
-    let ctx = Context::new(client.clone(), options, &mut Registry::default());
-    tokio::spawn(keelson_controller_manager::run(ctx));
-    (cluster, client)
-}
-
-async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 fn job(name: &str, spec: Value) -> Job {
     let mut full = json!({"template": {"spec": {"restartPolicy": "Never",
@@ -67,7 +38,7 @@ async fn pods_of(client: &Client, job: &str) -> Vec<Pod> {
 }
 
 async fn active_pods(client: &Client, job: &str, want: usize) -> Vec<Pod> {
-    eventually(&format!("{want} active pods of {job}"), || async {
+    eventually_within(WAIT, &format!("{want} active pods of {job}"), || async {
         let active: Vec<Pod> = pods_of(client, job)
             .await
             .into_iter()
@@ -107,7 +78,7 @@ fn condition<'a>(
 
 async fn wait_condition(client: &Client, name: &str, type_: &str) -> Job {
     let api: Api<Job> = Api::namespaced(client.clone(), "default");
-    eventually(&format!("{name} {type_}"), || async {
+    eventually_within(WAIT, &format!("{name} {type_}"), || async {
         let j = api.get(name).await.ok()?;
         condition(&j, type_).is_some().then_some(j)
     })
@@ -131,7 +102,7 @@ async fn create(client: &Client, j: &Job) -> Job {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn completes_with_completions_and_parallelism() {
-    let (_cluster, client) = start().await;
+    let (_cluster, client, _cm) = start(&["job", "ttlafterfinished"]).await;
     let created = create(
         &client,
         &job("pi", json!({"completions": 3, "parallelism": 2})),
@@ -185,7 +156,7 @@ async fn completes_with_completions_and_parallelism() {
     // Exactly three pods ran, and each was released once counted.
     let pods = pods_of(&client, "pi").await;
     assert_eq!(pods.len(), 3);
-    eventually("finalizers released", || async {
+    eventually_within(WAIT, "finalizers released", || async {
         let pods = pods_of(&client, "pi").await;
         pods.iter()
             .all(|p| {
@@ -208,7 +179,7 @@ async fn completes_with_completions_and_parallelism() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fails_when_the_backoff_limit_is_exceeded() {
-    let (_cluster, client) = start().await;
+    let (_cluster, client, _cm) = start(&["job", "ttlafterfinished"]).await;
     create(
         &client,
         &job(
@@ -237,7 +208,7 @@ async fn fails_when_the_backoff_limit_is_exceeded() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn indexed_job_reports_completed_indexes() {
-    let (_cluster, client) = start().await;
+    let (_cluster, client, _cm) = start(&["job", "ttlafterfinished"]).await;
     let spec = json!({"completions": 3, "parallelism": 3, "completionMode": "Indexed"});
     create(&client, &job("idx", spec)).await;
     let mut pods = active_pods(&client, "idx", 3).await;
@@ -271,7 +242,7 @@ async fn indexed_job_reports_completed_indexes() {
     let completed = |want: &'static str| {
         let api = api.clone();
         async move {
-            eventually(&format!("completedIndexes {want}"), || async {
+            eventually_within(WAIT, &format!("completedIndexes {want}"), || async {
                 let j = api.get("idx").await.ok()?;
                 (j.status?.completed_indexes.as_deref() == Some(want)).then_some(())
             })
@@ -290,7 +261,7 @@ async fn indexed_job_reports_completed_indexes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pod_failure_policy_fails_the_job_on_exit_code_42() {
-    let (_cluster, client) = start().await;
+    let (_cluster, client, _cm) = start(&["job", "ttlafterfinished"]).await;
     let spec = json!({"completions": 2, "parallelism": 2, "backoffLimit": 6,
         "podFailurePolicy": {"rules": [
             {"action": "FailJob", "onExitCodes": {"containerName": "c", "operator": "In", "values": [42]}},
@@ -307,7 +278,7 @@ async fn pod_failure_policy_fails_the_job_on_exit_code_42() {
         "{message}"
     );
     // The other pod was deleted (and released, so it is gone).
-    eventually("the running pod gone", || async {
+    eventually_within(WAIT, "the running pod gone", || async {
         let left = pods_of(&client, "policy").await;
         (left.len() == 1).then_some(())
     })
@@ -317,7 +288,7 @@ async fn pod_failure_policy_fails_the_job_on_exit_code_42() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn active_deadline_fails_the_job() {
-    let (_cluster, client) = start().await;
+    let (_cluster, client, _cm) = start(&["job", "ttlafterfinished"]).await;
     create(
         &client,
         &job(
@@ -334,7 +305,7 @@ async fn active_deadline_fails_the_job() {
         condition(&failed, "Failed").unwrap().reason.as_deref(),
         Some("DeadlineExceeded")
     );
-    eventually("pods deleted", || async {
+    eventually_within(WAIT, "pods deleted", || async {
         pods_of(&client, "slow").await.is_empty().then_some(())
     })
     .await;
@@ -345,7 +316,7 @@ async fn active_deadline_fails_the_job() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn suspended_job_runs_nothing_until_resumed() {
-    let (_cluster, client) = start().await;
+    let (_cluster, client, _cm) = start(&["job", "ttlafterfinished"]).await;
     create(&client, &job("later", json!({"suspend": true}))).await;
     let suspended = wait_condition(&client, "later", "Suspended").await;
     assert!(suspended.status.unwrap().start_time.is_none());
@@ -356,7 +327,7 @@ async fn suspended_job_runs_nothing_until_resumed() {
         .await
         .unwrap();
     let pods = active_pods(&client, "later", 1).await;
-    eventually("Suspended False, JobResumed", || async {
+    eventually_within(WAIT, "Suspended False, JobResumed", || async {
         let j = api.get("later").await.ok()?;
         let status = j.status?;
         let c = status
@@ -375,7 +346,7 @@ async fn suspended_job_runs_nothing_until_resumed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ttl_after_finished_deletes_the_job() {
-    let (_cluster, client) = start().await;
+    let (_cluster, client, _cm) = start(&["job", "ttlafterfinished"]).await;
     create(
         &client,
         &job("brief", json!({"ttlSecondsAfterFinished": 1})),
@@ -386,7 +357,7 @@ async fn ttl_after_finished_deletes_the_job() {
     wait_condition(&client, "brief", "Complete").await;
     // Foreground deletion: the Job is gone, or waits for the garbage collector.
     let api: Api<Job> = Api::namespaced(client.clone(), "default");
-    eventually("the job deleted", || async {
+    eventually_within(WAIT, "the job deleted", || async {
         match api.get_opt("brief").await.unwrap() {
             None => Some(()),
             Some(j) => j.metadata.deletion_timestamp.map(|_| ()),
@@ -399,7 +370,7 @@ async fn ttl_after_finished_deletes_the_job() {
 /// counted: the tracking finalizer keeps them until the Job has counted them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn counts_pods_deleted_right_after_finishing() {
-    let (_cluster, client) = start().await;
+    let (_cluster, client, _cm) = start(&["job", "ttlafterfinished"]).await;
     create(
         &client,
         &job("gc", json!({"completions": 2, "parallelism": 2})),
@@ -418,7 +389,7 @@ async fn counts_pods_deleted_right_after_finishing() {
     }
     let done = wait_condition(&client, "gc", "Complete").await;
     assert_eq!(done.status.unwrap().succeeded, Some(2));
-    eventually("pods gone", || async {
+    eventually_within(WAIT, "pods gone", || async {
         pods_of(&client, "gc").await.is_empty().then_some(())
     })
     .await;

@@ -4,54 +4,16 @@
 //! is refused while it terminates, and the namespace goes once it is empty. Objects
 //! held by finalizers keep it until they go.
 
-use std::time::{Duration, Instant};
+mod support;
+
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret, Service};
 use keelson_client::{Api, Client, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use keelson_controller_manager::{Context, ControllerManagerOptions};
-use keelson_testkit::Cluster;
-use prometheus_client::registry::Registry;
-use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
+use support::{create, eventually_within, start};
 
-async fn start() -> (Cluster, Client, tokio::task::JoinHandle<()>) {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let cluster = tokio::task::spawn_blocking(Cluster::start)
-        .await
-        .unwrap()
-        .unwrap();
-    let client = Client::from_kubeconfig(&cluster.kubeconfig).unwrap();
-    let options = ControllerManagerOptions {
-        controllers: vec!["namespace".into()],
-        ..Default::default()
-    };
-    let ctx = Context::new(client.clone(), options, &mut Registry::default());
-    let task = tokio::spawn(keelson_controller_manager::run(ctx));
-    (cluster, client, task)
-}
-
-async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(40);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn create<K>(api: &Api<K>, obj: Value) -> K
-where
-    K: serde::Serialize + DeserializeOwned + Clone + Send + 'static,
-{
-    let obj: K = serde_json::from_value(obj).unwrap();
-    api.create(&PostParams::default(), &obj).await.unwrap()
-}
+const WAIT: Duration = Duration::from_secs(40);
 
 async fn create_namespace(client: &Client, name: &str) {
     let namespaces: Api<Namespace> = Api::all(client.clone());
@@ -76,7 +38,7 @@ fn pod(name: &str, node: Option<&str>) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_a_namespace_deletes_its_content_then_the_namespace() {
-    let (_cluster, client, _controllers) = start().await;
+    let (_cluster, client, _controllers) = start(&["namespace"]).await;
     let mut hollow = keelson_hollow_node::HollowOptions::with_count(1);
     hollow.terminate_delay = Duration::from_secs(2);
     let node = hollow.node_name(0);
@@ -109,7 +71,7 @@ async fn deleting_a_namespace_deletes_its_content_then_the_namespace() {
     }
     create(&pods, pod("pending", None)).await;
     create(&pods, pod("running", Some(&node))).await;
-    eventually("the bound pod running", || async {
+    eventually_within(WAIT, "the bound pod running", || async {
         let p = pods.get("running").await.unwrap();
         (p.status?.phase.as_deref() == Some("Running")).then_some(())
     })
@@ -133,7 +95,7 @@ async fn deleting_a_namespace_deletes_its_content_then_the_namespace() {
     assert_eq!(refused.code(), Some(403), "{refused}");
 
     // The running pod takes its grace period; meanwhile the namespace says so.
-    let remaining = eventually("the namespace reporting the pod left", || async {
+    let remaining = eventually_within(WAIT, "the namespace reporting the pod left", || async {
         let c = condition(&client, ns, "NamespaceContentRemaining").await?;
         (c["status"] == "True").then_some(c)
     })
@@ -149,7 +111,7 @@ async fn deleting_a_namespace_deletes_its_content_then_the_namespace() {
     assert_eq!(deleted["status"], "False");
     assert_eq!(deleted["reason"], "ContentDeleted");
 
-    eventually("the namespace gone", || async {
+    eventually_within(WAIT, "the namespace gone", || async {
         namespaces
             .get_opt(ns)
             .await
@@ -172,7 +134,7 @@ async fn deleting_a_namespace_deletes_its_content_then_the_namespace() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn objects_held_by_finalizers_keep_the_namespace() {
-    let (_cluster, client, _controllers) = start().await;
+    let (_cluster, client, _controllers) = start(&["namespace"]).await;
     let ns = "held";
     create_namespace(&client, ns).await;
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
@@ -188,7 +150,7 @@ async fn objects_held_by_finalizers_keep_the_namespace() {
         .await
         .unwrap();
 
-    let fins = eventually("the namespace reporting the finalizer", || async {
+    let fins = eventually_within(WAIT, "the namespace reporting the finalizer", || async {
         let c = condition(&client, ns, "NamespaceFinalizersRemaining").await?;
         (c["status"] == "True").then_some(c)
     })
@@ -209,7 +171,7 @@ async fn objects_held_by_finalizers_keep_the_namespace() {
     )
     .await
     .unwrap();
-    eventually("the namespace gone", || async {
+    eventually_within(WAIT, "the namespace gone", || async {
         namespaces
             .get_opt(ns)
             .await

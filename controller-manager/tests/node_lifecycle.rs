@@ -3,52 +3,24 @@
 //! taints; pods on it are evicted after their tolerationSeconds (or stay, tolerating for
 //! ever) and marked not ready; the taints go when the node comes back.
 
+mod support;
+
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use keelson_client::{Api, Client, Patch, PatchParams, PostParams};
-use keelson_controller_manager::{Context, ControllerManagerOptions};
-use keelson_testkit::Cluster;
-use prometheus_client::registry::Registry;
+use keelson_controller_manager::ControllerManagerOptions;
 use serde_json::json;
+use support::{eventually_within, start_with};
 
-async fn start(
-    options: ControllerManagerOptions,
-) -> (Cluster, Client, tokio::task::JoinHandle<()>) {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let cluster = tokio::task::spawn_blocking(Cluster::start)
-        .await
-        .unwrap()
-        .unwrap();
-    let client = Client::from_kubeconfig(&cluster.kubeconfig).unwrap();
-    let ctx = Context::new(client.clone(), options, &mut Registry::default());
-    let task = tokio::spawn(keelson_controller_manager::run(ctx));
-    (cluster, client, task)
-}
-
+/// Nodes are checked every 300 ms and go unknown after 3 s of silence.
 fn options(controllers: &[&str]) -> ControllerManagerOptions {
     ControllerManagerOptions {
-        controllers: controllers.iter().map(|c| c.to_string()).collect(),
         node_monitor_grace_period: Duration::from_secs(3),
         node_monitor_period: Duration::from_millis(300),
-        ..Default::default()
-    }
-}
-
-async fn eventually<T, F, Fut>(what: &str, secs: u64, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        ..support::options(controllers)
     }
 }
 
@@ -130,7 +102,7 @@ fn ready(node: &Node) -> Option<(String, Option<String>, Option<String>)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_get_distinct_pod_cidrs() {
-    let (_cluster, client, _cm) = start(options(&["nodeipam"])).await;
+    let (_cluster, client, _cm) = start_with(options(&["nodeipam"])).await;
     let nodes: Api<Node> = Api::all(client.clone());
     // One node already has a block: it is never handed out again.
     nodes
@@ -152,7 +124,7 @@ async fn nodes_get_distinct_pod_cidrs() {
             .await
             .unwrap();
     }
-    let cidrs = eventually("pod CIDRs", 20, || async {
+    let cidrs = eventually_within(Duration::from_secs(20), "pod CIDRs", || async {
         let mut cidrs = Vec::new();
         for name in ["n0", "n1", "n2", "n3"] {
             let spec = nodes.get(name).await.ok()?.spec?;
@@ -172,7 +144,7 @@ async fn nodes_get_distinct_pod_cidrs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_nodes_go_unknown_and_their_pods_are_evicted() {
-    let (_cluster, client, _cm) = start(options(&["nodelifecycle"])).await;
+    let (_cluster, client, _cm) = start_with(options(&["nodelifecycle"])).await;
     let nodes: Api<Node> = Api::all(client.clone());
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     register(&client, "fresh").await;
@@ -214,7 +186,7 @@ async fn silent_nodes_go_unknown_and_their_pods_are_evicted() {
         .unwrap();
     }
 
-    let unknown_at = eventually("silent node Unknown", 15, || async {
+    let unknown_at = eventually_within(Duration::from_secs(15), "silent node Unknown", || async {
         let n = nodes.get("silent").await.ok()?;
         (ready(&n)
             == Some((
@@ -225,7 +197,7 @@ async fn silent_nodes_go_unknown_and_their_pods_are_evicted() {
         .then(Instant::now)
     })
     .await;
-    let silent = eventually("unreachable taints", 10, || async {
+    let silent = eventually_within(Duration::from_secs(10), "unreachable taints", || async {
         let n = nodes.get("silent").await.ok()?;
         (taints(&n)
             == vec![
@@ -241,7 +213,7 @@ async fn silent_nodes_go_unknown_and_their_pods_are_evicted() {
     let fresh = nodes.get("fresh").await.unwrap();
     assert_eq!(ready(&fresh).unwrap().0, "True");
     assert!(taints(&fresh).is_empty(), "{:?}", taints(&fresh));
-    eventually("not-ready taints", 10, || async {
+    eventually_within(Duration::from_secs(10), "not-ready taints", || async {
         let n = nodes.get("sick").await.ok()?;
         (taints(&n)
             == vec![
@@ -271,7 +243,7 @@ async fn silent_nodes_go_unknown_and_their_pods_are_evicted() {
         )
         .await
         .unwrap();
-    eventually("intolerant evicted", 10, || async {
+    eventually_within(Duration::from_secs(10), "intolerant evicted", || async {
         let p = pods.get("intolerant").await.ok()?;
         p.metadata.deletion_timestamp.map(|_| ())
     })
@@ -283,7 +255,7 @@ async fn silent_nodes_go_unknown_and_their_pods_are_evicted() {
     );
 
     // "short" goes after about 2 s; "forever" stays, marked not ready.
-    eventually("short evicted", 15, || async {
+    eventually_within(Duration::from_secs(15), "short evicted", || async {
         let p = pods.get("short").await;
         match p {
             Err(e) if e.is_not_found() => Some(()),
@@ -296,13 +268,17 @@ async fn silent_nodes_go_unknown_and_their_pods_are_evicted() {
         unknown_at.elapsed() >= Duration::from_millis(1500),
         "evicted before its tolerationSeconds"
     );
-    eventually("forever marked not ready", 10, || async {
-        let p = pods.get("forever").await.ok()?;
-        let c = p.status?.conditions?;
-        c.iter()
-            .any(|c| c.type_ == "Ready" && c.status == "False")
-            .then_some(())
-    })
+    eventually_within(
+        Duration::from_secs(10),
+        "forever marked not ready",
+        || async {
+            let p = pods.get("forever").await.ok()?;
+            let c = p.status?.conditions?;
+            c.iter()
+                .any(|c| c.type_ == "Ready" && c.status == "False")
+                .then_some(())
+        },
+    )
     .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let forever = pods.get("forever").await.unwrap();
@@ -320,7 +296,7 @@ async fn silent_nodes_go_unknown_and_their_pods_are_evicted() {
             }
         })
     };
-    eventually("taints removed", 15, || async {
+    eventually_within(Duration::from_secs(15), "taints removed", || async {
         let n = nodes.get("silent").await.ok()?;
         (ready(&n)?.0 == "True" && taints(&n).is_empty()).then_some(())
     })

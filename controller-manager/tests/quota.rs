@@ -3,47 +3,14 @@
 //! Kubernetes' 403, concurrent creates cannot overshoot, deletions free the quota, and
 //! LimitRange defaults and minimums apply to new pods.
 
-use std::time::{Duration, Instant};
+mod support;
 
 use k8s_openapi::api::core::v1::{
     ConfigMap, LimitRange, Namespace, Pod, ReplicationController, ResourceQuota, Service,
 };
 use keelson_client::{Api, Client, DeleteParams, Patch, PatchParams, PostParams};
-use keelson_controller_manager::{Context, ControllerManagerOptions};
-use keelson_testkit::Cluster;
-use prometheus_client::registry::Registry;
 use serde_json::{json, Value};
-
-async fn start(controllers: &[&str]) -> (Cluster, Client, tokio::task::JoinHandle<()>) {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let cluster = tokio::task::spawn_blocking(Cluster::start)
-        .await
-        .unwrap()
-        .unwrap();
-    let client = Client::from_kubeconfig(&cluster.kubeconfig).unwrap();
-    let options = ControllerManagerOptions {
-        controllers: controllers.iter().map(|c| c.to_string()).collect(),
-        ..Default::default()
-    };
-    let ctx = Context::new(client.clone(), options, &mut Registry::default());
-    let task = tokio::spawn(keelson_controller_manager::run(ctx));
-    (cluster, client, task)
-}
-
-async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
+use support::{eventually, start};
 
 async fn namespace(client: &Client, name: &str) {
     let api: Api<Namespace> = Api::all(client.clone());

@@ -2,63 +2,13 @@
 //! created and deleted to match replicas, orphans adopted, non-matching pods released,
 //! and status written.
 
-use std::time::{Duration, Instant};
+mod support;
 
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{Pod, ReplicationController};
-use keelson_client::{Api, Client, ListParams, Patch, PatchParams, PostParams};
-use keelson_controller_manager::{Context, ControllerManagerOptions};
-use keelson_testkit::Cluster;
-use prometheus_client::registry::Registry;
+use keelson_client::{Api, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
-
-async fn start(controllers: &[&str]) -> (Cluster, Client, tokio::task::JoinHandle<()>) {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let cluster = tokio::task::spawn_blocking(Cluster::start)
-        .await
-        .unwrap()
-        .unwrap();
-    let client = Client::from_kubeconfig(&cluster.kubeconfig).unwrap();
-    let options = ControllerManagerOptions {
-        controllers: controllers.iter().map(|c| c.to_string()).collect(),
-        ..Default::default()
-    };
-    let ctx = Context::new(client.clone(), options, &mut Registry::default());
-    let task = tokio::spawn(keelson_controller_manager::run(ctx));
-    (cluster, client, task)
-}
-
-async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn owned_pods(pods: &Api<Pod>, owner_uid: &str) -> Vec<Pod> {
-    pods.list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter(|p| {
-            p.metadata.deletion_timestamp.is_none()
-                && p.metadata
-                    .owner_references
-                    .iter()
-                    .flatten()
-                    .any(|r| r.uid == owner_uid && r.controller == Some(true))
-        })
-        .collect()
-}
+use support::{eventually, owned_pods, set_phase, start};
 
 fn replicaset(name: &str, replicas: i32) -> ReplicaSet {
     serde_json::from_value(json!({
@@ -203,13 +153,7 @@ async fn replication_controller_creates_pods_and_reports_ready() {
     .await;
 
     // A pod that fails is replaced.
-    pods.patch_status(
-        &name,
-        &PatchParams::default(),
-        &Patch::Merge(json!({"status": {"phase": "Failed"}})),
-    )
-    .await
-    .unwrap();
+    set_phase(&pods, &name, "Failed").await;
     eventually("a replacement for the failed pod", || async {
         let owned = owned_pods(&pods, &uid).await;
         let active = owned

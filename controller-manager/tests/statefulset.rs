@@ -2,58 +2,22 @@
 //! keelson-apiserver` first). Pods get no node: the tests play the kubelet by writing
 //! pod status (Running, Ready) through the status subresource.
 
-use std::future::Future;
+mod support;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
-use keelson_client::{
-    Api, Client, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
-};
-use keelson_controller_manager::{Context, ControllerManagerOptions};
-use keelson_testkit::Cluster;
-use prometheus_client::registry::Registry;
+use keelson_client::{Api, ListParams, Patch, PatchParams, PostParams};
 use serde_json::{json, Value};
+use support::{mark_ready, poll, record_pod_events, set_phase, start};
 
 const NS: &str = "default";
 const HASH: &str = "controller-revision-hash";
 
-async fn start() -> (Cluster, Client) {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let cluster = tokio::task::spawn_blocking(Cluster::start)
-        .await
-        .expect("join")
-        .expect("starting the test cluster (cargo build -p keelson-apiserver first)");
-    let client = Client::from_kubeconfig(&cluster.kubeconfig).expect("client");
-    let options = ControllerManagerOptions {
-        controllers: vec!["statefulset".into()],
-        ..Default::default()
-    };
-    let ctx = Context::new(client.clone(), options, &mut Registry::default());
-    tokio::spawn(keelson_controller_manager::run(ctx));
-    (cluster, client)
-}
-
-async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        if tokio::time::Instant::now() > deadline {
-            panic!("timed out waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 const WAIT: Duration = Duration::from_secs(20);
+const POLL: Duration = Duration::from_millis(50);
 
 fn set(name: &str, spec: Value) -> StatefulSet {
     let mut full = json!({
@@ -79,14 +43,6 @@ fn set(name: &str, spec: Value) -> StatefulSet {
     .unwrap()
 }
 
-async fn mark_ready(pods: &Api<Pod>, name: &str) {
-    let status = json!({"status": {"phase": "Running", "conditions": [
-        {"type": "Ready", "status": "True", "lastTransitionTime": jiff::Timestamp::now().to_string()}]}});
-    pods.patch_status(name, &PatchParams::default(), &Patch::Merge(status))
-        .await
-        .expect("marking the pod ready");
-}
-
 /// Plays the kubelet for every pod of the namespace: each becomes Running and Ready.
 fn kubelet(pods: Api<Pod>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
@@ -98,42 +54,13 @@ fn kubelet(pods: Api<Pod>) -> tokio::task::JoinHandle<()> {
                     if p.metadata.deletion_timestamp.is_none()
                         && phase.as_deref() == Some("Pending")
                     {
-                        let _ = pods
-                            .patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({"status": {
-                                "phase": "Running", "conditions": [{"type": "Ready", "status": "True",
-                                "lastTransitionTime": jiff::Timestamp::now().to_string()}]}})))
-                            .await;
+                        let _ = mark_ready(&pods, &name).await;
                     }
                 }
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     })
-}
-
-/// Every pod ADDED/DELETED event from now on, as ("ADDED" | "DELETED", name).
-async fn record_pod_events(pods: &Api<Pod>) -> Arc<Mutex<Vec<(String, String)>>> {
-    let rv = pods
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .metadata
-        .resource_version;
-    let mut stream = pods.watch(&WatchParams::default(), &rv).await.unwrap();
-    let log = Arc::new(Mutex::new(Vec::new()));
-    let out = log.clone();
-    tokio::spawn(async move {
-        while let Some(Ok(ev)) = stream.next().await {
-            let entry = match ev {
-                WatchEvent::Added(p) => ("ADDED", p),
-                WatchEvent::Deleted(p) => ("DELETED", p),
-                _ => continue,
-            };
-            let name = entry.1.metadata.name.unwrap_or_default();
-            out.lock().unwrap().push((entry.0.to_string(), name));
-        }
-    });
-    log
 }
 
 fn events_of(log: &Arc<Mutex<Vec<(String, String)>>>, kind: &str) -> Vec<String> {
@@ -163,18 +90,21 @@ async fn status(sets: &Api<StatefulSet>, name: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ordered_ready_scale_up_and_down_with_claims() {
-    let (_cluster, client) = start().await;
+    let (_cluster, client, _cm) = start(&["statefulset"]).await;
     let sets: Api<StatefulSet> = Api::namespaced(client.clone(), NS);
     let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), NS);
     let revisions: Api<ControllerRevision> = Api::namespaced(client.clone(), NS);
-    let log = record_pod_events(&pods).await;
+    let log = record_pod_events(&pods, |kind, p| {
+        (kind.to_string(), p.metadata.name.unwrap_or_default())
+    })
+    .await;
     sets.create(&PostParams::default(), &set("web", json!({})))
         .await
         .unwrap();
 
     // web-0 first, with its claim, identity and volume.
-    let web0 = eventually(WAIT, "web-0", || async {
+    let web0 = poll(POLL, WAIT, "web-0", || async {
         pods.get_opt("web-0").await.unwrap()
     })
     .await;
@@ -210,8 +140,10 @@ async fn ordered_ready_scale_up_and_down_with_claims() {
         pods.get_opt("web-1").await.unwrap().is_none(),
         "web-1 waits for web-0"
     );
-    mark_ready(&pods, "web-0").await;
-    eventually(WAIT, "web-1", || async {
+    mark_ready(&pods, "web-0")
+        .await
+        .expect("marking the pod ready");
+    poll(POLL, WAIT, "web-1", || async {
         pods.get_opt("web-1").await.unwrap()
     })
     .await;
@@ -220,12 +152,16 @@ async fn ordered_ready_scale_up_and_down_with_claims() {
         pods.get_opt("web-2").await.unwrap().is_none(),
         "web-2 waits for web-1"
     );
-    mark_ready(&pods, "web-1").await;
-    eventually(WAIT, "web-2", || async {
+    mark_ready(&pods, "web-1")
+        .await
+        .expect("marking the pod ready");
+    poll(POLL, WAIT, "web-2", || async {
         pods.get_opt("web-2").await.unwrap()
     })
     .await;
-    mark_ready(&pods, "web-2").await;
+    mark_ready(&pods, "web-2")
+        .await
+        .expect("marking the pod ready");
     assert_eq!(events_of(&log, "ADDED"), ["web-0", "web-1", "web-2"]);
     for c in ["data-web-0", "data-web-1", "data-web-2"] {
         claims
@@ -235,7 +171,7 @@ async fn ordered_ready_scale_up_and_down_with_claims() {
     }
 
     // Status and the revision.
-    let st = eventually(WAIT, "status with 3 ready", || async {
+    let st = poll(POLL, WAIT, "status with 3 ready", || async {
         let st = status(&sets, "web").await;
         (st["readyReplicas"] == 3 && st["availableReplicas"] == 3).then_some(st)
     })
@@ -269,12 +205,12 @@ async fn ordered_ready_scale_up_and_down_with_claims() {
     )
     .await
     .unwrap();
-    eventually(WAIT, "web-1 and web-2 deleted", || async {
+    poll(POLL, WAIT, "web-1 and web-2 deleted", || async {
         (events_of(&log, "DELETED").len() >= 2).then_some(())
     })
     .await;
     assert_eq!(events_of(&log, "DELETED"), ["web-2", "web-1"]);
-    eventually(WAIT, "status replicas 1", || async {
+    poll(POLL, WAIT, "status replicas 1", || async {
         (status(&sets, "web").await["replicas"] == 1).then_some(())
     })
     .await;
@@ -287,7 +223,7 @@ async fn ordered_ready_scale_up_and_down_with_claims() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rolling_update_respects_partition_and_rolls_back() {
-    let (_cluster, client) = start().await;
+    let (_cluster, client, _cm) = start(&["statefulset"]).await;
     let sets: Api<StatefulSet> = Api::namespaced(client.clone(), NS);
     let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
     let revisions: Api<ControllerRevision> = Api::namespaced(client.clone(), NS);
@@ -297,7 +233,7 @@ async fn rolling_update_respects_partition_and_rolls_back() {
     sets.create(&PostParams::default(), &set("web", spec))
         .await
         .unwrap();
-    let st = eventually(WAIT, "3 ready", || async {
+    let st = poll(POLL, WAIT, "3 ready", || async {
         let st = status(&sets, "web").await;
         (st["readyReplicas"] == 3).then_some(st)
     })
@@ -316,7 +252,7 @@ async fn rolling_update_respects_partition_and_rolls_back() {
     )
     .await
     .unwrap();
-    let st = eventually(WAIT, "web-2 updated", || async {
+    let st = poll(POLL, WAIT, "web-2 updated", || async {
         let st = status(&sets, "web").await;
         (st["updatedReplicas"] == 1 && st["readyReplicas"] == 3).then_some(st)
     })
@@ -335,7 +271,10 @@ async fn rolling_update_respects_partition_and_rolls_back() {
     assert_eq!(revisions.get(&r2).await.unwrap().revision, 2);
 
     // Partition 0: the rest follow, highest ordinal first, and r2 becomes current.
-    let log = record_pod_events(&pods).await;
+    let log = record_pod_events(&pods, |kind, p| {
+        (kind.to_string(), p.metadata.name.unwrap_or_default())
+    })
+    .await;
     sets.patch(
         "web",
         &PatchParams::default(),
@@ -343,7 +282,7 @@ async fn rolling_update_respects_partition_and_rolls_back() {
     )
     .await
     .unwrap();
-    let st = eventually(WAIT, "rollout complete", || async {
+    let st = poll(POLL, WAIT, "rollout complete", || async {
         let st = status(&sets, "web").await;
         (st["currentRevision"] == r2.as_str()
             && st["updatedReplicas"] == 3
@@ -356,14 +295,8 @@ async fn rolling_update_respects_partition_and_rolls_back() {
 
     // A failed pod is replaced.
     let before = uid(&pods.get("web-1").await.unwrap());
-    pods.patch_status(
-        "web-1",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"status": {"phase": "Failed"}})),
-    )
-    .await
-    .unwrap();
-    eventually(WAIT, "web-1 recreated", || async {
+    set_phase(&pods, "web-1", "Failed").await;
+    poll(POLL, WAIT, "web-1 recreated", || async {
         let p = pods.get_opt("web-1").await.unwrap()?;
         (uid(&p) != before).then_some(())
     })
@@ -377,7 +310,7 @@ async fn rolling_update_respects_partition_and_rolls_back() {
     )
     .await
     .unwrap();
-    eventually(WAIT, "rolled back", || async {
+    poll(POLL, WAIT, "rolled back", || async {
         let st = status(&sets, "web").await;
         (st["currentRevision"] == r1.as_str()
             && st["updatedReplicas"] == 3
@@ -393,7 +326,7 @@ async fn rolling_update_respects_partition_and_rolls_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parallel_with_start_ordinal_and_claim_retention() {
-    let (_cluster, client) = start().await;
+    let (_cluster, client, _cm) = start(&["statefulset"]).await;
     let sets: Api<StatefulSet> = Api::namespaced(client.clone(), NS);
     let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), NS);
@@ -408,7 +341,10 @@ async fn parallel_with_start_ordinal_and_claim_retention() {
         .unwrap();
     // Parallel: all three at once, none of them ready.
     for name in ["db-5", "db-6", "db-7"] {
-        eventually(WAIT, name, || async { pods.get_opt(name).await.unwrap() }).await;
+        poll(POLL, WAIT, name, || async {
+            pods.get_opt(name).await.unwrap()
+        })
+        .await;
     }
     assert!(pods.get_opt("db-0").await.unwrap().is_none());
     // WhenDeleted=Delete: each claim is controlled by the set.
@@ -430,7 +366,7 @@ async fn parallel_with_start_ordinal_and_claim_retention() {
     )
     .await
     .unwrap();
-    eventually(WAIT, "db-6 and db-7 gone", || async {
+    poll(POLL, WAIT, "db-6 and db-7 gone", || async {
         let gone = pods.get_opt("db-6").await.unwrap().is_none()
             && pods.get_opt("db-7").await.unwrap().is_none();
         gone.then_some(())
