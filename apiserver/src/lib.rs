@@ -11,6 +11,7 @@
 //! - [`storage`]: the only code that talks to etcd.
 //! - [`bootstrap`]: system namespaces, the `kubernetes` Service, compaction.
 
+mod alloc;
 pub mod auth;
 pub mod bootstrap;
 pub mod grpc;
@@ -150,12 +151,6 @@ pub async fn start(
         registry.cache.clone(),
         config.etcd_compaction_interval,
     ));
-    // Building the OpenAPI documents allocates far more than it keeps; hand the freed
-    // heap back to the system so an idle apiserver stays small.
-    #[cfg(target_env = "gnu")]
-    unsafe {
-        libc::malloc_trim(0);
-    }
     tracing::info!(%addr, "keelson-apiserver serving");
     let task = tokio::spawn(server.serve(listener, shutdown));
     Ok(Running { addr, task })

@@ -207,10 +207,18 @@ impl Controller {
     }
 
     async fn sync(self: &Arc<Self>, key: &ObjectKey) -> anyhow::Result<Requeue> {
-        let Some(quota) = self.quotas.get(key) else {
+        if self.quotas.get(key).is_none() {
             return Ok(None);
-        };
+        }
         let ns = key.namespace.as_deref().unwrap_or_default();
+        let api: Api<ResourceQuota> = Api::namespaced(self.ctx.client.clone(), ns);
+        // Admission charges status.used on every create, so the cached quota is often
+        // behind; start from the stored one, or every write would conflict and back off.
+        let quota = match api.get(&key.name).await {
+            Ok(q) => Arc::new(q),
+            Err(e) if e.is_not_found() => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
         let quota_json = serde_json::to_value(&*quota)?;
         let spec_hard = quota
             .spec
@@ -274,7 +282,6 @@ impl Controller {
                     .collect(),
             ),
         });
-        let api: Api<ResourceQuota> = Api::namespaced(self.ctx.client.clone(), ns);
         match api
             .replace_status(&key.name, &PostParams::default(), &updated)
             .await
