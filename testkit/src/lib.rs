@@ -144,12 +144,29 @@ impl Drop for Proc {
     }
 }
 
-/// A free loopback port (bound, then released).
+/// A free loopback port for a server a test starts.
+///
+/// Taken below the kernel's ephemeral range (32768 and up), so that an outgoing
+/// connection cannot grab it between this probe and the server's bind, and never
+/// handed out twice by this process, so that clusters started in parallel threads
+/// cannot collide (a collision shows up as a client reaching another cluster's
+/// apiserver: "invalid peer certificate").
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    static TAKEN: Mutex<Option<std::collections::HashSet<u16>>> = Mutex::new(None);
+    let mut taken = TAKEN.lock().unwrap_or_else(|e| e.into_inner());
+    let taken = taken.get_or_insert_with(Default::default);
+    // Start from a pid-dependent offset so successive test binaries spread out.
+    let span = 32_000 - 20_000;
+    let mut candidate = 20_000 + (std::process::id() as usize * 7919 + taken.len() * 13) % span;
+    for _ in 0..span {
+        let port = candidate as u16;
+        if !taken.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            taken.insert(port);
+            return port;
+        }
+        candidate = 20_000 + (candidate - 20_000 + 1) % span;
+    }
+    panic!("no free port in 20000-31999");
 }
 
 fn wait_for_port(addr: SocketAddr, timeout: Duration, proc_: &mut Proc) -> anyhow::Result<()> {
