@@ -171,18 +171,21 @@ impl Controller {
         }
     }
 
-    /// Replenish on every object that comes or goes, and on updates that change what
-    /// it uses (a pod finishing, a claim growing).
+    /// Replenish when an object goes, and on updates that change what it uses (a pod
+    /// finishing, a claim growing).
     fn watch<K: KubeObject + Serialize>(
         self: &Arc<Self>,
         informer: &SharedInformer<K>,
         kind: &Kind,
     ) {
-        let (c1, c2, c3) = (self.clone(), self.clone(), self.clone());
-        let (k1, k2, k3) = (kind.clone(), kind.clone(), kind.clone());
+        // No recount on add: admission charged the quota before the object was
+        // written, and a recount from a cache that has not seen the object yet would
+        // lower `used` and let the next create overshoot (Kubernetes replenishes only
+        // on deletes and usage changes too).
+        let (c2, c3) = (self.clone(), self.clone());
+        let (k2, k3) = (kind.clone(), kind.clone());
         informer.add_handler(
             HandlerFuncs::new()
-                .on_add(move |o: Arc<K>| c1.replenish(o.namespace().unwrap_or_default(), &k1))
                 .on_update(move |old: Arc<K>, new: Arc<K>| {
                     let ns = new.namespace().unwrap_or_default();
                     let relevant = c2
@@ -286,6 +289,16 @@ impl Controller {
             .replace_status(&key.name, &PostParams::default(), &updated)
             .await
         {
+            // A recount below what admission had charged may come from a pod cache
+            // that has not seen the newest objects yet: look again shortly, once the
+            // caches (and our own write) have caught up, not in five minutes.
+            Ok(_)
+                if used
+                    .iter()
+                    .any(|(k, v)| previous.get(k).is_some_and(|p| v < p)) =>
+            {
+                Ok(Some(Duration::from_secs(1)))
+            }
             Ok(_) => Ok(Some(RESYNC)),
             Err(e) if e.is_not_found() => Ok(None),
             // Admission charged the quota meanwhile: recount from the newer version.
