@@ -1,10 +1,11 @@
 //! Owner references: who controls an object, and adopting or releasing objects by
 //! label selector (client-go's ControllerRefManager).
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{self as metav1, ObjectMeta, OwnerReference};
 use k8s_openapi::{Metadata, Resource};
 use keelson_apimachinery::selector::LabelSelector;
-use keelson_client::{Api, Patch, PatchParams};
+use keelson_client::runtime::Store;
+use keelson_client::{Api, KubeObject, ObjectKey, Patch, PatchParams};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::json;
@@ -15,6 +16,41 @@ pub fn controller_of(meta: &ObjectMeta) -> Option<&OwnerReference> {
         .as_deref()?
         .iter()
         .find(|r| r.controller == Some(true))
+}
+
+/// A workload's `spec.selector`, parsed; `None` when it is invalid (selects nothing).
+pub fn parse_selector(selector: &metav1::LabelSelector) -> Option<LabelSelector> {
+    LabelSelector::from_object(&serde_json::to_value(selector).ok()?).ok()
+}
+
+/// The owners of kind `K` that a change to an object concerns: its controller when
+/// that is a `K` still in `owners` with the same uid, else (an orphan) every `K` in its
+/// namespace whose selector matches it, so that one of them can adopt it.
+pub fn owners_of<K>(
+    owners: &Store<K>,
+    meta: &ObjectMeta,
+    selector: impl Fn(&K) -> Option<LabelSelector>,
+) -> Vec<ObjectKey>
+where
+    K: KubeObject + Resource,
+{
+    let ns = meta.namespace.as_deref();
+    if let Some(r) = controller_of(meta) {
+        return match owners.get_by_name(ns, &r.name) {
+            Some(o) if r.kind == K::KIND && o.uid() == Some(r.uid.as_str()) => vec![o.key()],
+            _ => Vec::new(),
+        };
+    }
+    owners
+        .list_namespace(ns.unwrap_or_default())
+        .into_iter()
+        .filter(|o| {
+            selector(o).is_some_and(|s| {
+                s.matches_with(|k| meta.labels.as_ref()?.get(k).map(String::as_str))
+            })
+        })
+        .map(|o| o.key())
+        .collect()
 }
 
 /// A controller reference to `owner` (controller and blockOwnerDeletion set).

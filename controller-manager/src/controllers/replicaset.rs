@@ -17,7 +17,9 @@ use keelson_client::{Api, DeleteParams, KubeObject, ObjectKey, Patch, PatchParam
 use keelson_component::{EventType, Queue, Requeue};
 use serde_json::{json, Value};
 
-use crate::common::owner::{claim, controller_of, controller_ref, ClaimResult};
+use crate::common::owner::{
+    claim, controller_of, controller_ref, owners_of, parse_selector, ClaimResult,
+};
 use crate::common::pods::{self, deletion_order};
 use crate::common::Expectations;
 use crate::Context;
@@ -43,8 +45,7 @@ pub trait ReplicaOwner:
 
 impl ReplicaOwner for ReplicaSet {
     fn selector(&self) -> Option<LabelSelector> {
-        let spec = self.spec.as_ref()?;
-        LabelSelector::from_object(&serde_json::to_value(&spec.selector).ok()?).ok()
+        parse_selector(&self.spec.as_ref()?.selector)
     }
     fn replicas(&self) -> i32 {
         self.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)
@@ -193,28 +194,9 @@ async fn run<K: ReplicaOwner>(ctx: Context, queue_name: &str) {
 }
 
 impl<K: ReplicaOwner> Controller<K> {
-    /// The owners a pod change concerns: its controller if that is one of ours, else
-    /// (an orphan) every owner in its namespace whose selector matches it.
+    /// The owners a pod change concerns (see [`owners_of`]).
     fn owners_of(&self, pod: &Pod) -> Vec<ObjectKey> {
-        let ns = pod.metadata.namespace.as_deref();
-        if let Some(r) = controller_of(&pod.metadata) {
-            if r.kind != K::KIND {
-                return Vec::new();
-            }
-            return match self.owners.get_by_name(ns, &r.name) {
-                Some(o) if o.uid() == Some(r.uid.as_str()) => vec![o.key()],
-                _ => Vec::new(),
-            };
-        }
-        self.owners
-            .list_namespace(ns.unwrap_or_default())
-            .into_iter()
-            .filter(|o| {
-                o.selector()
-                    .is_some_and(|s| pods::selects(&s, &pod.metadata))
-            })
-            .map(|o| o.key())
-            .collect()
+        owners_of(&self.owners, &pod.metadata, |o: &K| o.selector())
     }
 
     async fn sync(&self, key: &ObjectKey) -> anyhow::Result<Requeue> {

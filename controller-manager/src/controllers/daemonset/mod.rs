@@ -28,7 +28,9 @@ use keelson_client::{Api, DeleteParams, KubeObject, ObjectKey, Patch, PatchParam
 use keelson_component::{EventType, Queue, Requeue};
 use serde_json::{json, Value};
 
-use crate::common::owner::{claim, controller_of, controller_ref, ClaimResult};
+use crate::common::owner::{
+    claim, controller_of, controller_ref, owners_of, parse_selector, ClaimResult,
+};
 use crate::common::revisions::HASH_LABEL;
 use crate::common::slowstart::slow_start;
 use crate::common::{pods, Expectations};
@@ -174,8 +176,7 @@ struct Controller {
 }
 
 fn selector_of(ds: &DaemonSet) -> Option<LabelSelector> {
-    let spec = ds.spec.as_ref()?;
-    LabelSelector::from_object(&serde_json::to_value(&spec.selector).ok()?).ok()
+    parse_selector(&ds.spec.as_ref()?.selector)
 }
 
 /// Oldest first, bound pods before unbound ones (`podByCreationTimestampAndPhase`).
@@ -209,24 +210,9 @@ fn phase(pod: &Pod) -> &str {
 }
 
 impl Controller {
-    /// The DaemonSets a pod change concerns: its controller, or for an orphan every
-    /// DaemonSet in its namespace that selects it.
+    /// The sets a pod change concerns (see [`owners_of`]).
     fn sets_of(&self, pod: &Pod) -> Vec<ObjectKey> {
-        let ns = pod.metadata.namespace.as_deref();
-        if let Some(r) = controller_of(&pod.metadata) {
-            return match self.sets.get_by_name(ns, &r.name) {
-                Some(d) if r.kind == "DaemonSet" && d.uid() == Some(r.uid.as_str()) => {
-                    vec![d.key()]
-                }
-                _ => Vec::new(),
-            };
-        }
-        self.sets
-            .list_namespace(ns.unwrap_or_default())
-            .into_iter()
-            .filter(|d| selector_of(d).is_some_and(|s| pods::selects(&s, &pod.metadata)))
-            .map(|d| d.key())
-            .collect()
+        owners_of(&self.sets, &pod.metadata, selector_of)
     }
 
     async fn sync(&self, key: &ObjectKey) -> anyhow::Result<Requeue> {

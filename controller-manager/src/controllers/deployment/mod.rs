@@ -31,7 +31,7 @@ use keelson_client::runtime::{HandlerFuncs, Store};
 use keelson_client::{Api, KubeObject, ObjectKey};
 use keelson_component::{EventType, Queue, Requeue};
 
-use crate::common::owner::{claim, controller_of, ClaimResult};
+use crate::common::owner::{claim, controller_of, parse_selector, ClaimResult};
 use crate::common::pods;
 use crate::Context;
 
@@ -169,8 +169,7 @@ impl Family {
 }
 
 fn selector_of(d: &Deployment) -> Option<LabelSelector> {
-    let sel = &d.spec.as_ref()?.selector;
-    LabelSelector::from_object(&serde_json::to_value(sel).ok()?).ok()
+    parse_selector(&d.spec.as_ref()?.selector)
 }
 
 impl Controller {

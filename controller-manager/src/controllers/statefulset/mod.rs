@@ -30,7 +30,7 @@ use keelson_client::{Api, DeleteParams, KubeObject, ObjectKey, Patch, PatchParam
 use keelson_component::{EventType, Queue, Requeue};
 use serde_json::{json, Value};
 
-use crate::common::owner::{claim, controller_of, ClaimResult};
+use crate::common::owner::{claim, owners_of, parse_selector, ClaimResult};
 use crate::common::pods;
 use crate::common::revisions::{self, HASH_LABEL};
 use crate::common::slowstart::slow_start;
@@ -96,29 +96,13 @@ struct Controller {
 }
 
 fn selector_of(set: &StatefulSet) -> Option<LabelSelector> {
-    let spec = set.spec.as_ref()?;
-    LabelSelector::from_object(&serde_json::to_value(&spec.selector).ok()?).ok()
+    parse_selector(&set.spec.as_ref()?.selector)
 }
 
 impl Controller {
-    /// The sets a pod change concerns: its controller, or for an orphan every set in
-    /// its namespace that selects it.
+    /// The sets a pod change concerns (see [`owners_of`]).
     fn sets_of(&self, pod: &Pod) -> Vec<ObjectKey> {
-        let ns = pod.metadata.namespace.as_deref();
-        if let Some(r) = controller_of(&pod.metadata) {
-            return match self.sets.get_by_name(ns, &r.name) {
-                Some(s) if r.kind == "StatefulSet" && s.uid() == Some(r.uid.as_str()) => {
-                    vec![s.key()]
-                }
-                _ => Vec::new(),
-            };
-        }
-        self.sets
-            .list_namespace(ns.unwrap_or_default())
-            .into_iter()
-            .filter(|s| selector_of(s).is_some_and(|sel| pods::selects(&sel, &pod.metadata)))
-            .map(|s| s.key())
-            .collect()
+        owners_of(&self.sets, &pod.metadata, selector_of)
     }
 
     async fn sync(&self, key: &ObjectKey) -> anyhow::Result<Requeue> {
