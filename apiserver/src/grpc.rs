@@ -6,6 +6,7 @@ use crate::registry::subresources::ScaleChange;
 use crate::registry::{
     DeleteOptions, FieldValidation, ListOptions, Registry, UserInfo, WriteOptions,
 };
+use crate::view::View;
 use bytes::Bytes;
 use futures::StreamExt;
 use keelson_apimachinery::ApiError;
@@ -13,6 +14,7 @@ use keelson_proto as pb;
 use keelson_resources::ResourceType;
 use serde_json::Value;
 use std::pin::Pin;
+use std::sync::Arc;
 use tonic::{Code, Request, Response, Status};
 
 pub struct GrpcApi {
@@ -138,6 +140,7 @@ impl pb::api_server::Api for GrpcApi {
             limit: q.limit,
             continue_token: q.continue_token,
             resource_version: q.resource_version,
+            view: view(q.view),
             ..Default::default()
         };
         let res = self
@@ -146,11 +149,7 @@ impl pb::api_server::Api for GrpcApi {
             .await
             .map_err(|e| to_status(&e))?;
         Ok(Response::new(pb::ListResponse {
-            items: res
-                .items
-                .iter()
-                .map(|i| Bytes::from(serde_json::to_vec(i).unwrap_or_default()))
-                .collect(),
+            items: res.items.iter().map(|i| opts.view.encode(i)).collect(),
             resource_version: res.resource_version.to_string(),
             continue_token: res.continue_token.unwrap_or_default(),
             remaining_item_count: res.remaining,
@@ -182,6 +181,7 @@ impl pb::api_server::Api for GrpcApi {
             allow_bookmarks: q.allow_watch_bookmarks,
             send_initial_events: q.send_initial_events,
             timeout_seconds: (q.timeout_seconds > 0).then_some(q.timeout_seconds as u64),
+            view: view(q.view),
             resource_version_match: if q.send_initial_events.is_some() {
                 "NotOlderThan".into()
             } else {
@@ -214,11 +214,11 @@ impl pb::api_server::Api for GrpcApi {
         let opts = write_opts(q.options, &ua)?;
         let body = parse(&q.object)?;
         let v = match r.subresource.as_str() {
-            "binding" => {
-                self.registry
-                    .bind(rt, &r.namespace, &r.name, &body, &opts)
-                    .await
-            }
+            "binding" => self
+                .registry
+                .bind(rt, &r.namespace, &r.name, &body, &opts)
+                .await
+                .map(Arc::new),
             _ => self
                 .registry
                 .create(rt, &r.namespace, body, &opts)
@@ -240,22 +240,22 @@ impl pb::api_server::Api for GrpcApi {
         let opts = write_opts(q.options, &ua)?;
         let body = parse(&q.object)?;
         let v = match r.subresource.as_str() {
-            "scale" => {
-                self.registry
-                    .write_scale(
-                        rt,
-                        &r.namespace,
-                        &r.name,
-                        ScaleChange::Replace(&body),
-                        &opts,
-                    )
-                    .await
-            }
-            "finalize" => {
-                self.registry
-                    .finalize_namespace(&r.name, &body, &opts)
-                    .await
-            }
+            "scale" => self
+                .registry
+                .write_scale(
+                    rt,
+                    &r.namespace,
+                    &r.name,
+                    ScaleChange::Replace(&body),
+                    &opts,
+                )
+                .await
+                .map(Arc::new),
+            "finalize" => self
+                .registry
+                .finalize_namespace(&r.name, &body, &opts)
+                .await
+                .map(Arc::new),
             sub => self
                 .registry
                 .update(rt, &r.namespace, &r.name, sub, body, &opts)
@@ -286,6 +286,7 @@ impl pb::api_server::Api for GrpcApi {
                         &opts,
                     )
                     .await
+                    .map(Arc::new)
             }
             sub => self
                 .registry
@@ -332,10 +333,7 @@ impl pb::api_server::Api for GrpcApi {
             .await
             .map_err(|e| to_status(&e))?;
         Ok(Response::new(pb::ListResponse {
-            items: items
-                .iter()
-                .map(|i| Bytes::from(serde_json::to_vec(i).unwrap_or_default()))
-                .collect(),
+            items: items.iter().map(|i| View::FULL.encode(i)).collect(),
             ..Default::default()
         }))
     }
@@ -351,4 +349,12 @@ fn delete_opts(body: &[u8], dry_run: bool) -> Result<DeleteOptions, Status> {
         opts.merge_body(&v).map_err(|e| to_status(&e))?;
     }
     Ok(opts)
+}
+
+fn view(v: Option<pb::ObjectView>) -> View {
+    let v = v.unwrap_or_default();
+    View {
+        metadata_only: v.metadata_only,
+        omit_managed_fields: v.omit_managed_fields,
+    }
 }

@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod registry;
 pub mod server;
 pub mod storage;
+pub mod view;
 pub mod watch_cache;
 
 use anyhow::Context;

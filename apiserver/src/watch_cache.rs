@@ -8,9 +8,11 @@
 //! etcd watch, which answers 410 Gone once etcd has compacted that far.
 
 use crate::storage::{Storage, StorageError};
+use crate::view::View;
+use bytes::Bytes;
 use serde_json::Value;
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, OnceLock};
 use tokio::sync::broadcast;
 
 /// Events kept for replay; older ones are served from etcd directly.
@@ -25,50 +27,126 @@ pub enum Change {
     Delete,
 }
 
-/// One decoded etcd change.
+/// One etcd change, decoded lazily: a watcher that needs neither the previous state
+/// (no selector, not a deletion) nor a view nobody asked for costs nothing to decode.
 #[derive(Debug)]
 pub struct RawEvent {
     pub revision: i64,
     pub key: String,
     pub change: Change,
-    /// The object after the change (None for deletes), with resourceVersion set.
-    pub object: Option<Arc<Value>>,
-    /// The object before the change (None for creates), with its own resourceVersion.
-    pub prev: Option<Arc<Value>>,
-    /// `object` as JSON, encoded once for every watcher that receives it.
-    pub object_json: std::sync::OnceLock<bytes::Bytes>,
-    /// The DELETED form (`prev` at this event's revision) and its JSON, made once.
-    pub deleted: std::sync::OnceLock<(Arc<Value>, bytes::Bytes)>,
+    /// The object after the change (None for deletes).
+    object: Option<Stored>,
+    /// The object before the change (None for creates).
+    prev: Option<Stored>,
+    /// `object` as JSON, one per [`View`], encoded once for every watcher of that view.
+    object_json: [OnceLock<Bytes>; View::COUNT],
+    /// The DELETED form (`prev` at this event's revision), made once.
+    deleted: OnceLock<Option<Arc<Value>>>,
+    deleted_json: [OnceLock<Bytes>; View::COUNT],
+}
+
+/// A stored value, decoded (with its resourceVersion set) on first use.
+#[derive(Debug)]
+struct Stored {
+    bytes: Bytes,
+    revision: i64,
+    decoded: OnceLock<Option<Arc<Value>>>,
+}
+
+impl Stored {
+    fn new(bytes: Bytes, revision: i64) -> Stored {
+        Stored {
+            bytes,
+            revision,
+            decoded: OnceLock::new(),
+        }
+    }
+
+    /// A stored value whose decoded form is already known (this apiserver wrote it).
+    fn known(bytes: Bytes, revision: i64, value: Arc<Value>) -> Stored {
+        Stored {
+            bytes,
+            revision,
+            decoded: OnceLock::from(Some(value)),
+        }
+    }
+
+    fn get(&self) -> Option<&Arc<Value>> {
+        self.decoded
+            .get_or_init(|| decode(&self.bytes, self.revision).map(Arc::new))
+            .as_ref()
+    }
 }
 
 impl RawEvent {
-    /// The new object's JSON (encoded on first use).
-    pub fn object_json(&self) -> Option<bytes::Bytes> {
-        let obj = self.object.as_ref()?;
+    /// An event whose objects are already decoded (tests, and writes this apiserver made).
+    pub fn decoded(
+        revision: i64,
+        key: String,
+        change: Change,
+        object: Option<Arc<Value>>,
+        prev: Option<Arc<Value>>,
+    ) -> RawEvent {
+        let stored = |o: Arc<Value>| Stored {
+            bytes: Bytes::new(),
+            revision: keelson_apimachinery::meta::resource_version(&o)
+                .parse()
+                .unwrap_or(0),
+            decoded: OnceLock::from(Some(o)),
+        };
+        RawEvent {
+            revision,
+            key,
+            change,
+            object: object.map(stored),
+            prev: prev.map(stored),
+            object_json: Default::default(),
+            deleted: OnceLock::new(),
+            deleted_json: Default::default(),
+        }
+    }
+
+    /// The object after the change (None for deletes and undecodable values).
+    pub fn object(&self) -> Option<&Arc<Value>> {
+        self.object.as_ref()?.get()
+    }
+
+    /// The object before the change (None for creates).
+    pub fn prev(&self) -> Option<&Arc<Value>> {
+        self.prev.as_ref()?.get()
+    }
+
+    /// Whether the key existed before this change (without decoding what it held).
+    pub fn had_prev(&self) -> bool {
+        self.prev.is_some()
+    }
+
+    /// The new object's JSON in `view` (encoded on first use).
+    pub fn object_json(&self, view: View) -> Option<Bytes> {
+        let obj = self.object()?;
         Some(
-            self.object_json
-                .get_or_init(|| bytes::Bytes::from(serde_json::to_vec(&**obj).unwrap_or_default()))
+            self.object_json[view.index()]
+                .get_or_init(|| view.encode(obj))
                 .clone(),
         )
     }
 
     /// The object a watcher that sees this change as a deletion gets: the previous state
-    /// at this event's revision.
-    pub fn deleted_form(&self) -> Option<(Arc<Value>, bytes::Bytes)> {
-        let prev = self.prev.as_ref()?;
-        Some(
-            self.deleted
-                .get_or_init(|| {
-                    let mut o = (**prev).clone();
-                    keelson_apimachinery::meta::metadata_mut(&mut o).insert(
-                        "resourceVersion".into(),
-                        Value::String(self.revision.to_string()),
-                    );
-                    let json = bytes::Bytes::from(serde_json::to_vec(&o).unwrap_or_default());
-                    (Arc::new(o), json)
-                })
-                .clone(),
-        )
+    /// at this event's revision, and its JSON in `view`.
+    pub fn deleted_form(&self, view: View) -> Option<(Arc<Value>, Bytes)> {
+        let obj = self
+            .deleted
+            .get_or_init(|| {
+                let mut o = (**self.prev()?).clone();
+                keelson_apimachinery::meta::metadata_mut(&mut o).insert(
+                    "resourceVersion".into(),
+                    Value::String(self.revision.to_string()),
+                );
+                Some(Arc::new(o))
+            })
+            .as_ref()?;
+        let json = self.deleted_json[view.index()].get_or_init(|| view.encode(obj));
+        Some((obj.clone(), json.clone()))
     }
 
     pub fn is_create(&self) -> bool {
@@ -93,8 +171,8 @@ struct Compact {
     revision: i64,
     key: String,
     change: Change,
-    value: Option<bytes::Bytes>,
-    prev: Option<(bytes::Bytes, i64)>,
+    value: Option<Bytes>,
+    prev: Option<(Bytes, i64)>,
 }
 
 impl Compact {
@@ -108,14 +186,24 @@ impl Compact {
             revision: kv.mod_revision(),
             key: String::from_utf8_lossy(kv.key()).into_owned(),
             change,
-            value: (change == Change::Put).then(|| bytes::Bytes::copy_from_slice(kv.value())),
+            value: (change == Change::Put).then(|| Bytes::copy_from_slice(kv.value())),
             prev: ev
                 .prev_kv()
-                .map(|p| (bytes::Bytes::copy_from_slice(p.value()), p.mod_revision())),
+                .map(|p| (Bytes::copy_from_slice(p.value()), p.mod_revision())),
         })
     }
 
-    fn expand(&self) -> RawEvent {
+    /// The event as watchers see it; shares the bytes, decodes nothing yet (or nothing
+    /// at all for what `write` says this apiserver wrote).
+    fn expand(&self, write: Option<LocalWrite>) -> RawEvent {
+        let (object, prev) = match write {
+            Some(w) => (Some(w.object), w.prev),
+            None => (None, None),
+        };
+        let stored = |bytes: &Bytes, revision: i64, known: Option<Arc<Value>>| match known {
+            Some(v) => Stored::known(bytes.clone(), revision, v),
+            None => Stored::new(bytes.clone(), revision),
+        };
         RawEvent {
             revision: self.revision,
             key: self.key.clone(),
@@ -123,39 +211,58 @@ impl Compact {
             object: self
                 .value
                 .as_ref()
-                .and_then(|v| decode(v, self.revision))
-                .map(Arc::new),
-            prev: self
-                .prev
-                .as_ref()
-                .and_then(|(v, rev)| decode(v, *rev))
-                .map(Arc::new),
-            object_json: std::sync::OnceLock::new(),
-            deleted: std::sync::OnceLock::new(),
+                .map(|v| stored(v, self.revision, object)),
+            prev: self.prev.as_ref().map(|(v, rev)| stored(v, *rev, prev)),
+            object_json: Default::default(),
+            deleted: OnceLock::new(),
+            deleted_json: Default::default(),
         }
     }
 }
 
-fn to_raw(ev: &etcd_client::Event) -> Option<RawEvent> {
-    let kv = ev.kv()?;
-    let revision = kv.mod_revision();
-    let prev = ev
-        .prev_kv()
-        .and_then(|p| decode(p.value(), p.mod_revision()))
-        .map(Arc::new);
-    let (change, object) = match ev.event_type() {
-        etcd_client::EventType::Put => (Change::Put, decode(kv.value(), revision).map(Arc::new)),
-        etcd_client::EventType::Delete => (Change::Delete, None),
-    };
-    Some(RawEvent {
-        revision,
-        key: String::from_utf8_lossy(kv.key()).into_owned(),
-        change,
-        object,
-        prev,
-        object_json: std::sync::OnceLock::new(),
-        deleted: std::sync::OnceLock::new(),
-    })
+/// An object this apiserver has just written, as it decoded form: the cache uses it
+/// instead of decoding the same bytes again when the change arrives from etcd.
+struct LocalWrite {
+    key: String,
+    /// The object as stored, with its resourceVersion set to the write's revision.
+    object: Arc<Value>,
+    /// The object it replaced, with its own resourceVersion.
+    prev: Option<Arc<Value>>,
+}
+
+/// Local writes whose change has not come through the etcd watch yet.
+#[derive(Default)]
+struct LocalWrites {
+    /// Every change up to this revision has been through the cache.
+    through: i64,
+    by_revision: HashMap<i64, LocalWrite>,
+}
+
+/// More pending local writes than this means the etcd watch is stuck; stop recording.
+const MAX_LOCAL_WRITES: usize = 10_000;
+
+impl LocalWrites {
+    /// Keep `write` until its change comes through; a revision the cache has already
+    /// passed (the watch raced ahead of the writer) is not kept.
+    fn record(&mut self, revision: i64, write: LocalWrite) {
+        if revision > self.through && self.by_revision.len() < MAX_LOCAL_WRITES {
+            self.by_revision.insert(revision, write);
+        }
+    }
+
+    /// The write behind `change`, if this apiserver made it (same revision and key).
+    fn claim(&mut self, change: &Compact) -> Option<LocalWrite> {
+        let write = self.by_revision.remove(&change.revision)?;
+        (write.key == change.key && change.change == Change::Put).then_some(write)
+    }
+
+    /// Every change up to `revision` has been through the cache: forget the rest.
+    fn advance(&mut self, revision: i64) {
+        if revision > self.through {
+            self.through = revision;
+            self.by_revision.retain(|rev, _| *rev > revision);
+        }
+    }
 }
 
 struct Window {
@@ -181,6 +288,7 @@ pub struct WatchCache {
     storage: Storage,
     window: Mutex<Window>,
     tx: broadcast::Sender<Arc<RawEvent>>,
+    local: Mutex<LocalWrites>,
 }
 
 impl WatchCache {
@@ -196,6 +304,10 @@ impl WatchCache {
                 latest: start,
             }),
             tx,
+            local: Mutex::new(LocalWrites {
+                through: start,
+                ..Default::default()
+            }),
         });
         tokio::spawn(cache.clone().follow(start));
         Ok(cache)
@@ -209,6 +321,20 @@ impl WatchCache {
             w.events.pop_front();
         }
         w.complete_after = w.complete_after.max(revision.min(w.latest));
+    }
+
+    /// Record that this apiserver wrote `object` (resourceVersion set) at `key` in the
+    /// transaction of `revision`, replacing `prev`. Purely an optimisation: a change not
+    /// recorded here (another apiserver's, or one that raced ahead) is decoded as usual.
+    pub fn wrote(&self, revision: i64, key: &str, object: Arc<Value>, prev: Option<Arc<Value>>) {
+        self.local.lock().expect("local writes").record(
+            revision,
+            LocalWrite {
+                key: key.to_string(),
+                object,
+                prev,
+            },
+        );
     }
 
     /// The newest revision the cache has seen (for bookmarks).
@@ -225,7 +351,7 @@ impl WatchCache {
                     .events
                     .iter()
                     .filter(|e| e.revision > after)
-                    .map(|e| Arc::new(e.expand()))
+                    .map(|e| Arc::new(e.expand(None)))
                     .collect();
                 // Subscribing under the lock: the follower pushes and broadcasts under
                 // the same lock, so nothing falls between backlog and live.
@@ -264,15 +390,21 @@ impl WatchCache {
                 w.events.clear();
                 w.complete_after = now;
                 w.latest = now;
+                self.local.lock().expect("local writes").advance(now);
                 return Ok(now);
             }
             let header_rev = resp.header().map_or(0, |h| h.revision());
-            // Decode outside the lock; only the hand-off happens under it.
-            let decoded: Vec<(Arc<RawEvent>, Compact)> = resp
-                .events()
-                .iter()
-                .filter_map(|ev| Some((Arc::new(to_raw(ev)?), Compact::from_etcd(ev)?)))
-                .collect();
+            let decoded: Vec<(Arc<RawEvent>, Compact)> = {
+                let mut local = self.local.lock().expect("local writes");
+                let events = resp
+                    .events()
+                    .iter()
+                    .filter_map(Compact::from_etcd)
+                    .map(|c| (Arc::new(c.expand(local.claim(&c))), c))
+                    .collect::<Vec<_>>();
+                local.advance(events.iter().map(|(r, _)| r.revision).max().unwrap_or(0));
+                events
+            };
             let mut w = self.window.lock().expect("window");
             for (raw, compact) in decoded {
                 last = last.max(raw.revision);
@@ -298,7 +430,93 @@ impl WatchCache {
 pub fn raw_events(resp: &etcd_client::WatchResponse) -> Vec<Arc<RawEvent>> {
     resp.events()
         .iter()
-        .filter_map(to_raw)
-        .map(Arc::new)
+        .filter_map(Compact::from_etcd)
+        .map(|c| Arc::new(c.expand(None)))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn put(revision: i64, key: &str, value: &Value, prev: Option<(&Value, i64)>) -> Compact {
+        Compact {
+            revision,
+            key: key.into(),
+            change: Change::Put,
+            value: Some(Bytes::from(serde_json::to_vec(value).unwrap())),
+            prev: prev.map(|(v, r)| (Bytes::from(serde_json::to_vec(v).unwrap()), r)),
+        }
+    }
+
+    fn local(key: &str, object: &Arc<Value>) -> LocalWrite {
+        LocalWrite {
+            key: key.into(),
+            object: object.clone(),
+            prev: None,
+        }
+    }
+
+    #[test]
+    fn events_decode_lazily_with_their_revisions() {
+        let c = put(
+            9,
+            "/registry/configmaps/ns/a",
+            &json!({"metadata": {"name": "a"}, "data": {"n": "2"}}),
+            Some((&json!({"metadata": {"name": "a"}, "data": {"n": "1"}}), 7)),
+        );
+        let ev = c.expand(None);
+        assert!(ev.had_prev());
+        assert_eq!(ev.object().unwrap()["metadata"]["resourceVersion"], "9");
+        assert_eq!(ev.prev().unwrap()["metadata"]["resourceVersion"], "7");
+        assert_eq!(ev.prev().unwrap()["data"]["n"], "1");
+        let (gone, json) = ev.deleted_form(View::FULL).unwrap();
+        assert_eq!(
+            gone["metadata"]["resourceVersion"], "9",
+            "a deletion is seen at its own revision"
+        );
+        assert_eq!(serde_json::from_slice::<Value>(&json).unwrap(), *gone);
+    }
+
+    #[test]
+    fn a_local_write_is_used_instead_of_decoding() {
+        let key = "/registry/configmaps/ns/a";
+        let written = Arc::new(json!({"metadata": {"name": "a", "resourceVersion": "5"}}));
+        let mut writes = LocalWrites::default();
+        writes.record(5, local(key, &written));
+        let change = put(5, key, &json!({"metadata": {"name": "a"}}), None);
+        let ev = change.expand(writes.claim(&change));
+        assert!(Arc::ptr_eq(ev.object().unwrap(), &written));
+        assert!(writes.by_revision.is_empty());
+    }
+
+    #[test]
+    fn only_the_same_key_and_a_put_claim_a_write() {
+        let written = Arc::new(json!({}));
+        let mut writes = LocalWrites::default();
+        writes.record(5, local("/registry/a", &written));
+        // Same revision, another key of the transaction (an allocation claim).
+        assert!(writes
+            .claim(&put(5, "/registry/b", &json!({}), None))
+            .is_none());
+        writes.record(6, local("/registry/a", &written));
+        let mut delete = put(6, "/registry/a", &json!({}), None);
+        delete.change = Change::Delete;
+        delete.value = None;
+        assert!(writes.claim(&delete).is_none());
+    }
+
+    #[test]
+    fn writes_the_cache_has_passed_are_not_kept() {
+        let written = Arc::new(json!({}));
+        let mut writes = LocalWrites::default();
+        writes.record(3, local("/registry/a", &written));
+        writes.record(8, local("/registry/b", &written));
+        writes.advance(5);
+        assert_eq!(writes.by_revision.keys().collect::<Vec<_>>(), [&8]);
+        // Recorded after its change went by (the watch raced ahead of the writer).
+        writes.record(4, local("/registry/c", &written));
+        assert!(!writes.by_revision.contains_key(&4));
+    }
 }

@@ -100,24 +100,33 @@ fn cpu_secs(pid: u32) -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
-/// CPU used per operation by etcd, the apiserver and this load generator during one phase.
+/// `a / b / c us`, for a row of CPU-per-operation figures.
+fn cpu_row(figures: &[f64]) -> String {
+    let parts: Vec<String> = figures.iter().map(|f| format!("{f:.0}")).collect();
+    format!("{} us", parts.join(" / "))
+}
+
+/// CPU used per operation by a set of processes during one phase.
 struct CpuShare {
-    pids: [u32; 3],
-    start: [f64; 3],
+    pids: Vec<u32>,
+    start: Vec<f64>,
 }
 
 impl CpuShare {
-    fn start(etcd: u32, apiserver: u32) -> CpuShare {
-        let pids = [etcd, apiserver, std::process::id()];
+    fn start(pids: &[u32]) -> CpuShare {
         CpuShare {
-            pids,
-            start: pids.map(cpu_secs),
+            pids: pids.to_vec(),
+            start: pids.iter().map(|p| cpu_secs(*p)).collect(),
         }
     }
 
-    /// Microseconds of CPU per operation, for etcd, the apiserver and the load generator.
-    fn per_op(&self, ops: usize) -> [f64; 3] {
-        std::array::from_fn(|i| (cpu_secs(self.pids[i]) - self.start[i]) * 1e6 / ops as f64)
+    /// Microseconds of CPU per operation, for each process in the order given.
+    fn per_op(&self, ops: usize) -> Vec<f64> {
+        self.pids
+            .iter()
+            .zip(&self.start)
+            .map(|(p, s)| (cpu_secs(*p) - s) * 1e6 / ops as f64)
+            .collect()
     }
 }
 
@@ -307,11 +316,12 @@ async fn main() -> anyhow::Result<()> {
     let idle = rss_mib(pid);
 
     let etcd_pid = cluster.etcd.proc_.pid();
-    let cpu = CpuShare::start(etcd_pid, pid);
+    let processes = [etcd_pid, pid, std::process::id()];
+    let cpu = CpuShare::start(&processes);
     let (etcd_rate, mut etcd_lat) =
         raw_etcd_puts(&cluster.etcd.url, args.pods, args.concurrency).await?;
     let etcd_cpu = cpu.per_op(args.pods);
-    let cpu = CpuShare::start(etcd_pid, pid);
+    let cpu = CpuShare::start(&processes);
     let (api_rate, mut api_lat) =
         apiserver_creates(&api, "bench", "pod", args.pods, args.concurrency).await?;
     let api_cpu = cpu.per_op(args.pods);
@@ -344,14 +354,13 @@ async fn main() -> anyhow::Result<()> {
         "| create throughput ratio apiserver / raw etcd (target >= 0.5) | {:.2} |",
         api_rate / etcd_rate
     );
-    let cpu_row = |c: [f64; 3]| format!("{:.0} / {:.0} / {:.0} us", c[0], c[1], c[2]);
     println!(
         "| CPU per raw put: etcd / apiserver / load generator | {} |",
-        cpu_row(etcd_cpu)
+        cpu_row(&etcd_cpu)
     );
     println!(
         "| CPU per create: etcd / apiserver / load generator | {} |",
-        cpu_row(api_cpu)
+        cpu_row(&api_cpu)
     );
     println!(
         "| apiserver create latency p50 / p99 | {} / {} |",

@@ -12,11 +12,11 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Binding, Node, ObjectReference, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use keelson_client::{Api, Client, ListParams, PostParams, WatchEvent, WatchParams};
+use keelson_client::{Api, Client, ListParams, ObjectView, PostParams, WatchEvent, WatchParams};
 use keelson_testkit::Cluster;
 use serde_json::json;
 
-use crate::{ms, percentile, rss_mib};
+use crate::{cpu_row, ms, percentile, rss_mib, CpuShare};
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct SchedulerArgs {
@@ -177,7 +177,15 @@ pub async fn run(args: SchedulerArgs) -> anyhow::Result<()> {
         .metadata
         .resource_version;
     let created_at: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
-    let mut stream = pods.watch(&WatchParams::default(), &rv).await?;
+    // Like an informer, the benchmark's watch does not need managedFields.
+    let wp = WatchParams {
+        view: ObjectView {
+            omit_managed_fields: true,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let mut stream = pods.watch(&wp, &rv).await?;
     let (seen_created, target) = (created_at.clone(), args.pods);
     let watcher = tokio::spawn(async move {
         let mut latencies = Vec::with_capacity(target);
@@ -198,6 +206,15 @@ pub async fn run(args: SchedulerArgs) -> anyhow::Result<()> {
         (latencies, last)
     });
 
+    let processes = [
+        cluster.etcd.proc_.pid(),
+        cluster.apiservers[0].proc_.pid(),
+        scheduler.pid(),
+        manager.pid(),
+        hollow.pid(),
+        std::process::id(),
+    ];
+    let cpu = CpuShare::start(&processes);
     let started = Instant::now();
     let (api, seen) = (pods.clone(), created_at.clone());
     let create_time = parallel(args.pods, args.concurrency, move |i| {
@@ -215,6 +232,7 @@ pub async fn run(args: SchedulerArgs) -> anyhow::Result<()> {
     latencies.sort();
     let scheduled = latencies.len();
     let span = last - started;
+    let cpu_per_pod = cpu.per_op(scheduled.max(1));
     tokio::time::sleep(Duration::from_secs(5)).await;
     let loaded = (rss_mib(scheduler.pid()), rss_mib(manager.pid()));
 
@@ -242,6 +260,10 @@ pub async fn run(args: SchedulerArgs) -> anyhow::Result<()> {
         "| scheduling latency (create sent -> binding observed) p50 / p99 | {} / {} |",
         ms(percentile(&latencies, 0.5)),
         ms(percentile(&latencies, 0.99))
+    );
+    println!(
+        "| CPU per scheduled pod: etcd / apiserver / scheduler / controller-manager / hollow nodes / load generator | {} |",
+        cpu_row(&cpu_per_pod)
     );
     println!("| scheduler RSS idle ({} nodes, {} pods) / loaded ({} nodes, {} pods) | {:.1} / {:.1} MiB |", args.nodes, args.placed, args.nodes, args.placed + args.pods, idle.0, loaded.0);
     println!(

@@ -311,6 +311,7 @@ impl<K: Serialize + DeserializeOwned + Send + 'static> Api<K> {
             limit: lp.limit.map(i64::from).unwrap_or(0),
             continue_token: lp.continue_token.clone().unwrap_or_default(),
             resource_version: lp.resource_version.clone().unwrap_or_default(),
+            view: lp.view.to_proto(),
         };
         let r = self.client.grpc().list(self.client.request(req)).await?;
         self.list_response(r.into_inner())
@@ -507,6 +508,7 @@ impl<K: Serialize + DeserializeOwned + Send + 'static> Api<K> {
             allow_watch_bookmarks: wp.bookmarks || wp.send_initial_events,
             send_initial_events: wp.send_initial_events.then_some(true),
             timeout_seconds: wp.timeout.map(i64::from).unwrap_or(0),
+            view: wp.view.to_proto(),
         };
         let stream = self.client.grpc().watch(self.client.request(req)).await?;
         let what: Arc<str> = self.what().into();

@@ -40,8 +40,8 @@ pub use config::Config;
 pub use error::{Error, Result};
 pub use object::{DynamicObject, KubeObject, ObjectKey};
 pub use params::{
-    DeleteParams, FieldValidation, ListParams, Patch, PatchParams, PostParams, Preconditions,
-    PropagationPolicy, WatchParams,
+    DeleteParams, FieldValidation, ListParams, ObjectView, Patch, PatchParams, PostParams,
+    Preconditions, PropagationPolicy, WatchParams,
 };
 
 pub use k8s_openapi;

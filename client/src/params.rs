@@ -5,6 +5,26 @@ use serde_json::{json, Value};
 
 use crate::error::{Error, Result};
 
+/// How much of each object a list or watch returns: a Keelson extension of the gRPC API
+/// (the server omits the parts instead of the client decoding and dropping them).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ObjectView {
+    /// Only metadata, as a `meta.k8s.io/v1` `PartialObjectMetadata` (decode it as
+    /// [`DynamicObject`](crate::DynamicObject) or `PartialObjectMeta`).
+    pub metadata_only: bool,
+    /// Leave out `metadata.managedFields`.
+    pub omit_managed_fields: bool,
+}
+
+impl ObjectView {
+    pub(crate) fn to_proto(self) -> Option<keelson_proto::ObjectView> {
+        (self != ObjectView::default()).then_some(keelson_proto::ObjectView {
+            metadata_only: self.metadata_only,
+            omit_managed_fields: self.omit_managed_fields,
+        })
+    }
+}
+
 /// Options of [`Api::list`](crate::Api::list).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ListParams {
@@ -17,6 +37,7 @@ pub struct ListParams {
     /// The `continue` token of the previous page.
     pub continue_token: Option<String>,
     pub resource_version: Option<String>,
+    pub view: ObjectView,
 }
 
 impl ListParams {
@@ -54,6 +75,7 @@ pub struct WatchParams {
     pub send_initial_events: bool,
     /// Server-side timeout in seconds; `None`: the server's default (30 minutes).
     pub timeout: Option<u32>,
+    pub view: ObjectView,
 }
 
 impl Default for WatchParams {
@@ -64,6 +86,7 @@ impl Default for WatchParams {
             bookmarks: true,
             send_initial_events: false,
             timeout: None,
+            view: ObjectView::default(),
         }
     }
 }

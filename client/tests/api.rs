@@ -10,8 +10,8 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod};
 use keelson_client::{
-    Api, ApiResource, Client, DeleteParams, DynamicApi, Error, ListParams, Patch, PatchParams,
-    PostParams, Preconditions, WatchEvent, WatchParams,
+    Api, ApiResource, Client, DeleteParams, DynamicApi, Error, ListParams, ObjectView, Patch,
+    PatchParams, PostParams, Preconditions, WatchEvent, WatchParams,
 };
 use keelson_testkit::Cluster;
 use serde_json::{json, Value};
@@ -629,6 +629,115 @@ async fn watch_delivers_changes_in_order() {
         matches!(&events[0], WatchEvent::Added(o) if o.metadata.name.as_deref() == Some("late")),
         "{events:?}"
     );
+}
+
+/// Views over gRPC: without managedFields, and metadata only (`PartialObjectMetadata`).
+/// Watchers of every view see the object exactly as written, at the write's
+/// resourceVersion (the apiserver hands its own writes to the watch cache rather than
+/// decoding them again; a mismatch between the two forms would show here).
+#[tokio::test]
+async fn list_and_watch_views() {
+    let c = cluster().await;
+    let client = client(&c.kubeconfig);
+    let ns = namespace(&client, "views").await;
+    let typed: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    let ar = ApiResource::erase::<ConfigMap>();
+    let dynamic = DynamicApi::namespaced_with(client.clone(), &ns, &ar);
+    let pp = PostParams::default();
+    let created = typed
+        .create(&pp, &configmap("v", json!({"app": "v"}), json!({"n": "0"})))
+        .await
+        .unwrap();
+    assert!(
+        created.metadata.managed_fields.is_some(),
+        "a write records its manager"
+    );
+
+    let lean = ObjectView {
+        omit_managed_fields: true,
+        ..Default::default()
+    };
+    let meta = ObjectView {
+        metadata_only: true,
+        omit_managed_fields: false,
+    };
+    let full = typed.list(&ListParams::default()).await.unwrap();
+    assert!(full.items[0].metadata.managed_fields.is_some());
+    let without = typed
+        .list(&ListParams {
+            view: lean,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(without.items[0].metadata.managed_fields, None);
+    assert_eq!(data(&without.items[0], "n").as_deref(), Some("0"));
+    let metadata = dynamic
+        .list(&ListParams {
+            view: meta,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let item = &metadata.items[0];
+    assert_eq!(item["kind"], "PartialObjectMetadata");
+    assert_eq!(item["apiVersion"], "meta.k8s.io/v1");
+    assert_eq!(item["metadata"]["labels"]["app"], "v");
+    assert!(item["metadata"]["managedFields"].is_array());
+    assert!(item.get("data").is_none(), "{item}");
+
+    let start = rv(&created);
+    let watch = |view| WatchParams {
+        view,
+        ..Default::default()
+    };
+    let mut w_full = typed
+        .watch(&watch(ObjectView::default()), &start)
+        .await
+        .unwrap();
+    let mut w_lean = typed.watch(&watch(lean), &start).await.unwrap();
+    let mut w_meta = dynamic.watch(&watch(meta), &start).await.unwrap();
+    let patched = typed
+        .patch(
+            "v",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"n": "1"}})),
+        )
+        .await
+        .unwrap();
+    typed.delete("v", &DeleteParams::default()).await.unwrap();
+
+    let full_events = next_events(&mut w_full, 2, Duration::from_secs(20)).await;
+    let lean_events = next_events(&mut w_lean, 2, Duration::from_secs(20)).await;
+    let meta_events = next_events(&mut w_meta, 2, Duration::from_secs(20)).await;
+    let WatchEvent::Modified(f) = &full_events[0] else {
+        panic!("{full_events:?}")
+    };
+    assert_eq!(f, &patched, "the watched object is the written one");
+    let WatchEvent::Modified(l) = &lean_events[0] else {
+        panic!("{lean_events:?}")
+    };
+    let mut expected = patched.clone();
+    expected.metadata.managed_fields = None;
+    assert_eq!(l, &expected);
+    let WatchEvent::Modified(m) = &meta_events[0] else {
+        panic!("{meta_events:?}")
+    };
+    assert_eq!(m["kind"], "PartialObjectMetadata");
+    assert_eq!(m["metadata"]["resourceVersion"], rv(&patched).as_str());
+    assert!(m.get("data").is_none());
+    for deleted in [&full_events[1], &lean_events[1]] {
+        let WatchEvent::Deleted(d) = deleted else {
+            panic!("{deleted:?}")
+        };
+        assert_eq!(data(d, "n").as_deref(), Some("1"));
+        assert!(rv(d).parse::<u64>().unwrap() > rv(&patched).parse::<u64>().unwrap());
+    }
+    let WatchEvent::Deleted(d) = &meta_events[1] else {
+        panic!("{meta_events:?}")
+    };
+    assert_eq!(d["metadata"]["name"], "v");
+    assert!(d.get("data").is_none());
 }
 
 #[tokio::test]

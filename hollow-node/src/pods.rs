@@ -123,7 +123,10 @@ impl Kubelet {
         });
         let k = kubelet.clone();
         tasks.spawn(async move {
-            let stream = watcher(api, watcher::Config::default().fields("spec.nodeName!="));
+            let config = watcher::Config::default()
+                .fields("spec.nodeName!=")
+                .without_managed_fields();
+            let stream = watcher(api, config);
             futures::pin_mut!(stream);
             while let Some(item) = stream.next().await {
                 let event = match item {

@@ -71,6 +71,7 @@ fn list_options(q: &Query) -> Result<ListOptions, ApiError> {
         send_initial_events: (!q.get("sendInitialEvents").is_empty())
             .then(|| q.flag("sendInitialEvents")),
         timeout_seconds,
+        view: Default::default(),
     })
 }
 

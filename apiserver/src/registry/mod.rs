@@ -47,7 +47,7 @@ pub struct Registry {
 /// created (201) rather than updated (200).
 #[derive(Debug)]
 pub struct Written {
-    pub object: Value,
+    pub object: Arc<Value>,
     pub created: bool,
     pub warnings: Vec<String>,
 }
@@ -106,6 +106,16 @@ fn encode(obj: &Value) -> Vec<u8> {
         m.remove("selfLink");
     }
     serde_json::to_vec(&o).expect("JSON values always serialize")
+}
+
+impl Registry {
+    /// Tell the watch cache what was just written, so it need not decode it again.
+    fn wrote(&self, rev: i64, key: &str, object: &Arc<Value>, prev: Option<Arc<Value>>) {
+        // The stored bytes have no selfLink (see `encode`); keep the two forms equal.
+        if object.pointer("/metadata/selfLink").is_none() {
+            self.cache.wrote(rev, key, object.clone(), prev);
+        }
+    }
 }
 
 fn with_rv(mut obj: Value, rev: i64) -> Value {
@@ -286,7 +296,7 @@ impl Registry {
             };
             if opts.dry_run {
                 return Ok(Written {
-                    object: candidate,
+                    object: Arc::new(candidate),
                     created: true,
                     warnings,
                 });
@@ -301,8 +311,10 @@ impl Registry {
             match self.storage.commit(commit).await {
                 Ok(rev) => {
                     reservation.keep();
+                    let object = Arc::new(with_rv(candidate, rev));
+                    self.wrote(rev, &k, &object, None);
                     return Ok(Written {
-                        object: with_rv(candidate, rev),
+                        object,
                         created: true,
                         warnings,
                     });
@@ -354,7 +366,7 @@ impl Registry {
             if let Some(o) = &old {
                 if same_object(o, &new) {
                     return Ok(Written {
-                        object: o.clone(),
+                        object: Arc::new(o.clone()),
                         created: false,
                         warnings: vec![],
                     });
@@ -371,7 +383,7 @@ impl Registry {
             };
             if dry_run {
                 return Ok(Written {
-                    object: new,
+                    object: Arc::new(new),
                     created,
                     warnings: vec![],
                 });
@@ -406,8 +418,12 @@ impl Registry {
             match self.storage.commit(commit).await {
                 Ok(rev) => {
                     reservation.keep();
+                    let object = Arc::new(with_rv(new, rev));
+                    if !finished {
+                        self.wrote(rev, &k, &object, old.map(Arc::new));
+                    }
                     return Ok(Written {
-                        object: with_rv(new, rev),
+                        object,
                         created,
                         warnings: vec![],
                     });

@@ -66,7 +66,7 @@ impl NamespaceCache {
                         return;
                     };
                     let mut map = known.write().expect("namespaces");
-                    match (ev.change, &ev.object) {
+                    match (ev.change, ev.object()) {
                         (Change::Put, Some(obj)) => {
                             map.insert(name.to_string(), state_of(obj));
                         }

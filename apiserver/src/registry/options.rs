@@ -75,6 +75,8 @@ pub struct ListOptions {
     /// starts from now without the current state).
     pub send_initial_events: Option<bool>,
     pub timeout_seconds: Option<u64>,
+    /// How much of each object to send (gRPC only; REST sends whole objects).
+    pub view: crate::view::View,
 }
 
 impl ListOptions {

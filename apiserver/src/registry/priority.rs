@@ -173,7 +173,7 @@ impl PriorityClassCache {
             return;
         };
         let mut s = self.write();
-        match (ev.change, &ev.object) {
+        match (ev.change, ev.object()) {
             (Change::Put, Some(obj)) => {
                 s.classes.insert(name.to_string(), Class::of(obj));
             }

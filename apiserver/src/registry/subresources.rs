@@ -239,6 +239,6 @@ impl Registry {
                 Ok(new)
             })
             .await?;
-        Ok(w.object)
+        Ok(std::sync::Arc::unwrap_or_clone(w.object))
     }
 }

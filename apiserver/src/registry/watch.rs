@@ -9,6 +9,7 @@
 
 use super::list::Filter;
 use super::{collection_prefix, ListOptions, Registry};
+use crate::view::View;
 use crate::watch_cache::{raw_events, Change, RawEvent, Subscription};
 use keelson_apimachinery::ApiError;
 use keelson_resources::ResourceType;
@@ -26,6 +27,8 @@ pub struct WatchEvent {
     /// ADDED, MODIFIED, DELETED, BOOKMARK or ERROR.
     pub kind: &'static str,
     pub object: Arc<Value>,
+    /// How much of the object the watcher asked for.
+    view: View,
     /// The object's JSON when already encoded (shared by every watcher of the change).
     json: Option<bytes::Bytes>,
 }
@@ -35,15 +38,16 @@ impl WatchEvent {
         WatchEvent {
             kind,
             object: Arc::new(object),
+            view: View::FULL,
             json: None,
         }
     }
 
-    /// The object as JSON, encoding it only if no watcher has yet.
+    /// The object as JSON (in the watcher's view), encoding it only if no watcher has yet.
     pub fn object_json(&self) -> bytes::Bytes {
         match &self.json {
             Some(b) => b.clone(),
-            None => bytes::Bytes::from(serde_json::to_vec(&*self.object).unwrap_or_default()),
+            None => self.view.encode(&self.object),
         }
     }
 
@@ -61,29 +65,28 @@ impl WatchEvent {
 }
 
 /// Translate one raw change into what this watcher sees, if anything.
-fn translate(ev: &RawEvent, prefix: &str, filter: &Filter) -> Option<WatchEvent> {
+fn translate(ev: &RawEvent, prefix: &str, filter: &Filter, view: View) -> Option<WatchEvent> {
     if !ev.key.starts_with(prefix) {
         return None;
     }
-    let now = ev.object.as_ref().filter(|o| filter.matches(o));
-    let before = ev.prev.as_deref().is_some_and(|o| filter.matches(o));
+    let now = ev.object().filter(|o| filter.matches(o));
+    // Without a selector every earlier state under the prefix matched: no need to decode it.
+    let before =
+        ev.had_prev() && (filter.is_everything() || ev.prev().is_some_and(|o| filter.matches(o)));
     match (ev.change, now, before) {
-        (Change::Put, Some(o), false) => Some(WatchEvent {
-            kind: "ADDED",
+        (Change::Put, Some(o), was) => Some(WatchEvent {
+            kind: if was { "MODIFIED" } else { "ADDED" },
             object: o.clone(),
-            json: ev.object_json(),
-        }),
-        (Change::Put, Some(o), true) => Some(WatchEvent {
-            kind: "MODIFIED",
-            object: o.clone(),
-            json: ev.object_json(),
+            view,
+            json: ev.object_json(view),
         }),
         (_, None, true) => {
             // Deleted, or no longer matching: the last state, at the event's revision.
-            let (o, json) = ev.deleted_form()?;
+            let (o, json) = ev.deleted_form(view)?;
             Some(WatchEvent {
                 kind: "DELETED",
                 object: o,
+                view,
                 json: Some(json),
             })
         }
@@ -170,6 +173,7 @@ impl Registry {
         };
         let this = self.clone();
         let send_initial_end = opts.send_initial_events == Some(true);
+        let view = opts.view;
         let bookmarks = opts.allow_bookmarks;
         let timeout = opts
             .timeout_seconds
@@ -180,7 +184,9 @@ impl Registry {
             let deadline = tokio::time::Instant::now() + timeout;
             let run = async {
                 for obj in initial_events {
-                    tx.send(WatchEvent::new("ADDED", obj)).await.ok()?;
+                    let mut ev = WatchEvent::new("ADDED", obj);
+                    ev.view = view;
+                    tx.send(ev).await.ok()?;
                 }
                 if send_initial_end {
                     tx.send(bookmark(rt, after, true)).await.ok()?;
@@ -197,12 +203,21 @@ impl Registry {
                         for ev in backlog {
                             if ev.revision > last {
                                 last = ev.revision;
-                                if let Some(we) = translate(&ev, &prefix, &filter) {
+                                if let Some(we) = translate(&ev, &prefix, &filter, view) {
                                     tx.send(we).await.ok()?;
                                 }
                             }
                         }
-                        follow_live(live, &tx, &prefix, &filter, last, rt, bookmarks, &this).await
+                        follow_live(
+                            live,
+                            &tx,
+                            (&prefix, &filter, view),
+                            last,
+                            rt,
+                            bookmarks,
+                            &this,
+                        )
+                        .await
                     }
                     Subscription::Direct(mut stream) => loop {
                         let msg = tokio::time::timeout(BOOKMARK_INTERVAL, stream.message()).await;
@@ -224,7 +239,7 @@ impl Registry {
                                 }
                                 for ev in raw_events(&resp) {
                                     last = last.max(ev.revision);
-                                    if let Some(we) = translate(&ev, &prefix, &filter) {
+                                    if let Some(we) = translate(&ev, &prefix, &filter, view) {
                                         tx.send(we).await.ok()?;
                                     }
                                 }
@@ -255,8 +270,7 @@ impl Registry {
 async fn follow_live(
     mut live: broadcast::Receiver<Arc<RawEvent>>,
     tx: &mpsc::Sender<WatchEvent>,
-    prefix: &str,
-    filter: &Filter,
+    (prefix, filter, view): (&str, &Filter, View),
     mut last: i64,
     rt: &'static ResourceType,
     bookmarks: bool,
@@ -272,7 +286,7 @@ async fn follow_live(
                         continue;
                     }
                     last = ev.revision;
-                    if let Some(we) = translate(&ev, prefix, filter) {
+                    if let Some(we) = translate(&ev, prefix, filter, view) {
                         tx.send(we).await.ok()?;
                     }
                 }
@@ -323,15 +337,7 @@ mod tests {
         object: Option<Arc<Value>>,
         prev: Option<Arc<Value>>,
     ) -> RawEvent {
-        RawEvent {
-            revision,
-            key,
-            change: Change::Put,
-            object,
-            prev,
-            object_json: Default::default(),
-            deleted: Default::default(),
-        }
+        RawEvent::decoded(revision, key, Change::Put, object, prev)
     }
 
     fn cm(labels: Value, rv: i64) -> Arc<Value> {
@@ -350,7 +356,7 @@ mod tests {
             Some(cm(json!({"app": "db"}), 7)),
             Some(cm(json!({"app": "web"}), 5)),
         );
-        let we = translate(&leave, p, &f).unwrap();
+        let we = translate(&leave, p, &f, View::FULL).unwrap();
         assert_eq!(we.kind, "DELETED");
         assert_eq!(rv_of(&we.object), 7);
         let enter = raw(
@@ -359,13 +365,13 @@ mod tests {
             Some(cm(json!({"app": "web"}), 8)),
             Some(cm(json!({"app": "db"}), 7)),
         );
-        assert_eq!(translate(&enter, p, &f).unwrap().kind, "ADDED");
+        assert_eq!(translate(&enter, p, &f, View::FULL).unwrap().kind, "ADDED");
         let other_ns = raw(
             9,
             "/registry/configmaps/other/a".into(),
             Some(cm(json!({"app": "web"}), 9)),
             None,
         );
-        assert!(translate(&other_ns, p, &f).is_none());
+        assert!(translate(&other_ns, p, &f, View::FULL).is_none());
     }
 }

@@ -137,6 +137,8 @@ impl<K> Drop for SharedInformer<K> {
 impl<K: KubeObject> SharedInformer<K> {
     /// Start listing and watching `api` on a background task (needs a Tokio runtime).
     pub fn new(api: Api<K>, config: watcher::Config) -> Self {
+        // The cache drops managedFields (below); a current server does not send them.
+        let config = config.without_managed_fields();
         let (store, mut writer) = store::<K>();
         let shared = Arc::new(Shared {
             subscribers: Mutex::new(Vec::new()),

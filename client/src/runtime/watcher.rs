@@ -15,7 +15,7 @@ use futures::{Stream, StreamExt};
 use crate::api::{Api, WatchEvent};
 use crate::error::{Error, Result};
 use crate::object::KubeObject;
-use crate::params::{ListParams, WatchParams};
+use crate::params::{ListParams, ObjectView, WatchParams};
 use crate::runtime::Backoff;
 
 /// What a watcher reports.
@@ -49,6 +49,8 @@ pub struct Config {
     /// Backoff after errors: first delay and cap (default 800ms, 30s, as client-go).
     pub backoff_initial: Duration,
     pub backoff_max: Duration,
+    /// How much of each object to fetch.
+    pub view: ObjectView,
 }
 
 impl Default for Config {
@@ -61,6 +63,7 @@ impl Default for Config {
             timeout: None,
             backoff_initial: Duration::from_millis(800),
             backoff_max: Duration::from_secs(30),
+            view: ObjectView::default(),
         }
     }
 }
@@ -87,11 +90,22 @@ impl Config {
         self.backoff_max = max;
         self
     }
+    /// Fetch only metadata (`PartialObjectMetadata`).
+    pub fn metadata_only(mut self) -> Self {
+        self.view.metadata_only = true;
+        self
+    }
+    /// Have the server leave out `metadata.managedFields`.
+    pub fn without_managed_fields(mut self) -> Self {
+        self.view.omit_managed_fields = true;
+        self
+    }
     fn list_params(&self) -> ListParams {
         ListParams {
             label_selector: self.label_selector.clone(),
             field_selector: self.field_selector.clone(),
             limit: Some(self.page_size).filter(|n| *n > 0),
+            view: self.view,
             ..Default::default()
         }
     }
@@ -102,6 +116,7 @@ impl Config {
             bookmarks: self.bookmarks,
             send_initial_events: false,
             timeout: self.timeout,
+            view: self.view,
         }
     }
 }

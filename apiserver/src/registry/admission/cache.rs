@@ -147,7 +147,7 @@ impl NamespacedCache {
             return;
         };
         let mut s = self.write();
-        match (ev.change, &ev.object) {
+        match (ev.change, ev.object()) {
             (Change::Put, Some(obj)) => {
                 s.by_namespace
                     .entry(ns.to_string())

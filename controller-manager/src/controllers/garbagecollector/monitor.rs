@@ -23,7 +23,10 @@ pub fn ignored(rt: &ResourceType) -> bool {
 /// Watch `rt` until dropped; `synced` fires after the first list is in the graph.
 pub async fn run(gc: Arc<Collector>, rt: &'static ResourceType, synced: oneshot::Sender<()>) {
     let api: Api<DynamicObject> = Api::all_with(gc.client.clone(), &kinds::api_resource(rt));
-    let mut events = watcher::watcher(api, watcher::Config::default()).boxed();
+    let config = watcher::Config::default()
+        .metadata_only()
+        .without_managed_fields();
+    let mut events = watcher::watcher(api, config).boxed();
     let mut synced = Some(synced);
     let mut listed: Option<HashSet<String>> = None;
     while let Some(ev) = events.next().await {
