@@ -54,20 +54,12 @@ struct Stored {
 }
 
 impl Stored {
-    fn new(bytes: Bytes, revision: i64) -> Stored {
+    /// `known`: the decoded form when this apiserver already has it (it wrote the value).
+    fn new(bytes: Bytes, revision: i64, known: Option<Arc<Value>>) -> Stored {
         Stored {
             bytes,
             revision,
-            decoded: OnceLock::new(),
-        }
-    }
-
-    /// A stored value whose decoded form is already known (this apiserver wrote it).
-    fn known(bytes: Bytes, revision: i64, value: Arc<Value>) -> Stored {
-        Stored {
-            bytes,
-            revision,
-            decoded: OnceLock::from(Some(value)),
+            decoded: known.map_or_else(OnceLock::new, |v| OnceLock::from(Some(v))),
         }
     }
 
@@ -79,7 +71,8 @@ impl Stored {
 }
 
 impl RawEvent {
-    /// An event whose objects are already decoded (tests, and writes this apiserver made).
+    /// An event whose objects are already decoded.
+    #[cfg(test)]
     pub fn decoded(
         revision: i64,
         key: String,
@@ -87,12 +80,11 @@ impl RawEvent {
         object: Option<Arc<Value>>,
         prev: Option<Arc<Value>>,
     ) -> RawEvent {
-        let stored = |o: Arc<Value>| Stored {
-            bytes: Bytes::new(),
-            revision: keelson_apimachinery::meta::resource_version(&o)
+        let stored = |o: Arc<Value>| {
+            let rev = keelson_apimachinery::meta::resource_version(&o)
                 .parse()
-                .unwrap_or(0),
-            decoded: OnceLock::from(Some(o)),
+                .unwrap_or(0);
+            Stored::new(Bytes::new(), rev, Some(o))
         };
         RawEvent {
             revision,
@@ -200,10 +192,6 @@ impl Compact {
             Some(w) => (Some(w.object), w.prev),
             None => (None, None),
         };
-        let stored = |bytes: &Bytes, revision: i64, known: Option<Arc<Value>>| match known {
-            Some(v) => Stored::known(bytes.clone(), revision, v),
-            None => Stored::new(bytes.clone(), revision),
-        };
         RawEvent {
             revision: self.revision,
             key: self.key.clone(),
@@ -211,8 +199,11 @@ impl Compact {
             object: self
                 .value
                 .as_ref()
-                .map(|v| stored(v, self.revision, object)),
-            prev: self.prev.as_ref().map(|(v, rev)| stored(v, *rev, prev)),
+                .map(|v| Stored::new(v.clone(), self.revision, object)),
+            prev: self
+                .prev
+                .as_ref()
+                .map(|(v, rev)| Stored::new(v.clone(), *rev, prev)),
             object_json: Default::default(),
             deleted: OnceLock::new(),
             deleted_json: Default::default(),
@@ -220,7 +211,7 @@ impl Compact {
     }
 }
 
-/// An object this apiserver has just written, as it decoded form: the cache uses it
+/// An object this apiserver has just written, in its decoded form: the cache uses it
 /// instead of decoding the same bytes again when the change arrives from etcd.
 struct LocalWrite {
     key: String,
