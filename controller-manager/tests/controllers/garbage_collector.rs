@@ -3,7 +3,7 @@
 //! the owner until its blocking dependents are gone, and Orphan deletion (explicit, and
 //! the default of core/v1 ReplicationControllers) that strips the owner references.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

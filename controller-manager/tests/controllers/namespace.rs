@@ -4,7 +4,7 @@
 //! is refused while it terminates, and the namespace goes once it is empty. Objects
 //! held by finalizers keep it until they go.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

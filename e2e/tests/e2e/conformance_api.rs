@@ -4,7 +4,7 @@
 //! e2e test does (test/e2e/apimachinery/watch.go, chunking.go, namespace.go, ...) and
 //! works in its own namespace of the shared cluster.
 
-mod support;
+use crate::support;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;

@@ -2,7 +2,7 @@
 //! keelson-apiserver` first). Pods get no node: the tests play the kubelet by writing
 //! pod status (Running, Ready) through the status subresource.
 
-mod support;
+use crate::support;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! Unschedulable condition and FailedScheduling events with Kubernetes' messages,
 //! resources, taints, anti-affinity.
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 

@@ -4,7 +4,7 @@
 //! `PATH`) runs explain (v3 and v2), create, apply and edit against it. Without any
 //! kubectl the test says so and passes.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};

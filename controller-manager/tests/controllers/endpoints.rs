@@ -2,7 +2,7 @@
 //! becoming ready, not ready, terminating and deleted; named target ports resolve per
 //! pod; Services without a selector are left alone.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

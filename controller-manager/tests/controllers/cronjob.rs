@@ -4,7 +4,7 @@
 //! unit-tested in `controllers/cronjob`. No kubelet runs: tests finish pods through
 //! the status subresource.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -6,7 +6,7 @@
 //! etcd and can get 410. So these tests start a second apiserver after the writes that
 //! are to be compacted, and watch through it.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::time::Duration;

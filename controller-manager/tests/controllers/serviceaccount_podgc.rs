@@ -2,7 +2,7 @@
 //! deleted) and the pod garbage collector (terminated pods beyond the threshold, oldest
 //! first; pods bound to a node that no longer exists) against a real apiserver and etcd.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

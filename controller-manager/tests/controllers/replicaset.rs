@@ -2,7 +2,7 @@
 //! created and deleted to match replicas, orphans adopted, non-matching pods released,
 //! and status written.
 
-mod support;
+use crate::support;
 
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{Pod, ReplicationController};

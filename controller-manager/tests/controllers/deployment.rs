@@ -2,7 +2,7 @@
 //! creating the pods and a stand-in kubelet (a loop in the test) marking every pod
 //! Running and Ready shortly after it appears.
 
-mod support;
+use crate::support;
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};

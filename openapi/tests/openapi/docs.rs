@@ -1,6 +1,6 @@
 //! Structural checks of the documents, against what kubectl and kube-openapi rely on.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeSet, HashSet};
 use std::sync::OnceLock;

@@ -3,7 +3,7 @@
 //! taints; pods on it are evicted after their tolerationSeconds (or stay, tolerating for
 //! ever) and marked not ready; the taints go when the node comes back.
 
-mod support;
+use crate::support;
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};

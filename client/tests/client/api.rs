@@ -1,6 +1,6 @@
 //! Typed and dynamic calls against a real cluster (etcd + keelson-apiserver).
 
-mod common;
+use crate::common;
 
 use std::sync::LazyLock;
 use std::time::Duration;

@@ -3,7 +3,7 @@
 //! or checks that nothing was created). Raw HTTP goes through kube-rs' client (its TLS and
 //! client certificate) so that malformed bodies reach the server as sent.
 
-mod support;
+use crate::support;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};

@@ -1,6 +1,6 @@
 //! Watcher, store and shared informer against a real cluster.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, LazyLock, Mutex};

@@ -1,7 +1,7 @@
 //! PriorityClasses served by the apiserver (built-in classes, validation, the table,
 //! Priority admission of pods), and preemption by the scheduler.
 
-mod support;
+use crate::support;
 
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::scheduling::v1::PriorityClass;

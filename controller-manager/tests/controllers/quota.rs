@@ -3,7 +3,7 @@
 //! Kubernetes' 403, concurrent creates cannot overshoot, deletions free the quota, and
 //! LimitRange defaults and minimums apply to new pods.
 
-mod support;
+use crate::support;
 
 use k8s_openapi::api::core::v1::{
     ConfigMap, LimitRange, Namespace, Pod, ReplicationController, ResourceQuota, Service,

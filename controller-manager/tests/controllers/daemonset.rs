@@ -3,7 +3,7 @@
 //! kubelet: it binds each pod to the node its affinity names, marks it Running and
 //! Ready, and finishes graceful deletions.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! kubelet runs: the tests finish pods themselves through the status subresource, as
 //! a kubelet would (phase and terminated container state with an exit code).
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

@@ -1,0 +1,19 @@
+//! Every controller against a real apiserver and etcd.
+//!
+//! One test binary per crate: each module below was its own binary, and linking
+//! every one of them separately cost minutes and gigabytes of disk.
+
+mod support;
+
+mod cronjob;
+mod daemonset;
+mod deployment;
+mod endpoints;
+mod garbage_collector;
+mod job;
+mod namespace;
+mod node_lifecycle;
+mod quota;
+mod replicaset;
+mod serviceaccount_podgc;
+mod statefulset;

@@ -1,0 +1,14 @@
+//! End-to-end: the built binaries, the real kubectl, a real etcd.
+//!
+//! One test binary per crate: each module below was its own binary, and linking
+//! every one of them separately cost minutes and gigabytes of disk.
+
+mod support;
+
+mod bad_input;
+mod conformance_api;
+mod failover;
+mod ha;
+mod kubectl;
+mod lifecycle;
+mod workloads;
