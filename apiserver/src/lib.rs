@@ -66,6 +66,9 @@ pub struct Config {
     /// How often to compact etcd history (0 disables), e.g. `5m`, `30s`.
     #[arg(long = "etcd-compaction-interval", default_value = "5m", value_parser = keelson_apimachinery::duration::parse)]
     pub etcd_compaction_interval: Duration,
+    /// How long Events are kept after their last write (0 keeps them until deleted).
+    #[arg(long = "event-ttl", default_value = "1h", value_parser = keelson_apimachinery::duration::parse)]
+    pub event_ttl: Duration,
 }
 
 fn parse_port_range(s: &str) -> anyhow::Result<(u16, u16)> {
@@ -97,7 +100,9 @@ pub async fn start(
         &config.service_cluster_ip_range,
         parse_port_range(&config.service_node_port_range)?,
     )?;
-    let registry = registry::Registry::new(storage.clone(), services).await?;
+    let registry = registry::Registry::new(storage.clone(), services)
+        .await?
+        .with_event_ttl(config.event_ttl);
     bootstrap::system_objects(&registry, config.secure_port).await?;
 
     let tls = keelson_pki::server_config(

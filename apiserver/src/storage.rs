@@ -8,8 +8,10 @@
 
 use bytes::Bytes;
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, GetOptions, Txn, TxnOp, TxnOpResponse, WatchOptions,
+    Client, Compare, CompareOp, ConnectOptions, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse,
+    WatchOptions,
 };
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::metrics::Metrics;
@@ -80,6 +82,9 @@ pub struct Commit {
     pub expected: Option<i64>,
     pub claims: Vec<String>,
     pub releases: Vec<String>,
+    /// The etcd lease the value is attached to (from [`Storage::lease_for`]): the key
+    /// is deleted when it expires.
+    pub lease: Option<i64>,
 }
 
 pub type Result<T> = std::result::Result<T, StorageError>;
@@ -89,6 +94,26 @@ pub type Result<T> = std::result::Result<T, StorageError>;
 pub struct Storage {
     client: Client,
     metrics: Metrics,
+    leases: Arc<tokio::sync::Mutex<Option<SharedLease>>>,
+}
+
+/// An etcd lease that writes with a time to live share for a while, as kube-apiserver's
+/// lease manager does: one lease per object would cost a grant per write and leave
+/// etcd with thousands of leases to expire.
+#[derive(Debug, Clone, Copy)]
+struct SharedLease {
+    id: i64,
+    /// The time to live it was asked for (a different one gets its own lease).
+    ttl: Duration,
+    /// When it stops being handed out: keys attached to it live between `ttl` and
+    /// `ttl` plus the reuse window.
+    reuse_until: Instant,
+}
+
+/// How long one lease is reused: 5% of the time to live, at most a minute
+/// (kube-apiserver's `--lease-reuse-duration-seconds` default).
+fn lease_reuse_window(ttl: Duration) -> Duration {
+    (ttl / 20).min(Duration::from_secs(60))
 }
 
 /// The key just after every key that starts with `prefix`, for range ends.
@@ -122,7 +147,11 @@ impl Storage {
             .with_timeout(Duration::from_secs(30))
             .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5));
         let client = Client::connect(&endpoints, Some(opts)).await?;
-        Ok(Storage { client, metrics })
+        Ok(Storage {
+            client,
+            metrics,
+            leases: Arc::default(),
+        })
     }
 
     fn observe(&self, op: &'static str, started: Instant) {
@@ -286,7 +315,11 @@ impl Storage {
         }
         let mut ops = Vec::new();
         match c.value {
-            Some(v) => ops.push(TxnOp::put(c.key.as_str(), v, None)),
+            Some(v) => ops.push(TxnOp::put(
+                c.key.as_str(),
+                v,
+                c.lease.map(|id| PutOptions::new().with_lease(id)),
+            )),
             None => ops.push(TxnOp::delete(c.key.as_str(), None)),
         }
         for k in &c.claims {
@@ -374,11 +407,7 @@ impl Storage {
         let id = lease.id();
         self.client
             .kv_client()
-            .put(
-                key,
-                value,
-                Some(etcd_client::PutOptions::new().with_lease(id)),
-            )
+            .put(key, value, Some(PutOptions::new().with_lease(id)))
             .await?;
         let (mut keeper, mut responses) = leases.keep_alive(id).await?;
         Ok(tokio::spawn(async move {
@@ -394,6 +423,28 @@ impl Storage {
                 }
             }
         }))
+    }
+
+    /// A lease for keys that should disappear `ttl` from now (up to the reuse window
+    /// later): the current shared one while it is fresh, else a newly granted one.
+    pub async fn lease_for(&self, ttl: Duration) -> Result<i64> {
+        let mut shared = self.leases.lock().await;
+        let now = Instant::now();
+        if let Some(l) = shared.filter(|l| l.ttl == ttl && now < l.reuse_until) {
+            return Ok(l.id);
+        }
+        let window = lease_reuse_window(ttl);
+        let seconds = (ttl + window).as_secs().max(1) as i64;
+        let started = Instant::now();
+        let granted = self.client.lease_client().grant(seconds, None).await?;
+        self.observe("grant", started);
+        let lease = SharedLease {
+            id: granted.id(),
+            ttl,
+            reuse_until: now + window,
+        };
+        *shared = Some(lease);
+        Ok(lease.id)
     }
 
     /// Whether etcd answers (for `/readyz`).

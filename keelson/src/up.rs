@@ -70,6 +70,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         service_cluster_ip_range: "10.96.0.0/12".into(),
         service_node_port_range: "30000-32767".into(),
         etcd_compaction_interval: Duration::from_secs(300),
+        event_ttl: Duration::from_secs(3600),
     };
     // On SIGTERM/SIGINT the control plane stops first, so that the apiserver is not
     // kept waiting by its watches.

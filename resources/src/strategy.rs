@@ -94,6 +94,13 @@ pub trait Strategy: Send + Sync {
         GcPolicy::Background
     }
 
+    /// Whether objects of this kind expire: stored with the apiserver's `--event-ttl`
+    /// and deleted by etcd that long after their last write, as Kubernetes stores
+    /// Events.
+    fn expires(&self) -> bool {
+        false
+    }
+
     /// Server-side table columns for `kubectl get`. The default is Kubernetes' default
     /// table: name and creation time.
     fn columns(&self) -> Vec<Column> {

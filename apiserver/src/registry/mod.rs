@@ -31,6 +31,7 @@ pub use options::{
 };
 use serde_json::{json, Value};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// The shared store; cheap to clone.
 #[derive(Clone)]
@@ -41,6 +42,8 @@ pub struct Registry {
     namespaces: namespaces::NamespaceCache,
     priorities: priority::PriorityClassCache,
     admission: admission::Admission,
+    /// How long objects of expiring kinds (Events) live after their last write.
+    event_ttl: Option<Duration>,
 }
 
 /// The result of a write: the object, warnings for the client, and whether it was
@@ -159,7 +162,28 @@ impl Registry {
             namespaces,
             priorities,
             admission,
+            event_ttl: None,
         })
+    }
+
+    /// Store objects whose strategy `expires()` (Events) with this time to live
+    /// (kube-apiserver's `--event-ttl`); without it they stay until deleted.
+    pub fn with_event_ttl(mut self, ttl: Duration) -> Self {
+        self.event_ttl = Some(ttl).filter(|t| !t.is_zero());
+        self
+    }
+
+    /// The etcd lease a write of `rt` is attached to, if its objects expire.
+    async fn lease(&self, rt: &ResourceType, name: &str) -> Result<Option<i64>, ApiError> {
+        match self.event_ttl {
+            Some(ttl) if rt.strategy.expires() => self
+                .storage
+                .lease_for(ttl)
+                .await
+                .map(Some)
+                .map_err(|e| storage_error(e, rt, name)),
+            _ => Ok(None),
+        }
     }
 
     pub async fn get(&self, rt: &ResourceType, ns: &str, name: &str) -> Result<Value, ApiError> {
@@ -307,6 +331,7 @@ impl Registry {
                 expected: None,
                 claims: alloc.claims,
                 releases: alloc.releases,
+                lease: self.lease(rt, &name).await?,
             };
             match self.storage.commit(commit).await {
                 Ok(rev) => {
@@ -407,6 +432,11 @@ impl Registry {
                 expected: current.as_ref().map(|kv| kv.mod_revision),
                 claims: alloc.claims,
                 releases: alloc.releases,
+                lease: if finished {
+                    None
+                } else {
+                    self.lease(rt, name).await?
+                },
             };
             if finished {
                 commit.value = None;
@@ -623,6 +653,7 @@ impl Registry {
                     key: k.clone(),
                     value: Some(encode(updated)),
                     expected: Some(kv.mod_revision),
+                    lease: self.lease(rt, name).await?,
                     ..Default::default()
                 },
                 // Already being deleted and nothing to change.

@@ -200,12 +200,11 @@ impl Registry {
                 let mut last = after;
                 match sub {
                     Subscription::Cached { backlog, live } => {
+                        // The backlog holds only events after `after`.
                         for ev in backlog {
-                            if ev.revision > last {
-                                last = ev.revision;
-                                if let Some(we) = translate(&ev, &prefix, &filter, view) {
-                                    tx.send(we).await.ok()?;
-                                }
+                            last = last.max(ev.revision);
+                            if let Some(we) = translate(&ev, &prefix, &filter, view) {
+                                tx.send(we).await.ok()?;
                             }
                         }
                         follow_live(
@@ -282,7 +281,10 @@ async fn follow_live(
         tokio::select! {
             ev = live.recv() => match ev {
                 Ok(ev) => {
-                    if ev.revision <= last {
+                    // Several events can share a revision (one transaction changing
+                    // several keys, or etcd deleting every key of an expired lease):
+                    // only older ones are stale.
+                    if ev.revision < last {
                         continue;
                     }
                     last = ev.revision;

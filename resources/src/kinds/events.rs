@@ -262,6 +262,10 @@ pub(crate) fn core_selectable_fields(ev: &Value) -> Vec<(&'static str, String)> 
 }
 
 impl Strategy for Events {
+    fn expires(&self) -> bool {
+        true
+    }
+
     fn default_garbage_collection_policy(&self) -> crate::strategy::GcPolicy {
         crate::strategy::GcPolicy::Unsupported
     }

@@ -73,6 +73,10 @@ pub fn from_core(ev: &Value) -> Value {
 }
 
 impl Strategy for EventsV1 {
+    fn expires(&self) -> bool {
+        true
+    }
+
     fn default_garbage_collection_policy(&self) -> crate::strategy::GcPolicy {
         crate::strategy::GcPolicy::Unsupported
     }
