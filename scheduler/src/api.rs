@@ -191,11 +191,7 @@ pub async fn repeat_event(
         ..Default::default()
     };
     Api::<Event>::namespaced(client, ns)
-        .patch(
-            name,
-            &pp,
-            &Patch::Merge(json!({"count": count, "lastTimestamp": now()})),
-        )
+        .patch(name, &pp, &keelson_component::events::repeat_patch(count))
         .await
         .map(|_| ())
 }

@@ -1,9 +1,10 @@
-//! Events about pods, with repeats folded into one Event whose `count` grows (as
-//! client-go's event correlator does for identical events).
-
-use std::collections::HashMap;
+//! Events about pods, with repeats folded into one Event whose `count` grows (the
+//! shared [`Correlator`]); the writes themselves run as the scheduler's tasks.
 
 use k8s_openapi::api::core::v1::Event;
+use keelson_component::events::{Correlator, Fold};
+
+pub use keelson_component::events::EventKey;
 
 use crate::api;
 use crate::podinfo::PodInfo;
@@ -15,39 +16,24 @@ pub enum EventWrite {
         event: Box<Event>,
     },
     Repeat {
+        key: EventKey,
         ns: String,
         name: String,
         count: i32,
     },
 }
 
-/// Pod uid, reason, message.
-pub type EventKey = (String, String, String);
-
-struct Recent {
-    reason: String,
-    message: String,
-    /// The Event's name once created.
-    name: Option<String>,
-    namespace: String,
-    count: i32,
-}
-
-/// Keeps the last Events per pod (by reason and message).
+/// The scheduler's events about pods.
 pub struct Recorder {
     component: String,
-    /// Pod uid -> its recent events.
-    recent: HashMap<String, Vec<Recent>>,
+    correlator: Correlator,
 }
-
-/// Forget everything past this many pods with events (a bound, not a policy).
-const MAX_REMEMBERED: usize = 10_000;
 
 impl Recorder {
     pub fn new(component: &str) -> Recorder {
         Recorder {
             component: component.to_string(),
-            recent: HashMap::new(),
+            correlator: Correlator::default(),
         }
     }
 
@@ -59,57 +45,45 @@ impl Recorder {
         reason: &str,
         message: &str,
     ) -> Option<EventWrite> {
-        if !self.recent.contains_key(&pod.uid) && self.recent.len() >= MAX_REMEMBERED {
-            self.recent.clear();
-        }
-        let events = self.recent.entry(pod.uid.clone()).or_default();
-        if let Some(r) = events
-            .iter_mut()
-            .find(|r| r.reason == reason && r.message == message)
-        {
-            r.count += 1;
-            return r.name.as_ref().map(|name| EventWrite::Repeat {
-                ns: r.namespace.clone(),
-                name: name.clone(),
-                count: r.count,
-            });
-        }
-        events.push(Recent {
+        let key = EventKey {
+            object: pod.uid.clone(),
+            kind: kind.to_string(),
             reason: reason.to_string(),
             message: message.to_string(),
-            name: None,
-            namespace: pod.namespace.clone(),
-            count: 1,
-        });
-        let event = api::pod_event(pod, kind, reason, message, &self.component);
-        Some(EventWrite::Create {
-            key: (pod.uid.clone(), reason.to_string(), message.to_string()),
-            event: Box::new(event),
-        })
+        };
+        match self.correlator.observe(&key, &pod.namespace) {
+            Fold::Create => Some(EventWrite::Create {
+                event: Box::new(api::pod_event(pod, kind, reason, message, &self.component)),
+                key,
+            }),
+            Fold::Repeat {
+                namespace,
+                name,
+                count,
+            } => Some(EventWrite::Repeat {
+                key,
+                ns: namespace,
+                name,
+                count,
+            }),
+            Fold::Pending => None,
+        }
     }
 
     /// The Event for `key` was created as `name` (or failed: `None`, so the next one
     /// is created afresh).
     pub fn created(&mut self, key: EventKey, name: Option<String>) {
-        let (uid, reason, message) = key;
-        let Some(events) = self.recent.get_mut(&uid) else {
-            return;
-        };
-        let i = events
-            .iter()
-            .position(|r| r.reason == reason && r.message == message);
-        match (i, name) {
-            (Some(i), Some(n)) => events[i].name = Some(n),
-            (Some(i), None) => {
-                events.remove(i);
-            }
-            (None, _) => {}
-        }
+        self.correlator.created(&key, name);
+    }
+
+    /// A repeat found the Event for `key` gone (expired or deleted).
+    pub fn gone(&mut self, key: EventKey) {
+        self.correlator.forget(&key);
     }
 
     /// The pod is gone or scheduled: its events are history.
     pub fn forget_pod(&mut self, uid: &str) {
-        self.recent.remove(uid);
+        self.correlator.forget_object(uid);
     }
 }
 
@@ -150,6 +124,6 @@ mod tests {
             Some(EventWrite::Create { .. })
         ));
         r.forget_pod(&p.uid);
-        assert!(r.recent.is_empty());
+        assert!(r.correlator.is_empty());
     }
 }

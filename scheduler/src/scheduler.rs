@@ -41,6 +41,8 @@ enum Done {
         key: EventKey,
         name: Option<String>,
     },
+    /// A repeat found its Event gone (expired or deleted): the next one starts afresh.
+    EventGone(EventKey),
     Other,
 }
 
@@ -403,12 +405,21 @@ impl Loop {
                     Done::EventCreated { key, name }
                 });
             }
-            Some(EventWrite::Repeat { ns, name, count }) => {
+            Some(EventWrite::Repeat {
+                key,
+                ns,
+                name,
+                count,
+            }) => {
                 self.tasks.spawn(async move {
-                    if let Err(e) = api::repeat_event(client, &ns, &name, count).await {
-                        tracing::debug!(error = %e, "updating event");
+                    match api::repeat_event(client, &ns, &name, count).await {
+                        Err(e) if e.is_not_found() => Done::EventGone(key),
+                        Err(e) => {
+                            tracing::debug!(error = %e, "updating event");
+                            Done::Other
+                        }
+                        Ok(()) => Done::Other,
                     }
-                    Done::Other
                 });
             }
         }
@@ -444,6 +455,7 @@ impl Loop {
                 }
             }
             Done::EventCreated { key, name } => self.recorder.created(key, name),
+            Done::EventGone(key) => self.recorder.gone(key),
             Done::Other => {}
         }
     }

@@ -815,4 +815,33 @@ async fn replica_failure_is_surfaced() {
     assert_eq!((status.as_str(), reason.as_str()), ("True", "FailedCreate"));
     assert!(message.contains("no-such-class"), "{message}");
     assert_eq!(condition(&d, "Available").0, "False");
+
+    // The ReplicaSet controller keeps retrying; its identical warnings fold into one
+    // Event whose count grows, as client-go's event correlator makes them.
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client, "default");
+    let failed_creates = || async {
+        let list = events.list(&ListParams::default()).await.ok()?;
+        let failed: Vec<_> = list
+            .items
+            .into_iter()
+            .filter(|e| {
+                e.reason.as_deref() == Some("FailedCreate")
+                    && e.involved_object.kind.as_deref() == Some("ReplicaSet")
+            })
+            .collect();
+        Some(failed)
+    };
+    let repeated = eventually_within(WAIT, "a FailedCreate event counting repeats", || async {
+        let failed = failed_creates().await?;
+        failed
+            .iter()
+            .any(|e| e.count.unwrap_or(0) >= 3)
+            .then_some(failed)
+    })
+    .await;
+    assert_eq!(
+        repeated.len(),
+        1,
+        "repeats must not create new Events: {repeated:?}"
+    );
 }
