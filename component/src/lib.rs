@@ -5,7 +5,10 @@
 //!   timing rules (`--leader-elect-lease-duration`, `-renew-deadline`, `-retry-period`).
 //!   The elected work runs as a future that is dropped the moment leadership is lost.
 //! - [`serve`]: the `/healthz`, `/livez`, `/readyz` and `/metrics` endpoint.
-//! - [`events`]: an Event recorder (`SuccessfulCreate`, `FailedScheduling`, ...).
+//! - [`events`]: an Event recorder (`SuccessfulCreate`, `FailedScheduling`, ...) that
+//!   folds repeats into one Event's count.
+//! - [`scheduling`]: where a pod may run (tolerations, node selector terms), shared
+//!   by the scheduler and the controllers that place or evict pods.
 //! - [`informers`]: one [`SharedInformer`](keelson_client::runtime::SharedInformer) per
 //!   resource type, shared by every controller in the process.
 //! - [`queue`]: a work queue with Kubernetes' `workqueue_*` metrics, and the worker loop
@@ -20,6 +23,7 @@ pub mod leader;
 pub mod options;
 pub mod queue;
 pub mod run;
+pub mod scheduling;
 pub mod serve;
 
 pub use events::{EventType, Recorder};

@@ -32,8 +32,9 @@ use keelson_component::{EventType, Queue, Requeue};
 use serde_json::json;
 
 use crate::common::pods;
-use crate::common::taints::{matching_tolerations, same_taint, update_node_taints};
+use crate::common::taints::{same_taint, update_node_taints};
 use crate::Context;
+use keelson_component::scheduling::matching_tolerations;
 
 pub const NOT_READY_TAINT: &str = "node.kubernetes.io/not-ready";
 pub const UNREACHABLE_TAINT: &str = "node.kubernetes.io/unreachable";

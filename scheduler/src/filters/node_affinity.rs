@@ -3,9 +3,9 @@
 //! DoesNotExist, Gt, Lt on labels; `matchFields` on `metadata.name`).
 
 use crate::framework::{Context, CycleState, FilterPlugin, Status};
-use crate::labels::any_term_matches;
 use crate::nodeinfo::NodeInfo;
 use crate::podinfo::PodInfo;
+use keelson_component::scheduling::any_term_matches;
 
 pub struct NodeAffinity;
 

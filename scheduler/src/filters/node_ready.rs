@@ -7,8 +7,9 @@
 //! and a pod that tolerates the taint may still go there.
 
 use crate::framework::{Context, CycleState, FilterPlugin, Status};
-use crate::labels::{taint, tolerated};
+use crate::labels::taint;
 use crate::nodeinfo::{NodeInfo, Ready};
+use keelson_component::scheduling::tolerated;
 
 pub struct NodeReady;
 

@@ -2,8 +2,9 @@
 //! pod tolerates `node.kubernetes.io/unschedulable:NoSchedule`.
 
 use crate::framework::{Context, CycleState, FilterPlugin, Status};
-use crate::labels::{taint, tolerated};
+use crate::labels::taint;
 use crate::nodeinfo::NodeInfo;
+use keelson_component::scheduling::tolerated;
 
 pub struct NodeUnschedulable;
 

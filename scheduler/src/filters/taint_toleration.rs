@@ -2,8 +2,8 @@
 //! does not tolerate them.
 
 use crate::framework::{Context, CycleState, FilterPlugin, Status};
-use crate::labels::tolerated;
 use crate::nodeinfo::NodeInfo;
+use keelson_component::scheduling::tolerated;
 
 pub struct TaintToleration;
 

@@ -2,8 +2,8 @@
 //! the node matches, scaled so the best node gets 100.
 
 use crate::framework::{default_normalize, Context, CycleState, ScorePlugin};
-use crate::labels::term_matches;
 use crate::nodeinfo::NodeInfo;
+use keelson_component::scheduling::term_matches;
 
 pub struct NodeAffinity;
 

@@ -1,8 +1,8 @@
 //! TaintToleration's score: fewer untolerated `PreferNoSchedule` taints is better.
 
 use crate::framework::{default_normalize, Context, CycleState, ScorePlugin};
-use crate::labels::tolerates;
 use crate::nodeinfo::NodeInfo;
+use keelson_component::scheduling::tolerates;
 
 pub struct TaintToleration;
 

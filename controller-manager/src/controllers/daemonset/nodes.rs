@@ -10,9 +10,8 @@ use k8s_openapi::api::core::v1::{
     Affinity, Node, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, Pod,
     PodSpec, Toleration,
 };
-use keelson_apimachinery::selector::{Operator, Requirement};
 
-use crate::common::taints::tolerates;
+use keelson_component::scheduling::{any_term_matches, tolerates};
 
 const NAME_FIELD: &str = "metadata.name";
 
@@ -100,7 +99,7 @@ impl Placement {
         let affine = self
             .required
             .as_ref()
-            .is_none_or(|terms| terms.iter().any(|t| term_matches(t, name, &labels)));
+            .is_none_or(|terms| any_term_matches(terms, name, &labels));
         if !selected || !affine {
             return (false, false);
         }
@@ -116,41 +115,6 @@ impl Placement {
         }
         (true, true)
     }
-}
-
-/// A node selector term: every expression (on labels) and field (only
-/// `metadata.name`) holds; an empty term matches nothing.
-fn term_matches(term: &NodeSelectorTerm, name: &str, labels: &BTreeMap<String, String>) -> bool {
-    let exprs = term.match_expressions.as_deref().unwrap_or_default();
-    let fields = term.match_fields.as_deref().unwrap_or_default();
-    if exprs.is_empty() && fields.is_empty() {
-        return false;
-    }
-    exprs
-        .iter()
-        .all(|e| requirement(e).is_some_and(|r| r.matches(|k| labels.get(k).map(String::as_str))))
-        && fields.iter().all(|f| {
-            f.key == NAME_FIELD
-                && matches!(f.operator.as_str(), "In" | "NotIn")
-                && requirement(f).is_some_and(|r| r.matches(|k| (k == NAME_FIELD).then_some(name)))
-        })
-}
-
-fn requirement(r: &NodeSelectorRequirement) -> Option<Requirement> {
-    let operator = match r.operator.as_str() {
-        "In" => Operator::In,
-        "NotIn" => Operator::NotIn,
-        "Exists" => Operator::Exists,
-        "DoesNotExist" => Operator::DoesNotExist,
-        "Gt" => Operator::GreaterThan,
-        "Lt" => Operator::LessThan,
-        _ => return None,
-    };
-    Some(Requirement {
-        key: r.key.clone(),
-        operator,
-        values: r.values.clone().unwrap_or_default(),
-    })
 }
 
 /// The node a daemon pod is for: its `nodeName` once bound, else the node its
