@@ -54,6 +54,10 @@ pub enum StorageError {
     /// [`Storage::commit`]: these claim keys already exist.
     #[error("already claimed: {0:?}")]
     ClaimTaken(Vec<String>),
+    /// [`Storage::commit`]: the lease it attached was gone (revoked behind the
+    /// apiserver's back); the next [`Storage::lease_for`] grants a new one.
+    #[error("lease not found")]
+    LeaseGone,
     #[error("etcd: {0}")]
     Unavailable(String),
 }
@@ -336,7 +340,16 @@ impl Storage {
             ));
         }
         let txn = Txn::new().when(when).and_then(ops).or_else(otherwise);
-        let resp = self.client.kv_client().txn(txn).await?;
+        let resp = match self.client.kv_client().txn(txn).await {
+            Ok(resp) => resp,
+            Err(e) => {
+                if c.lease.is_some() && e.to_string().contains("lease not found") {
+                    *self.leases.lock().await = None;
+                    return Err(StorageError::LeaseGone);
+                }
+                return Err(e.into());
+            }
+        };
         self.observe("commit", started);
         if resp.succeeded() {
             return Ok(resp.header().map_or(0, |h| h.revision()));

@@ -86,6 +86,7 @@ pub fn storage_error(e: StorageError, rt: &ResourceType, name: &str) -> ApiError
             &format!("already allocated: {keys:?}"),
         ),
         StorageError::Unavailable(msg) => ApiError::timeout(format!("etcd is unavailable: {msg}")),
+        StorageError::LeaseGone => ApiError::timeout("the etcd lease for this write vanished"),
     }
 }
 
@@ -352,6 +353,8 @@ impl Registry {
                     }
                     // A randomly picked address or port was taken: pick again.
                 }
+                // The shared lease was revoked: write again on a new one.
+                Err(StorageError::LeaseGone) => next = Some(candidate),
                 Err(e) => return Err(storage_error(e, rt, &name)),
             }
         }
@@ -472,6 +475,7 @@ impl Registry {
                         return Err(self.services.taken_error(&new, key));
                     }
                 }
+                Err(StorageError::LeaseGone) => {}
                 Err(e) => return Err(storage_error(e, rt, name)),
             }
         }
@@ -666,7 +670,7 @@ impl Registry {
                         _ => obj,
                     })
                 }
-                Err(StorageError::Conflict(_)) => continue,
+                Err(StorageError::Conflict(_) | StorageError::LeaseGone) => continue,
                 Err(e) => return Err(storage_error(e, rt, name)),
             }
         }

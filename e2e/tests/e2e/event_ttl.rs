@@ -37,15 +37,20 @@ where
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn events_expire_after_their_last_write_and_other_kinds_stay() {
+/// A cluster whose apiserver keeps Events for `ttl`.
+async fn cluster_with_event_ttl(ttl: Duration) -> Cluster {
     let opts = ApiserverOptions {
-        extra_args: vec![format!("--event-ttl={}s", TTL.as_secs())],
+        extra_args: vec![format!("--event-ttl={}s", ttl.as_secs())],
     };
-    let cluster = tokio::task::spawn_blocking(move || Cluster::start_with(1, opts))
+    tokio::task::spawn_blocking(move || Cluster::start_with(1, opts))
         .await
         .expect("join")
-        .expect("cluster");
+        .expect("cluster")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_expire_after_their_last_write_and_other_kinds_stay() {
+    let cluster = cluster_with_event_ttl(TTL).await;
     let client = client_for(&cluster).await;
     let ns = namespace(&client, "event-ttl").await;
     let events: Api<Event> = Api::namespaced(client.clone(), &ns);
@@ -120,4 +125,49 @@ async fn events_expire_after_their_last_write_and_other_kinds_stay() {
         configmaps.get_opt("stays").await.expect("get").is_some(),
         "a ConfigMap must never expire"
     );
+}
+
+/// The etcd lease an Event's key is attached to, read with etcdctl.
+fn lease_of(cluster: &Cluster, key: &str) -> String {
+    let out = std::process::Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .args(["--endpoints", &cluster.etcd.url, "get", key, "-w", "fields"])
+        .output()
+        .expect("running etcdctl");
+    let fields = String::from_utf8_lossy(&out.stdout).into_owned();
+    let lease = fields
+        .lines()
+        .find_map(|l| l.strip_prefix("\"Lease\" : "))
+        .unwrap_or_else(|| panic!("no lease on {key}: {fields}"));
+    format!("{:x}", lease.trim().parse::<i64>().expect("lease id"))
+}
+
+/// A lease revoked behind the apiserver's back (an etcd restore, an operator) fails
+/// no write: the next Event goes on a new lease, and the revoked one's keys are gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_lease_fails_no_write() {
+    let cluster = cluster_with_event_ttl(Duration::from_secs(3600)).await;
+    let client = client_for(&cluster).await;
+    let ns = namespace(&client, "event-lease").await;
+    let events: Api<Event> = Api::namespaced(client.clone(), &ns);
+    let pp = PostParams::default();
+    events
+        .create(&pp, &event("first", &ns))
+        .await
+        .expect("create");
+    let lease = lease_of(&cluster, &format!("/registry/events/{ns}/first"));
+    let out = std::process::Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .args(["--endpoints", &cluster.etcd.url, "lease", "revoke", &lease])
+        .output()
+        .expect("running etcdctl");
+    assert!(out.status.success(), "revoking: {out:?}");
+
+    events
+        .create(&pp, &event("second", &ns))
+        .await
+        .expect("a create after the revocation must succeed");
+    assert!(events.get_opt("first").await.expect("get").is_none());
+    let second = lease_of(&cluster, &format!("/registry/events/{ns}/second"));
+    assert_ne!(second, lease, "the second Event is on a new lease");
 }
