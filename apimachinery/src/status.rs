@@ -258,7 +258,20 @@ impl ApiError {
             let causes: Vec<Value> = self
                 .causes
                 .iter()
-                .map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field}))
+                .map(|c| {
+                    // Go's StatusCause leaves empty fields out.
+                    let mut cause = serde_json::Map::new();
+                    for (k, v) in [
+                        ("reason", &c.reason),
+                        ("message", &c.message),
+                        ("field", &c.field),
+                    ] {
+                        if !v.is_empty() {
+                            cause.insert(k.into(), json!(v));
+                        }
+                    }
+                    Value::Object(cause)
+                })
                 .collect();
             details.insert("causes".into(), Value::Array(causes));
         }
@@ -267,6 +280,9 @@ impl ApiError {
         }
         if !details.is_empty() {
             status["details"] = Value::Object(details);
+        }
+        if self.reason.is_empty() {
+            status.as_object_mut().map(|s| s.remove("reason"));
         }
         status
     }

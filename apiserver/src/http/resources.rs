@@ -230,6 +230,12 @@ async fn handle_inner(
             let status = reg.bind(rt, ns, name, &obj, &opts).await?;
             Ok(json_response(201, &status, Format::Json))
         }
+        (Method::POST, false, "eviction") => {
+            let opts = write_options(q, headers)?;
+            let obj = decode_body(headers, &body)?;
+            let status = reg.evict(rt, ns, name, obj, &opts).await?;
+            Ok(json_response(201, &status, Format::Json))
+        }
         (Method::PUT, false, "" | "status") => {
             let opts = write_options(q, headers)?;
             let obj = decode_body(headers, &body)?;
@@ -310,7 +316,7 @@ async fn handle_inner(
         (
             Method::GET | Method::POST,
             false,
-            "log" | "exec" | "attach" | "portforward" | "proxy" | "eviction",
+            "log" | "exec" | "attach" | "portforward" | "proxy",
         ) => Err(ApiError::new(
             503,
             "ServiceUnavailable",

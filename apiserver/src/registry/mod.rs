@@ -10,6 +10,7 @@
 
 pub mod admission;
 pub mod allocation;
+pub mod eviction;
 pub mod fields;
 pub mod list;
 pub mod metadata;

@@ -9,6 +9,7 @@ use crate::Context;
 pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
+pub mod disruption;
 pub mod endpoints;
 pub mod endpointslice;
 pub mod garbagecollector;
@@ -30,6 +31,7 @@ pub const ALL: &[(&str, Start)] = &[
     ("cronjob", |ctx| cronjob::run(ctx).boxed()),
     ("daemonset", |ctx| daemonset::run(ctx).boxed()),
     ("deployment", |ctx| deployment::run(ctx).boxed()),
+    ("disruption", |ctx| disruption::run(ctx).boxed()),
     ("endpoints", |ctx| endpoints::run(ctx).boxed()),
     ("endpointslice", |ctx| endpointslice::run(ctx).boxed()),
     ("garbagecollector", |ctx| garbagecollector::run(ctx).boxed()),

@@ -19,6 +19,7 @@ pub mod namespaces;
 pub mod nodes;
 pub mod persistentvolumeclaims;
 pub mod persistentvolumes;
+pub mod poddisruptionbudgets;
 pub mod pods;
 pub mod podtemplates;
 pub mod priorityclasses;
@@ -58,4 +59,5 @@ pub static ALL: &[&ResourceType] = &[
     &resourcequotas::RESOURCE,
     &limitranges::RESOURCE,
     &priorityclasses::RESOURCE,
+    &poddisruptionbudgets::RESOURCE,
 ];
