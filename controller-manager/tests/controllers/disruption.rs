@@ -290,4 +290,33 @@ async fn bad_budgets_and_evictions_are_refused_with_causes() {
         .await
         .unwrap_err()
         .is_not_found());
+
+    // A pod on a node stays through its grace period: it shows why it is going.
+    let _: Pod = create(
+        &pods,
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "bound"},
+            "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "nginx:1.25"}]}}),
+    )
+    .await;
+    mark_ready(&pods, "bound").await.unwrap();
+    evict(&pods, "bound", false).await.unwrap();
+    let pod = pods.get("bound").await.unwrap();
+    assert!(pod.metadata.deletion_timestamp.is_some());
+    let conds = pod.status.unwrap().conditions.unwrap();
+    let target = conds
+        .iter()
+        .find(|c| c.type_ == "DisruptionTarget")
+        .expect("DisruptionTarget");
+    assert_eq!(
+        (
+            target.status.as_str(),
+            target.reason.as_deref(),
+            target.message.as_deref()
+        ),
+        (
+            "True",
+            Some("EvictionByEvictionAPI"),
+            Some("Eviction API: evicting")
+        )
+    );
 }

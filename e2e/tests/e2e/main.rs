@@ -7,6 +7,7 @@ mod support;
 
 mod bad_input;
 mod conformance_api;
+mod drain;
 mod event_ttl;
 mod failover;
 mod ha;
