@@ -15,7 +15,9 @@ use k8s_openapi::api::core::v1::{
     PodTemplate, Service, ServiceAccount,
 };
 use k8s_openapi::api::events::v1::{Event, EventSeries};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{
     Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
@@ -1943,4 +1945,110 @@ async fn bearer_token_authenticates() {
         .get("by-token")
         .await
         .expect("visible to the admin");
+}
+
+// ---- test/e2e/apps/disruption.go (API operations; eviction is in drain.rs) -----------
+
+fn pdb(name: &str, min_available: i32) -> PodDisruptionBudget {
+    obj(json!({
+        "metadata": {"name": name, "labels": {"e2e": "pdb"}},
+        "spec": {"minAvailable": min_available, "selector": {"matchLabels": {"app": name}}},
+    }))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pod_disruption_budget_api_operations() {
+    let (_, client) = shared().await;
+    let ns = namespace(&client, "pdb-test").await;
+    let api: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), &ns);
+
+    // create, update, patch, delete
+    let created = api.create(&pp(), &pdb("web", 1)).await.expect("create");
+    assert_eq!(created.metadata.generation, Some(1));
+    assert_eq!(created.status.as_ref().unwrap().disruptions_allowed, 0);
+    let mut updated = created.clone();
+    updated.spec.as_mut().unwrap().min_available = Some(IntOrString::Int(2));
+    let updated = api.replace("web", &pp(), &updated).await.expect("update");
+    assert_eq!(
+        updated.metadata.generation,
+        Some(2),
+        "a spec change bumps the generation"
+    );
+    let patched = api
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"patched": "yes"}}})),
+        )
+        .await
+        .expect("patch");
+    assert_eq!(patched.annotations()["patched"], "yes");
+    assert_eq!(
+        patched.metadata.generation,
+        Some(2),
+        "metadata changes keep it"
+    );
+
+    // the status subresource: update and patch change only status
+    let mut with_status = patched.clone();
+    with_status.status.as_mut().unwrap().disruptions_allowed = 3;
+    with_status.spec.as_mut().unwrap().min_available = Some(IntOrString::Int(9));
+    let s = api
+        .replace_status("web", &pp(), &with_status)
+        .await
+        .expect("update status");
+    assert_eq!(s.status.as_ref().unwrap().disruptions_allowed, 3);
+    assert_eq!(
+        s.spec.as_ref().unwrap().min_available,
+        Some(IntOrString::Int(2)),
+        "a status update leaves the spec"
+    );
+    let s = api
+        .patch_status(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"currentHealthy": 4}})),
+        )
+        .await
+        .expect("patch status");
+    assert_eq!(s.status.as_ref().unwrap().current_healthy, 4);
+    let bad = api
+        .patch_status(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"expectedPods": -1}})),
+        )
+        .await;
+    assert_eq!(status_of(bad).code, 422);
+    api.delete("web", &DeleteParams::default())
+        .await
+        .expect("delete");
+    assert_eq!(status_of(api.get("web").await).code, 404);
+
+    // list across namespaces, and deletecollection
+    for name in ["a", "b", "c"] {
+        api.create(&pp(), &pdb(name, 1)).await.unwrap();
+    }
+    let everywhere: Api<PodDisruptionBudget> = Api::all(client.clone());
+    let listed = everywhere
+        .list(&ListParams::default().labels("e2e=pdb"))
+        .await
+        .expect("list in all namespaces");
+    let mut names: Vec<String> = listed
+        .items
+        .iter()
+        .filter(|p| p.namespace().as_deref() == Some(ns.as_str()))
+        .map(|p| p.name_any())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["a", "b", "c"]);
+    api.delete_collection(&DeleteParams::default(), &ListParams::default())
+        .await
+        .expect("deletecollection");
+    assert!(api
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .is_empty());
 }
