@@ -16,6 +16,7 @@ pub mod quota;
 pub mod strategy;
 pub mod table;
 
+use serde_json::Value;
 pub use strategy::Strategy;
 pub use table::{Column, TableRow};
 
@@ -94,11 +95,35 @@ impl ResourceType {
     /// otherwise. Keelson uses the group-qualified form for every non-core group so that
     /// no two resources can collide.
     pub fn key_prefix(&self) -> String {
+        if let Some(shared) = self.strategy.shared_storage() {
+            return shared.resource.key_prefix();
+        }
         if self.group.is_empty() {
             format!("/registry/{}", self.plural)
         } else {
             format!("/registry/{}/{}", self.group, self.plural)
         }
+    }
+
+    /// An object as this kind shows it, from its stored form.
+    pub fn from_stored(&self, stored: Value) -> Value {
+        match self.strategy.shared_storage() {
+            Some(shared) => (shared.from_stored)(&stored),
+            None => stored,
+        }
+    }
+
+    /// An object of this kind in its stored form (borrowed when that is the same).
+    pub fn to_stored<'a>(&self, obj: &'a Value) -> std::borrow::Cow<'a, Value> {
+        match self.strategy.shared_storage() {
+            Some(shared) => std::borrow::Cow::Owned((shared.to_stored)(obj)),
+            None => std::borrow::Cow::Borrowed(obj),
+        }
+    }
+
+    /// Whether this kind keeps its objects under another resource's keys.
+    pub fn is_shared(&self) -> bool {
+        self.strategy.shared_storage().is_some()
     }
 
     /// `deployments.apps`, or `pods`.

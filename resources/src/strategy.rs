@@ -50,6 +50,12 @@ pub trait Strategy: Send + Sync {
         Vec::new()
     }
 
+    /// Checks only a create must pass (events.k8s.io Events created through that API
+    /// need their reporting fields; older Events updated through it do not).
+    fn validate_create(&self, _obj: &Value) -> Vec<Cause> {
+        Vec::new()
+    }
+
     /// Extra checks for an update: immutable fields and the like.
     fn validate_update(&self, _new: &Value, _old: &Value) -> Vec<Cause> {
         Vec::new()
@@ -101,6 +107,13 @@ pub trait Strategy: Send + Sync {
         false
     }
 
+    /// When this kind is another resource's objects in another shape (events.k8s.io/v1
+    /// Events are core/v1 Events), where they live and how to convert them. Kubernetes
+    /// calls such resources cohabiting: one etcd key per object, one storage version.
+    fn shared_storage(&self) -> Option<&'static SharedStorage> {
+        None
+    }
+
     /// Server-side table columns for `kubectl get`. The default is Kubernetes' default
     /// table: name and creation time.
     fn columns(&self) -> Vec<Column> {
@@ -123,6 +136,16 @@ pub trait Strategy: Send + Sync {
             ),
         ]
     }
+}
+
+/// See [`Strategy::shared_storage`].
+pub struct SharedStorage {
+    /// The resource whose etcd keys hold the objects, in its own shape.
+    pub resource: &'static crate::ResourceType,
+    /// This kind's shape to the stored one.
+    pub to_stored: fn(&Value) -> Value,
+    /// The stored shape to this kind's.
+    pub from_stored: fn(&Value) -> Value,
 }
 
 /// See [`Strategy::default_garbage_collection_policy`].

@@ -1,6 +1,6 @@
 //! List with label and field selectors, `limit`/`continue` and `remainingItemCount`.
 
-use super::{collection_prefix, decode_kv, storage_error, ListOptions, Registry};
+use super::{collection_prefix, storage_error, ListOptions, Registry};
 use crate::storage::StorageError;
 use base64::Engine;
 use keelson_apimachinery::selector::{FieldSelector, LabelSelector};
@@ -186,7 +186,7 @@ impl Registry {
                         remaining,
                     });
                 }
-                let obj = decode_kv(kv)?;
+                let obj = super::decode_as(rt, kv)?;
                 if filter.matches(&obj) {
                     items.push(obj);
                 }

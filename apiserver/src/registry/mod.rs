@@ -96,6 +96,12 @@ pub fn decode_kv(kv: &Kv) -> Result<Value, ApiError> {
         .ok_or_else(|| ApiError::internal(format!("stored object at {} is not valid JSON", kv.key)))
 }
 
+/// An object of `rt` from its key-value, converted when `rt` keeps its objects in
+/// another resource's shape (events.k8s.io Events).
+pub fn decode_as(rt: &ResourceType, kv: &Kv) -> Result<Value, ApiError> {
+    decode_kv(kv).map(|obj| rt.from_stored(obj))
+}
+
 /// The stored form: no resourceVersion (it is the key's revision) and no selfLink.
 fn encode(obj: &Value) -> Vec<u8> {
     let meta = obj.get("metadata").and_then(Value::as_object);
@@ -115,9 +121,17 @@ fn encode(obj: &Value) -> Vec<u8> {
 
 impl Registry {
     /// Tell the watch cache what was just written, so it need not decode it again.
-    fn wrote(&self, rev: i64, key: &str, object: &Arc<Value>, prev: Option<Arc<Value>>) {
+    fn wrote(
+        &self,
+        rt: &ResourceType,
+        rev: i64,
+        key: &str,
+        object: &Arc<Value>,
+        prev: Option<Arc<Value>>,
+    ) {
         // The stored bytes have no selfLink (see `encode`); keep the two forms equal.
-        if object.pointer("/metadata/selfLink").is_none() {
+        // A kind stored in another's shape lets the cache decode the stored bytes.
+        if object.pointer("/metadata/selfLink").is_none() && !rt.is_shared() {
             self.cache.wrote(rev, key, object.clone(), prev);
         }
     }
@@ -190,7 +204,7 @@ impl Registry {
 
     pub async fn get(&self, rt: &ResourceType, ns: &str, name: &str) -> Result<Value, ApiError> {
         match self.storage.get(&key(rt, ns, name)).await {
-            Ok(Some(kv)) => decode_kv(&kv),
+            Ok(Some(kv)) => decode_as(rt, &kv),
             Ok(None) => Err(ApiError::not_found(rt.group, rt.plural, name)),
             Err(e) => Err(storage_error(e, rt, name)),
         }
@@ -258,6 +272,9 @@ impl Registry {
         rt.strategy.default(obj);
         let mut causes = metadata::validate(rt, obj);
         causes.extend(rt.strategy.validate(obj));
+        if old.is_none() {
+            causes.extend(rt.strategy.validate_create(obj));
+        }
         if let Some(old) = old {
             causes.extend(metadata::validate_update(obj, old));
             causes.extend(rt.strategy.validate_update(obj, old));
@@ -329,7 +346,7 @@ impl Registry {
             }
             let commit = Commit {
                 key: k.clone(),
-                value: Some(encode(&candidate)),
+                value: Some(encode(&rt.to_stored(&candidate))),
                 expected: None,
                 claims: alloc.claims,
                 releases: alloc.releases,
@@ -339,7 +356,7 @@ impl Registry {
                 Ok(rev) => {
                     reservation.keep();
                     let object = Arc::new(with_rv(candidate, rev));
-                    self.wrote(rev, &k, &object, None);
+                    self.wrote(rt, rev, &k, &object, None);
                     return Ok(Written {
                         object,
                         created: true,
@@ -386,7 +403,7 @@ impl Registry {
             .map_err(|e| storage_error(e, rt, name))?;
         for _attempt in 0..16 {
             let old = match &current {
-                Some(kv) => Some(decode_kv(kv)?),
+                Some(kv) => Some(decode_as(rt, kv)?),
                 None => None,
             };
             let mut new = mutate(old.as_ref())?;
@@ -432,7 +449,7 @@ impl Registry {
                 && !rt.strategy.deletion_blocked(&new);
             let mut commit = Commit {
                 key: k.clone(),
-                value: Some(encode(&new)),
+                value: Some(encode(&rt.to_stored(&new))),
                 expected: current.as_ref().map(|kv| kv.mod_revision),
                 claims: alloc.claims,
                 releases: alloc.releases,
@@ -454,7 +471,7 @@ impl Registry {
                     reservation.keep();
                     let object = Arc::new(with_rv(new, rev));
                     if !finished {
-                        self.wrote(rev, &k, &object, old.map(Arc::new));
+                        self.wrote(rt, rev, &k, &object, old.map(Arc::new));
                     }
                     return Ok(Written {
                         object,
@@ -616,7 +633,7 @@ impl Registry {
                 .await
                 .map_err(|e| storage_error(e, rt, name))?
                 .ok_or_else(|| ApiError::not_found(rt.group, rt.plural, name))?;
-            let obj = decode_kv(&kv)?;
+            let obj = decode_as(rt, &kv)?;
             if let Some(uid) = &opts.precondition_uid {
                 if uid != meta::uid(&obj) {
                     return Err(ApiError::conflict(
@@ -656,7 +673,7 @@ impl Registry {
                 },
                 (Some(updated), false) => Commit {
                     key: k.clone(),
-                    value: Some(encode(updated)),
+                    value: Some(encode(&rt.to_stored(updated))),
                     expected: Some(kv.mod_revision),
                     lease: self.lease(rt, name).await?,
                     ..Default::default()

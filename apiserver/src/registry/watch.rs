@@ -65,9 +65,18 @@ impl WatchEvent {
 }
 
 /// Translate one raw change into what this watcher sees, if anything.
-fn translate(ev: &RawEvent, prefix: &str, filter: &Filter, view: View) -> Option<WatchEvent> {
+fn translate(
+    rt: &ResourceType,
+    ev: &RawEvent,
+    prefix: &str,
+    filter: &Filter,
+    view: View,
+) -> Option<WatchEvent> {
     if !ev.key.starts_with(prefix) {
         return None;
+    }
+    if rt.is_shared() {
+        return translate_converted(rt, ev, filter, view);
     }
     let now = ev.object().filter(|o| filter.matches(o));
     // Without a selector every earlier state under the prefix matched: no need to decode it.
@@ -92,6 +101,31 @@ fn translate(ev: &RawEvent, prefix: &str, filter: &Filter, view: View) -> Option
         }
         _ => None,
     }
+}
+
+/// [`translate`] for a kind stored in another's shape: every state is converted
+/// before the selectors see it, and encoded for this watcher alone.
+fn translate_converted(
+    rt: &ResourceType,
+    ev: &RawEvent,
+    filter: &Filter,
+    view: View,
+) -> Option<WatchEvent> {
+    let convert = |o: &Arc<Value>| rt.from_stored((**o).clone());
+    let now = ev.object().map(convert).filter(|o| filter.matches(o));
+    let before = ev.had_prev()
+        && (filter.is_everything() || ev.prev().is_some_and(|o| filter.matches(&convert(o))));
+    let (kind, object) = match (ev.change, now, before) {
+        (Change::Put, Some(o), was) => (if was { "MODIFIED" } else { "ADDED" }, o),
+        (_, None, true) => ("DELETED", convert(&ev.deleted_form(view)?.0)),
+        _ => return None,
+    };
+    Some(WatchEvent {
+        kind,
+        object: Arc::new(object),
+        view,
+        json: None,
+    })
 }
 
 fn bookmark(rt: &ResourceType, rv: i64, initial_end: bool) -> WatchEvent {
@@ -203,7 +237,7 @@ impl Registry {
                         // The backlog holds only events after `after`.
                         for ev in backlog {
                             last = last.max(ev.revision);
-                            if let Some(we) = translate(&ev, &prefix, &filter, view) {
+                            if let Some(we) = translate(rt, &ev, &prefix, &filter, view) {
                                 tx.send(we).await.ok()?;
                             }
                         }
@@ -238,7 +272,7 @@ impl Registry {
                                 }
                                 for ev in raw_events(&resp) {
                                     last = last.max(ev.revision);
-                                    if let Some(we) = translate(&ev, &prefix, &filter, view) {
+                                    if let Some(we) = translate(rt, &ev, &prefix, &filter, view) {
                                         tx.send(we).await.ok()?;
                                     }
                                 }
@@ -288,7 +322,7 @@ async fn follow_live(
                         continue;
                     }
                     last = ev.revision;
-                    if let Some(we) = translate(&ev, prefix, filter, view) {
+                    if let Some(we) = translate(rt, &ev, prefix, filter, view) {
                         tx.send(we).await.ok()?;
                     }
                 }
@@ -318,6 +352,48 @@ mod tests {
         keelson_apimachinery::meta::resource_version(obj)
             .parse()
             .unwrap_or(0)
+    }
+
+    fn configmaps() -> &'static ResourceType {
+        keelson_resources::find("", "configmaps").unwrap()
+    }
+
+    #[test]
+    fn events_k8s_io_watchers_see_core_events_converted() {
+        let v1 = keelson_resources::find("events.k8s.io", "events").unwrap();
+        let f = Filter::new(
+            v1,
+            "default",
+            &ListOptions {
+                field_selector: "regarding.name=web".into(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let core = |name: &str, rv: i64| {
+            Arc::new(json!({"apiVersion": "v1", "kind": "Event",
+                "metadata": {"name": "e", "namespace": "default", "resourceVersion": rv.to_string()},
+                "involvedObject": {"kind": "Pod", "name": name}, "message": "hi"}))
+        };
+        let p = "/registry/events/default/";
+        let created = raw(3, format!("{p}e"), Some(core("web", 3)), None);
+        let we = translate(v1, &created, p, &f, View::FULL).unwrap();
+        assert_eq!(we.kind, "ADDED");
+        assert_eq!(we.object["apiVersion"], "events.k8s.io/v1");
+        assert_eq!(we.object["note"], "hi");
+        assert_eq!(we.object["regarding"]["name"], "web");
+        let moved = raw(
+            4,
+            format!("{p}e"),
+            Some(core("db", 4)),
+            Some(core("web", 3)),
+        );
+        let we = translate(v1, &moved, p, &f, View::FULL).unwrap();
+        assert_eq!(
+            (we.kind, we.object["regarding"]["name"].as_str()),
+            ("DELETED", Some("web"))
+        );
+        assert_eq!(rv_of(&we.object), 4);
     }
 
     fn filter(sel: &str) -> Filter {
@@ -358,7 +434,7 @@ mod tests {
             Some(cm(json!({"app": "db"}), 7)),
             Some(cm(json!({"app": "web"}), 5)),
         );
-        let we = translate(&leave, p, &f, View::FULL).unwrap();
+        let we = translate(configmaps(), &leave, p, &f, View::FULL).unwrap();
         assert_eq!(we.kind, "DELETED");
         assert_eq!(rv_of(&we.object), 7);
         let enter = raw(
@@ -367,13 +443,18 @@ mod tests {
             Some(cm(json!({"app": "web"}), 8)),
             Some(cm(json!({"app": "db"}), 7)),
         );
-        assert_eq!(translate(&enter, p, &f, View::FULL).unwrap().kind, "ADDED");
+        assert_eq!(
+            translate(configmaps(), &enter, p, &f, View::FULL)
+                .unwrap()
+                .kind,
+            "ADDED"
+        );
         let other_ns = raw(
             9,
             "/registry/configmaps/other/a".into(),
             Some(cm(json!({"app": "web"}), 9)),
             None,
         );
-        assert!(translate(&other_ns, p, &f, View::FULL).is_none());
+        assert!(translate(configmaps(), &other_ns, p, &f, View::FULL).is_none());
     }
 }

@@ -1063,6 +1063,109 @@ async fn core_events_lifecycle() {
     assert_eq!(api.list(&set).await.unwrap().items.len(), 0);
 }
 
+/// Both Event APIs serve the same objects, as on Kubernetes: what one writes the other
+/// reads, watches, updates and deletes, with the fields renamed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_event_apis_share_their_events() {
+    let (_, client) = shared().await;
+    let ns = namespace(&client, "events-shared").await;
+    let v1: Api<Event> = Api::namespaced(client.clone(), &ns);
+    let core: Api<CoreEvent> = Api::namespaced(client.clone(), &ns);
+    let rv = core
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    let mut core_watch = Watcher::start(&core, &WatchParams::default(), &rv).await;
+
+    // Written through events.k8s.io, read and watched through core/v1.
+    let created = v1
+        .create(&pp(), &new_test_event(&ns, "from-v1", "shared"))
+        .await
+        .expect("create through events.k8s.io");
+    let seen = core
+        .get("from-v1")
+        .await
+        .expect("the same Event through core/v1");
+    assert_eq!(seen.message.as_deref(), Some("This is from-v1"));
+    assert_eq!(seen.reporting_component.as_deref(), Some("test-controller"));
+    assert_eq!(seen.metadata.uid, created.metadata.uid);
+    assert_eq!(
+        seen.metadata.resource_version,
+        created.metadata.resource_version
+    );
+    match core_watch.next_within(WAIT).await {
+        Some(WatchEvent::Added(e)) => assert_eq!(e.name_any(), "from-v1"),
+        other => panic!("expected ADDED from-v1 on the core watch, got {other:?}"),
+    }
+
+    // Written through core/v1 (the legacy shape), listed and selected through events.k8s.io.
+    let mut legacy = core_event(&ns, "from-core", "shared");
+    legacy.involved_object.name = Some("web".into());
+    core.create(&pp(), &legacy)
+        .await
+        .expect("create through core/v1");
+    let listed = v1
+        .list(&ListParams::default().fields("regarding.name=web"))
+        .await
+        .unwrap();
+    assert_eq!(
+        listed
+            .items
+            .iter()
+            .map(|e| e.name_any())
+            .collect::<Vec<_>>(),
+        ["from-core"]
+    );
+    let as_v1 = &listed.items[0];
+    assert_eq!(as_v1.note.as_deref(), Some("This is from-core"));
+    assert_eq!(as_v1.deprecated_count, Some(1));
+
+    // A legacy Event may be updated through events.k8s.io (only creates there need the
+    // reporting fields); its immutable fields stay immutable.
+    v1.patch(
+        "from-core",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"touched": "yes"}}})),
+    )
+    .await
+    .expect("label a legacy Event through events.k8s.io");
+    assert_eq!(
+        core.get("from-core").await.unwrap().labels()["touched"],
+        "yes"
+    );
+    let changed = v1
+        .patch(
+            "from-core",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"note": "rewritten"})),
+        )
+        .await;
+    assert_eq!(status_of(changed).code, 422);
+    assert_eq!(
+        core.get("from-core").await.unwrap().message.as_deref(),
+        Some("This is from-core")
+    );
+
+    // Deleted through one, gone from both.
+    v1.delete("from-core", &DeleteParams::default())
+        .await
+        .unwrap();
+    assert_eq!(status_of(core.get("from-core").await).code, 404);
+    core.delete("from-v1", &DeleteParams::default())
+        .await
+        .unwrap();
+    assert_eq!(status_of(v1.get("from-v1").await).code, 404);
+    assert!(v1
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .is_empty());
+}
+
 // ---- test/e2e/common/node/configmap.go ------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,17 +1,18 @@
 //! events.k8s.io/v1 Event.
 //!
-//! On Kubernetes this is another view of the core/v1 events (same objects, renamed
-//! fields); [`to_core`] and [`from_core`] are that conversion, for a store that wants
-//! to serve both from one place. Validation is Kubernetes' strict validation for
-//! events created through this API (eventTime, reporting fields, deprecated fields
-//! unset), with Kubernetes' internal field names in the paths (`involvedObject`,
-//! `message`, `reportingController`), as its messages have them.
+//! Another view of the core/v1 events, as on Kubernetes: the same objects under the
+//! same etcd keys, with renamed fields ([`to_core`] and [`from_core`] convert), so an
+//! Event written through either API is read, watched and deleted through both.
+//! Creates get Kubernetes' strict validation for this API (eventTime, reporting
+//! fields, deprecated fields unset), updates the legacy rules plus immutable fields,
+//! with Kubernetes' internal field names in the paths (`involvedObject`, `message`,
+//! `reportingController`), as its messages have them.
 
 use crate::kinds::events::{
     core_selectable_fields, event_columns, event_row, legacy_validate, time_set,
 };
 use crate::podspec::str_at;
-use crate::strategy::Strategy;
+use crate::strategy::{SharedStorage, Strategy};
 use crate::table::{Column, TableRow};
 use crate::ResourceType;
 use keelson_apimachinery::Cause;
@@ -31,6 +32,13 @@ pub static RESOURCE: ResourceType = ResourceType {
 };
 
 struct EventsV1;
+
+/// Kubernetes stores both Event APIs as core/v1 Events under `/registry/events`.
+static STORED_AS_CORE: SharedStorage = SharedStorage {
+    resource: &crate::kinds::events::RESOURCE,
+    to_stored: to_core,
+    from_stored: from_core,
+};
 
 /// events.k8s.io field name and core/v1 field name.
 const RENAMES: &[(&str, &str)] = &[
@@ -85,9 +93,18 @@ impl Strategy for EventsV1 {
         true
     }
 
+    fn shared_storage(&self) -> Option<&'static SharedStorage> {
+        Some(&STORED_AS_CORE)
+    }
+
     fn validate(&self, obj: &Value) -> Vec<Cause> {
+        legacy_validate(&to_core(obj))
+    }
+
+    /// Kubernetes' strict rules for Events created through this API.
+    fn validate_create(&self, obj: &Value) -> Vec<Cause> {
         let core = to_core(obj);
-        let mut out = legacy_validate(&core);
+        let mut out = Vec::new();
         if let Some(series) = core.get("series").filter(|s| !s.is_null()) {
             if series.get("count").and_then(Value::as_i64).unwrap_or(0) < 2 {
                 out.push(Cause::invalid(
@@ -232,13 +249,14 @@ mod tests {
     #[test]
     fn strict_validation() {
         assert!(RESOURCE.strategy.validate(&event()).is_empty());
+        assert!(RESOURCE.strategy.validate_create(&event()).is_empty());
         let mut e = event();
         e["type"] = json!("Info");
         e["deprecatedCount"] = json!(2);
         e.as_object_mut().unwrap().remove("eventTime");
         let shown: Vec<String> = RESOURCE
             .strategy
-            .validate(&e)
+            .validate_create(&e)
             .iter()
             .map(Cause::display)
             .collect();
