@@ -1,12 +1,12 @@
-//! `kubectl drain` against a PodDisruptionBudget: the real kubectl cordons a hollow
-//! node and evicts its pods through `pods/eviction`; the budget lets one go at a time,
+//! `kubectl drain` against a PodDisruptionBudget: the real kubectl (each installed
+//! version in turn) cordons a hollow node and evicts its pods through `pods/eviction`; the budget lets one go at a time,
 //! refuses the next with 429 until the replacement is ready elsewhere, and the node
 //! ends empty but for its DaemonSet pod.
 //!
 //! Draining cordons a node and evicts pods of every namespace, so this test has its
 //! own control plane instead of the one `workloads` shares.
 
-use keelson_e2e::{json, ControlPlane};
+use keelson_e2e::{json, kubectl_versions, ControlPlane};
 use keelson_testkit::{eventually, ok};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -117,38 +117,58 @@ fn drain_evicts_within_the_disruption_budget() {
     let row: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
     assert_eq!(&row[..4], ["web", "3", "N/A", "1"], "{table}");
 
-    // Four pods on three nodes: drain the node with the most, so that the budget
-    // (one disruption) must hold the second eviction back.
+    // Each installed kubectl drains once (1.32, then the oldest and newest).
+    for binary in kubectl_versions() {
+        drain_busiest_node(&plane, ns, &binary);
+    }
+}
+
+/// Four pods on three nodes: drain the node with the most, so that the budget (one
+/// disruption) must hold the second eviction back; then uncordon it.
+fn drain_busiest_node(plane: &ControlPlane, ns: &str, binary: &str) {
+    let kubectl = |args: &[&str]| ok(plane.kubectl(args));
     let by_node = eventually(
         Duration::from_secs(60),
         "web pods and agents placed",
         || {
-            let web = pods_by_node(&plane, ns, "app=web");
-            let agents = pods_by_node(&plane, ns, "app=agent");
+            let web = pods_by_node(plane, ns, "app=web");
+            let agents = pods_by_node(plane, ns, "app=agent");
             (web.values().map(Vec::len).sum::<usize>() == 4 && agents.len() == 3).then_some(web)
         },
     );
-    let (node, victims) = by_node.iter().max_by_key(|(_, pods)| pods.len()).unwrap();
-    assert!(
-        victims.len() >= 2,
-        "the scheduler put 4 pods on 3 nodes: {by_node:?}"
+    eventually(
+        Duration::from_secs(60),
+        "the budget to allow one disruption",
+        || {
+            let out = kubectl(&["get", "pdb", "web", "-n", ns, "-o", "json"]);
+            (json(&out)["status"]["disruptionsAllowed"] == 1).then_some(())
+        },
     );
+    let (node, victims) = by_node.iter().max_by_key(|(_, pods)| pods.len()).unwrap();
+    assert!(victims.len() >= 2, "4 pods on 3 nodes: {by_node:?}");
 
-    let out = plane.kubectl(&["drain", node, "--ignore-daemonsets", "--timeout=120s"]);
+    let out = plane.cluster.kubectl_with(
+        binary,
+        &["drain", node, "--ignore-daemonsets", "--timeout=120s"],
+        None,
+    );
     let (stdout, stderr) = (
         String::from_utf8_lossy(&out.stdout).to_string(),
         String::from_utf8_lossy(&out.stderr).to_string(),
     );
-    assert!(out.status.success(), "drain failed:\n{stdout}\n{stderr}");
+    assert!(
+        out.status.success(),
+        "{binary} drain failed:\n{stdout}\n{stderr}"
+    );
     for pod in victims {
         assert!(
             stdout.contains(&format!("pod/{pod} evicted")),
-            "{stdout}\n{stderr}"
+            "{binary}: {stdout}\n{stderr}"
         );
     }
     assert!(
         stderr.contains("Cannot evict pod as it would violate the pod's disruption budget."),
-        "one eviction must have waited for the budget:\n{stdout}\n{stderr}"
+        "{binary}: one eviction must have waited for the budget:\n{stdout}\n{stderr}"
     );
     assert!(stdout.contains(&format!("node/{node} drained")), "{stdout}");
 
@@ -160,12 +180,12 @@ fn drain_evicts_within_the_disruption_budget() {
         Duration::from_secs(60),
         "4 web pods ready elsewhere",
         || {
-            let web = pods_by_node(&plane, ns, "app=web");
+            let web = pods_by_node(plane, ns, "app=web");
             (web.values().map(Vec::len).sum::<usize>() == 4).then_some(web)
         },
     );
     assert!(!web.contains_key(node.as_str()), "{web:?}");
-    assert!(pods_by_node(&plane, ns, "app=agent").contains_key(node.as_str()));
+    assert!(pods_by_node(plane, ns, "app=agent").contains_key(node.as_str()));
 
     kubectl(&["uncordon", node]);
     let n = json(&kubectl(&["get", "node", node, "-o", "json"]));
