@@ -4,12 +4,17 @@
 //! Only nodes that failed for a resolvable reason are tried. On each, every
 //! lower-priority pod is taken off (a dry run on a copy of the node and of the cycle
 //! state); if the pod then fits, the most important of them are put back one by one
-//! while it still fits, and the rest are the victims. The best node has the
-//! least important victims (lowest highest priority, then lowest sum, then fewest).
-//! PodDisruptionBudgets are not considered.
+//! while it still fits, and the rest are the victims. PodDisruptionBudgets are
+//! honoured as far as they can be (as Kubernetes does, best effort): pods whose
+//! eviction would exceed their budget are put back first, and the best node is the
+//! one with the fewest such violations, then the least important victims (lowest
+//! highest priority, then lowest sum, then fewest).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use keelson_apimachinery::selector::LabelSelector;
 
 use rand::Rng;
 
@@ -32,6 +37,73 @@ pub enum Preemption {
     },
 }
 
+/// What preemption needs of a PodDisruptionBudget.
+#[derive(Debug, Clone)]
+pub struct Budget {
+    namespace: String,
+    selector: LabelSelector,
+    allowed: i32,
+    /// Pods already evicted against it (the apiserver has spent the budget for them).
+    disrupted: HashSet<String>,
+}
+
+impl Budget {
+    /// `None` for a budget that selects nothing: no selector, an empty or an invalid
+    /// one (the scheduler, unlike eviction, lets an empty selector match nothing).
+    pub fn new(pdb: &PodDisruptionBudget) -> Option<Budget> {
+        let selector = pdb.spec.as_ref()?.selector.as_ref()?;
+        let selector = LabelSelector::from_object(&serde_json::to_value(selector).ok()?).ok()?;
+        if selector.is_empty() {
+            return None;
+        }
+        let status = pdb.status.clone().unwrap_or_default();
+        Some(Budget {
+            namespace: pdb.metadata.namespace.clone().unwrap_or_default(),
+            selector,
+            allowed: status.disruptions_allowed,
+            disrupted: status
+                .disrupted_pods
+                .unwrap_or_default()
+                .into_keys()
+                .collect(),
+        })
+    }
+
+    fn covers(&self, pod: &PodInfo) -> bool {
+        pod.namespace == self.namespace
+            && !pod.labels.is_empty()
+            && !self.disrupted.contains(&pod.name)
+            && self
+                .selector
+                .matches_with(|k| pod.labels.get(k).map(String::as_str))
+    }
+}
+
+/// Split `pods` (in order) into those whose eviction would exceed a budget, counting
+/// each earlier pod against the budgets it shares, and the rest.
+fn split_by_budget(
+    pods: Vec<Arc<PodInfo>>,
+    budgets: &[Budget],
+) -> (Vec<Arc<PodInfo>>, Vec<Arc<PodInfo>>) {
+    let mut allowed: Vec<i32> = budgets.iter().map(|b| b.allowed).collect();
+    let (mut violating, mut fine) = (Vec::new(), Vec::new());
+    for pod in pods {
+        let mut violates = false;
+        for (i, b) in budgets.iter().enumerate() {
+            if b.covers(&pod) {
+                allowed[i] -= 1;
+                violates |= allowed[i] < 0;
+            }
+        }
+        if violates {
+            violating.push(pod);
+        } else {
+            fine.push(pod);
+        }
+    }
+    (violating, fine)
+}
+
 const NOT_HELPFUL: &str = "Preemption is not helpful for scheduling";
 /// Dry-run at least this many candidate nodes, or this share of them.
 const MIN_CANDIDATES: usize = 100;
@@ -50,13 +122,14 @@ fn failed(num_all_nodes: usize, statuses: HashMap<usize, Status>) -> Preemption 
 }
 
 /// Try to make room for `pod`, which failed with `diagnosis`; `state` is the cycle
-/// state after PreFilter.
+/// state after PreFilter; `budgets` are the cluster's PodDisruptionBudgets.
 pub fn preempt(
     fw: &Framework,
     cache: &Cache,
     pod: &PodInfo,
     state: &CycleState,
     diagnosis: &Diagnosis,
+    budgets: &[Budget],
     rng: &mut impl Rng,
 ) -> Preemption {
     if pod.preempt_never {
@@ -97,11 +170,11 @@ pub fn preempt(
         .max(MIN_CANDIDATES)
         .min(potential.len());
     let offset = rng.random_range(0..potential.len());
-    let mut candidates: Vec<(usize, Vec<Arc<PodInfo>>)> = Vec::new();
+    let mut candidates: Vec<(usize, Victims)> = Vec::new();
     let mut statuses = HashMap::new();
     for k in 0..potential.len() {
         let i = potential[(offset + k) % potential.len()];
-        match select_victims(fw, cache, pod, state, i) {
+        match select_victims(fw, cache, pod, state, budgets, i) {
             Ok(victims) => {
                 candidates.push((i, victims));
                 if candidates.len() >= wanted {
@@ -113,8 +186,10 @@ pub fn preempt(
             }
         }
     }
-    let best = candidates.into_iter().min_by_key(|(i, victims)| {
+    let best = candidates.into_iter().min_by_key(|(i, v)| {
+        let victims = &v.pods;
         (
+            v.violations,
             victims.iter().map(|v| v.priority).max().unwrap_or(i32::MIN),
             victims.iter().map(|v| i64::from(v.priority)).sum::<i64>(),
             victims.len(),
@@ -122,19 +197,30 @@ pub fn preempt(
         )
     });
     match best {
-        Some((node, victims)) => Preemption::Nominated { node, victims },
+        Some((node, v)) => Preemption::Nominated {
+            node,
+            victims: v.pods,
+        },
         None => failed(all, statuses),
     }
 }
 
-/// The fewest, least important pods to delete from node `i` for `pod` to fit.
+/// The pods to delete from one node, and how many of them exceed their budget.
+struct Victims {
+    pods: Vec<Arc<PodInfo>>,
+    violations: usize,
+}
+
+/// The fewest, least important pods to delete from node `i` for `pod` to fit, sparing
+/// first those whose eviction would exceed their budget.
 fn select_victims(
     fw: &Framework,
     cache: &Cache,
     pod: &PodInfo,
     state: &CycleState,
+    budgets: &[Budget],
     i: usize,
-) -> Result<Vec<Arc<PodInfo>>, Status> {
+) -> Result<Victims, Status> {
     let cx = Context { pod, cache };
     let mut potential: Vec<Arc<PodInfo>> = cache
         .node(i)
@@ -156,16 +242,26 @@ fn select_victims(
         fw.update_state(cx, &mut state, &node, p, -1);
     }
     fw.filter_with_nominated(cx, &state, &node)?;
-    // Most important first: they are the first to be spared.
+    // Most important first: they are the first to be spared, after the pods a
+    // budget protects.
     potential.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.created.cmp(&b.created)));
-    let mut victims = Vec::new();
-    for p in potential {
+    let (violating, fine) = split_by_budget(potential, budgets);
+    let mut victims = Victims {
+        pods: Vec::new(),
+        violations: 0,
+    };
+    for (p, protected) in violating
+        .into_iter()
+        .map(|p| (p, true))
+        .chain(fine.into_iter().map(|p| (p, false)))
+    {
         node.add_pod(p.clone());
         fw.update_state(cx, &mut state, &node, &p, 1);
         if fw.filter_with_nominated(cx, &state, &node).is_err() {
             node.remove_pod(&p.uid);
             fw.update_state(cx, &mut state, &node, &p, -1);
-            victims.push(p);
+            victims.pods.push(p);
+            victims.violations += usize::from(protected);
         }
     }
     Ok(victims)
@@ -187,11 +283,23 @@ mod tests {
     }
 
     fn run(c: &Cache, p: &PodInfo) -> Preemption {
+        run_with(c, p, &[])
+    }
+
+    fn run_with(c: &Cache, p: &PodInfo, budgets: &[Budget]) -> Preemption {
         let mut alg = Algorithm::new(Framework::default(), 0, 1);
         match alg.schedule(c, p) {
             Err(Failure::Fit(e, state)) => {
                 let mut rng = rand::rng();
-                preempt(&alg.framework, c, p, &state, &e.diagnosis, &mut rng)
+                preempt(
+                    &alg.framework,
+                    c,
+                    p,
+                    &state,
+                    &e.diagnosis,
+                    budgets,
+                    &mut rng,
+                )
             }
             _ => panic!("expected no fit"),
         }
@@ -211,6 +319,73 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    fn labelled(name: &str, cpu: &str, priority: i32, app: &str) -> Arc<PodInfo> {
+        Arc::new(pod(json!({
+            "metadata": {"name": name, "namespace": "default", "labels": {"app": app}},
+            "spec": {"priority": priority, "containers": [
+                {"name": "c", "resources": {"requests": {"cpu": cpu}}}]}})))
+    }
+
+    fn budget(app: &str, allowed: i32) -> Budget {
+        let pdb: PodDisruptionBudget = serde_json::from_value(json!({
+            "metadata": {"name": app, "namespace": "default"},
+            "spec": {"selector": {"matchLabels": {"app": app}}},
+            "status": {"disruptionsAllowed": allowed, "currentHealthy": 1, "desiredHealthy": 1, "expectedPods": 1},
+        }))
+        .unwrap();
+        Budget::new(&pdb).unwrap()
+    }
+
+    fn victims(p: Preemption) -> (usize, Vec<String>) {
+        match p {
+            Preemption::Nominated { node, victims } => {
+                (node, victims.iter().map(|v| v.name.clone()).collect())
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn budgets_spare_the_pods_they_protect() {
+        let mut c = cache(&[node("n1", "4", json!({}))]);
+        c.assume(labelled("guarded", "2", 1, "db"), 0);
+        c.assume(labelled("free", "2", 5, "web"), 0);
+        let high = asking("high", "2", 100);
+        assert_eq!(
+            victims(run(&c, &high)).1,
+            ["guarded"],
+            "without budgets the lowest goes"
+        );
+        let spent = [budget("db", 0)];
+        assert_eq!(victims(run_with(&c, &high, &spent)).1, ["free"]);
+        // A budget with room left protects nothing.
+        assert_eq!(
+            victims(run_with(&c, &high, &[budget("db", 1)])).1,
+            ["guarded"]
+        );
+        // An empty selector selects nothing here.
+        assert!(Budget::new(
+            &serde_json::from_value(json!({
+            "metadata": {"name": "e", "namespace": "default"}, "spec": {"selector": {}}}))
+            .unwrap()
+        )
+        .is_none());
+    }
+
+    #[test]
+    fn the_node_with_fewest_budget_violations_wins() {
+        let mut c = cache(&[node("n1", "2", json!({})), node("n2", "2", json!({}))]);
+        c.assume(labelled("guarded", "2", 1, "db"), 0);
+        c.assume(labelled("free", "2", 50, "web"), 1);
+        let high = asking("high", "2", 100);
+        // Lower priority on n1, but its only victim would exceed the budget.
+        assert_eq!(victims(run(&c, &high)), (0, vec!["guarded".to_string()]));
+        assert_eq!(
+            victims(run_with(&c, &high, &[budget("db", 0)])),
+            (1, vec!["free".to_string()])
+        );
     }
 
     #[test]

@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
-use keelson_client::runtime::{watcher, Notification, SharedInformer};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use keelson_client::runtime::{watcher, Notification, SharedInformer, Store};
 use keelson_client::{Api, Client};
 use tokio::task::JoinSet;
 
@@ -26,7 +27,7 @@ use crate::fit_error::NO_NODES;
 use crate::framework::{Framework, PluginSet, ALL_PLUGINS};
 use crate::metrics::{Metrics, Outcome};
 use crate::podinfo::PodInfo;
-use crate::preemption::{self, Preemption};
+use crate::preemption::{self, Budget, Preemption};
 use crate::queue::{QueueConfig, SchedulingQueue};
 
 /// A finished background write.
@@ -73,6 +74,8 @@ pub(crate) struct Loop {
     tasks: JoinSet<Done>,
     bindings: usize,
     masks: Masks,
+    /// PodDisruptionBudgets, read only when preempting (a lister, as in Kubernetes).
+    budgets: Store<PodDisruptionBudget>,
 }
 
 type Changes<K> = BoxStream<'static, Notification<K>>;
@@ -89,6 +92,10 @@ pub(crate) async fn run(client: Client, cfg: SchedulerConfig, metrics: Metrics) 
         Api::<Namespace>::all(client.clone()),
         watcher::Config::default(),
     );
+    let budgets = SharedInformer::new(
+        Api::<PodDisruptionBudget>::all(client.clone()),
+        watcher::Config::default(),
+    );
     let mut changes = (
         pods.subscribe().boxed(),
         nodes.subscribe().boxed(),
@@ -99,15 +106,21 @@ pub(crate) async fn run(client: Client, cfg: SchedulerConfig, metrics: Metrics) 
     tokio::join!(
         pods.wait_for_sync(),
         nodes.wait_for_sync(),
-        namespaces.wait_for_sync()
+        namespaces.wait_for_sync(),
+        budgets.wait_for_sync()
     );
     tracing::info!(scheduler = %cfg.scheduler_name, "caches synced; scheduling");
-    let mut lp = Loop::new(client, cfg, metrics);
+    let mut lp = Loop::new(client, cfg, metrics, budgets.store());
     lp.run(&mut changes).await;
 }
 
 impl Loop {
-    fn new(client: Client, cfg: SchedulerConfig, metrics: Metrics) -> Loop {
+    fn new(
+        client: Client,
+        cfg: SchedulerConfig,
+        metrics: Metrics,
+        budgets: Store<PodDisruptionBudget>,
+    ) -> Loop {
         let framework = Framework::default();
         let masks = Masks {
             assigned_pod_added: framework.plugin_set(&["InterPodAffinity", "PodTopologySpread"]),
@@ -131,6 +144,7 @@ impl Loop {
             tasks: JoinSet::new(),
             bindings: 0,
             masks,
+            budgets,
             client,
             cfg,
             metrics,
@@ -312,7 +326,21 @@ impl Loop {
                 let outcome = {
                     let fw = &self.alg.framework;
                     let mut rng = rand::rng();
-                    preemption::preempt(fw, &self.cache, &pod, &state, &err.diagnosis, &mut rng)
+                    let budgets: Vec<Budget> = self
+                        .budgets
+                        .list()
+                        .iter()
+                        .filter_map(|b| Budget::new(b))
+                        .collect();
+                    preemption::preempt(
+                        fw,
+                        &self.cache,
+                        &pod,
+                        &state,
+                        &err.diagnosis,
+                        &budgets,
+                        &mut rng,
+                    )
                 };
                 let mut pod = pod;
                 let nominated = match outcome {

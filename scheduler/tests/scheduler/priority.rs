@@ -4,6 +4,7 @@
 use crate::support;
 
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::scheduling::v1::PriorityClass;
 use keelson_client::{Api, DeleteParams, PostParams};
 use serde_json::json;
@@ -243,4 +244,62 @@ async fn preemption_makes_room_for_higher_priority() {
     assert!(env
         .metrics()
         .contains("scheduler_preemption_attempts_total"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preemption_spares_pods_a_disruption_budget_protects() {
+    let env = start().await;
+    let classes: Api<PriorityClass> = Api::all(env.client.clone());
+    let pp = PostParams::default();
+    for (name, value) in [("low", 100), ("mid", 500), ("high", 1000)] {
+        classes
+            .create(&pp, &class(name, value, json!({})))
+            .await
+            .unwrap();
+    }
+    // A budget with no disruption left (as created; no disruption controller runs here)
+    // over the lowest-priority pod.
+    let pdbs: Api<PodDisruptionBudget> = Api::namespaced(env.client.clone(), "default");
+    let pdb: PodDisruptionBudget = serde_json::from_value(json!({
+        "metadata": {"name": "db"},
+        "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "db"}}}}))
+    .unwrap();
+    pdbs.create(&pp, &pdb).await.unwrap();
+
+    env.add_node("n1", "2", json!({})).await;
+    env.add_pod(
+        "guarded",
+        "2",
+        json!({"metadata": {"labels": {"app": "db"}}, "spec": {"priorityClassName": "low"}}),
+    )
+    .await;
+    assert_eq!(env.bound("guarded").await, "n1");
+    env.add_node("n2", "2", json!({})).await;
+    env.add_pod(
+        "free",
+        "2",
+        json!({"metadata": {"labels": {"app": "web"}}, "spec": {"priorityClassName": "mid"}}),
+    )
+    .await;
+    assert_eq!(env.bound("free").await, "n2");
+
+    // Without the budget the lower-priority "guarded" would go; with it, "free" does.
+    env.add_pod("high", "2", json!({"spec": {"priorityClassName": "high"}}))
+        .await;
+    eventually("the unguarded pod preempted", || async {
+        let p = env.pod("free").await;
+        p.metadata.deletion_timestamp.is_some().then_some(())
+    })
+    .await;
+    eventually("the preemptor nominated to n2", || async {
+        let p = env.pod("high").await;
+        (p.status?.nominated_node_name? == "n2").then_some(())
+    })
+    .await;
+    assert!(env
+        .pod("guarded")
+        .await
+        .metadata
+        .deletion_timestamp
+        .is_none());
 }
