@@ -1,15 +1,113 @@
-//! Authentication: client certificates (CN = user, O = groups) and static bearer tokens
-//! (`--token-auth-file`). Authorization is not enforced yet: every authenticated user may
-//! do everything.
+//! Authentication: client certificates (CN = user, O = groups), static bearer tokens
+//! (`--token-auth-file`) and service-account tokens (signed JWTs whose ServiceAccount,
+//! and the pod, secret or node they are bound to, still exist). Authorization is not
+//! enforced yet: every authenticated user may do everything.
 
-use crate::registry::UserInfo;
+use crate::registry::{Registry, UserInfo};
+use crate::serviceaccount::Issuer;
 use axum::http::{header, HeaderMap};
-use keelson_apimachinery::ApiError;
+use keelson_apimachinery::{meta, ApiError};
 use keelson_pki::{Identity, TokenFile};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long a service-account token's subject is trusted before it is looked up again
+/// (kube-apiserver caches successful token authentications for 10 s too).
+const CHECKED_FOR: Duration = Duration::from_secs(10);
+/// Remembered tokens; the memory is cleared when it would grow past this.
+const MAX_REMEMBERED: usize = 4096;
 
 #[derive(Default)]
 pub struct Authenticator {
     pub tokens: Option<TokenFile>,
+    pub service_accounts: Option<ServiceAccountTokens>,
+}
+
+/// Checks service-account tokens: the signature and claims, then (at most every
+/// [`CHECKED_FOR`]) that what the token names still exists.
+pub struct ServiceAccountTokens {
+    pub issuer: Arc<Issuer>,
+    pub registry: Registry,
+    checked: Mutex<HashMap<String, (UserInfo, Instant)>>,
+}
+
+impl ServiceAccountTokens {
+    pub fn new(issuer: Arc<Issuer>, registry: Registry) -> Self {
+        ServiceAccountTokens {
+            issuer,
+            registry,
+            checked: Mutex::default(),
+        }
+    }
+
+    /// The service account's user, or `None` when the token is not a valid one.
+    async fn authenticate(&self, token: &str) -> Option<UserInfo> {
+        let claims = self
+            .issuer
+            .verify(token, chrono::Utc::now().timestamp())
+            .ok()?;
+        if let Some((user, at)) = self.checked.lock().unwrap().get(token) {
+            if at.elapsed() < CHECKED_FOR {
+                return Some(user.clone());
+            }
+        }
+        let user = self.check(&claims).await?;
+        let mut checked = self.checked.lock().unwrap();
+        if checked.len() >= MAX_REMEMBERED {
+            checked.clear();
+        }
+        checked.insert(token.to_string(), (user.clone(), Instant::now()));
+        Some(user)
+    }
+
+    /// Kubernetes' validator: the service account exists with the token's uid, and so
+    /// does the object the token is bound to, which must not have been deleted yet.
+    async fn check(&self, claims: &Value) -> Option<UserInfo> {
+        let private = claims.get("kubernetes.io")?;
+        let ns = private["namespace"].as_str()?;
+        let sa_name = private["serviceaccount"]["name"].as_str()?;
+        let wanted = [
+            ("serviceaccounts", "serviceaccount", true),
+            ("pods", "pod", true),
+            ("secrets", "secret", true),
+            ("nodes", "node", false),
+        ];
+        for (plural, claim, namespaced) in wanted {
+            let Some(reference) = private.get(claim).filter(|r| r.is_object()) else {
+                continue;
+            };
+            // A pod's node is informational; only the pod itself binds the token.
+            if claim == "node" && private.get("pod").is_some_and(Value::is_object) {
+                continue;
+            }
+            let rt = keelson_resources::find("", plural)?;
+            let name = reference["name"].as_str()?;
+            let obj = self
+                .registry
+                .get(rt, if namespaced { ns } else { "" }, name)
+                .await
+                .ok()?;
+            if meta::uid(&obj) != reference["uid"].as_str()? {
+                return None;
+            }
+            let deleting = obj
+                .pointer("/metadata/deletionTimestamp")
+                .is_some_and(|v| !v.is_null());
+            if deleting && claim != "serviceaccount" {
+                return None;
+            }
+        }
+        Some(UserInfo {
+            name: format!("system:serviceaccount:{ns}:{sa_name}"),
+            groups: vec![
+                "system:serviceaccounts".into(),
+                format!("system:serviceaccounts:{ns}"),
+                "system:authenticated".into(),
+            ],
+        })
+    }
 }
 
 fn user(id: Identity) -> UserInfo {
@@ -26,7 +124,7 @@ fn user(id: Identity) -> UserInfo {
 impl Authenticator {
     /// The request's user: the client certificate's, else the bearer token's. `Ok(None)`
     /// when no credentials were presented; an unknown token is a 401.
-    pub fn authenticate(
+    pub async fn authenticate(
         &self,
         headers: &HeaderMap,
         cert: Option<&Identity>,
@@ -45,10 +143,15 @@ impl Authenticator {
             .or_else(|| auth.strip_prefix("bearer "))
             .map(str::trim)
             .ok_or_else(ApiError::unauthorized)?;
-        match self.tokens.as_ref().and_then(|t| t.lookup(token)) {
-            Some(id) => Ok(Some(user(id))),
-            None => Err(ApiError::unauthorized()),
+        if let Some(id) = self.tokens.as_ref().and_then(|t| t.lookup(token)) {
+            return Ok(Some(user(id)));
         }
+        if let Some(sa) = &self.service_accounts {
+            if let Some(u) = sa.authenticate(token).await {
+                return Ok(Some(u));
+            }
+        }
+        Err(ApiError::unauthorized())
     }
 }
 
@@ -56,25 +159,26 @@ impl Authenticator {
 mod tests {
     use super::*;
 
-    #[test]
-    fn tokens_and_certs() {
+    #[tokio::test]
+    async fn tokens_and_certs() {
         let a = Authenticator {
             tokens: Some(TokenFile::parse("s3cret,alice,1,\"dev,ops\"\n").unwrap()),
+            service_accounts: None,
         };
         let mut h = HeaderMap::new();
-        assert!(a.authenticate(&h, None).unwrap().is_none());
+        assert!(a.authenticate(&h, None).await.unwrap().is_none());
         h.insert(header::AUTHORIZATION, "Bearer s3cret".parse().unwrap());
-        let u = a.authenticate(&h, None).unwrap().unwrap();
+        let u = a.authenticate(&h, None).await.unwrap().unwrap();
         assert_eq!(u.name, "alice");
         assert!(u.groups.contains(&"ops".to_string()));
         h.insert(header::AUTHORIZATION, "Bearer wrong".parse().unwrap());
-        assert_eq!(a.authenticate(&h, None).unwrap_err().code, 401);
+        assert_eq!(a.authenticate(&h, None).await.unwrap_err().code, 401);
         let id = Identity {
             user: "kubernetes-admin".into(),
             groups: vec!["system:masters".into()],
         };
         assert_eq!(
-            a.authenticate(&h, Some(&id)).unwrap().unwrap().name,
+            a.authenticate(&h, Some(&id)).await.unwrap().unwrap().name,
             "kubernetes-admin"
         );
     }

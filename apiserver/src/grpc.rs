@@ -219,6 +219,11 @@ impl pb::api_server::Api for GrpcApi {
                 .bind(rt, &r.namespace, &r.name, &body, &opts)
                 .await
                 .map(Arc::new),
+            "token" => self
+                .registry
+                .create_token(&r.namespace, &r.name, body, &opts)
+                .await
+                .map(Arc::new),
             "eviction" => self
                 .registry
                 .evict(rt, &r.namespace, &r.name, body, &opts)

@@ -19,6 +19,7 @@ pub mod http;
 pub mod metrics;
 pub mod registry;
 pub mod server;
+pub mod serviceaccount;
 pub mod storage;
 pub mod view;
 pub mod watch_cache;
@@ -69,6 +70,28 @@ pub struct Config {
     /// How long Events are kept after their last write (0 keeps them until deleted).
     #[arg(long = "event-ttl", default_value = "1h", value_parser = keelson_apimachinery::duration::parse)]
     pub event_ttl: Duration,
+    /// The `iss` of service-account tokens, and the issuer of the OIDC discovery
+    /// document.
+    #[arg(
+        long = "service-account-issuer",
+        default_value = "https://kubernetes.default.svc.cluster.local"
+    )]
+    pub service_account_issuer: String,
+    /// ECDSA P-256 private key (PKCS#8 PEM) that signs service-account tokens
+    /// (`keelson pki` writes `sa.key`). Without it a per-process key is used, which
+    /// several apiservers cannot share.
+    #[arg(long = "service-account-signing-key-file")]
+    pub service_account_signing_key_file: Option<PathBuf>,
+    /// More keys (public or private PEM) that verify service-account tokens, e.g. the
+    /// previous one during a key rotation.
+    #[arg(long = "service-account-key-file")]
+    pub service_account_key_file: Vec<PathBuf>,
+    /// Audiences a token must name to authenticate here; defaults to the issuer.
+    #[arg(long = "api-audiences", value_delimiter = ',')]
+    pub api_audiences: Vec<String>,
+    /// The longest a requested service-account token may live (e.g. `24h`).
+    #[arg(long = "service-account-max-token-expiration", value_parser = keelson_apimachinery::duration::parse)]
+    pub service_account_max_token_expiration: Option<Duration>,
 }
 
 fn parse_port_range(s: &str) -> anyhow::Result<(u16, u16)> {
@@ -100,7 +123,7 @@ pub async fn start(
         &config.service_cluster_ip_range,
         parse_port_range(&config.service_node_port_range)?,
     )?;
-    let registry = registry::Registry::new(storage.clone(), services)
+    let mut registry = registry::Registry::new(storage.clone(), services)
         .await?
         .with_event_ttl(config.event_ttl);
     bootstrap::system_objects(&registry, config.secure_port).await?;
@@ -125,6 +148,20 @@ pub async fn start(
     let advertise = config
         .advertise_address
         .unwrap_or_else(|| default_advertise_address(config.bind_address));
+    let issuer = Arc::new(serviceaccount::Issuer::load(
+        &serviceaccount::IssuerConfig {
+            issuer: config.service_account_issuer.clone(),
+            signing_key_file: config.service_account_signing_key_file.clone(),
+            key_files: config.service_account_key_file.clone(),
+            api_audiences: config.api_audiences.clone(),
+            jwks_uri: format!(
+                "https://{}/openid/v1/jwks",
+                SocketAddr::new(advertise, addr.port())
+            ),
+        },
+    )?);
+    registry.token_issuer = Some(issuer.clone());
+    registry.max_token_expiration = config.service_account_max_token_expiration;
 
     let state = Arc::new(http::ApiState {
         registry: registry.clone(),
@@ -141,7 +178,10 @@ pub async fn start(
     );
     let server = server::Server {
         state,
-        auth: Arc::new(auth::Authenticator { tokens }),
+        auth: Arc::new(auth::Authenticator {
+            tokens,
+            service_accounts: Some(auth::ServiceAccountTokens::new(issuer, registry.clone())),
+        }),
         grpc,
         tls: Arc::new(tls),
     };

@@ -92,7 +92,7 @@ impl Server {
         identity: Option<&Identity>,
         _peer: SocketAddr,
     ) -> Response<Body> {
-        let user = match self.auth.authenticate(req.headers(), identity) {
+        let user = match self.auth.authenticate(req.headers(), identity).await {
             Ok(u) => u,
             Err(e) => {
                 if is_grpc(&req) {

@@ -71,6 +71,11 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         service_node_port_range: "30000-32767".into(),
         etcd_compaction_interval: Duration::from_secs(300),
         event_ttl: Duration::from_secs(3600),
+        service_account_issuer: "https://kubernetes.default.svc.cluster.local".into(),
+        service_account_signing_key_file: Some(paths.sa_key.clone()),
+        service_account_key_file: vec![paths.sa_pub.clone()],
+        api_audiences: vec![],
+        service_account_max_token_expiration: None,
     };
     // On SIGTERM/SIGINT the control plane stops first, so that the apiserver is not
     // kept waiting by its watches.

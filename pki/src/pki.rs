@@ -135,6 +135,10 @@ pub struct PkiPaths {
     pub apiserver_key: PathBuf,
     pub admin_cert: PathBuf,
     pub admin_key: PathBuf,
+    /// The key that signs service-account tokens (`sa.key`, ECDSA P-256 PKCS#8) and its
+    /// public half (`sa.pub`), as kubeadm names them.
+    pub sa_key: PathBuf,
+    pub sa_pub: PathBuf,
     /// Base names (`"ca"`, `"apiserver"`, `"admin"`) of the certificates this call created or
     /// re-issued; empty when everything was already in place. Callers that embed
     /// certificates elsewhere (kubeconfigs) can use it to know when to refresh them.
@@ -148,7 +152,8 @@ pub struct PkiPaths {
 ///   `kubernetes`, `kubernetes.default`, `kubernetes.default.svc`,
 ///   `kubernetes.default.svc.cluster.local`, the hostname, `127.0.0.1`, `::1`, the first IP of
 ///   each service CIDR and `opts.extra_sans`;
-/// * `admin.crt`/`admin.key`: client certificate CN `kubernetes-admin`, O `system:masters`.
+/// * `admin.crt`/`admin.key`: client certificate CN `kubernetes-admin`, O `system:masters`;
+/// * `sa.key`/`sa.pub`: the key pair that signs and verifies service-account tokens.
 ///
 /// Keys are ECDSA P-256 (PKCS#8 PEM, mode 0600). Existing files are left alone, except that a
 /// leaf certificate is re-issued (with a log line) when it does not cover the requested SANs
@@ -184,8 +189,15 @@ pub fn ensure_pki(dir: &Path, opts: &PkiOptions) -> anyhow::Result<PkiPaths> {
         issued.push("admin".to_string());
     }
 
+    let (sa_key, sa_pub) = (dir.join("sa.key"), dir.join("sa.pub"));
+    if ensure_key_pair(&sa_key, &sa_pub)? {
+        issued.push("sa".to_string());
+    }
+
     Ok(PkiPaths {
         dir: dir.to_path_buf(),
+        sa_key,
+        sa_pub,
         ca_cert: ca.paths.cert.clone(),
         ca_key: ca.paths.key.clone(),
         apiserver_cert: apiserver.cert,
@@ -285,6 +297,26 @@ fn paths_for(dir: &Path, name: &str) -> CertPaths {
         cert: dir.join(format!("{name}.crt")),
         key: dir.join(format!("{name}.key")),
     }
+}
+
+/// Creates a key pair at `key` (private, PKCS#8 PEM) and `public` (SPKI PEM) unless the
+/// private key exists; a missing public half is written again from it. Returns whether
+/// a new key was made.
+fn ensure_key_pair(key: &Path, public: &Path) -> anyhow::Result<bool> {
+    if key.exists() {
+        if !public.exists() {
+            let pem = std::fs::read_to_string(key)
+                .with_context(|| format!("reading {}", key.display()))?;
+            let pair = KeyPair::from_pem(&pem)
+                .map_err(|e| anyhow::anyhow!("parsing {}: {e}", key.display()))?;
+            write_atomic(public, pair.public_key_pem().as_bytes(), CERT_MODE)?;
+        }
+        return Ok(false);
+    }
+    let pair = new_key()?;
+    write_atomic(key, pair.serialize_pem().as_bytes(), KEY_MODE)?;
+    write_atomic(public, pair.public_key_pem().as_bytes(), CERT_MODE)?;
+    Ok(true)
 }
 
 fn ensure_ca(dir: &Path) -> anyhow::Result<Ca> {

@@ -359,6 +359,10 @@ impl Cluster {
                 "--token-auth-file={}",
                 self.dir.path().join("tokens.csv").display()
             ))
+            .arg(format!(
+                "--service-account-signing-key-file={}",
+                self.pki.sa_key.display()
+            ))
             .args(&self.opts.extra_args)
             .env(
                 "RUST_LOG",

@@ -195,6 +195,34 @@ pub async fn serve(
                 "the server could not find the requested resource",
             )),
         },
+        Target::OpenIdConfiguration | Target::OpenIdKeys => match &state.registry.token_issuer {
+            Some(issuer) => {
+                let doc = if matches!(target, Target::OpenIdKeys) {
+                    issuer.jwks()
+                } else {
+                    issuer.openid_configuration()
+                };
+                json_response(200, &doc, Format::Json)
+            }
+            None => error_response(&ApiError::new(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+            )),
+        },
+        Target::SelfSubjectReview if parts.method == Method::POST => {
+            let user = user.clone().unwrap_or_default();
+            let review = serde_json::json!({
+                "kind": "SelfSubjectReview",
+                "apiVersion": "authentication.k8s.io/v1",
+                "metadata": {"creationTimestamp": null},
+                "status": {"userInfo": {"username": user.name, "groups": user.groups}},
+            });
+            json_response(201, &review, Format::Json)
+        }
+        Target::SelfSubjectReview => error_response(&ApiError::method_not_allowed(
+            "only POST is allowed on selfsubjectreviews",
+        )),
         Target::OpenApiV2 => {
             let accept = parts
                 .headers

@@ -230,6 +230,12 @@ async fn handle_inner(
             let status = reg.bind(rt, ns, name, &obj, &opts).await?;
             Ok(json_response(201, &status, Format::Json))
         }
+        (Method::POST, false, "token") => {
+            let opts = write_options(q, headers)?;
+            let obj = decode_body(headers, &body)?;
+            let token = reg.create_token(ns, name, obj, &opts).await?;
+            Ok(json_response(201, &token, format))
+        }
         (Method::POST, false, "eviction") => {
             let opts = write_options(q, headers)?;
             let obj = decode_body(headers, &body)?;

@@ -21,6 +21,13 @@ pub enum Target {
     Version,
     Health(&'static str),
     Metrics,
+    /// `/.well-known/openid-configuration`: the service-account issuer's OIDC document.
+    OpenIdConfiguration,
+    /// `/openid/v1/jwks`: the keys that verify service-account tokens.
+    OpenIdKeys,
+    /// `POST /apis/authentication.k8s.io/v1/selfsubjectreviews`: who am I
+    /// (`kubectl auth whoami`).
+    SelfSubjectReview,
     OpenApiV2,
     OpenApiV3Index,
     OpenApiV3(String),
@@ -71,6 +78,11 @@ pub fn resolve(path: &str) -> Result<Target, ApiError> {
         ["livez"] | ["livez", ..] => Ok(Target::Health("livez")),
         ["readyz"] | ["readyz", ..] => Ok(Target::Health("readyz")),
         ["metrics"] => Ok(Target::Metrics),
+        [".well-known", "openid-configuration"] => Ok(Target::OpenIdConfiguration),
+        ["openid", "v1", "jwks"] => Ok(Target::OpenIdKeys),
+        ["apis", "authentication.k8s.io", "v1", "selfsubjectreviews"] => {
+            Ok(Target::SelfSubjectReview)
+        }
         ["openapi", "v2"] => Ok(Target::OpenApiV2),
         ["openapi", "v3"] => Ok(Target::OpenApiV3Index),
         ["openapi", "v3", rest @ ..] => Ok(Target::OpenApiV3(rest.join("/"))),

@@ -54,6 +54,9 @@ fn typed(group: &str, kind: &str, obj: &Value) -> Option<Result<Value, String>> 
         ("policy", "PodDisruptionBudget") => round_trip::<policy::v1::PodDisruptionBudget>(obj),
         ("policy", "Eviction") => round_trip::<policy::v1::Eviction>(obj),
         ("scheduling.k8s.io", "PriorityClass") => round_trip::<scheduling::v1::PriorityClass>(obj),
+        ("authentication.k8s.io", "TokenRequest") => {
+            round_trip::<authentication::v1::TokenRequest>(obj)
+        }
         ("autoscaling", "Scale") => round_trip::<k8s_openapi::api::autoscaling::v1::Scale>(obj),
         _ => return None,
     })

@@ -19,6 +19,7 @@ pub mod options;
 pub mod patching;
 pub mod priority;
 pub mod subresources;
+pub mod tokens;
 pub mod watch;
 
 use crate::storage::{Commit, Kv, Storage, StorageError};
@@ -45,6 +46,10 @@ pub struct Registry {
     admission: admission::Admission,
     /// How long objects of expiring kinds (Events) live after their last write.
     event_ttl: Option<Duration>,
+    /// Signs service-account tokens (`serviceaccounts/token`).
+    pub token_issuer: Option<Arc<crate::serviceaccount::Issuer>>,
+    /// The longest a requested token may live (`--service-account-max-token-expiration`).
+    pub max_token_expiration: Option<Duration>,
 }
 
 /// The result of a write: the object, warnings for the client, and whether it was
@@ -179,6 +184,8 @@ impl Registry {
             priorities,
             admission,
             event_ttl: None,
+            token_issuer: None,
+            max_token_expiration: None,
         })
     }
 

@@ -13,4 +13,5 @@ mod failover;
 mod ha;
 mod kubectl;
 mod lifecycle;
+mod service_accounts;
 mod workloads;

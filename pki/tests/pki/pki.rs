@@ -60,7 +60,8 @@ fn creates_pki_with_modes() {
     let dir = tempfile::tempdir().unwrap();
     let pki_dir = dir.path().join("pki");
     let paths = ensure_pki(&pki_dir, &opts()).unwrap();
-    assert_eq!(paths.issued, ["ca", "apiserver", "admin"]);
+    assert_eq!(paths.issued, ["ca", "apiserver", "admin", "sa"]);
+    assert!(paths.sa_key.exists() && paths.sa_pub.exists());
     for (p, name) in [
         (&paths.ca_cert, "ca.crt"),
         (&paths.ca_key, "ca.key"),
@@ -76,7 +77,12 @@ fn creates_pki_with_modes() {
     {
         use std::os::unix::fs::PermissionsExt;
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
-        for k in [&paths.ca_key, &paths.apiserver_key, &paths.admin_key] {
+        for k in [
+            &paths.ca_key,
+            &paths.apiserver_key,
+            &paths.admin_key,
+            &paths.sa_key,
+        ] {
             assert_eq!(mode(k), 0o600, "{}", k.display());
         }
         assert_eq!(mode(&paths.ca_cert), 0o644);
@@ -90,7 +96,9 @@ fn creates_pki_with_modes() {
     let ca = identity_of(&paths.ca_cert);
     assert_eq!(ca.user, "keelson-ca");
     // No leftover temp files.
-    assert_eq!(std::fs::read_dir(&pki_dir).unwrap().count(), 6);
+    assert_eq!(std::fs::read_dir(&pki_dir).unwrap().count(), 8);
+    let public = std::fs::read_to_string(&paths.sa_pub).unwrap();
+    assert!(public.starts_with("-----BEGIN PUBLIC KEY-----"), "{public}");
 }
 
 #[test]
