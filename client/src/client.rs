@@ -25,6 +25,7 @@ pub struct Client {
     grpc: ApiClient<Channel>,
     authorization: Option<AsciiMetadataValue>,
     default_namespace: Arc<str>,
+    ca_pem: Option<Arc<[u8]>>,
 }
 
 impl std::fmt::Debug for Client {
@@ -102,6 +103,7 @@ impl Client {
             grpc,
             authorization,
             default_namespace: config.default_namespace.into(),
+            ca_pem: config.ca_pem.map(Into::into),
         })
     }
 
@@ -113,6 +115,11 @@ impl Client {
     /// A client for `KUBECONFIG`, else `~/.kube/config`.
     pub fn from_kubeconfig_default() -> Result<Client> {
         Client::new(Config::from_kubeconfig_default()?)
+    }
+
+    /// The cluster CA bundle (PEM) this client was configured to trust, if known.
+    pub fn ca_pem(&self) -> Option<&[u8]> {
+        self.ca_pem.as_deref()
     }
 
     /// The context's namespace, else `default`.

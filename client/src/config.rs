@@ -20,6 +20,9 @@ pub struct Config {
     pub tls: Arc<rustls::ClientConfig>,
     /// Bearer token sent as `authorization` metadata on every call.
     pub token: Option<String>,
+    /// The cluster CA bundle (PEM) the kubeconfig trusts, if it names one; the
+    /// controller-manager publishes it to every namespace.
+    pub ca_pem: Option<Vec<u8>>,
     /// The namespace of [`Api::default_namespaced`](crate::Api::default_namespaced): the
     /// context's namespace, else `default`.
     pub default_namespace: String,
@@ -82,6 +85,7 @@ impl Config {
             tls_server_name: ctx.tls_server_name.clone(),
             tls: Arc::new(tls),
             token: ctx.token.clone(),
+            ca_pem: ctx.ca_pem.clone(),
             default_namespace: ctx.namespace.clone().unwrap_or_else(|| "default".into()),
             user_agent: format!("keelson-client/{}", env!("CARGO_PKG_VERSION")),
             connect_timeout: Duration::from_secs(10),

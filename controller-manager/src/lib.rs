@@ -47,6 +47,10 @@ pub struct ControllerManagerOptions {
     /// Terminated pods kept before the pod garbage collector deletes the oldest.
     #[arg(long = "terminated-pod-gc-threshold", default_value_t = 12500)]
     pub terminated_pod_gc_threshold: usize,
+    /// The CA bundle published to every namespace as the `kube-root-ca.crt` ConfigMap;
+    /// defaults to the CA of the controller-manager's kubeconfig.
+    #[arg(long = "root-ca-file")]
+    pub root_ca_file: Option<std::path::PathBuf>,
     /// Workers per controller.
     #[arg(long = "concurrent-syncs", default_value_t = 5)]
     pub concurrent_syncs: usize,

@@ -20,6 +20,7 @@ pub mod nodelifecycle;
 pub mod podgc;
 pub mod replicaset;
 pub mod resourcequota;
+pub mod rootcacertpublisher;
 pub mod serviceaccount;
 pub mod statefulset;
 pub mod ttlafterfinished;
@@ -43,6 +44,9 @@ pub const ALL: &[(&str, Start)] = &[
         replicaset::run_replication_controllers(ctx).boxed()
     }),
     ("resourcequota", |ctx| resourcequota::run(ctx).boxed()),
+    ("root-ca-cert-publisher", |ctx| {
+        rootcacertpublisher::run(ctx).boxed()
+    }),
     ("statefulset", |ctx| statefulset::run(ctx).boxed()),
     ("ttlafterfinished", |ctx| ttlafterfinished::run(ctx).boxed()),
     ("namespace", |ctx| namespace::run(ctx).boxed()),

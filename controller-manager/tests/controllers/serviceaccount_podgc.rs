@@ -118,3 +118,55 @@ async fn pod_gc_deletes_the_oldest_terminated_pods_and_pods_of_missing_nodes() {
     assert!(pods.get_opt("on-real").await.unwrap().is_some());
     assert!(pods.get_opt("a").await.unwrap().is_some());
 }
+
+/// Conformance "should guarantee kube-root-ca.crt exist in any namespace": created,
+/// recreated if deleted, reconciled if modified.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_namespace_has_the_root_ca_bundle() {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use keelson_client::{Patch, PatchParams};
+    let (cluster, client) = cluster().await;
+    let _controllers = tokio::spawn(keelson_controller_manager::run(context(
+        &client,
+        options(&["root-ca-cert-publisher"]),
+    )));
+    let ca = std::fs::read_to_string(&cluster.pki.ca_cert).unwrap();
+    let bundle = |api: Api<ConfigMap>| async move {
+        let cm = api.get_opt("kube-root-ca.crt").await.unwrap()?;
+        cm.data?.get("ca.crt").cloned()
+    };
+    let in_default: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let got = eventually_within(WAIT, "default/kube-root-ca.crt", || {
+        bundle(in_default.clone())
+    })
+    .await;
+    assert_eq!(got, ca, "the CA the kubeconfig trusts");
+
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    create(&namespaces, json!({"metadata": {"name": "fresh"}})).await;
+    let fresh: Api<ConfigMap> = Api::namespaced(client.clone(), "fresh");
+    eventually_within(WAIT, "fresh/kube-root-ca.crt", || bundle(fresh.clone())).await;
+    let cm = fresh.get("kube-root-ca.crt").await.unwrap();
+    assert!(
+        cm.metadata.annotations.unwrap()["kubernetes.io/description"]
+            .starts_with("Contains a CA bundle")
+    );
+
+    fresh
+        .patch(
+            "kube-root-ca.crt",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"ca.crt": "tampered"}})),
+        )
+        .await
+        .unwrap();
+    eventually_within(WAIT, "the bundle put back", || async {
+        (bundle(fresh.clone()).await? == ca).then_some(())
+    })
+    .await;
+    fresh
+        .delete("kube-root-ca.crt", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually_within(WAIT, "the ConfigMap recreated", || bundle(fresh.clone())).await;
+}
