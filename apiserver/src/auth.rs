@@ -44,9 +44,14 @@ impl ServiceAccountTokens {
 
     /// The service account's user, or `None` when the token is not a valid one.
     async fn authenticate(&self, token: &str) -> Option<UserInfo> {
+        self.authenticate_for(token, &self.issuer.audiences).await
+    }
+
+    /// [`Self::authenticate`] for a token that must name one of `audiences`.
+    async fn authenticate_for(&self, token: &str, audiences: &[String]) -> Option<UserInfo> {
         let claims = self
             .issuer
-            .verify(token, chrono::Utc::now().timestamp())
+            .verify_for(token, chrono::Utc::now().timestamp(), audiences)
             .ok()?;
         if let Some((user, at)) = self.checked.lock().unwrap().get(token) {
             if at.elapsed() < CHECKED_FOR {
@@ -101,6 +106,7 @@ impl ServiceAccountTokens {
         }
         Some(UserInfo {
             name: format!("system:serviceaccount:{ns}:{sa_name}"),
+            uid: private["serviceaccount"]["uid"].as_str()?.to_string(),
             groups: vec![
                 "system:serviceaccounts".into(),
                 format!("system:serviceaccounts:{ns}"),
@@ -117,11 +123,41 @@ fn user(id: Identity) -> UserInfo {
     }
     UserInfo {
         name: id.user,
+        uid: String::new(),
         groups,
     }
 }
 
 impl Authenticator {
+    /// TokenReview: whom `token` authenticates as, for one of `audiences` (the
+    /// apiserver's own when empty), and the audiences it is good for.
+    pub async fn review(
+        &self,
+        token: &str,
+        audiences: &[String],
+    ) -> Option<(UserInfo, Vec<String>)> {
+        if let Some(id) = self.tokens.as_ref().and_then(|t| t.lookup(token)) {
+            let own = self
+                .service_accounts
+                .as_ref()
+                .map(|s| s.issuer.audiences.clone());
+            let aud = if audiences.is_empty() {
+                own.unwrap_or_default()
+            } else {
+                audiences.to_vec()
+            };
+            return Some((user(id), aud));
+        }
+        let sa = self.service_accounts.as_ref()?;
+        let wanted = if audiences.is_empty() {
+            sa.issuer.audiences.clone()
+        } else {
+            audiences.to_vec()
+        };
+        let user = sa.authenticate_for(token, &wanted).await?;
+        Some((user, wanted))
+    }
+
     /// The request's user: the client certificate's, else the bearer token's. `Ok(None)`
     /// when no credentials were presented; an unknown token is a 401.
     pub async fn authenticate(

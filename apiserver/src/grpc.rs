@@ -19,6 +19,8 @@ use tonic::{Code, Request, Response, Status};
 
 pub struct GrpcApi {
     pub registry: Registry,
+    /// For reviews (TokenReview) that ask the authenticators.
+    pub auth: std::sync::Arc<crate::auth::Authenticator>,
 }
 
 /// Map an API error to a gRPC status whose details are the Status JSON.
@@ -48,7 +50,21 @@ fn authed<T>(req: &Request<T>) -> Result<UserInfo, Status> {
         .ok_or_else(|| to_status(&ApiError::unauthorized()))
 }
 
+/// The stored resource a call names (reviews are only created).
 fn resource(
+    r: Option<&pb::ResourceRef>,
+) -> Result<(&'static ResourceType, pb::ResourceRef), Status> {
+    let (rt, r) = any_resource(r)?;
+    if rt.strategy.create_only() {
+        return Err(to_status(&ApiError::method_not_allowed(
+            "the server does not allow this method on the requested resource",
+        )));
+    }
+    Ok((rt, r))
+}
+
+/// The resource a call names, reviews included.
+fn any_resource(
     r: Option<&pb::ResourceRef>,
 ) -> Result<(&'static ResourceType, pb::ResourceRef), Status> {
     let r = r
@@ -207,13 +223,16 @@ impl pb::api_server::Api for GrpcApi {
         &self,
         req: Request<pb::CreateRequest>,
     ) -> Result<Response<pb::Object>, Status> {
-        authed(&req)?;
+        let user = authed(&req)?;
         let ua = user_agent(&req);
         let q = req.into_inner();
-        let (rt, r) = resource(q.r#ref.as_ref())?;
+        let (rt, r) = any_resource(q.r#ref.as_ref())?;
         let opts = write_opts(q.options, &ua)?;
         let body = parse(&q.object)?;
         let v = match r.subresource.as_str() {
+            _ if rt.strategy.create_only() => crate::reviews::answer(&self.auth, rt, body, &user)
+                .await
+                .map(Arc::new),
             "binding" => self
                 .registry
                 .bind(rt, &r.namespace, &r.name, &body, &opts)

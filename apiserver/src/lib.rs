@@ -18,6 +18,7 @@ pub mod grpc;
 pub mod http;
 pub mod metrics;
 pub mod registry;
+pub mod reviews;
 pub mod server;
 pub mod serviceaccount;
 pub mod storage;
@@ -163,7 +164,12 @@ pub async fn start(
     registry.token_issuer = Some(issuer.clone());
     registry.max_token_expiration = config.service_account_max_token_expiration;
 
+    let auth = Arc::new(auth::Authenticator {
+        tokens,
+        service_accounts: Some(auth::ServiceAccountTokens::new(issuer, registry.clone())),
+    });
     let state = Arc::new(http::ApiState {
+        auth: auth.clone(),
         registry: registry.clone(),
         openapi: keelson_openapi::OpenApi::build(keelson_resources::kinds::ALL),
         metrics,
@@ -172,16 +178,14 @@ pub async fn start(
     let grpc = tonic::service::Routes::new(
         keelson_proto::api_server::ApiServer::new(grpc::GrpcApi {
             registry: registry.clone(),
+            auth: auth.clone(),
         })
         .max_decoding_message_size(http::MAX_BODY_BYTES + 4096)
         .max_encoding_message_size(usize::MAX),
     );
     let server = server::Server {
         state,
-        auth: Arc::new(auth::Authenticator {
-            tokens,
-            service_accounts: Some(auth::ServiceAccountTokens::new(issuer, registry.clone())),
-        }),
+        auth,
         grpc,
         tls: Arc::new(tls),
     };

@@ -175,6 +175,16 @@ impl Issuer {
     /// The claims of a token this cluster issued for one of its audiences and that is
     /// valid at `now` (seconds since the epoch).
     pub fn verify(&self, token: &str, now: i64) -> Result<Value, Invalid> {
+        self.verify_for(token, now, &self.audiences)
+    }
+
+    /// [`Issuer::verify`] for other audiences (a TokenReview names its own).
+    pub fn verify_for(
+        &self,
+        token: &str,
+        now: i64,
+        audiences: &[String],
+    ) -> Result<Value, Invalid> {
         let mut parts = token.split('.');
         let (Some(h), Some(p), Some(s), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
@@ -215,7 +225,7 @@ impl Issuer {
             Value::Array(a) => a.iter().filter_map(Value::as_str).collect(),
             _ => vec![],
         };
-        if !aud.iter().any(|a| self.audiences.iter().any(|b| a == b)) {
+        if !aud.iter().any(|a| audiences.iter().any(|b| a == b)) {
             return Err(invalid("not for this cluster's audiences"));
         }
         let exp = claims["exp"].as_i64().ok_or_else(|| invalid("no exp"))?;

@@ -107,6 +107,12 @@ pub trait Strategy: Send + Sync {
         false
     }
 
+    /// Whether this kind is a question, not an object: a POST answers it and nothing is
+    /// stored (TokenReview, SelfSubjectReview); no other verb exists.
+    fn create_only(&self) -> bool {
+        false
+    }
+
     /// When this kind is another resource's objects in another shape (events.k8s.io/v1
     /// Events are core/v1 Events), where they live and how to convert them. Kubernetes
     /// calls such resources cohabiting: one etcd key per object, one storage version.
@@ -170,6 +176,18 @@ pub fn name_age_row(obj: &Value, middle: Vec<Value>) -> TableRow {
     row.extend(middle);
     row.push(age_cell(obj));
     row
+}
+
+/// The strategy of review kinds: see [`Strategy::create_only`].
+pub struct Review;
+impl Strategy for Review {
+    fn create_only(&self) -> bool {
+        true
+    }
+
+    fn validate_name(&self, _name: &str) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// The plain strategy for kinds with no particular rules.

@@ -18,6 +18,15 @@ const VERBS: &[&str] = &[
     "watch",
 ];
 
+/// What may be done to a resource: everything, or only ask (reviews).
+fn verbs(rt: &ResourceType) -> &'static [&'static str] {
+    if rt.strategy.create_only() {
+        &["create"]
+    } else {
+        VERBS
+    }
+}
+
 fn sub_verbs(s: Subresource) -> &'static [&'static str] {
     match s {
         Subresource::Status | Subresource::Scale => &["get", "patch", "update"],
@@ -106,7 +115,7 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
             "singularName": rt.singular,
             "namespaced": rt.namespaced,
             "kind": rt.kind,
-            "verbs": VERBS,
+            "verbs": verbs(rt),
         });
         if !rt.short_names.is_empty() {
             r["shortNames"] = json!(rt.short_names);
@@ -199,7 +208,7 @@ fn aggregated_resource(rt: &ResourceType) -> Value {
         "responseKind": {"group": rt.group, "version": rt.version, "kind": rt.kind},
         "scope": if rt.namespaced { "Namespaced" } else { "Cluster" },
         "singularResource": rt.singular,
-        "verbs": VERBS,
+        "verbs": verbs(rt),
     });
     if !rt.short_names.is_empty() {
         r["shortNames"] = json!(rt.short_names);

@@ -24,6 +24,8 @@ pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
 /// Everything a request handler needs.
 pub struct ApiState {
     pub registry: Registry,
+    /// For reviews (TokenReview) that ask the authenticators.
+    pub auth: Arc<crate::auth::Authenticator>,
     pub openapi: keelson_openapi::OpenApi,
     pub metrics: Metrics,
     /// `host:port` clients should use, for `/api`'s serverAddressByClientCIDRs.
@@ -114,7 +116,8 @@ pub async fn serve(
     };
     let response = match target {
         Target::Resource(t) => {
-            resources::handle(&state, &parts.method, t, query, &parts.headers, body).await
+            let user = user.clone().unwrap_or_default();
+            resources::handle(&state, &parts.method, t, query, &parts.headers, body, &user).await
         }
         Target::Health(which) => {
             if which == "readyz" && !state.registry.storage.ping().await {
@@ -210,19 +213,6 @@ pub async fn serve(
                 "the server could not find the requested resource",
             )),
         },
-        Target::SelfSubjectReview if parts.method == Method::POST => {
-            let user = user.clone().unwrap_or_default();
-            let review = serde_json::json!({
-                "kind": "SelfSubjectReview",
-                "apiVersion": "authentication.k8s.io/v1",
-                "metadata": {"creationTimestamp": null},
-                "status": {"userInfo": {"username": user.name, "groups": user.groups}},
-            });
-            json_response(201, &review, Format::Json)
-        }
-        Target::SelfSubjectReview => error_response(&ApiError::method_not_allowed(
-            "only POST is allowed on selfsubjectreviews",
-        )),
         Target::OpenApiV2 => {
             let accept = parts
                 .headers

@@ -9,7 +9,9 @@ use crate::registry::fields;
 use crate::registry::patching::PatchType;
 use crate::registry::subresources::ScaleChange;
 use crate::registry::watch::WatchEvent;
-use crate::registry::{parse_bool, DeleteOptions, FieldValidation, ListOptions, WriteOptions};
+use crate::registry::{
+    parse_bool, DeleteOptions, FieldValidation, ListOptions, UserInfo, WriteOptions,
+};
 use axum::body::{Body, Bytes};
 use axum::http::{header, HeaderMap, HeaderValue, Method, Response};
 use futures::StreamExt;
@@ -130,8 +132,9 @@ pub async fn handle(
     q: Query,
     headers: &HeaderMap,
     body: Bytes,
+    user: &UserInfo,
 ) -> Response<Body> {
-    match handle_inner(state, method, &t, &q, headers, body).await {
+    match handle_inner(state, method, &t, &q, headers, body, user).await {
         Ok(r) => r,
         Err(e) => error_response(&e),
     }
@@ -144,6 +147,7 @@ async fn handle_inner(
     q: &Query,
     headers: &HeaderMap,
     body: Bytes,
+    user: &UserInfo,
 ) -> Result<Response<Body>, ApiError> {
     let format = negotiate(headers)?;
     let reg = &state.registry;
@@ -153,6 +157,17 @@ async fn handle_inner(
         t.name.as_str(),
         t.subresource.as_str(),
     );
+    if rt.strategy.create_only() {
+        // A review: a question answered, nothing stored.
+        if *method != Method::POST || !name.is_empty() {
+            return Err(ApiError::method_not_allowed(
+                "the server does not allow this method on the requested resource",
+            ));
+        }
+        let review = decode_body(headers, &body)?;
+        let answer = crate::reviews::answer(&state.auth, rt, review, user).await?;
+        return Ok(json_response(201, &answer, format));
+    }
     if rt.namespaced && !name.is_empty() && ns.is_empty() && *method != Method::GET {
         return Err(ApiError::not_found(rt.group, rt.plural, name));
     }

@@ -25,9 +25,6 @@ pub enum Target {
     OpenIdConfiguration,
     /// `/openid/v1/jwks`: the keys that verify service-account tokens.
     OpenIdKeys,
-    /// `POST /apis/authentication.k8s.io/v1/selfsubjectreviews`: who am I
-    /// (`kubectl auth whoami`).
-    SelfSubjectReview,
     OpenApiV2,
     OpenApiV3Index,
     OpenApiV3(String),
@@ -80,9 +77,6 @@ pub fn resolve(path: &str) -> Result<Target, ApiError> {
         ["metrics"] => Ok(Target::Metrics),
         [".well-known", "openid-configuration"] => Ok(Target::OpenIdConfiguration),
         ["openid", "v1", "jwks"] => Ok(Target::OpenIdKeys),
-        ["apis", "authentication.k8s.io", "v1", "selfsubjectreviews"] => {
-            Ok(Target::SelfSubjectReview)
-        }
         ["openapi", "v2"] => Ok(Target::OpenApiV2),
         ["openapi", "v3"] => Ok(Target::OpenApiV3Index),
         ["openapi", "v3", rest @ ..] => Ok(Target::OpenApiV3(rest.join("/"))),

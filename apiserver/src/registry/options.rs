@@ -7,6 +7,8 @@ use serde_json::Value;
 #[derive(Debug, Clone, Default)]
 pub struct UserInfo {
     pub name: String,
+    /// Empty when the credential names none (a service account's uid, a token file's).
+    pub uid: String,
     pub groups: Vec<String>,
 }
 

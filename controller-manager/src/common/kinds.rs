@@ -6,9 +6,12 @@
 use keelson_client::{ApiResource, Client, DynamicApi};
 use keelson_resources::ResourceType;
 
-/// Every served kind.
+/// Every served kind that holds objects (reviews are questions, never stored).
 pub fn all() -> impl Iterator<Item = &'static ResourceType> {
-    keelson_resources::kinds::ALL.iter().copied()
+    keelson_resources::kinds::ALL
+        .iter()
+        .copied()
+        .filter(|rt| !rt.strategy.create_only())
 }
 
 /// The client's view of a served kind.

@@ -107,6 +107,62 @@ fn tokens_for_service_accounts_authenticate_until_their_objects_go() {
         "{keys}"
     );
 
+    // TokenReview answers for the token (as a kubelet or another service would ask),
+    // and reviews show in discovery as create-only. (`--raw`: kubectl's client-side
+    // validation of a kind without PATCH asks for CRDs, which Keelson does not serve.)
+    let review = format!(
+        "{{\"apiVersion\": \"authentication.k8s.io/v1\", \"kind\": \"TokenReview\", \"spec\": {{\"token\": \"{token}\"}}}}"
+    );
+    let answer = json(&ok(c.kubectl_with(
+        "kubectl",
+        &[
+            "create",
+            "--raw",
+            "/apis/authentication.k8s.io/v1/tokenreviews",
+            "-f",
+            "-",
+        ],
+        Some(&review),
+    )));
+    assert_eq!(answer["status"]["authenticated"], true, "{answer}");
+    assert_eq!(
+        answer["status"]["user"]["username"],
+        format!("system:serviceaccount:{ns}:app")
+    );
+    assert!(!answer["status"]["user"]["uid"].as_str().unwrap().is_empty());
+    let elsewhere = review.replace("\"spec\": {", "\"spec\": {\"audiences\": [\"vault\"], ");
+    let answer = json(&ok(c.kubectl_with(
+        "kubectl",
+        &[
+            "create",
+            "--raw",
+            "/apis/authentication.k8s.io/v1/tokenreviews",
+            "-f",
+            "-",
+        ],
+        Some(&elsewhere),
+    )));
+    assert_eq!(
+        answer["status"]["authenticated"], false,
+        "another audience: {answer}"
+    );
+    let listed = ok(c.kubectl(&[
+        "api-resources",
+        "--api-group=authentication.k8s.io",
+        "-o",
+        "wide",
+    ]));
+    for name in ["selfsubjectreviews", "tokenreviews"] {
+        let line = listed
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("{listed}"));
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(fields[4..], ["create"], "only create: {line}");
+    }
+    let get = c.kubectl(&["get", "tokenreviews"]);
+    assert!(!get.status.success(), "reviews cannot be listed");
+
     // Bound to a pod: valid while the pod lives.
     ok(c.kubectl(&["run", "holder", "-n", &ns, "--image=busybox"]));
     let bound = ok(c.kubectl(&[

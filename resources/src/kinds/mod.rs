@@ -27,9 +27,11 @@ pub mod replicasets;
 pub mod replicationcontrollers;
 pub mod resourcequotas;
 pub mod secrets;
+pub mod selfsubjectreviews;
 pub mod serviceaccounts;
 pub mod services;
 pub mod statefulsets;
+pub mod tokenreviews;
 
 /// Every resource the apiserver serves, in discovery order.
 pub static ALL: &[&ResourceType] = &[
@@ -60,4 +62,6 @@ pub static ALL: &[&ResourceType] = &[
     &limitranges::RESOURCE,
     &priorityclasses::RESOURCE,
     &poddisruptionbudgets::RESOURCE,
+    &tokenreviews::RESOURCE,
+    &selfsubjectreviews::RESOURCE,
 ];
