@@ -97,10 +97,13 @@ impl ServiceAccountTokens {
             if meta::uid(&obj) != reference["uid"].as_str()? {
                 return None;
             }
-            let deleting = obj
+            // A pod shutting down still talks to the API: its token holds through the
+            // grace period and a minute past it, as Kubernetes allows.
+            let gone_since = obj
                 .pointer("/metadata/deletionTimestamp")
-                .is_some_and(|v| !v.is_null());
-            if deleting && claim != "serviceaccount" {
+                .and_then(Value::as_str)
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+            if gone_since.is_some_and(|t| t.timestamp() < chrono::Utc::now().timestamp() - 60) {
                 return None;
             }
         }

@@ -163,8 +163,13 @@ fn tokens_for_service_accounts_authenticate_until_their_objects_go() {
     let get = c.kubectl(&["get", "tokenreviews"]);
     assert!(!get.status.success(), "reviews cannot be listed");
 
-    // Bound to a pod: valid while the pod lives.
-    ok(c.kubectl(&["run", "holder", "-n", &ns, "--image=busybox"]));
+    // Bound to a pod: valid while the pod lives. (On a node, so that deleting it is
+    // graceful; no kubelet runs here to finish the deletion.)
+    ok(c.kubectl_with(
+        "kubectl",
+        &["apply", "-n", &ns, "-f", "-"],
+        Some("{\"apiVersion\": \"v1\", \"kind\": \"Pod\", \"metadata\": {\"name\": \"holder\"}, \"spec\": {\"nodeName\": \"ghost\", \"containers\": [{\"name\": \"c\", \"image\": \"busybox\"}]}}"),
+    ));
     let bound = ok(c.kubectl(&[
         "create",
         "token",
@@ -197,8 +202,15 @@ fn tokens_for_service_accounts_authenticate_until_their_objects_go() {
     let forged = format!("{}x", &token[..token.len() - 1]);
     assert!(whoami(&forged).unwrap_err().contains("Unauthorized"));
 
-    // The pod goes: its token stops working (within the 10 s the apiserver trusts a
-    // checked token); the ServiceAccount goes: all its tokens stop.
+    // While the pod shuts down (its grace period) the token still works, as the pod may
+    // still need the API; checked again once the 10 s the apiserver trusts a checked
+    // token have passed.
+    ok(c.kubectl(&["delete", "pod", "holder", "-n", &ns, "--wait=false"]));
+    std::thread::sleep(Duration::from_secs(11));
+    whoami(&bound).expect("a token of a pod in its grace period authenticates");
+
+    // The pod goes: its token stops working (within those 10 s); the ServiceAccount
+    // goes: all its tokens stop.
     ok(c.kubectl(&[
         "delete",
         "pod",
