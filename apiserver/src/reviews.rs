@@ -40,16 +40,7 @@ pub async fn answer(
                     "token is required for TokenReview in authentication",
                 ));
             }
-            let audiences: Vec<String> = review
-                .pointer("/spec/audiences")
-                .and_then(Value::as_array)
-                .map(|a| {
-                    a.iter()
-                        .filter_map(Value::as_str)
-                        .map(str::to_string)
-                        .collect()
-                })
-                .unwrap_or_default();
+            let audiences = keelson_apimachinery::meta::path_strings(&review, "spec.audiences");
             review["status"] = match auth.review(&token, &audiences).await {
                 Some((who, aud)) => {
                     json!({"authenticated": true, "user": user_info(&who), "audiences": aud})

@@ -45,15 +45,7 @@ impl Registry {
         let sa = self.get(accounts, ns, name).await?;
 
         let spec = request.get("spec").cloned().unwrap_or(json!({}));
-        let mut audiences: Vec<String> = spec["audiences"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_string)
-                    .collect()
-            })
-            .unwrap_or_default();
+        let mut audiences = meta::path_strings(&spec, "audiences");
         if audiences.is_empty() {
             audiences = issuer.audiences.clone();
         }
