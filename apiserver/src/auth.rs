@@ -1,7 +1,8 @@
 //! Authentication: client certificates (CN = user, O = groups), static bearer tokens
 //! (`--token-auth-file`) and service-account tokens (signed JWTs whose ServiceAccount,
-//! and the pod, secret or node they are bound to, still exist). Authorization is not
-//! enforced yet: every authenticated user may do everything.
+//! and the pod, secret or node they are bound to, still exist), then impersonation
+//! (`Impersonate-User`/`-Group`/`-Uid` headers, `kubectl --as`). Authorization is not
+//! enforced yet: every authenticated user may do everything, impersonate included.
 
 use crate::registry::{Registry, UserInfo};
 use crate::serviceaccount::Issuer;
@@ -168,6 +169,18 @@ impl Authenticator {
         headers: &HeaderMap,
         cert: Option<&Identity>,
     ) -> Result<Option<UserInfo>, ApiError> {
+        match self.requester(headers, cert).await? {
+            Some(user) => impersonate(headers, user).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Who presented the credentials.
+    async fn requester(
+        &self,
+        headers: &HeaderMap,
+        cert: Option<&Identity>,
+    ) -> Result<Option<UserInfo>, ApiError> {
         if let Some(id) = cert {
             return Ok(Some(user(id.clone())));
         }
@@ -192,6 +205,59 @@ impl Authenticator {
         }
         Err(ApiError::unauthorized())
     }
+}
+
+/// The user a request acts as: the requester, or whom its impersonation headers name
+/// (Kubernetes' impersonation filter; with no authorization every user may
+/// impersonate).
+fn impersonate(headers: &HeaderMap, requester: UserInfo) -> Result<UserInfo, ApiError> {
+    let values = |name: &str| -> Vec<String> {
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .map(str::to_string)
+            .collect()
+    };
+    let users = values("impersonate-user");
+    let mut groups = values("impersonate-group");
+    let uids = values("impersonate-uid");
+    let extra = headers
+        .keys()
+        .any(|k| k.as_str().starts_with("impersonate-extra-"));
+    let Some(name) = users.first().cloned() else {
+        if !groups.is_empty() || !uids.is_empty() || extra {
+            return Err(ApiError::bad_request(
+                "requested impersonation of groups, uid or extra fields without impersonating a user",
+            ));
+        }
+        return Ok(requester);
+    };
+    if groups.is_empty() {
+        let account_ns = name
+            .strip_prefix("system:serviceaccount:")
+            .and_then(|rest| rest.split_once(':'))
+            .map(|(ns, _)| ns.to_string());
+        if let Some(ns) = account_ns {
+            groups = vec![
+                "system:serviceaccounts".into(),
+                format!("system:serviceaccounts:{ns}"),
+            ];
+        }
+    }
+    let everyone = if name == "system:anonymous" {
+        "system:unauthenticated"
+    } else {
+        "system:authenticated"
+    };
+    if !groups.iter().any(|g| g == everyone) {
+        groups.push(everyone.into());
+    }
+    Ok(UserInfo {
+        name,
+        uid: uids.first().cloned().unwrap_or_default(),
+        groups,
+    })
 }
 
 #[cfg(test)]
@@ -220,5 +286,44 @@ mod tests {
             a.authenticate(&h, Some(&id)).await.unwrap().unwrap().name,
             "kubernetes-admin"
         );
+    }
+    #[tokio::test]
+    async fn impersonation_headers_change_the_user() {
+        let a = Authenticator::default();
+        let admin = Identity {
+            user: "kubernetes-admin".into(),
+            groups: vec!["system:masters".into()],
+        };
+        let mut h = HeaderMap::new();
+        h.insert("impersonate-user", "jane".parse().unwrap());
+        h.append("impersonate-group", "dev".parse().unwrap());
+        h.append("impersonate-group", "ops".parse().unwrap());
+        let u = a.authenticate(&h, Some(&admin)).await.unwrap().unwrap();
+        assert_eq!(u.name, "jane");
+        assert_eq!(u.groups, ["dev", "ops", "system:authenticated"]);
+        let mut h = HeaderMap::new();
+        h.insert(
+            "impersonate-user",
+            "system:serviceaccount:ci:bot".parse().unwrap(),
+        );
+        let u = a.authenticate(&h, Some(&admin)).await.unwrap().unwrap();
+        assert_eq!(
+            u.groups,
+            [
+                "system:serviceaccounts",
+                "system:serviceaccounts:ci",
+                "system:authenticated"
+            ]
+        );
+        let mut h = HeaderMap::new();
+        h.insert("impersonate-group", "dev".parse().unwrap());
+        assert_eq!(
+            a.authenticate(&h, Some(&admin)).await.unwrap_err().code,
+            400
+        );
+        // No credentials, no impersonation.
+        let mut h = HeaderMap::new();
+        h.insert("impersonate-user", "jane".parse().unwrap());
+        assert!(a.authenticate(&h, None).await.unwrap().is_none());
     }
 }

@@ -230,9 +230,11 @@ impl pb::api_server::Api for GrpcApi {
         let opts = write_opts(q.options, &ua)?;
         let body = parse(&q.object)?;
         let v = match r.subresource.as_str() {
-            _ if rt.strategy.create_only() => crate::reviews::answer(&self.auth, rt, body, &user)
-                .await
-                .map(Arc::new),
+            _ if rt.strategy.create_only() => {
+                crate::reviews::answer(&self.auth, rt, &r.namespace, body, &user)
+                    .await
+                    .map(Arc::new)
+            }
             "binding" => self
                 .registry
                 .bind(rt, &r.namespace, &r.name, &body, &opts)

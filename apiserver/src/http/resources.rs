@@ -165,7 +165,7 @@ async fn handle_inner(
             ));
         }
         let review = decode_body(headers, &body)?;
-        let answer = crate::reviews::answer(&state.auth, rt, review, user).await?;
+        let answer = crate::reviews::answer(&state.auth, rt, ns, review, user).await?;
         return Ok(json_response(201, &answer, format));
     }
     if rt.namespaced && !name.is_empty() && ns.is_empty() && *method != Method::GET {

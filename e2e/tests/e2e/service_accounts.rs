@@ -1,7 +1,8 @@
-//! Service-account tokens with the real kubectl: `kubectl create token` (TokenRequest),
-//! the token as a bearer credential (`kubectl auth whoami`), tokens bound to a pod and
-//! to the ServiceAccount stop working when those are deleted, and the OIDC discovery
-//! documents publish the key that signed them.
+//! Identities with the real kubectl. Service-account tokens: `kubectl create token`
+//! (TokenRequest), the token as a bearer credential (`kubectl auth whoami`), TokenReview,
+//! tokens bound to a pod and to the ServiceAccount stop working when those are deleted,
+//! and the OIDC discovery documents publish the key that signed them. Impersonation
+//! (`--as`) and the access reviews of `kubectl auth can-i`.
 
 use base64::Engine as _;
 use keelson_e2e::{json, namespace, CLUSTER};
@@ -232,4 +233,80 @@ fn tokens_for_service_accounts_authenticate_until_their_objects_go() {
         "the account's token refused",
         || whoami(&token).err().filter(|e| e.contains("Unauthorized")),
     );
+}
+
+/// Impersonation (`kubectl --as`) and the access reviews behind `kubectl auth can-i`.
+/// Keelson enforces no authorization yet, so every review answers yes, as
+/// kube-apiserver's AlwaysAllow authorizer does; bad reviews are still refused.
+#[test]
+fn impersonation_and_access_reviews() {
+    let c = &*CLUSTER;
+    let me = json(&ok(c.kubectl(&[
+        "auth",
+        "whoami",
+        "--as=jane",
+        "--as-group=dev",
+        "-o",
+        "json",
+    ])));
+    assert_eq!(me["status"]["userInfo"]["username"], "jane");
+    assert_eq!(
+        me["status"]["userInfo"]["groups"],
+        serde_json::json!(["dev", "system:authenticated"])
+    );
+    let me = json(&ok(c.kubectl(&[
+        "auth",
+        "whoami",
+        "--as=system:serviceaccount:ci:bot",
+        "-o",
+        "json",
+    ])));
+    assert_eq!(
+        me["status"]["userInfo"]["groups"],
+        serde_json::json!([
+            "system:serviceaccounts",
+            "system:serviceaccounts:ci",
+            "system:authenticated"
+        ])
+    );
+
+    assert_eq!(
+        ok(c.kubectl(&["auth", "can-i", "create", "pods"])).trim(),
+        "yes"
+    );
+    assert_eq!(
+        ok(c.kubectl(&["auth", "can-i", "delete", "nodes", "--as=jane"])).trim(),
+        "yes"
+    );
+    let rules = ok(c.kubectl(&["auth", "can-i", "--list", "-n", "default"]));
+    assert!(rules.lines().any(|l| l.starts_with("*.*")), "{rules}");
+
+    let post = |path: &str, body: &str| {
+        c.kubectl_with("kubectl", &["create", "--raw", path, "-f", "-"], Some(body))
+    };
+    let sar = "/apis/authorization.k8s.io/v1/subjectaccessreviews";
+    let out = post(
+        sar,
+        r#"{"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview", "spec": {"user": "jane", "resourceAttributes": {"verb": "get", "resource": "pods"}}}"#,
+    );
+    assert_eq!(
+        json(&String::from_utf8_lossy(&out.stdout))["status"]["allowed"],
+        true
+    );
+    let out = post(
+        sar,
+        r#"{"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview", "spec": {"resourceAttributes": {"verb": "get", "resource": "pods"}}}"#,
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("at least one of user or group must be specified"),
+        "{err}"
+    );
+    let local = "/apis/authorization.k8s.io/v1/namespaces/default/localsubjectaccessreviews";
+    let out = post(
+        local,
+        r#"{"apiVersion": "authorization.k8s.io/v1", "kind": "LocalSubjectAccessReview", "spec": {"user": "jane", "resourceAttributes": {"namespace": "other", "verb": "get", "resource": "pods"}}}"#,
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("must match metadata.namespace"), "{err}");
 }

@@ -1,5 +1,6 @@
 //! One file per served resource. Each defines `pub static RESOURCE: ResourceType` and
-//! its strategy; [`ALL`] lists them for the apiserver and discovery.
+//! its strategy; [`ALL`] lists them for the apiserver and discovery. The review kinds,
+//! which have no rules of their own, share `reviews.rs`.
 
 use crate::ResourceType;
 
@@ -26,12 +27,11 @@ pub mod priorityclasses;
 pub mod replicasets;
 pub mod replicationcontrollers;
 pub mod resourcequotas;
+pub mod reviews;
 pub mod secrets;
-pub mod selfsubjectreviews;
 pub mod serviceaccounts;
 pub mod services;
 pub mod statefulsets;
-pub mod tokenreviews;
 
 /// Every resource the apiserver serves, in discovery order.
 pub static ALL: &[&ResourceType] = &[
@@ -62,6 +62,10 @@ pub static ALL: &[&ResourceType] = &[
     &limitranges::RESOURCE,
     &priorityclasses::RESOURCE,
     &poddisruptionbudgets::RESOURCE,
-    &tokenreviews::RESOURCE,
-    &selfsubjectreviews::RESOURCE,
+    &reviews::TOKEN_REVIEWS,
+    &reviews::SELF_SUBJECT_REVIEWS,
+    &reviews::SUBJECT_ACCESS_REVIEWS,
+    &reviews::LOCAL_SUBJECT_ACCESS_REVIEWS,
+    &reviews::SELF_SUBJECT_ACCESS_REVIEWS,
+    &reviews::SELF_SUBJECT_RULES_REVIEWS,
 ];
