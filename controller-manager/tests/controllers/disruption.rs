@@ -122,12 +122,10 @@ async fn eviction_spends_the_budget_the_controller_keeps() {
     // The one allowed disruption: the pod goes, the budget is spent at once.
     let ok = evict(&pods, &names[0], false).await.unwrap();
     assert_eq!(ok["status"], "Success");
+    // (Its `disruptedPods` entry lasts only until the controller sees the pod go,
+    // which may already have happened: the unit tests check the entry.)
     let spent = pdbs.get("web").await.unwrap().status.unwrap();
     assert_eq!(spent.disruptions_allowed, 0);
-    assert!(spent
-        .disrupted_pods
-        .unwrap_or_default()
-        .contains_key(&names[0]));
     eventually("the evicted pod gone", || async {
         pods.get(&names[0]).await.err().filter(|e| e.is_not_found())
     })
