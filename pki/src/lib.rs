@@ -7,12 +7,14 @@
 //! * [`server_config`] / [`client_config`] / [`peer_identity`]: rustls configurations for the
 //!   apiserver and its clients, and the user identity carried by a client certificate.
 //! * [`TokenFile`]: Kubernetes' `--token-auth-file` static bearer tokens.
+//! * [`jwt`]: ES256 tokens, as service-account tokens are signed and verified.
 //!
 //! All cryptography uses rustls' `ring` provider explicitly, so nothing here depends on a
 //! process-wide default `CryptoProvider` being installed.
 
 mod der;
 mod files;
+pub mod jwt;
 mod kubeconfig;
 mod pki;
 mod tls;
