@@ -7,6 +7,7 @@
 use crate::registry::{Registry, UserInfo};
 use crate::serviceaccount::Issuer;
 use axum::http::{header, HeaderMap};
+use base64::Engine as _;
 use keelson_apimachinery::{meta, ApiError};
 use keelson_pki::{Identity, TokenFile};
 use serde_json::Value;
@@ -59,13 +60,57 @@ impl ServiceAccountTokens {
                 return Some(user.clone());
             }
         }
-        let user = self.check(&claims).await?;
+        let user = if claims["iss"] == crate::serviceaccount::LEGACY_ISSUER {
+            self.check_legacy(&claims, token).await?
+        } else {
+            self.check(&claims).await?
+        };
         let mut checked = self.checked.lock().unwrap();
         if checked.len() >= MAX_REMEMBERED {
             checked.clear();
         }
         checked.insert(token.to_string(), (user.clone(), Instant::now()));
         Some(user)
+    }
+
+    /// Kubernetes' legacy validator, for tokens kept in `kubernetes.io/service-account-token`
+    /// Secrets: the Secret still holds this very token and the account still has the
+    /// token's uid.
+    async fn check_legacy(&self, claims: &Value, token: &str) -> Option<UserInfo> {
+        let claim = |k: &str| {
+            claims[format!("kubernetes.io/serviceaccount/{k}")]
+                .as_str()
+                .filter(|v| !v.is_empty())
+        };
+        let (ns, secret_name, sa_name, sa_uid) = (
+            claim("namespace")?,
+            claim("secret.name")?,
+            claim("service-account.name")?,
+            claim("service-account.uid")?,
+        );
+        let secrets = keelson_resources::find("", "secrets")?;
+        let secret = self.registry.get(secrets, ns, secret_name).await.ok()?;
+        let kept = secret["data"]["token"].as_str()?;
+        let kept = base64::engine::general_purpose::STANDARD
+            .decode(kept)
+            .ok()?;
+        if !bool::from(subtle_eq(&kept, token.as_bytes())) || deleted_long_ago(&secret) {
+            return None;
+        }
+        let accounts = keelson_resources::find("", "serviceaccounts")?;
+        let account = self.registry.get(accounts, ns, sa_name).await.ok()?;
+        if meta::uid(&account) != sa_uid || deleted_long_ago(&account) {
+            return None;
+        }
+        Some(UserInfo {
+            name: format!("system:serviceaccount:{ns}:{sa_name}"),
+            uid: sa_uid.to_string(),
+            groups: vec![
+                "system:serviceaccounts".into(),
+                format!("system:serviceaccounts:{ns}"),
+                "system:authenticated".into(),
+            ],
+        })
     }
 
     /// Kubernetes' validator: the service account exists with the token's uid, and so
@@ -98,13 +143,7 @@ impl ServiceAccountTokens {
             if meta::uid(&obj) != reference["uid"].as_str()? {
                 return None;
             }
-            // A pod shutting down still talks to the API: its token holds through the
-            // grace period and a minute past it, as Kubernetes allows.
-            let gone_since = obj
-                .pointer("/metadata/deletionTimestamp")
-                .and_then(Value::as_str)
-                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
-            if gone_since.is_some_and(|t| t.timestamp() < chrono::Utc::now().timestamp() - 60) {
+            if deleted_long_ago(&obj) {
                 return None;
             }
         }
@@ -118,6 +157,22 @@ impl ServiceAccountTokens {
             ],
         })
     }
+}
+
+/// Whether an object's deletion started over a minute ago. A pod shutting down still
+/// talks to the API: its token holds through the grace period and a minute past it, as
+/// Kubernetes allows.
+fn deleted_long_ago(obj: &Value) -> bool {
+    obj.pointer("/metadata/deletionTimestamp")
+        .and_then(Value::as_str)
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .is_some_and(|t| t.timestamp() < chrono::Utc::now().timestamp() - 60)
+}
+
+/// Constant-time comparison, so that timing says nothing about a stored token.
+fn subtle_eq(a: &[u8], b: &[u8]) -> subtle::Choice {
+    use subtle::ConstantTimeEq;
+    a.ct_eq(b)
 }
 
 fn user(id: Identity) -> UserInfo {

@@ -51,6 +51,10 @@ pub struct ControllerManagerOptions {
     /// defaults to the CA of the controller-manager's kubeconfig.
     #[arg(long = "root-ca-file")]
     pub root_ca_file: Option<std::path::PathBuf>,
+    /// Signs the tokens of `kubernetes.io/service-account-token` Secrets (`sa.key`; the
+    /// apiserver must verify with the same key). Without it such Secrets stay empty.
+    #[arg(long = "service-account-private-key-file")]
+    pub service_account_private_key_file: Option<std::path::PathBuf>,
     /// Workers per controller.
     #[arg(long = "concurrent-syncs", default_value_t = 5)]
     pub concurrent_syncs: usize,

@@ -91,7 +91,11 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             return Err(e);
         }
     };
-    let control_plane = tokio::spawn(run_control_plane(kubeconfig.clone(), args.hollow_nodes));
+    let control_plane = tokio::spawn(run_control_plane(
+        kubeconfig.clone(),
+        paths.sa_key.clone(),
+        args.hollow_nodes,
+    ));
     println!("Keelson is up at {server}");
     println!("  export KUBECONFIG={}", kubeconfig.display());
     println!("  kubectl get namespaces");
@@ -111,7 +115,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
 
 /// The scheduler and the controller-manager in this process (a single instance each,
 /// so no leader election), and optionally hollow nodes. Runs until aborted.
-async fn run_control_plane(kubeconfig: PathBuf, hollow_nodes: usize) {
+async fn run_control_plane(kubeconfig: PathBuf, sa_key: PathBuf, hollow_nodes: usize) {
     let result: anyhow::Result<()> = async {
         let client = keelson_client::Client::from_kubeconfig(&kubeconfig)?;
         let opts = keelson_component::ComponentOptions::single(kubeconfig.clone());
@@ -137,7 +141,10 @@ async fn run_control_plane(kubeconfig: PathBuf, hollow_nodes: usize) {
         let mut registry = prometheus_client::registry::Registry::default();
         let ctx = keelson_controller_manager::Context::new(
             client.clone(),
-            keelson_controller_manager::ControllerManagerOptions::default(),
+            keelson_controller_manager::ControllerManagerOptions {
+                service_account_private_key_file: Some(sa_key),
+                ..Default::default()
+            },
             &mut registry,
         );
         let manager = keelson_controller_manager::COMPONENT.run(

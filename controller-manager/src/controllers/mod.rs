@@ -22,6 +22,7 @@ pub mod replicaset;
 pub mod resourcequota;
 pub mod rootcacertpublisher;
 pub mod serviceaccount;
+pub mod serviceaccount_token;
 pub mod statefulset;
 pub mod ttlafterfinished;
 
@@ -52,4 +53,7 @@ pub const ALL: &[(&str, Start)] = &[
     ("namespace", |ctx| namespace::run(ctx).boxed()),
     ("podgc", |ctx| podgc::run(ctx).boxed()),
     ("serviceaccount", |ctx| serviceaccount::run(ctx).boxed()),
+    ("serviceaccount-token", |ctx| {
+        serviceaccount_token::run(ctx).boxed()
+    }),
 ];

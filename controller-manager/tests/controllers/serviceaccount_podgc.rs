@@ -170,3 +170,121 @@ async fn every_namespace_has_the_root_ca_bundle() {
         .unwrap();
     eventually_within(WAIT, "the ConfigMap recreated", || bundle(fresh.clone())).await;
 }
+
+/// Legacy token Secrets: filled with a token the apiserver accepts, deleted when their
+/// account does not exist or goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_secrets_get_a_working_token_and_go_with_their_account() {
+    use k8s_openapi::api::core::v1::Secret;
+    use keelson_controller_manager::controllers::serviceaccount_token::token_of;
+    let (cluster, client) = cluster().await;
+    let _controllers = tokio::spawn(keelson_controller_manager::run(context(
+        &client,
+        ControllerManagerOptions {
+            service_account_private_key_file: Some(cluster.pki.sa_key.clone()),
+            ..options(&["serviceaccount-token"])
+        },
+    )));
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), "default");
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
+    let sa: ServiceAccount = create(&accounts, json!({"metadata": {"name": "ci"}})).await;
+    let token_secret = |name: &str, account: &str| {
+        json!({"metadata": {"name": name, "annotations": {"kubernetes.io/service-account.name": account}},
+               "type": "kubernetes.io/service-account-token"})
+    };
+    let _: Secret = create(&secrets, token_secret("ci-token", "ci")).await;
+    let filled = eventually_within(WAIT, "the token Secret filled", || async {
+        let s = secrets.get("ci-token").await.ok()?;
+        token_of(&s).map(|_| s)
+    })
+    .await;
+    let data = filled.data.clone().unwrap();
+    assert_eq!(data["namespace"].0, b"default");
+    assert_eq!(
+        data["ca.crt"].0,
+        std::fs::read(&cluster.pki.ca_cert).unwrap()
+    );
+    assert_eq!(
+        filled.metadata.annotations.as_ref().unwrap()["kubernetes.io/service-account.uid"],
+        sa.metadata.uid.clone().unwrap()
+    );
+
+    // The token authenticates as the account (kubectl with no client certificate).
+    let token = token_of(&filled).unwrap();
+    let whoami = |token: &str| {
+        let server = format!("--server={}", cluster.server_url());
+        let ca = format!("--certificate-authority={}", cluster.pki.ca_cert.display());
+        let token = format!("--token={token}");
+        cluster.kubectl_with(
+            "kubectl",
+            &[
+                "--kubeconfig=/dev/null",
+                &server,
+                &ca,
+                &token,
+                "auth",
+                "whoami",
+                "-o",
+                "jsonpath={.status.userInfo.username}",
+            ],
+            None,
+        )
+    };
+    let out = whoami(&token);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "system:serviceaccount:default:ci"
+    );
+    // A token the Secret does not hold is refused, even with the same claims and a
+    // valid signature of the cluster's key (ECDSA signs differently each time).
+    let claims: serde_json::Value = {
+        use base64::Engine as _;
+        let part = token.split('.').nth(1).unwrap();
+        serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(part)
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    let resigned = keelson_pki::jwt::SigningKey::load(&cluster.pki.sa_key)
+        .unwrap()
+        .sign(&claims);
+    assert_ne!(resigned, token);
+    assert!(!whoami(&resigned).status.success());
+
+    // No such account: the Secret goes. The account goes: its Secret goes, and the token
+    // stops working.
+    let _: Secret = create(&secrets, token_secret("orphan-token", "nobody")).await;
+    eventually_within(WAIT, "the orphan token Secret deleted", || async {
+        secrets
+            .get_opt("orphan-token")
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    accounts
+        .delete("ci", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually_within(WAIT, "the account's token Secret deleted", || async {
+        secrets
+            .get_opt("ci-token")
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    eventually_within(WAIT, "the token refused", || async {
+        (!whoami(&token).status.success()).then_some(())
+    })
+    .await;
+}
