@@ -90,6 +90,10 @@ pub struct Config {
     /// Audiences a token must name to authenticate here; defaults to the issuer.
     #[arg(long = "api-audiences", value_delimiter = ',')]
     pub api_audiences: Vec<String>,
+    /// The JWKS URL the OIDC discovery document names; defaults to this apiserver's
+    /// `/openid/v1/jwks` (its bind address when that is loopback, else its advertised one).
+    #[arg(long = "service-account-jwks-uri")]
+    pub service_account_jwks_uri: Option<String>,
     /// The longest a requested service-account token may live (e.g. `24h`).
     #[arg(long = "service-account-max-token-expiration", value_parser = keelson_apimachinery::duration::parse)]
     pub service_account_max_token_expiration: Option<Duration>,
@@ -155,10 +159,17 @@ pub async fn start(
             signing_key_file: config.service_account_signing_key_file.clone(),
             key_files: config.service_account_key_file.clone(),
             api_audiences: config.api_audiences.clone(),
-            jwks_uri: format!(
-                "https://{}/openid/v1/jwks",
-                SocketAddr::new(advertise, addr.port())
-            ),
+            jwks_uri: config.service_account_jwks_uri.clone().unwrap_or_else(|| {
+                let host = if config.bind_address.is_loopback() {
+                    config.bind_address
+                } else {
+                    advertise
+                };
+                format!(
+                    "https://{}/openid/v1/jwks",
+                    SocketAddr::new(host, addr.port())
+                )
+            }),
         },
     )?);
     registry.token_issuer = Some(issuer.clone());

@@ -76,6 +76,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         service_account_key_file: vec![paths.sa_pub.clone()],
         api_audiences: vec![],
         service_account_max_token_expiration: None,
+        service_account_jwks_uri: None,
     };
     // On SIGTERM/SIGINT the control plane stops first, so that the apiserver is not
     // kept waiting by its watches.

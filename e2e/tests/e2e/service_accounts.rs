@@ -93,10 +93,11 @@ fn tokens_for_service_accounts_authenticate_until_their_objects_go() {
         "/.well-known/openid-configuration",
     ])));
     assert_eq!(config["issuer"], claims["iss"]);
-    assert!(config["jwks_uri"]
-        .as_str()
-        .unwrap()
-        .ends_with("/openid/v1/jwks"));
+    // Where this (loopback-bound) apiserver serves it.
+    assert_eq!(
+        config["jwks_uri"],
+        format!("{}/openid/v1/jwks", c.server_url())
+    );
     let keys = json(&ok(c.kubectl(&["get", "--raw", "/openid/v1/jwks"])));
     let kid = jwt_part(&token, 0)["kid"].clone();
     assert!(
