@@ -115,17 +115,20 @@ fn tokens_for_service_accounts_authenticate_until_their_objects_go() {
     let review = format!(
         "{{\"apiVersion\": \"authentication.k8s.io/v1\", \"kind\": \"TokenReview\", \"spec\": {{\"token\": \"{token}\"}}}}"
     );
-    let answer = json(&ok(c.kubectl_with(
-        "kubectl",
-        &[
-            "create",
-            "--raw",
-            "/apis/authentication.k8s.io/v1/tokenreviews",
-            "-f",
-            "-",
-        ],
-        Some(&review),
-    )));
+    let ask = |body: &str| {
+        json(&ok(c.kubectl_with(
+            "kubectl",
+            &[
+                "create",
+                "--raw",
+                "/apis/authentication.k8s.io/v1/tokenreviews",
+                "-f",
+                "-",
+            ],
+            Some(body),
+        )))
+    };
+    let answer = ask(&review);
     assert_eq!(answer["status"]["authenticated"], true, "{answer}");
     assert_eq!(
         answer["status"]["user"]["username"],
@@ -133,17 +136,7 @@ fn tokens_for_service_accounts_authenticate_until_their_objects_go() {
     );
     assert!(!answer["status"]["user"]["uid"].as_str().unwrap().is_empty());
     let elsewhere = review.replace("\"spec\": {", "\"spec\": {\"audiences\": [\"vault\"], ");
-    let answer = json(&ok(c.kubectl_with(
-        "kubectl",
-        &[
-            "create",
-            "--raw",
-            "/apis/authentication.k8s.io/v1/tokenreviews",
-            "-f",
-            "-",
-        ],
-        Some(&elsewhere),
-    )));
+    let answer = ask(&elsewhere);
     assert_eq!(
         answer["status"]["authenticated"], false,
         "another audience: {answer}"
