@@ -1,5 +1,6 @@
-//! Several apiservers on one etcd: they agree on state, never hand out one ClusterIP or
-//! NodePort twice, and `default/kubernetes` Endpoints follow which ones are alive.
+//! Several apiservers on one etcd: they agree on state, accept each other's
+//! service-account tokens, never hand out one ClusterIP or NodePort twice, and
+//! `default/kubernetes` Endpoints follow which ones are alive.
 
 use keelson_e2e::json;
 use keelson_testkit::{eventually, ok, ApiserverOptions, Cluster};
@@ -88,6 +89,39 @@ fn two_apiservers_share_state_allocations_and_endpoints() {
 
     // A write through one is read and watched through the other.
     ok(kubectl_at(&c, &a, &["create", "namespace", "ha"], None));
+
+    // A service-account token one apiserver signs, the other accepts (same sa.key).
+    ok(kubectl_at(
+        &c,
+        &a,
+        &["create", "serviceaccount", "app", "-n", "ha"],
+        None,
+    ));
+    let token = ok(kubectl_at(
+        &c,
+        &a,
+        &["create", "token", "app", "-n", "ha"],
+        None,
+    ));
+    let server_b = format!("--server=https://127.0.0.1:{}", c.apiservers[1].port);
+    let ca = format!("--certificate-authority={}", c.pki.ca_cert.display());
+    let as_token = format!("--token={}", token.trim());
+    let who = ok(kubectl_at(
+        &c,
+        &b,
+        &[
+            "--kubeconfig=/dev/null",
+            &server_b,
+            &ca,
+            &as_token,
+            "auth",
+            "whoami",
+            "-o",
+            "jsonpath={.status.userInfo.username}",
+        ],
+        None,
+    ));
+    assert_eq!(who, "system:serviceaccount:ha:app");
     let watch = std::process::Command::new("kubectl")
         .args([
             "get",
