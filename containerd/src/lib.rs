@@ -1,0 +1,1 @@
+//! See the crate description (Cargo.toml); modules are being written.

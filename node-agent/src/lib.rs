@@ -1,0 +1,1 @@
+//! keelson-node-agent: the kubelet of Keelson. See docs/node-agent.md.
