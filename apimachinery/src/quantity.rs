@@ -369,7 +369,7 @@ pub fn is_integer_resource(name: &str) -> bool {
     let native = !name.contains('/') || name.contains("kubernetes.io/");
     !native
         && !name.starts_with("requests.")
-        && keelson_apimachinery::validation::qualified_name(&format!("requests.{name}")).is_empty()
+        && crate::validation::qualified_name(&format!("requests.{name}")).is_empty()
 }
 
 /// `ValidateResourceQuantityValue` for one entry of a resource list: the quantity
@@ -379,9 +379,9 @@ pub fn validate_quantity_value(
     name: &str,
     v: &Value,
     path: &str,
-    out: &mut Vec<keelson_apimachinery::Cause>,
+    out: &mut Vec<crate::Cause>,
 ) -> Option<Quantity> {
-    use keelson_apimachinery::Cause;
+    use crate::Cause;
     let q = match Quantity::from_json(v) {
         Ok(q) => q,
         Err(e) => {

@@ -11,7 +11,9 @@
 
 pub mod kinds;
 pub mod podspec;
-pub mod quantity;
+/// Quantities live in apimachinery (components use them too); kept here for the catalog's
+/// existing paths.
+pub use keelson_apimachinery::quantity;
 pub mod quota;
 pub mod strategy;
 pub mod table;

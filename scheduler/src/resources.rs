@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Container, PodSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use keelson_resources::quantity::Quantity as Parsed;
+use keelson_apimachinery::quantity::Quantity as Parsed;
 
 /// What the scheduler assumes a container without a CPU request uses, for scoring
 /// (`schedutil.DefaultMilliCPURequest`).
