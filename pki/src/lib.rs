@@ -3,6 +3,7 @@
 //! * [`ensure_pki`] / [`issue_client_cert`]: a self-signed cluster CA and the certificates
 //!   signed by it (apiserver serving cert, admin and component client certs), created only
 //!   when missing.
+//! * [`issue_node_credentials`]: a node agent's client and serving certificates and kubeconfig.
 //! * [`write_kubeconfig`] / [`Kubeconfig`]: standard kubeconfig files, as `kubectl` reads them.
 //! * [`server_config`] / [`client_config`] / [`peer_identity`]: rustls configurations for the
 //!   apiserver and its clients, and the user identity carried by a client certificate.
@@ -16,6 +17,7 @@ mod der;
 mod files;
 pub mod jwt;
 mod kubeconfig;
+mod node;
 mod pki;
 mod tls;
 mod token;
@@ -25,6 +27,7 @@ pub use kubeconfig::{
     write_kubeconfig, AuthInfo, Cluster, Context, Kubeconfig, NamedAuthInfo, NamedCluster,
     NamedContext, ResolvedContext,
 };
+pub use node::{issue_node_credentials, NodeCredentials};
 pub use pki::{
     cert_sans, ensure_pki, identity_from_cert_der, issue_client_cert, CertPaths, PkiOptions,
     PkiPaths, SanEntry, DEFAULT_SERVICE_CIDR,

@@ -135,6 +135,10 @@ pub struct PkiPaths {
     pub apiserver_key: PathBuf,
     pub admin_cert: PathBuf,
     pub admin_key: PathBuf,
+    /// The client certificate the apiserver presents to node agents (kubeadm's
+    /// `apiserver-kubelet-client`: CN `kube-apiserver-kubelet-client`, O `system:masters`).
+    pub apiserver_kubelet_client_cert: PathBuf,
+    pub apiserver_kubelet_client_key: PathBuf,
     /// The key that signs service-account tokens (`sa.key`, ECDSA P-256 PKCS#8) and its
     /// public half (`sa.pub`), as kubeadm names them.
     pub sa_key: PathBuf,
@@ -153,6 +157,8 @@ pub struct PkiPaths {
 ///   `kubernetes.default.svc.cluster.local`, the hostname, `127.0.0.1`, `::1`, the first IP of
 ///   each service CIDR and `opts.extra_sans`;
 /// * `admin.crt`/`admin.key`: client certificate CN `kubernetes-admin`, O `system:masters`;
+/// * `apiserver-kubelet-client.crt`/`.key`: the apiserver's client certificate towards node
+///   agents, CN `kube-apiserver-kubelet-client`, O `system:masters`;
 /// * `sa.key`/`sa.pub`: the key pair that signs and verifies service-account tokens.
 ///
 /// Keys are ECDSA P-256 (PKCS#8 PEM, mode 0600). Existing files are left alone, except that a
@@ -174,7 +180,7 @@ pub fn ensure_pki(dir: &Path, opts: &PkiOptions) -> anyhow::Result<PkiPaths> {
 
     let requested = serving_sans(opts)?;
     let apiserver = paths_for(dir, "apiserver");
-    if ensure_serving_cert(&ca, &apiserver, &requested)? {
+    if ensure_serving_cert(&ca, &apiserver, "kube-apiserver", &requested)? {
         issued.push("apiserver".to_string());
     }
 
@@ -187,6 +193,17 @@ pub fn ensure_pki(dir: &Path, opts: &PkiOptions) -> anyhow::Result<PkiPaths> {
         &["system:masters"],
     )? {
         issued.push("admin".to_string());
+    }
+
+    let kubelet_client = paths_for(dir, "apiserver-kubelet-client");
+    if ensure_client_cert(
+        &ca,
+        &kubelet_client,
+        "apiserver-kubelet-client",
+        "kube-apiserver-kubelet-client",
+        &["system:masters"],
+    )? {
+        issued.push("apiserver-kubelet-client".to_string());
     }
 
     let (sa_key, sa_pub) = (dir.join("sa.key"), dir.join("sa.pub"));
@@ -204,6 +221,8 @@ pub fn ensure_pki(dir: &Path, opts: &PkiOptions) -> anyhow::Result<PkiPaths> {
         apiserver_key: apiserver.key,
         admin_cert: admin.cert,
         admin_key: admin.key,
+        apiserver_kubelet_client_cert: kubelet_client.cert,
+        apiserver_kubelet_client_key: kubelet_client.key,
         issued,
     })
 }
@@ -278,7 +297,7 @@ pub fn cert_sans(der: &[u8]) -> anyhow::Result<Vec<SanEntry>> {
 
 // ---------------------------------------------------------------------------------------------
 
-struct Ca {
+pub(crate) struct Ca {
     paths: CertPaths,
     der: CertificateDer<'static>,
     key: KeyPair,
@@ -292,7 +311,7 @@ impl Ca {
     }
 }
 
-fn paths_for(dir: &Path, name: &str) -> CertPaths {
+pub(crate) fn paths_for(dir: &Path, name: &str) -> CertPaths {
     CertPaths {
         cert: dir.join(format!("{name}.crt")),
         key: dir.join(format!("{name}.key")),
@@ -363,7 +382,7 @@ fn ensure_ca(dir: &Path) -> anyhow::Result<Ca> {
     }
 }
 
-fn load_ca(dir: &Path) -> anyhow::Result<Ca> {
+pub(crate) fn load_ca(dir: &Path) -> anyhow::Result<Ca> {
     let paths = paths_for(dir, "ca");
     let cert_pem = std::fs::read(&paths.cert)
         .with_context(|| format!("reading CA certificate {}", paths.cert.display()))?;
@@ -576,7 +595,14 @@ fn check_serving_cert(
     )
     .build()
     .context("building certificate verifier")?;
-    let name = ServerName::try_from("localhost").expect("valid name");
+    let name = match requested.first() {
+        Some(SanEntry::Ip(ip)) => ServerName::IpAddress((*ip).into()),
+        Some(SanEntry::Dns(d)) if !d.starts_with('*') => match ServerName::try_from(d.clone()) {
+            Ok(n) => n,
+            Err(_) => return Ok(Err((format!("{d:?} is not a server name"), existing))),
+        },
+        _ => ServerName::try_from("localhost").expect("valid name"),
+    };
     if let Err(e) = rustls::client::danger::ServerCertVerifier::verify_server_cert(
         verifier.as_ref(),
         &der,
@@ -593,16 +619,23 @@ fn check_serving_cert(
     Ok(Ok(()))
 }
 
-/// Returns whether a certificate was issued.
-fn ensure_serving_cert(ca: &Ca, paths: &CertPaths, requested: &[SanEntry]) -> anyhow::Result<bool> {
+/// Creates or re-issues the serving certificate at `paths` (subject CN `cn`) so that it
+/// covers `requested` (the first of which it must verify for). Returns whether a
+/// certificate was issued.
+pub(crate) fn ensure_serving_cert(
+    ca: &Ca,
+    paths: &CertPaths,
+    cn: &str,
+    requested: &[SanEntry],
+) -> anyhow::Result<bool> {
     let mut sans = requested.to_vec();
     match check_serving_cert(ca, paths, requested)? {
         Ok(()) => return Ok(false),
         Err((why, existing)) => {
             if why == "missing" {
-                tracing::info!(cert = %paths.cert.display(), "creating apiserver serving certificate");
+                tracing::info!(cert = %paths.cert.display(), "creating {cn} serving certificate");
             } else {
-                tracing::warn!(cert = %paths.cert.display(), "re-issuing apiserver serving certificate: {why}");
+                tracing::warn!(cert = %paths.cert.display(), "re-issuing {cn} serving certificate: {why}");
             }
             for s in existing {
                 if !sans.contains(&s) {
@@ -612,7 +645,7 @@ fn ensure_serving_cert(ca: &Ca, paths: &CertPaths, requested: &[SanEntry]) -> an
         }
     }
     let mut params = CertificateParams::default();
-    params.distinguished_name = dn("kube-apiserver", &[]);
+    params.distinguished_name = dn(cn, &[]);
     params.subject_alt_names = sans
         .iter()
         .map(SanEntry::to_rcgen)
@@ -663,7 +696,7 @@ fn check_client_cert(
 }
 
 /// Returns whether a certificate was issued.
-fn ensure_client_cert(
+pub(crate) fn ensure_client_cert(
     ca: &Ca,
     paths: &CertPaths,
     name: &str,

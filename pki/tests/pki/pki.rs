@@ -60,7 +60,10 @@ fn creates_pki_with_modes() {
     let dir = tempfile::tempdir().unwrap();
     let pki_dir = dir.path().join("pki");
     let paths = ensure_pki(&pki_dir, &opts()).unwrap();
-    assert_eq!(paths.issued, ["ca", "apiserver", "admin", "sa"]);
+    assert_eq!(
+        paths.issued,
+        ["ca", "apiserver", "admin", "apiserver-kubelet-client", "sa"]
+    );
     assert!(paths.sa_key.exists() && paths.sa_pub.exists());
     for (p, name) in [
         (&paths.ca_cert, "ca.crt"),
@@ -69,6 +72,14 @@ fn creates_pki_with_modes() {
         (&paths.apiserver_key, "apiserver.key"),
         (&paths.admin_cert, "admin.crt"),
         (&paths.admin_key, "admin.key"),
+        (
+            &paths.apiserver_kubelet_client_cert,
+            "apiserver-kubelet-client.crt",
+        ),
+        (
+            &paths.apiserver_kubelet_client_key,
+            "apiserver-kubelet-client.key",
+        ),
     ] {
         assert_eq!(p, &pki_dir.join(name));
         assert!(p.exists(), "{name} missing");
@@ -96,7 +107,10 @@ fn creates_pki_with_modes() {
     let ca = identity_of(&paths.ca_cert);
     assert_eq!(ca.user, "keelson-ca");
     // No leftover temp files.
-    assert_eq!(std::fs::read_dir(&pki_dir).unwrap().count(), 8);
+    assert_eq!(std::fs::read_dir(&pki_dir).unwrap().count(), 10);
+    let kubelet_client = identity_of(&paths.apiserver_kubelet_client_cert);
+    assert_eq!(kubelet_client.user, "kube-apiserver-kubelet-client");
+    assert_eq!(kubelet_client.groups, ["system:masters"]);
     let public = std::fs::read_to_string(&paths.sa_pub).unwrap();
     assert!(public.starts_with("-----BEGIN PUBLIC KEY-----"), "{public}");
 }
@@ -127,6 +141,8 @@ impl From<&keelson_pki::PkiPaths> for PkiPathsNoIssued {
             p.apiserver_key.clone(),
             p.admin_cert.clone(),
             p.admin_key.clone(),
+            p.apiserver_kubelet_client_cert.clone(),
+            p.apiserver_kubelet_client_key.clone(),
         ])
     }
 }
