@@ -1,8 +1,10 @@
-//! The LimitRanger and ResourceQuota admission plugins.
+//! The LimitRanger, ServiceAccount and ResourceQuota admission plugins.
 //!
 //! - [`limitranger`]: a new pod's containers get the `default`/`defaultRequest` of the
 //!   namespace's LimitRanges (mutating), then pods and PersistentVolumeClaims are
 //!   checked against their min, max and limit/request ratios (validating, 403).
+//! - [`serviceaccount`]: a new pod runs as a ServiceAccount (`default` unless named) and
+//!   gets the `kube-api-access-*` token volume mounted in its containers (mutating).
 //! - [`quota`]: a write that adds usage in a namespace with ResourceQuotas is refused
 //!   (403) when it would exceed a quota, and otherwise charged to each quota's
 //!   `status.used` with a compare-and-swap in etcd before the object is written, so
@@ -14,6 +16,7 @@
 pub mod cache;
 pub mod limitranger;
 pub mod quota;
+pub mod serviceaccount;
 
 use crate::storage::Storage;
 use crate::watch_cache::WatchCache;
@@ -69,6 +72,7 @@ impl Admission {
             .get(&self.storage, meta::namespace(obj))
             .await?;
         limitranger::default_pod(&ranges, obj);
+        serviceaccount::admit(&self.storage, obj).await;
         Ok(())
     }
 
