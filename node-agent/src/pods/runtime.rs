@@ -1,0 +1,282 @@
+//! What the runtime holds for one pod, read back from the CRI (the kubelet's
+//! `kubecontainer.PodStatus`): its sandboxes and every container instance, newest first.
+//! The runtime is the source of truth: a restarted agent rebuilds all of this from the
+//! labels and annotations it put on sandboxes and containers.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use k8s_cri::v1 as cri;
+
+use crate::cri::{labels, Runtime};
+
+/// One pod sandbox.
+#[derive(Debug, Clone)]
+pub struct Sandbox {
+    pub id: String,
+    pub ready: bool,
+    pub attempt: u32,
+    pub created_at: i64,
+    /// The pod IP the network plugin gave it ("" with the host's network).
+    pub ip: String,
+    pub ips: Vec<String>,
+}
+
+/// One container instance (a restart makes a new one).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Instance {
+    pub id: String,
+    pub sandbox_id: String,
+    pub name: String,
+    /// `restartCount` when it was made (CRI metadata `attempt`).
+    pub restart_count: i32,
+    pub state: State,
+    pub created_at: i64,
+    pub started_at: i64,
+    pub finished_at: i64,
+    pub exit_code: i32,
+    pub reason: String,
+    pub message: String,
+    pub image: String,
+    pub image_ref: String,
+    pub log_path: String,
+    pub hash: String,
+    pub annotations: HashMap<String, String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Created,
+    Running,
+    Exited,
+    Unknown,
+}
+
+impl State {
+    fn from_cri(s: i32) -> State {
+        match cri::ContainerState::try_from(s) {
+            Ok(cri::ContainerState::ContainerCreated) => State::Created,
+            Ok(cri::ContainerState::ContainerRunning) => State::Running,
+            Ok(cri::ContainerState::ContainerExited) => State::Exited,
+            _ => State::Unknown,
+        }
+    }
+}
+
+impl Instance {
+    pub fn running(&self) -> bool {
+        self.state == State::Running
+    }
+    pub fn exited(&self) -> bool {
+        matches!(self.state, State::Exited | State::Unknown) && self.finished_at != 0
+            || self.state == State::Exited
+    }
+    /// `containerd://<id>`, as `containerStatuses[].containerID`.
+    pub fn container_id(&self) -> String {
+        format!("containerd://{}", self.id)
+    }
+}
+
+/// Everything the runtime has for one pod uid.
+#[derive(Debug, Clone, Default)]
+pub struct PodRuntime {
+    /// Newest first.
+    pub sandboxes: Vec<Sandbox>,
+    /// Newest first.
+    pub containers: Vec<Instance>,
+}
+
+impl PodRuntime {
+    pub fn sandbox(&self) -> Option<&Sandbox> {
+        self.sandboxes.first()
+    }
+
+    /// The newest instance of container `name`, in any sandbox.
+    pub fn latest(&self, name: &str) -> Option<&Instance> {
+        self.containers.iter().find(|c| c.name == name)
+    }
+
+    /// The instance before the newest one (`lastState`, `logs --previous`).
+    pub fn previous(&self, name: &str) -> Option<&Instance> {
+        self.containers.iter().filter(|c| c.name == name).nth(1)
+    }
+
+    pub fn running(&self) -> impl Iterator<Item = &Instance> {
+        self.containers.iter().filter(|c| c.running())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sandboxes.is_empty() && self.containers.is_empty()
+    }
+}
+
+/// Reads pods back from the CRI. `ContainerStatus` of a finished container never
+/// changes, so it is asked once and kept until the container is removed.
+#[derive(Clone)]
+pub struct RuntimeReader {
+    runtime: Runtime,
+    node_name: String,
+    exited: Arc<Mutex<HashMap<String, Instance>>>,
+}
+
+/// Sandboxes and containers of every pod on this node, by pod uid.
+pub type Snapshot = HashMap<String, PodRuntime>;
+
+impl RuntimeReader {
+    pub fn new(runtime: Runtime, node_name: &str) -> Self {
+        RuntimeReader {
+            runtime,
+            node_name: node_name.to_string(),
+            exited: Arc::default(),
+        }
+    }
+
+    fn selector(&self, uid: Option<&str>) -> HashMap<String, String> {
+        let mut m = HashMap::from([(labels::NODE_NAME.to_string(), self.node_name.clone())]);
+        if let Some(uid) = uid {
+            m.insert(labels::POD_UID.into(), uid.into());
+        }
+        m
+    }
+
+    /// One pod, fresh from the runtime.
+    pub async fn pod(&self, uid: &str) -> anyhow::Result<PodRuntime> {
+        let mut snap = self.read(Some(uid)).await?;
+        Ok(snap.remove(uid).unwrap_or_default())
+    }
+
+    /// Every pod of this node (the PLEG relist).
+    pub async fn all(&self) -> anyhow::Result<Snapshot> {
+        self.read(None).await
+    }
+
+    async fn read(&self, uid: Option<&str>) -> anyhow::Result<Snapshot> {
+        let mut rt = self.runtime.clone();
+        let sandboxes = rt
+            .runtime
+            .list_pod_sandbox(cri::ListPodSandboxRequest {
+                filter: Some(cri::PodSandboxFilter {
+                    label_selector: self.selector(uid),
+                    ..Default::default()
+                }),
+            })
+            .await
+            .map_err(|s| anyhow::anyhow!("CRI ListPodSandbox: {}", s.message()))?
+            .into_inner()
+            .items;
+        let containers = rt
+            .runtime
+            .list_containers(cri::ListContainersRequest {
+                filter: Some(cri::ContainerFilter {
+                    label_selector: self.selector(uid),
+                    ..Default::default()
+                }),
+            })
+            .await
+            .map_err(|s| anyhow::anyhow!("CRI ListContainers: {}", s.message()))?
+            .into_inner()
+            .containers;
+        let mut snap: Snapshot = HashMap::new();
+        for s in sandboxes {
+            let Some(uid) = s.labels.get(labels::POD_UID).cloned() else {
+                continue;
+            };
+            let ready = s.state == cri::PodSandboxState::SandboxReady as i32;
+            let (ip, ips) = if ready {
+                match rt.pod_sandbox_status(&s.id).await {
+                    Ok(Some(st)) => {
+                        let net = st.network.unwrap_or_default();
+                        let ips = std::iter::once(net.ip.clone())
+                            .chain(net.additional_ips.into_iter().map(|i| i.ip))
+                            .filter(|i| !i.is_empty())
+                            .collect();
+                        (net.ip, ips)
+                    }
+                    _ => (String::new(), Vec::new()),
+                }
+            } else {
+                (String::new(), Vec::new())
+            };
+            snap.entry(uid).or_default().sandboxes.push(Sandbox {
+                id: s.id,
+                ready,
+                attempt: s.metadata.map(|m| m.attempt).unwrap_or(0),
+                created_at: s.created_at,
+                ip,
+                ips,
+            });
+        }
+        let live: std::collections::HashSet<String> =
+            containers.iter().map(|c| c.id.clone()).collect();
+        self.exited
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|id, _| live.contains(id));
+        for c in containers {
+            let Some(uid) = c.labels.get(labels::POD_UID).cloned() else {
+                continue;
+            };
+            let instance = match self.instance(&mut rt, &c).await {
+                Ok(i) => i,
+                // Removed between the list and the status call.
+                Err(e) => {
+                    tracing::debug!(container = %c.id, error = %e, "container status");
+                    continue;
+                }
+            };
+            snap.entry(uid).or_default().containers.push(instance);
+        }
+        for pod in snap.values_mut() {
+            pod.sandboxes.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+            pod.containers.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+        }
+        Ok(snap)
+    }
+
+    async fn instance(&self, rt: &mut Runtime, c: &cri::Container) -> anyhow::Result<Instance> {
+        if let Some(i) = self
+            .exited
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&c.id)
+        {
+            return Ok(i.clone());
+        }
+        let s = rt.container_status(&c.id).await?;
+        let name = c.metadata.as_ref().map(|m| m.name.clone()).unwrap_or_default();
+        let restart_count = c
+            .annotations
+            .get(labels::RESTART_COUNT)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| c.metadata.as_ref().map(|m| m.attempt as i32).unwrap_or(0));
+        let instance = Instance {
+            id: c.id.clone(),
+            sandbox_id: c.pod_sandbox_id.clone(),
+            name,
+            restart_count,
+            state: State::from_cri(s.state),
+            created_at: s.created_at,
+            started_at: s.started_at,
+            finished_at: s.finished_at,
+            exit_code: s.exit_code,
+            reason: s.reason,
+            message: s.message,
+            image: c.image.as_ref().map(|i| i.image.clone()).unwrap_or_default(),
+            image_ref: s.image_ref,
+            log_path: s.log_path,
+            hash: c
+                .annotations
+                .get(labels::CONTAINER_HASH)
+                .cloned()
+                .unwrap_or_default(),
+            annotations: c.annotations.clone(),
+        };
+        if instance.state == State::Exited {
+            self.exited
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(c.id.clone(), instance.clone());
+        }
+        Ok(instance)
+    }
+}
