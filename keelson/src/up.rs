@@ -1,5 +1,6 @@
 //! `keelson up`: a single-node cluster in one process (plus etcd).
 
+use crate::containerd::Containerd;
 use crate::etcd::Etcd;
 use anyhow::Context;
 use std::path::{Path, PathBuf};
@@ -26,6 +27,27 @@ pub struct UpArgs {
     /// are scheduled and reported Running without a container runtime.
     #[arg(long, default_value_t = 0)]
     pub hollow_nodes: usize,
+    /// Run only the control plane: no containerd and no node agent on this machine.
+    #[arg(long)]
+    pub disable_agent: bool,
+    /// The name of this machine's Node (default: the host name).
+    #[arg(long)]
+    pub node_name: Option<String>,
+    /// This machine's Node address (default: the first address of an interface that is
+    /// up and not loopback).
+    #[arg(long)]
+    pub node_ip: Option<std::net::IpAddr>,
+    /// The node agent's HTTPS port (logs, exec, port-forward).
+    #[arg(long, default_value_t = 10250)]
+    pub kubelet_port: u16,
+    /// The containerd binary to run (with its own root, state and socket under
+    /// `<data-dir>/containerd`).
+    #[arg(long, default_value = "containerd")]
+    pub containerd_binary: String,
+    /// Leave the pods' containers running when `keelson up` stops (by default every pod
+    /// sandbox is stopped and removed; the pods run again at the next `keelson up`).
+    #[arg(long)]
+    pub keep_pods: bool,
 }
 
 pub fn write_admin_kubeconfig(
@@ -58,6 +80,23 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         args.etcd_port + 1,
     )
     .await?;
+    let containerd = if args.disable_agent {
+        None
+    } else {
+        let started = async {
+            let c = Containerd::start(&args.containerd_binary, &args.data_dir.join("containerd")).await?;
+            c.import_images(&args.data_dir.join("images")).await?;
+            anyhow::Ok(c)
+        }
+        .await;
+        match started {
+            Ok(c) => Some(c),
+            Err(e) => {
+                etcd.stop().await;
+                return Err(e);
+            }
+        }
+    };
     let config = keelson_apiserver::Config {
         secure_port: args.port,
         bind_address: args.bind_address,
@@ -77,6 +116,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         api_audiences: vec![],
         service_account_max_token_expiration: None,
         service_account_jwks_uri: None,
+        kubelet_client_certificate: Some(paths.apiserver_kubelet_client_cert.clone()),
+        kubelet_client_key: Some(paths.apiserver_kubelet_client_key.clone()),
+        kubelet_certificate_authority: None,
+        kubelet_preferred_address_types: vec!["InternalIP".into(), "ExternalIP".into(), "Hostname".into()],
     };
     // On SIGTERM/SIGINT the control plane stops first, so that the apiserver is not
     // kept waiting by its watches.
@@ -88,9 +131,16 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let running = match running {
         Ok(r) => r,
         Err(e) => {
+            if let Some(c) = containerd {
+                c.stop(!args.keep_pods).await;
+            }
             etcd.stop().await;
             return Err(e);
         }
+    };
+    let agent = match &containerd {
+        None => None,
+        Some(c) => Some(tokio::spawn(run_node_agent(node_agent_options(&args, &paths, &server, c)?))),
     };
     let control_plane = tokio::spawn(run_control_plane(
         kubeconfig.clone(),
@@ -104,14 +154,75 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let result = tokio::select! {
         r = &mut apiserver => r,
         _ = keelson_apiserver::shutdown_signal() => {
+            if let Some(a) = &agent {
+                a.abort();
+            }
             control_plane.abort();
             let _ = control_plane.await;
             let _ = stop_apiserver.send(());
             apiserver.await
         }
     };
+    if let Some(a) = agent {
+        a.abort();
+        let _ = a.await;
+    }
+    if let Some(c) = containerd {
+        c.stop(!args.keep_pods).await;
+    }
     etcd.stop().await;
     result?
+}
+
+/// The node agent's options for this machine: its credentials from the cluster CA, its
+/// containerd, and its directories under the data directory.
+fn node_agent_options(
+    args: &UpArgs,
+    paths: &keelson_pki::PkiPaths,
+    server: &str,
+    containerd: &Containerd,
+) -> anyhow::Result<keelson_node_agent::NodeAgentOptions> {
+    let mut opts = keelson_node_agent::NodeAgentOptions {
+        hostname_override: args.node_name.clone(),
+        node_ip: args.node_ip,
+        port: args.kubelet_port,
+        root_dir: args.data_dir.join("agent"),
+        pod_logs_dir: args.data_dir.join("pod-logs"),
+        cni_conf_dir: containerd.config.cni_conf_dir.clone(),
+        container_runtime_endpoint: format!("unix://{}", containerd.config.socket.display()),
+        ..Default::default()
+    };
+    let node_name = opts.node_name();
+    let node_ip = match opts.node_ip {
+        Some(ip) => ip,
+        None => keelson_node_agent::default_node_ip()?,
+    };
+    opts.node_ip = Some(node_ip);
+    let creds = keelson_pki::issue_node_credentials(
+        paths,
+        &args.data_dir.join("agent").join("pki"),
+        &node_name,
+        &[node_ip.to_string(), node_name.clone()],
+        server,
+    )?;
+    opts.kubeconfig = Some(creds.kubeconfig);
+    opts.tls_cert_file = Some(creds.serving.cert);
+    opts.tls_private_key_file = Some(creds.serving.key);
+    opts.client_ca_file = Some(creds.ca_cert);
+    Ok(opts)
+}
+
+/// The node agent in this process; runs until aborted.
+async fn run_node_agent(opts: keelson_node_agent::NodeAgentOptions) {
+    let result = async {
+        let kubeconfig = opts.kubeconfig.clone().context("node kubeconfig")?;
+        let client = keelson_client::Client::from_kubeconfig(&kubeconfig)?;
+        keelson_node_agent::run(client, opts, std::future::pending()).await
+    }
+    .await;
+    if let Err(e) = result {
+        tracing::error!(error = %format!("{e:#}"), "node agent stopped");
+    }
 }
 
 /// The scheduler and the controller-manager in this process (a single instance each,
