@@ -163,9 +163,3 @@ pub fn default_node_ip() -> anyhow::Result<IpAddr> {
         .next()
         .ok_or_else(|| anyhow::anyhow!("no IPv4 address found for the node: pass --node-ip"))
 }
-
-// What a pod's containers see: environment, volumes, DNS and hosts files.
-pub mod dns;
-pub mod env;
-pub mod sources;
-pub mod volumes;
