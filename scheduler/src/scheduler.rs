@@ -468,6 +468,20 @@ impl Loop {
                         self.queue.done(&pod.uid);
                         self.recorder.forget_pod(&pod.uid);
                         self.metrics.attempt(Outcome::Scheduled, seconds);
+                        // Once per pod, so it bypasses the correlator (which would keep
+                        // an entry for a pod it never hears of again).
+                        let message = format!(
+                            "Successfully assigned {}/{} to {node}",
+                            pod.namespace, pod.name
+                        );
+                        let event = api::pod_event(&pod, "Normal", "Scheduled", &message, &self.cfg.scheduler_name);
+                        let client = self.client.clone();
+                        self.tasks.spawn(async move {
+                            if let Err(e) = api::create_event(client, event).await {
+                                tracing::debug!(error = %e, "creating the Scheduled event");
+                            }
+                            Done::Other
+                        });
                     }
                     Err(e) => {
                         tracing::warn!(pod = %pod.key(), %node, error = %e, "binding failed");
