@@ -97,6 +97,24 @@ pub struct Config {
     /// The longest a requested service-account token may live (e.g. `24h`).
     #[arg(long = "service-account-max-token-expiration", value_parser = keelson_apimachinery::duration::parse)]
     pub service_account_max_token_expiration: Option<Duration>,
+    /// Client certificate presented to node agents (`keelson pki` writes
+    /// `apiserver-kubelet-client.crt`), for logs, exec, attach, port-forward and
+    /// `nodes/proxy`.
+    #[arg(long = "kubelet-client-certificate")]
+    pub kubelet_client_certificate: Option<PathBuf>,
+    #[arg(long = "kubelet-client-key")]
+    pub kubelet_client_key: Option<PathBuf>,
+    /// CA that node agents' serving certificates must chain to; without it they are not
+    /// verified (as kube-apiserver).
+    #[arg(long = "kubelet-certificate-authority")]
+    pub kubelet_certificate_authority: Option<PathBuf>,
+    /// Node address types to reach node agents at, in order of preference.
+    #[arg(
+        long = "kubelet-preferred-address-types",
+        value_delimiter = ',',
+        default_value = "InternalIP,ExternalIP,Hostname"
+    )]
+    pub kubelet_preferred_address_types: Vec<String>,
 }
 
 fn parse_port_range(s: &str) -> anyhow::Result<(u16, u16)> {
@@ -179,12 +197,20 @@ pub async fn start(
         tokens,
         service_accounts: Some(auth::ServiceAccountTokens::new(issuer, registry.clone())),
     });
+    let connect = http::connect::Connector::new(&http::connect::KubeletClientConfig {
+        client_certificate: config.kubelet_client_certificate.clone(),
+        client_key: config.kubelet_client_key.clone(),
+        certificate_authority: config.kubelet_certificate_authority.clone(),
+        preferred_address_types: config.kubelet_preferred_address_types.clone(),
+    })
+    .context("kubelet client configuration")?;
     let state = Arc::new(http::ApiState {
         auth: auth.clone(),
         registry: registry.clone(),
         openapi: keelson_openapi::OpenApi::build(keelson_resources::kinds::ALL),
         metrics,
         advertise: SocketAddr::new(advertise, addr.port()).to_string(),
+        connect,
     });
     let grpc = tonic::service::Routes::new(
         keelson_proto::api_server::ApiServer::new(grpc::GrpcApi {

@@ -29,8 +29,11 @@ enum Command {
     /// Run a single-node cluster until interrupted.
     Up(up::UpArgs),
     /// Create (when missing) the cluster CA, apiserver serving certificate, admin client
-    /// certificate, and an admin kubeconfig.
+    /// certificate, and an admin kubeconfig; `keelson pki node ...` issues a node's
+    /// credentials from that CA.
     Pki {
+        #[command(subcommand)]
+        action: Option<PkiAction>,
         /// Where certificates live.
         #[arg(long, default_value = "/var/lib/keelson/pki")]
         dir: PathBuf,
@@ -53,12 +56,55 @@ enum Command {
     HollowNodes(hollow::HollowArgs),
 }
 
+#[derive(Subcommand)]
+enum PkiAction {
+    /// Issue a node agent's credentials from the CA in `--dir`: a client certificate
+    /// (`system:node:NAME`) in a kubeconfig, a serving certificate and a copy of the CA.
+    Node {
+        /// The node's name.
+        #[arg(long)]
+        name: String,
+        /// Subject alternative names of its serving certificate (its IPs, DNS names).
+        #[arg(long = "san", value_delimiter = ',')]
+        sans: Vec<String>,
+        /// The apiserver URL written into the node's kubeconfig.
+        #[arg(long, default_value = "https://127.0.0.1:6443")]
+        server: String,
+        /// Directory for the node's files.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     keelson_apiserver::init_logging();
     match Cli::parse().command {
         Command::Up(args) => up::run(args).await,
         Command::Pki {
+            action:
+                Some(PkiAction::Node {
+                    name,
+                    sans,
+                    server,
+                    out,
+                }),
+            dir,
+            ..
+        } => {
+            let paths = keelson_pki::ensure_pki(&dir, &keelson_pki::PkiOptions::default())?;
+            let creds = keelson_pki::issue_node_credentials(&paths, &out, &name, &sans, &server)?;
+            println!("wrote {}", creds.kubeconfig.display());
+            println!(
+                "  --tls-cert-file={} --tls-private-key-file={} --client-ca-file={}",
+                creds.serving.cert.display(),
+                creds.serving.key.display(),
+                creds.ca_cert.display()
+            );
+            Ok(())
+        }
+        Command::Pki {
+            action: None,
             dir,
             sans,
             kubeconfig,

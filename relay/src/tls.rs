@@ -7,13 +7,15 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use std::sync::Arc;
 
-/// A client config that presents `client_cert` (leaf first) with `client_key` and, with
-/// `roots`, verifies the backend's certificate against them (name included). Without
-/// `roots` the backend's certificate is not verified, only its handshake signature: this
-/// is what kube-apiserver does towards kubelets without `--kubelet-certificate-authority`.
+/// A client certificate chain (leaf first) and its key.
+pub type ClientAuth = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>);
+
+/// A client config that presents `client_auth` when given and, with `roots`, verifies the
+/// backend's certificate against them (name included). Without `roots` the backend's
+/// certificate is not verified, only its handshake signature: this is what kube-apiserver
+/// does towards kubelets without `--kubelet-certificate-authority`, and towards pods.
 pub fn client_config(
-    client_cert: Vec<CertificateDer<'static>>,
-    client_key: PrivateKeyDer<'static>,
+    client_auth: Option<ClientAuth>,
     roots: Option<RootCertStore>,
 ) -> anyhow::Result<ClientConfig> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -26,9 +28,27 @@ pub fn client_config(
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(AnyServerCert(provider))),
     };
-    let mut config = builder
-        .with_client_auth_cert(client_cert, client_key)
-        .context("client certificate and key")?;
+    let mut config = match client_auth {
+        Some((chain, key)) => builder
+            .with_client_auth_cert(chain, key)
+            .context("client certificate and key")?,
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// A client config that presents no certificate and accepts any server certificate
+/// (still checking the handshake signature): what the kubelet's HTTPS probes and hooks
+/// use, as Kubernetes' prober skips verification.
+pub fn insecure_client_config() -> anyhow::Result<ClientConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyServerCert(provider)))
+        .with_no_client_auth();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
 }

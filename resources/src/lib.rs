@@ -59,6 +59,22 @@ impl Subresource {
             Subresource::Proxy => "proxy",
         }
     }
+
+    /// Every URL segment this subresource answers: `Exec` also stands for `attach` and
+    /// `portforward`, which Kubernetes lists as subresources of their own.
+    pub fn paths(self) -> &'static [&'static str] {
+        match self {
+            Subresource::Exec => &["attach", "exec", "portforward"],
+            Subresource::Status => &["status"],
+            Subresource::Scale => &["scale"],
+            Subresource::Binding => &["binding"],
+            Subresource::Log => &["log"],
+            Subresource::Eviction => &["eviction"],
+            Subresource::Token => &["token"],
+            Subresource::Finalize => &["finalize"],
+            Subresource::Proxy => &["proxy"],
+        }
+    }
 }
 
 /// Everything the generic store and discovery need to know about one resource.

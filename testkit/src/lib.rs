@@ -363,6 +363,14 @@ impl Cluster {
                 "--service-account-signing-key-file={}",
                 self.pki.sa_key.display()
             ))
+            .arg(format!(
+                "--kubelet-client-certificate={}",
+                self.pki.apiserver_kubelet_client_cert.display()
+            ))
+            .arg(format!(
+                "--kubelet-client-key={}",
+                self.pki.apiserver_kubelet_client_key.display()
+            ))
             .args(&self.opts.extra_args)
             .env(
                 "RUST_LOG",

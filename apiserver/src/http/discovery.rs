@@ -38,16 +38,51 @@ fn sub_verbs(s: Subresource) -> &'static [&'static str] {
     }
 }
 
-/// The kind a subresource answers with: (group, version, kind).
-fn sub_kind(rt: &ResourceType, s: Subresource) -> (&'static str, &'static str, &'static str) {
+/// The kind a subresource (at URL segment `path`) answers with: (group, version, kind),
+/// as kube-apiserver lists them (`pods/exec` is `PodExecOptions`, `nodes/proxy`
+/// `NodeProxyOptions`).
+fn sub_kind(
+    rt: &ResourceType,
+    s: Subresource,
+    path: &str,
+) -> (&'static str, &'static str, &'static str) {
     match s {
+        Subresource::Exec => (
+            "",
+            "v1",
+            match path {
+                "attach" => "PodAttachOptions",
+                "portforward" => "PodPortForwardOptions",
+                _ => "PodExecOptions",
+            },
+        ),
+        Subresource::Proxy => (
+            "",
+            "v1",
+            match rt.plural {
+                "nodes" => "NodeProxyOptions",
+                "services" => "ServiceProxyOptions",
+                _ => "PodProxyOptions",
+            },
+        ),
         Subresource::Scale => ("autoscaling", "v1", "Scale"),
         Subresource::Binding => ("", "v1", "Binding"),
         Subresource::Eviction => ("policy", "v1", "Eviction"),
         Subresource::Token => ("authentication.k8s.io", "v1", "TokenRequest"),
-        Subresource::Log | Subresource::Exec | Subresource::Proxy => ("", "v1", "Pod"),
+        Subresource::Log => ("", "v1", "Pod"),
         Subresource::Status | Subresource::Finalize => (rt.group, rt.version, rt.kind),
     }
+}
+
+/// Each subresource of `rt` with each URL segment it answers, in path order.
+fn subresource_paths(rt: &ResourceType) -> impl Iterator<Item = (Subresource, &'static str)> {
+    let mut all: Vec<(Subresource, &'static str)> = rt
+        .subresources
+        .iter()
+        .flat_map(|s| s.paths().iter().map(move |p| (*s, *p)))
+        .collect();
+    all.sort_by_key(|(_, p)| *p);
+    all.into_iter()
 }
 
 /// All group/versions served, core first.
@@ -124,14 +159,14 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
             r["categories"] = json!(rt.categories);
         }
         resources.push(r);
-        for s in rt.subresources {
-            let (g, v, k) = sub_kind(rt, *s);
+        for (s, path) in subresource_paths(rt) {
+            let (g, v, k) = sub_kind(rt, s, path);
             let mut sr = json!({
-                "name": format!("{}/{}", rt.plural, s.path()),
+                "name": format!("{}/{}", rt.plural, path),
                 "singularName": "",
                 "namespaced": rt.namespaced,
                 "kind": k,
-                "verbs": sub_verbs(*s),
+                "verbs": sub_verbs(s),
             });
             if g != rt.group || v != rt.version {
                 sr["group"] = json!(g);
@@ -216,12 +251,10 @@ fn aggregated_resource(rt: &ResourceType) -> Value {
     if !rt.categories.is_empty() {
         r["categories"] = json!(rt.categories);
     }
-    let subs: Vec<Value> = rt
-        .subresources
-        .iter()
-        .map(|s| {
-            let (g, v, k) = sub_kind(rt, *s);
-            json!({"subresource": s.path(), "responseKind": {"group": g, "version": v, "kind": k}, "verbs": sub_verbs(*s)})
+    let subs: Vec<Value> = subresource_paths(rt)
+        .map(|(s, path)| {
+            let (g, v, k) = sub_kind(rt, s, path);
+            json!({"subresource": path, "responseKind": {"group": g, "version": v, "kind": k}, "verbs": sub_verbs(s)})
         })
         .collect();
     if !subs.is_empty() {

@@ -1,6 +1,7 @@
 //! The Kubernetes REST API over HTTP: routing, discovery, OpenAPI, health, metrics and
 //! resource requests.
 
+pub mod connect;
 pub mod discovery;
 pub mod resources;
 pub mod respond;
@@ -30,6 +31,8 @@ pub struct ApiState {
     pub metrics: Metrics,
     /// `host:port` clients should use, for `/api`'s serverAddressByClientCIDRs.
     pub advertise: String,
+    /// Relays for the subresources answered by a node agent or a pod.
+    pub connect: connect::Connector,
 }
 
 fn verb_of(method: &Method, t: &Target, watch: bool) -> &'static str {
@@ -98,6 +101,16 @@ pub async fn serve(
             subresource: String::new(),
         },
     };
+    if let Target::Resource(t) = &target {
+        if connect::is_connect(&t.subresource) {
+            // Streamed both ways (and maybe upgraded): never buffered here.
+            let response = connect::handle(&state, t, Request::from_parts(parts, body)).await;
+            state
+                .metrics
+                .request(labels, response.status().as_u16(), started.elapsed());
+            return response;
+        }
+    }
     let body = match Limited::new(body, MAX_BODY_BYTES).collect().await {
         Ok(b) => b.to_bytes(),
         Err(e) => {

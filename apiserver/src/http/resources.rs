@@ -334,18 +334,6 @@ async fn handle_inner(
                 format,
             ))
         }
-        (
-            Method::GET | Method::POST,
-            false,
-            "log" | "exec" | "attach" | "portforward" | "proxy",
-        ) => Err(ApiError::new(
-            503,
-            "ServiceUnavailable",
-            format!(
-                "{}/{sub} needs a node agent, which this cluster does not run yet",
-                rt.plural
-            ),
-        )),
         _ => Err(ApiError::method_not_allowed(
             "the server does not allow this method on the requested resource",
         )),

@@ -124,7 +124,7 @@ fn resource(group: &str, version: &str, segs: &[&str]) -> Result<Target, ApiErro
     if !rt.namespaced && !namespace.is_empty() {
         return Err(not_found());
     }
-    if !sub.is_empty() && !rt.subresources.iter().any(|s| s.path() == sub) {
+    if !sub.is_empty() && !rt.subresources.iter().any(|s| s.paths().contains(&sub)) {
         return Err(not_found());
     }
     Ok(Target::Resource(ResourceTarget {

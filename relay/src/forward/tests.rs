@@ -400,7 +400,7 @@ fn self_signed(
 
 fn test_client_config(roots: Option<rustls::RootCertStore>) -> rustls::ClientConfig {
     let (cert, key) = self_signed("client");
-    crate::tls::client_config(vec![cert], key, roots).unwrap()
+    crate::tls::client_config(Some((vec![cert], key)), roots).unwrap()
 }
 
 #[tokio::test]
