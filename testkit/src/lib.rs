@@ -17,6 +17,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::{LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
+pub mod node;
+
 /// Signals for [`Proc::signal`].
 pub mod signal {
     pub use libc::{SIGCONT, SIGKILL, SIGSTOP, SIGTERM};
@@ -29,6 +31,8 @@ static HOOK: std::sync::Once = std::sync::Once::new();
 static DIRS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
 extern "C" fn kill_children_at_exit() {
+    // Nodes first: their pods go through the CRI while containerd still runs.
+    node::teardown_all_at_exit();
     if let Ok(pids) = PIDS.lock() {
         for pid in pids.iter() {
             unsafe {
@@ -48,6 +52,14 @@ fn track(pid: u32) {
         libc::atexit(kill_children_at_exit);
     });
     PIDS.lock().expect("pids").push(pid);
+}
+
+/// Remove `dir` at process exit.
+fn remove_at_exit(dir: &Path) {
+    HOOK.call_once(|| unsafe {
+        libc::atexit(kill_children_at_exit);
+    });
+    DIRS.lock().expect("dirs").push(dir.to_path_buf());
 }
 
 fn untrack(pid: u32) {
