@@ -71,23 +71,31 @@ pub async fn container_env(
             let Some(cm) = config_map(src, &mut config_maps, ns, &r.name, optional).await? else {
                 continue;
             };
+            let mut invalid = Vec::new();
             for (k, v) in cm.data.iter().flatten() {
                 let name = format!("{prefix}{k}");
                 if is_env_var_name(&name) {
                     own.set(name, v.clone());
+                } else {
+                    invalid.push(name);
                 }
             }
+            warn_invalid_keys(&invalid, "configMap", ns, &r.name);
         } else if let Some(r) = &from.secret_ref {
             let optional = r.optional.unwrap_or(false);
             let Some(s) = secret(src, &mut secrets, ns, &r.name, optional).await? else {
                 continue;
             };
+            let mut invalid = Vec::new();
             for (k, v) in s.data.iter().flatten() {
                 let name = format!("{prefix}{k}");
                 if is_env_var_name(&name) {
                     own.set(name, String::from_utf8_lossy(&v.0).into_owned());
+                } else {
+                    invalid.push(name);
                 }
             }
+            warn_invalid_keys(&invalid, "secret", ns, &r.name);
         }
     }
 
@@ -151,6 +159,17 @@ pub async fn container_env(
         .collect();
     out.extend(own.vars);
     Ok(out)
+}
+
+/// The kubelet's `InvalidEnvironmentVariableNames` warning (as a log line: events are
+/// the pod worker's).
+fn warn_invalid_keys(keys: &[String], kind: &str, ns: &str, name: &str) {
+    if !keys.is_empty() {
+        tracing::warn!(
+            "Keys [{}] from the EnvFrom {kind} {ns}/{name} were skipped since they are considered invalid environment variable names.",
+            keys.join(", ")
+        );
+    }
 }
 
 /// Variables in first-definition order; a redefinition replaces the value in place.
