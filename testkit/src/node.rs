@@ -321,6 +321,7 @@ fn kill_shims(dir: &Path, socket: &Path) {
     find_files(&dir.join("state"), "shim.pid", &mut pid_files, 0);
     let socket = socket.to_string_lossy().into_owned();
     let mut shims = Vec::new();
+    let mut sockets = Vec::new();
     for f in pid_files {
         let Some(pid) = std::fs::read_to_string(&f)
             .ok()
@@ -332,6 +333,13 @@ fn kill_shims(dir: &Path, socket: &Path) {
         let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
         if cmdline.contains("containerd-shim") && cmdline.contains(&socket) {
             shims.push(pid);
+            // A killed shim leaves its socket in the machine-wide /run/containerd/s.
+            let address = std::fs::read_to_string(f.with_file_name("address")).unwrap_or_default();
+            if let Some(path) = address.trim().strip_prefix("unix://") {
+                if path.starts_with("/run/containerd/s/") {
+                    sockets.push(PathBuf::from(path));
+                }
+            }
         }
     }
     if shims.is_empty() {
@@ -364,6 +372,9 @@ fn kill_shims(dir: &Path, socket: &Path) {
             .any(|p| Path::new(&format!("/proc/{p}")).exists() && !is_zombie(*p))
     {
         std::thread::sleep(Duration::from_millis(20));
+    }
+    for s in sockets {
+        let _ = std::fs::remove_file(s);
     }
 }
 
@@ -561,6 +572,8 @@ impl NodeHost {
         let dir = tempfile::Builder::new()
             .prefix(&format!("keelson-{name}-"))
             .tempdir()?;
+        // For a node that is never dropped; a dropped one removes its own.
+        crate::remove_at_exit(dir.path());
         ip(&["netns", "add", &name])?;
         let made = (|| -> anyhow::Result<()> {
             ip(&[

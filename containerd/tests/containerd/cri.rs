@@ -149,6 +149,30 @@ async fn imports_images_and_runs_a_pod_on_them() {
         busybox.layer_digest
     );
 
+    // skopeo reads the archive and the layout directory as standard OCI images.
+    let layout = dir.path().join("busybox-layout");
+    busybox.write_layout(&layout).unwrap();
+    for source in [
+        format!("oci-archive:{}", busybox_tar.display()),
+        format!("oci:{}", layout.display()),
+    ] {
+        let out = std::process::Command::new("skopeo")
+            .args(["inspect", "--raw", &source])
+            .output()
+            .expect("skopeo (scripts/setup installs it)");
+        assert!(
+            out.status.success(),
+            "{source}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let manifest: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(
+            manifest["config"]["digest"],
+            busybox.config_digest.as_str(),
+            "{source}"
+        );
+    }
+
     // A docker archive imports too.
     let docker_tar = dir.path().join("docker.tar");
     let docker_config = docker_archive(&docker_tar);

@@ -8,7 +8,8 @@ use keelson_testkit::node::{NodeHost, TestNetwork};
 use std::io::{Read, Write};
 use std::time::Duration;
 
-/// bridge + host-local on `subnet`, as the node agent will write it.
+/// bridge + host-local on `subnet`, as the node agent will write it; host-local keeps
+/// its leases in the node's directory, not in the machine-wide /var/lib/cni.
 fn write_cni_config(node: &NodeHost, subnet: &str) {
     let conf = serde_json::json!({
         "cniVersion": "0.4.0",
@@ -20,6 +21,7 @@ fn write_cni_config(node: &NodeHost, subnet: &str) {
             "ipMasq": false,
             "ipam": {
                 "type": "host-local",
+                "dataDir": node.dir().join("cni-ipam"),
                 "ranges": [[{ "subnet": subnet }]],
                 "routes": [{ "dst": "0.0.0.0/0" }],
             },
@@ -223,4 +225,77 @@ async fn pods_on_two_nodes_reach_each_other() {
     )
     .into_owned();
     assert!(!links.contains(&bridge), "{links}");
+}
+
+/// A node never dropped (kept until the process exits, like one in a `static`) is torn
+/// down by the exit hook. The test runs itself as a child process that starts a node
+/// with a pod, forgets it and exits; then it checks what the child left behind.
+#[test]
+fn a_node_never_dropped_is_torn_down_at_exit() {
+    const ROLE: &str = "KEELSON_EXIT_HOOK_CHILD";
+    if std::env::var_os(ROLE).is_some() {
+        let net = TestNetwork::create().expect("test network");
+        let node = net.add_node().expect("node");
+        write_cni_config(&node, &net.pod_cidr(0));
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async {
+            run_pod(&node, "left-running", &["sleep", "3600"]).await;
+        });
+        println!(
+            "CHILD-NODE {} {} {}",
+            node.name,
+            node.dir().display(),
+            net.bridge()
+        );
+        drop(runtime);
+        std::mem::forget(node);
+        std::mem::forget(net);
+        std::process::exit(0);
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "nodes::a_node_never_dropped_is_torn_down_at_exit",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(ROLE, "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "child failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = stdout
+        .lines()
+        .find_map(|l| l.split_once("CHILD-NODE ").map(|(_, rest)| rest))
+        .unwrap_or_else(|| panic!("no node reported: {stdout}"));
+    let fields: Vec<&str> = line.split(' ').collect();
+    let (name, dir, bridge) = (fields[0], std::path::Path::new(fields[1]), fields[2]);
+    let netns = String::from_utf8_lossy(
+        &std::process::Command::new("ip")
+            .args(["netns", "list"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .into_owned();
+    assert!(!netns.contains(name), "{netns}");
+    assert_eq!(mounts_under(dir), Vec::<String>::new());
+    assert_eq!(
+        processes_mentioning(&dir.to_string_lossy()),
+        Vec::<String>::new()
+    );
+    assert!(!dir.exists(), "{} remains", dir.display());
+    let links = String::from_utf8_lossy(
+        &std::process::Command::new("ip")
+            .args(["-br", "link"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .into_owned();
+    assert!(!links.contains(bridge), "{links}");
 }
