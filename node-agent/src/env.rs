@@ -111,7 +111,23 @@ pub async fn container_env(
             if let Some(f) = &from.field_ref {
                 field_ref_value(f, pod, ctx).map_err(ContainerConfigError)?
             } else if let Some(r) = &from.resource_field_ref {
-                resource_field_value(r, container, &ctx.node_allocatable)
+                // `containerName` may name another container of the pod.
+                let target = match r.container_name.as_deref().filter(|n| !n.is_empty()) {
+                    None => Some(container),
+                    Some(name) => spec.and_then(|s| {
+                        s.containers
+                            .iter()
+                            .chain(s.init_containers.iter().flatten())
+                            .find(|c| c.name == name)
+                    }),
+                };
+                let target = target.ok_or_else(|| {
+                    ContainerConfigError(format!(
+                        "container {} not found",
+                        r.container_name.as_deref().unwrap_or("")
+                    ))
+                })?;
+                resource_field_value(r, target, &ctx.node_allocatable)
                     .map_err(ContainerConfigError)?
             } else if let Some(r) = &from.config_map_key_ref {
                 let optional = r.optional.unwrap_or(false);
@@ -1001,6 +1017,12 @@ mod tests {
             resource_field_value(&sel, &c, &alloc).unwrap_err(),
             "unsupported container resource : limits.gpu"
         );
+        let sel: ResourceFieldSelector =
+            serde_json::from_value(json!({"resource": "limits.cpu.x"})).unwrap();
+        assert_eq!(
+            resource_field_value(&sel, &c, &alloc).unwrap_err(),
+            "unsupported container resource : limits.cpu.x"
+        );
     }
 
     #[test]
@@ -1022,6 +1044,31 @@ mod tests {
         for bad in ["", "abc", "1.2.3", "1Zi", "."] {
             assert!(parse_quantity(bad).is_err(), "{bad}");
         }
+    }
+
+    #[tokio::test]
+    async fn resource_field_ref_of_another_container() {
+        let src = MemorySources::default();
+        let mut p = base_pod();
+        p.spec.as_mut().unwrap().containers = vec![
+            container(json!({"name": "app", "resources": {"limits": {"memory": "64Mi"}}})),
+            container(json!({"name": "side", "resources": {"limits": {"memory": "32Mi"}}})),
+        ];
+        let c = container(json!({"name": "app", "env": [
+            {"name": "OWN", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": "1Mi"}}},
+            {"name": "SIDE", "valueFrom": {"resourceFieldRef": {"containerName": "side", "resource": "limits.memory", "divisor": "1Mi"}}}
+        ]}));
+        let env = container_env(&p, &c, &ctx(), &src).await.unwrap();
+        assert_eq!(get(&env, "SIDE"), Some("32"));
+        assert_eq!(
+            get(&env, "OWN"),
+            Some("4096"),
+            "this container spec sets no limit"
+        );
+        let bad = container(json!({"name": "app", "env": [
+            {"name": "X", "valueFrom": {"resourceFieldRef": {"containerName": "ghost", "resource": "limits.cpu"}}}]}));
+        let err = container_env(&p, &bad, &ctx(), &src).await.unwrap_err();
+        assert_eq!(err.0, "container ghost not found");
     }
 
     #[tokio::test]
