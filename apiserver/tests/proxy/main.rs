@@ -1,0 +1,9 @@
+//! The connect subresources end to end: a real apiserver (keelson-testkit), the real
+//! kubectl, and backends written here on loopback: an HTTPS "kubelet" that demands a
+//! client certificate from the cluster CA, and a plain HTTP server standing in for pods
+//! and endpoints.
+
+mod exec;
+mod logs;
+mod proxy;
+mod support;
