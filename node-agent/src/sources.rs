@@ -248,3 +248,133 @@ pub(crate) mod memory {
         }
     }
 }
+
+/// [`ApiSources`] against a real apiserver and etcd.
+#[cfg(test)]
+mod api_tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{Namespace, PersistentVolume, Pod};
+    use serde::de::DeserializeOwned;
+    use serde_json::json;
+
+    fn obj<T: DeserializeOwned>(v: serde_json::Value) -> T {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[tokio::test]
+    async fn reads_objects_and_requests_bound_tokens() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let cluster = tokio::task::spawn_blocking(keelson_testkit::Cluster::start)
+            .await
+            .unwrap()
+            .expect("test cluster (cargo build -p keelson-apiserver first)");
+        let client = Client::from_kubeconfig(&cluster.kubeconfig).unwrap();
+        let pp = PostParams::default();
+        Api::<Namespace>::all(client.clone())
+            .create(&pp, &obj(json!({"metadata": {"name": "apps"}})))
+            .await
+            .unwrap();
+        Api::<ConfigMap>::namespaced(client.clone(), "apps")
+            .create(
+                &pp,
+                &obj(json!({"metadata": {"name": "cfg"}, "data": {"k": "v"}})),
+            )
+            .await
+            .unwrap();
+        Api::<Secret>::namespaced(client.clone(), "apps")
+            .create(
+                &pp,
+                &obj(json!({"metadata": {"name": "sec"}, "stringData": {"p": "pw"}})),
+            )
+            .await
+            .unwrap();
+        Api::<Service>::namespaced(client.clone(), "apps")
+            .create(
+                &pp,
+                &obj(json!({"metadata": {"name": "web"}, "spec": {"ports": [{"port": 80}]}})),
+            )
+            .await
+            .unwrap();
+        Api::<ServiceAccount>::namespaced(client.clone(), "apps")
+            .create(&pp, &obj(json!({"metadata": {"name": "builder"}})))
+            .await
+            .unwrap();
+        let pod = Api::<Pod>::namespaced(client.clone(), "apps")
+            .create(
+                &pp,
+                &obj(json!({"metadata": {"name": "p"}, "spec": {
+                "serviceAccountName": "builder",
+                "containers": [{"name": "c", "image": "busybox"}]}})),
+            )
+            .await
+            .unwrap();
+        Api::<PersistentVolumeClaim>::namespaced(client.clone(), "apps")
+            .create(
+                &pp,
+                &obj(json!({"metadata": {"name": "claim"}, "spec": {
+                "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}})),
+            )
+            .await
+            .unwrap();
+        Api::<PersistentVolume>::all(client.clone())
+            .create(
+                &pp,
+                &obj(json!({"metadata": {"name": "pv-1"}, "spec": {
+                "capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+                "hostPath": {"path": "/tmp/pv-1"}}})),
+            )
+            .await
+            .unwrap();
+
+        let src = ApiSources::new(client.clone());
+        let cm = src.config_map("apps", "cfg").await.unwrap().unwrap();
+        assert_eq!(cm.data.unwrap()["k"], "v");
+        assert!(src.config_map("apps", "nope").await.unwrap().is_none());
+        let sec = src.secret("apps", "sec").await.unwrap().unwrap();
+        assert_eq!(sec.data.unwrap()["p"].0, b"pw");
+        assert!(src.secret("apps", "nope").await.unwrap().is_none());
+        let svcs = src.services("apps").await.unwrap();
+        assert_eq!(svcs.len(), 1);
+        assert!(svcs[0].spec.as_ref().unwrap().cluster_ip.is_some());
+        assert!(src.pvc("apps", "claim").await.unwrap().is_some());
+        assert!(src.pvc("apps", "nope").await.unwrap().is_none());
+        assert!(src.pv("pv-1").await.unwrap().is_some());
+        assert!(src.pv("nope").await.unwrap().is_none());
+
+        let uid = pod.metadata.uid.clone().unwrap();
+        let spec = TokenRequestSpec {
+            audiences: vec!["vault".into()],
+            expiration_seconds: Some(3607),
+            ..Default::default()
+        };
+        let status = src
+            .service_account_token("apps", "builder", spec.clone(), ("p", &uid))
+            .await
+            .unwrap();
+        // A JWT whose claims name the pod it is bound to.
+        let claims = status.token.split('.').nth(1).unwrap();
+        use base64::Engine;
+        let claims: serde_json::Value = serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(claims)
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(claims["sub"], "system:serviceaccount:apps:builder");
+        assert_eq!(claims["aud"], json!(["vault"]));
+        assert_eq!(claims["kubernetes.io"]["pod"]["uid"], uid.as_str());
+        let lifetime = claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap();
+        assert_eq!(lifetime, 3607);
+        assert_eq!(
+            status.expiration_timestamp.0.as_second(),
+            claims["exp"].as_i64().unwrap()
+        );
+
+        // A stale uid (the pod was replaced) is refused.
+        let err = src
+            .service_account_token("apps", "builder", spec, ("p", "not-the-uid"))
+            .await
+            .unwrap_err();
+        assert!(format!("{err:#}").contains("does not match"), "{err:#}");
+    }
+}
