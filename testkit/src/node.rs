@@ -27,8 +27,10 @@ struct Teardown {
     key: usize,
     pid: u32,
     socket: PathBuf,
-    /// The node's directory: its mounts, state and shims are under it.
+    /// containerd's directory: its state and shims are under it.
     dir: PathBuf,
+    /// Everything under it is unmounted (for a node, also the agent's volumes).
+    mount_root: PathBuf,
     netns: Option<String>,
     veth: Option<String>,
 }
@@ -125,11 +127,12 @@ impl Containerd {
     /// Start containerd with its root, state, socket and CNI config under `dir` (inside
     /// the network namespace at `netns` if given) and wait until its CRI answers.
     pub fn start(dir: &Path, netns: Option<&Path>) -> anyhow::Result<Containerd> {
-        Self::start_with(dir, netns, None, None)
+        Self::start_with(dir, dir, netns, None, None)
     }
 
     fn start_with(
         dir: &Path,
+        mount_root: &Path,
         netns: Option<&Path>,
         netns_name: Option<String>,
         veth: Option<String>,
@@ -163,6 +166,7 @@ impl Containerd {
             pid: child.id(),
             socket: config.socket.clone(),
             dir: dir.to_path_buf(),
+            mount_root: mount_root.to_path_buf(),
             netns: netns_name,
             veth,
         });
@@ -293,7 +297,7 @@ fn teardown(t: &Teardown, owned: Option<&mut Proc>) {
     }
     crate::untrack(t.pid);
     kill_shims(&t.dir, &t.socket);
-    unmount_under(&t.dir);
+    unmount_under(&t.mount_root);
     if let Some(ns) = &t.netns {
         let _ = ip(&["netns", "del", ns]);
     }
@@ -314,52 +318,86 @@ fn stat_field(stat: &str, i: usize) -> Option<String> {
     rest.split_whitespace().nth(i).map(str::to_string)
 }
 
-/// Kill the shims of this containerd (named by the `shim.pid` files under its state
-/// directory, and checked to be serving its socket) and every process they parent.
+/// Kill the shims of this containerd and every process they parent. A shim is known by
+/// its `-address` argument, which is this containerd's socket, inside the node's own
+/// directory (containerd 1.6 writes no `shim.pid`; a `shim.pid` under the state
+/// directory is honoured too).
 fn kill_shims(dir: &Path, socket: &Path) {
+    let socket = socket.to_string_lossy().into_owned();
+    let mut shims: Vec<u32> = Vec::new();
     let mut pid_files = Vec::new();
     find_files(&dir.join("state"), "shim.pid", &mut pid_files, 0);
-    let socket = socket.to_string_lossy().into_owned();
-    let mut shims = Vec::new();
-    let mut sockets = Vec::new();
     for f in pid_files {
-        let Some(pid) = std::fs::read_to_string(&f)
+        if let Some(pid) = std::fs::read_to_string(&f)
             .ok()
             .and_then(|s| s.trim().parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        if cmdline.contains("containerd-shim") && cmdline.contains(&socket) {
-            shims.push(pid);
-            // A killed shim leaves its socket in the machine-wide /run/containerd/s.
-            let address = std::fs::read_to_string(f.with_file_name("address")).unwrap_or_default();
-            if let Some(path) = address.trim().strip_prefix("unix://") {
-                if path.starts_with("/run/containerd/s/") {
-                    sockets.push(PathBuf::from(path));
-                }
+        {
+            if shim_of(pid, &socket) {
+                shims.push(pid);
             }
         }
     }
-    if shims.is_empty() {
-        return;
+    for pid in all_pids() {
+        if !shims.contains(&pid) && shim_of(pid, &socket) {
+            shims.push(pid);
+        }
     }
-    // Their children first (container init and exec processes), then the shims.
-    let children: Vec<u32> = std::fs::read_dir("/proc")
+    // A killed shim leaves its socket in the machine-wide /run/containerd/s; each task
+    // bundle names it in its `address` file.
+    let mut address_files = Vec::new();
+    find_files(&dir.join("state"), "address", &mut address_files, 0);
+    let sockets: Vec<PathBuf> = address_files
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(f).ok())
+        .filter_map(|a| a.trim().strip_prefix("unix://").map(PathBuf::from))
+        .filter(|p| p.starts_with("/run/containerd/s/"))
+        .collect();
+    kill_with_children(&shims);
+    for s in sockets {
+        let _ = std::fs::remove_file(s);
+    }
+}
+
+/// Whether `pid` is a containerd shim serving the containerd at `socket`.
+fn shim_of(pid: u32, socket: &str) -> bool {
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+    let is_shim = args
+        .first()
+        .is_some_and(|a| String::from_utf8_lossy(a).contains("containerd-shim"));
+    is_shim
+        && args
+            .windows(2)
+            .any(|w| w[0] == b"-address" && w[1] == socket.as_bytes())
+}
+
+fn all_pids() -> Vec<u32> {
+    std::fs::read_dir("/proc")
         .into_iter()
         .flatten()
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .collect()
+}
+
+/// SIGKILL `parents` and the processes they parent (container init and exec
+/// processes), and wait until they are gone.
+fn kill_with_children(parents: &[u32]) {
+    if parents.is_empty() {
+        return;
+    }
+    // Their children first (container init and exec processes), then the parents.
+    let children: Vec<u32> = all_pids()
+        .into_iter()
         .filter(|pid| {
             std::fs::read_to_string(format!("/proc/{pid}/stat"))
                 .ok()
                 .and_then(|s| stat_field(&s, 1))
                 .and_then(|p| p.parse::<u32>().ok())
-                .is_some_and(|ppid| shims.contains(&ppid))
+                .is_some_and(|ppid| parents.contains(&ppid))
         })
         .collect();
-    for pid in children.iter().chain(shims.iter()) {
+    for pid in children.iter().chain(parents.iter()) {
         unsafe {
             libc::kill(*pid as i32, libc::SIGKILL);
         }
@@ -368,13 +406,10 @@ fn kill_shims(dir: &Path, socket: &Path) {
     while Instant::now() < deadline
         && children
             .iter()
-            .chain(shims.iter())
+            .chain(parents.iter())
             .any(|p| Path::new(&format!("/proc/{p}")).exists() && !is_zombie(*p))
     {
         std::thread::sleep(Duration::from_millis(20));
-    }
-    for s in sockets {
-        let _ = std::fs::remove_file(s);
     }
 }
 
@@ -443,6 +478,63 @@ fn unescape_mount_path(p: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// The pid that made a test network or node named `k<hex pid>x<n>...`.
+fn owner_pid(name: &str) -> Option<u32> {
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let (rest, node) = match name.strip_prefix("kbr") {
+        Some(rest) => (rest, None),
+        None => {
+            let (net, node) = name.strip_prefix('k')?.split_once("-n")?;
+            (net, Some(node))
+        }
+    };
+    let (hex, counter) = rest.split_once('x')?;
+    if !digits(counter) || node.is_some_and(|n| !digits(n)) {
+        return None;
+    }
+    u32::from_str_radix(hex, 16).ok()
+}
+
+/// Remove what test processes killed outright (no exit hook ran) left behind: their
+/// nodes' shims, mounts, directories and namespaces, and their bridges. Only names
+/// whose owner process is gone are touched.
+fn sweep_stale() {
+    let dead = |name: &str| {
+        owner_pid(name).is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists())
+    };
+    let namespaces = ip(&["netns", "list"]).unwrap_or_default();
+    for ns in namespaces
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+    {
+        if !dead(ns) {
+            continue;
+        }
+        let prefix = format!("keelson-{ns}-");
+        for entry in std::fs::read_dir(std::env::temp_dir())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if entry.file_name().to_string_lossy().starts_with(&prefix) {
+                let dir = entry.path();
+                let containerd = dir.join("containerd");
+                kill_shims(&containerd, &containerd.join("containerd.sock"));
+                unmount_under(&dir);
+                let _ = std::fs::remove_dir_all(&dir);
+            }
+        }
+        let _ = ip(&["netns", "del", ns]);
+    }
+    let links = ip(&["-br", "link"]).unwrap_or_default();
+    for link in links.lines().filter_map(|l| l.split_whitespace().next()) {
+        let link = link.split('@').next().unwrap_or_default();
+        if link.starts_with("kbr") && dead(link) {
+            let _ = ip(&["link", "del", link]);
+        }
+    }
+}
+
 /// A Linux bridge in the host namespace that the test's nodes hang off, with an address
 /// of its own (the gateway) through which the test process, and an apiserver it
 /// starts, reach the nodes.
@@ -465,7 +557,9 @@ impl TestNetwork {
         static CHOOSING: Mutex<()> = Mutex::new(());
         let _choosing = CHOOSING.lock().unwrap_or_else(|e| e.into_inner());
         let n = COUNT.fetch_add(1, Ordering::Relaxed);
-        let id = format!("{:x}{n}", std::process::id());
+        sweep_stale();
+        // The owner's pid in hex, `x`, a counter: sweep_stale reads the pid back.
+        let id = format!("{:x}x{n}", std::process::id());
         let bridge = format!("kbr{id}");
         let in_use = format!("{}\n{}", ip(&["-br", "addr"])?, ip(&["route"])?);
         let start = (std::process::id() as usize * 7 + n * 31) % 256;
@@ -601,6 +695,7 @@ impl NodeHost {
         let netns_path = PathBuf::from(format!("/var/run/netns/{name}"));
         let containerd = match Containerd::start_with(
             &dir.path().join("containerd"),
+            dir.path(),
             Some(&netns_path),
             Some(name.clone()),
             Some(veth.clone()),
@@ -690,6 +785,20 @@ mod tests {
         assert_eq!(unescape_mount_path("/a\\040b"), "/a b");
         assert_eq!(unescape_mount_path("/plain"), "/plain");
         assert_eq!(unescape_mount_path("/end\\"), "/end\\");
+    }
+
+    #[test]
+    fn names_carry_their_owner_pid() {
+        assert_eq!(owner_pid("kbr1f2x0"), Some(0x1f2));
+        assert_eq!(owner_pid("k1f2x10-n3"), Some(0x1f2));
+        assert_eq!(owner_pid("kdev"), None);
+        assert_eq!(owner_pid("eth0"), None);
+        assert_eq!(owner_pid("kdex1-nope"), None);
+        assert_eq!(
+            owner_pid("k1f2x0v1"),
+            None,
+            "a veth goes with its namespace"
+        );
     }
 
     #[test]

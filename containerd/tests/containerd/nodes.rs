@@ -227,53 +227,66 @@ async fn pods_on_two_nodes_reach_each_other() {
     assert!(!links.contains(&bridge), "{links}");
 }
 
-/// A node never dropped (kept until the process exits, like one in a `static`) is torn
-/// down by the exit hook. The test runs itself as a child process that starts a node
-/// with a pod, forgets it and exits; then it checks what the child left behind.
-#[test]
-fn a_node_never_dropped_is_torn_down_at_exit() {
-    const ROLE: &str = "KEELSON_EXIT_HOOK_CHILD";
-    if std::env::var_os(ROLE).is_some() {
-        let net = TestNetwork::create().expect("test network");
-        let node = net.add_node().expect("node");
-        write_cni_config(&node, &net.pod_cidr(0));
-        let runtime = tokio::runtime::Runtime::new().unwrap();
-        runtime.block_on(async {
-            run_pod(&node, "left-running", &["sleep", "3600"]).await;
-        });
-        println!(
-            "CHILD-NODE {} {} {}",
-            node.name,
-            node.dir().display(),
-            net.bridge()
-        );
-        drop(runtime);
-        std::mem::forget(node);
-        std::mem::forget(net);
-        std::process::exit(0);
+/// The child role of the tests below: start a node with a pod, report it, then leave
+/// without dropping it, by `exit` (the exit hook runs) or by SIGKILL (nothing runs).
+fn child_node_then(leave: &str) -> ! {
+    let net = TestNetwork::create().expect("test network");
+    let node = net.add_node().expect("node");
+    write_cni_config(&node, &net.pod_cidr(0));
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        run_pod(&node, "left-running", &["sleep", "3600"]).await;
+    });
+    println!(
+        "CHILD-NODE {} {} {}",
+        node.name,
+        node.dir().display(),
+        net.bridge()
+    );
+    use std::io::Write as _;
+    std::io::stdout().flush().unwrap();
+    drop(runtime);
+    std::mem::forget(node);
+    std::mem::forget(net);
+    if leave == "kill" {
+        kill_self();
     }
+    std::process::exit(0);
+}
+
+/// SIGKILL this process (what a test runner's timeout does).
+fn kill_self() {
+    let _ = std::process::Command::new("kill")
+        .args(["-KILL", &std::process::id().to_string()])
+        .status();
+    std::thread::sleep(Duration::from_secs(60));
+}
+
+const ROLE: &str = "KEELSON_NODE_CHILD";
+
+/// Run `test` of this binary as a child in the role `leave`; what its node was.
+fn run_child(test: &str, leave: &str) -> (String, std::path::PathBuf, String) {
     let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "nodes::a_node_never_dropped_is_torn_down_at_exit",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(ROLE, "1")
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env(ROLE, leave)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "child failed: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let line = stdout
         .lines()
         .find_map(|l| l.split_once("CHILD-NODE ").map(|(_, rest)| rest))
-        .unwrap_or_else(|| panic!("no node reported: {stdout}"));
+        .unwrap_or_else(|| {
+            panic!(
+                "no node reported ({}): {stdout}\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
     let fields: Vec<&str> = line.split(' ').collect();
-    let (name, dir, bridge) = (fields[0], std::path::Path::new(fields[1]), fields[2]);
+    (fields[0].into(), fields[1].into(), fields[2].into())
+}
+
+fn assert_nothing_left(name: &str, dir: &std::path::Path, bridge: &str) {
     let netns = String::from_utf8_lossy(
         &std::process::Command::new("ip")
             .args(["netns", "list"])
@@ -298,4 +311,32 @@ fn a_node_never_dropped_is_torn_down_at_exit() {
     )
     .into_owned();
     assert!(!links.contains(bridge), "{links}");
+}
+
+/// A node never dropped (kept until the process exits, like one in a `static`) is torn
+/// down by the exit hook.
+#[test]
+fn a_node_never_dropped_is_torn_down_at_exit() {
+    if let Ok(leave) = std::env::var(ROLE) {
+        child_node_then(&leave);
+    }
+    let (name, dir, bridge) = run_child("nodes::a_node_never_dropped_is_torn_down_at_exit", "exit");
+    assert_nothing_left(&name, &dir, &bridge);
+}
+
+/// A test process killed outright leaves its node (shims, mounts, namespace, bridge);
+/// the next test network made on the machine sweeps it away.
+#[test]
+fn a_killed_process_leaves_what_the_next_network_sweeps() {
+    if let Ok(leave) = std::env::var(ROLE) {
+        child_node_then(&leave);
+    }
+    let (name, dir, bridge) = run_child(
+        "nodes::a_killed_process_leaves_what_the_next_network_sweeps",
+        "kill",
+    );
+    // The shims outlived their containerd, so the pod's mounts are still there.
+    assert!(!mounts_under(&dir).is_empty(), "nothing was left to sweep");
+    let _net = TestNetwork::create().expect("test network");
+    assert_nothing_left(&name, &dir, &bridge);
 }
