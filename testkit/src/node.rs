@@ -45,6 +45,19 @@ pub(crate) fn teardown_all_at_exit() {
         .lock()
         .map(|mut t| std::mem::take(&mut *t))
         .unwrap_or_default();
+    if pending.is_empty() && BRIDGES.lock().map(|b| b.is_empty()).unwrap_or(true) {
+        return;
+    }
+    // Every other child first (node agents among them), so that nothing recreates pods
+    // while the nodes' containerds remove them.
+    let containerds: Vec<u32> = pending.iter().map(|t| t.pid).collect();
+    if let Ok(pids) = crate::PIDS.lock() {
+        for pid in pids.iter().filter(|p| !containerds.contains(p)) {
+            unsafe {
+                libc::kill(*pid as i32, libc::SIGKILL);
+            }
+        }
+    }
     for t in &pending {
         teardown(t, None);
         let _ = std::fs::remove_dir_all(&t.dir);
