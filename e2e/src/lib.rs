@@ -11,6 +11,13 @@ use std::time::Duration;
 pub static CLUSTER: LazyLock<Cluster> =
     LazyLock::new(|| Cluster::start().expect("starting a test cluster"));
 
+/// A cluster of two real nodes (network namespaces with their own containerd and node
+/// agent) shared by the tests of one test binary; torn down by pid at exit.
+pub static NODE_CLUSTER: LazyLock<keelson_testkit::node_cluster::NodeCluster> =
+    LazyLock::new(|| {
+        keelson_testkit::node_cluster::NodeCluster::start(2).expect("starting a cluster of real nodes")
+    });
+
 /// kubectl binaries to exercise: the default one plus the oldest and newest installed.
 pub fn kubectl_versions() -> Vec<String> {
     let mut v = vec!["kubectl".to_string()];

@@ -6,6 +6,7 @@
 //! - `keelson apiserver ...`: the same as `keelson-apiserver ...`.
 //! - `keelson hollow-nodes --kubeconfig FILE --count N`: simulated nodes (like kwok).
 
+mod containerd;
 mod etcd;
 mod hollow;
 mod up;

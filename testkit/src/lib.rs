@@ -18,6 +18,7 @@ use std::sync::{LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
 pub mod node;
+pub mod node_cluster;
 
 /// Signals for [`Proc::signal`].
 pub mod signal {
@@ -276,6 +277,11 @@ impl Etcd {
 #[derive(Debug, Clone, Default)]
 pub struct ApiserverOptions {
     pub extra_args: Vec<String>,
+    /// `--bind-address` (default 127.0.0.1); `0.0.0.0` when nodes in network
+    /// namespaces must reach it.
+    pub bind_address: Option<String>,
+    /// Extra names and addresses in the serving certificate.
+    pub extra_sans: Vec<String>,
 }
 
 /// A keelson-apiserver process.
@@ -309,8 +315,13 @@ impl Cluster {
             libc::atexit(kill_children_at_exit);
         });
         DIRS.lock().expect("dirs").push(dir.path().to_path_buf());
-        let pki =
-            keelson_pki::ensure_pki(&dir.path().join("pki"), &keelson_pki::PkiOptions::default())?;
+        let pki = keelson_pki::ensure_pki(
+            &dir.path().join("pki"),
+            &keelson_pki::PkiOptions {
+                extra_sans: opts.extra_sans.clone(),
+                ..Default::default()
+            },
+        )?;
         let token = "test-token-0123456789".to_string();
         std::fs::write(
             dir.path().join("tokens.csv"),
@@ -356,7 +367,10 @@ impl Cluster {
         let log = std::fs::File::create(self.dir.path().join(format!("apiserver-{i}.log")))?;
         let mut cmd = Command::new(binary("keelson-apiserver")?);
         cmd.arg(format!("--secure-port={port}"))
-            .arg("--bind-address=127.0.0.1")
+            .arg(format!(
+                "--bind-address={}",
+                self.opts.bind_address.as_deref().unwrap_or("127.0.0.1")
+            ))
             .arg(format!("--etcd-servers={}", self.etcd.url))
             .arg(format!(
                 "--tls-cert-file={}",

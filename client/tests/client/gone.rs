@@ -25,6 +25,7 @@ use serde_json::json;
 fn compacting() -> ApiserverOptions {
     ApiserverOptions {
         extra_args: vec!["--etcd-compaction-interval=1s".into()],
+        ..Default::default()
     }
 }
 

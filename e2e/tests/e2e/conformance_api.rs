@@ -353,6 +353,7 @@ async fn produce_configmap_events(api: Api<ConfigMap>, stop: Arc<AtomicBool>) {
 async fn watch_from_compacted_resource_version_is_gone() {
     let opts = keelson_testkit::ApiserverOptions {
         extra_args: vec!["--etcd-compaction-interval=2s".into()],
+        ..Default::default()
     };
     let mut cluster =
         tokio::task::spawn_blocking(move || keelson_testkit::Cluster::start_with(1, opts))

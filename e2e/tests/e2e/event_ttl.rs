@@ -41,6 +41,7 @@ where
 async fn cluster_with_event_ttl(ttl: Duration) -> Cluster {
     let opts = ApiserverOptions {
         extra_args: vec![format!("--event-ttl={}s", ttl.as_secs())],
+        ..Default::default()
     };
     tokio::task::spawn_blocking(move || Cluster::start_with(1, opts))
         .await

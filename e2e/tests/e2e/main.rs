@@ -13,5 +13,6 @@ mod failover;
 mod ha;
 mod kubectl;
 mod lifecycle;
+mod nodes;
 mod service_accounts;
 mod workloads;

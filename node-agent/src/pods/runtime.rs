@@ -67,10 +67,6 @@ impl Instance {
     pub fn running(&self) -> bool {
         self.state == State::Running
     }
-    pub fn exited(&self) -> bool {
-        matches!(self.state, State::Exited | State::Unknown) && self.finished_at != 0
-            || self.state == State::Exited
-    }
     /// `containerd://<id>`, as `containerStatuses[].containerID`.
     pub fn container_id(&self) -> String {
         format!("containerd://{}", self.id)
@@ -271,7 +267,11 @@ impl RuntimeReader {
                 .unwrap_or_default(),
             annotations: c.annotations.clone(),
         };
+        let mut instance = instance;
         if instance.state == State::Exited {
+            if let Some(m) = termination_message(&instance) {
+                instance.message = m;
+            }
             self.exited
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -279,4 +279,32 @@ impl RuntimeReader {
         }
         Ok(instance)
     }
+}
+
+/// What the container left in its termination-message file; with
+/// `FallbackToLogsOnError` and a failure that left nothing there, the end of its log
+/// (80 lines, 2 KiB), as the kubelet reports it.
+fn termination_message(i: &Instance) -> Option<String> {
+    const MAX: usize = 4096;
+    let from_file = i
+        .annotations
+        .get(crate::pods::config::TERMINATION_MESSAGE_HOST_PATH)
+        .and_then(|p| std::fs::read(p).ok())
+        .map(|mut b| {
+            b.truncate(MAX);
+            String::from_utf8_lossy(&b).to_string()
+        })
+        .filter(|m| !m.is_empty());
+    if from_file.is_some() {
+        return from_file;
+    }
+    let fallback = i
+        .annotations
+        .get(labels::TERMINATION_MESSAGE_POLICY)
+        .is_some_and(|p| p == "FallbackToLogsOnError");
+    if fallback && i.exit_code != 0 && !i.log_path.is_empty() {
+        let tail = crate::logs::tail_text(std::path::Path::new(&i.log_path), 80, 2048);
+        return (!tail.is_empty()).then_some(tail);
+    }
+    None
 }

@@ -1,0 +1,262 @@
+//! A whole cluster with real nodes on one machine: etcd, the apiserver, the scheduler
+//! and the controller-manager as processes in the host namespace, and N nodes, each a
+//! network namespace ([`NodeHost`]) with its own containerd and a `keelson-node-agent`
+//! process started inside it.
+//!
+//! The apiserver listens on every address of the host namespace: tests reach it on
+//! loopback, node agents on the test bridge's address. Pod CIDRs come from the
+//! controller-manager's node IPAM out of a range unique to the test network, and the
+//! host namespace routes each node's pod CIDR via that node (the apiserver's
+//! `pods/proxy` reaches pods that way); the agents route between the nodes themselves.
+
+use crate::node::{NodeHost, TestNetwork};
+use crate::{binary, eventually, free_port, ok, spawn, ApiserverOptions, Cluster, Proc};
+use anyhow::Context;
+use std::process::Stdio;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// One real node: its host (namespace, containerd) and its agent process.
+pub struct RealNode {
+    /// The agent; `None` while a test has it stopped. Declared first: dropped (killed)
+    /// before the host is torn down.
+    agent: Mutex<Option<Proc>>,
+    pub host: NodeHost,
+    /// Flags the agent is started with (kept for restarts).
+    args: Vec<String>,
+}
+
+impl RealNode {
+    pub fn name(&self) -> &str {
+        &self.host.name
+    }
+
+    /// The agent's log so far.
+    pub fn agent_log(&self) -> String {
+        std::fs::read_to_string(self.host.log_path()).unwrap_or_default()
+    }
+
+    fn start_agent(&self) -> anyhow::Result<()> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.host.log_path())?;
+        let mut cmd = self.host.nsenter_command(binary("keelson-node-agent")?);
+        cmd.args(&self.args)
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+        let child = spawn(&mut cmd)?;
+        *self.agent.lock().unwrap_or_else(|e| e.into_inner()) = Some(Proc {
+            child,
+            name: format!("keelson-node-agent {}", self.host.name),
+        });
+        Ok(())
+    }
+
+    /// Stop the agent with `signal` (SIGKILL, or SIGTERM with a grace of 10 s); pods
+    /// keep running.
+    pub fn stop_agent(&self, signal: i32) {
+        if let Some(mut p) = self.agent.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            if signal == libc::SIGKILL {
+                p.kill();
+            } else {
+                p.terminate(Duration::from_secs(10));
+            }
+        }
+    }
+
+    /// Start the agent again with the same flags.
+    pub fn restart_agent(&self) -> anyhow::Result<()> {
+        self.stop_agent(libc::SIGTERM);
+        self.start_agent()
+    }
+
+    /// The agent's pid, while it runs.
+    pub fn agent_pid(&self) -> Option<u32> {
+        self.agent
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(Proc::pid)
+    }
+}
+
+/// The control plane plus real nodes. Field order is drop order: nodes (agents, then
+/// their containerd and namespace) go first, then the bridge, then the control plane.
+pub struct NodeCluster {
+    pub nodes: Vec<RealNode>,
+    pub network: TestNetwork,
+    pub scheduler: Proc,
+    pub controller_manager: Proc,
+    pub cluster: Cluster,
+    /// The pod range the controller-manager hands node CIDRs out of.
+    pub cluster_cidr: String,
+}
+
+impl NodeCluster {
+    /// Start the control plane and `nodes` real nodes, and wait until every node is
+    /// Ready with a pod CIDR.
+    pub fn start(nodes: usize) -> anyhow::Result<NodeCluster> {
+        let network = TestNetwork::create()?;
+        let gateway = network.gateway_ip();
+        let cluster = Cluster::start_with(
+            1,
+            ApiserverOptions {
+                bind_address: Some("0.0.0.0".into()),
+                extra_sans: vec![gateway.to_string()],
+                ..Default::default()
+            },
+        )?;
+        // A /24 of its own for this network's pods, a /26 per node.
+        let block = gateway.octets()[2];
+        let cluster_cidr = format!("10.201.{block}.0/24");
+        let scheduler = cluster.start_component(
+            "keelson-scheduler",
+            "scheduler",
+            &[format!("--port={}", free_port())],
+        )?;
+        let controller_manager = cluster.start_component(
+            "keelson-controller-manager",
+            "controller-manager",
+            &[
+                format!("--port={}", free_port()),
+                format!("--cluster-cidr={cluster_cidr}"),
+                "--node-cidr-mask-size=26".into(),
+                format!(
+                    "--service-account-private-key-file={}",
+                    cluster.pki.sa_key.display()
+                ),
+            ],
+        )?;
+        let server = format!("https://{gateway}:{}", cluster.apiservers[0].port);
+        let mut real = Vec::new();
+        for _ in 0..nodes {
+            let host = network.add_node()?;
+            let creds = keelson_pki::issue_node_credentials(
+                &cluster.pki,
+                &host.dir().join("pki"),
+                &host.name,
+                &[host.ip.to_string(), host.name.clone()],
+                &server,
+            )?;
+            let args = vec![
+                format!("--kubeconfig={}", creds.kubeconfig.display()),
+                format!("--hostname-override={}", host.name),
+                format!("--node-ip={}", host.ip),
+                format!("--container-runtime-endpoint={}", host.runtime_endpoint()),
+                format!("--root-dir={}", host.root_dir.display()),
+                format!("--pod-logs-dir={}", host.dir().join("pod-logs").display()),
+                format!("--cni-conf-dir={}", host.cni_conf_dir().display()),
+                format!("--tls-cert-file={}", creds.serving.cert.display()),
+                format!("--tls-private-key-file={}", creds.serving.key.display()),
+                format!("--client-ca-file={}", creds.ca_cert.display()),
+                // Each node's pod cgroups apart from the other's and the machine's.
+                format!("--cgroup-root=/keelson-{}", host.name),
+                "--node-status-update-frequency=2s".into(),
+            ];
+            let node = RealNode {
+                agent: Mutex::new(None),
+                host,
+                args,
+            };
+            node.start_agent()?;
+            real.push(node);
+        }
+        let c = NodeCluster {
+            nodes: real,
+            network,
+            scheduler,
+            controller_manager,
+            cluster,
+            cluster_cidr,
+        };
+        for n in &c.nodes {
+            let cidr = eventually(
+                Duration::from_secs(60),
+                &format!("node {} ready with a pod CIDR", n.name()),
+                || {
+                    let out = c.cluster.kubectl(&[
+                    "get",
+                    "node",
+                    n.name(),
+                    "-o",
+                    "jsonpath={.spec.podCIDR} {.status.conditions[?(@.type==\"Ready\")].status}",
+                ]);
+                    let text = String::from_utf8_lossy(&out.stdout).to_string();
+                    let mut parts = text.split_whitespace();
+                    match (parts.next(), parts.next()) {
+                        (Some(cidr), Some("True")) => Some(cidr.to_string()),
+                        _ => None,
+                    }
+                },
+            );
+            c.network
+                .route_pod_cidr(&cidr, n.host.ip)
+                .with_context(|| format!("routing {cidr} via {}", n.host.ip))?;
+        }
+        Ok(c)
+    }
+
+    pub fn kubectl(&self, args: &[&str]) -> std::process::Output {
+        self.cluster.kubectl(args)
+    }
+
+    /// Every agent's log, for failure messages.
+    pub fn agent_logs(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|n| {
+                let log = n.agent_log();
+                let lines: Vec<&str> = log.lines().collect();
+                format!(
+                    "--- agent {} ---\n{}",
+                    n.name(),
+                    lines[lines.len().saturating_sub(40)..].join("\n")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// Wait until the pod is Running (and Ready when `ready`); returns its JSON.
+    pub fn wait_running(&self, ns: &str, pod: &str, ready: bool) -> serde_json::Value {
+        let what = format!("pod {ns}/{pod} running");
+        let found = eventually_or(Duration::from_secs(90), || {
+            let out = self.kubectl(&["get", "pod", "-n", ns, pod, "-o", "json"]);
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+            let running = v["status"]["phase"] == "Running";
+            let is_ready = v["status"]["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True");
+            (running && (!ready || is_ready)).then_some(v)
+        });
+        found.unwrap_or_else(|| {
+            panic!(
+                "{what}: timed out\n{}\n{}",
+                ok(self.kubectl(&["describe", "pod", "-n", ns, pod])),
+                self.agent_logs()
+            )
+        })
+    }
+}
+
+/// Poll `f` every 200 ms until it gives a value or `timeout` passes.
+pub fn eventually_or<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if std::time::Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
