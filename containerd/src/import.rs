@@ -100,8 +100,15 @@ pub async fn import_archive_with(
     opts: &ImportOptions,
     path: &Path,
 ) -> anyhow::Result<Vec<ImportedImage>> {
-    let source = Source::open(path)?;
-    let plans = plan(&source).with_context(|| format!("reading {}", path.display()))?;
+    // Reading (and, for docker archives, hashing the layers) is file work: off the
+    // async threads.
+    let owned = path.to_path_buf();
+    let (source, plans) = tokio::task::spawn_blocking(move || {
+        let source = Source::open(&owned)?;
+        let plans = plan(&source).with_context(|| format!("reading {}", owned.display()))?;
+        anyhow::Ok((source, plans))
+    })
+    .await??;
     if plans.is_empty() {
         bail!("{}: no named image in the archive", path.display());
     }
