@@ -15,7 +15,8 @@ pub static CLUSTER: LazyLock<Cluster> =
 /// agent) shared by the tests of one test binary; torn down by pid at exit.
 pub static NODE_CLUSTER: LazyLock<keelson_testkit::node_cluster::NodeCluster> =
     LazyLock::new(|| {
-        keelson_testkit::node_cluster::NodeCluster::start(2).expect("starting a cluster of real nodes")
+        keelson_testkit::node_cluster::NodeCluster::start(2)
+            .expect("starting a cluster of real nodes")
     });
 
 /// kubectl binaries to exercise: the default one plus the oldest and newest installed.

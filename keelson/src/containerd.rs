@@ -37,7 +37,12 @@ impl Containerd {
         let containerd = Containerd { child, config };
         keelson_containerd::wait_ready(&containerd.config.socket, Duration::from_secs(30))
             .await
-            .with_context(|| format!("containerd did not become ready; see {}", dir.join("containerd.log").display()))?;
+            .with_context(|| {
+                format!(
+                    "containerd did not become ready; see {}",
+                    dir.join("containerd.log").display()
+                )
+            })?;
         Ok(containerd)
     }
 

@@ -84,7 +84,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         None
     } else {
         let started = async {
-            let c = Containerd::start(&args.containerd_binary, &args.data_dir.join("containerd")).await?;
+            let c = Containerd::start(&args.containerd_binary, &args.data_dir.join("containerd"))
+                .await?;
             c.import_images(&args.data_dir.join("images")).await?;
             anyhow::Ok(c)
         }
@@ -119,7 +120,11 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         kubelet_client_certificate: Some(paths.apiserver_kubelet_client_cert.clone()),
         kubelet_client_key: Some(paths.apiserver_kubelet_client_key.clone()),
         kubelet_certificate_authority: None,
-        kubelet_preferred_address_types: vec!["InternalIP".into(), "ExternalIP".into(), "Hostname".into()],
+        kubelet_preferred_address_types: vec![
+            "InternalIP".into(),
+            "ExternalIP".into(),
+            "Hostname".into(),
+        ],
     };
     // On SIGTERM/SIGINT the control plane stops first, so that the apiserver is not
     // kept waiting by its watches.
@@ -140,7 +145,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     };
     let agent = match &containerd {
         None => None,
-        Some(c) => Some(tokio::spawn(run_node_agent(node_agent_options(&args, &paths, &server, c)?))),
+        Some(c) => Some(tokio::spawn(run_node_agent(node_agent_options(
+            &args, &paths, &server, c,
+        )?))),
     };
     let control_plane = tokio::spawn(run_control_plane(
         kubeconfig.clone(),

@@ -187,7 +187,12 @@ impl Agent {
             crate::dns::pod_hostname(pod, &self.opts.cluster_domain).0
         };
         let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-        let dns = match crate::dns::dns_config(pod, &self.opts.cluster_dns, &self.opts.cluster_domain, &resolv) {
+        let dns = match crate::dns::dns_config(
+            pod,
+            &self.opts.cluster_dns,
+            &self.opts.cluster_domain,
+            &resolv,
+        ) {
             Ok(d) => Some(d),
             Err(e) => {
                 tracing::warn!(pod = %crate::pods::config::pod_name(pod), error = %e, "pod DNS configuration");
@@ -198,12 +203,24 @@ impl Agent {
     }
 
     /// Node allocatable as quantities (for `resourceFieldRef` without limits).
-    pub fn allocatable_quantities(&self) -> std::collections::BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity> {
+    pub fn allocatable_quantities(
+        &self,
+    ) -> std::collections::BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>
+    {
         use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
         std::collections::BTreeMap::from([
-            ("cpu".to_string(), Quantity(format!("{}m", self.allocatable.cpu_millis))),
-            ("memory".to_string(), Quantity(self.allocatable.memory.to_string())),
-            ("ephemeral-storage".to_string(), Quantity(self.allocatable.ephemeral_storage.to_string())),
+            (
+                "cpu".to_string(),
+                Quantity(format!("{}m", self.allocatable.cpu_millis)),
+            ),
+            (
+                "memory".to_string(),
+                Quantity(self.allocatable.memory.to_string()),
+            ),
+            (
+                "ephemeral-storage".to_string(),
+                Quantity(self.allocatable.ephemeral_storage.to_string()),
+            ),
         ])
     }
 

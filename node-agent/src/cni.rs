@@ -74,7 +74,13 @@ fn enable_forwarding() {
 
 /// Keep the CNI configuration and the routes to other nodes' pod CIDRs in step with
 /// the Nodes. Runs until aborted.
-pub async fn run(client: Client, node_name: String, node_ip: IpAddr, conf_dir: std::path::PathBuf, bridge: String) {
+pub async fn run(
+    client: Client,
+    node_name: String,
+    node_ip: IpAddr,
+    conf_dir: std::path::PathBuf,
+    bridge: String,
+) {
     enable_forwarding();
     let api: Api<Node> = Api::all(client);
     let stream = watcher(api, watcher::Config::default());
@@ -110,7 +116,9 @@ pub async fn run(client: Client, node_name: String, node_ip: IpAddr, conf_dir: s
                 match write_conf(&conf_dir, &bridge, &cidr) {
                     Ok(true) => tracing::info!(pod_cidr = %cidr, "wrote the CNI configuration"),
                     Ok(false) => {}
-                    Err(e) => tracing::warn!(error = %format!("{e:#}"), "writing the CNI configuration"),
+                    Err(e) => {
+                        tracing::warn!(error = %format!("{e:#}"), "writing the CNI configuration")
+                    }
                 }
             }
             continue;
@@ -176,12 +184,18 @@ mod tests {
     #[test]
     fn the_conflist_names_the_cidr_and_does_not_masquerade() {
         let c = conflist("cni0", "10.244.1.0/24");
-        assert_eq!(c["plugins"][0]["ipam"]["ranges"][0][0]["subnet"], "10.244.1.0/24");
+        assert_eq!(
+            c["plugins"][0]["ipam"]["ranges"][0][0]["subnet"],
+            "10.244.1.0/24"
+        );
         assert_eq!(c["plugins"][0]["ipMasq"], false);
         assert_eq!(c["plugins"][1]["type"], "portmap");
         let dir = tempfile::tempdir().unwrap();
         assert!(write_conf(dir.path(), "cni0", "10.244.1.0/24").unwrap());
-        assert!(!write_conf(dir.path(), "cni0", "10.244.1.0/24").unwrap(), "unchanged");
+        assert!(
+            !write_conf(dir.path(), "cni0", "10.244.1.0/24").unwrap(),
+            "unchanged"
+        );
         assert!(write_conf(dir.path(), "cni0", "10.244.2.0/24").unwrap());
     }
 }

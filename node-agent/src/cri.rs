@@ -27,8 +27,7 @@ pub mod labels {
     /// Annotation: where the termination message file is mounted in the container.
     pub const TERMINATION_MESSAGE_PATH: &str = "io.kubernetes.container.terminationMessagePath";
     /// Annotation: `File` or `FallbackToLogsOnError`.
-    pub const TERMINATION_MESSAGE_POLICY: &str =
-        "io.kubernetes.container.terminationMessagePolicy";
+    pub const TERMINATION_MESSAGE_POLICY: &str = "io.kubernetes.container.terminationMessagePolicy";
     /// Annotation: `init` for init containers.
     pub const CONTAINER_TYPE: &str = "io.kubernetes.container.type";
     /// Label of the sandbox: which agent made it (several agents may share a runtime in
@@ -108,7 +107,10 @@ impl Runtime {
         Ok(s.status.map(|s| s.conditions).unwrap_or_default())
     }
 
-    pub async fn run_pod_sandbox(&mut self, config: cri::PodSandboxConfig) -> anyhow::Result<String> {
+    pub async fn run_pod_sandbox(
+        &mut self,
+        config: cri::PodSandboxConfig,
+    ) -> anyhow::Result<String> {
         let r = call(
             "RunPodSandbox",
             self.runtime
@@ -280,7 +282,11 @@ impl Runtime {
         Ok(call("Attach", self.runtime.attach(req).await)?.url)
     }
 
-    pub async fn port_forward(&mut self, sandbox_id: &str, ports: Vec<i32>) -> anyhow::Result<String> {
+    pub async fn port_forward(
+        &mut self,
+        sandbox_id: &str,
+        ports: Vec<i32>,
+    ) -> anyhow::Result<String> {
         Ok(call(
             "PortForward",
             self.runtime

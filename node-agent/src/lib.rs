@@ -41,7 +41,11 @@ pub use options::NodeAgentOptions;
 
 /// Run the agent until `shutdown` resolves. Pods keep running when it stops (as they
 /// do when the kubelet stops); a new agent adopts them.
-pub async fn run(client: Client, opts: NodeAgentOptions, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+pub async fn run(
+    client: Client,
+    opts: NodeAgentOptions,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
     let socket = opts.runtime_socket()?;
     let mut runtime = cri::Runtime::connect(&socket, Duration::from_secs(60)).await?;
     let version = runtime.version().await?;
@@ -54,7 +58,11 @@ pub async fn run(client: Client, opts: NodeAgentOptions, shutdown: impl Future<O
     if let Some(dir) = &opts.image_import_dir {
         import_dir(&socket, dir).await;
     }
-    if runtime.image_status(&opts.pod_infra_container_image).await?.is_none() {
+    if runtime
+        .image_status(&opts.pod_infra_container_image)
+        .await?
+        .is_none()
+    {
         anyhow::bail!(
             "the sandbox image {} is not in containerd's k8s.io namespace: import it first (keelson images import, or --image-import-dir)",
             opts.pod_infra_container_image
@@ -109,8 +117,17 @@ pub async fn run(client: Client, opts: NodeAgentOptions, shutdown: impl Future<O
     // Pods are only run once the Node exists (their status names it).
     let _ = registered_rx.await;
     let synced = Arc::new(Notify::new());
-    tasks.spawn(pods::watch_pods(agent.clone(), workers.clone(), synced.clone()));
-    tasks.spawn(pods::relist(agent.clone(), workers.clone(), wake_rx, synced));
+    tasks.spawn(pods::watch_pods(
+        agent.clone(),
+        workers.clone(),
+        synced.clone(),
+    ));
+    tasks.spawn(pods::relist(
+        agent.clone(),
+        workers.clone(),
+        wake_rx,
+        synced,
+    ));
     tracing::info!(node = %node_name, port = opts.port, "node agent running");
     let result = tokio::select! {
         _ = shutdown => Ok(()),
@@ -132,12 +149,17 @@ async fn import_dir(socket: &std::path::Path, dir: &std::path::Path) {
             return;
         }
     };
-    let mut files: Vec<_> = entries.flatten().map(|e| e.path()).filter(|p| p.is_file()).collect();
+    let mut files: Vec<_> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_file())
+        .collect();
     files.sort();
     for file in files {
         let result = async {
             let channel = keelson_containerd::connect(socket).await?;
-            keelson_containerd::import_archive(channel, keelson_containerd::CRI_NAMESPACE, &file).await
+            keelson_containerd::import_archive(channel, keelson_containerd::CRI_NAMESPACE, &file)
+                .await
         }
         .await;
         match result {
@@ -146,7 +168,9 @@ async fn import_dir(socket: &std::path::Path, dir: &std::path::Path) {
                     tracing::info!(image = %i.name, file = %file.display(), "imported image");
                 }
             }
-            Err(e) => tracing::warn!(file = %file.display(), error = %format!("{e:#}"), "importing images"),
+            Err(e) => {
+                tracing::warn!(file = %file.display(), error = %format!("{e:#}"), "importing images")
+            }
         }
     }
 }

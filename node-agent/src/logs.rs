@@ -70,7 +70,8 @@ fn parse(buf: &[u8], pending: &mut Vec<u8>) -> (Vec<Line>, usize) {
         let line = &buf[consumed..consumed + nl];
         consumed += nl + 1;
         let mut parts = line.splitn(4, |b| *b == b' ');
-        let (Some(ts), Some(_stream), Some(tag)) = (parts.next(), parts.next(), parts.next()) else {
+        let (Some(ts), Some(_stream), Some(tag)) = (parts.next(), parts.next(), parts.next())
+        else {
             continue;
         };
         let text = parts.next().unwrap_or_default();
@@ -269,7 +270,10 @@ mod tests {
     #[test]
     fn query_options() {
         let q = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
-            pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+            pairs
+                .iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect()
         };
         let o = LogOptions::from_query(&q(&[("follow", "true"), ("tailLines", "5")])).unwrap();
         assert!(o.follow);

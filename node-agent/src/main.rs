@@ -3,7 +3,11 @@
 use clap::Parser;
 
 #[derive(Parser)]
-#[command(name = "keelson-node-agent", version, about = "The Keelson node agent (kubelet)")]
+#[command(
+    name = "keelson-node-agent",
+    version,
+    about = "The Keelson node agent (kubelet)"
+)]
 struct Cli {
     #[command(flatten)]
     opts: keelson_node_agent::NodeAgentOptions,

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::api::core::v1::{
@@ -120,10 +120,17 @@ fn reserved(opts: &NodeAgentOptions, resource: &str) -> i128 {
 pub fn resources(
     opts: &NodeAgentOptions,
     m: &Machine,
-) -> (BTreeMap<String, Quantity>, BTreeMap<String, Quantity>, Allocatable) {
+) -> (
+    BTreeMap<String, Quantity>,
+    BTreeMap<String, Quantity>,
+    Allocatable,
+) {
     let capacity = BTreeMap::from([
         ("cpu".to_string(), Quantity(m.cpus.to_string())),
-        ("memory".to_string(), Quantity(format!("{}Ki", m.memory / 1024))),
+        (
+            "memory".to_string(),
+            Quantity(format!("{}Ki", m.memory / 1024)),
+        ),
         (
             "ephemeral-storage".to_string(),
             Quantity(format!("{}Ki", m.ephemeral_storage / 1024)),
@@ -135,7 +142,10 @@ pub fn resources(
     let storage = (m.ephemeral_storage as i128 - reserved(opts, "ephemeral-storage")).max(0) as i64;
     let allocatable = BTreeMap::from([
         ("cpu".to_string(), Quantity(format!("{cpu_millis}m"))),
-        ("memory".to_string(), Quantity(format!("{}Ki", memory / 1024))),
+        (
+            "memory".to_string(),
+            Quantity(format!("{}Ki", memory / 1024)),
+        ),
         (
             "ephemeral-storage".to_string(),
             Quantity(format!("{}Ki", storage / 1024)),
@@ -185,7 +195,13 @@ pub struct NodeStatusMaker {
     pub runtime: Runtime,
 }
 
-fn condition(type_: &str, status: bool, reason: &str, message: &str, old: Option<&NodeStatus>) -> NodeCondition {
+fn condition(
+    type_: &str,
+    status: bool,
+    reason: &str,
+    message: &str,
+    old: Option<&NodeStatus>,
+) -> NodeCondition {
     let s = if status { "True" } else { "False" };
     let now = Time(now());
     let transition = old
@@ -248,13 +264,21 @@ impl NodeStatusMaker {
         let not_ready: Vec<String> = runtime_conditions
             .iter()
             .filter(|c| !c.status)
-            .map(|c| format!("{}=false reason:{} message:{}", c.r#type, c.reason, c.message))
+            .map(|c| {
+                format!(
+                    "{}=false reason:{} message:{}",
+                    c.r#type, c.reason, c.message
+                )
+            })
             .collect();
         let ready = version.is_some() && not_ready.is_empty();
         let ready_message = if version.is_none() {
             "container runtime is down".to_string()
         } else if !not_ready.is_empty() {
-            format!("container runtime network not ready: {}", not_ready.join(", "))
+            format!(
+                "container runtime network not ready: {}",
+                not_ready.join(", ")
+            )
         } else {
             "kubelet is posting ready status".to_string()
         };
@@ -275,7 +299,7 @@ impl NodeStatusMaker {
             })
             .filter(|i| i.names.as_ref().is_some_and(|n| !n.is_empty()))
             .collect();
-        images.sort_by(|a, b| b.size_bytes.cmp(&a.size_bytes));
+        images.sort_by_key(|i| std::cmp::Reverse(i.size_bytes));
         images.truncate(50);
         NodeStatus {
             addresses: Some(vec![
@@ -315,7 +339,11 @@ impl NodeStatusMaker {
                 condition(
                     "Ready",
                     ready,
-                    if ready { "KubeletReady" } else { "KubeletNotReady" },
+                    if ready {
+                        "KubeletReady"
+                    } else {
+                        "KubeletNotReady"
+                    },
                     &ready_message,
                     old,
                 ),
@@ -369,11 +397,19 @@ fn essence(s: &NodeStatus) -> serde_json::Value {
 }
 
 /// Registers the Node, then keeps its status and Lease fresh. Runs until aborted.
-pub async fn run(client: Client, maker: NodeStatusMaker, registered: tokio::sync::oneshot::Sender<()>) {
+pub async fn run(
+    client: Client,
+    maker: NodeStatusMaker,
+    registered: tokio::sync::oneshot::Sender<()>,
+) {
     let api: Api<Node> = Api::all(client.clone());
     let mut registered = Some(registered);
     let mut last_written: Option<(serde_json::Value, Instant)> = None;
-    let mut lease = LeaseKeeper::new(client.clone(), &maker.name, maker.opts.lease_duration_seconds);
+    let mut lease = LeaseKeeper::new(
+        client.clone(),
+        &maker.name,
+        maker.opts.lease_duration_seconds,
+    );
     let mut status_tick = tokio::time::interval(maker.opts.node_status_update_frequency);
     let mut lease_tick = tokio::time::interval(maker.opts.lease_renew_interval);
     status_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -412,7 +448,10 @@ async fn sync_status(
         Some(n) => n,
         None => {
             let created = api
-                .create(&PostParams::default().field_manager(FIELD_MANAGER), &maker.node()?)
+                .create(
+                    &PostParams::default().field_manager(FIELD_MANAGER),
+                    &maker.node()?,
+                )
                 .await;
             match created {
                 Ok(n) => n,
@@ -438,7 +477,10 @@ async fn sync_status(
     let node = api
         .patch_status(
             &maker.name,
-            &PatchParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() },
+            &PatchParams {
+                field_manager: Some(FIELD_MANAGER.into()),
+                ..Default::default()
+            },
             &Patch::Merge(&patch),
         )
         .await?;
@@ -476,7 +518,11 @@ impl LeaseKeeper {
         };
         if let Some(mut l) = self.last.take() {
             l.spec = Some(spec.clone());
-            match self.api.replace(&self.name, &PostParams::default(), &l).await {
+            match self
+                .api
+                .replace(&self.name, &PostParams::default(), &l)
+                .await
+            {
                 Ok(l) => {
                     self.last = Some(l);
                     return Ok(());
@@ -489,7 +535,9 @@ impl LeaseKeeper {
         let lease = match existing {
             Some(mut l) => {
                 l.spec = Some(spec);
-                self.api.replace(&self.name, &PostParams::default(), &l).await?
+                self.api
+                    .replace(&self.name, &PostParams::default(), &l)
+                    .await?
             }
             None => {
                 let l = Lease {
@@ -513,7 +561,6 @@ impl LeaseKeeper {
             }
         };
         self.last = Some(lease);
-        let _ = Duration::ZERO;
         Ok(())
     }
 }
@@ -525,7 +572,10 @@ mod tests {
     #[test]
     fn taints_parse() {
         let t = parse_taint("dedicated=gpu:NoSchedule").unwrap();
-        assert_eq!((t.key.as_str(), t.value.as_deref(), t.effect.as_str()), ("dedicated", Some("gpu"), "NoSchedule"));
+        assert_eq!(
+            (t.key.as_str(), t.value.as_deref(), t.effect.as_str()),
+            ("dedicated", Some("gpu"), "NoSchedule")
+        );
         let t = parse_taint("node-role.kubernetes.io/control-plane:NoExecute").unwrap();
         assert_eq!(t.value, None);
         assert!(parse_taint("a=b").is_err());
@@ -535,7 +585,10 @@ mod tests {
     #[test]
     fn allocatable_is_capacity_minus_reserved() {
         let opts = NodeAgentOptions {
-            system_reserved: vec![("cpu".into(), "500m".into()), ("memory".into(), "1Gi".into())],
+            system_reserved: vec![
+                ("cpu".into(), "500m".into()),
+                ("memory".into(), "1Gi".into()),
+            ],
             kube_reserved: vec![("cpu".into(), "100m".into())],
             ..Default::default()
         };

@@ -135,7 +135,9 @@ impl NodeAgentOptions {
         match e.strip_prefix("unix://") {
             Some(p) => Ok(PathBuf::from(p)),
             None if e.starts_with('/') => Ok(PathBuf::from(e)),
-            None => anyhow::bail!("--container-runtime-endpoint {e:?}: only unix:// sockets are supported"),
+            None => anyhow::bail!(
+                "--container-runtime-endpoint {e:?}: only unix:// sockets are supported"
+            ),
         }
     }
 }

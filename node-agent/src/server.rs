@@ -47,15 +47,19 @@ fn text(code: StatusCode, body: impl Into<String>) -> Response<Body> {
             .boxed_unsync(),
     );
     *r.status_mut() = code;
-    r.headers_mut()
-        .insert(http::header::CONTENT_TYPE, "text/plain; charset=utf-8".parse().expect("valid"));
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        "text/plain; charset=utf-8".parse().expect("valid"),
+    );
     r
 }
 
 fn json_response(v: &serde_json::Value) -> Response<Body> {
     let mut r = text(StatusCode::OK, v.to_string());
-    r.headers_mut()
-        .insert(http::header::CONTENT_TYPE, "application/json".parse().expect("valid"));
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        "application/json".parse().expect("valid"),
+    );
     r
 }
 
@@ -94,10 +98,13 @@ fn self_signed(agent: &Agent) -> anyhow::Result<(std::path::PathBuf, std::path::
         return Ok((cert_path, key_path));
     }
     let mut params = rcgen::CertificateParams::new(vec![agent.node_name.clone()])?;
-    params.subject_alt_names.push(rcgen::SanType::IpAddress(agent.node_ip));
     params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, format!("{}@keelson", agent.node_name));
+        .subject_alt_names
+        .push(rcgen::SanType::IpAddress(agent.node_ip));
+    params.distinguished_name.push(
+        rcgen::DnType::CommonName,
+        format!("{}@keelson", agent.node_name),
+    );
     let key = rcgen::KeyPair::generate()?;
     let cert = params.self_signed(&key)?;
     std::fs::write(&cert_path, cert.pem())?;
@@ -106,8 +113,8 @@ fn self_signed(agent: &Agent) -> anyhow::Result<(std::path::PathBuf, std::path::
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
     use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -143,7 +150,9 @@ impl Server {
             let acceptor = acceptor.clone();
             let this = this.clone();
             tokio::spawn(async move {
-                let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp))
+                    .await
+                {
                     Ok(Ok(tls)) => tls,
                     _ => return,
                 };
@@ -153,7 +162,10 @@ impl Server {
                     let this = this.clone();
                     async move {
                         if !authenticated {
-                            return Ok::<_, Infallible>(text(StatusCode::UNAUTHORIZED, "Unauthorized"));
+                            return Ok::<_, Infallible>(text(
+                                StatusCode::UNAUTHORIZED,
+                                "Unauthorized",
+                            ));
                         }
                         Ok(this.handle(req, peer).await)
                     }
@@ -217,7 +229,9 @@ impl Server {
             .iter()
             .map(|p| serde_json::to_value(p.as_ref()).unwrap_or_default())
             .collect();
-        json_response(&json!({"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": items}))
+        json_response(
+            &json!({"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": items}),
+        )
     }
 
     fn find_pod(&self, ns: &str, name: &str) -> Result<Arc<Pod>, (StatusCode, String)> {
@@ -225,7 +239,12 @@ impl Server {
             .pods()
             .into_iter()
             .find(|p| pod_namespace(p) == ns && pod_name(p) == name)
-            .ok_or_else(|| (StatusCode::NOT_FOUND, format!("pod {ns}/{name} not found on this node")))
+            .ok_or_else(|| {
+                (
+                    StatusCode::NOT_FOUND,
+                    format!("pod {ns}/{name} not found on this node"),
+                )
+            })
     }
 
     async fn logs(
@@ -250,7 +269,9 @@ impl Server {
             rt.previous(container).cloned().ok_or_else(|| {
                 (
                     StatusCode::BAD_REQUEST,
-                    format!("previous terminated container \"{container}\" in pod \"{name}\" not found"),
+                    format!(
+                        "previous terminated container \"{container}\" in pod \"{name}\" not found"
+                    ),
                 )
             })?
         } else {
@@ -276,15 +297,22 @@ impl Server {
                     .unwrap_or(false)
             })
         };
-        tokio::spawn(logs::stream(instance.log_path.into(), opts, tx, still_running));
+        tokio::spawn(logs::stream(
+            instance.log_path.into(),
+            opts,
+            tx,
+            still_running,
+        ));
         let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
         let body = StreamBody::new(futures::StreamExt::map(stream, |r| {
             r.map(Frame::data)
                 .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
         }));
         let mut r = Response::new(BodyExt::boxed_unsync(body));
-        r.headers_mut()
-            .insert(http::header::CONTENT_TYPE, "text/plain".parse().expect("valid"));
+        r.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            "text/plain".parse().expect("valid"),
+        );
         Ok(r)
     }
 
@@ -337,7 +365,10 @@ impl Server {
                 .map(|(_, v)| v.clone())
                 .collect();
             if cmd.is_empty() {
-                return Err((StatusCode::BAD_REQUEST, "you must specify at least 1 command".into()));
+                return Err((
+                    StatusCode::BAD_REQUEST,
+                    "you must specify at least 1 command".into(),
+                ));
             }
             runtime
                 .exec(cri::ExecRequest {
@@ -367,10 +398,12 @@ impl Server {
             .pod(pod_uid(&pod))
             .await
             .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))?;
-        let sandbox = rt
-            .sandbox()
-            .filter(|s| s.ready)
-            .ok_or_else(|| (StatusCode::BAD_REQUEST, format!("pod {ns}/{name} has no running sandbox")))?;
+        let sandbox = rt.sandbox().filter(|s| s.ready).ok_or_else(|| {
+            (
+                StatusCode::BAD_REQUEST,
+                format!("pod {ns}/{name} has no running sandbox"),
+            )
+        })?;
         let url = self
             .agent
             .runtime
@@ -381,10 +414,17 @@ impl Server {
         self.relay_to(req, &url).await
     }
 
-    async fn relay_to(&self, req: Request<Incoming>, url: &str) -> Result<Response<Body>, (StatusCode, String)> {
-        let target: http::Uri = url
-            .parse()
-            .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, format!("runtime streaming URL {url:?}: {e}")))?;
+    async fn relay_to(
+        &self,
+        req: Request<Incoming>,
+        url: &str,
+    ) -> Result<Response<Body>, (StatusCode, String)> {
+        let target: http::Uri = url.parse().map_err(|e| {
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("runtime streaming URL {url:?}: {e}"),
+            )
+        })?;
         // The runtime's URL carries its own path; the client's query (ports for
         // port-forward) goes along.
         let target = match (req.uri().query(), target.query()) {
@@ -420,8 +460,16 @@ impl Server {
         for s in stats {
             let attrs = s.attributes.unwrap_or_default();
             let label = |k: &str| attrs.labels.get(k).cloned().unwrap_or_default();
-            let cpu = s.cpu.and_then(|c| c.usage_core_nano_seconds).map(|v| v.value).unwrap_or(0);
-            let mem = s.memory.and_then(|m| m.working_set_bytes).map(|v| v.value).unwrap_or(0);
+            let cpu = s
+                .cpu
+                .and_then(|c| c.usage_core_nano_seconds)
+                .map(|v| v.value)
+                .unwrap_or(0);
+            let mem = s
+                .memory
+                .and_then(|m| m.working_set_bytes)
+                .map(|v| v.value)
+                .unwrap_or(0);
             node_cpu += cpu;
             node_mem += mem;
             pods.entry((

@@ -474,7 +474,13 @@ impl Loop {
                             "Successfully assigned {}/{} to {node}",
                             pod.namespace, pod.name
                         );
-                        let event = api::pod_event(&pod, "Normal", "Scheduled", &message, &self.cfg.scheduler_name);
+                        let event = api::pod_event(
+                            &pod,
+                            "Normal",
+                            "Scheduled",
+                            &message,
+                            &self.cfg.scheduler_name,
+                        );
                         let client = self.client.clone();
                         self.tasks.spawn(async move {
                             if let Err(e) = api::create_event(client, event).await {

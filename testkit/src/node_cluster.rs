@@ -98,10 +98,36 @@ pub struct NodeCluster {
     pub cluster_cidr: String,
 }
 
+/// How the controller-manager carves pod CIDRs for the nodes.
+#[derive(Debug, Clone)]
+pub struct NodeClusterOptions {
+    /// `--node-cidr-mask-size`: each node's pod CIDR. The default /26 (62 pods) keeps
+    /// several nodes in the cluster range; a node that must run 100 pods needs a /25
+    /// or a /24.
+    pub node_cidr_mask: u8,
+    /// `--cluster-cidr`. `None`: a /24 of this test network's own, which holds
+    /// 2^(mask-24) nodes (one at /24).
+    pub cluster_cidr: Option<String>,
+}
+
+impl Default for NodeClusterOptions {
+    fn default() -> Self {
+        NodeClusterOptions {
+            node_cidr_mask: 26,
+            cluster_cidr: None,
+        }
+    }
+}
+
 impl NodeCluster {
     /// Start the control plane and `nodes` real nodes, and wait until every node is
     /// Ready with a pod CIDR.
     pub fn start(nodes: usize) -> anyhow::Result<NodeCluster> {
+        Self::start_with(nodes, NodeClusterOptions::default())
+    }
+
+    /// [`NodeCluster::start`] with other pod CIDRs.
+    pub fn start_with(nodes: usize, options: NodeClusterOptions) -> anyhow::Result<NodeCluster> {
         let network = TestNetwork::create()?;
         let gateway = network.gateway_ip();
         let cluster = Cluster::start_with(
@@ -112,9 +138,12 @@ impl NodeCluster {
                 ..Default::default()
             },
         )?;
-        // A /24 of its own for this network's pods, a /26 per node.
+        // A /24 of its own for this network's pods, a /26 per node unless told.
         let block = gateway.octets()[2];
-        let cluster_cidr = format!("10.201.{block}.0/24");
+        let cluster_cidr = options
+            .cluster_cidr
+            .clone()
+            .unwrap_or_else(|| format!("10.201.{block}.0/24"));
         let scheduler = cluster.start_component(
             "keelson-scheduler",
             "scheduler",
@@ -126,7 +155,7 @@ impl NodeCluster {
             &[
                 format!("--port={}", free_port()),
                 format!("--cluster-cidr={cluster_cidr}"),
-                "--node-cidr-mask-size=26".into(),
+                format!("--node-cidr-mask-size={}", options.node_cidr_mask),
                 format!(
                     "--service-account-private-key-file={}",
                     cluster.pki.sa_key.display()

@@ -31,7 +31,9 @@ fn apply(ns: &str, manifest: &str) {
 }
 
 fn pod_json(ns: &str, name: &str) -> Value {
-    json(&ok(cluster().kubectl(&["get", "pod", "-n", ns, name, "-o", "json"])))
+    json(&ok(
+        cluster().kubectl(&["get", "pod", "-n", ns, name, "-o", "json"])
+    ))
 }
 
 /// Poll the pod until `pred` holds; the pod's JSON, or a panic with the pod and agent logs.
@@ -44,7 +46,11 @@ fn wait_pod(ns: &str, name: &str, what: &str, pred: impl Fn(&Value) -> bool) -> 
     found.unwrap_or_else(|| {
         panic!(
             "pod {ns}/{name}: {what}: timed out\n{}\n{}",
-            String::from_utf8_lossy(&cluster().kubectl(&["describe", "pod", "-n", ns, name]).stdout),
+            String::from_utf8_lossy(
+                &cluster()
+                    .kubectl(&["describe", "pod", "-n", ns, name])
+                    .stdout
+            ),
             cluster().agent_logs()
         )
     })
@@ -100,38 +106,75 @@ fn nodes_register_with_real_status_and_renew_their_leases() {
                 .starts_with("containerd://1."),
             "{info}"
         );
-        assert!(info["kubeletVersion"].as_str().unwrap_or_default().starts_with("v1.33"));
+        assert!(info["kubeletVersion"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("v1.33"));
         assert_eq!(info["operatingSystem"], "linux");
-        assert!(!info["kernelVersion"].as_str().unwrap_or_default().is_empty());
+        assert!(!info["kernelVersion"]
+            .as_str()
+            .unwrap_or_default()
+            .is_empty());
         let addresses = node["status"]["addresses"].as_array().expect("addresses");
         assert!(addresses
             .iter()
             .any(|a| a["type"] == "InternalIP" && a["address"] == n.host.ip.to_string()));
-        assert_eq!(node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"], 10250);
-        let cpus = std::thread::available_parallelism().unwrap().get().to_string();
+        assert_eq!(
+            node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"],
+            10250
+        );
+        let cpus = std::thread::available_parallelism()
+            .unwrap()
+            .get()
+            .to_string();
         assert_eq!(node["status"]["capacity"]["cpu"], cpus.as_str());
         assert_eq!(node["status"]["capacity"]["pods"], "110");
         let conditions: Vec<(String, String)> = node["status"]["conditions"]
             .as_array()
             .unwrap()
             .iter()
-            .map(|c| (c["type"].as_str().unwrap().into(), c["status"].as_str().unwrap().into()))
+            .map(|c| {
+                (
+                    c["type"].as_str().unwrap().into(),
+                    c["status"].as_str().unwrap().into(),
+                )
+            })
             .collect();
-        for (t, s) in [("Ready", "True"), ("MemoryPressure", "False"), ("DiskPressure", "False"), ("PIDPressure", "False")] {
-            assert!(conditions.contains(&(t.into(), s.into())), "{t}={s} in {conditions:?}");
+        for (t, s) in [
+            ("Ready", "True"),
+            ("MemoryPressure", "False"),
+            ("DiskPressure", "False"),
+            ("PIDPressure", "False"),
+        ] {
+            assert!(
+                conditions.contains(&(t.into(), s.into())),
+                "{t}={s} in {conditions:?}"
+            );
         }
         let images = node["status"]["images"].to_string();
         assert!(images.contains("keelson.local/pause:1"), "{images}");
         // The Lease is renewed every 10 s.
         let renew = |_: ()| {
-            ok(c.kubectl(&["get", "lease", "-n", "kube-node-lease", n.name(), "-o", "jsonpath={.spec.renewTime}"]))
+            ok(c.kubectl(&[
+                "get",
+                "lease",
+                "-n",
+                "kube-node-lease",
+                n.name(),
+                "-o",
+                "jsonpath={.spec.renewTime}",
+            ]))
         };
         let first = renew(());
         let renewed = eventually_or(Duration::from_secs(25), || {
             let now = renew(());
             (now != first).then_some(now)
         });
-        assert!(renewed.is_some(), "lease of {} not renewed since {first}", n.name());
+        assert!(
+            renewed.is_some(),
+            "lease of {} not renewed since {first}",
+            n.name()
+        );
     }
 }
 
@@ -165,9 +208,18 @@ spec:
     let mut ips = Vec::new();
     for (i, p) in pods.iter().enumerate() {
         let ip = p["status"]["podIP"].as_str().expect("podIP").to_string();
-        let cidr = ok(c.kubectl(&["get", "node", c.nodes[i].name(), "-o", "jsonpath={.spec.podCIDR}"]));
+        let cidr = ok(c.kubectl(&[
+            "get",
+            "node",
+            c.nodes[i].name(),
+            "-o",
+            "jsonpath={.spec.podCIDR}",
+        ]));
         let prefix = cidr.rsplit_once('.').unwrap().0;
-        assert!(ip.starts_with(prefix), "pod IP {ip} is in its node's pod CIDR {cidr}");
+        assert!(
+            ip.starts_with(prefix),
+            "pod IP {ip} is in its node's pod CIDR {cidr}"
+        );
         assert_eq!(p["status"]["hostIP"], c.nodes[i].host.ip.to_string());
         assert_eq!(p["status"]["podIPs"][0]["ip"], ip.as_str());
         assert_eq!(p["status"]["qosClass"], "BestEffort");
@@ -177,13 +229,23 @@ spec:
     for (from, to) in [(0usize, 1usize), (1, 0)] {
         let body = ok(c.kubectl(&[
             // (no -T: Debian's static busybox wget crashes with it)
-            "exec", "-n", &ns, &format!("web-{from}"), "--", "wget", "-qO-",
+            "exec",
+            "-n",
+            &ns,
+            &format!("web-{from}"),
+            "--",
+            "wget",
+            "-qO-",
             &format!("http://{}:8080/", ips[to]),
         ]));
         assert_eq!(body.trim(), format!("web-{to}"), "web-{from} -> web-{to}");
     }
     // The apiserver's pods/proxy reaches the pod directly.
-    let body = ok(c.kubectl(&["get", "--raw", &format!("/api/v1/namespaces/{ns}/pods/web-0:8080/proxy/")]));
+    let body = ok(c.kubectl(&[
+        "get",
+        "--raw",
+        &format!("/api/v1/namespaces/{ns}/pods/web-0:8080/proxy/"),
+    ]));
     assert_eq!(body.trim(), "web-0");
     // The Scheduled event is not there (nodeName was set), but the kubelet's are.
     assert!(has_event(&ns, "web-0", "Started", "Started container web"));
@@ -218,11 +280,27 @@ spec:
     let _ = pod;
     for kubectl in kubectl_versions() {
         // logs, with options.
-        let logs = ok(c.cluster.kubectl_with(&kubectl, &["logs", "-n", &ns, "talker", "--tail=2"], None));
+        let logs =
+            ok(c.cluster
+                .kubectl_with(&kubectl, &["logs", "-n", &ns, "talker", "--tail=2"], None));
         assert_eq!(logs.lines().count(), 2, "{kubectl}: {logs}");
         assert!(logs.lines().all(|l| l.starts_with("line-")), "{logs}");
-        let logs = ok(c.cluster.kubectl_with(&kubectl, &["logs", "-n", &ns, "talker", "--timestamps", "--limit-bytes=100"], None));
-        assert!(logs.len() <= 100 && logs.starts_with("20"), "{kubectl}: {logs:?}");
+        let logs = ok(c.cluster.kubectl_with(
+            &kubectl,
+            &[
+                "logs",
+                "-n",
+                &ns,
+                "talker",
+                "--timestamps",
+                "--limit-bytes=100",
+            ],
+            None,
+        ));
+        assert!(
+            logs.len() <= 100 && logs.starts_with("20"),
+            "{kubectl}: {logs:?}"
+        );
         // logs -f streams lines written after it started.
         let mut follow = Command::new(&kubectl)
             .args(["logs", "-f", "-n", &ns, "talker", "--tail=1"])
@@ -248,17 +326,58 @@ spec:
         assert!(n(&seen[3]) > n(&seen[0]), "{seen:?}");
 
         // exec, with stdin, and the exit code.
-        let out = ok(c.cluster.kubectl_with(&kubectl, &["exec", "-n", &ns, "talker", "--", "sh", "-c", "echo out; echo err >&2"], None));
+        let out = ok(c.cluster.kubectl_with(
+            &kubectl,
+            &[
+                "exec",
+                "-n",
+                &ns,
+                "talker",
+                "--",
+                "sh",
+                "-c",
+                "echo out; echo err >&2",
+            ],
+            None,
+        ));
         assert_eq!(out.trim(), "out");
-        let out = ok(c.cluster.kubectl_with(&kubectl, &["exec", "-i", "-n", &ns, "talker", "--", "sh", "-c", "read x; echo got-$x"], Some("hello\n")));
+        let out = ok(c.cluster.kubectl_with(
+            &kubectl,
+            &[
+                "exec",
+                "-i",
+                "-n",
+                &ns,
+                "talker",
+                "--",
+                "sh",
+                "-c",
+                "read x; echo got-$x",
+            ],
+            Some("hello\n"),
+        ));
         assert_eq!(out.trim(), "got-hello", "{kubectl}");
-        let failed = c.cluster.kubectl_with(&kubectl, &["exec", "-n", &ns, "talker", "--", "sh", "-c", "exit 7"], None);
-        assert_eq!(failed.status.code(), Some(7), "{kubectl}: exec's exit code comes back");
+        let failed = c.cluster.kubectl_with(
+            &kubectl,
+            &["exec", "-n", &ns, "talker", "--", "sh", "-c", "exit 7"],
+            None,
+        );
+        assert_eq!(
+            failed.status.code(),
+            Some(7),
+            "{kubectl}: exec's exit code comes back"
+        );
 
         // port-forward.
         let port = keelson_testkit::free_port();
         let mut pf = Command::new(&kubectl)
-            .args(["port-forward", "-n", &ns, "pod/talker", &format!("{port}:8080")])
+            .args([
+                "port-forward",
+                "-n",
+                &ns,
+                "pod/talker",
+                &format!("{port}:8080"),
+            ])
             .env("KUBECONFIG", &c.cluster.kubeconfig)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -294,13 +413,24 @@ spec:
     let dir = tempfile::tempdir().unwrap();
     let local = dir.path().join("up.txt");
     std::fs::write(&local, "copied up\n").unwrap();
-    ok(c.kubectl(&["cp", local.to_str().unwrap(), &format!("{ns}/talker:/tmp/up.txt")]));
+    ok(c.kubectl(&[
+        "cp",
+        local.to_str().unwrap(),
+        &format!("{ns}/talker:/tmp/up.txt"),
+    ]));
     let back = dir.path().join("back.txt");
-    ok(c.kubectl(&["cp", &format!("{ns}/talker:/tmp/up.txt"), back.to_str().unwrap()]));
+    ok(c.kubectl(&[
+        "cp",
+        &format!("{ns}/talker:/tmp/up.txt"),
+        back.to_str().unwrap(),
+    ]));
     assert_eq!(std::fs::read_to_string(back).unwrap(), "copied up\n");
     // Bad input: a container that does not exist, a pod that does not exist.
     let err = fails(c.kubectl(&["logs", "-n", &ns, "talker", "-c", "nope"]));
-    assert!(err.contains("container nope is not valid for pod talker"), "{err}");
+    assert!(
+        err.contains("container nope is not valid for pod talker"),
+        "{err}"
+    );
     let err = fails(c.kubectl(&["exec", "-n", &ns, "ghost", "--", "true"]));
     assert!(err.contains("not found"), "{err}");
 }
@@ -358,19 +488,43 @@ spec:
 "#
         ),
     );
-    let failed = wait_pod(&ns, "never-fails", "Failed", |p| p["status"]["phase"] == "Failed");
+    let failed = wait_pod(&ns, "never-fails", "Failed", |p| {
+        p["status"]["phase"] == "Failed"
+    });
     let t = &container_status(&failed, "main")["state"]["terminated"];
     assert_eq!(t["exitCode"], 3);
     assert_eq!(t["reason"], "Error");
-    assert!(t["containerID"].as_str().unwrap().starts_with("containerd://"));
-    assert_eq!(ok(c.kubectl(&["logs", "-n", &ns, "never-fails"])).trim(), "bye");
-    let done = wait_pod(&ns, "never-succeeds", "Succeeded", |p| p["status"]["phase"] == "Succeeded");
+    assert!(t["containerID"]
+        .as_str()
+        .unwrap()
+        .starts_with("containerd://"));
+    assert_eq!(
+        ok(c.kubectl(&["logs", "-n", &ns, "never-fails"])).trim(),
+        "bye"
+    );
+    let done = wait_pod(&ns, "never-succeeds", "Succeeded", |p| {
+        p["status"]["phase"] == "Succeeded"
+    });
     let t = &container_status(&done, "main")["state"]["terminated"];
     assert_eq!(t["reason"], "Completed");
-    assert_eq!(t["message"], "done\n", "the termination message file is read back");
-    let fallback = wait_pod(&ns, "fallback", "Failed", |p| p["status"]["phase"] == "Failed");
-    assert_eq!(container_status(&fallback, "main")["state"]["terminated"]["message"], "last words\n");
-    let ready = done["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Ready").unwrap().clone();
+    assert_eq!(
+        t["message"], "done\n",
+        "the termination message file is read back"
+    );
+    let fallback = wait_pod(&ns, "fallback", "Failed", |p| {
+        p["status"]["phase"] == "Failed"
+    });
+    assert_eq!(
+        container_status(&fallback, "main")["state"]["terminated"]["message"],
+        "last words\n"
+    );
+    let ready = done["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .unwrap()
+        .clone();
     assert_eq!(ready["reason"], "PodCompleted");
 
     let crashing = wait_pod(&ns, "crasher", "CrashLoopBackOff after two restarts", |p| {
@@ -380,15 +534,31 @@ spec:
     });
     let s = container_status(&crashing, "main");
     assert_eq!(s["lastState"]["terminated"]["exitCode"], 1);
-    assert!(s["state"]["waiting"]["message"].as_str().unwrap().contains("back-off"), "{s}");
-    assert_eq!(crashing["status"]["phase"], "Running", "crash looping under Always stays Running");
+    assert!(
+        s["state"]["waiting"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("back-off"),
+        "{s}"
+    );
+    assert_eq!(
+        crashing["status"]["phase"], "Running",
+        "crash looping under Always stays Running"
+    );
     let previous = ok(c.kubectl(&["logs", "-n", &ns, "crasher", "--previous"]));
     let current = ok(c.kubectl(&["logs", "-n", &ns, "crasher"]));
     assert!(previous.starts_with("run-") && current.starts_with("run-"));
     assert_ne!(previous, current, "--previous reads the instance before");
-    assert!(has_event(&ns, "crasher", "BackOff", "Back-off restarting failed container"));
+    assert!(has_event(
+        &ns,
+        "crasher",
+        "BackOff",
+        "Back-off restarting failed container"
+    ));
 
-    let healed = wait_pod(&ns, "on-failure", "Succeeded after one restart", |p| p["status"]["phase"] == "Succeeded");
+    let healed = wait_pod(&ns, "on-failure", "Succeeded after one restart", |p| {
+        p["status"]["phase"] == "Succeeded"
+    });
     assert_eq!(container_status(&healed, "main")["restartCount"], 1);
 }
 
@@ -429,19 +599,37 @@ spec:
     for s in inits {
         assert_eq!(s["state"]["terminated"]["reason"], "Completed", "{s}");
     }
-    let first_done = inits[0]["state"]["terminated"]["finishedAt"].as_str().unwrap();
-    let second_started = inits[1]["state"]["terminated"]["startedAt"].as_str().unwrap();
-    assert!(first_done <= second_started, "{first_done} <= {second_started}");
+    let first_done = inits[0]["state"]["terminated"]["finishedAt"]
+        .as_str()
+        .unwrap();
+    let second_started = inits[1]["state"]["terminated"]["startedAt"]
+        .as_str()
+        .unwrap();
+    assert!(
+        first_done <= second_started,
+        "{first_done} <= {second_started}"
+    );
     let logs = eventually_or(Duration::from_secs(10), || {
         let l = ok(c.kubectl(&["logs", "-n", &ns, "ordered"]));
         (!l.is_empty()).then_some(l)
     });
     assert_eq!(logs.as_deref(), Some("first\nsecond\n"));
-    let failed = wait_pod(&ns, "init-fails", "Failed", |p| p["status"]["phase"] == "Failed");
+    let failed = wait_pod(&ns, "init-fails", "Failed", |p| {
+        p["status"]["phase"] == "Failed"
+    });
     let init = &failed["status"]["initContainerStatuses"][0];
     assert_eq!(init["state"]["terminated"]["exitCode"], 2);
-    assert_eq!(container_status(&failed, "app")["state"]["waiting"]["reason"], "PodInitializing");
-    let initialized = failed["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Initialized").unwrap().clone();
+    assert_eq!(
+        container_status(&failed, "app")["state"]["waiting"]["reason"],
+        "PodInitializing"
+    );
+    let initialized = failed["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Initialized")
+        .unwrap()
+        .clone();
     assert_eq!(initialized["status"], "False");
 }
 
@@ -486,20 +674,43 @@ spec:
         ),
     );
     // Not ready until /ready exists; then ready; then not again.
-    let pod = wait_pod(&ns, "gated", "running", |p| p["status"]["phase"] == "Running");
+    let pod = wait_pod(&ns, "gated", "running", |p| {
+        p["status"]["phase"] == "Running"
+    });
     assert_eq!(container_status(&pod, "web")["ready"], false);
-    ok(c.kubectl(&["exec", "-n", &ns, "gated", "--", "sh", "-c", "echo ok > /www/ready"]));
+    ok(c.kubectl(&[
+        "exec",
+        "-n",
+        &ns,
+        "gated",
+        "--",
+        "sh",
+        "-c",
+        "echo ok > /www/ready",
+    ]));
     c.wait_running(&ns, "gated", true);
     ok(c.kubectl(&["exec", "-n", &ns, "gated", "--", "rm", "/www/ready"]));
-    wait_pod(&ns, "gated", "unready again", |p| container_status(p, "web")["ready"] == false);
-    assert!(has_event(&ns, "gated", "Unhealthy", "Readiness probe failed: HTTP probe failed with statuscode: 404"));
+    wait_pod(&ns, "gated", "unready again", |p| {
+        container_status(p, "web")["ready"] == false
+    });
+    assert!(has_event(
+        &ns,
+        "gated",
+        "Unhealthy",
+        "Readiness probe failed: HTTP probe failed with statuscode: 404"
+    ));
 
     // The startup probe never passes (nothing listens on port 1): not started, not
     // ready, and liveness does not run yet.
-    let pod = wait_pod(&ns, "unhealthy", "running", |p| p["status"]["phase"] == "Running");
+    let pod = wait_pod(&ns, "unhealthy", "running", |p| {
+        p["status"]["phase"] == "Running"
+    });
     assert_eq!(container_status(&pod, "main")["started"], false);
     std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(container_status(&pod_json(&ns, "unhealthy"), "main")["restartCount"], 0);
+    assert_eq!(
+        container_status(&pod_json(&ns, "unhealthy"), "main")["restartCount"],
+        0
+    );
     // Make startup pass by removing the probe is not possible (immutable); instead the
     // liveness check is exercised on a second pod without a startup probe.
     apply(
@@ -524,11 +735,24 @@ spec:
     c.wait_running(&ns, "liveness", true);
     ok(c.kubectl(&["exec", "-n", &ns, "liveness", "--", "rm", "/tmp/alive"]));
     let restarted = wait_pod(&ns, "liveness", "restarted by liveness", |p| {
-        container_status(p, "main")["restartCount"].as_i64().unwrap_or(0) >= 1
+        container_status(p, "main")["restartCount"]
+            .as_i64()
+            .unwrap_or(0)
+            >= 1
     });
     assert!(container_status(&restarted, "main")["lastState"]["terminated"].is_object());
-    assert!(has_event(&ns, "liveness", "Unhealthy", "Liveness probe failed"));
-    assert!(has_event(&ns, "liveness", "Killing", "failed liveness probe, will be restarted"));
+    assert!(has_event(
+        &ns,
+        "liveness",
+        "Unhealthy",
+        "Liveness probe failed"
+    ));
+    assert!(has_event(
+        &ns,
+        "liveness",
+        "Killing",
+        "failed liveness probe, will be restarted"
+    ));
 }
 
 #[test]
@@ -591,18 +815,39 @@ spec:
     let pod = c.wait_running(&ns, "reader", true);
     let node = pod["spec"]["nodeName"].as_str().unwrap().to_string();
     let exec = |cmd: &str| ok(c.kubectl(&["exec", "-n", &ns, "reader", "--", "sh", "-c", cmd]));
-    assert_eq!(exec("echo $GREETING $PASSWORD $POD_NAME $NODE"), format!("hello s3cret reader {node}\n"));
-    assert_eq!(exec("echo $CM_greeting $CM_mode $COMBINED"), "hello fast hello/$(MODE)\n");
+    assert_eq!(
+        exec("echo $GREETING $PASSWORD $POD_NAME $NODE"),
+        format!("hello s3cret reader {node}\n")
+    );
+    assert_eq!(
+        exec("echo $CM_greeting $CM_mode $COMBINED"),
+        "hello fast hello/$(MODE)\n"
+    );
     assert_eq!(exec("cat /etc/cfg/greeting"), "hello");
     assert_eq!(exec("stat -L -c %a /etc/sec/password"), "400\n");
     assert_eq!(exec("cat /etc/sec/password"), "s3cret");
     assert!(exec("cat /etc/info/labels").contains("tier=\"backend\""));
     assert!(exec("ls /var/run/secrets/kubernetes.io/serviceaccount").contains("token"));
-    assert_eq!(exec("cat /var/run/secrets/kubernetes.io/serviceaccount/namespace"), ns);
+    assert_eq!(
+        exec("cat /var/run/secrets/kubernetes.io/serviceaccount/namespace"),
+        ns
+    );
     assert!(exec("env").contains("KUBERNETES_SERVICE_HOST="));
-    assert_eq!(ok(c.kubectl(&["logs", "-n", &ns, "reader"])).trim(), "hello-reader", "$(VAR) in the command");
+    assert_eq!(
+        ok(c.kubectl(&["logs", "-n", &ns, "reader"])).trim(),
+        "hello-reader",
+        "$(VAR) in the command"
+    );
     // An update of the ConfigMap reaches the volume (atomic swap of ..data).
-    ok(c.kubectl(&["patch", "configmap", "-n", &ns, "settings", "-p", r#"{"data":{"greeting":"updated"}}"#]));
+    ok(c.kubectl(&[
+        "patch",
+        "configmap",
+        "-n",
+        &ns,
+        "settings",
+        "-p",
+        r#"{"data":{"greeting":"updated"}}"#,
+    ]));
     let updated = eventually_or(Duration::from_secs(90), || {
         (exec("cat /etc/cfg/greeting") == "updated").then_some(())
     });
@@ -611,10 +856,23 @@ spec:
     let waiting = wait_pod(&ns, "missing-config", "CreateContainerConfigError", |p| {
         container_status(p, "main")["state"]["waiting"]["reason"] == "CreateContainerConfigError"
     });
-    let message = container_status(&waiting, "main")["state"]["waiting"]["message"].as_str().unwrap_or_default().to_string();
-    assert!(message.contains("configmap \"nowhere\" not found"), "{message}");
+    let message = container_status(&waiting, "main")["state"]["waiting"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        message.contains("configmap \"nowhere\" not found"),
+        "{message}"
+    );
     // Once it exists, the pod starts.
-    ok(c.kubectl(&["create", "configmap", "-n", &ns, "nowhere", "--from-literal=k=v"]));
+    ok(c.kubectl(&[
+        "create",
+        "configmap",
+        "-n",
+        &ns,
+        "nowhere",
+        "--from-literal=k=v",
+    ]));
     c.wait_running(&ns, "missing-config", true);
 }
 
@@ -665,22 +923,40 @@ spec:
     wait_pod(&ns, "no-image", "ImagePullBackOff", |p| {
         container_status(p, "main")["state"]["waiting"]["reason"] == "ImagePullBackOff"
     });
-    assert!(has_event(&ns, "no-image", "Failed", "Failed to pull image \"keelson.local/does-not-exist:1\""));
+    assert!(has_event(
+        &ns,
+        "no-image",
+        "Failed",
+        "Failed to pull image \"keelson.local/does-not-exist:1\""
+    ));
     let p = wait_pod(&ns, "no-command", "a failed start", |p| {
         let s = container_status(p, "main");
         s["lastState"]["terminated"]["exitCode"].as_i64().is_some()
             || s["state"]["terminated"]["exitCode"].as_i64().is_some()
     });
     let s = container_status(&p, "main");
-    let t = if s["state"]["terminated"].is_object() { &s["state"]["terminated"] } else { &s["lastState"]["terminated"] };
+    let t = if s["state"]["terminated"].is_object() {
+        &s["state"]["terminated"]
+    } else {
+        &s["lastState"]["terminated"]
+    };
     assert_eq!(t["reason"], "StartError", "{s}");
     assert_eq!(t["exitCode"], 128);
     let p = wait_pod(&ns, "never-pull", "ErrImageNeverPull", |p| {
         container_status(p, "main")["state"]["waiting"]["reason"] == "ErrImageNeverPull"
     });
-    assert!(container_status(&p, "main")["state"]["waiting"]["message"].as_str().unwrap().contains("is not present with pull policy of Never"));
-    let p = wait_pod(&ns, "hog", "OOMKilled", |p| p["status"]["phase"] == "Failed");
-    assert_eq!(container_status(&p, "main")["state"]["terminated"]["reason"], "OOMKilled", "{p}");
+    assert!(container_status(&p, "main")["state"]["waiting"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("is not present with pull policy of Never"));
+    let p = wait_pod(&ns, "hog", "OOMKilled", |p| {
+        p["status"]["phase"] == "Failed"
+    });
+    assert_eq!(
+        container_status(&p, "main")["state"]["terminated"]["reason"],
+        "OOMKilled",
+        "{p}"
+    );
     // Every other pod of the node was served meanwhile (the other tests share it).
 }
 
@@ -714,13 +990,29 @@ spec:
     let pod_dir = node.host.root_dir.join("pods").join(&uid);
     assert!(pod_dir.exists(), "{}", pod_dir.display());
     let started = Instant::now();
-    ok(c.kubectl(&["delete", "pod", "-n", &ns, "polite", "--wait=true", "--timeout=60s"]));
+    ok(c.kubectl(&[
+        "delete",
+        "pod",
+        "-n",
+        &ns,
+        "polite",
+        "--wait=true",
+        "--timeout=60s",
+    ]));
     let took = started.elapsed();
-    assert!(took < Duration::from_secs(15), "SIGTERM ends it long before the 20 s grace: {took:?}");
+    assert!(
+        took < Duration::from_secs(15),
+        "SIGTERM ends it long before the 20 s grace: {took:?}"
+    );
     assert!(!pod_dir.exists(), "the pod's directory is removed");
     let logs_dir = node.host.dir().join("pod-logs");
     let leftover: Vec<_> = std::fs::read_dir(&logs_dir)
-        .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().to_string()).filter(|n| n.contains(&uid)).collect())
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().to_string())
+                .filter(|n| n.contains(&uid))
+                .collect()
+        })
         .unwrap_or_default();
     assert!(leftover.is_empty(), "{leftover:?}");
 }
@@ -754,5 +1046,13 @@ spec:
     let s = container_status(&after, "main");
     assert_eq!(s["containerID"], id, "the same container, adopted");
     assert_eq!(s["restartCount"], 0);
-    ok(c.kubectl(&["delete", "pod", "-n", &ns, "survivor", "--wait=true", "--timeout=60s"]));
+    ok(c.kubectl(&[
+        "delete",
+        "pod",
+        "-n",
+        &ns,
+        "survivor",
+        "--wait=true",
+        "--timeout=60s",
+    ]));
 }

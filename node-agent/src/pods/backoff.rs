@@ -103,7 +103,11 @@ mod tests {
     #[test]
     fn doubles_to_the_maximum() {
         let b = Backoff::new(Duration::from_secs(10), Duration::from_secs(40));
-        assert_eq!(b.remaining("a", Instant::now()), None, "first retry is free");
+        assert_eq!(
+            b.remaining("a", Instant::now()),
+            None,
+            "first retry is free"
+        );
         assert_eq!(b.next("a"), Duration::from_secs(10));
         assert!(b.remaining("a", Instant::now()).unwrap() > Duration::from_secs(9));
         assert_eq!(b.next("a"), Duration::from_secs(20));

@@ -55,7 +55,10 @@ pub fn pod_namespace(pod: &Pod) -> &str {
 }
 
 pub fn host_network(pod: &Pod) -> bool {
-    pod.spec.as_ref().and_then(|s| s.host_network).unwrap_or(false)
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.host_network)
+        .unwrap_or(false)
 }
 
 /// The pod's grace period: the one its deletion asked for, else the spec's (30 s).
@@ -210,14 +213,20 @@ pub fn sandbox_config(
     }
 }
 
-fn quantity(s: Option<&k8s_openapi::apimachinery::pkg::api::resource::Quantity>) -> Option<Quantity> {
+fn quantity(
+    s: Option<&k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
+) -> Option<Quantity> {
     s.and_then(|q| Quantity::parse(&q.0).ok())
 }
 
 /// CPU shares, CFS quota, memory limit and OOM score for a container, as the kubelet
 /// computes them (`cpu.shares` from the request, quota from the limit over a 100 ms
 /// period; the OOM score by QoS class, never below what this process may set).
-pub fn container_resources(agent: &Agent, pod: &Pod, c: &Container) -> cri::LinuxContainerResources {
+pub fn container_resources(
+    agent: &Agent,
+    pod: &Pod,
+    c: &Container,
+) -> cri::LinuxContainerResources {
     let r = c.resources.clone().unwrap_or_default();
     let requests = r.requests.unwrap_or_default();
     let limits = r.limits.unwrap_or_default();
@@ -373,7 +382,10 @@ pub fn container_config(
                 .clone()
                 .unwrap_or_else(|| "File".into()),
         ),
-        (labels::GRACE_PERIOD.to_string(), grace_period(pod).to_string()),
+        (
+            labels::GRACE_PERIOD.to_string(),
+            grace_period(pod).to_string(),
+        ),
     ]);
     if inputs.init {
         annotations.insert(labels::CONTAINER_TYPE.into(), "init".into());
@@ -426,7 +438,11 @@ mod tests {
     #[test]
     fn capabilities_get_their_prefix() {
         assert_eq!(
-            capability_names(Some(&vec!["NET_ADMIN".into(), "CAP_SYS_TIME".into(), "ALL".into()])),
+            capability_names(Some(&vec![
+                "NET_ADMIN".into(),
+                "CAP_SYS_TIME".into(),
+                "ALL".into()
+            ])),
             vec!["CAP_NET_ADMIN", "CAP_SYS_TIME", "ALL"]
         );
     }

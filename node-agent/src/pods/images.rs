@@ -55,7 +55,13 @@ pub fn auth_for(docker_config: &Value, host: &str) -> Option<cri::AuthConfig> {
             .then(|| auths.get("https://index.docker.io/v1/"))
             .flatten()
     })?;
-    let s = |k: &str| entry.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+    let s = |k: &str| {
+        entry
+            .get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
     let (mut username, mut password) = (s("username"), s("password"));
     let auth = s("auth");
     if username.is_empty() && !auth.is_empty() {
@@ -78,7 +84,12 @@ pub fn auth_for(docker_config: &Value, host: &str) -> Option<cri::AuthConfig> {
 
 async fn pull_credentials(agent: &Agent, pod: &Pod, image: &str) -> Option<cri::AuthConfig> {
     let host = registry_host(image);
-    let secrets = pod.spec.as_ref()?.image_pull_secrets.clone().unwrap_or_default();
+    let secrets = pod
+        .spec
+        .as_ref()?
+        .image_pull_secrets
+        .clone()
+        .unwrap_or_default();
     for r in secrets {
         let Some(secret) = agent
             .sources
@@ -103,7 +114,12 @@ async fn pull_credentials(agent: &Agent, pod: &Pod, image: &str) -> Option<cri::
 
 /// Make sure the container's image is on the node; returns the image reference to
 /// create the container from, or why the container must wait.
-pub async fn ensure_image(agent: &Agent, pod: &Pod, c: &Container, init: bool) -> Result<String, Waiting> {
+pub async fn ensure_image(
+    agent: &Agent,
+    pod: &Pod,
+    c: &Container,
+    init: bool,
+) -> Result<String, Waiting> {
     let image = c.image.clone().unwrap_or_default();
     let fp = field_path(init, &c.name);
     let mut rt = agent.runtime.clone();
@@ -123,9 +139,8 @@ pub async fn ensure_image(agent: &Agent, pod: &Pod, c: &Container, init: bool) -
             return Ok(img.id.clone());
         }
     } else if policy == "Never" {
-        let message = format!(
-            "Container image \"{image}\" is not present with pull policy of Never"
-        );
+        let message =
+            format!("Container image \"{image}\" is not present with pull policy of Never");
         agent
             .event(pod, fp, EventType::Warning, "ErrImageNeverPull", &message)
             .await;

@@ -109,7 +109,12 @@ impl PodWorkers {
         self.lock().contains_key(uid)
     }
 
-    async fn run_worker(self: Arc<Self>, uid: String, mut rx: watch::Receiver<Latest>, wake: Arc<Notify>) {
+    async fn run_worker(
+        self: Arc<Self>,
+        uid: String,
+        mut rx: watch::Receiver<Latest>,
+        wake: Arc<Notify>,
+    ) {
         // The last copy the API had, for stopping a pod that disappeared from it.
         let mut last_known: Option<Arc<Pod>> = None;
         loop {

@@ -102,7 +102,14 @@ impl ProbeManager {
     }
 
     /// Start the probes of a container that has just started.
-    pub fn start(&self, pod: &Pod, c: &Container, container_id: &str, pod_ips: &[String], init: bool) {
+    pub fn start(
+        &self,
+        pod: &Pod,
+        c: &Container,
+        container_id: &str,
+        pod_ips: &[String],
+        init: bool,
+    ) {
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         let mut entry = ContainerProbes {
             uid: uid.clone(),
@@ -111,7 +118,10 @@ impl ProbeManager {
         let target = Target {
             runtime: self.runtime.clone(),
             container_id: container_id.to_string(),
-            pod_ip: pod_ips.first().cloned().unwrap_or_else(|| "127.0.0.1".into()),
+            pod_ip: pod_ips
+                .first()
+                .cloned()
+                .unwrap_or_else(|| "127.0.0.1".into()),
             ports: c
                 .ports
                 .iter()
@@ -145,7 +155,11 @@ impl ProbeManager {
                 gated_by_startup: has_startup && kind != ProbeKind::Startup,
                 containers: self.containers.clone(),
                 wake: self.wake.clone(),
-                recorder: self.recorder.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+                recorder: self
+                    .recorder
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone(),
             };
             let handle = tokio::spawn(worker.run());
             if let Some(e) = self.lock().get_mut(container_id) {
@@ -221,7 +235,10 @@ impl Worker {
                 Ok(()) => {
                     failures = 0;
                     successes += 1;
-                    if successes >= success_threshold && self.record(true) && self.kind == ProbeKind::Startup {
+                    if successes >= success_threshold
+                        && self.record(true)
+                        && self.kind == ProbeKind::Startup
+                    {
                         return;
                     }
                 }
@@ -229,7 +246,8 @@ impl Worker {
                     successes = 0;
                     failures += 1;
                     if let Some(r) = &self.recorder {
-                        let message = format!("{} probe failed: {}", self.kind.word(), output.trim_end());
+                        let message =
+                            format!("{} probe failed: {}", self.kind.word(), output.trim_end());
                         r.record(&self.reference, EventType::Warning, "Unhealthy", &message)
                             .await;
                     }
@@ -295,7 +313,11 @@ async fn run_probe(t: &Target, p: &Probe, timeout: i64) -> Result<(), String> {
     }
     if let Some(h) = &p.http_get {
         let port = resolve_port(&h.port, &t.ports)?;
-        let host = h.host.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| t.pod_ip.clone());
+        let host = h
+            .host
+            .clone()
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| t.pod_ip.clone());
         let headers: Vec<(String, String)> = h
             .http_headers
             .iter()
@@ -303,15 +325,33 @@ async fn run_probe(t: &Target, p: &Probe, timeout: i64) -> Result<(), String> {
             .map(|h| (h.name.clone(), h.value.clone()))
             .collect();
         let scheme = h.scheme.as_deref().unwrap_or("HTTP");
-        return http_get(&host, port, h.path.as_deref().unwrap_or("/"), scheme, &headers, timeout).await;
+        return http_get(
+            &host,
+            port,
+            h.path.as_deref().unwrap_or("/"),
+            scheme,
+            &headers,
+            timeout,
+        )
+        .await;
     }
     if let Some(s) = &p.tcp_socket {
         let port = resolve_port(&s.port, &t.ports)?;
-        let host = s.host.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| t.pod_ip.clone());
+        let host = s
+            .host
+            .clone()
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| t.pod_ip.clone());
         return tcp(&host, port, timeout).await;
     }
     if let Some(g) = &p.grpc {
-        return grpc_health(&t.pod_ip, g.port, g.service.as_deref().unwrap_or(""), timeout).await;
+        return grpc_health(
+            &t.pod_ip,
+            g.port,
+            g.service.as_deref().unwrap_or(""),
+            timeout,
+        )
+        .await;
     }
     Err("probe has no handler".into())
 }
@@ -340,14 +380,26 @@ pub async fn run_handler(
     }
     if let Some(g) = &h.http_get {
         let port = resolve_port(&g.port, &t.ports)?;
-        let host = g.host.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| t.pod_ip.clone());
+        let host = g
+            .host
+            .clone()
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| t.pod_ip.clone());
         let headers: Vec<(String, String)> = g
             .http_headers
             .iter()
             .flatten()
             .map(|h| (h.name.clone(), h.value.clone()))
             .collect();
-        return http_get(&host, port, g.path.as_deref().unwrap_or("/"), g.scheme.as_deref().unwrap_or("HTTP"), &headers, timeout).await;
+        return http_get(
+            &host,
+            port,
+            g.path.as_deref().unwrap_or("/"),
+            g.scheme.as_deref().unwrap_or("HTTP"),
+            &headers,
+            timeout,
+        )
+        .await;
     }
     if let Some(s) = &h.sleep {
         tokio::time::sleep(Duration::from_secs(s.seconds.max(0) as u64)).await;
@@ -430,11 +482,16 @@ async fn http_get(
                 .connect(name, stream)
                 .await
                 .map_err(|e| format!("Get \"{url}\": {e}"))?;
-            tls.write_all(req.as_bytes()).await.map_err(|e| e.to_string())?;
+            tls.write_all(req.as_bytes())
+                .await
+                .map_err(|e| e.to_string())?;
             let _ = tls.take(4096).read_to_end(&mut head).await;
         } else {
             let mut stream = stream;
-            stream.write_all(req.as_bytes()).await.map_err(|e| e.to_string())?;
+            stream
+                .write_all(req.as_bytes())
+                .await
+                .map_err(|e| e.to_string())?;
             let _ = stream.take(4096).read_to_end(&mut head).await;
         }
         let text = String::from_utf8_lossy(&head);
@@ -477,7 +534,9 @@ async fn grpc_health(host: &str, port: i32, service: &str, timeout: i64) -> Resu
             .map_err(|e| e.to_string())?
             .connect()
             .await
-            .map_err(|e| format!("failed to connect service \"{host}:{port}\" within {timeout}s: {e}"))?;
+            .map_err(|e| {
+                format!("failed to connect service \"{host}:{port}\" within {timeout}s: {e}")
+            })?;
         let mut grpc = tonic::client::Grpc::new(channel);
         grpc.ready().await.map_err(|e| e.to_string())?;
         let codec = tonic_prost::ProstCodec::<HealthCheckRequest, HealthCheckResponse>::default();
@@ -494,16 +553,21 @@ async fn grpc_health(host: &str, port: i32, service: &str, timeout: i64) -> Resu
             .map_err(|s| format!("rpc error: code = {:?} desc = {}", s.code(), s.message()))?;
         match r.into_inner().status {
             1 => Ok(()),
-            s => Err(format!("service unhealthy (responded with \"{}\")", match s {
-                2 => "NOT_SERVING",
-                3 => "SERVICE_UNKNOWN",
-                _ => "UNKNOWN",
-            })),
+            s => Err(format!(
+                "service unhealthy (responded with \"{}\")",
+                match s {
+                    2 => "NOT_SERVING",
+                    3 => "SERVICE_UNKNOWN",
+                    _ => "UNKNOWN",
+                }
+            )),
         }
     };
     match tokio::time::timeout(Duration::from_secs(timeout as u64), work).await {
         Ok(r) => r,
-        Err(_) => Err(format!("timeout: health rpc did not complete within {timeout}s")),
+        Err(_) => Err(format!(
+            "timeout: health rpc did not complete within {timeout}s"
+        )),
     }
 }
 
@@ -515,8 +579,14 @@ mod tests {
     fn ports_by_number_or_name() {
         let named = vec![("http".to_string(), 8080)];
         assert_eq!(resolve_port(&IntOrString::Int(80), &named), Ok(80));
-        assert_eq!(resolve_port(&IntOrString::String("http".into()), &named), Ok(8080));
-        assert_eq!(resolve_port(&IntOrString::String("81".into()), &named), Ok(81));
+        assert_eq!(
+            resolve_port(&IntOrString::String("http".into()), &named),
+            Ok(8080)
+        );
+        assert_eq!(
+            resolve_port(&IntOrString::String("81".into()), &named),
+            Ok(81)
+        );
         assert!(resolve_port(&IntOrString::String("nope".into()), &named).is_err());
         assert!(resolve_port(&IntOrString::Int(0), &named).is_err());
     }
@@ -535,7 +605,10 @@ mod tests {
                     .await;
             }
         });
-        assert_eq!(http_get("127.0.0.1", port, "/", "HTTP", &[], 2).await, Ok(()));
+        assert_eq!(
+            http_get("127.0.0.1", port, "/", "HTTP", &[], 2).await,
+            Ok(())
+        );
         assert_eq!(
             http_get("127.0.0.1", port, "/", "HTTP", &[], 2).await,
             Err("HTTP probe failed with statuscode: 500".into())

@@ -223,8 +223,10 @@ impl RuntimeReader {
             snap.entry(uid).or_default().containers.push(instance);
         }
         for pod in snap.values_mut() {
-            pod.sandboxes.sort_by(|a, b| b.created_at.cmp(&a.created_at));
-            pod.containers.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+            pod.sandboxes
+                .sort_by_key(|s| std::cmp::Reverse(s.created_at));
+            pod.containers
+                .sort_by_key(|c| std::cmp::Reverse(c.created_at));
         }
         Ok(snap)
     }
@@ -239,7 +241,11 @@ impl RuntimeReader {
             return Ok(i.clone());
         }
         let s = rt.container_status(&c.id).await?;
-        let name = c.metadata.as_ref().map(|m| m.name.clone()).unwrap_or_default();
+        let name = c
+            .metadata
+            .as_ref()
+            .map(|m| m.name.clone())
+            .unwrap_or_default();
         let restart_count = c
             .annotations
             .get(labels::RESTART_COUNT)
@@ -257,7 +263,11 @@ impl RuntimeReader {
             exit_code: s.exit_code,
             reason: s.reason,
             message: s.message,
-            image: c.image.as_ref().map(|i| i.image.clone()).unwrap_or_default(),
+            image: c
+                .image
+                .as_ref()
+                .map(|i| i.image.clone())
+                .unwrap_or_default(),
             image_ref: s.image_ref,
             log_path: s.log_path,
             hash: c

@@ -170,8 +170,9 @@ fn container_status(
             } else {
                 restart_policy(pod)
             };
-            let restarting =
-                should_restart(policy, i.exit_code) && !pod_is_deleting(pod) && !init_succeeded(init, i);
+            let restarting = should_restart(policy, i.exit_code)
+                && !pod_is_deleting(pod)
+                && !init_succeeded(init, i);
             if restarting && waiting_reason.is_some() {
                 // Waiting to run again (back-off, or a failed start): the exit is history.
                 status.state = Some(waiting(waiting_reason));
@@ -365,11 +366,7 @@ pub fn compute(pod: &Pod, rt: &PodRuntime, inputs: &StatusInputs<'_>) -> PodStat
                 .is_some_and(|t| t.exit_code == 0)
         };
         init_done &= ok;
-        if is_sidecar(c) {
-            init_statuses.push(s);
-        } else {
-            init_statuses.push(s);
-        }
+        init_statuses.push(s);
     }
     let app_statuses: Vec<ContainerStatus> = spec
         .containers
@@ -386,14 +383,15 @@ pub fn compute(pod: &Pod, rt: &PodRuntime, inputs: &StatusInputs<'_>) -> PodStat
         .iter()
         .zip(&init_specs)
         .filter(|(s, c)| {
-            if is_sidecar(c) {
-                !s.started.unwrap_or(false)
+            let done = if is_sidecar(c) {
+                s.started.unwrap_or(false)
             } else {
-                !s.state
+                s.state
                     .as_ref()
                     .and_then(|st| st.terminated.as_ref())
                     .is_some_and(|t| t.exit_code == 0)
-            }
+            };
+            !done
         })
         .map(|(s, _)| s.name.as_str())
         .collect();
@@ -433,7 +431,14 @@ pub fn compute(pod: &Pod, rt: &PodRuntime, inputs: &StatusInputs<'_>) -> PodStat
             &old_conditions,
             "Initialized",
             incomplete_init.is_empty() || terminal && init_done,
-            Some(if terminal { "PodCompleted" } else { "ContainersNotInitialized" }.into()),
+            Some(
+                if terminal {
+                    "PodCompleted"
+                } else {
+                    "ContainersNotInitialized"
+                }
+                .into(),
+            ),
             (!terminal).then(|| {
                 format!(
                     "containers with incomplete status: [{}]",
@@ -544,7 +549,10 @@ impl StatusWriter {
         });
         api.patch_status(
             &name,
-            &PatchParams { field_manager: Some("keelson-node-agent".into()), ..Default::default() },
+            &PatchParams {
+                field_manager: Some("keelson-node-agent".into()),
+                ..Default::default()
+            },
             &Patch::Merge(&patch),
         )
         .await?;
@@ -614,7 +622,10 @@ mod tests {
         let init_ok = [cs("i", exited(0), None)];
         let p = pod("Never");
         assert_eq!(phase(&p, &init_ok, &[cs("a", running(), None)]), "Running");
-        assert_eq!(phase(&p, &init_ok, &[cs("a", exited(0), None)]), "Succeeded");
+        assert_eq!(
+            phase(&p, &init_ok, &[cs("a", exited(0), None)]),
+            "Succeeded"
+        );
         assert_eq!(phase(&p, &init_ok, &[cs("a", exited(1), None)]), "Failed");
         assert_eq!(phase(&p, &init_ok, &[cs("a", waiting(), None)]), "Pending");
         assert_eq!(
@@ -624,9 +635,16 @@ mod tests {
         );
         let p = pod("OnFailure");
         assert_eq!(phase(&p, &init_ok, &[cs("a", exited(1), None)]), "Running");
-        assert_eq!(phase(&p, &init_ok, &[cs("a", exited(0), None)]), "Succeeded");
         assert_eq!(
-            phase(&p, &[cs("i", waiting(), Some(exited(1)))], &[cs("a", waiting(), None)]),
+            phase(&p, &init_ok, &[cs("a", exited(0), None)]),
+            "Succeeded"
+        );
+        assert_eq!(
+            phase(
+                &p,
+                &[cs("i", waiting(), Some(exited(1)))],
+                &[cs("a", waiting(), None)]
+            ),
             "Pending",
             "an init container in back-off keeps the pod Pending"
         );
@@ -637,21 +655,31 @@ mod tests {
             "Running",
             "crash looping counts as stopped, and Always keeps it Running"
         );
-        assert_eq!(phase(&p, &[cs("i", running(), None)], &[cs("a", waiting(), None)]), "Pending");
+        assert_eq!(
+            phase(&p, &[cs("i", running(), None)], &[cs("a", waiting(), None)]),
+            "Pending"
+        );
     }
 
     #[test]
     fn qos_classes() {
         let mk = |res: Value| -> Pod {
-            serde_json::from_value(json!({"spec": {"containers": [{"name": "a", "resources": res}]}}))
-                .unwrap()
+            serde_json::from_value(
+                json!({"spec": {"containers": [{"name": "a", "resources": res}]}}),
+            )
+            .unwrap()
         };
         assert_eq!(qos_class(&mk(json!({}))), "BestEffort");
         assert_eq!(
-            qos_class(&mk(json!({"limits": {"cpu": "1", "memory": "1Gi"}, "requests": {"cpu": "1", "memory": "1Gi"}}))),
+            qos_class(&mk(
+                json!({"limits": {"cpu": "1", "memory": "1Gi"}, "requests": {"cpu": "1", "memory": "1Gi"}})
+            )),
             "Guaranteed"
         );
-        assert_eq!(qos_class(&mk(json!({"requests": {"cpu": "1"}}))), "Burstable");
+        assert_eq!(
+            qos_class(&mk(json!({"requests": {"cpu": "1"}}))),
+            "Burstable"
+        );
     }
 
     #[test]

@@ -95,7 +95,10 @@ pub async fn sync(agent: &Arc<Agent>, pod: &Pod) -> anyhow::Result<Next> {
             return Ok(Next::After(Duration::from_secs(5)));
         }
     };
-    let sandbox = rt.sandbox().cloned().expect("ensure_sandbox returns a ready sandbox");
+    let sandbox = rt
+        .sandbox()
+        .cloned()
+        .expect("ensure_sandbox returns a ready sandbox");
     let vols = match agent.volumes.setup(pod, agent.sources.as_ref()).await {
         Ok(v) => v,
         Err(e) => {
@@ -141,7 +144,11 @@ pub async fn sync(agent: &Arc<Agent>, pod: &Pod) -> anyhow::Result<Next> {
             }
             Some(i) if i.state == State::Exited && i.exit_code == 0 && !sidecar => continue,
             Some(i) if i.state == State::Exited => {
-                let policy = if sidecar { "Always" } else { restart_policy(pod) };
+                let policy = if sidecar {
+                    "Always"
+                } else {
+                    restart_policy(pod)
+                };
                 if !should_restart(policy, i.exit_code) {
                     // restartPolicy Never: the pod has failed (the status says so).
                     initialized = false;
@@ -229,7 +236,10 @@ impl SyncContext<'_> {
                 field_path(init, &c.name),
                 EventType::Normal,
                 "Killing",
-                &format!("Container {} failed {what} probe, will be restarted", c.name),
+                &format!(
+                    "Container {} failed {what} probe, will be restarted",
+                    c.name
+                ),
             )
             .await;
         let grace = probes::termination_grace(self.pod, c, kind);
@@ -289,7 +299,12 @@ impl SyncContext<'_> {
         }
     }
 
-    async fn create_and_start(&self, c: &Container, init: bool, restart_count: i32) -> Result<(), Waiting> {
+    async fn create_and_start(
+        &self,
+        c: &Container,
+        init: bool,
+        restart_count: i32,
+    ) -> Result<(), Waiting> {
         let agent = self.agent;
         let pod = self.pod;
         let fp = field_path(init, &c.name);
@@ -311,14 +326,26 @@ impl SyncContext<'_> {
             Err(e) => {
                 let message = e.to_string();
                 agent
-                    .event(pod, fp, EventType::Warning, "Failed", &format!("Error: {message}"))
+                    .event(
+                        pod,
+                        fp,
+                        EventType::Warning,
+                        "Failed",
+                        &format!("Error: {message}"),
+                    )
                     .await;
                 return Err(config_error(message));
             }
         };
         if let Err(message) = check_non_root(agent, pod, c, &image_ref).await {
             agent
-                .event(pod, fp, EventType::Warning, "Failed", &format!("Error: {message}"))
+                .event(
+                    pod,
+                    fp,
+                    EventType::Warning,
+                    "Failed",
+                    &format!("Error: {message}"),
+                )
                 .await;
             return Err(config_error(message));
         }
@@ -329,7 +356,13 @@ impl SyncContext<'_> {
             Err(e) => {
                 let message = e.to_string();
                 agent
-                    .event(pod, fp, EventType::Warning, "Failed", &format!("Error: {message}"))
+                    .event(
+                        pod,
+                        fp,
+                        EventType::Warning,
+                        "Failed",
+                        &format!("Error: {message}"),
+                    )
                     .await;
                 return Err(config_error(message));
             }
@@ -363,7 +396,13 @@ impl SyncContext<'_> {
             Err(e) => {
                 let message = format!("{e:#}");
                 agent
-                    .event(pod, fp, EventType::Warning, "Failed", &format!("Error: {message}"))
+                    .event(
+                        pod,
+                        fp,
+                        EventType::Warning,
+                        "Failed",
+                        &format!("Error: {message}"),
+                    )
                     .await;
                 return Err(Waiting {
                     reason: "CreateContainerError".into(),
@@ -383,7 +422,13 @@ impl SyncContext<'_> {
         if let Err(e) = rt.start_container(&id).await {
             let message = format!("{e:#}");
             agent
-                .event(pod, fp, EventType::Warning, "Failed", &format!("Error: {message}"))
+                .event(
+                    pod,
+                    fp,
+                    EventType::Warning,
+                    "Failed",
+                    &format!("Error: {message}"),
+                )
                 .await;
             // The runtime reports the container exited (StartError); back-off applies.
             return Ok(());
@@ -400,22 +445,22 @@ impl SyncContext<'_> {
             .await;
         if let Some(hook) = c.lifecycle.as_ref().and_then(|l| l.post_start.as_ref()) {
             if let Err(e) = probes::run_handler(agent, pod, self.pod_ips, &id, hook, 30).await {
-                let message = format!(
-                    "PostStartHook failed: {e}"
-                );
-                agent
-                    .event(pod, fp.clone(), EventType::Warning, "FailedPostStartHook", &message)
-                    .await;
+                let message = format!("PostStartHook failed: {e}");
                 agent
                     .event(
                         pod,
-                        fp,
-                        EventType::Normal,
-                        "Killing",
-                        &format!("FailedPostStartHook"),
+                        fp.clone(),
+                        EventType::Warning,
+                        "FailedPostStartHook",
+                        &message,
                     )
                     .await;
-                let _ = rt.stop_container(&id, grace_period(pod).max(MIN_GRACE)).await;
+                agent
+                    .event(pod, fp, EventType::Normal, "Killing", "FailedPostStartHook")
+                    .await;
+                let _ = rt
+                    .stop_container(&id, grace_period(pod).max(MIN_GRACE))
+                    .await;
                 return Ok(());
             }
         }
@@ -485,20 +530,39 @@ fn humantime(d: Duration) -> String {
 }
 
 /// `runAsNonRoot` with no `runAsUser`: the image's user must not be root.
-async fn check_non_root(agent: &Agent, pod: &Pod, c: &Container, image: &str) -> Result<(), String> {
+async fn check_non_root(
+    agent: &Agent,
+    pod: &Pod,
+    c: &Container,
+    image: &str,
+) -> Result<(), String> {
     let sc = config::effective_security(pod, c);
     if sc.run_as_non_root != Some(true) {
         return Ok(());
     }
     if let Some(uid) = sc.run_as_user {
         return if uid == 0 {
-            Err("container's runAsUser breaks non-root policy (pod: \"".to_string()
-                + &format!("{}_{}({})\", container: {})", pod_name(pod), pod_namespace(pod), pod_uid(pod), c.name))
+            Err(
+                "container's runAsUser breaks non-root policy (pod: \"".to_string()
+                    + &format!(
+                        "{}_{}({})\", container: {})",
+                        pod_name(pod),
+                        pod_namespace(pod),
+                        pod_uid(pod),
+                        c.name
+                    ),
+            )
         } else {
             Ok(())
         };
     }
-    let img = agent.runtime.clone().image_status(image).await.ok().flatten();
+    let img = agent
+        .runtime
+        .clone()
+        .image_status(image)
+        .await
+        .ok()
+        .flatten();
     let uid = img.as_ref().and_then(|i| i.uid.as_ref()).map(|u| u.value);
     let username = img.map(|i| i.username).unwrap_or_default();
     match uid {
@@ -516,7 +580,11 @@ async fn check_non_root(agent: &Agent, pod: &Pod, c: &Container, image: &str) ->
 
 /// A ready sandbox for the pod, made when there is none. `Ok(None)`: the pod has run
 /// to completion and must not get a new one.
-async fn ensure_sandbox(agent: &Arc<Agent>, pod: &Pod, rt: PodRuntime) -> Result<Option<PodRuntime>, Waiting> {
+async fn ensure_sandbox(
+    agent: &Arc<Agent>,
+    pod: &Pod,
+    rt: PodRuntime,
+) -> Result<Option<PodRuntime>, Waiting> {
     if rt.sandbox().is_some_and(|s| s.ready) {
         return Ok(Some(rt));
     }
@@ -564,7 +632,13 @@ async fn ensure_sandbox(agent: &Arc<Agent>, pod: &Pod, rt: PodRuntime) -> Result
         Err(e) => {
             let message = format!("Failed to create pod sandbox: {e:#}");
             agent
-                .event(pod, None, EventType::Warning, "FailedCreatePodSandBox", &message)
+                .event(
+                    pod,
+                    None,
+                    EventType::Warning,
+                    "FailedCreatePodSandBox",
+                    &message,
+                )
                 .await;
             return Err(Waiting {
                 reason: "ContainerCreating".into(),
@@ -573,14 +647,10 @@ async fn ensure_sandbox(agent: &Arc<Agent>, pod: &Pod, rt: PodRuntime) -> Result
         }
     }
     agent.metrics.sandboxes_started.inc();
-    let rt = agent
-        .reader
-        .pod(pod_uid(pod))
-        .await
-        .map_err(|e| Waiting {
-            reason: "ContainerCreating".into(),
-            message: format!("{e:#}"),
-        })?;
+    let rt = agent.reader.pod(pod_uid(pod)).await.map_err(|e| Waiting {
+        reason: "ContainerCreating".into(),
+        message: format!("{e:#}"),
+    })?;
     if rt.sandbox().is_some_and(|s| s.ready) {
         Ok(Some(rt))
     } else {
@@ -628,7 +698,14 @@ pub async fn write_status(agent: &Agent, pod: &Pod, rt: &PodRuntime) -> Option<S
 
 /// Stop one container: its preStop hook first (within the grace period), then SIGTERM
 /// and SIGKILL after what is left of the grace period.
-async fn kill_container(agent: &Arc<Agent>, pod: &Pod, c: &Container, i: &Instance, grace: i64, event: bool) {
+async fn kill_container(
+    agent: &Arc<Agent>,
+    pod: &Pod,
+    c: &Container,
+    i: &Instance,
+    grace: i64,
+    event: bool,
+) {
     let started = Instant::now();
     if event {
         agent
