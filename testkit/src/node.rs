@@ -110,7 +110,7 @@ pub fn image_archives() -> anyhow::Result<(PathBuf, PathBuf)> {
         .get_or_init(|| {
             let build = || -> anyhow::Result<(PathBuf, PathBuf)> {
                 let dir = tempfile::Builder::new()
-                    .prefix("keelson-images-")
+                    .prefix(&format!("keelson-images-{:x}x-", std::process::id()))
                     .tempdir()?
                     .keep();
                 crate::remove_at_exit(&dir);
@@ -538,6 +538,20 @@ fn sweep_stale() {
             }
         }
         let _ = ip(&["netns", "del", ns]);
+    }
+    for entry in std::fs::read_dir(std::env::temp_dir())
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let owner = name
+            .strip_prefix("keelson-images-")
+            .and_then(|rest| rest.split_once('x'))
+            .and_then(|(hex, _)| u32::from_str_radix(hex, 16).ok());
+        if owner.is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists()) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
     }
     let links = ip(&["-br", "link"]).unwrap_or_default();
     for link in links.lines().filter_map(|l| l.split_whitespace().next()) {

@@ -339,4 +339,21 @@ fn a_killed_process_leaves_what_the_next_network_sweeps() {
     assert!(!mounts_under(&dir).is_empty(), "nothing was left to sweep");
     let _net = TestNetwork::create().expect("test network");
     assert_nothing_left(&name, &dir, &bridge);
+    // Its image archives too (named after the child's pid, as its nodes are).
+    let child_pid = name
+        .trim_start_matches('k')
+        .split('x')
+        .next()
+        .unwrap()
+        .to_string();
+    let images_left: Vec<_> = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(&format!("keelson-images-{child_pid}x-"))
+        })
+        .collect();
+    assert!(images_left.is_empty(), "{images_left:?}");
 }
