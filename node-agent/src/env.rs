@@ -13,6 +13,7 @@ use k8s_openapi::api::core::v1::{
     ConfigMap, Container, ObjectFieldSelector, Pod, ResourceFieldSelector, Secret, Service,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use keelson_apimachinery::quantity::Quantity as ParsedQuantity;
 
 use crate::sources::PodSources;
 
@@ -531,9 +532,10 @@ pub fn resource_field_value(
     container: &Container,
     allocatable: &BTreeMap<String, Quantity>,
 ) -> Result<String, String> {
-    let divisor = match sel.divisor.as_ref().map(|d| parse_quantity(&d.0)) {
-        None => Decimal::one(),
-        Some(Ok(d)) if d.is_zero() => Decimal::one(),
+    let one = || ParsedQuantity::parse("1").expect("1 is a quantity");
+    let divisor = match sel.divisor.as_ref().map(|d| ParsedQuantity::parse(&d.0)) {
+        None => one(),
+        Some(Ok(d)) if d.is_zero() => one(),
         Some(Ok(d)) => d,
         Some(Err(e)) => return Err(format!("invalid divisor: {e}")),
     };
@@ -556,8 +558,10 @@ pub fn resource_field_value(
         q = allocatable.get(name).cloned();
     }
     let q = match q {
-        Some(q) => parse_quantity(&q.0).map_err(|e| format!("invalid quantity {}: {e}", q.0))?,
-        None => Decimal::zero(),
+        Some(q) => {
+            ParsedQuantity::parse(&q.0).map_err(|e| format!("invalid quantity {}: {e}", q.0))?
+        }
+        None => ParsedQuantity::zero(),
     };
     let v = if name == "cpu" {
         let d = divisor.milli_value();
@@ -573,107 +577,6 @@ pub fn resource_field_value(
         (q.value() as f64 / d as f64).ceil()
     };
     Ok(format!("{}", v as i64))
-}
-
-/// A parsed quantity as an exact fraction `num / den` (den a power of ten).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Decimal {
-    num: i128,
-    den: i128,
-}
-
-impl Decimal {
-    fn one() -> Self {
-        Decimal { num: 1, den: 1 }
-    }
-    fn zero() -> Self {
-        Decimal { num: 0, den: 1 }
-    }
-    fn is_zero(&self) -> bool {
-        self.num == 0
-    }
-    /// Rounded up to a whole number, as `Quantity.Value()`.
-    pub fn value(&self) -> i128 {
-        ceil_div(self.num, self.den)
-    }
-    /// Thousandths rounded up, as `Quantity.MilliValue()`.
-    pub fn milli_value(&self) -> i128 {
-        ceil_div(self.num.saturating_mul(1000), self.den)
-    }
-}
-
-fn ceil_div(a: i128, b: i128) -> i128 {
-    let q = a / b;
-    if a % b != 0 && (a > 0) == (b > 0) {
-        q + 1
-    } else {
-        q
-    }
-}
-
-/// A Kubernetes quantity (`100m`, `1.5Gi`, `2e3`, `128974848`).
-pub fn parse_quantity(s: &str) -> Result<Decimal, String> {
-    let s = s.trim();
-    let (sign, body) = match s.strip_prefix('-') {
-        Some(r) => (-1, r),
-        None => (1, s.strip_prefix('+').unwrap_or(s)),
-    };
-    let end = body
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(body.len());
-    let (number, suffix) = body.split_at(end);
-    if number.is_empty() || number == "." || number.matches('.').count() > 1 {
-        return Err(format!("quantities must match the regular expression: {s}"));
-    }
-    let (int, frac) = number.split_once('.').unwrap_or((number, ""));
-    let digits = format!("{int}{frac}");
-    if digits.len() > 30 {
-        return Err(format!("quantity too precise: {s}"));
-    }
-    let mut num: i128 = digits.parse().map_err(|_| format!("bad quantity: {s}"))?;
-    let mut den: i128 = 10i128.pow(frac.len() as u32);
-    let (mul, exp10): (i128, i32) = match suffix {
-        "" => (1, 0),
-        "Ki" => (1 << 10, 0),
-        "Mi" => (1 << 20, 0),
-        "Gi" => (1 << 30, 0),
-        "Ti" => (1 << 40, 0),
-        "Pi" => (1 << 50, 0),
-        "Ei" => (1 << 60, 0),
-        "n" => (1, -9),
-        "u" => (1, -6),
-        "m" => (1, -3),
-        "k" => (1, 3),
-        "M" => (1, 6),
-        "G" => (1, 9),
-        "T" => (1, 12),
-        "P" => (1, 15),
-        "E" => (1, 18),
-        e if e.starts_with(['e', 'E']) => {
-            let x: i32 = e[1..].parse().map_err(|_| format!("bad quantity: {s}"))?;
-            if x.abs() > 30 {
-                return Err(format!("quantity out of range: {s}"));
-            }
-            (1, x)
-        }
-        _ => return Err(format!("unable to parse quantity's suffix: {s}")),
-    };
-    num = num
-        .checked_mul(mul)
-        .ok_or_else(|| format!("quantity out of range: {s}"))?;
-    if exp10 >= 0 {
-        num = num
-            .checked_mul(10i128.pow(exp10 as u32))
-            .ok_or_else(|| format!("quantity out of range: {s}"))?;
-    } else {
-        den = den
-            .checked_mul(10i128.pow((-exp10) as u32))
-            .ok_or_else(|| format!("quantity out of range: {s}"))?;
-    }
-    Ok(Decimal {
-        num: sign * num,
-        den,
-    })
 }
 
 #[cfg(test)]
@@ -1023,27 +926,6 @@ mod tests {
             resource_field_value(&sel, &c, &alloc).unwrap_err(),
             "unsupported container resource : limits.cpu.x"
         );
-    }
-
-    #[test]
-    fn quantities() {
-        for (s, value, milli) in [
-            ("1", 1, 1000),
-            ("100m", 1, 100),
-            ("1.5", 2, 1500),
-            ("1Ki", 1024, 1_024_000),
-            ("1k", 1000, 1_000_000),
-            ("2e3", 2000, 2_000_000),
-            ("1n", 1, 1),
-            ("0.5Gi", 536_870_912, 536_870_912_000),
-            ("-1", -1, -1000),
-        ] {
-            let q = parse_quantity(s).unwrap();
-            assert_eq!((q.value(), q.milli_value()), (value, milli), "{s}");
-        }
-        for bad in ["", "abc", "1.2.3", "1Zi", "."] {
-            assert!(parse_quantity(bad).is_err(), "{bad}");
-        }
     }
 
     #[tokio::test]

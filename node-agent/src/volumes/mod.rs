@@ -22,8 +22,9 @@ use k8s_cri::v1::{Mount, MountPropagation};
 use k8s_openapi::api::core::v1::{Container, Pod, Volume};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
-use crate::env::{expand_with, parse_quantity};
+use crate::env::expand_with;
 use crate::sources::PodSources;
+use keelson_apimachinery::quantity::Quantity as ParsedQuantity;
 use projection::{PayloadContext, TokenCache};
 
 /// Why volumes could not be set up or mounted.
@@ -164,8 +165,8 @@ impl VolumeManager {
             if ed.medium.as_deref() == Some("Memory") {
                 let size = match &ed.size_limit {
                     Some(q) => Some(
-                        parse_quantity(&q.0)
-                            .map_err(|e| setup_err(name, e))?
+                        ParsedQuantity::parse(&q.0)
+                            .map_err(|e| setup_err(name, e.to_string()))?
                             .value()
                             .max(0) as u128,
                     ),
