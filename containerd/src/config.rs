@@ -4,8 +4,11 @@
 //! root, state and socket; everything a node owns lives under those. The settings below
 //! are the ones found necessary on the machines Keelson runs on (see `render`).
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
+
+use crate::registries::RegistryAuth;
 
 /// One node's containerd.
 #[derive(Debug, Clone)]
@@ -25,16 +28,22 @@ pub struct ContainerdConfig {
     /// runc's state directory; `None` keeps runc's default (`/run/containerd/runc`),
     /// shared by every containerd on the machine.
     pub runc_root: Option<PathBuf>,
-    /// A directory of per-registry `hosts.toml` files (mirrors, credentials, TLS), the
-    /// CRI plugin's `registry.config_path`; the hook for air-gapped registries.
+    /// A directory of per-registry `hosts.toml` files (mirrors, TLS), the CRI plugin's
+    /// `registry.config_path`; the hook for air-gapped registries. containerd reads it
+    /// at every pull, so files written there later take effect without a restart.
     pub registry_config_dir: Option<PathBuf>,
+    /// Registry credentials by the host they are presented to, rendered as the CRI
+    /// plugin's `registry.configs."<host>".auth` (the only place containerd 1.6 takes
+    /// them from besides a pull's own credentials). See [`crate::registries`].
+    pub registry_auths: BTreeMap<String, RegistryAuth>,
     /// The snapshotter images are unpacked into and containers run from.
     pub snapshotter: String,
 }
 
 impl ContainerdConfig {
     /// A node whose containerd keeps everything under `dir`: `root/`, `state/`,
-    /// `containerd.sock`, `cni-conf/` and `runc/`.
+    /// `containerd.sock`, `cni-conf/`, `runc/` and the registry hosts directory
+    /// `certs.d/` (which may stay empty or absent).
     pub fn under(dir: &std::path::Path) -> ContainerdConfig {
         ContainerdConfig {
             root: dir.join("root"),
@@ -44,7 +53,8 @@ impl ContainerdConfig {
             cni_conf_dir: dir.join("cni-conf"),
             sandbox_image: crate::image::PAUSE_IMAGE.to_string(),
             runc_root: Some(dir.join("runc")),
-            registry_config_dir: None,
+            registry_config_dir: Some(dir.join("certs.d")),
+            registry_auths: BTreeMap::new(),
             snapshotter: "overlayfs".to_string(),
         }
     }
@@ -90,16 +100,31 @@ impl ContainerdConfig {
             let _ = writeln!(s, "      [{cri}.containerd.runtimes.runc.options]");
             let _ = writeln!(s, "        Root = {}", quote(&root.to_string_lossy()));
         }
-        if let Some(dir) = &self.registry_config_dir {
+        if self.registry_config_dir.is_some() || !self.registry_auths.is_empty() {
             let _ = writeln!(s, "  [{cri}.registry]");
+        }
+        if let Some(dir) = &self.registry_config_dir {
             let _ = writeln!(s, "    config_path = {}", quote(&dir.to_string_lossy()));
+        }
+        for (host, auth) in &self.registry_auths {
+            let _ = writeln!(s, "    [{cri}.registry.configs.{}.auth]", quote(host));
+            for (key, value) in [
+                ("username", &auth.username),
+                ("password", &auth.password),
+                ("auth", &auth.auth),
+                ("identitytoken", &auth.identity_token),
+            ] {
+                if let Some(v) = value {
+                    let _ = writeln!(s, "      {key} = {}", quote(v));
+                }
+            }
         }
         s
     }
 }
 
 /// A TOML basic string.
-fn quote(v: &str) -> String {
+pub(crate) fn quote(v: &str) -> String {
     let mut out = String::with_capacity(v.len() + 2);
     out.push('"');
     for c in v.chars() {
@@ -136,10 +161,29 @@ mod tests {
             "snapshotter = \"overlayfs\"",
             "runtime_type = \"io.containerd.runc.v2\"",
             "Root = \"/tmp/n0/runc\"",
+            "config_path = \"/tmp/n0/certs.d\"",
         ] {
             assert!(toml.contains(line), "missing {line:?} in\n{toml}");
         }
-        assert!(!toml.contains("config_path"));
+        assert!(!toml.contains("registry.configs"));
+    }
+
+    #[test]
+    fn renders_registry_credentials_by_host() {
+        let mut c = ContainerdConfig::under(std::path::Path::new("/tmp/n0"));
+        c.registry_config_dir = None;
+        c.registry_auths.insert(
+            "10.0.0.1:5000".into(),
+            RegistryAuth {
+                username: Some("alice".into()),
+                password: Some("p\"w".into()),
+                ..Default::default()
+            },
+        );
+        let toml = c.render();
+        assert!(!toml.contains("config_path"), "{toml}");
+        let expected = "  [plugins.\"io.containerd.grpc.v1.cri\".registry]\n    [plugins.\"io.containerd.grpc.v1.cri\".registry.configs.\"10.0.0.1:5000\".auth]\n      username = \"alice\"\n      password = \"p\\\"w\"\n";
+        assert!(toml.ends_with(expected), "{toml}");
     }
 
     #[test]
