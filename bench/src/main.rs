@@ -5,6 +5,7 @@
 //! `cargo build --release --workspace --bins && ./target/release/keelson-bench`
 
 mod client;
+mod node;
 mod scheduler;
 
 use clap::Parser;
@@ -37,6 +38,9 @@ enum Command {
     /// The scheduler benchmark (5,000 hollow nodes, 10,000 pods) instead of the
     /// apiserver one.
     Scheduler(scheduler::SchedulerArgs),
+    /// The node benchmark (one real node: pod start latency against the raw CRI path,
+    /// the agent's RSS and CPU) instead of the apiserver one.
+    Node(node::NodeArgs),
 }
 
 fn pod_json(ns: &str, name: &str) -> Vec<u8> {
@@ -301,8 +305,10 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 async fn main() -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let args = Args::parse();
-    if let Some(Command::Scheduler(a)) = args.command {
-        return scheduler::run(a).await;
+    match args.command {
+        Some(Command::Scheduler(a)) => return scheduler::run(a).await,
+        Some(Command::Node(a)) => return node::run(a).await,
+        None => {}
     }
     println!(
         "keelson-bench: {} pods, concurrency {}, {} watchers x {} changes",
