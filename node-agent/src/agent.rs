@@ -58,6 +58,24 @@ pub struct Allocatable {
     pub ephemeral_storage: i64,
 }
 
+impl Allocatable {
+    /// As quantities, for `resourceFieldRef`s that fall back to the node's allocatable.
+    pub fn quantities(
+        &self,
+    ) -> std::collections::BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>
+    {
+        use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+        std::collections::BTreeMap::from([
+            ("cpu".to_string(), Quantity(format!("{}m", self.cpu_millis))),
+            ("memory".to_string(), Quantity(self.memory.to_string())),
+            (
+                "ephemeral-storage".to_string(),
+                Quantity(self.ephemeral_storage.to_string()),
+            ),
+        ])
+    }
+}
+
 impl Agent {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
@@ -76,7 +94,8 @@ impl Agent {
             status: StatusWriter::new(client.clone()),
             backoff: Backoff::default(),
             probes: ProbeManager::new(runtime.clone(), wake.clone()),
-            volumes: VolumeManager::new(opts.root_dir.join("pods")),
+            volumes: VolumeManager::new(opts.root_dir.join("pods"))
+                .with_node_allocatable(allocatable.quantities()),
             sources: Arc::new(ApiSources::new(client.clone())),
             waiting: Mutex::default(),
             first_seen: Mutex::default(),
@@ -181,8 +200,10 @@ impl Agent {
     /// the spec ([`crate::pods::config::sandbox_config`]).
     pub fn sandbox_config(&self, pod: &Pod, attempt: u32) -> k8s_cri::v1::PodSandboxConfig {
         let host_network = crate::pods::config::host_network(pod);
+        // With the host's network the sandbox shares the host's UTS namespace: no
+        // hostname of its own (runc refuses to set one), as the kubelet does.
         let hostname = if host_network {
-            crate::options::host_name()
+            String::new()
         } else {
             crate::dns::pod_hostname(pod, &self.opts.cluster_domain).0
         };
@@ -200,28 +221,6 @@ impl Agent {
             }
         };
         crate::pods::config::sandbox_config(self, pod, attempt, dns, hostname)
-    }
-
-    /// Node allocatable as quantities (for `resourceFieldRef` without limits).
-    pub fn allocatable_quantities(
-        &self,
-    ) -> std::collections::BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>
-    {
-        use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-        std::collections::BTreeMap::from([
-            (
-                "cpu".to_string(),
-                Quantity(format!("{}m", self.allocatable.cpu_millis)),
-            ),
-            (
-                "memory".to_string(),
-                Quantity(self.allocatable.memory.to_string()),
-            ),
-            (
-                "ephemeral-storage".to_string(),
-                Quantity(self.allocatable.ephemeral_storage.to_string()),
-            ),
-        ])
     }
 
     /// The `kubernetes` Service in `default` (its variables go into every container).

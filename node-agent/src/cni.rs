@@ -17,8 +17,10 @@ use serde_json::json;
 /// The file the agent owns in `--cni-conf-dir`.
 pub const CONF_NAME: &str = "10-keelson.conflist";
 
-/// The CNI network configuration list for a node whose pods live in `pod_cidr`.
-pub fn conflist(bridge: &str, pod_cidr: &str) -> serde_json::Value {
+/// The CNI network configuration list for a node whose pods live in `pod_cidr`;
+/// host-local keeps its leases in `data_dir` (its default, `/var/lib/cni/networks`, would
+/// be shared by every node on the machine).
+pub fn conflist(bridge: &str, pod_cidr: &str, data_dir: &Path) -> serde_json::Value {
     json!({
         "cniVersion": "0.4.0",
         "name": "keelson",
@@ -31,6 +33,7 @@ pub fn conflist(bridge: &str, pod_cidr: &str) -> serde_json::Value {
                 "hairpinMode": true,
                 "ipam": {
                     "type": "host-local",
+                    "dataDir": data_dir,
                     "ranges": [[{"subnet": pod_cidr}]],
                     "routes": [{"dst": "0.0.0.0/0"}]
                 }
@@ -41,10 +44,15 @@ pub fn conflist(bridge: &str, pod_cidr: &str) -> serde_json::Value {
 }
 
 /// Write the configuration (atomically; unchanged files are left alone).
-pub fn write_conf(dir: &Path, bridge: &str, pod_cidr: &str) -> anyhow::Result<bool> {
+pub fn write_conf(
+    dir: &Path,
+    bridge: &str,
+    pod_cidr: &str,
+    data_dir: &Path,
+) -> anyhow::Result<bool> {
     std::fs::create_dir_all(dir)?;
     let path = dir.join(CONF_NAME);
-    let text = serde_json::to_string_pretty(&conflist(bridge, pod_cidr))?;
+    let text = serde_json::to_string_pretty(&conflist(bridge, pod_cidr, data_dir))?;
     if std::fs::read_to_string(&path).ok().as_deref() == Some(text.as_str()) {
         return Ok(false);
     }
@@ -80,6 +88,7 @@ pub async fn run(
     node_ip: IpAddr,
     conf_dir: std::path::PathBuf,
     bridge: String,
+    data_dir: std::path::PathBuf,
 ) {
     enable_forwarding();
     let api: Api<Node> = Api::all(client);
@@ -113,7 +122,7 @@ pub async fn run(
         let cidr = node.spec.as_ref().and_then(|s| s.pod_cidr.clone());
         if name == node_name {
             if let Some(cidr) = cidr {
-                match write_conf(&conf_dir, &bridge, &cidr) {
+                match write_conf(&conf_dir, &bridge, &cidr, &data_dir) {
                     Ok(true) => tracing::info!(pod_cidr = %cidr, "wrote the CNI configuration"),
                     Ok(false) => {}
                     Err(e) => {
@@ -183,7 +192,8 @@ mod tests {
 
     #[test]
     fn the_conflist_names_the_cidr_and_does_not_masquerade() {
-        let c = conflist("cni0", "10.244.1.0/24");
+        let c = conflist("cni0", "10.244.1.0/24", Path::new("/x/cni"));
+        assert_eq!(c["plugins"][0]["ipam"]["dataDir"], "/x/cni");
         assert_eq!(
             c["plugins"][0]["ipam"]["ranges"][0][0]["subnet"],
             "10.244.1.0/24"
@@ -191,11 +201,12 @@ mod tests {
         assert_eq!(c["plugins"][0]["ipMasq"], false);
         assert_eq!(c["plugins"][1]["type"], "portmap");
         let dir = tempfile::tempdir().unwrap();
-        assert!(write_conf(dir.path(), "cni0", "10.244.1.0/24").unwrap());
+        let d = dir.path().join("leases");
+        assert!(write_conf(dir.path(), "cni0", "10.244.1.0/24", &d).unwrap());
         assert!(
-            !write_conf(dir.path(), "cni0", "10.244.1.0/24").unwrap(),
+            !write_conf(dir.path(), "cni0", "10.244.1.0/24", &d).unwrap(),
             "unchanged"
         );
-        assert!(write_conf(dir.path(), "cni0", "10.244.2.0/24").unwrap());
+        assert!(write_conf(dir.path(), "cni0", "10.244.2.0/24", &d).unwrap());
     }
 }

@@ -19,6 +19,7 @@ pub mod cni;
 pub mod cri;
 pub mod dns;
 pub mod env;
+pub mod images_gc;
 pub mod logs;
 pub mod metrics;
 pub mod node;
@@ -55,8 +56,20 @@ pub async fn run(
         None => default_node_ip()?,
     };
     tracing::info!(node = %node_name, %node_ip, runtime = %format!("{} {}", version.runtime_name, version.runtime_version), "starting the node agent");
+    let gc_policy = images_gc::ImageGcPolicy {
+        high_threshold_percent: opts.image_gc_high_threshold,
+        low_threshold_percent: opts.image_gc_low_threshold,
+        min_age: opts.minimum_image_ttl_duration,
+    };
+    gc_policy.validate()?;
+    // Images no registry could bring back: never garbage collected.
+    let mut protected = vec![
+        opts.pod_infra_container_image.clone(),
+        keelson_containerd::PAUSE_IMAGE.to_string(),
+        keelson_containerd::BUSYBOX_IMAGE.to_string(),
+    ];
     if let Some(dir) = &opts.image_import_dir {
-        import_dir(&socket, dir).await;
+        protected.extend(import_dir(&socket, dir).await);
     }
     if runtime
         .image_status(&opts.pod_infra_container_image)
@@ -111,8 +124,10 @@ pub async fn run(
             node_ip,
             opts.cni_conf_dir.clone(),
             opts.cni_bridge.clone(),
+            opts.root_dir.join("cni").join("networks"),
         ));
     }
+    tasks.spawn(images_gc::run(agent.runtime.clone(), gc_policy, protected));
     tasks.spawn(server::Server::new(agent.clone(), workers.clone(), registry).serve(listener, tls));
     // Pods are only run once the Node exists (their status names it).
     let _ = registered_rx.await;
@@ -140,13 +155,15 @@ pub async fn run(
     result
 }
 
-/// Import every image tarball in `dir` (already imported ones cost a read, no writes).
-async fn import_dir(socket: &std::path::Path, dir: &std::path::Path) {
+/// Import every image tarball in `dir` (already imported ones cost a read, no writes);
+/// returns the names of the images the tarballs hold.
+async fn import_dir(socket: &std::path::Path, dir: &std::path::Path) -> Vec<String> {
+    let mut names = Vec::new();
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) => {
             tracing::warn!(dir = %dir.display(), error = %e, "reading the image import directory");
-            return;
+            return names;
         }
     };
     let mut files: Vec<_> = entries
@@ -167,12 +184,14 @@ async fn import_dir(socket: &std::path::Path, dir: &std::path::Path) {
                 for i in images.iter().filter(|i| i.changed) {
                     tracing::info!(image = %i.name, file = %file.display(), "imported image");
                 }
+                names.extend(images.into_iter().map(|i| i.name));
             }
             Err(e) => {
                 tracing::warn!(file = %file.display(), error = %format!("{e:#}"), "importing images")
             }
         }
     }
+    names
 }
 
 /// The first IPv4 address of an interface that is up and not loopback.

@@ -104,6 +104,15 @@ pub struct NodeAgentOptions {
     /// A directory of image tarballs (OCI or docker archives) imported at start.
     #[arg(long = "image-import-dir")]
     pub image_import_dir: Option<PathBuf>,
+    /// Image file system usage (percent) at which unused images are removed (100: never).
+    #[arg(long = "image-gc-high-threshold", default_value_t = 85, value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub image_gc_high_threshold: u8,
+    /// Usage (percent) image garbage collection frees down to.
+    #[arg(long = "image-gc-low-threshold", default_value_t = 80, value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub image_gc_low_threshold: u8,
+    /// Images detected more recently than this are never garbage collected.
+    #[arg(long = "minimum-image-ttl-duration", default_value = "2m", value_parser = duration::parse)]
+    pub minimum_image_ttl_duration: Duration,
 }
 
 impl Default for NodeAgentOptions {

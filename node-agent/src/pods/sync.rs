@@ -317,7 +317,7 @@ impl SyncContext<'_> {
             node_name: agent.node_name.clone(),
             host_ips: agent.host_ips(),
             pod_ips: self.pod_ips.to_vec(),
-            node_allocatable: agent.allocatable_quantities(),
+            node_allocatable: agent.allocatable.quantities(),
             master_service: agent.master_service().await,
         };
         let env_result = env::container_env(pod, c, &ctx, agent.sources.as_ref()).await;
