@@ -6,6 +6,7 @@
 use anyhow::Context;
 use k8s_cri::v1 as cri;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
+use keelson_containerd::registries::Registries;
 use keelson_containerd::ContainerdConfig;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -19,10 +20,23 @@ pub struct Containerd {
 }
 
 impl Containerd {
-    pub async fn start(binary: &str, dir: &Path) -> anyhow::Result<Containerd> {
+    /// Start containerd under `dir`, with the registry mirrors and credentials of
+    /// `registries` (hosts files written under `dir/certs.d`; without it, the ones an
+    /// earlier run wrote are removed).
+    pub async fn start(
+        binary: &str,
+        dir: &Path,
+        registries: Option<&Registries>,
+    ) -> anyhow::Result<Containerd> {
         std::fs::create_dir_all(dir)?;
-        let config = ContainerdConfig::under(dir);
+        let mut config = ContainerdConfig::under(dir);
         std::fs::create_dir_all(&config.cni_conf_dir)?;
+        let none = Registries::default();
+        let registries = registries.unwrap_or(&none);
+        if let Some(hosts_dir) = &config.registry_config_dir {
+            registries.write_hosts_dir(hosts_dir)?;
+        }
+        config.registry_auths = registries.auths();
         let config_path = dir.join("config.toml");
         std::fs::write(&config_path, config.render())?;
         let log = std::fs::File::create(dir.join("containerd.log"))?;

@@ -5,10 +5,12 @@
 //! - `keelson pki`: create the CA, the serving certificate and the admin kubeconfig.
 //! - `keelson apiserver ...`: the same as `keelson-apiserver ...`.
 //! - `keelson hollow-nodes --kubeconfig FILE --count N`: simulated nodes (like kwok).
+//! - `keelson images import FILE...`: image tarballs into a node's containerd (air gap).
 
 mod containerd;
 mod etcd;
 mod hollow;
+mod images;
 mod up;
 
 use clap::{Parser, Subcommand};
@@ -55,6 +57,12 @@ enum Command {
     /// Register simulated nodes, renew their Leases and play a minimal kubelet for the
     /// pods bound to them, until interrupted.
     HollowNodes(hollow::HollowArgs),
+    /// Images without a registry: import tarballs into containerd, build the project's
+    /// own images as archives.
+    Images {
+        #[command(subcommand)]
+        command: images::ImagesCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -131,5 +139,6 @@ async fn main() -> anyhow::Result<()> {
             running.task.await?
         }
         Command::HollowNodes(args) => hollow::run(args).await,
+        Command::Images { command } => images::run(command).await,
     }
 }

@@ -48,6 +48,10 @@ pub struct UpArgs {
     /// sandbox is stopped and removed; the pods run again at the next `keelson up`).
     #[arg(long)]
     pub keep_pods: bool,
+    /// Registry mirrors and credentials per registry host, as k3s's `registries.yaml`
+    /// (`mirrors: {docker.io: {endpoint: [...]}}`, `configs: {HOST: {auth, tls}}`).
+    #[arg(long)]
+    pub registry_config: Option<PathBuf>,
 }
 
 pub fn write_admin_kubeconfig(
@@ -64,6 +68,12 @@ pub fn write_admin_kubeconfig(
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
+    // Read before anything starts: a bad file stops `keelson up` at once.
+    let registries = args
+        .registry_config
+        .as_deref()
+        .map(keelson_containerd::registries::Registries::load)
+        .transpose()?;
     let pki_dir = args.data_dir.join("pki");
     let paths = keelson_pki::ensure_pki(&pki_dir, &keelson_pki::PkiOptions::default())?;
     let kubeconfig = args
@@ -84,8 +94,12 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         None
     } else {
         let started = async {
-            let c = Containerd::start(&args.containerd_binary, &args.data_dir.join("containerd"))
-                .await?;
+            let c = Containerd::start(
+                &args.containerd_binary,
+                &args.data_dir.join("containerd"),
+                registries.as_ref(),
+            )
+            .await?;
             c.import_images(&args.data_dir.join("images")).await?;
             anyhow::Ok(c)
         }
