@@ -54,8 +54,7 @@ impl ImageGcPolicy {
         if used_percent < self.high_threshold_percent as u128 {
             return None;
         }
-        let target_available =
-            capacity as u128 * (100 - self.low_threshold_percent as u128) / 100;
+        let target_available = capacity as u128 * (100 - self.low_threshold_percent as u128) / 100;
         Some(target_available.saturating_sub(available as u128) as u64)
     }
 }
@@ -183,11 +182,17 @@ impl ImageGc {
                         tracing::info!(image = %id, size, "removed unused image");
                         removed.push(id);
                     }
-                    Err(e) => tracing::warn!(image = %id, error = %format!("{e:#}"), "removing an unused image"),
+                    Err(e) => {
+                        tracing::warn!(image = %id, error = %format!("{e:#}"), "removing an unused image")
+                    }
                 }
             }
             if freed < bytes {
-                tracing::warn!(wanted = bytes, freed, "image garbage collection freed less than needed");
+                tracing::warn!(
+                    wanted = bytes,
+                    freed,
+                    "image garbage collection freed less than needed"
+                );
             }
         }
         Ok(removed)
@@ -246,7 +251,11 @@ mod tests {
         // 85% used: down to 80% means 200 available, 150 there.
         assert_eq!(p.bytes_to_free(1000, 150), Some(50));
         assert_eq!(p.bytes_to_free(1000, 0), Some(200));
-        assert_eq!(policy(100, 80).bytes_to_free(1000, 0), None, "100 turns it off");
+        assert_eq!(
+            policy(100, 80).bytes_to_free(1000, 0),
+            None,
+            "100 turns it off"
+        );
         assert_eq!(p.bytes_to_free(0, 0), None);
         // More available than capacity (a racing measurement) is not an overflow.
         assert_eq!(p.bytes_to_free(1000, 5000), None);
@@ -268,13 +277,24 @@ mod tests {
         ];
         // At t0 everything is seen; mid and new were used later.
         gc.detect(&images, &HashSet::new(), t0);
-        gc.detect(&images, &HashSet::from(["sha256:mid".to_string()]), t0 + Duration::from_secs(1));
-        gc.detect(&images, &HashSet::from(["r/new:1".to_string()]), t0 + Duration::from_secs(2));
+        gc.detect(
+            &images,
+            &HashSet::from(["sha256:mid".to_string()]),
+            t0 + Duration::from_secs(1),
+        );
+        gc.detect(
+            &images,
+            &HashSet::from(["r/new:1".to_string()]),
+            t0 + Duration::from_secs(2),
+        );
         // busy is in use now (by name).
         let now = t0 + Duration::from_secs(3);
         gc.detect(&images, &HashSet::from(["r/busy:1".to_string()]), now);
         assert_eq!(gc.select(1, now, Duration::ZERO), ["sha256:old"]);
-        assert_eq!(gc.select(11, now, Duration::ZERO), ["sha256:old", "sha256:mid"]);
+        assert_eq!(
+            gc.select(11, now, Duration::ZERO),
+            ["sha256:old", "sha256:mid"]
+        );
         // Asking for everything never reaches the protected or the used image.
         assert_eq!(
             gc.select(u64::MAX, now, Duration::ZERO),
@@ -289,12 +309,29 @@ mod tests {
         let mut gc = ImageGc::new(Vec::<String>::new());
         let mut pinned = image("sha256:pinned", "r/pinned:1", 5);
         pinned.pinned = true;
-        gc.detect(&[image("sha256:a", "r/a:1", 5), pinned.clone()], &HashSet::new(), t0);
+        gc.detect(
+            &[image("sha256:a", "r/a:1", 5), pinned.clone()],
+            &HashSet::new(),
+            t0,
+        );
         let later = t0 + Duration::from_secs(60);
-        gc.detect(&[image("sha256:a", "r/a:1", 5), image("sha256:b", "r/b:1", 5), pinned], &HashSet::new(), later);
+        gc.detect(
+            &[
+                image("sha256:a", "r/a:1", 5),
+                image("sha256:b", "r/b:1", 5),
+                pinned,
+            ],
+            &HashSet::new(),
+            later,
+        );
         // b is 0 s old, a is 60 s old: with a two-minute minimum age neither goes.
-        assert!(gc.select(u64::MAX, later, Duration::from_secs(120)).is_empty());
-        assert_eq!(gc.select(u64::MAX, later, Duration::from_secs(30)), ["sha256:a"]);
+        assert!(gc
+            .select(u64::MAX, later, Duration::from_secs(120))
+            .is_empty());
+        assert_eq!(
+            gc.select(u64::MAX, later, Duration::from_secs(30)),
+            ["sha256:a"]
+        );
         // An image removed by someone else is forgotten.
         gc.detect(&[image("sha256:b", "r/b:1", 5)], &HashSet::new(), later);
         assert_eq!(gc.records.len(), 1);
