@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 pub mod node;
 pub mod node_cluster;
+pub mod registry;
 
 /// Signals for [`Proc::signal`].
 pub mod signal {
