@@ -12,6 +12,7 @@
 //!   from the API objects [`sources`] reads.
 //! - [`logs`], [`server`]: the agent's HTTPS API.
 //! - [`cni`]: the pod network configuration and routes to other nodes' pods.
+//! - [`static_pods`]: pods from `--pod-manifest-path` and their mirror pods.
 //! - [`cri`]: the CRI client.
 
 pub mod agent;
@@ -27,6 +28,7 @@ pub mod options;
 pub mod pods;
 pub mod server;
 pub mod sources;
+pub mod static_pods;
 pub mod volumes;
 
 use std::future::Future;
@@ -143,6 +145,14 @@ pub async fn run(
         wake_rx,
         synced,
     ));
+    if let Some(dir) = opts.pod_manifest_path.clone() {
+        tasks.spawn(static_pods::run(
+            agent.clone(),
+            workers.clone(),
+            dir,
+            opts.file_check_frequency,
+        ));
+    }
     tracing::info!(node = %node_name, port = opts.port, "node agent running");
     let result = tokio::select! {
         _ = shutdown => Ok(()),

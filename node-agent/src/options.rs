@@ -76,6 +76,9 @@ pub struct NodeAgentOptions {
     /// Directory of static pod manifests.
     #[arg(long = "pod-manifest-path")]
     pub pod_manifest_path: Option<PathBuf>,
+    /// How often `--pod-manifest-path` is read for changes.
+    #[arg(long = "file-check-frequency", default_value = "20s", value_parser = duration::parse)]
+    pub file_check_frequency: Duration,
     /// cgroup under which the per-QoS pod cgroups are made.
     #[arg(long = "cgroup-root", default_value = "/")]
     pub cgroup_root: String,

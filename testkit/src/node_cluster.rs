@@ -31,6 +31,11 @@ impl RealNode {
         &self.host.name
     }
 
+    /// The agent's `--pod-manifest-path` (static pods).
+    pub fn manifests_dir(&self) -> std::path::PathBuf {
+        self.host.dir().join("manifests")
+    }
+
     /// The agent's log so far.
     pub fn agent_log(&self) -> String {
         std::fs::read_to_string(self.host.log_path()).unwrap_or_default()
@@ -187,6 +192,11 @@ impl NodeCluster {
                 // Each node's pod cgroups apart from the other's and the machine's.
                 format!("--cgroup-root=/keelson-{}", host.name),
                 "--node-status-update-frequency=2s".into(),
+                format!(
+                    "--pod-manifest-path={}",
+                    host.dir().join("manifests").display()
+                ),
+                "--file-check-frequency=1s".into(),
             ];
             let node = RealNode {
                 agent: Mutex::new(None),

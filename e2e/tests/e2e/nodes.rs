@@ -1056,3 +1056,43 @@ spec:
         "--timeout=60s",
     ]));
 }
+
+#[test]
+fn static_pods_run_from_manifests_with_mirror_pods() {
+    let c = cluster();
+    let node = &c.nodes[0];
+    let ns = ns("static");
+    let dir = node.manifests_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    let manifest = dir.join("pinned.yaml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: pinned, namespace: {ns}}}\nspec:\n  containers: [{{name: main, image: {BUSYBOX}, imagePullPolicy: IfNotPresent, command: [sleep, '3600']}}]\n"
+        ),
+    )
+    .unwrap();
+    let name = format!("pinned-{}", node.name());
+    let mirror = wait_pod(&ns, &name, "mirror pod running", |p| {
+        p["status"]["phase"] == "Running"
+    });
+    assert!(mirror["metadata"]["annotations"]["kubernetes.io/config.mirror"].is_string());
+    assert_eq!(mirror["metadata"]["ownerReferences"][0]["kind"], "Node");
+    assert_eq!(mirror["spec"]["nodeName"], node.name());
+    let id = container_status(&mirror, "main")["containerID"].clone();
+    assert!(id.is_string(), "{mirror}");
+    // Deleting the mirror pod does not stop the static pod; the mirror comes back.
+    ok(c.kubectl(&["delete", "pod", "-n", &ns, &name, "--wait=false"]));
+    let back = wait_pod(&ns, &name, "mirror pod made again", |p| {
+        p["metadata"]["uid"] != mirror["metadata"]["uid"]
+            && container_status(p, "main")["containerID"].is_string()
+    });
+    assert_eq!(container_status(&back, "main")["containerID"], id, "the same container kept running");
+    // Removing the manifest stops the pod and removes its mirror.
+    std::fs::remove_file(&manifest).unwrap();
+    let gone = eventually_or(Duration::from_secs(60), || {
+        let out = c.kubectl(&["get", "pod", "-n", &ns, &name]);
+        (!out.status.success()).then_some(())
+    });
+    assert!(gone.is_some(), "mirror pod deleted once its manifest is gone\n{}", c.agent_logs());
+}

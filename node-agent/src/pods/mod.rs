@@ -184,6 +184,10 @@ pub async fn watch_pods(agent: Arc<Agent>, workers: Arc<PodWorkers>, synced: Arc
         };
         match event {
             Event::Init => listing = Some(HashSet::new()),
+            // Mirror pods are the API's view of static pods, which run from their
+            // manifests.
+            Event::InitApply(p) | Event::Apply(p) | Event::Delete(p)
+                if crate::static_pods::is_mirror(&p) => {}
             Event::InitApply(p) => {
                 let uid = p.metadata.uid.clone().unwrap_or_default();
                 if let Some(l) = listing.as_mut() {

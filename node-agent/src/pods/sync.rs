@@ -663,6 +663,22 @@ async fn ensure_sandbox(
 
 /// Compute and write the pod's status; returns the phase written.
 pub async fn write_status(agent: &Agent, pod: &Pod, rt: &PodRuntime) -> Option<String> {
+    // A static pod's status lives on its mirror pod in the API.
+    let mirror = if crate::static_pods::is_static(pod) {
+        Some(crate::static_pods::mirror(agent, pod).await?)
+    } else {
+        None
+    };
+    let with_mirror_status;
+    let (pod, target) = match &mirror {
+        Some(m) => {
+            let mut p = pod.clone();
+            p.status = m.status.clone();
+            with_mirror_status = p;
+            (&with_mirror_status, m)
+        }
+        None => (pod, pod),
+    };
     let uid = pod_uid(pod);
     let waiting = agent.waiting_of(uid);
     let probes = |id: &str| -> ProbeView { agent.probes.view(id) };
@@ -684,7 +700,7 @@ pub async fn write_status(agent: &Agent, pod: &Pod, rt: &PodRuntime) -> Option<S
     };
     let status = status::compute(pod, rt, &inputs);
     let phase = status.phase.clone();
-    match agent.status.write(pod, &status).await {
+    match agent.status.write(target, &status).await {
         Ok(true) => {
             agent.metrics.status_writes.inc();
         }
@@ -825,7 +841,8 @@ pub async fn terminate(
         let _ = std::fs::remove_dir_all(agent.pod_log_dir(p));
     }
     remove_pod_cgroups(&config::cgroup_parent(agent, p));
-    if let Some(pod) = pod {
+    // A static pod has no API object of its own (its mirror goes with its manifest).
+    if let Some(pod) = pod.filter(|p| !crate::static_pods::is_static(p)) {
         let api: Api<Pod> = Api::namespaced(agent.client.clone(), pod_namespace(pod));
         let dp = DeleteParams {
             grace_period_seconds: Some(0),
