@@ -153,6 +153,15 @@ fn nodes_register_with_real_status_and_renew_their_leases() {
         }
         let images = node["status"]["images"].to_string();
         assert!(images.contains("keelson.local/pause:1"), "{images}");
+        // The agent's own API, through the apiserver's nodes/proxy.
+        let raw = |path: &str| ok(c.kubectl(&["get", "--raw", &format!("/api/v1/nodes/{}/proxy/{path}", n.name())]));
+        assert_eq!(raw("healthz"), "ok");
+        let metrics = raw("metrics");
+        for m in ["kubelet_running_pods", "kubelet_pleg_relist_duration_seconds", "kubelet_pod_worker_duration_seconds"] {
+            assert!(metrics.contains(m), "{m} in\n{metrics}");
+        }
+        assert_eq!(json(&raw("pods"))["kind"], "PodList");
+        assert_eq!(json(&raw("stats/summary"))["node"]["nodeName"], n.name());
         // The Lease is renewed every 10 s.
         let renew = |_: ()| {
             ok(c.kubectl(&[

@@ -700,6 +700,15 @@ pub async fn write_status(agent: &Agent, pod: &Pod, rt: &PodRuntime) -> Option<S
     };
     let status = status::compute(pod, rt, &inputs);
     let phase = status.phase.clone();
+    let was_running = pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
+    if phase.as_deref() == Some("Running") && !was_running {
+        let seen = agent.first_seen(uid);
+        let took = status::now().duration_since(seen);
+        agent
+            .metrics
+            .pod_start_duration
+            .observe(took.as_secs_f64().max(0.0));
+    }
     match agent.status.write(target, &status).await {
         Ok(true) => {
             agent.metrics.status_writes.inc();
