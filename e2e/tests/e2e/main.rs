@@ -7,10 +7,12 @@ mod support;
 
 mod bad_input;
 mod conformance_api;
+mod conformance_runner;
 mod drain;
 mod event_ttl;
 mod failover;
 mod ha;
+mod images;
 mod kubectl;
 mod lifecycle;
 mod nodes;
