@@ -29,10 +29,7 @@ pub struct ImportArgs {
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
     /// containerd's socket (`keelson up` runs its containerd here).
-    #[arg(
-        long,
-        default_value = "/var/lib/keelson/containerd/containerd.sock"
-    )]
+    #[arg(long, default_value = "/var/lib/keelson/containerd/containerd.sock")]
     pub containerd_socket: PathBuf,
     /// The containerd namespace; the CRI (and so the node agent) uses `k8s.io`.
     #[arg(long, default_value = keelson_containerd::CRI_NAMESPACE)]
@@ -45,13 +42,23 @@ pub async fn run(cmd: ImagesCommand) -> anyhow::Result<()> {
         ImagesCommand::BuildPause { out } => {
             let image = keelson_containerd::image::build_pause()?;
             image.write_archive(&out)?;
-            println!("wrote {} ({}) to {}", image.name, image.config_digest, out.display());
+            println!(
+                "wrote {} ({}) to {}",
+                image.name,
+                image.config_digest,
+                out.display()
+            );
             Ok(())
         }
         ImagesCommand::BuildBusybox { out } => {
             let image = keelson_containerd::image::build_busybox()?;
             image.write_archive(&out)?;
-            println!("wrote {} ({}) to {}", image.name, image.config_digest, out.display());
+            println!(
+                "wrote {} ({}) to {}",
+                image.name,
+                image.config_digest,
+                out.display()
+            );
             Ok(())
         }
     }
@@ -72,8 +79,17 @@ async fn import(args: ImportArgs) -> anyhow::Result<()> {
         match keelson_containerd::import_archive(channel.clone(), &args.namespace, file).await {
             Ok(images) => {
                 for i in images {
-                    let what = if i.changed { "imported" } else { "already present" };
-                    println!("{what}: {} ({}) from {}", i.name, i.config_digest, file.display());
+                    let what = if i.changed {
+                        "imported"
+                    } else {
+                        "already present"
+                    };
+                    println!(
+                        "{what}: {} ({}) from {}",
+                        i.name,
+                        i.config_digest,
+                        file.display()
+                    );
                 }
             }
             Err(e) => {
@@ -83,7 +99,10 @@ async fn import(args: ImportArgs) -> anyhow::Result<()> {
         }
     }
     if failed > 0 {
-        anyhow::bail!("{failed} of {} files could not be imported", args.files.len());
+        anyhow::bail!(
+            "{failed} of {} files could not be imported",
+            args.files.len()
+        );
     }
     Ok(())
 }

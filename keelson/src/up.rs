@@ -190,6 +190,11 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     }
     if let Some(c) = containerd {
         c.stop(!args.keep_pods).await;
+        if !args.keep_pods {
+            if let Err(e) = keelson_node_agent::remove_pod_dirs(&args.data_dir.join("agent")) {
+                tracing::warn!(error = %format!("{e:#}"), "removing pod directories");
+            }
+        }
     }
     etcd.stop().await;
     result?

@@ -204,6 +204,22 @@ async fn import_dir(socket: &std::path::Path, dir: &std::path::Path) -> Vec<Stri
     names
 }
 
+/// Unmount and remove every pod directory under `root_dir` (for an installation that
+/// has just removed all its pods, such as `keelson up` on its way out).
+pub fn remove_pod_dirs(root_dir: &std::path::Path) -> anyhow::Result<()> {
+    let pods = root_dir.join("pods");
+    let volumes = volumes::VolumeManager::new(&pods);
+    let Ok(entries) = std::fs::read_dir(&pods) else {
+        return Ok(());
+    };
+    for e in entries.flatten() {
+        let uid = e.file_name().to_string_lossy().to_string();
+        volumes.teardown(&uid)?;
+        std::fs::remove_dir_all(e.path())?;
+    }
+    Ok(())
+}
+
 /// The first IPv4 address of an interface that is up and not loopback.
 pub fn default_node_ip() -> anyhow::Result<IpAddr> {
     let out = std::process::Command::new("ip")

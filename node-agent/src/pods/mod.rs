@@ -232,6 +232,7 @@ pub async fn relist(
     // Orphans are only judged once the pod list has been read.
     synced.notified().await;
     let mut previous: HashMap<String, Vec<(String, runtime::State, bool)>> = HashMap::new();
+    let mut relists: u64 = 0;
     let mut ticker = tokio::time::interval(agent.opts.relist_period);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -279,10 +280,36 @@ pub async fn relist(
             current.insert(uid.clone(), fingerprint);
         }
         agent.metrics.running_pods.set(running);
+        relists += 1;
+        if relists % 30 == 1 {
+            cleanup_orphaned_pod_dirs(&agent, &workers, &snapshot);
+        }
         agent
             .metrics
             .running_containers
             .set(snapshot.values().map(|p| p.running().count() as i64).sum());
         previous = current;
+    }
+}
+
+/// Remove the directories (volumes first) of pods that neither the API nor the runtime
+/// has any more: left by an agent that stopped half-way, or by pods removed behind its
+/// back (the kubelet's `cleanupOrphanedPodDirs`).
+fn cleanup_orphaned_pod_dirs(agent: &Agent, workers: &PodWorkers, snapshot: &runtime::Snapshot) {
+    let Ok(entries) = std::fs::read_dir(agent.opts.root_dir.join("pods")) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let uid = e.file_name().to_string_lossy().to_string();
+        if workers.has(&uid) || snapshot.contains_key(&uid) {
+            continue;
+        }
+        match agent.volumes.teardown(&uid) {
+            Ok(()) => {
+                let _ = std::fs::remove_dir_all(e.path());
+                tracing::info!(pod = %uid, "removed an orphaned pod directory");
+            }
+            Err(err) => tracing::warn!(pod = %uid, error = %err, "orphaned pod directory"),
+        }
     }
 }
