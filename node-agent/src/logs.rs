@@ -91,6 +91,29 @@ fn parse(buf: &[u8], pending: &mut Vec<u8>) -> (Vec<Line>, usize) {
     (out, consumed)
 }
 
+/// The text of `P` lines with no `F` line after them: what a container wrote last without
+/// a newline (flushed when the log is read to its end and will not grow).
+fn flush_partial(pending: &mut Vec<u8>, last_time: &str) -> Option<Line> {
+    if pending.is_empty() {
+        return None;
+    }
+    Some(Line {
+        time: last_time.parse().ok(),
+        raw_time: last_time.to_string(),
+        text: std::mem::take(pending),
+    })
+}
+
+/// The timestamp of the last line in `buf` (for a flushed partial line).
+fn last_timestamp(buf: &[u8]) -> String {
+    buf.split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .last()
+        .and_then(|l| l.split(|b| *b == b' ').next())
+        .map(|t| String::from_utf8_lossy(t).to_string())
+        .unwrap_or_default()
+}
+
 fn render(line: &Line, timestamps: bool) -> Vec<u8> {
     if timestamps {
         let mut v = line.raw_time.clone().into_bytes();
@@ -123,8 +146,11 @@ pub async fn stream(
         return;
     }
     let mut pending = Vec::new();
-    let (lines, consumed) = parse(&all, &mut pending);
+    let (mut lines, consumed) = parse(&all, &mut pending);
     let mut offset = consumed as u64;
+    if !opts.follow {
+        lines.extend(flush_partial(&mut pending, &last_timestamp(&all)));
+    }
     let mut lines: Vec<Line> = lines
         .into_iter()
         .filter(|l| match (&opts.since, &l.time) {
@@ -162,6 +188,7 @@ pub async fn stream(
         return;
     }
     let mut carry: Vec<u8> = all[consumed..].to_vec();
+    let mut last_time = last_timestamp(&all[..consumed]);
     loop {
         tokio::time::sleep(Duration::from_millis(200)).await;
         if tx.is_closed() {
@@ -177,8 +204,15 @@ pub async fn stream(
         }
         offset += more.len() as u64;
         carry.extend_from_slice(&more);
-        let (lines, consumed) = parse(&carry, &mut pending);
+        let (mut lines, consumed) = parse(&carry, &mut pending);
+        if consumed > 0 {
+            last_time = last_timestamp(&carry[..consumed]);
+        }
         carry.drain(..consumed);
+        let finished = !running && more.is_empty();
+        if finished {
+            lines.extend(flush_partial(&mut pending, &last_time));
+        }
         for l in &lines {
             let Some(chunk) = send(render(l, opts.timestamps)) else {
                 return;
@@ -187,7 +221,7 @@ pub async fn stream(
                 return;
             }
         }
-        if !running && more.is_empty() {
+        if finished {
             return;
         }
     }
@@ -200,7 +234,8 @@ pub fn tail_text(path: &std::path::Path, max_lines: usize, max_bytes: usize) -> 
         return String::new();
     };
     let mut pending = Vec::new();
-    let (lines, _) = parse(&all, &mut pending);
+    let (mut lines, _) = parse(&all, &mut pending);
+    lines.extend(flush_partial(&mut pending, &last_timestamp(&all)));
     let start = lines.len().saturating_sub(max_lines);
     let mut text: Vec<u8> = lines[start..].iter().flat_map(|l| l.text.clone()).collect();
     if text.len() > max_bytes {
@@ -265,6 +300,42 @@ mod tests {
         })
         .await
         .starts_with("2024-01-01T00:00:03.000000000Z three"));
+    }
+
+    #[tokio::test]
+    async fn a_last_line_without_newline_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("0.log");
+        std::fs::write(
+            &p,
+            "2024-01-01T00:00:01Z stdout F a\n2024-01-01T00:00:02Z stdout P DONE\n",
+        )
+        .unwrap();
+        let (tx, mut rx) = mpsc::channel(16);
+        stream(p.clone(), LogOptions::default(), tx, || {
+            Box::pin(async { false })
+        })
+        .await;
+        let mut out = String::new();
+        while let Some(Ok(b)) = rx.recv().await {
+            out.push_str(&String::from_utf8_lossy(&b));
+        }
+        assert_eq!(out, "a\nDONE");
+        assert_eq!(tail_text(&p, 80, 2048), "a\nDONE");
+        let (tx, mut rx) = mpsc::channel(16);
+        let follow = LogOptions {
+            follow: true,
+            ..Default::default()
+        };
+        stream(p, follow, tx, || Box::pin(async { false })).await;
+        let mut out = String::new();
+        while let Some(Ok(b)) = rx.recv().await {
+            out.push_str(&String::from_utf8_lossy(&b));
+        }
+        assert_eq!(
+            out, "a\nDONE",
+            "follow flushes it once the container has stopped"
+        );
     }
 
     #[test]

@@ -181,6 +181,9 @@ fn container_status(
                     ..Default::default()
                 });
             } else {
+                // A finished init container that succeeded counts as ready, as the
+                // kubelet reports it.
+                status.ready = init && i.exit_code == 0;
                 status.state = Some(ContainerState {
                     terminated: Some(terminated(i)),
                     ..Default::default()
