@@ -304,7 +304,6 @@ async fn watch_send_initial_events_false_starts_from_now() {
 
 // ---- list snapshots ----------------------------------------------
 
-
 /// A continued list is the snapshot of its first page even when writes happen between
 /// pages and a page holds more than one etcd read's worth of keys.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

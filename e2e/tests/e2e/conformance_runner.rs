@@ -44,7 +44,10 @@ fn conformance_runner_passes_against_two_real_nodes() {
     assert!(selected >= 100, "only {selected} tests selected");
 
     let started = std::time::Instant::now();
-    let out = Command::new(&bin).args(&args).output().expect("keelson-conformance");
+    let out = Command::new(&bin)
+        .args(&args)
+        .output()
+        .expect("keelson-conformance");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     let report = format!(
@@ -54,7 +57,11 @@ fn conformance_runner_passes_against_two_real_nodes() {
     );
     let last = stdout.lines().last().unwrap_or("");
     assert_eq!(last, format!("{selected} passed, 0 failed"), "{report}");
-    assert!(out.status.success(), "exit status {:?}: {report}", out.status);
+    assert!(
+        out.status.success(),
+        "exit status {:?}: {report}",
+        out.status
+    );
     assert_eq!(
         stdout.lines().filter(|l| l.starts_with("PASS ")).count(),
         selected,
