@@ -107,8 +107,7 @@ fn flush_partial(pending: &mut Vec<u8>, last_time: &str) -> Option<Line> {
 /// The timestamp of the last line in `buf` (for a flushed partial line).
 fn last_timestamp(buf: &[u8]) -> String {
     buf.split(|b| *b == b'\n')
-        .filter(|l| !l.is_empty())
-        .last()
+        .rfind(|l| !l.is_empty())
         .and_then(|l| l.split(|b| *b == b' ').next())
         .map(|t| String::from_utf8_lossy(t).to_string())
         .unwrap_or_default()
