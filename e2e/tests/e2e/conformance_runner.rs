@@ -6,15 +6,7 @@ use std::process::Command;
 
 /// Tests that cannot pass on this cluster yet, each with the reason (see
 /// docs/conformance.md).
-const SKIPPED: &[&str] = &[
-    // The node agent loses a log's last line when it has no newline (`echo -n DONE`).
-    "should report termination message from log output if TerminationMessagePolicy FallbackToLogsOnError is set",
-    // The node agent reports a completed init container as not ready.
-    "InitContainer [NodeConformance] should invoke init containers on a",
-    // envFrom skips keys such as `data-1` that the kubelet accepts (IsEnvVarName allows '-').
-    "ConfigMap should be consumable via the environment",
-    "Secrets should be consumable via the environment",
-];
+const SKIPPED: &[&str] = &[];
 
 #[test]
 fn conformance_runner_passes_against_two_real_nodes() {
