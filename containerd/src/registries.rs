@@ -97,8 +97,8 @@ impl Registries {
 
     /// [`Registries::parse`] of the file at `path`.
     pub fn load(path: &Path) -> anyhow::Result<Registries> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         Registries::parse(&text).with_context(|| format!("in {}", path.display()))
     }
 
@@ -116,7 +116,9 @@ impl Registries {
                 let token = a.identity_token.as_deref().is_some_and(|t| !t.is_empty());
                 let auth = a.auth.as_deref().is_some_and(|t| !t.is_empty());
                 if !user && !token && !auth {
-                    bail!("configs.{host}.auth: needs username and password, auth or identity_token");
+                    bail!(
+                        "configs.{host}.auth: needs username and password, auth or identity_token"
+                    );
                 }
             }
             if let Some(t) = &config.tls {
@@ -146,10 +148,10 @@ impl Registries {
         out
     }
 
-    /// One registry's `hosts.toml`: its mirrors as `[host."URL"]` entries (pull and
-    /// resolve only, as mirrors are) tried in order, then the registry itself as
-    /// `server`. A mirror endpoint on the registry's own host names its scheme (the way
-    /// to say a registry speaks plain HTTP) and becomes the server.
+    /// One registry's `hosts.toml`: its endpoints as `[host."URL"]` entries (pull and
+    /// resolve, as mirrors are) tried in order, then the registry itself as `server`.
+    /// An endpoint on the registry's own host names its scheme (the way to say a
+    /// registry speaks plain HTTP) and is also the server.
     fn render_hosts(&self, host: &str) -> String {
         let endpoints: &[String] = self
             .mirrors
@@ -161,9 +163,9 @@ impl Registries {
         } else {
             host
         };
-        let own = endpoints.iter().find(|e| {
-            endpoint_host(e).is_ok_and(|h| h == host || h == upstream)
-        });
+        let own = endpoints
+            .iter()
+            .find(|e| endpoint_host(e).is_ok_and(|h| h == host || h == upstream));
         let server = match own {
             Some(e) => e.trim_end_matches('/').to_string(),
             None => format!("https://{upstream}"),
@@ -173,7 +175,16 @@ impl Registries {
         let _ = writeln!(s, "server = {}", quote(&server));
         let server_host = endpoint_host(&server).unwrap_or_default();
         self.render_tls(&mut s, &server_host, "");
-        for e in endpoints.iter().filter(|e| Some(*e) != own) {
+        // Every endpoint, the server's own too, and the server when there is no
+        // endpoint: containerd 1.6 refuses a hosts file without a `[host]` table
+        // ("invalid `host` tree") and falls back to HTTPS.
+        let only_server = [server.clone()];
+        let entries = if endpoints.is_empty() {
+            &only_server[..]
+        } else {
+            endpoints
+        };
+        for e in entries {
             let _ = writeln!(s, "\n[host.{}]", quote(e.trim_end_matches('/')));
             let _ = writeln!(s, "  capabilities = [\"pull\", \"resolve\"]");
             let h = endpoint_host(e).unwrap_or_default();
@@ -307,9 +318,14 @@ configs:
         );
         let docker = &files["docker.io"];
         assert!(docker.starts_with(MARKER));
-        assert!(docker.contains("server = \"https://registry-1.docker.io\"\n"), "{docker}");
+        assert!(
+            docker.contains("server = \"https://registry-1.docker.io\"\n"),
+            "{docker}"
+        );
         let local = docker.find("[host.\"http://127.0.0.1:5000\"]").unwrap();
-        let remote = docker.find("[host.\"https://mirror.example:8443/v2\"]").unwrap();
+        let remote = docker
+            .find("[host.\"https://mirror.example:8443/v2\"]")
+            .unwrap();
         assert!(local < remote, "endpoints keep their order:\n{docker}");
         assert!(docker.contains("capabilities = [\"pull\", \"resolve\"]"));
         assert!(docker.contains("  skip_verify = true\n  ca = \"/etc/ca.pem\"\n  client = [[\"/c.pem\", \"/k.pem\"]]"), "{docker}");
@@ -318,11 +334,18 @@ configs:
         assert!(!local_block.contains("skip_verify"), "{local_block}");
         // A registry that names itself over plain HTTP: that is its server.
         let plain = &files["10.1.2.3:5000"];
-        assert!(plain.contains("server = \"http://10.1.2.3:5000\"\n"), "{plain}");
-        assert!(!plain.contains("[host."), "{plain}");
+        assert!(
+            plain.contains("server = \"http://10.1.2.3:5000\"\n"),
+            "{plain}"
+        );
+        assert!(plain.contains("[host.\"http://10.1.2.3:5000\"]"), "{plain}");
         // A TLS-only host gets its own file, with TLS at the top (the server's).
         let tls = &files["mirror.example:8443"];
-        assert!(tls.contains("server = \"https://mirror.example:8443\"\nskip_verify = true\n"), "{tls}");
+        assert!(tls.contains("[host.\"https://mirror.example:8443\"]\n  capabilities = [\"pull\", \"resolve\"]\n  skip_verify = true"), "{tls}");
+        assert!(
+            tls.contains("server = \"https://mirror.example:8443\"\nskip_verify = true\n"),
+            "{tls}"
+        );
     }
 
     #[test]
@@ -331,14 +354,23 @@ configs:
         let auths = r.auths();
         assert_eq!(auths.len(), 2);
         assert_eq!(auths["127.0.0.1:5000"].username.as_deref(), Some("alice"));
-        assert_eq!(auths["private.example"].identity_token.as_deref(), Some("tok"));
+        assert_eq!(
+            auths["private.example"].identity_token.as_deref(),
+            Some("tok")
+        );
     }
 
     #[test]
     fn empty_documents_are_no_settings() {
         assert_eq!(Registries::parse("").unwrap(), Registries::default());
-        assert_eq!(Registries::parse("# nothing\n").unwrap(), Registries::default());
-        assert_eq!(Registries::parse("mirrors: {}\n").unwrap(), Registries::default());
+        assert_eq!(
+            Registries::parse("# nothing\n").unwrap(),
+            Registries::default()
+        );
+        assert_eq!(
+            Registries::parse("mirrors: {}\n").unwrap(),
+            Registries::default()
+        );
     }
 
     #[test]
@@ -368,7 +400,11 @@ configs:
         let r = Registries::parse(EXAMPLE).unwrap();
         // An operator's own file for a host keelson also configures stays as it is.
         std::fs::create_dir_all(dir.path().join("10.1.2.3:5000")).unwrap();
-        std::fs::write(dir.path().join("10.1.2.3:5000/hosts.toml"), "server = \"x\"\n").unwrap();
+        std::fs::write(
+            dir.path().join("10.1.2.3:5000/hosts.toml"),
+            "server = \"x\"\n",
+        )
+        .unwrap();
         r.write_hosts_dir(dir.path()).unwrap();
         let docker = std::fs::read_to_string(dir.path().join("docker.io/hosts.toml")).unwrap();
         assert_eq!(docker, r.hosts_files()["docker.io"]);

@@ -12,6 +12,7 @@ mod drain;
 mod event_ttl;
 mod failover;
 mod ha;
+mod images;
 mod kubectl;
 mod lifecycle;
 mod nodes;

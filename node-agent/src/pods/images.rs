@@ -76,7 +76,11 @@ pub fn auth_for(docker_config: &Value, host: &str) -> Option<cri::AuthConfig> {
         username,
         password,
         auth,
-        server_address: host.to_string(),
+        // Empty: containerd 1.6 parses a server address as a URL and refuses
+        // `host:port` ("first path segment in URL cannot contain colon"); the keyring
+        // lookup above already matched the image's registry, and an empty address lets
+        // the credentials reach a mirror serving that registry too.
+        server_address: String::new(),
         identity_token: s("identitytoken"),
         registry_token: s("registrytoken"),
     })
