@@ -129,7 +129,10 @@ pub fn image_archives() -> anyhow::Result<(PathBuf, PathBuf)> {
 /// A containerd started by the test, with everything under one directory, in the host
 /// network namespace or in a node's.
 pub struct Containerd {
-    proc_: Option<Proc>,
+    /// Behind a lock so that a shared node can have its containerd crash and restart.
+    proc_: Mutex<Option<Proc>>,
+    /// The namespace it runs in (for a restart).
+    netns: Option<PathBuf>,
     pub config: ContainerdConfig,
     pub dir: PathBuf,
     pub log: PathBuf,
@@ -155,24 +158,7 @@ impl Containerd {
         let config_file = dir.join("containerd.toml");
         std::fs::write(&config_file, config.render())?;
         let log = dir.join("containerd.log");
-        let containerd =
-            std::env::var("KEELSON_CONTAINERD").unwrap_or_else(|_| "containerd".into());
-        let mut cmd = match netns {
-            Some(ns) => {
-                let mut c = Command::new("nsenter");
-                c.arg(format!("--net={}", ns.display()))
-                    .arg("--")
-                    .arg(&containerd);
-                c
-            }
-            None => Command::new(&containerd),
-        };
-        cmd.arg("--config")
-            .arg(&config_file)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log)?);
-        let child = spawn(&mut cmd).context("starting containerd (apt-get install containerd)")?;
+        let child = spawn_containerd(&config_file, netns, std::fs::File::create(&log)?)?;
         let key = NEXT_KEY.fetch_add(1, Ordering::Relaxed);
         TEARDOWNS.lock().expect("teardowns").push(Teardown {
             key,
@@ -184,10 +170,11 @@ impl Containerd {
             veth,
         });
         let node = Containerd {
-            proc_: Some(Proc {
+            proc_: Mutex::new(Some(Proc {
                 child,
                 name: "containerd".into(),
-            }),
+            })),
+            netns: netns.map(Path::to_path_buf),
             config,
             dir: dir.to_path_buf(),
             log,
@@ -233,7 +220,11 @@ impl Containerd {
     }
 
     pub fn pid(&self) -> Option<u32> {
-        self.proc_.as_ref().map(Proc::pid)
+        self.proc_
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(Proc::pid)
     }
 
     /// The last lines of containerd's log, for failure messages.
@@ -245,7 +236,7 @@ impl Containerd {
 
     /// Tear everything down (see the module notes); also done on drop.
     pub fn stop(&mut self) {
-        let Some(mut proc_) = self.proc_.take() else {
+        let Some(mut proc_) = self.proc_.lock().unwrap_or_else(|e| e.into_inner()).take() else {
             return;
         };
         let t = {
@@ -257,6 +248,68 @@ impl Containerd {
             teardown(&t, Some(&mut proc_));
         }
     }
+}
+
+impl Containerd {
+    /// Crash containerd (SIGKILL: its shims and containers keep running) and start it
+    /// again with the same configuration, as after a crash or an upgrade.
+    pub fn crash_and_restart(&self) -> anyhow::Result<()> {
+        let mut guard = self.proc_.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(mut old) = guard.take() {
+            old.kill();
+        }
+        let log = std::fs::OpenOptions::new().append(true).open(&self.log)?;
+        let child = spawn_containerd(
+            &self.dir.join("containerd.toml"),
+            self.netns.as_deref(),
+            log,
+        )?;
+        if let Some(t) = TEARDOWNS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter_mut()
+            .find(|t| t.key == self.key)
+        {
+            t.pid = child.id();
+        }
+        *guard = Some(Proc {
+            child,
+            name: "containerd".into(),
+        });
+        drop(guard);
+        let socket = self.config.socket.clone();
+        block_on(
+            async move { keelson_containerd::wait_ready(&socket, Duration::from_secs(30)).await },
+        )
+        .with_context(|| format!("containerd log:\n{}", self.log_tail()))?;
+        Ok(())
+    }
+}
+
+/// containerd with `config_file`, inside the namespace `netns` when given (through
+/// nsenter: `ip netns exec` would remount /sys and hide the cgroups runc needs).
+fn spawn_containerd(
+    config_file: &Path,
+    netns: Option<&Path>,
+    log: std::fs::File,
+) -> anyhow::Result<std::process::Child> {
+    let containerd = std::env::var("KEELSON_CONTAINERD").unwrap_or_else(|_| "containerd".into());
+    let mut cmd = match netns {
+        Some(ns) => {
+            let mut c = Command::new("nsenter");
+            c.arg(format!("--net={}", ns.display()))
+                .arg("--")
+                .arg(&containerd);
+            c
+        }
+        None => Command::new(&containerd),
+    };
+    cmd.arg("--config")
+        .arg(config_file)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log);
+    spawn(&mut cmd).context("starting containerd (apt-get install containerd)")
 }
 
 impl Drop for Containerd {

@@ -197,6 +197,9 @@ impl NodeCluster {
                     host.dir().join("manifests").display()
                 ),
                 "--file-check-frequency=1s".into(),
+                // No DNS server answers there yet (a later issue); pods' resolv.conf
+                // names it as on Kubernetes.
+                "--cluster-dns=10.96.0.10".into(),
             ];
             let node = RealNode {
                 agent: Mutex::new(None),

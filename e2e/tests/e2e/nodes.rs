@@ -154,14 +154,37 @@ fn nodes_register_with_real_status_and_renew_their_leases() {
         let images = node["status"]["images"].to_string();
         assert!(images.contains("keelson.local/pause:1"), "{images}");
         // The agent's own API, through the apiserver's nodes/proxy.
-        let raw = |path: &str| ok(c.kubectl(&["get", "--raw", &format!("/api/v1/nodes/{}/proxy/{path}", n.name())]));
+        let raw = |path: &str| {
+            ok(c.kubectl(&[
+                "get",
+                "--raw",
+                &format!("/api/v1/nodes/{}/proxy/{path}", n.name()),
+            ]))
+        };
         assert_eq!(raw("healthz"), "ok");
         let metrics = raw("metrics");
-        for m in ["kubelet_running_pods", "kubelet_pleg_relist_duration_seconds", "kubelet_pod_worker_duration_seconds"] {
+        for m in [
+            "kubelet_running_pods",
+            "kubelet_pleg_relist_duration_seconds",
+            "kubelet_pod_worker_duration_seconds",
+        ] {
             assert!(metrics.contains(m), "{m} in\n{metrics}");
         }
         assert_eq!(json(&raw("pods"))["kind"], "PodList");
         assert_eq!(json(&raw("stats/summary"))["node"]["nodeName"], n.name());
+        // Without a client certificate from the cluster CA the agent says 401.
+        let anonymous = Command::new("curl")
+            .args([
+                "-sk",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                &format!("https://{}:10250/pods", n.host.ip),
+            ])
+            .output()
+            .expect("curl (scripts/setup installs it)");
+        assert_eq!(String::from_utf8_lossy(&anonymous.stdout), "401");
         // The Lease is renewed every 10 s.
         let renew = |_: ()| {
             ok(c.kubectl(&[
@@ -249,6 +272,26 @@ spec:
         ]));
         assert_eq!(body.trim(), format!("web-{to}"), "web-{from} -> web-{to}");
     }
+    // A host-network pod has the node's address.
+    apply(
+        &ns,
+        &format!(
+            r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: on-host}}
+spec:
+  hostNetwork: true
+  nodeName: {node}
+  containers: [{{name: main, image: {BUSYBOX}, command: ["sleep", "3600"]}}]
+"#,
+            node = c.nodes[0].name()
+        ),
+    );
+    let on_host = c.wait_running(&ns, "on-host", true);
+    assert_eq!(on_host["status"]["podIP"], c.nodes[0].host.ip.to_string());
+    let addrs = ok(c.kubectl(&["exec", "-n", &ns, "on-host", "--", "ip", "-4", "addr"]));
+    assert!(addrs.contains(&c.nodes[0].host.ip.to_string()), "{addrs}");
     // The apiserver's pods/proxy reaches the pod directly.
     let body = ok(c.kubectl(&[
         "get",
@@ -847,6 +890,21 @@ spec:
         "hello-reader",
         "$(VAR) in the command"
     );
+    // ClusterFirst with the agent's --cluster-dns.
+    let resolv = exec("cat /etc/resolv.conf");
+    assert!(resolv.contains("nameserver 10.96.0.10"), "{resolv}");
+    assert!(
+        resolv.contains(&format!(
+            "search {ns}.svc.cluster.local svc.cluster.local cluster.local"
+        )),
+        "{resolv}"
+    );
+    assert!(resolv.contains("options ndots:5"), "{resolv}");
+    let hosts = exec("cat /etc/hosts");
+    assert!(
+        hosts.contains("# Kubernetes-managed hosts file.") && hosts.contains("\treader"),
+        "{hosts}"
+    );
     // An update of the ConfigMap reaches the volume (atomic swap of ..data).
     ok(c.kubectl(&[
         "patch",
@@ -912,6 +970,13 @@ spec:
 ---
 apiVersion: v1
 kind: Pod
+metadata: {{name: no-volume}}
+spec:
+  containers: [{{name: main, image: {BUSYBOX}, command: ["sleep", "3600"], volumeMounts: [{{name: h, mountPath: /h}}]}}]
+  volumes: [{{name: h, hostPath: {{path: /nonexistent/keelson-test, type: Directory}}}}]
+---
+apiVersion: v1
+kind: Pod
 metadata: {{name: hog}}
 spec:
   restartPolicy: Never
@@ -958,6 +1023,22 @@ spec:
         .as_str()
         .unwrap()
         .contains("is not present with pull policy of Never"));
+    let found = eventually_or(Duration::from_secs(60), || {
+        has_event(
+            &ns,
+            "no-volume",
+            "FailedMount",
+            "MountVolume.SetUp failed for volume \"h\"",
+        )
+        .then_some(())
+    });
+    assert!(found.is_some(), "{:?}", events_of(&ns, "no-volume"));
+    let p = pod_json(&ns, "no-volume");
+    assert_eq!(p["status"]["phase"], "Pending");
+    assert_eq!(
+        container_status(&p, "main")["state"]["waiting"]["reason"],
+        "ContainerCreating"
+    );
     let p = wait_pod(&ns, "hog", "OOMKilled", |p| {
         p["status"]["phase"] == "Failed"
     });
@@ -1055,12 +1136,41 @@ spec:
     let s = container_status(&after, "main");
     assert_eq!(s["containerID"], id, "the same container, adopted");
     assert_eq!(s["restartCount"], 0);
+    // containerd crashes and comes back: its containers ran on under their shims, and
+    // the node goes on running pods.
+    node.host
+        .containerd()
+        .crash_and_restart()
+        .expect("restarting containerd");
+    std::thread::sleep(Duration::from_secs(3));
+    let after = c.wait_running(&ns, "survivor", true);
+    assert_eq!(
+        container_status(&after, "main")["containerID"],
+        id,
+        "still the same container"
+    );
+    apply(
+        &ns,
+        &format!(
+            r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: newcomer}}
+spec:
+  nodeName: {node}
+  containers: [{{name: main, image: {BUSYBOX}, command: ["sleep", "3600"]}}]
+"#,
+            node = node.name()
+        ),
+    );
+    c.wait_running(&ns, "newcomer", true);
     ok(c.kubectl(&[
         "delete",
         "pod",
         "-n",
         &ns,
         "survivor",
+        "newcomer",
         "--wait=true",
         "--timeout=60s",
     ]));
@@ -1096,12 +1206,20 @@ fn static_pods_run_from_manifests_with_mirror_pods() {
         p["metadata"]["uid"] != mirror["metadata"]["uid"]
             && container_status(p, "main")["containerID"].is_string()
     });
-    assert_eq!(container_status(&back, "main")["containerID"], id, "the same container kept running");
+    assert_eq!(
+        container_status(&back, "main")["containerID"],
+        id,
+        "the same container kept running"
+    );
     // Removing the manifest stops the pod and removes its mirror.
     std::fs::remove_file(&manifest).unwrap();
     let gone = eventually_or(Duration::from_secs(60), || {
         let out = c.kubectl(&["get", "pod", "-n", &ns, &name]);
         (!out.status.success()).then_some(())
     });
-    assert!(gone.is_some(), "mirror pod deleted once its manifest is gone\n{}", c.agent_logs());
+    assert!(
+        gone.is_some(),
+        "mirror pod deleted once its manifest is gone\n{}",
+        c.agent_logs()
+    );
 }
