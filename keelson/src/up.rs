@@ -215,6 +215,8 @@ fn node_agent_options(
         root_dir: args.data_dir.join("agent"),
         pod_logs_dir: args.data_dir.join("pod-logs"),
         cni_conf_dir: containerd.config.cni_conf_dir.clone(),
+        // Air-gapped images: tarballs dropped here are imported at every start.
+        image_import_dir: Some(args.data_dir.join("images")),
         container_runtime_endpoint: format!("unix://{}", containerd.config.socket.display()),
         ..Default::default()
     };
