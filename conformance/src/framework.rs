@@ -435,6 +435,12 @@ pub fn describe<K: std::fmt::Debug>(ev: &WatchEvent<K>) -> String {
 /// A small pseudo-random generator (no extra dependency).
 pub struct Rng(u64);
 
+impl Default for Rng {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Rng {
     pub fn new() -> Self {
         Rng(std::collections::hash_map::RandomState::new().hash_one(0u8) | 1)

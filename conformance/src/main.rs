@@ -2,10 +2,7 @@
 //! kubeconfig. Each test carries the codename of the Kubernetes conformance test it
 //! mirrors; the run prints one line per test, the totals, and optionally JUnit XML.
 
-mod framework;
-mod junit;
-mod runner;
-mod tests;
+use keelson_conformance::{framework, junit, runner, tests};
 
 use clap::Parser;
 use std::path::PathBuf;

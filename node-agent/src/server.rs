@@ -247,6 +247,22 @@ impl Server {
             })
     }
 
+    /// The pod (from the API's copy) and what the runtime holds for it.
+    async fn pod_and_runtime(
+        &self,
+        ns: &str,
+        name: &str,
+    ) -> Result<(Arc<Pod>, crate::pods::runtime::PodRuntime), (StatusCode, String)> {
+        let pod = self.find_pod(ns, name)?;
+        let rt = self
+            .agent
+            .reader
+            .pod(pod_uid(&pod))
+            .await
+            .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))?;
+        Ok((pod, rt))
+    }
+
     async fn logs(
         &self,
         ns: &str,
@@ -257,14 +273,8 @@ impl Server {
         let q = query_pairs(req.uri());
         let opts = LogOptions::from_query(&q).map_err(|e| (StatusCode::BAD_REQUEST, e))?;
         let previous = flag(&q, &["previous"]);
-        let pod = self.find_pod(ns, name)?;
+        let (pod, rt) = self.pod_and_runtime(ns, name).await?;
         let uid = pod_uid(&pod).to_string();
-        let rt = self
-            .agent
-            .reader
-            .pod(&uid)
-            .await
-            .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))?;
         let instance = if previous {
             rt.previous(container).cloned().ok_or_else(|| {
                 (
@@ -327,13 +337,7 @@ impl Server {
         attach: bool,
     ) -> Result<Response<Body>, (StatusCode, String)> {
         let q = query_pairs(req.uri());
-        let pod = self.find_pod(ns, name)?;
-        let rt = self
-            .agent
-            .reader
-            .pod(pod_uid(&pod))
-            .await
-            .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))?;
+        let (_, rt) = self.pod_and_runtime(ns, name).await?;
         let instance = rt
             .latest(container)
             .filter(|c| c.running())
@@ -391,13 +395,7 @@ impl Server {
         ns: &str,
         name: &str,
     ) -> Result<Response<Body>, (StatusCode, String)> {
-        let pod = self.find_pod(ns, name)?;
-        let rt = self
-            .agent
-            .reader
-            .pod(pod_uid(&pod))
-            .await
-            .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))?;
+        let (_, rt) = self.pod_and_runtime(ns, name).await?;
         let sandbox = rt.sandbox().filter(|s| s.ready).ok_or_else(|| {
             (
                 StatusCode::BAD_REQUEST,

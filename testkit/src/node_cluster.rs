@@ -265,26 +265,90 @@ impl NodeCluster {
             .join("\n")
     }
 
+    /// `kubectl apply -n NS -f -` with `manifest`.
+    pub fn apply(&self, ns: &str, manifest: &str) {
+        ok(self
+            .cluster
+            .kubectl_with("kubectl", &["apply", "-n", ns, "-f", "-"], Some(manifest)));
+    }
+
+    /// The pod's JSON (panics when kubectl cannot get it).
+    pub fn pod(&self, ns: &str, name: &str) -> serde_json::Value {
+        let out = ok(self.kubectl(&["get", "pod", "-n", ns, name, "-o", "json"]));
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("pod JSON ({e}): {out}"))
+    }
+
+    /// Poll the pod until `pred` holds and return its JSON; on time-out panic with the
+    /// pod's description, the agents' logs and `more()`.
+    pub fn wait_pod_or(
+        &self,
+        ns: &str,
+        name: &str,
+        what: &str,
+        pred: impl Fn(&serde_json::Value) -> bool,
+        more: impl Fn() -> String,
+    ) -> serde_json::Value {
+        let found = eventually_or(Duration::from_secs(90), || {
+            let out = self.kubectl(&["get", "pod", "-n", ns, name, "-o", "json"]);
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+            pred(&v).then_some(v)
+        });
+        found.unwrap_or_else(|| {
+            panic!(
+                "pod {ns}/{name}: {what}: timed out\n{}\n{}\n{}",
+                String::from_utf8_lossy(&self.kubectl(&["describe", "pod", "-n", ns, name]).stdout),
+                self.agent_logs(),
+                more()
+            )
+        })
+    }
+
+    /// [`NodeCluster::wait_pod_or`] without more to say.
+    pub fn wait_pod(
+        &self,
+        ns: &str,
+        name: &str,
+        what: &str,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        self.wait_pod_or(ns, name, what, pred, String::new)
+    }
+
+    /// The (reason, message) of every Event about the object `name` in `ns`.
+    pub fn events(&self, ns: &str, name: &str) -> Vec<(String, String)> {
+        let out = ok(self.kubectl(&[
+            "get",
+            "events",
+            "-n",
+            ns,
+            "--field-selector",
+            &format!("involvedObject.name={name}"),
+            "-o",
+            "json",
+        ]));
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
+        v["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|e| {
+                (
+                    e["reason"].as_str().unwrap_or_default().to_string(),
+                    e["message"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect()
+    }
+
     /// Wait until the pod is Running (and Ready when `ready`); returns its JSON.
     pub fn wait_running(&self, ns: &str, pod: &str, ready: bool) -> serde_json::Value {
-        let what = format!("pod {ns}/{pod} running");
-        let found = eventually_or(Duration::from_secs(90), || {
-            let out = self.kubectl(&["get", "pod", "-n", ns, pod, "-o", "json"]);
-            let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-            let running = v["status"]["phase"] == "Running";
+        self.wait_pod(ns, pod, "running", |v| {
             let is_ready = v["status"]["conditions"]
                 .as_array()
                 .into_iter()
                 .flatten()
                 .any(|c| c["type"] == "Ready" && c["status"] == "True");
-            (running && (!ready || is_ready)).then_some(v)
-        });
-        found.unwrap_or_else(|| {
-            panic!(
-                "{what}: timed out\n{}\n{}",
-                ok(self.kubectl(&["describe", "pod", "-n", ns, pod])),
-                self.agent_logs()
-            )
+            v["status"]["phase"] == "Running" && (!ready || is_ready)
         })
     }
 }

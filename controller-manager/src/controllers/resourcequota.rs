@@ -14,10 +14,10 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Pod, ResourceQuota, ResourceQuotaStatus, Service};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity as Amount;
+use keelson_apimachinery::quantity::Quantity;
 use keelson_client::runtime::{watcher, HandlerFuncs, SharedInformer, Store};
 use keelson_client::{Api, ApiResource, DynamicObject, KubeObject, ObjectKey, PostParams};
 use keelson_component::{Queue, Requeue};
-use keelson_apimachinery::quantity::Quantity;
 use keelson_resources::quota::{counted_kind, list_from_json, matches_scopes, usage, ResourceList};
 use serde::Serialize;
 use serde_json::Value;

@@ -7,11 +7,8 @@
 //! configuration (rendered to each node's containerd hosts directory, which containerd
 //! reads at every pull).
 
-use std::time::Duration;
-
 use keelson_containerd::registries::Registries;
-use keelson_e2e::{json, NODE_CLUSTER};
-use keelson_testkit::node_cluster::eventually_or;
+use keelson_e2e::NODE_CLUSTER;
 use keelson_testkit::ok;
 use keelson_testkit::registry::TestRegistry;
 use serde_json::Value;
@@ -21,11 +18,7 @@ fn kubectl(args: &[&str]) -> String {
 }
 
 fn apply(ns: &str, manifest: &str) {
-    ok(NODE_CLUSTER.cluster.kubectl_with(
-        "kubectl",
-        &["apply", "-n", ns, "-f", "-"],
-        Some(manifest),
-    ));
+    NODE_CLUSTER.apply(ns, manifest)
 }
 
 fn wait_pod(
@@ -35,23 +28,9 @@ fn wait_pod(
     registries: &[&TestRegistry],
     pred: impl Fn(&Value) -> bool,
 ) -> Value {
-    let found = eventually_or(Duration::from_secs(90), || {
-        let out = NODE_CLUSTER.kubectl(&["get", "pod", "-n", ns, name, "-o", "json"]);
-        let v: Value = serde_json::from_slice(&out.stdout).ok()?;
-        pred(&v).then_some(v)
-    });
-    found.unwrap_or_else(|| {
+    NODE_CLUSTER.wait_pod_or(ns, name, what, pred, || {
         let logs: Vec<String> = registries.iter().map(|r| r.log()).collect();
-        panic!(
-            "pod {ns}/{name}: {what}: timed out\n{}\n{}\nregistry logs:\n{}",
-            String::from_utf8_lossy(
-                &NODE_CLUSTER
-                    .kubectl(&["describe", "pod", "-n", ns, name])
-                    .stdout
-            ),
-            NODE_CLUSTER.agent_logs(),
-            logs.join("\n")
-        )
+        format!("registry logs:\n{}", logs.join("\n"))
     })
 }
 
@@ -63,27 +42,7 @@ fn waiting_reason(pod: &Value) -> String {
 }
 
 fn events(ns: &str, name: &str) -> Vec<(String, String)> {
-    let out = kubectl(&[
-        "get",
-        "events",
-        "-n",
-        ns,
-        "--field-selector",
-        &format!("involvedObject.name={name}"),
-        "-o",
-        "json",
-    ]);
-    json(&out)["items"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|e| {
-            (
-                e["reason"].as_str().unwrap_or_default().to_string(),
-                e["message"].as_str().unwrap_or_default().to_string(),
-            )
-        })
-        .collect()
+    NODE_CLUSTER.events(ns, name)
 }
 
 #[test]

@@ -25,35 +25,15 @@ fn ns(name: &str) -> String {
 }
 
 fn apply(ns: &str, manifest: &str) {
-    ok(cluster()
-        .cluster
-        .kubectl_with("kubectl", &["apply", "-n", ns, "-f", "-"], Some(manifest)));
+    cluster().apply(ns, manifest)
 }
 
 fn pod_json(ns: &str, name: &str) -> Value {
-    json(&ok(
-        cluster().kubectl(&["get", "pod", "-n", ns, name, "-o", "json"])
-    ))
+    cluster().pod(ns, name)
 }
 
-/// Poll the pod until `pred` holds; the pod's JSON, or a panic with the pod and agent logs.
 fn wait_pod(ns: &str, name: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-    let found = eventually_or(Duration::from_secs(90), || {
-        let out = cluster().kubectl(&["get", "pod", "-n", ns, name, "-o", "json"]);
-        let v: Value = serde_json::from_slice(&out.stdout).ok()?;
-        pred(&v).then_some(v)
-    });
-    found.unwrap_or_else(|| {
-        panic!(
-            "pod {ns}/{name}: {what}: timed out\n{}\n{}",
-            String::from_utf8_lossy(
-                &cluster()
-                    .kubectl(&["describe", "pod", "-n", ns, name])
-                    .stdout
-            ),
-            cluster().agent_logs()
-        )
-    })
+    cluster().wait_pod(ns, name, what, pred)
 }
 
 fn container_status<'a>(pod: &'a Value, name: &str) -> &'a Value {
@@ -64,27 +44,7 @@ fn container_status<'a>(pod: &'a Value, name: &str) -> &'a Value {
 }
 
 fn events_of(ns: &str, name: &str) -> Vec<(String, String)> {
-    let out = ok(cluster().kubectl(&[
-        "get",
-        "events",
-        "-n",
-        ns,
-        "--field-selector",
-        &format!("involvedObject.name={name}"),
-        "-o",
-        "json",
-    ]));
-    json(&out)["items"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|e| {
-            (
-                e["reason"].as_str().unwrap_or_default().to_string(),
-                e["message"].as_str().unwrap_or_default().to_string(),
-            )
-        })
-        .collect()
+    cluster().events(ns, name)
 }
 
 fn has_event(ns: &str, name: &str, reason: &str, message_part: &str) -> bool {
@@ -1107,35 +1067,53 @@ spec:
     assert!(leftover.is_empty(), "{leftover:?}");
 }
 
+/// A one-node cluster of its own for the test that kills the agent and crashes
+/// containerd: on the shared cluster it would disturb every other test's pods.
+static DISRUPTED: std::sync::LazyLock<NodeCluster> = std::sync::LazyLock::new(|| {
+    NodeCluster::start(1).expect("starting a one-node cluster to disrupt")
+});
+
 #[test]
 fn a_restarted_agent_adopts_its_running_containers() {
-    let c = cluster();
-    let ns = ns("adopt");
-    let node = &c.nodes[1];
-    apply(
-        &ns,
+    let c = &*DISRUPTED;
+    let ns = "adopt";
+    ok(c.kubectl(&["create", "namespace", ns]));
+    let node = &c.nodes[0];
+    c.apply(
+        ns,
         &format!(
             r#"
 apiVersion: v1
 kind: Pod
 metadata: {{name: survivor}}
 spec:
-  nodeName: {node}
-  containers: [{{name: main, image: {BUSYBOX}, command: ["sleep", "3600"]}}]
-"#,
-            node = node.name()
+  containers:
+  - name: main
+    image: {BUSYBOX}
+    command: ["sh", "-c", "touch /tmp/ready; sleep 3600"]
+    readinessProbe:
+      exec: {{command: ["cat", "/tmp/ready"]}}
+      periodSeconds: 1
+      failureThreshold: 1
+"#
         ),
     );
-    let before = c.wait_running(&ns, "survivor", true);
+    let before = c.wait_running(ns, "survivor", true);
     let id = container_status(&before, "main")["containerID"].clone();
     node.stop_agent(libc::SIGKILL);
-    // A pod deleted while the agent is down is cleaned up when it comes back.
     node.restart_agent().expect("restarting the agent");
     std::thread::sleep(Duration::from_secs(3));
-    let after = c.wait_running(&ns, "survivor", true);
+    let after = c.wait_running(ns, "survivor", true);
     let s = container_status(&after, "main");
     assert_eq!(s["containerID"], id, "the same container, adopted");
     assert_eq!(s["restartCount"], 0);
+    // Its readiness probe runs again under the new agent.
+    ok(c.kubectl(&["exec", "-n", ns, "survivor", "--", "rm", "/tmp/ready"]));
+    c.wait_pod(ns, "survivor", "unready once the probe fails", |p| {
+        container_status(p, "main")["ready"] == false
+    });
+    ok(c.kubectl(&["exec", "-n", ns, "survivor", "--", "touch", "/tmp/ready"]));
+    c.wait_running(ns, "survivor", true);
     // containerd crashes and comes back: its containers ran on under their shims, and
     // the node goes on running pods.
     node.host
@@ -1143,32 +1121,30 @@ spec:
         .crash_and_restart()
         .expect("restarting containerd");
     std::thread::sleep(Duration::from_secs(3));
-    let after = c.wait_running(&ns, "survivor", true);
+    let after = c.wait_running(ns, "survivor", true);
     assert_eq!(
         container_status(&after, "main")["containerID"],
         id,
         "still the same container"
     );
-    apply(
-        &ns,
+    c.apply(
+        ns,
         &format!(
             r#"
 apiVersion: v1
 kind: Pod
 metadata: {{name: newcomer}}
 spec:
-  nodeName: {node}
   containers: [{{name: main, image: {BUSYBOX}, command: ["sleep", "3600"]}}]
-"#,
-            node = node.name()
+"#
         ),
     );
-    c.wait_running(&ns, "newcomer", true);
+    c.wait_running(ns, "newcomer", true);
     ok(c.kubectl(&[
         "delete",
         "pod",
         "-n",
-        &ns,
+        ns,
         "survivor",
         "newcomer",
         "--wait=true",

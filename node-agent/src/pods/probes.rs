@@ -96,6 +96,11 @@ impl ProbeManager {
             .unwrap_or_default()
     }
 
+    /// Whether the container's probes run (an entry exists, even with no probe).
+    pub fn has(&self, container_id: &str) -> bool {
+        self.lock().contains_key(container_id)
+    }
+
     /// The probe that gave up on the container, once (the caller kills it).
     pub fn failed(&self, container_id: &str) -> Option<ProbeKind> {
         self.lock().get_mut(container_id)?.failed.take()

@@ -31,6 +31,8 @@ use crate::pods::status::{self, is_sidecar, should_restart, ProbeView, StatusInp
 
 /// How soon a pod is looked at again when nothing wakes its worker.
 pub const RESYNC: Duration = Duration::from_secs(10);
+/// Why a container whose configuration cannot be made waits.
+const CONFIG_ERROR: &str = "CreateContainerConfigError";
 /// The kubelet's minimum grace period for a stop (`minimumGracePeriodInSeconds`).
 const MIN_GRACE: i64 = 2;
 
@@ -160,7 +162,8 @@ pub async fn sync(agent: &Arc<Agent>, pod: &Pod) -> anyhow::Result<Next> {
                 initialized = false;
                 break;
             }
-            Some(_) => {
+            Some(i) => {
+                ctx.start_created(i).await;
                 initialized = false;
                 break;
             }
@@ -186,7 +189,7 @@ pub async fn sync(agent: &Arc<Agent>, pod: &Pod) -> anyhow::Result<Next> {
                         }
                     }
                 }
-                Some(_) => {}
+                Some(i) => ctx.start_created(i).await,
             }
         }
     }
@@ -216,13 +219,34 @@ impl SyncContext<'_> {
             .find(|c| c.name == name && c.sandbox_id == self.sandbox_id)
     }
 
+    /// A container the runtime made but never started: the agent or containerd stopped
+    /// between the two calls. Start it now; one that cannot start is removed, so that
+    /// the next sync makes it again.
+    async fn start_created(&self, i: &Instance) {
+        if i.state != State::Created {
+            return;
+        }
+        let mut rt = self.agent.runtime.clone();
+        if let Err(e) = rt.start_container(&i.id).await {
+            tracing::warn!(container = %i.id, error = %format!("{e:#}"), "starting a container left created; removing it");
+            let _ = rt.remove_container(&i.id).await;
+        }
+    }
+
     fn backoff_key(&self, name: &str) -> String {
         format!("{}/{}", pod_uid(self.pod), name)
     }
 
-    /// Kill a running container that failed its liveness (or startup) probe; true when
-    /// it was killed (the next sync starts it again).
+    /// Look after a running container's probes: start them when this agent has none for
+    /// it (the agent restarted since it started), and kill it when its liveness (or
+    /// startup) probe gave up; true when it was killed (the next sync starts it again).
     async fn check_liveness(&self, c: &Container, i: &Instance, init: bool) -> bool {
+        // A container this agent did not start (it restarted since) gets its probes now.
+        if !self.agent.probes.has(&i.id) {
+            self.agent
+                .probes
+                .start(self.pod, c, &i.id, self.pod_ips, init);
+        }
         let Some(kind) = self.agent.probes.failed(&i.id) else {
             return false;
         };
@@ -309,10 +333,6 @@ impl SyncContext<'_> {
         let pod = self.pod;
         let fp = field_path(init, &c.name);
         let image_ref = ensure_image(agent, pod, c, init).await?;
-        let config_error = |message: String| Waiting {
-            reason: "CreateContainerConfigError".into(),
-            message,
-        };
         let ctx = EnvContext {
             node_name: agent.node_name.clone(),
             host_ips: agent.host_ips(),
@@ -323,53 +343,21 @@ impl SyncContext<'_> {
         let env_result = env::container_env(pod, c, &ctx, agent.sources.as_ref()).await;
         let env = match env_result {
             Ok(e) => e,
-            Err(e) => {
-                let message = e.to_string();
-                agent
-                    .event(
-                        pod,
-                        fp,
-                        EventType::Warning,
-                        "Failed",
-                        &format!("Error: {message}"),
-                    )
-                    .await;
-                return Err(config_error(message));
-            }
+            Err(e) => return Err(self.fail(fp, CONFIG_ERROR, e.to_string()).await),
         };
         if let Err(message) = check_non_root(agent, pod, c, &image_ref).await {
-            agent
-                .event(
-                    pod,
-                    fp,
-                    EventType::Warning,
-                    "Failed",
-                    &format!("Error: {message}"),
-                )
-                .await;
-            return Err(config_error(message));
+            return Err(self.fail(fp, CONFIG_ERROR, message).await);
         }
         let env_map = env::env_map(&env);
         let (command, args) = env::command_and_args(c, &env_map);
         let mut mounts = match self.volumes.mounts(c, &env_map) {
             Ok(m) => m,
-            Err(e) => {
-                let message = e.to_string();
-                agent
-                    .event(
-                        pod,
-                        fp,
-                        EventType::Warning,
-                        "Failed",
-                        &format!("Error: {message}"),
-                    )
-                    .await;
-                return Err(config_error(message));
-            }
+            Err(e) => return Err(self.fail(fp, CONFIG_ERROR, e.to_string()).await),
         };
-        let (extra, termination_path) = self
-            .managed_files(c)
-            .map_err(|e| config_error(format!("preparing the container's files: {e}")))?;
+        let (extra, termination_path) = self.managed_files(c).map_err(|e| Waiting {
+            reason: CONFIG_ERROR.into(),
+            message: format!("preparing the container's files: {e}"),
+        })?;
         mounts.extend(extra);
         let config = config::container_config(
             agent,
@@ -394,20 +382,9 @@ impl SyncContext<'_> {
         {
             Ok(id) => id,
             Err(e) => {
-                let message = format!("{e:#}");
-                agent
-                    .event(
-                        pod,
-                        fp,
-                        EventType::Warning,
-                        "Failed",
-                        &format!("Error: {message}"),
-                    )
-                    .await;
-                return Err(Waiting {
-                    reason: "CreateContainerError".into(),
-                    message,
-                });
+                return Err(self
+                    .fail(fp, "CreateContainerError", format!("{e:#}"))
+                    .await)
             }
         };
         agent
@@ -420,17 +397,9 @@ impl SyncContext<'_> {
             )
             .await;
         if let Err(e) = rt.start_container(&id).await {
-            let message = format!("{e:#}");
-            agent
-                .event(
-                    pod,
-                    fp,
-                    EventType::Warning,
-                    "Failed",
-                    &format!("Error: {message}"),
-                )
-                .await;
-            // The runtime reports the container exited (StartError); back-off applies.
+            // The runtime reports the container exited (StartError); back-off applies,
+            // so there is no waiting reason of our own.
+            self.fail(fp, "RunContainerError", format!("{e:#}")).await;
             return Ok(());
         }
         agent.metrics.containers_started.inc();
@@ -466,6 +435,24 @@ impl SyncContext<'_> {
         }
         agent.probes.start(pod, c, &id, self.pod_ips, init);
         Ok(())
+    }
+
+    /// Record the `Failed` event of a container that could not be made, and say why it
+    /// waits.
+    async fn fail(&self, field_path: Option<String>, reason: &str, message: String) -> Waiting {
+        self.agent
+            .event(
+                self.pod,
+                field_path,
+                EventType::Warning,
+                "Failed",
+                &format!("Error: {message}"),
+            )
+            .await;
+        Waiting {
+            reason: reason.into(),
+            message,
+        }
     }
 
     /// The files the agent provides to every container: the termination-message file

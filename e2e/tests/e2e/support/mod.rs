@@ -2,17 +2,13 @@
 //! a test cluster, raw HTTP requests through them, and watch helpers.
 #![allow(dead_code)]
 
-use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::Namespace;
 use keelson_testkit::Cluster;
-use kube::api::{Api, PostParams, WatchEvent, WatchParams};
+use kube::api::{Api, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::core::Status;
 use kube::{Client, Config};
 use serde_json::{json, Value};
 use std::path::Path;
-use std::pin::Pin;
-use std::time::Duration;
 
 /// kube-rs' rustls needs a process-wide crypto provider.
 pub fn install_crypto() {
@@ -72,14 +68,6 @@ pub async fn namespace(client: &Client, name: &str) -> String {
         .await
         .unwrap_or_else(|e| panic!("creating namespace {name}: {e}"));
     name.to_string()
-}
-
-/// The `metav1.Status` of a failed kube-rs call.
-pub fn status_of<T: std::fmt::Debug>(r: kube::Result<T>) -> Status {
-    match r {
-        Err(kube::Error::Api(s)) => *s,
-        other => panic!("expected an API error (a Status), got {other:?}"),
-    }
 }
 
 /// A raw HTTP response.
@@ -158,107 +146,6 @@ pub async fn get_json(client: &Client, path: &str) -> Value {
     r.json()
 }
 
-type EventStream<K> = Pin<Box<dyn Stream<Item = kube::Result<WatchEvent<K>>> + Send>>;
-
-/// One open watch.
-pub struct Watcher<K> {
-    stream: EventStream<K>,
-}
-
-impl<K> Watcher<K>
-where
-    K: Clone + k8s_openapi::serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
-{
-    pub async fn start(api: &Api<K>, wp: &WatchParams, rv: &str) -> Self
-    where
-        K: kube::Resource,
-    {
-        let stream = api
-            .watch(wp, rv)
-            .await
-            .unwrap_or_else(|e| panic!("starting a watch at {rv:?}: {e}"));
-        Watcher {
-            stream: stream.boxed(),
-        }
-    }
-
-    /// The next event (bookmarks included) within `within`; None on timeout, panics when
-    /// the watch ends or fails.
-    pub async fn next_within(&mut self, within: Duration) -> Option<WatchEvent<K>> {
-        match tokio::time::timeout(within, self.stream.next()).await {
-            Err(_) => None,
-            Ok(None) => panic!("watch closed unexpectedly"),
-            Ok(Some(Err(e))) => panic!("watch failed: {e}"),
-            Ok(Some(Ok(ev))) => Some(ev),
-        }
-    }
-
-    /// The next event that is not a bookmark; panics after `within`.
-    pub async fn next(&mut self, within: Duration) -> WatchEvent<K> {
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            match self.next_within(left).await {
-                Some(WatchEvent::Bookmark(_)) => continue,
-                Some(ev) => return ev,
-                None => panic!("no watch event within {within:?}"),
-            }
-        }
-    }
-
-    /// Assert that nothing but bookmarks arrives for `quiet`.
-    pub async fn expect_silence(&mut self, quiet: Duration) {
-        let deadline = tokio::time::Instant::now() + quiet;
-        loop {
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            if left.is_zero() {
-                return;
-            }
-            match self.next_within(left).await {
-                None | Some(WatchEvent::Bookmark(_)) => {}
-                Some(ev) => panic!("unexpected watch event: {}", describe(&ev)),
-            }
-        }
-    }
-}
-
-/// `ADDED <object>` for failure messages.
-pub fn describe<K: std::fmt::Debug>(ev: &WatchEvent<K>) -> String {
-    match ev {
-        WatchEvent::Added(o) => format!("ADDED {o:?}"),
-        WatchEvent::Modified(o) => format!("MODIFIED {o:?}"),
-        WatchEvent::Deleted(o) => format!("DELETED {o:?}"),
-        WatchEvent::Bookmark(b) => format!("BOOKMARK {}", b.metadata.resource_version),
-        WatchEvent::Error(s) => format!("ERROR {s:?}"),
-    }
-}
-
-/// Build a typed object from JSON (tests read better with `json!` manifests).
-pub fn obj<K: k8s_openapi::serde::de::DeserializeOwned>(v: Value) -> K {
-    serde_json::from_value(v).unwrap_or_else(|e| panic!("test manifest does not decode: {e}"))
-}
-
-/// A small pseudo-random generator (no extra dependency), seeded from the clock.
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new() -> Self {
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(1);
-        Rng(seed | 1)
-    }
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n.max(1)
-    }
-}
-
-impl Default for Rng {
-    fn default() -> Self {
-        Self::new()
-    }
-}
+// Watches, Status errors, typed objects from JSON and a small random generator are the
+// conformance runner's (one copy of each).
+pub use keelson_conformance::framework::{describe, obj, status_of, Watcher};
