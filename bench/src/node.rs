@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
 use k8s_cri::v1 as cri;
@@ -21,7 +21,16 @@ use keelson_testkit::node_cluster::{NodeCluster, NodeClusterOptions};
 use serde_json::json;
 use tonic::transport::Channel;
 
-use crate::{cpu_secs, ms, percentile, rss_mib};
+use crate::{cpu_secs, percentile, rss_mib};
+
+/// Milliseconds below a second, seconds above: these figures span both.
+fn ms(d: Duration) -> String {
+    if d >= Duration::from_secs(1) {
+        format!("{:.2} s", d.as_secs_f64())
+    } else {
+        format!("{:.0} ms", d.as_secs_f64() * 1000.0)
+    }
+}
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct NodeArgs {
@@ -311,8 +320,11 @@ fn remove_cgroups(parent: &str) {
 #[derive(Default, Clone, Copy)]
 struct Timeline {
     created: Option<Instant>,
+    /// The same moments on the wall clock, to line up with containerd's timestamps.
+    created_wall: Option<SystemTime>,
     bound: Option<Instant>,
     running: Option<Instant>,
+    running_wall: Option<SystemTime>,
     delete_sent: Option<Instant>,
     gone: Option<Instant>,
 }
@@ -351,7 +363,10 @@ fn follow(
                 t.bound.get_or_insert(now);
             }
             if p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running") {
-                t.running.get_or_insert(now);
+                if t.running.is_none() {
+                    t.running = Some(now);
+                    t.running_wall = Some(SystemTime::now());
+                }
             }
         }
     })
@@ -377,6 +392,108 @@ async fn wait_for(
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Where each pod's start went, from containerd's own timestamps (nanoseconds on the
+/// same clock): the sandbox's `created_at` is taken when RunPodSandbox begins, a
+/// container's `created_at` when CreateContainer has made it and `started_at` when
+/// StartContainer has started its task.
+struct Breakdown {
+    /// Create sent -> RunPodSandbox begins (API, scheduler, watch to the agent, the
+    /// agent's work before the sandbox).
+    to_sandbox: Vec<Duration>,
+    /// RunPodSandbox begins -> container created (the sandbox with its network, then
+    /// the agent's volumes, env and API reads, then CreateContainer).
+    sandbox_to_created: Vec<Duration>,
+    /// Container created -> started (StartContainer, plus the agent's Created event).
+    created_to_started: Vec<Duration>,
+    /// Container started -> Running observed (the agent's Started event, status
+    /// computation and write, the watch).
+    started_to_running: Vec<Duration>,
+}
+
+async fn breakdown(
+    channel: Channel,
+    timelines: &HashMap<String, Timeline>,
+) -> anyhow::Result<Breakdown> {
+    let mut rt = RuntimeServiceClient::new(channel);
+    let selector = HashMap::from([(
+        "io.kubernetes.pod.namespace".to_string(),
+        NAMESPACE.to_string(),
+    )]);
+    let sandboxes = rt
+        .list_pod_sandbox(cri::ListPodSandboxRequest {
+            filter: Some(cri::PodSandboxFilter {
+                label_selector: selector.clone(),
+                ..Default::default()
+            }),
+        })
+        .await?
+        .into_inner()
+        .items;
+    let containers = rt
+        .list_containers(cri::ListContainersRequest {
+            filter: Some(cri::ContainerFilter {
+                label_selector: selector,
+                ..Default::default()
+            }),
+        })
+        .await?
+        .into_inner()
+        .containers;
+    let pod_of = |labels: &HashMap<String, String>| {
+        labels
+            .get("io.kubernetes.pod.name")
+            .cloned()
+            .unwrap_or_default()
+    };
+    let sandbox_at: HashMap<String, i64> = sandboxes
+        .iter()
+        .map(|s| (pod_of(&s.labels), s.created_at))
+        .collect();
+    let ns = |t: SystemTime| t.duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos() as i64;
+    let span = |from: i64, to: i64| Duration::from_nanos((to - from).max(0) as u64);
+    let mut b = Breakdown {
+        to_sandbox: Vec::new(),
+        sandbox_to_created: Vec::new(),
+        created_to_started: Vec::new(),
+        started_to_running: Vec::new(),
+    };
+    for c in containers {
+        let name = pod_of(&c.labels);
+        let (Some(t), Some(sandbox)) = (timelines.get(&name), sandbox_at.get(&name)) else {
+            continue;
+        };
+        let (Some(created), Some(running)) = (t.created_wall, t.running_wall) else {
+            continue;
+        };
+        let Some(status) = rt
+            .container_status(cri::ContainerStatusRequest {
+                container_id: c.id.clone(),
+                verbose: false,
+            })
+            .await?
+            .into_inner()
+            .status
+        else {
+            continue;
+        };
+        b.to_sandbox.push(span(ns(created), *sandbox));
+        b.sandbox_to_created.push(span(*sandbox, status.created_at));
+        b.created_to_started
+            .push(span(status.created_at, status.started_at));
+        b.started_to_running
+            .push(span(status.started_at, ns(running)));
+    }
+    for v in [
+        &mut b.to_sandbox,
+        &mut b.sandbox_to_created,
+        &mut b.created_to_started,
+        &mut b.started_to_running,
+    ] {
+        v.sort();
+    }
+    Ok(b)
 }
 
 /// The agent's own counters and histogram sums, from its `/metrics` through the
@@ -536,7 +653,12 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
             tokio::spawn(async move {
                 let name = format!("pod-{i:03}");
                 let p = pod(&name, args.grace);
-                timelines.lock().unwrap().entry(name).or_default().created = Some(Instant::now());
+                {
+                    let mut all = timelines.lock().unwrap();
+                    let t = all.entry(name).or_default();
+                    t.created = Some(Instant::now());
+                    t.created_wall = Some(SystemTime::now());
+                }
                 api.create(&PostParams::default(), &p).await?;
                 anyhow::Ok(())
             })
@@ -554,7 +676,9 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
         cpu_secs(procs.containerd) - cpu_before.1,
     );
     let after = agent_metrics(&cluster, &node_name);
-    let snapshot: Vec<Timeline> = timelines.lock().unwrap().values().copied().collect();
+    let all = timelines.lock().unwrap().clone();
+    let steps = breakdown(channel.clone(), &all).await?;
+    let snapshot: Vec<Timeline> = all.values().copied().collect();
     let last_running = snapshot.iter().filter_map(|t| t.running).max();
     let to_running = sorted(
         snapshot
@@ -588,11 +712,13 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_secs(args.settle)).await;
     let loaded_rss = (rss_mib(procs.agent), rss_mib(procs.containerd));
     let shims = shims_rss(&socket);
+    let quiet_before = agent_metrics(&cluster, &node_name);
     let loaded_cpu = cpu_percent(
         &[procs.agent, procs.containerd],
         Duration::from_secs(args.cpu_window),
     )
     .await;
+    let quiet_after = agent_metrics(&cluster, &node_name);
 
     // Deletion: every pod at once, until the watch reports each gone.
     let delete_started = Instant::now();
@@ -689,6 +815,24 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
         ms(percentile(&bound_to_running, 0.5)),
         ms(p99(&bound_to_running))
     );
+    for (what, v) in [
+        ("create sent -> RunPodSandbox begins", &steps.to_sandbox),
+        (
+            "RunPodSandbox begins -> container created",
+            &steps.sandbox_to_created,
+        ),
+        ("container created -> started", &steps.created_to_started),
+        (
+            "container started -> Running observed",
+            &steps.started_to_running,
+        ),
+    ] {
+        println!(
+            "| Keelson per pod, {what} (containerd's timestamps), p50 / p99 | {} / {} |",
+            ms(percentile(v, 0.5)),
+            ms(p99(v))
+        );
+    }
     println!(
         "| p99 ratio Keelson / raw (first raw round; target <= 1.5) | {:.2} |",
         ratio(p99(&to_running), p99(&raw.total))
@@ -739,6 +883,19 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
     println!(
         "| agent CPU idle / with {} pods (average over {} s) | {:.2} % / {:.2} % of a core |",
         args.pods, args.cpu_window, idle_cpu[0], loaded_cpu[0]
+    );
+    let per_window = |key: &str| delta(&quiet_before, &quiet_after, key);
+    println!(
+        "| agent with {} pods running, over {} s: PLEG relists, mean relist time, pod syncs, status writes | {:.0} / {} / {:.0} / {:.0} |",
+        args.pods,
+        args.cpu_window,
+        per_window("kubelet_pleg_relist_duration_seconds_count"),
+        ms(Duration::from_secs_f64(
+            per_window("kubelet_pleg_relist_duration_seconds_sum")
+                / per_window("kubelet_pleg_relist_duration_seconds_count").max(1.0)
+        )),
+        per_window("kubelet_pod_worker_duration_seconds_count"),
+        per_window("keelson_node_agent_pod_status_writes_total"),
     );
     println!(
         "| containerd RSS idle / with {} pods | {:.1} / {:.1} MiB |",
