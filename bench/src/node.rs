@@ -362,11 +362,10 @@ fn follow(
             if p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some() {
                 t.bound.get_or_insert(now);
             }
-            if p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running") {
-                if t.running.is_none() {
-                    t.running = Some(now);
-                    t.running_wall = Some(SystemTime::now());
-                }
+            let running = p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
+            if running && t.running.is_none() {
+                t.running = Some(now);
+                t.running_wall = Some(SystemTime::now());
             }
         }
     })
