@@ -44,18 +44,33 @@ async fn watch_cms(api: &Api<ConfigMap>, rv: &str, values: &[&str]) -> Watcher<C
     Watcher::start(api, &wp, rv).await
 }
 
-/// Read, change and write back a configmap (retrying on conflict), as watch.go does.
-async fn update_cm(api: &Api<ConfigMap>, name: &str, f: impl Fn(&mut ConfigMap)) -> ConfigMap {
-    for _ in 0..5 {
-        let mut cm = api.get(name).await.expect("get configmap");
-        f(&mut cm);
-        match api.replace(name, &pp(), &cm).await {
-            Ok(cm) => return cm,
+/// Read, change and write back an object, retrying on conflict (client-go's
+/// `RetryOnConflict`, which the upstream tests use: controllers write the same objects).
+async fn update<K>(api: &Api<K>, name: &str, f: impl Fn(&mut K)) -> K
+where
+    K: kube::Resource
+        + Clone
+        + k8s_openapi::serde::de::DeserializeOwned
+        + k8s_openapi::serde::Serialize
+        + std::fmt::Debug,
+{
+    for _ in 0..10 {
+        let mut o = api
+            .get(name)
+            .await
+            .unwrap_or_else(|e| panic!("get {name}: {e}"));
+        f(&mut o);
+        match api.replace(name, &pp(), &o).await {
+            Ok(o) => return o,
             Err(kube::Error::Api(s)) if s.code == 409 => continue,
             Err(e) => panic!("updating {name}: {e}"),
         }
     }
     panic!("updating {name}: too many conflicts")
+}
+
+async fn update_cm(api: &Api<ConfigMap>, name: &str, f: impl Fn(&mut ConfigMap)) -> ConfigMap {
+    update(api, name, f).await
 }
 
 fn set_data(cm: &mut ConfigMap, k: &str, v: &str) {
@@ -962,9 +977,11 @@ async fn pod_disruption_budget_api_operations(ctx: Ctx) {
     let created = api.create(&pp(), &pdb("web", 1)).await.expect("create");
     assert_eq!(created.metadata.generation, Some(1));
     assert_eq!(created.status.as_ref().unwrap().disruptions_allowed, 0);
-    let mut updated = created.clone();
-    updated.spec.as_mut().unwrap().min_available = Some(IntOrString::Int(2));
-    let updated = api.replace("web", &pp(), &updated).await.expect("update");
+    // The disruption controller writes the budget's status meanwhile: retry on conflict.
+    let updated = update(&api, "web", |p| {
+        p.spec.as_mut().unwrap().min_available = Some(IntOrString::Int(2));
+    })
+    .await;
     assert_eq!(
         updated.metadata.generation,
         Some(2),

@@ -901,6 +901,43 @@ spec:
         "--from-literal=k=v",
     ]));
     c.wait_running(&ns, "missing-config", true);
+    // The security context reaches the process.
+    apply(
+        &ns,
+        &format!(
+            r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: confined}}
+spec:
+  securityContext: {{runAsUser: 1234, runAsGroup: 2345, supplementalGroups: [3456]}}
+  containers:
+  - name: main
+    image: {BUSYBOX}
+    command: ["sleep", "3600"]
+    securityContext:
+      readOnlyRootFilesystem: true
+      allowPrivilegeEscalation: false
+      capabilities: {{drop: [ALL]}}
+"#
+        ),
+    );
+    c.wait_running(&ns, "confined", true);
+    let confined = |cmd: &str| c.kubectl(&["exec", "-n", &ns, "confined", "--", "sh", "-c", cmd]);
+    let id = ok(confined("id -u; id -g; id -G"));
+    assert_eq!(
+        id.split_whitespace().collect::<Vec<_>>()[..3],
+        ["1234", "2345", "2345"],
+        "{id}"
+    );
+    assert!(id.contains("3456"), "{id}");
+    let denied = fails(confined("touch /written"));
+    assert!(denied.contains("Read-only file system"), "{denied}");
+    let status = ok(confined("grep -E '^(CapEff|NoNewPrivs)' /proc/self/status"));
+    assert!(
+        status.contains("CapEff:\t0000000000000000") && status.contains("NoNewPrivs:\t1"),
+        "{status}"
+    );
 }
 
 #[test]
