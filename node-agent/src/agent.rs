@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use k8s_openapi::api::core::v1::{ObjectReference, Pod};
+use k8s_openapi::api::core::v1::{ObjectReference, Pod, Service};
 use k8s_openapi::jiff::Timestamp;
 use keelson_client::Client;
 use keelson_component::events::{EventType, Recorder};
@@ -44,6 +44,14 @@ pub struct Agent {
     waiting: Mutex<HashMap<String, HashMap<String, Waiting>>>,
     /// When the agent first saw each pod (`status.startTime`).
     first_seen: Mutex<HashMap<String, Timestamp>>,
+    /// The `kubernetes` Service and when it was read.
+    #[allow(clippy::type_complexity)]
+    master_service: Mutex<
+        Option<(
+            std::time::Instant,
+            Option<k8s_openapi::api::core::v1::Service>,
+        )>,
+    >,
     /// The lowest `oom_score_adj` this process may give (its own: without
     /// CAP_SYS_RESOURCE nothing can go below it).
     pub oom_score_floor: i64,
@@ -99,6 +107,7 @@ impl Agent {
             sources: Arc::new(ApiSources::new(client.clone())),
             waiting: Mutex::default(),
             first_seen: Mutex::default(),
+            master_service: Mutex::default(),
             oom_score_floor: own_oom_score_adj(),
             node_name,
             node_ip,
@@ -191,7 +200,11 @@ impl Agent {
     ) {
         let mut r: ObjectReference = keelson_component::events::reference(pod);
         r.field_path = field_path;
-        self.recorder.record(&r, kind, reason, message).await;
+        // Events are best effort and never hold a sync up (the kubelet records them
+        // asynchronously too): the write goes on a task of its own.
+        let recorder = self.recorder.clone();
+        let (reason, message) = (reason.to_string(), message.to_string());
+        tokio::spawn(async move { recorder.record(&r, kind, &reason, &message).await });
     }
 }
 
@@ -223,11 +236,27 @@ impl Agent {
         crate::pods::config::sandbox_config(self, pod, attempt, dns, hostname)
     }
 
-    /// The `kubernetes` Service in `default` (its variables go into every container).
-    pub async fn master_service(&self) -> Option<k8s_openapi::api::core::v1::Service> {
-        let api: keelson_client::Api<k8s_openapi::api::core::v1::Service> =
+    /// The `kubernetes` Service in `default` (its variables go into every container),
+    /// read at most every 30 s: every container start needs it.
+    pub async fn master_service(&self) -> Option<Service> {
+        const FRESH: std::time::Duration = std::time::Duration::from_secs(30);
+        if let Some((at, svc)) = &*self
+            .master_service
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+        {
+            if at.elapsed() < FRESH {
+                return svc.clone();
+            }
+        }
+        let api: keelson_client::Api<Service> =
             keelson_client::Api::namespaced(self.client.clone(), "default");
-        api.get_opt("kubernetes").await.ok().flatten()
+        let svc = api.get_opt("kubernetes").await.ok().flatten();
+        *self
+            .master_service
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some((std::time::Instant::now(), svc.clone()));
+        svc
     }
 }
 

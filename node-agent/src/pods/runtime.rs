@@ -106,14 +106,22 @@ impl PodRuntime {
     }
 }
 
-/// Reads pods back from the CRI. `ContainerStatus` of a finished container never
-/// changes, so it is asked once and kept until the container is removed.
+/// Reads pods back from the CRI. A container's `ContainerStatus` changes only with its
+/// state (created, running, exited), and a sandbox's address never does, so each is
+/// asked once per state and kept until the container or sandbox is removed: a relist
+/// of 100 steady pods is two list calls, not 200 status calls.
 #[derive(Clone)]
 pub struct RuntimeReader {
     runtime: Runtime,
     node_name: String,
-    exited: Arc<Mutex<HashMap<String, Instance>>>,
+    /// The last status read of each container, valid while its listed state is the same.
+    containers: Arc<Mutex<HashMap<String, Instance>>>,
+    /// The addresses of each ready sandbox.
+    sandbox_ips: Arc<Mutex<HashMap<String, SandboxIps>>>,
 }
+
+/// A sandbox's primary IP and all its IPs.
+type SandboxIps = (String, Vec<String>);
 
 /// Sandboxes and containers of every pod on this node, by pod uid.
 pub type Snapshot = HashMap<String, PodRuntime>;
@@ -123,7 +131,8 @@ impl RuntimeReader {
         RuntimeReader {
             runtime,
             node_name: node_name.to_string(),
-            exited: Arc::default(),
+            containers: Arc::default(),
+            sandbox_ips: Arc::default(),
         }
     }
 
@@ -179,17 +188,7 @@ impl RuntimeReader {
             };
             let ready = s.state == cri::PodSandboxState::SandboxReady as i32;
             let (ip, ips) = if ready {
-                match rt.pod_sandbox_status(&s.id).await {
-                    Ok(Some(st)) => {
-                        let net = st.network.unwrap_or_default();
-                        let ips = std::iter::once(net.ip.clone())
-                            .chain(net.additional_ips.into_iter().map(|i| i.ip))
-                            .filter(|i| !i.is_empty())
-                            .collect();
-                        (net.ip, ips)
-                    }
-                    _ => (String::new(), Vec::new()),
-                }
+                self.sandbox_ips(&mut rt, &s.id).await
             } else {
                 (String::new(), Vec::new())
             };
@@ -202,12 +201,23 @@ impl RuntimeReader {
                 ips,
             });
         }
-        let live: std::collections::HashSet<String> =
-            containers.iter().map(|c| c.id.clone()).collect();
-        self.exited
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .retain(|id, _| live.contains(id));
+        // Forget what was removed (only a full relist sees everything).
+        if uid.is_none() {
+            let live: std::collections::HashSet<&str> =
+                containers.iter().map(|c| c.id.as_str()).collect();
+            self.containers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .retain(|id, _| live.contains(id.as_str()));
+            let live: std::collections::HashSet<&str> = snap
+                .values()
+                .flat_map(|p| p.sandboxes.iter().map(|s| s.id.as_str()))
+                .collect();
+            self.sandbox_ips
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .retain(|id, _| live.contains(id.as_str()));
+        }
         for c in containers {
             let Some(uid) = c.labels.get(labels::POD_UID).cloned() else {
                 continue;
@@ -231,12 +241,40 @@ impl RuntimeReader {
         Ok(snap)
     }
 
+    async fn sandbox_ips(&self, rt: &mut Runtime, id: &str) -> SandboxIps {
+        if let Some(known) = self
+            .sandbox_ips
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+        {
+            return known.clone();
+        }
+        match rt.pod_sandbox_status(id).await {
+            Ok(Some(st)) => {
+                let net = st.network.unwrap_or_default();
+                let ips: Vec<String> = std::iter::once(net.ip.clone())
+                    .chain(net.additional_ips.into_iter().map(|i| i.ip))
+                    .filter(|i| !i.is_empty())
+                    .collect();
+                let found = (net.ip, ips);
+                self.sandbox_ips
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(id.to_string(), found.clone());
+                found
+            }
+            _ => (String::new(), Vec::new()),
+        }
+    }
+
     async fn instance(&self, rt: &mut Runtime, c: &cri::Container) -> anyhow::Result<Instance> {
         if let Some(i) = self
-            .exited
+            .containers
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(&c.id)
+            .filter(|i| i.state == State::from_cri(c.state))
         {
             return Ok(i.clone());
         }
@@ -282,11 +320,11 @@ impl RuntimeReader {
             if let Some(m) = termination_message(&instance) {
                 instance.message = m;
             }
-            self.exited
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(c.id.clone(), instance.clone());
         }
+        self.containers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(c.id.clone(), instance.clone());
         Ok(instance)
     }
 }
