@@ -453,6 +453,39 @@ impl Rng {
     }
 }
 
+/// Set one key of a ConfigMap's data.
+pub fn set_data(cm: &mut k8s_openapi::api::core::v1::ConfigMap, k: &str, v: &str) {
+    cm.data
+        .get_or_insert_with(std::collections::BTreeMap::new)
+        .insert(k.into(), v.into());
+}
+
+/// The next event must be ADDED and equal `want`.
+pub async fn expect_added(
+    w: &mut Watcher<k8s_openapi::api::core::v1::ConfigMap>,
+    want: &k8s_openapi::api::core::v1::ConfigMap,
+) {
+    match w.next(Duration::from_secs(15)).await {
+        WatchEvent::Added(got) => assert_eq!(
+            &got, want,
+            "ADDED object differs from what the write returned"
+        ),
+        other => panic!(
+            "expected ADDED {}, got {}",
+            kube::ResourceExt::name_any(want),
+            describe(&other)
+        ),
+    }
+}
+
+/// A resourceVersion as a number (etcd's revisions; opaque on other storage).
+pub fn rv<K: kube::Resource>(o: &K) -> u64 {
+    kube::ResourceExt::resource_version(o)
+        .expect("resourceVersion")
+        .parse()
+        .expect("numeric resourceVersion")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,7 +20,6 @@ use kube::api::{
 };
 use kube::ResourceExt;
 use serde_json::json;
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -73,26 +72,6 @@ async fn update_cm(api: &Api<ConfigMap>, name: &str, f: impl Fn(&mut ConfigMap))
     update(api, name, f).await
 }
 
-fn set_data(cm: &mut ConfigMap, k: &str, v: &str) {
-    cm.data
-        .get_or_insert_with(BTreeMap::new)
-        .insert(k.into(), v.into());
-}
-
-async fn expect_added(w: &mut Watcher<ConfigMap>, want: &ConfigMap) {
-    match w.next(WAIT).await {
-        WatchEvent::Added(got) => assert_eq!(
-            &got, want,
-            "ADDED object differs from what the write returned"
-        ),
-        other => panic!(
-            "expected ADDED {}, got {}",
-            want.name_any(),
-            describe(&other)
-        ),
-    }
-}
-
 async fn expect_modified(w: &mut Watcher<ConfigMap>, want: &ConfigMap) {
     match w.next(WAIT).await {
         WatchEvent::Modified(got) => assert_eq!(
@@ -119,13 +98,6 @@ async fn expect_deleted(w: &mut Watcher<ConfigMap>, name: &str, after: &ConfigMa
         }
         other => panic!("expected DELETED {name}, got {}", describe(&other)),
     }
-}
-
-fn rv<K: kube::Resource>(o: &K) -> u64 {
-    o.resource_version()
-        .expect("resourceVersion")
-        .parse()
-        .expect("numeric resourceVersion")
 }
 
 // ---- test/e2e/apimachinery/watch.go -------------------------------------------------

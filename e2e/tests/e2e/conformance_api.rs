@@ -17,6 +17,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::jiff::Timestamp;
+use keelson_conformance::framework::{expect_added, rv, set_data};
 use kube::api::{
     Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
 };
@@ -31,33 +32,6 @@ const WAIT: Duration = Duration::from_secs(15);
 
 fn pp() -> PostParams {
     PostParams::default()
-}
-
-fn set_data(cm: &mut ConfigMap, k: &str, v: &str) {
-    cm.data
-        .get_or_insert_with(BTreeMap::new)
-        .insert(k.into(), v.into());
-}
-
-async fn expect_added(w: &mut Watcher<ConfigMap>, want: &ConfigMap) {
-    match w.next(WAIT).await {
-        WatchEvent::Added(got) => assert_eq!(
-            &got, want,
-            "ADDED object differs from what the write returned"
-        ),
-        other => panic!(
-            "expected ADDED {}, got {}",
-            want.name_any(),
-            describe(&other)
-        ),
-    }
-}
-
-fn rv<K: kube::Resource>(o: &K) -> u64 {
-    o.resource_version()
-        .expect("resourceVersion")
-        .parse()
-        .expect("numeric resourceVersion")
 }
 
 // ---- watch machinery beyond the conformance list ------------------------------------
