@@ -486,6 +486,29 @@ pub fn rv<K: kube::Resource>(o: &K) -> u64 {
         .expect("numeric resourceVersion")
 }
 
+/// The fixed event time the upstream Events tests use.
+pub fn event_time() -> k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime {
+    k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(
+        k8s_openapi::jiff::Timestamp::from_second(1_505_828_956).unwrap(),
+    )
+}
+
+/// An events.k8s.io Event as the upstream Events tests make it.
+pub fn new_test_event(ns: &str, name: &str, label: &str) -> k8s_openapi::api::events::v1::Event {
+    k8s_openapi::api::events::v1::Event {
+        metadata: obj(json!({"name": name, "labels": {label: "true"}})),
+        regarding: Some(obj(json!({"namespace": ns}))),
+        event_time: Some(event_time()),
+        note: Some(format!("This is {name}")),
+        action: Some("Do".into()),
+        reason: Some("Test".into()),
+        type_: Some("Normal".into()),
+        reporting_controller: Some("test-controller".into()),
+        reporting_instance: Some("test-node".into()),
+        ..Default::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

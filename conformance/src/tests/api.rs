@@ -520,25 +520,6 @@ async fn lease_api_is_available(ctx: Ctx) {
 
 // ---- test/e2e/instrumentation/events.go and core_events.go ----------------------------
 
-fn event_time() -> MicroTime {
-    MicroTime(Timestamp::from_second(1_505_828_956).unwrap())
-}
-
-fn new_test_event(ns: &str, name: &str, label: &str) -> Event {
-    Event {
-        metadata: obj(json!({"name": name, "labels": {label: "true"}})),
-        regarding: Some(obj(json!({"namespace": ns}))),
-        event_time: Some(event_time()),
-        note: Some(format!("This is {name}")),
-        action: Some("Do".into()),
-        reason: Some("Test".into()),
-        type_: Some("Normal".into()),
-        reporting_controller: Some("test-controller".into()),
-        reporting_instance: Some("test-node".into()),
-        ..Default::default()
-    }
-}
-
 async fn event_listed(api: &Api<Event>, ns: &str, name: &str) -> bool {
     let list = api
         .list(&ListParams::default().labels("testevent-constant=true"))

@@ -15,9 +15,7 @@ use k8s_openapi::api::core::v1::{
     ConfigMap, Endpoints, Event as CoreEvent, Namespace, Pod, Service,
 };
 use k8s_openapi::api::events::v1::Event;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
-use k8s_openapi::jiff::Timestamp;
-use keelson_conformance::framework::{expect_added, rv, set_data};
+use keelson_conformance::framework::{expect_added, new_test_event, rv, set_data};
 use kube::api::{
     Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
 };
@@ -344,25 +342,6 @@ async fn continued_list_is_one_snapshot() {
 }
 
 // ---- both Event APIs ----------------------------
-
-fn event_time() -> MicroTime {
-    MicroTime(Timestamp::from_second(1_505_828_956).unwrap())
-}
-
-fn new_test_event(ns: &str, name: &str, label: &str) -> Event {
-    Event {
-        metadata: obj(json!({"name": name, "labels": {label: "true"}})),
-        regarding: Some(obj(json!({"namespace": ns}))),
-        event_time: Some(event_time()),
-        note: Some(format!("This is {name}")),
-        action: Some("Do".into()),
-        reason: Some("Test".into()),
-        type_: Some("Normal".into()),
-        reporting_controller: Some("test-controller".into()),
-        reporting_instance: Some("test-node".into()),
-        ..Default::default()
-    }
-}
 
 fn core_event(ns: &str, name: &str, label: &str) -> CoreEvent {
     CoreEvent {
