@@ -1,0 +1,1 @@
+//! keelson-dns: cluster DNS. See docs/dns.md.

@@ -1,0 +1,1 @@
+//! keelson-proxy: kube-proxy's nftables mode. See docs/proxy.md.
