@@ -159,7 +159,9 @@ fn root(group: &str, kind: &str) -> Option<Ty> {
         ("", "Endpoints" | "ConfigMap" | "Secret" | "PersistentVolume")
         | ("", "ResourceQuota" | "LimitRange" | "Event")
         | ("apps", "ControllerRevision")
-        | ("coordination.k8s.io", "Lease") => Ty::MetadataOnly,
+        | ("coordination.k8s.io", "Lease")
+        // NetworkPolicy's lists (rules, peers, ports, policyTypes) are all atomic.
+        | ("networking.k8s.io", "NetworkPolicy") => Ty::MetadataOnly,
         ("apps", "Deployment") => Ty::Deployment,
         ("apps", "ReplicaSet") => Ty::ReplicaSet,
         ("apps", "StatefulSet") => Ty::StatefulSet,
@@ -477,6 +479,7 @@ mod tests {
         assert!(supports("", "Pod"));
         assert!(supports("batch", "CronJob"));
         assert!(supports("coordination.k8s.io", "Lease"));
+        assert!(supports("networking.k8s.io", "NetworkPolicy"));
         assert!(!supports("example.com", "Widget"));
         assert!(!supports("apps", "Pod"));
         assert_eq!(

@@ -51,6 +51,7 @@ fn typed(group: &str, kind: &str, obj: &Value) -> Option<Result<Value, String>> 
         ("coordination.k8s.io", "Lease") => round_trip::<coordination::v1::Lease>(obj),
         ("discovery.k8s.io", "EndpointSlice") => round_trip::<discovery::v1::EndpointSlice>(obj),
         ("events.k8s.io", "Event") => round_trip::<events::v1::Event>(obj),
+        ("networking.k8s.io", "NetworkPolicy") => round_trip::<networking::v1::NetworkPolicy>(obj),
         ("policy", "PodDisruptionBudget") => round_trip::<policy::v1::PodDisruptionBudget>(obj),
         ("policy", "Eviction") => round_trip::<policy::v1::Eviction>(obj),
         ("scheduling.k8s.io", "PriorityClass") => round_trip::<scheduling::v1::PriorityClass>(obj),

@@ -17,6 +17,7 @@ pub mod jobs;
 pub mod leases;
 pub mod limitranges;
 pub mod namespaces;
+pub mod networkpolicies;
 pub mod nodes;
 pub mod persistentvolumeclaims;
 pub mod persistentvolumes;
@@ -62,6 +63,7 @@ pub static ALL: &[&ResourceType] = &[
     &limitranges::RESOURCE,
     &priorityclasses::RESOURCE,
     &poddisruptionbudgets::RESOURCE,
+    &networkpolicies::RESOURCE,
     &reviews::TOKEN_REVIEWS,
     &reviews::SELF_SUBJECT_REVIEWS,
     &reviews::SUBJECT_ACCESS_REVIEWS,
