@@ -1,0 +1,513 @@
+//! Semantics on the model, the printed text, and the text loaded by the real nft into a
+//! network namespace of the test's own (never the host's ruleset).
+
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use serde_json::{json, Value};
+
+use super::model::{compute, Allow, Model, Ports, Protocol};
+use super::render;
+
+const NODE: &str = "node-a";
+
+fn pod(ns: &str, name: &str, node: &str, ip: &str, labels: Value) -> Pod {
+    serde_json::from_value(json!({
+        "metadata": {"namespace": ns, "name": name, "labels": labels},
+        "spec": {"nodeName": node, "containers": [{"name": "c", "image": "i", "ports": [
+            {"name": "http", "containerPort": 8080},
+            {"name": "dns", "containerPort": 5353, "protocol": "UDP"}
+        ]}]},
+        "status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}]}
+    }))
+    .unwrap()
+}
+
+fn ns(name: &str, labels: Value) -> Namespace {
+    serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}})).unwrap()
+}
+
+fn policy(ns: &str, name: &str, spec: Value) -> NetworkPolicy {
+    serde_json::from_value(json!({"metadata": {"namespace": ns, "name": name}, "spec": spec}))
+        .unwrap()
+}
+
+/// web (local, ns a), client (local, ns a), other (remote, ns b), remote-web (remote, ns a).
+fn cluster() -> (Vec<Pod>, Vec<Namespace>) {
+    (
+        vec![
+            pod("a", "web", NODE, "10.244.1.10", json!({"app": "web"})),
+            pod("a", "client", NODE, "10.244.1.11", json!({"app": "client"})),
+            pod(
+                "b",
+                "other",
+                "node-b",
+                "10.244.2.20",
+                json!({"app": "client"}),
+            ),
+            pod(
+                "a",
+                "remote-web",
+                "node-b",
+                "10.244.2.21",
+                json!({"app": "web"}),
+            ),
+        ],
+        vec![ns("a", json!({"team": "a"})), ns("b", json!({"team": "b"}))],
+    )
+}
+
+fn model(policies: &[NetworkPolicy]) -> Model {
+    let (pods, namespaces) = cluster();
+    compute(NODE, &pods, &namespaces, policies)
+}
+
+/// The addresses a peer set holds, as text ranges.
+fn peers(m: &Model, allow: &Allow) -> Option<Vec<String>> {
+    let Allow::Peers { peers, .. } = allow else {
+        panic!("not a peers rule: {allow:?}")
+    };
+    peers.map(|id| {
+        m.address_sets[id]
+            .v4
+            .iter()
+            .map(|(lo, hi)| {
+                let (lo, hi) = (std::net::Ipv4Addr::from(*lo), std::net::Ipv4Addr::from(*hi));
+                if lo == hi {
+                    lo.to_string()
+                } else {
+                    format!("{lo}-{hi}")
+                }
+            })
+            .collect()
+    })
+}
+
+fn local<'a>(m: &'a Model, key: &str) -> &'a super::model::LocalPod {
+    m.pods
+        .iter()
+        .find(|p| p.key == key)
+        .unwrap_or_else(|| panic!("{key} not isolated: {m:?}"))
+}
+
+#[test]
+fn no_policy_isolates_nothing() {
+    assert!(model(&[]).pods.is_empty());
+}
+
+#[test]
+fn empty_ingress_list_is_default_deny_for_selected_local_pods_only() {
+    let m = model(&[policy(
+        "a",
+        "deny",
+        json!({"podSelector": {"matchLabels": {"app": "web"}}}),
+    )]);
+    assert_eq!(m.pods.len(), 1, "{m:?}");
+    let web = local(&m, "a/web");
+    assert_eq!(web.ingress.as_deref(), Some(&[][..]));
+    assert_eq!(
+        web.egress, None,
+        "no egress rules and no policyTypes: Ingress only"
+    );
+}
+
+#[test]
+fn empty_pod_selector_selects_every_pod_of_the_namespace() {
+    let m = model(&[policy(
+        "a",
+        "deny",
+        json!({"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}),
+    )]);
+    let keys: Vec<&str> = m.pods.iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(keys, ["a/client", "a/web"]);
+    assert!(m.pods.iter().all(|p| p.egress.as_deref() == Some(&[][..])));
+}
+
+#[test]
+fn pod_selector_peer_is_the_policys_namespace_only() {
+    let m = model(&[policy(
+        "a",
+        "p",
+        json!({"podSelector": {"matchLabels": {"app": "web"}},
+               "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "client"}}}]}]}),
+    )]);
+    let web = local(&m, "a/web");
+    let rules = web.ingress.as_ref().unwrap();
+    assert_eq!(rules.len(), 1);
+    // b/other has app=client too, but sits in another namespace.
+    assert_eq!(peers(&m, &rules[0]).unwrap(), ["10.244.1.11"]);
+}
+
+#[test]
+fn namespace_selector_alone_and_combined_with_pod_selector() {
+    let m = model(&[
+        policy(
+            "a",
+            "ns-only",
+            json!({"podSelector": {"matchLabels": {"app": "web"}},
+                   "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {"team": "b"}}}]}]}),
+        ),
+        policy(
+            "a",
+            "both",
+            json!({"podSelector": {"matchLabels": {"app": "client"}},
+                   "ingress": [{"from": [{"namespaceSelector": {},
+                                          "podSelector": {"matchLabels": {"app": "web"}}}]}]}),
+        ),
+    ]);
+    let web = local(&m, "a/web");
+    assert_eq!(
+        peers(&m, &web.ingress.as_ref().unwrap()[0]).unwrap(),
+        ["10.244.2.20"]
+    );
+    let client = local(&m, "a/client");
+    // app=web in every namespace: a/web and a/remote-web on the other node.
+    assert_eq!(
+        peers(&m, &client.ingress.as_ref().unwrap()[0]).unwrap(),
+        ["10.244.1.10", "10.244.2.21"]
+    );
+}
+
+#[test]
+fn namespace_name_label_is_assumed_when_missing() {
+    let m = model(&[policy(
+        "a",
+        "p",
+        json!({"podSelector": {"matchLabels": {"app": "web"}},
+               "ingress": [{"from": [{"namespaceSelector": {"matchLabels":
+                   {"kubernetes.io/metadata.name": "b"}}}]}]}),
+    )]);
+    let web = local(&m, "a/web");
+    assert_eq!(
+        peers(&m, &web.ingress.as_ref().unwrap()[0]).unwrap(),
+        ["10.244.2.20"]
+    );
+}
+
+#[test]
+fn ip_block_except_cuts_holes() {
+    let m = model(&[policy(
+        "a",
+        "p",
+        json!({"podSelector": {},
+               "ingress": [{"from": [{"ipBlock": {"cidr": "10.0.0.0/24",
+                                                   "except": ["10.0.0.128/26", "10.0.0.5/32"]}}]}]}),
+    )]);
+    let web = local(&m, "a/web");
+    assert_eq!(
+        peers(&m, &web.ingress.as_ref().unwrap()[0]).unwrap(),
+        [
+            "10.0.0.0-10.0.0.4",
+            "10.0.0.6-10.0.0.127",
+            "10.0.0.192-10.0.0.255"
+        ]
+    );
+    // Both local pods share one set.
+    assert_eq!(m.address_sets.len(), 1);
+}
+
+#[test]
+fn invalid_ip_block_allows_nothing() {
+    let m = model(&[policy(
+        "a",
+        "p",
+        json!({"podSelector": {"matchLabels": {"app": "web"}},
+               "ingress": [{"from": [{"ipBlock": {"cidr": "10.0.0.0/33"}}]},
+                           {"from": [{"ipBlock": {"cidr": "10.0.0.0/8", "except": ["nonsense"]}}]}]}),
+    )]);
+    assert_eq!(local(&m, "a/web").ingress.as_deref(), Some(&[][..]));
+}
+
+#[test]
+fn ports_protocols_end_port_and_named_ports_on_the_selected_pod() {
+    let m = model(&[policy(
+        "a",
+        "p",
+        json!({"podSelector": {"matchLabels": {"app": "web"}},
+        "ingress": [{"ports": [
+            {"port": 80},
+            {"port": 8000, "endPort": 8010},
+            {"port": "http"},
+            {"port": "dns", "protocol": "UDP"},
+            {"port": "missing"},
+            {"protocol": "SCTP"}
+        ]}]}),
+    )]);
+    let rules = local(&m, "a/web").ingress.clone().unwrap();
+    let Allow::Peers {
+        peers: None,
+        ports: Ports::Numeric(p),
+        ..
+    } = &rules[0]
+    else {
+        panic!("{rules:?}")
+    };
+    assert_eq!(p[&Protocol::Tcp], [(80, 80), (8000, 8010), (8080, 8080)]);
+    assert_eq!(p[&Protocol::Udp], [(5353, 5353)]);
+    assert_eq!(p[&Protocol::Sctp], []);
+}
+
+#[test]
+fn a_rule_whose_ports_cannot_match_allows_nothing() {
+    let m = model(&[policy(
+        "a",
+        "p",
+        json!({"podSelector": {"matchLabels": {"app": "web"}},
+               "ingress": [{"ports": [{"port": "missing"}, {"port": 90, "endPort": 80},
+                                      {"port": 80, "protocol": "ICMP"}]}]}),
+    )]);
+    assert_eq!(local(&m, "a/web").ingress.as_deref(), Some(&[][..]));
+}
+
+#[test]
+fn egress_named_ports_resolve_on_the_destination_pods() {
+    let m = model(&[policy(
+        "a",
+        "p",
+        json!({"podSelector": {"matchLabels": {"app": "client"}},
+               "policyTypes": ["Egress"],
+               "egress": [{"to": [{"podSelector": {"matchLabels": {"app": "web"}}}],
+                           "ports": [{"port": "http"}, {"port": 53, "protocol": "UDP"}]}]}),
+    )]);
+    let client = local(&m, "a/client");
+    assert_eq!(client.ingress, None);
+    let rules = client.egress.as_ref().unwrap();
+    assert_eq!(rules.len(), 2, "{rules:?}");
+    let Allow::NamedPorts { set, .. } = &rules[0] else {
+        panic!("{rules:?}")
+    };
+    let targets: Vec<_> = m.named_port_sets[*set]
+        .v4
+        .iter()
+        .map(|(a, p, lo, _)| (std::net::Ipv4Addr::from(*a).to_string(), *p, *lo))
+        .collect();
+    assert_eq!(
+        targets,
+        [
+            ("10.244.1.10".to_string(), Protocol::Tcp, 8080),
+            ("10.244.2.21".to_string(), Protocol::Tcp, 8080)
+        ]
+    );
+    assert_eq!(
+        peers(&m, &rules[1]).unwrap(),
+        ["10.244.1.10", "10.244.2.21"]
+    );
+}
+
+#[test]
+fn egress_rules_imply_the_egress_type_and_dns_is_not_special() {
+    let m = model(&[policy(
+        "a",
+        "p",
+        json!({"podSelector": {"matchLabels": {"app": "client"}},
+               "egress": [{"to": [{"ipBlock": {"cidr": "10.244.2.0/24"}}]}]}),
+    )]);
+    let client = local(&m, "a/client");
+    assert_eq!(
+        client.ingress.as_deref(),
+        Some(&[][..]),
+        "Ingress is always implied"
+    );
+    assert_eq!(
+        peers(&m, &client.egress.as_ref().unwrap()[0]).unwrap(),
+        ["10.244.2.0-10.244.2.255"]
+    );
+}
+
+#[test]
+fn host_network_finished_and_addressless_pods_are_ignored() {
+    let mut host = pod("a", "host", NODE, "192.168.1.1", json!({"app": "web"}));
+    host.spec.as_mut().unwrap().host_network = Some(true);
+    let mut done = pod("a", "done", NODE, "10.244.1.50", json!({"app": "web"}));
+    done.status.as_mut().unwrap().phase = Some("Succeeded".into());
+    let mut pending = pod("a", "pending", NODE, "", json!({"app": "web"}));
+    pending.status.as_mut().unwrap().pod_ips = None;
+    let pods = [host, done, pending];
+    let m = compute(
+        NODE,
+        &pods,
+        &[ns("a", json!({}))],
+        &[policy("a", "p", json!({"podSelector": {}}))],
+    );
+    assert!(m.pods.is_empty(), "{m:?}");
+}
+
+#[test]
+fn rendering_does_not_depend_on_input_order() {
+    let (mut pods, namespaces) = cluster();
+    let policies = [
+        policy(
+            "a",
+            "p1",
+            json!({"podSelector": {}, "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "client"}}}]}]}),
+        ),
+        policy(
+            "a",
+            "p2",
+            json!({"podSelector": {}, "ingress": [{"from": [{"namespaceSelector": {}}]}]}),
+        ),
+    ];
+    let one = super::render(NODE, &pods, &namespaces, &policies);
+    pods.reverse();
+    let mut reversed = policies.to_vec();
+    reversed.reverse();
+    assert_eq!(one, super::render(NODE, &pods, &namespaces, &reversed));
+}
+
+#[test]
+fn rendered_text_maps_pods_to_chains_and_ends_chains_with_drop() {
+    let (pods, namespaces) = cluster();
+    let text = super::render(
+        NODE,
+        &pods,
+        &namespaces,
+        &[policy(
+            "a",
+            "p",
+            json!({"podSelector": {"matchLabels": {"app": "web"}},
+                   "policyTypes": ["Ingress", "Egress"],
+                   "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "client"}}}],
+                                "ports": [{"port": 80}, {"port": 8000, "endPort": 8010}]}]}),
+        )],
+    );
+    assert!(text.contains("10.244.1.10 : jump ingress-0"), "{text}");
+    assert!(text.contains("10.244.1.10 : jump egress-0"), "{text}");
+    assert!(
+        text.contains("ip saddr @peers-0-v4 meta l4proto tcp th dport { 80, 8000-8010 } return"),
+        "{text}"
+    );
+    assert!(text.contains("elements = { 10.244.1.11 }"), "{text}");
+    assert_eq!(text.matches("counter drop").count(), 2, "{text}");
+    assert!(
+        !text.contains("10.244.1.11 : jump"),
+        "client is not selected: {text}"
+    );
+}
+
+/// A network namespace of the test's own, deleted on every path.
+struct Netns(String);
+
+impl Netns {
+    fn new(tag: &str) -> Netns {
+        let name = format!("keelson-np-{}-{tag}", std::process::id());
+        let out = std::process::Command::new("ip")
+            .args(["netns", "add", &name])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "ip netns add: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Netns(name)
+    }
+
+    fn nft(&self, args: &[&str], stdin: &str) -> (bool, String) {
+        use std::io::Write;
+        let mut child = std::process::Command::new("ip")
+            .args(["netns", "exec", &self.0, "nft"])
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.success(), text)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.0])
+            .status();
+    }
+}
+
+/// Every construct the renderer emits, loaded by the real nft twice (the second load
+/// replaces the first in one transaction), and an empty model too.
+#[test]
+fn the_real_nft_loads_the_rendered_table_and_replaces_it() {
+    let (mut pods, namespaces) = cluster();
+    pods.push(
+        serde_json::from_value(json!({
+            "metadata": {"namespace": "a", "name": "dual", "labels": {"app": "web"}},
+            "spec": {"nodeName": NODE, "containers": [{"name": "c", "image": "i",
+                      "ports": [{"name": "http", "containerPort": 8080}]}]},
+            "status": {"phase": "Running", "podIP": "10.244.1.12",
+                       "podIPs": [{"ip": "10.244.1.12"}, {"ip": "fd00:10:244:1::12"}]}
+        }))
+        .unwrap(),
+    );
+    let policies = [
+        policy(
+            "a",
+            "in",
+            json!({"podSelector": {"matchLabels": {"app": "web"}},
+            "ingress": [
+                {"from": [{"podSelector": {"matchLabels": {"app": "client"}}},
+                          {"namespaceSelector": {"matchLabels": {"team": "b"}}},
+                          {"ipBlock": {"cidr": "192.168.0.0/16", "except": ["192.168.1.0/24"]}},
+                          {"ipBlock": {"cidr": "fd00::/8", "except": ["fd00:1::/32"]}}],
+                 "ports": [{"port": 80}, {"port": 8000, "endPort": 8010}, {"port": "http"},
+                           {"protocol": "UDP"}, {"port": 9, "protocol": "SCTP"}]},
+                {}
+            ]}),
+        ),
+        policy(
+            "a",
+            "out",
+            json!({"podSelector": {},
+            "policyTypes": ["Egress"],
+            "egress": [
+                {"to": [{"namespaceSelector": {}}], "ports": [{"port": "http"}, {"port": "dns", "protocol": "UDP"}]},
+                {"ports": [{"port": 53, "protocol": "UDP"}, {"port": 53}]},
+                {"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}]}
+            ]}),
+        ),
+    ];
+    let text = super::render(NODE, &pods, &namespaces, &policies);
+    let ns = Netns::new("load");
+    let (ok, out) = ns.nft(&["-f", "-"], &render::transaction(&text));
+    assert!(ok, "nft refused:\n{out}\n{text}");
+    let (ok, again) = ns.nft(&["-f", "-"], &render::transaction(&text));
+    assert!(ok, "second load: {again}");
+    let (ok, listed) = ns.nft(&["list", "table", "inet", render::TABLE], "");
+    assert!(ok, "{listed}");
+    for want in [
+        "set peers-0-v4",
+        "set named-0-v4",
+        "ip6 saddr @peers-",
+        "fd00:10:244:1::12 : jump ingress-",
+        "10.244.1.12 : jump egress-",
+        "192.168.0.0/24, 192.168.2.0-192.168.255.255",
+        "sctp dport 9",
+        "hook forward",
+        "hook input",
+    ] {
+        assert!(listed.contains(want), "{want} missing from:\n{listed}");
+    }
+    // a/web and a/dual have the same rules: one chain serves both.
+    assert!(
+        listed.contains("10.244.1.10 : jump ingress-0, 10.244.1.12 : jump ingress-0"),
+        "{listed}"
+    );
+    assert!(!listed.contains("chain ingress-1"), "{listed}");
+    // One table, not two: the transaction replaced it.
+    let (_, tables) = ns.nft(&["list", "tables"], "");
+    assert_eq!(tables.matches(render::TABLE).count(), 1, "{tables}");
+
+    let empty = super::render::<Pod, Namespace, NetworkPolicy>(NODE, &[], &[], &[]);
+    let (ok, out) = ns.nft(&["-f", "-"], &render::transaction(&empty));
+    assert!(ok, "{out}\n{empty}");
+    let (_, listed) = ns.nft(&["list", "table", "inet", render::TABLE], "");
+    assert!(!listed.contains("jump"), "{listed}");
+}
