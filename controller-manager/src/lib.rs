@@ -55,6 +55,14 @@ pub struct ControllerManagerOptions {
     /// apiserver must verify with the same key). Without it such Secrets stay empty.
     #[arg(long = "service-account-private-key-file")]
     pub service_account_private_key_file: Option<std::path::PathBuf>,
+    /// Addresses the service-lb controller gives LoadBalancer Services: comma-separated
+    /// IPv4 CIDRs, `A-B` ranges or single addresses. Empty: every Service gets the
+    /// InternalIPs of the Ready nodes instead (docs/service-lb.md).
+    #[arg(long = "service-lb-pool", default_value = "")]
+    pub service_lb_pool: String,
+    /// The `spec.loadBalancerClass` the service-lb controller serves, besides unset.
+    #[arg(long = "service-lb-class", default_value = "keelson.dev/service-lb")]
+    pub service_lb_class: String,
     /// Workers per controller.
     #[arg(long = "concurrent-syncs", default_value_t = 5)]
     pub concurrent_syncs: usize,

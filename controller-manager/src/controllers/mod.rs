@@ -21,6 +21,7 @@ pub mod podgc;
 pub mod replicaset;
 pub mod resourcequota;
 pub mod rootcacertpublisher;
+pub mod service_lb;
 pub mod serviceaccount;
 pub mod serviceaccount_token;
 pub mod statefulset;
@@ -48,6 +49,7 @@ pub const ALL: &[(&str, Start)] = &[
     ("root-ca-cert-publisher", |ctx| {
         rootcacertpublisher::run(ctx).boxed()
     }),
+    ("service-lb", |ctx| service_lb::run(ctx).boxed()),
     ("statefulset", |ctx| statefulset::run(ctx).boxed()),
     ("ttlafterfinished", |ctx| ttlafterfinished::run(ctx).boxed()),
     ("namespace", |ctx| namespace::run(ctx).boxed()),

@@ -16,5 +16,6 @@ mod namespace;
 mod node_lifecycle;
 mod quota;
 mod replicaset;
+mod service_lb;
 mod serviceaccount_podgc;
 mod statefulset;
