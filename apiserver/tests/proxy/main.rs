@@ -5,5 +5,6 @@
 
 mod exec;
 mod logs;
+mod networkpolicies;
 mod proxy;
 mod support;
