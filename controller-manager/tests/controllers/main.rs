@@ -13,6 +13,7 @@ mod endpoints;
 mod garbage_collector;
 mod job;
 mod namespace;
+mod networkpolicy;
 mod node_lifecycle;
 mod quota;
 mod replicaset;
