@@ -36,10 +36,15 @@ where
     render::table(&model::compute(node_name, pods, namespaces, policies))
 }
 
-/// Load `text` with `nft -f -` (in this process's network namespace). The whole input
-/// is one transaction: on error nothing changed.
-pub async fn apply(text: &str) -> anyhow::Result<()> {
-    let mut child = tokio::process::Command::new("nft")
+/// Load `text` with `nft -f -`; `nft` is the command and its leading arguments
+/// (`["nft"]`, or `["ip", "netns", "exec", NS, "nft"]` in tests). The whole input is one
+/// transaction: on error nothing changed.
+async fn apply(nft: &[String], text: &str) -> anyhow::Result<()> {
+    let (program, args) = nft
+        .split_first()
+        .ok_or_else(|| anyhow::anyhow!("no nft command"))?;
+    let mut child = tokio::process::Command::new(program)
+        .args(args)
         .args(["-f", "-"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
@@ -84,6 +89,16 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     enable_bridge_netfilter();
+    sync_loop(client, node_name, vec!["nft".into()], shutdown).await
+}
+
+/// [`run`] without the sysctls, loading tables with the `nft` command given.
+pub(crate) async fn sync_loop(
+    client: Client,
+    node_name: String,
+    nft: Vec<String>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let pods = SharedInformer::new(Api::<Pod>::all(client.clone()), watcher::Config::default());
     let namespaces = SharedInformer::new(
         Api::<Namespace>::all(client.clone()),
@@ -125,7 +140,7 @@ pub async fn run(
         );
         let mut retry = None;
         if applied.as_deref() != Some(text.as_str()) {
-            match apply(&render::transaction(&text)).await {
+            match apply(&nft, &render::transaction(&text)).await {
                 Ok(()) => {
                     tracing::debug!(
                         bytes = text.len(),

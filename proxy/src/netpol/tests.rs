@@ -710,3 +710,171 @@ fn the_kernel_enforces_the_rendered_table_between_pods_on_one_bridge() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The controller against a real apiserver: informers, a table that follows policy
+/// changes, bursts coalesced into few loads, no load when the text is unchanged, and the
+/// table left in place at shutdown. nft runs in a namespace of the test's own, through
+/// a wrapper that counts loads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_controller_follows_the_api_and_coalesces_changes() {
+    use keelson_client::{Api, Client, DeleteParams, Patch, PatchParams, PostParams};
+    use std::time::{Duration, Instant};
+
+    let cluster = tokio::task::spawn_blocking(keelson_testkit::Cluster::start)
+        .await
+        .unwrap()
+        .expect("starting the test cluster (cargo build -p keelson-apiserver first)");
+    let client = Client::from_kubeconfig(&cluster.kubeconfig).expect("client");
+    let netns = Netns::new("ctl");
+    let loads = cluster.dir.path().join("nft-loads");
+    let nft = vec![
+        "sh".to_string(),
+        "-c".to_string(),
+        format!(
+            "echo load >> {}; exec ip netns exec {} nft \"$@\"",
+            loads.display(),
+            netns.0
+        ),
+        "nft".to_string(),
+    ];
+    let count_loads = || {
+        std::fs::read_to_string(&loads)
+            .map(|s| s.lines().count())
+            .unwrap_or(0)
+    };
+    let list = || netns.nft(&["list", "table", "inet", render::TABLE], "").1;
+    let wait_for = |what: &str, f: &dyn Fn(&str) -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let text = list();
+            if f(&text) {
+                return text;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}:\n{text}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .create(&PostParams::default(), &ns("np-it", json!({"team": "it"})))
+        .await
+        .unwrap();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "np-it");
+    for (name, ip, app) in [
+        ("web", "10.99.0.2", "web"),
+        ("client", "10.99.0.3", "client"),
+    ] {
+        let mut p = pod("np-it", name, NODE, ip, json!({"app": app}));
+        let status = p.status.take();
+        pods.create(&PostParams::default(), &p).await.unwrap();
+        pods.patch_status(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": status})),
+        )
+        .await
+        .unwrap();
+    }
+
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(super::sync_loop(client.clone(), NODE.into(), nft, async {
+        let _ = stopped.await;
+    }));
+    let text = tokio::task::block_in_place(|| {
+        wait_for("the first table", &|t| t.contains("chain forward"))
+    });
+    assert!(!text.contains("jump"), "no policy yet: {text}");
+
+    let policies: Api<NetworkPolicy> = Api::namespaced(client.clone(), "np-it");
+    let deny = policy(
+        "np-it",
+        "deny",
+        json!({"podSelector": {"matchLabels": {"app": "web"}}}),
+    );
+    policies
+        .create(&PostParams::default(), &deny)
+        .await
+        .unwrap();
+    tokio::task::block_in_place(|| {
+        wait_for("web isolated", &|t| {
+            t.contains("10.99.0.2 : jump ingress-0")
+        })
+    });
+
+    // A burst of 30 policies is a handful of loads, not 30.
+    let before = count_loads();
+    for i in 0..30 {
+        let p = policy(
+            "np-it",
+            &format!("allow-{i}"),
+            json!({"podSelector": {"matchLabels": {"app": "web"}},
+                   "ingress": [{"ports": [{"port": 1000 + i}]}]}),
+        );
+        policies.create(&PostParams::default(), &p).await.unwrap();
+    }
+    tokio::task::block_in_place(|| wait_for("all 30 allows", &|t| t.contains("1029")));
+    let burst = count_loads() - before;
+    assert!((1..=6).contains(&burst), "30 creates took {burst} loads");
+
+    // A change that does not change the text (a label nobody selects on) loads nothing.
+    let before = count_loads();
+    pods.patch(
+        "client",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"unrelated": "x"}}})),
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(
+        count_loads(),
+        before,
+        "unchanged text must not be loaded again"
+    );
+
+    // The client becomes a peer of a new rule: the set follows the pod's labels.
+    let from_client = policy(
+        "np-it",
+        "from-client",
+        json!({"podSelector": {"matchLabels": {"app": "web"}},
+               "ingress": [{"from": [{"podSelector": {"matchLabels": {"unrelated": "x"}}}]}]}),
+    );
+    policies
+        .create(&PostParams::default(), &from_client)
+        .await
+        .unwrap();
+    tokio::task::block_in_place(|| {
+        wait_for("the client as a peer", &|t| {
+            t.contains("elements = { 10.99.0.3 }")
+        })
+    });
+
+    // Deleting every policy ends the isolation.
+    for p in policies.list(&Default::default()).await.unwrap() {
+        let name = p.metadata.name.clone().unwrap_or_default();
+        policies
+            .delete(&name, &DeleteParams::default())
+            .await
+            .unwrap();
+    }
+    tokio::task::block_in_place(|| {
+        wait_for("no isolation", &|t| {
+            t.contains("chain forward") && !t.contains("jump")
+        })
+    });
+
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .expect("run ends at shutdown")
+        .unwrap()
+        .unwrap();
+    assert!(
+        list().contains("chain forward"),
+        "the table stays after shutdown"
+    );
+}
