@@ -132,7 +132,9 @@ pub async fn run(
         publish_wake.clone(),
         publisher.as_ref().map(|p| p.slice_name()),
     ));
-    tasks.spawn(keep_published(
+    // Not in `tasks`: it is stopped first on shutdown, so that it cannot put back
+    // the endpoint being withdrawn.
+    let keeper = tokio::spawn(keep_published(
         client.clone(),
         opts.service_ip,
         publisher.clone(),
@@ -147,6 +149,8 @@ pub async fn run(
             _ => Err(anyhow::anyhow!("a keelson-dns task ended unexpectedly")),
         },
     };
+    keeper.abort();
+    let _ = keeper.await;
     // Queries are still answered while the endpoint is withdrawn (lame duck).
     if let Some(p) = &publisher {
         if let Err(e) = p.withdraw().await {
