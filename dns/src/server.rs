@@ -230,3 +230,85 @@ async fn serve_connection(mut conn: TcpStream, handler: Arc<Handler>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::forward::OwnAddresses;
+    use hickory_proto::op::Query;
+    use hickory_proto::rr::{Name, RecordType};
+
+    fn handler() -> Handler {
+        let own = OwnAddresses {
+            bind: "127.0.0.1:53".parse().unwrap(),
+            service_ip: "10.96.0.10".parse().unwrap(),
+            publish: None,
+        };
+        let mut registry = prometheus_client::registry::Registry::default();
+        Handler {
+            zone: Zone::new("cluster.local", own.service_ip).unwrap(),
+            snapshot: Arc::new(RwLock::new(Arc::new(Snapshot::default()))),
+            forwarder: Forwarder::from_options(&[], std::path::Path::new("/nonexistent"), &own)
+                .unwrap(),
+            metrics: Metrics::new(&mut registry),
+        }
+    }
+
+    /// Mangled queries (every byte flipped in turn, truncated at every length, and
+    /// pseudo-random bytes) never panic, and whatever is sent back parses.
+    #[test]
+    fn mangled_queries_never_panic() {
+        let h = handler();
+        let mut q = Message::query();
+        q.add_query(Query::query(
+            Name::from_ascii("_http._tcp.web.ns1.svc.cluster.local.").unwrap(),
+            RecordType::SRV,
+        ));
+        let good = q.to_vec().unwrap();
+        let mut inputs: Vec<Vec<u8>> = Vec::new();
+        for i in 0..good.len() {
+            for flip in [0x01u8, 0x20, 0x80, 0xff] {
+                let mut b = good.clone();
+                b[i] ^= flip;
+                inputs.push(b);
+            }
+            inputs.push(good[..i].to_vec());
+        }
+        let mut seed: u64 = 0x9e3779b97f4a7c15;
+        for len in 0..600 {
+            let mut b = Vec::with_capacity(len);
+            for _ in 0..len {
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                b.push((seed >> 33) as u8);
+            }
+            inputs.push(b);
+        }
+        for input in inputs {
+            for proto in [Proto::Udp, Proto::Tcp] {
+                if let Step::Done(Some(reply)) = h.local(&input, proto) {
+                    assert!(reply.len() >= 12, "{input:?}");
+                    if proto == Proto::Udp {
+                        assert!(reply.len() <= 65535);
+                    }
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn no_upstream_is_servfail() {
+        let h = handler();
+        let mut q = Message::query();
+        q.add_query(Query::query(
+            Name::from_ascii("example.com.").unwrap(),
+            RecordType::A,
+        ));
+        let reply = h.handle(&q.to_vec().unwrap(), Proto::Udp).await.unwrap();
+        let m = Message::from_vec(&reply).unwrap();
+        assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
+        assert_eq!(m.metadata.id, q.metadata.id);
+        assert_eq!(m.queries, q.queries);
+    }
+}
