@@ -54,6 +54,22 @@ impl ImageSpec {
         }
     }
 
+    /// A stand-in for Docker Hub's `httpd` on busybox's httpd: serves "It works!"
+    /// (Apache's default page) on port 80, plus the pod's hostname so that tests can
+    /// tell the endpoints apart. busybox httpd as PID 1 ignores SIGTERM, so a deleted
+    /// pod keeps serving until its grace period ends, as a draining server does.
+    pub fn httpd(name: &str) -> ImageSpec {
+        ImageSpec {
+            name: name.into(),
+            entrypoint: vec![
+                "/bin/sh".into(),
+                "-c".into(),
+                "mkdir -p /www && echo \"<html><body><h1>It works!</h1><p>$(hostname)</p></body></html>\" > /www/index.html && exec httpd -f -p 80 -h /www".into(),
+            ],
+            cmd: vec![],
+        }
+    }
+
     /// The test workload image: `sh` unless the pod says otherwise.
     pub fn busybox() -> ImageSpec {
         ImageSpec {

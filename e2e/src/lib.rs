@@ -19,6 +19,61 @@ pub static NODE_CLUSTER: LazyLock<keelson_testkit::node_cluster::NodeCluster> =
             .expect("starting a cluster of real nodes")
     });
 
+/// Docker Hub for the two-node cluster: a real registry on the test bridge that every
+/// node's containerd mirrors `docker.io` to (no test may reach the internet). It holds
+/// `library/httpd:latest` (the seed scenario's web server, see
+/// `keelson_containerd::image::ImageSpec::httpd`) and `library/mirrored:1` (busybox).
+pub static DOCKER_IO: LazyLock<keelson_testkit::registry::TestRegistry> = LazyLock::new(|| {
+    let c = &*NODE_CLUSTER;
+    let registry =
+        keelson_testkit::registry::TestRegistry::start(c.network.gateway_ip().into(), None)
+            .expect("starting the docker.io mirror");
+    let (_, busybox) = keelson_testkit::node::image_archives().expect("test images");
+    registry
+        .push_archive(&busybox, "library/mirrored:1")
+        .expect("pushing library/mirrored:1");
+    let httpd = keelson_containerd::image::build(
+        &keelson_containerd::image::ImageSpec::httpd("docker.io/library/httpd:latest"),
+        std::path::Path::new(keelson_containerd::image::HOST_BUSYBOX),
+    )
+    .expect("building the httpd image");
+    let archive = tempfile::NamedTempFile::new().expect("temp file");
+    httpd.write_archive(archive.path()).expect("writing httpd");
+    registry
+        .push_archive(archive.path(), "library/httpd:latest")
+        .expect("pushing library/httpd:latest");
+    write_node_registries(&registry, &[]);
+    registry
+});
+
+/// Writes the nodes' registry configuration: `docker.io` mirrored by `docker_io`, and
+/// `others` (`host:port` of plain-HTTP registries) reachable. Tests that add
+/// registries call this with all of theirs (the file replaces the previous one).
+pub fn write_node_registries(
+    docker_io: &keelson_testkit::registry::TestRegistry,
+    others: &[String],
+) {
+    let d = docker_io.host();
+    let mut yaml = format!("mirrors:\n  docker.io: {{endpoint: [\"http://{d}\"]}}\n");
+    for o in others {
+        yaml.push_str(&format!("  \"{o}\": {{endpoint: [\"http://{o}\"]}}\n"));
+    }
+    let registries =
+        keelson_containerd::registries::Registries::parse(&yaml).expect("registries.yaml");
+    for n in &NODE_CLUSTER.nodes {
+        let dir = n
+            .host
+            .containerd()
+            .config
+            .registry_config_dir
+            .clone()
+            .expect("the nodes' containerd reads a hosts directory");
+        registries
+            .write_hosts_dir(&dir)
+            .expect("writing hosts.toml");
+    }
+}
+
 /// kubectl binaries to exercise: the default one plus the oldest and newest installed.
 pub fn kubectl_versions() -> Vec<String> {
     let mut v = vec!["kubectl".to_string()];

@@ -706,6 +706,47 @@ impl TestNetwork {
         Ok(())
     }
 
+    /// The range the controller-manager's `--service-lb-pool` hands out: addresses on
+    /// the node network that no node or client uses.
+    pub fn load_balancer_pool(&self) -> String {
+        format!("10.200.{0}.240-10.200.{0}.250", self.block)
+    }
+
+    /// A host outside the cluster on this network (a namespace with an address on the
+    /// bridge, no default route): where "external" clients of a Service stand.
+    pub fn add_outside_host(&self) -> anyhow::Result<OutsideHost> {
+        static COUNT: AtomicUsize = AtomicUsize::new(0);
+        let n = COUNT.fetch_add(1, Ordering::Relaxed);
+        // Named like a node (`k<id>-n<index>`) so that sweep_stale finds it; indexes
+        // from 100 never meet a node's.
+        let index = 100 + n;
+        let name = format!("k{}-n{index}", self.id);
+        let veth = format!("k{}v{index}", self.id);
+        let address = Ipv4Addr::new(10, 200, self.block, 100 + (n % 100) as u8);
+        ip(&["netns", "add", &name])?;
+        let host = OutsideHost {
+            name: name.clone(),
+            veth: veth.clone(),
+            ip: address,
+        };
+        ip(&[
+            "link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns", &name,
+        ])?;
+        ip(&["link", "set", &veth, "master", &self.bridge, "up"])?;
+        ip(&[
+            "-n",
+            &name,
+            "addr",
+            "add",
+            &format!("{address}/24"),
+            "dev",
+            "eth0",
+        ])?;
+        ip(&["-n", &name, "link", "set", "eth0", "up"])?;
+        ip(&["-n", &name, "link", "set", "lo", "up"])?;
+        Ok(host)
+    }
+
     /// A new node on this network, its containerd ready with the project's images.
     pub fn add_node(&self) -> anyhow::Result<NodeHost> {
         let index = self.next_node.fetch_add(1, Ordering::Relaxed);
@@ -722,6 +763,29 @@ impl Drop for TestNetwork {
         if let Ok(mut b) = BRIDGES.lock() {
             b.retain(|x| x != &self.bridge);
         }
+    }
+}
+
+/// A host outside the cluster: a namespace on the test bridge, deleted on drop.
+pub struct OutsideHost {
+    pub name: String,
+    veth: String,
+    pub ip: Ipv4Addr,
+}
+
+impl OutsideHost {
+    /// `program ARGS` run inside the namespace (`ip netns exec`).
+    pub fn command(&self, program: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.name, program]);
+        c
+    }
+}
+
+impl Drop for OutsideHost {
+    fn drop(&mut self) {
+        let _ = ip(&["netns", "del", &self.name]);
+        let _ = ip(&["link", "del", &self.veth]);
     }
 }
 

@@ -16,14 +16,88 @@ use std::process::Stdio;
 use std::sync::Mutex;
 use std::time::Duration;
 
-/// One real node: its host (namespace, containerd) and its agent process.
-pub struct RealNode {
-    /// The agent; `None` while a test has it stopped. Declared first: dropped (killed)
-    /// before the host is torn down.
-    agent: Mutex<Option<Proc>>,
-    pub host: NodeHost,
-    /// Flags the agent is started with (kept for restarts).
+/// A process the test runs inside a node's namespace (the agent, the proxy, the DNS
+/// server), restartable with the same flags, stopped by its pid.
+pub struct NodeProcess {
+    program: &'static str,
     args: Vec<String>,
+    log: std::path::PathBuf,
+    proc: Mutex<Option<Proc>>,
+}
+
+impl NodeProcess {
+    fn new(program: &'static str, args: Vec<String>, log: std::path::PathBuf) -> Self {
+        NodeProcess {
+            program,
+            args,
+            log,
+            proc: Mutex::new(None),
+        }
+    }
+
+    fn start(&self, host: &NodeHost) -> anyhow::Result<()> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)?;
+        let mut cmd = host.nsenter_command(binary(self.program)?);
+        cmd.args(&self.args)
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+        let child = spawn(&mut cmd)?;
+        *self.proc.lock().unwrap_or_else(|e| e.into_inner()) = Some(Proc {
+            child,
+            name: format!("{} {}", self.program, host.name),
+        });
+        Ok(())
+    }
+
+    /// Stop it with `signal` (SIGKILL, or SIGTERM with a grace of 10 s).
+    pub fn stop(&self, signal: i32) {
+        if let Some(mut p) = self.proc.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            if signal == libc::SIGKILL {
+                p.kill();
+            } else {
+                p.terminate(Duration::from_secs(10));
+            }
+        }
+    }
+
+    /// Its pid, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.proc
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(Proc::pid)
+    }
+
+    /// Its log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The last `lines` lines of its log.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let log = self.log();
+        let all: Vec<&str> = log.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+}
+
+/// One real node: its host (namespace, containerd) and the processes in it: the
+/// node agent, keelson-proxy and keelson-dns.
+pub struct RealNode {
+    /// Declared before the host: dropped (killed) before the host is torn down.
+    pub agent: NodeProcess,
+    pub proxy: NodeProcess,
+    pub dns: NodeProcess,
+    pub host: NodeHost,
 }
 
 impl RealNode {
@@ -38,58 +112,42 @@ impl RealNode {
 
     /// The agent's log so far.
     pub fn agent_log(&self) -> String {
-        std::fs::read_to_string(self.host.log_path()).unwrap_or_default()
-    }
-
-    fn start_agent(&self) -> anyhow::Result<()> {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.host.log_path())?;
-        let mut cmd = self.host.nsenter_command(binary("keelson-node-agent")?);
-        cmd.args(&self.args)
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
-            )
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log);
-        let child = spawn(&mut cmd)?;
-        *self.agent.lock().unwrap_or_else(|e| e.into_inner()) = Some(Proc {
-            child,
-            name: format!("keelson-node-agent {}", self.host.name),
-        });
-        Ok(())
+        self.agent.log()
     }
 
     /// Stop the agent with `signal` (SIGKILL, or SIGTERM with a grace of 10 s); pods
     /// keep running.
     pub fn stop_agent(&self, signal: i32) {
-        if let Some(mut p) = self.agent.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            if signal == libc::SIGKILL {
-                p.kill();
-            } else {
-                p.terminate(Duration::from_secs(10));
-            }
-        }
+        self.agent.stop(signal)
     }
 
     /// Start the agent again with the same flags.
     pub fn restart_agent(&self) -> anyhow::Result<()> {
-        self.stop_agent(libc::SIGTERM);
-        self.start_agent()
+        self.agent.stop(libc::SIGTERM);
+        self.agent.start(&self.host)
     }
 
     /// The agent's pid, while it runs.
     pub fn agent_pid(&self) -> Option<u32> {
-        self.agent
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            .map(Proc::pid)
+        self.agent.pid()
+    }
+
+    /// Start the proxy again with the same flags (after [`NodeProcess::stop`]).
+    pub fn restart_proxy(&self) -> anyhow::Result<()> {
+        self.proxy.stop(libc::SIGTERM);
+        self.proxy.start(&self.host)
+    }
+
+    /// Start the DNS server again with the same flags.
+    pub fn restart_dns(&self) -> anyhow::Result<()> {
+        self.dns.stop(libc::SIGTERM);
+        self.dns.start(&self.host)
     }
 }
+
+/// The apiserver's default Service range, and the kube-dns address in it.
+pub const SERVICE_CIDR: &str = "10.96.0.0/12";
+pub const CLUSTER_DNS: &str = "10.96.0.10";
 
 /// The control plane plus real nodes. Field order is drop order: nodes (agents, then
 /// their containerd and namespace) go first, then the bridge, then the control plane.
@@ -161,6 +219,8 @@ impl NodeCluster {
                 format!("--port={}", free_port()),
                 format!("--cluster-cidr={cluster_cidr}"),
                 format!("--node-cidr-mask-size={}", options.node_cidr_mask),
+                // LoadBalancer addresses on the node network, above the nodes' own.
+                format!("--service-lb-pool={}", network.load_balancer_pool()),
                 format!(
                     "--service-account-private-key-file={}",
                     cluster.pki.sa_key.display()
@@ -197,16 +257,39 @@ impl NodeCluster {
                     host.dir().join("manifests").display()
                 ),
                 "--file-check-frequency=1s".into(),
-                // No DNS server answers there yet (a later issue); pods' resolv.conf
-                // names it as on Kubernetes.
-                "--cluster-dns=10.96.0.10".into(),
+                format!("--cluster-dns={CLUSTER_DNS}"),
             ];
+            let proxy_args = vec![
+                format!("--kubeconfig={}", creds.kubeconfig.display()),
+                format!("--hostname-override={}", host.name),
+                format!("--cluster-cidr={cluster_cidr}"),
+                format!("--service-cluster-ip-range={SERVICE_CIDR}"),
+                format!("--healthz-bind-address={}:10256", host.ip),
+                "--metrics-bind-address=127.0.0.1:10249".into(),
+            ];
+            // No upstream resolver: names outside the cluster get SERVFAIL at once
+            // instead of leaving the machine.
+            let no_upstream = host.dir().join("resolv.conf");
+            std::fs::write(&no_upstream, "# no upstream resolvers in tests\n")?;
+            let dns_args = vec![
+                format!("--kubeconfig={}", creds.kubeconfig.display()),
+                format!("--node-name={}", host.name),
+                format!("--bind-address={}", host.ip),
+                format!("--publish-address={}", host.ip),
+                format!("--metrics-bind-address={}:9153", host.ip),
+                format!("--resolv-conf={}", no_upstream.display()),
+                format!("--service-ip={CLUSTER_DNS}"),
+            ];
+            let dir = host.dir().to_path_buf();
             let node = RealNode {
-                agent: Mutex::new(None),
+                agent: NodeProcess::new("keelson-node-agent", args, host.log_path()),
+                proxy: NodeProcess::new("keelson-proxy", proxy_args, dir.join("proxy.log")),
+                dns: NodeProcess::new("keelson-dns", dns_args, dir.join("dns.log")),
                 host,
-                args,
             };
-            node.start_agent()?;
+            node.agent.start(&node.host)?;
+            node.proxy.start(&node.host)?;
+            node.dns.start(&node.host)?;
             real.push(node);
         }
         let c = NodeCluster {
@@ -248,17 +331,17 @@ impl NodeCluster {
         self.cluster.kubectl(args)
     }
 
-    /// Every agent's log, for failure messages.
+    /// Every node's agent, proxy and DNS logs (their tails), for failure messages.
     pub fn agent_logs(&self) -> String {
         self.nodes
             .iter()
             .map(|n| {
-                let log = n.agent_log();
-                let lines: Vec<&str> = log.lines().collect();
                 format!(
-                    "--- agent {} ---\n{}",
+                    "--- agent {0} ---\n{1}\n--- proxy {0} ---\n{2}\n--- dns {0} ---\n{3}",
                     n.name(),
-                    lines[lines.len().saturating_sub(40)..].join("\n")
+                    n.agent.log_tail(40),
+                    n.proxy.log_tail(15),
+                    n.dns.log_tail(10),
                 )
             })
             .collect::<Vec<_>>()

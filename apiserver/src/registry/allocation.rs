@@ -84,6 +84,9 @@ impl ServiceAllocator {
                 keys.push(format!("{PORT_KEYS}{n}"));
             }
         }
+        if let Some(n) = health_check_node_port(svc) {
+            keys.push(format!("{PORT_KEYS}{n}"));
+        }
         keys
     }
 
@@ -191,6 +194,33 @@ impl ServiceAllocator {
                 new_ports.push(n);
             }
         }
+        // The health check node port of an externalTrafficPolicy: Local LoadBalancer
+        // (kube-proxy serves it on every node), from the same range.
+        let old_hc = old.and_then(health_check_node_port);
+        let wants_hc = svc_type == "LoadBalancer"
+            && spec.get("externalTrafficPolicy").and_then(Value::as_str) == Some("Local");
+        let hc = if wants_hc {
+            let requested = spec
+                .get("healthCheckNodePort")
+                .and_then(Value::as_u64)
+                .filter(|n| *n > 0);
+            let n = requested.or(old_hc).unwrap_or_else(|| loop {
+                let n = u64::from(self.random_port());
+                if !new_ports.contains(&n) {
+                    break n;
+                }
+            });
+            spec["healthCheckNodePort"] = json!(n);
+            Some(n)
+        } else {
+            spec.as_object_mut()
+                .expect("object")
+                .remove("healthCheckNodePort");
+            None
+        };
+        let mut old_ports = old_ports;
+        old_ports.extend(old_hc);
+        new_ports.extend(hc);
         for n in &new_ports {
             if !old_ports.contains(n) {
                 alloc.claims.push(format!("{PORT_KEYS}{n}"));
@@ -217,6 +247,7 @@ impl ServiceAllocator {
                 keys.push(format!("{PORT_KEYS}{n}"));
             }
         }
+        keys.extend(health_check_node_port(svc).map(|n| format!("{PORT_KEYS}{n}")));
         keys
     }
 
@@ -244,6 +275,12 @@ impl ServiceAllocator {
     }
 }
 
+fn health_check_node_port(svc: &Value) -> Option<u64> {
+    svc.pointer("/spec/healthCheckNodePort")
+        .and_then(Value::as_u64)
+        .filter(|n| *n > 0)
+}
+
 fn ports(svc: &Value) -> Vec<Value> {
     svc.pointer("/spec/ports")
         .and_then(Value::as_array)
@@ -263,6 +300,28 @@ fn invalid(name: &str, field: &str, value: &str, detail: &str) -> ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn health_check_node_port_for_local_load_balancers_only() {
+        let a = ServiceAllocator::new("10.96.0.0/12", (30000, 32767)).unwrap();
+        let mut svc = json!({"spec": {"type": "LoadBalancer", "externalTrafficPolicy": "Local", "ports": [{"port": 80}]}});
+        let alloc = a.allocate(&mut svc, None).unwrap();
+        let hc = svc["spec"]["healthCheckNodePort"]
+            .as_u64()
+            .expect("allocated");
+        assert_ne!(Some(hc), svc["spec"]["ports"][0]["nodePort"].as_u64());
+        assert!(alloc.claims.contains(&format!("{PORT_KEYS}{hc}")));
+        assert!(a.release(&svc).contains(&format!("{PORT_KEYS}{hc}")));
+        // Kept on update; released when the policy goes back to Cluster.
+        let old = svc.clone();
+        let mut same = json!({"spec": {"type": "LoadBalancer", "externalTrafficPolicy": "Local", "ports": [{"port": 80}]}});
+        a.allocate(&mut same, Some(&old)).unwrap();
+        assert_eq!(same["spec"]["healthCheckNodePort"].as_u64(), Some(hc));
+        let mut cluster = json!({"spec": {"type": "LoadBalancer", "externalTrafficPolicy": "Cluster", "ports": [{"port": 80}]}});
+        let alloc = a.allocate(&mut cluster, Some(&old)).unwrap();
+        assert!(cluster["spec"].get("healthCheckNodePort").is_none());
+        assert!(alloc.releases.contains(&format!("{PORT_KEYS}{hc}")));
+    }
 
     #[test]
     fn allocates_in_range_and_keeps_on_update() {

@@ -7,8 +7,7 @@
 //! configuration (rendered to each node's containerd hosts directory, which containerd
 //! reads at every pull).
 
-use keelson_containerd::registries::Registries;
-use keelson_e2e::NODE_CLUSTER;
+use keelson_e2e::{DOCKER_IO, NODE_CLUSTER};
 use keelson_testkit::ok;
 use keelson_testkit::registry::TestRegistry;
 use serde_json::Value;
@@ -54,26 +53,12 @@ fn pods_pull_from_registries_with_pull_secrets_and_mirrors() {
         TestRegistry::start(gateway, Some(("keelson", "pull-s3cret"))).expect("registry with auth");
     let (_, busybox) = keelson_testkit::node::image_archives().unwrap();
     let digest = open.push_archive(&busybox, "keelson/busybox:1").unwrap();
-    open.push_archive(&busybox, "library/mirrored:1").unwrap();
     locked.push_archive(&busybox, "private/busybox:1").unwrap();
 
     // Both registries speak plain HTTP (an endpoint on their own host says so), and
-    // docker.io is mirrored by the open one.
+    // docker.io is mirrored by the shared mirror of the e2e suite.
     let (o, l) = (open.host(), locked.host());
-    let registries = Registries::parse(&format!(
-        "mirrors:\n  \"{o}\": {{endpoint: [\"http://{o}\"]}}\n  \"{l}\": {{endpoint: [\"http://{l}\"]}}\n  docker.io: {{endpoint: [\"http://{o}\"]}}\n"
-    ))
-    .unwrap();
-    for n in &c.nodes {
-        let dir = n
-            .host
-            .containerd()
-            .config
-            .registry_config_dir
-            .clone()
-            .expect("hosts dir");
-        registries.write_hosts_dir(&dir).unwrap();
-    }
+    keelson_e2e::write_node_registries(&DOCKER_IO, &[o.clone(), l.clone()]);
 
     let ns = "images-registry";
     kubectl(&["create", "namespace", ns]);

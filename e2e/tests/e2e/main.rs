@@ -17,4 +17,5 @@ mod kubectl;
 mod lifecycle;
 mod nodes;
 mod service_accounts;
+mod services;
 mod workloads;

@@ -1,0 +1,615 @@
+//! Services that answer, on the two real nodes with keelson-proxy (nftables) and
+//! keelson-dns on each: the seed scenario users start with (a LoadBalancer Service in
+//! front of a Deployment of `httpd:latest` pulled through the docker.io mirror), reached
+//! from a host outside the cluster at its EXTERNAL-IP and each node's NodePort, and
+//! from a pod on each node at its ClusterIP and DNS name; then the proxy's behaviours
+//! one by one (affinity, no endpoints, hairpin, node-local traffic policies, the node
+//! itself as a client, a restarted proxy).
+
+use std::time::Duration;
+
+use keelson_e2e::{DOCKER_IO, NODE_CLUSTER};
+use keelson_testkit::node::OutsideHost;
+use keelson_testkit::{eventually, ok};
+use serde_json::Value;
+
+fn kubectl(args: &[&str]) -> String {
+    ok(NODE_CLUSTER.kubectl(args))
+}
+
+fn get_json(args: &[&str]) -> Value {
+    let mut all = args.to_vec();
+    all.extend(["-o", "json"]);
+    let out = kubectl(&all);
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
+}
+
+/// `curl URL` from the outside host; `None` when it fails.
+fn curl_outside(host: &OutsideHost, url: &str) -> Option<String> {
+    let out = host
+        .command("curl")
+        .args(["-sS", "--max-time", "3", url])
+        .output()
+        .expect("curl");
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The HTTP status `URL` answers the outside host with; `None` when nothing answers.
+fn status_outside(host: &OutsideHost, url: &str) -> Option<u16> {
+    let out = host
+        .command("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "3",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            url,
+        ])
+        .output()
+        .expect("curl");
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .ok()
+        .filter(|c| *c != 0)
+}
+
+/// `wget -qO- URL` inside a pod: (succeeded, stdout + stderr).
+fn wget_in_pod(ns: &str, pod: &str, url: &str) -> (bool, String) {
+    let out = NODE_CLUSTER.kubectl(&[
+        "exec", "-n", ns, pod, "--", "timeout", "5", "wget", "-qO-", url,
+    ]);
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+fn proxy_logs() -> String {
+    NODE_CLUSTER
+        .nodes
+        .iter()
+        .map(|n| format!("--- proxy {} ---\n{}", n.name(), n.proxy.log_tail(30)))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Poll until `f` succeeds, or panic with what it last saw and the proxies' logs.
+fn until<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Result<T, String>) -> T {
+    let deadline = std::time::Instant::now() + timeout;
+    let mut last;
+    loop {
+        match f() {
+            Ok(v) => return v,
+            Err(e) => last = e,
+        }
+        if std::time::Instant::now() > deadline {
+            panic!("{what}: timed out; last: {last}\n{}", proxy_logs());
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// A busybox pod on `node` that sleeps: a client inside the cluster.
+fn client_pod(ns: &str, name: &str, node: &str) {
+    NODE_CLUSTER.apply(
+        ns,
+        &format!(
+            r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: {name}, labels: {{role: client}}}}
+spec:
+  nodeName: {node}
+  terminationGracePeriodSeconds: 1
+  containers: [{{name: main, image: keelson.local/busybox:1, command: ["sleep", "3600"]}}]
+"#
+        ),
+    );
+}
+
+/// The ready endpoints' addresses in the Service's EndpointSlices.
+fn ready_endpoints(ns: &str, service: &str) -> Vec<String> {
+    let v = get_json(&[
+        "get",
+        "endpointslices",
+        "-n",
+        ns,
+        "-l",
+        &format!("kubernetes.io/service-name={service}"),
+    ]);
+    let mut out = Vec::new();
+    for s in v["items"].as_array().into_iter().flatten() {
+        for e in s["endpoints"].as_array().into_iter().flatten() {
+            if e["conditions"]["ready"] != false {
+                out.extend(
+                    e["addresses"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|a| a.as_str().map(String::from)),
+                );
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The seed scenario, as a user applies it.
+const SEED: &str = r#"
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+spec:
+  type: LoadBalancer
+  selector:
+    app: web
+    tier: frontend
+  ports:
+  - port: 80
+    targetPort: web
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: 4
+  strategy:
+    type: Recreate
+  selector:
+    matchLabels:
+      app: web
+      tier: frontend
+  template:
+    metadata:
+      labels:
+        app: web
+        tier: frontend
+    spec:
+      containers:
+      - name: httpd
+        image: httpd:latest
+        ports:
+        - containerPort: 80
+          name: web
+"#;
+
+/// Which pod answered (the test httpd page names its hostname, the pod's name).
+fn answered_by(page: &str) -> String {
+    page.split("<p>")
+        .nth(1)
+        .and_then(|s| s.split("</p>").next())
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn a_load_balancer_service_answers_from_outside_every_node_and_every_pod() {
+    let c = &*NODE_CLUSTER;
+    let _mirror = &*DOCKER_IO;
+    let ns = "seed";
+    kubectl(&["create", "namespace", ns]);
+    ok(c.cluster
+        .kubectl_with("kubectl", &["apply", "-n", ns, "-f", "-"], Some(SEED)));
+    for n in &c.nodes {
+        client_pod(ns, &format!("client-{}", n.host.index), n.name());
+    }
+    ok(c.kubectl(&[
+        "rollout",
+        "status",
+        "deployment/web",
+        "-n",
+        ns,
+        "--timeout=180s",
+    ]));
+    let svc = get_json(&["get", "service", "web", "-n", ns]);
+    let cluster_ip = svc["spec"]["clusterIP"].as_str().unwrap().to_string();
+    let node_port = svc["spec"]["ports"][0]["nodePort"].as_i64().unwrap();
+    let external_ip = eventually(Duration::from_secs(30), "an EXTERNAL-IP", || {
+        let v = get_json(&["get", "service", "web", "-n", ns]);
+        v["status"]["loadBalancer"]["ingress"][0]["ip"]
+            .as_str()
+            .map(String::from)
+    });
+    assert!(
+        external_ip.starts_with(&c.network.cidr()[..c.network.cidr().len() - 4]),
+        "the EXTERNAL-IP {external_ip} comes from the pool on the node network"
+    );
+
+    // From outside the cluster: the EXTERNAL-IP (one node answers ARP for it) and
+    // every node's NodePort.
+    let outside = c.network.add_outside_host().expect("an outside host");
+    let page = until("the EXTERNAL-IP answers", Duration::from_secs(30), || {
+        curl_outside(&outside, &format!("http://{external_ip}/"))
+            .filter(|p| p.contains("It works!"))
+            .ok_or_else(|| "no page".to_string())
+    });
+    assert!(!answered_by(&page).is_empty(), "{page}");
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..30 {
+        let p = curl_outside(&outside, &format!("http://{external_ip}/"))
+            .unwrap_or_else(|| panic!("a request to {external_ip} failed\n{}", proxy_logs()));
+        seen.insert(answered_by(&p));
+    }
+    assert!(
+        seen.len() >= 2,
+        "requests are spread over the endpoints: {seen:?}"
+    );
+    for n in &c.nodes {
+        let url = format!("http://{}:{node_port}/", n.host.ip);
+        until(
+            &format!("NodePort on {}", n.name()),
+            Duration::from_secs(15),
+            || {
+                curl_outside(&outside, &url)
+                    .filter(|p| p.contains("It works!"))
+                    .ok_or_else(|| url.clone())
+            },
+        );
+    }
+
+    // From a pod on each node: the ClusterIP, the full DNS name and the short one
+    // through the search list.
+    for n in &c.nodes {
+        let pod = format!("client-{}", n.host.index);
+        c.wait_running(ns, &pod, true);
+        for url in [
+            format!("http://{cluster_ip}/"),
+            "http://web.seed.svc.cluster.local/".to_string(),
+            "http://web/".to_string(),
+        ] {
+            until(
+                &format!("{url} from {pod}"),
+                Duration::from_secs(20),
+                || {
+                    let (ok, text) = wget_in_pod(ns, &pod, &url);
+                    (ok && text.contains("It works!")).then_some(()).ok_or(text)
+                },
+            );
+        }
+    }
+
+    // Scale down: once the slice has one endpoint and the proxies synced, only that
+    // pod answers, although the others are still terminating (and still serving).
+    ok(c.kubectl(&["scale", "deployment/web", "-n", ns, "--replicas=1"]));
+    let left = until("one ready endpoint", Duration::from_secs(60), || {
+        let eps = ready_endpoints(ns, "web");
+        (eps.len() == 1)
+            .then(|| eps[0].clone())
+            .ok_or(format!("{eps:?}"))
+    });
+    let pods = get_json(&["get", "pods", "-n", ns, "-l", "app=web"]);
+    let survivor = pods["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["status"]["podIP"] == left.as_str())
+        .and_then(|p| p["metadata"]["name"].as_str())
+        .expect("the endpoint's pod")
+        .to_string();
+    std::thread::sleep(Duration::from_millis(2500));
+    for _ in 0..20 {
+        let p = curl_outside(&outside, &format!("http://{external_ip}/"))
+            .expect("requests keep succeeding after a scale-down");
+        assert_eq!(answered_by(&p), survivor, "only the remaining pod answers");
+    }
+
+    // Delete a pod while requests run: they keep succeeding (the deleted pod drains
+    // while its endpoint goes), and once the proxies synced it gets none.
+    ok(c.kubectl(&["scale", "deployment/web", "-n", ns, "--replicas=2"]));
+    until("two ready endpoints", Duration::from_secs(60), || {
+        let eps = ready_endpoints(ns, "web");
+        (eps.len() == 2).then_some(()).ok_or(format!("{eps:?}"))
+    });
+    std::thread::sleep(Duration::from_millis(2500));
+    ok(c.kubectl(&["delete", "pod", "-n", ns, &survivor, "--wait=false"]));
+    let started = std::time::Instant::now();
+    let mut answers = Vec::new();
+    while started.elapsed() < Duration::from_secs(6) {
+        let p = curl_outside(&outside, &format!("http://{external_ip}/")).unwrap_or_else(|| {
+            panic!("a request failed while a pod was deleted\n{}", proxy_logs())
+        });
+        answers.push((started.elapsed(), answered_by(&p)));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let late: Vec<_> = answers
+        .iter()
+        .filter(|(t, who)| *t > Duration::from_secs(3) && *who == survivor)
+        .collect();
+    assert!(
+        late.is_empty(),
+        "the deleted pod still got requests after the sync: {late:?}"
+    );
+
+    ok(c.kubectl(&["delete", "namespace", ns, "--wait=false"]));
+}
+
+/// Two echo pods (one per node) serving their own name on 8080.
+fn echo_pods(ns: &str) {
+    for n in &NODE_CLUSTER.nodes {
+        let i = n.host.index;
+        NODE_CLUSTER.apply(
+            ns,
+            &format!(
+                r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: echo-{i}, labels: {{app: echo, index: "{i}"}}}}
+spec:
+  nodeName: {node}
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: keelson.local/busybox:1
+    command: ["sh", "-c", "mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 8080 -h /www"]
+    ports: [{{containerPort: 8080, name: http}}]
+    readinessProbe: {{tcpSocket: {{port: 8080}}, periodSeconds: 1}}
+"#,
+                node = n.name()
+            ),
+        );
+    }
+}
+
+fn service(ns: &str, name: &str, spec: &str) -> (String, Value) {
+    NODE_CLUSTER.apply(
+        ns,
+        &format!("apiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\nspec: {spec}\n"),
+    );
+    let v = get_json(&["get", "service", "-n", ns, name]);
+    (v["spec"]["clusterIP"].as_str().unwrap().to_string(), v)
+}
+
+#[test]
+fn proxy_behaviours_affinity_no_endpoints_hairpin_local_policies_node_and_restart() {
+    let c = &*NODE_CLUSTER;
+    let ns = "proxy-behaviours";
+    kubectl(&["create", "namespace", ns]);
+    echo_pods(ns);
+    client_pod(ns, "client", c.nodes[0].name());
+    let (spread_ip, _) = service(
+        ns,
+        "spread",
+        "{selector: {app: echo}, ports: [{port: 80, targetPort: http}]}",
+    );
+    let (sticky_ip, _) = service(
+        ns,
+        "sticky",
+        "{selector: {app: echo}, sessionAffinity: ClientIP, ports: [{port: 80, targetPort: 8080}]}",
+    );
+    let (nobody_ip, _) = service(
+        ns,
+        "nobody",
+        "{selector: {app: nobody}, ports: [{port: 80, targetPort: 8080}]}",
+    );
+    let (self_ip, _) = service(
+        ns,
+        "self",
+        "{selector: {app: echo, index: \"0\"}, ports: [{port: 80, targetPort: 8080}]}",
+    );
+    let (local_ip, _) = service(
+        ns,
+        "internal-local",
+        "{selector: {app: echo}, internalTrafficPolicy: Local, ports: [{port: 80, targetPort: 8080}]}",
+    );
+    for i in 0..c.nodes.len() {
+        c.wait_running(ns, &format!("echo-{i}"), true);
+    }
+    c.wait_running(ns, "client", true);
+    until("both echo endpoints", Duration::from_secs(30), || {
+        let eps = ready_endpoints(ns, "spread");
+        (eps.len() == 2).then_some(()).ok_or(format!("{eps:?}"))
+    });
+    let fetch = |ip: &str| -> String {
+        let url = format!("http://{ip}/");
+        until(
+            &format!("{url} from the client"),
+            Duration::from_secs(20),
+            || {
+                let (ok, text) = wget_in_pod(ns, "client", &url);
+                ok.then(|| text.trim().to_string()).ok_or(text)
+            },
+        )
+    };
+
+    // Without affinity both endpoints answer; with ClientIP one keeps the client.
+    let spread: std::collections::BTreeSet<String> = (0..20).map(|_| fetch(&spread_ip)).collect();
+    assert_eq!(
+        spread.len(),
+        2,
+        "random endpoint choice reaches both: {spread:?}"
+    );
+    let sticky: std::collections::BTreeSet<String> = (0..12).map(|_| fetch(&sticky_ip)).collect();
+    assert_eq!(
+        sticky.len(),
+        1,
+        "ClientIP affinity keeps one endpoint: {sticky:?}"
+    );
+
+    // No endpoints: refused at once, not a time-out.
+    let (okay, text) = wget_in_pod(ns, "client", &format!("http://{nobody_ip}/"));
+    assert!(!okay && text.contains("refused"), "{text}");
+
+    // Hairpin: a pod reaching itself through its Service.
+    let url = format!("http://{self_ip}/");
+    let me = until("hairpin", Duration::from_secs(20), || {
+        let (ok, text) = wget_in_pod(ns, "echo-0", &url);
+        ok.then(|| text.trim().to_string()).ok_or(text)
+    });
+    assert_eq!(me, "echo-0");
+
+    // internalTrafficPolicy: Local keeps the client (on node 0) on node 0's endpoint.
+    let local: std::collections::BTreeSet<String> = (0..10).map(|_| fetch(&local_ip)).collect();
+    assert_eq!(
+        local.into_iter().collect::<Vec<_>>(),
+        ["echo-0"],
+        "internalTrafficPolicy: Local"
+    );
+
+    // The node itself as a client of a ClusterIP.
+    let node = &c.nodes[1];
+    until(
+        "a ClusterIP from the node itself",
+        Duration::from_secs(10),
+        || {
+            let out = node
+                .host
+                .nsenter_command("curl")
+                .args(["-sS", "--max-time", "3", &format!("http://{spread_ip}/")])
+                .output()
+                .expect("curl");
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            (out.status.success() && text.starts_with("echo-"))
+                .then_some(())
+                .ok_or(text + &String::from_utf8_lossy(&out.stderr))
+        },
+    );
+
+    // externalTrafficPolicy: Local: only the node with an endpoint announces and
+    // answers, its health check node port says so, and the client's address is kept.
+    let (_, lb) = service(
+        ns,
+        "external-local",
+        "{type: LoadBalancer, externalTrafficPolicy: Local, selector: {app: echo, index: \"1\"}, ports: [{port: 80, targetPort: 8080}]}",
+    );
+    let hc_port = lb["spec"]["healthCheckNodePort"]
+        .as_i64()
+        .expect("healthCheckNodePort");
+    let node_port = lb["spec"]["ports"][0]["nodePort"].as_i64().unwrap();
+    let lb_ip = eventually(Duration::from_secs(30), "an ingress IP", || {
+        get_json(&["get", "service", "-n", ns, "external-local"])["status"]["loadBalancer"]
+            ["ingress"][0]["ip"]
+            .as_str()
+            .map(String::from)
+    });
+    let outside = c.network.add_outside_host().expect("an outside host");
+    let page = until(
+        "the Local LoadBalancer answers",
+        Duration::from_secs(30),
+        || curl_outside(&outside, &format!("http://{lb_ip}/")).ok_or_else(|| "no answer".into()),
+    );
+    assert_eq!(page.trim(), "echo-1");
+    let health = |node: usize| {
+        curl_outside(
+            &outside,
+            &format!("http://{}:{hc_port}/", c.nodes[node].host.ip),
+        )
+    };
+    let with = until(
+        "health check on the endpoint's node",
+        Duration::from_secs(10),
+        || health(1).ok_or_else(|| "no answer".into()),
+    );
+    assert!(with.contains("\"localEndpoints\":1"), "{with}");
+    until(
+        "node 0's health check says it has no local endpoint",
+        Duration::from_secs(10),
+        || {
+            let code = status_outside(
+                &outside,
+                &format!("http://{}:{hc_port}/", c.nodes[0].host.ip),
+            );
+            (code == Some(503)).then_some(()).ok_or(format!("{code:?}"))
+        },
+    );
+    assert!(
+        curl_outside(
+            &outside,
+            &format!("http://{}:{node_port}/", c.nodes[0].host.ip)
+        )
+        .is_none(),
+        "a node without a local endpoint does not forward external traffic"
+    );
+    // The echo server cannot print the client's address; the LB address lives on
+    // node 1's announce interface and nowhere else.
+    let holds = |i: usize| {
+        c.nodes[i]
+            .host
+            .ip(&["-4", "addr", "show", "dev", "keelson-lb0"])
+            .unwrap_or_default()
+            .contains(&format!("{lb_ip}/32"))
+    };
+    assert!(holds(1) && !holds(0), "only node 1 announces {lb_ip}");
+
+    // A proxy killed outright leaves working rules; restarted, it rebuilds exactly
+    // the same table.
+    let list = || {
+        let out = node
+            .host
+            .nsenter_command("nft")
+            .args(["list", "table", "ip", "keelson-proxy"])
+            .output()
+            .expect("nft");
+        // nft lists objects in creation order, which differs between a table built up
+        // by partial syncs and one loaded whole: compare the objects, sorted.
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let mut blocks: Vec<String> = Vec::new();
+        for line in text
+            .lines()
+            .filter(|l| !l.contains("expires") && !l.trim().is_empty() && *l != "}")
+        {
+            let starts_object = ["\tchain ", "\tset ", "\tmap "]
+                .iter()
+                .any(|p| line.starts_with(p));
+            if starts_object || blocks.is_empty() {
+                blocks.push(String::new());
+            }
+            let last = blocks.last_mut().expect("a block");
+            last.push_str(line);
+            last.push('\n');
+        }
+        blocks.sort();
+        blocks.concat()
+    };
+    let before = list();
+    assert!(before.contains(&spread_ip), "{before}");
+    node.proxy.stop(libc::SIGKILL);
+    assert_eq!(
+        curl_outside(&outside, &format!("http://{}:{node_port}/", node.host.ip))
+            .map(|p| p.trim().to_string()),
+        Some("echo-1".to_string()),
+        "rules outlive the proxy"
+    );
+    node.restart_proxy().expect("restarting the proxy");
+    until(
+        "the restarted proxy is healthy",
+        Duration::from_secs(20),
+        || {
+            curl_outside(&outside, &format!("http://{}:10256/healthz", node.host.ip))
+                .ok_or_else(|| "no healthz".into())
+        },
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(list(), before, "a restarted proxy rebuilds the same table");
+    let metrics = node
+        .host
+        .nsenter_command("curl")
+        .args(["-sS", "--max-time", "3", "http://127.0.0.1:10249/metrics"])
+        .output()
+        .expect("curl");
+    let metrics = String::from_utf8_lossy(&metrics.stdout);
+    assert!(
+        metrics.contains("kubeproxy_sync_proxy_rules_duration_seconds_count"),
+        "{metrics}"
+    );
+
+    // Removing a Service removes its rules.
+    kubectl(&["delete", "service", "-n", ns, "spread"]);
+    until(
+        "the Service's rules are gone",
+        Duration::from_secs(10),
+        || {
+            let now = list();
+            (!now.contains(&spread_ip)).then_some(()).ok_or(now)
+        },
+    );
+
+    ok(c.kubectl(&["delete", "namespace", ns, "--wait=false"]));
+}
