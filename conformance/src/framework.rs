@@ -509,6 +509,126 @@ pub fn new_test_event(ns: &str, name: &str, label: &str) -> k8s_openapi::api::ev
     }
 }
 
+/// Poll `f` every half second until it returns `Ok`; panics after `within` with `what` and
+/// the last `Err` (the state seen), as the Go framework's `wait.PollUntilContextTimeout`.
+pub async fn poll<T, Fut>(what: &str, within: Duration, mut f: impl FnMut() -> Fut) -> T
+where
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match f().await {
+            Ok(v) => return v,
+            Err(last) if tokio::time::Instant::now() >= deadline => {
+                panic!("{what}: not within {within:?}; last seen: {last}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    }
+}
+
+/// The group/version must be served and list `resource` (the discovery checks the
+/// network API tests start with).
+pub async fn expect_discovery(client: &Client, group: &str, version: &str, resource: &str) {
+    let groups = client
+        .list_api_groups()
+        .await
+        .unwrap_or_else(|e| panic!("GET /apis: {e}"));
+    let g = groups
+        .groups
+        .iter()
+        .find(|g| g.name == group)
+        .unwrap_or_else(|| panic!("group {group} is not in /apis"));
+    let gv = format!("{group}/{version}");
+    assert!(
+        g.versions.iter().any(|v| v.group_version == gv),
+        "{gv} is not in the {group} discovery document"
+    );
+    let resources = client
+        .list_api_group_resources(&gv)
+        .await
+        .unwrap_or_else(|e| panic!("GET /apis/{gv}: {e}"));
+    assert!(
+        resources.resources.iter().any(|r| r.name == resource),
+        "{resource} is not in /apis/{gv}"
+    );
+}
+
+/// The pod's IP (it must have one).
+pub fn pod_ip(p: &Pod) -> String {
+    p.status
+        .as_ref()
+        .and_then(|s| s.pod_ip.clone())
+        .unwrap_or_else(|| panic!("pod {:?} has no IP", p.metadata.name))
+}
+
+/// The InternalIP of every node, by node name.
+pub async fn node_internal_ips(client: &Client) -> Vec<(String, String)> {
+    let nodes = Api::<k8s_openapi::api::core::v1::Node>::all(client.clone())
+        .list(&Default::default())
+        .await
+        .unwrap_or_else(|e| panic!("listing nodes: {e}"));
+    nodes
+        .items
+        .iter()
+        .filter_map(|n| {
+            let ip = n
+                .status
+                .as_ref()?
+                .addresses
+                .as_ref()?
+                .iter()
+                .find(|a| a.type_ == "InternalIP")?
+                .address
+                .clone();
+            Some((n.metadata.name.clone()?, ip))
+        })
+        .collect()
+}
+
+impl Ctx {
+    /// A container serving its pod's hostname over HTTP on `port` (agnhost's `serve-hostname`
+    /// with busybox `httpd`); SIGTERM ends it at once.
+    pub fn hostname_server(&self, name: &str, port: u16) -> Value {
+        let script = format!(
+            "mkdir -p /www && hostname > /www/index.html && httpd -p {port} -h /www && \
+             trap 'exit 0' TERM; while true; do sleep 1; done"
+        );
+        with(
+            self.sh(name, &script),
+            json!({"ports": [{"containerPort": port, "protocol": "TCP"}]}),
+        )
+    }
+
+    /// Run `pod` to its end and return whether it succeeded and its container's log.
+    pub async fn run_to_end(&self, pod: Pod, container: &str) -> (bool, String) {
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        self.create_pod(&pod).await;
+        let done = self.wait_finished(&name).await;
+        (phase(&done) == "Succeeded", self.logs(&name, container).await)
+    }
+
+    /// Run `script` in a one-shot pod (spec `extra` merged in) that must succeed; its log.
+    pub async fn script_output(&self, name: &str, script: &str, extra: Value) -> String {
+        let pod = self.pod(name, with(json!({"containers": [self.sh("c", script)]}), extra));
+        let (ok, log) = self.run_to_end(pod, "c").await;
+        assert!(ok, "pod {name} failed; its log:\n{log}");
+        log
+    }
+}
+
+/// A shell script that fetches each URL with busybox `wget` (3 s each, retried for up to
+/// `secs` seconds) and prints `OK <url> <body>` or `FAIL <url> <error>`; it exits 1 when
+/// one failed (upstream's `CheckServiceReachability` from an exec pod).
+pub fn wget_script(urls: &[String], secs: u32) -> String {
+    let list = urls.join(" ");
+    format!(
+        "rc=0; for u in {list}; do ok=; \
+         for i in $(seq {secs}); do if out=$(timeout 3 wget -qO- \"$u\" 2>&1); then ok=1; break; fi; sleep 1; done; \
+         if [ -n \"$ok\" ]; then echo \"OK $u $out\"; else echo \"FAIL $u $out\"; rc=1; fi; done; exit $rc"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

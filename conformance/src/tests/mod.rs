@@ -21,9 +21,14 @@ macro_rules! test {
 }
 
 mod api;
+mod dns;
+mod endpointslices;
 mod env;
+mod networking;
+mod proxy;
 mod pods;
 mod probes;
+mod services;
 mod volumes;
 
 /// Every test, in catalog order.
@@ -34,6 +39,11 @@ pub fn all() -> Vec<Test> {
     v.extend(probes::tests());
     v.extend(env::tests());
     v.extend(volumes::tests());
+    v.extend(endpointslices::tests());
+    v.extend(services::tests());
+    v.extend(dns::tests());
+    v.extend(networking::tests());
+    v.extend(proxy::tests());
     v
 }
 
