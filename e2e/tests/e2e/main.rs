@@ -15,6 +15,7 @@ mod ha;
 mod images;
 mod kubectl;
 mod lifecycle;
+mod network_policy;
 mod nodes;
 mod service_accounts;
 mod services;
