@@ -605,12 +605,18 @@ impl Ctx {
         let name = pod.metadata.name.clone().unwrap_or_default();
         self.create_pod(&pod).await;
         let done = self.wait_finished(&name).await;
-        (phase(&done) == "Succeeded", self.logs(&name, container).await)
+        (
+            phase(&done) == "Succeeded",
+            self.logs(&name, container).await,
+        )
     }
 
     /// Run `script` in a one-shot pod (spec `extra` merged in) that must succeed; its log.
     pub async fn script_output(&self, name: &str, script: &str, extra: Value) -> String {
-        let pod = self.pod(name, with(json!({"containers": [self.sh("c", script)]}), extra));
+        let pod = self.pod(
+            name,
+            with(json!({"containers": [self.sh("c", script)]}), extra),
+        );
         let (ok, log) = self.run_to_end(pod, "c").await;
         assert!(ok, "pod {name} failed; its log:\n{log}");
         log

@@ -56,7 +56,10 @@ async fn kubernetes_endpoints_and_slices_point_to_apiserver(ctx: Ctx) {
     let subsets = ep.subsets.clone().unwrap_or_default();
     assert_eq!(subsets.len(), 1, "Endpoints subsets: {subsets:?}");
     let ep_ips = endpoints_addresses(&ep);
-    assert!(!ep_ips.is_empty(), "the kubernetes Endpoints has no address");
+    assert!(
+        !ep_ips.is_empty(),
+        "the kubernetes Endpoints has no address"
+    );
     let ep_ports: BTreeSet<i32> = subsets[0].ports.iter().flatten().map(|p| p.port).collect();
 
     let slices = Api::<EndpointSlice>::namespaced(client, "default")
@@ -113,7 +116,10 @@ async fn service_with_selector_gets_and_loses_endpoints_and_slices(ctx: Ctx) {
         "no pod matches, yet: {ep:?}"
     );
     let found = poll("the Service's EndpointSlice", WAIT, || async {
-        let l = slices.list(&by_service(name)).await.map_err(|e| e.to_string())?;
+        let l = slices
+            .list(&by_service(name))
+            .await
+            .map_err(|e| e.to_string())?;
         if l.items.is_empty() {
             Err("none".into())
         } else {
@@ -136,7 +142,10 @@ async fn service_with_selector_gets_and_loses_endpoints_and_slices(ctx: Ctx) {
     })
     .await;
     poll("the EndpointSlices to go", WAIT, || async {
-        let l = slices.list(&by_service(name)).await.map_err(|e| e.to_string())?;
+        let l = slices
+            .list(&by_service(name))
+            .await
+            .map_err(|e| e.to_string())?;
         if l.items.is_empty() {
             Ok(())
         } else {
@@ -241,7 +250,10 @@ async fn endpoints_and_slices_for_matching_pods(ctx: Ctx) {
         ),
         service("example-no-match", json!({"no-pod": "matches"}), json!(80)),
     ] {
-        services.create(&pp, &svc).await.expect("creating a Service");
+        services
+            .create(&pp, &svc)
+            .await
+            .expect("creating a Service");
     }
     let ip1 = pod_ip(&ctx.wait_ready("pod1").await);
     let ip2 = pod_ip(&ctx.wait_ready("pod2").await);
@@ -259,7 +271,9 @@ async fn endpoints_and_slices_for_matching_pods(ctx: Ctx) {
         let s = got.iter().find(|s| !s.endpoints.is_empty()).unwrap();
         assert_eq!(s.address_type, "IPv4", "{s:?}");
         assert_eq!(
-            s.labels().get("endpointslice.kubernetes.io/managed-by").map(String::as_str),
+            s.labels()
+                .get("endpointslice.kubernetes.io/managed-by")
+                .map(String::as_str),
             Some("endpointslice-controller.k8s.io"),
             "{s:?}"
         );
@@ -303,7 +317,10 @@ async fn endpointslice_api_operations(ctx: Ctx) {
 
     let listed = api.list(&selected).await.expect("listing");
     assert_eq!(listed.items.len(), 3);
-    let cluster_wide = all.list(&selected).await.expect("listing in all namespaces");
+    let cluster_wide = all
+        .list(&selected)
+        .await
+        .expect("listing in all namespaces");
     assert_eq!(cluster_wide.items.len(), 3);
 
     let wp = kube::api::WatchParams::default().labels(&format!("special-label={label}"));
@@ -327,7 +344,10 @@ async fn endpointslice_api_operations(ctx: Ctx) {
             s.annotations().get("patched").map(String::as_str),
             Some("true")
         ),
-        other => panic!("expected MODIFIED after the patch, got {}", describe(&other)),
+        other => panic!(
+            "expected MODIFIED after the patch, got {}",
+            describe(&other)
+        ),
     }
 
     let mut fresh = api.get(&first).await.expect("getting");
@@ -347,7 +367,10 @@ async fn endpointslice_api_operations(ctx: Ctx) {
             s.annotations().get("updated").map(String::as_str),
             Some("true")
         ),
-        other => panic!("expected MODIFIED after the update, got {}", describe(&other)),
+        other => panic!(
+            "expected MODIFIED after the update, got {}",
+            describe(&other)
+        ),
     }
 
     api.delete(&first, &DeleteParams::default())

@@ -25,9 +25,9 @@ mod dns;
 mod endpointslices;
 mod env;
 mod networking;
-mod proxy;
 mod pods;
 mod probes;
+mod proxy;
 mod services;
 mod volumes;
 

@@ -468,7 +468,9 @@ async fn service_status_lifecycle(ctx: Ctx) {
         .patch_status(
             name,
             &PatchParams::default(),
-            &Patch::Merge(json!({"status": {"loadBalancer": {"ingress": [{"ip": "203.0.113.1"}]}}})),
+            &Patch::Merge(
+                json!({"status": {"loadBalancer": {"ingress": [{"ip": "203.0.113.1"}]}}}),
+            ),
         )
         .await
         .expect("patching /status");
@@ -499,7 +501,10 @@ async fn service_status_lifecycle(ctx: Ctx) {
         s.status
             .as_ref()
             .and_then(|st| st.conditions.as_ref())
-            .is_some_and(|c| c.iter().any(|c| c.type_ == "StatusUpdate" && c.reason == "E2E"))
+            .is_some_and(|c| {
+                c.iter()
+                    .any(|c| c.type_ == "StatusUpdate" && c.reason == "E2E")
+            })
     };
     assert!(has_condition(&updated), "{updated:?}");
     expect_modified(&mut w, "the status update", has_condition).await;
