@@ -52,7 +52,25 @@ pub struct UpArgs {
     /// (`mirrors: {docker.io: {endpoint: [...]}}`, `configs: {HOST: {auth, tls}}`).
     #[arg(long)]
     pub registry_config: Option<PathBuf>,
+    /// The pod network; each node gets a /24 of it.
+    #[arg(long, default_value = "10.244.0.0/16")]
+    pub cluster_cidr: String,
+    /// Addresses for LoadBalancer Services (comma-separated CIDRs or `A-B` ranges of
+    /// free addresses on this machine's network). Empty: each LoadBalancer Service's
+    /// EXTERNAL-IP is this machine's own address, as k3s's servicelb does.
+    #[arg(long, default_value = "")]
+    pub service_lb_pool: String,
+    /// Run no keelson-proxy (Services then lead nowhere from this machine).
+    #[arg(long)]
+    pub disable_proxy: bool,
+    /// Run no cluster DNS (keelson-dns on port 53 of the node address).
+    #[arg(long)]
+    pub disable_dns: bool,
 }
+
+/// The kube-dns Service's address: the tenth of the Service range, as Kubernetes.
+const CLUSTER_DNS: &str = "10.96.0.10";
+const SERVICE_CIDR: &str = "10.96.0.0/12";
 
 pub fn write_admin_kubeconfig(
     paths: &keelson_pki::PkiPaths,
@@ -75,7 +93,19 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         .map(keelson_containerd::registries::Registries::load)
         .transpose()?;
     let pki_dir = args.data_dir.join("pki");
-    let paths = keelson_pki::ensure_pki(&pki_dir, &keelson_pki::PkiOptions::default())?;
+    // The apiserver's certificate names the address clients and the node use.
+    let mut extra_sans = Vec::new();
+    if !args.bind_address.is_loopback() && !args.bind_address.is_unspecified() {
+        extra_sans.push(args.bind_address.to_string());
+    }
+    extra_sans.extend(args.node_ip.map(|ip| ip.to_string()));
+    let paths = keelson_pki::ensure_pki(
+        &pki_dir,
+        &keelson_pki::PkiOptions {
+            extra_sans,
+            ..Default::default()
+        },
+    )?;
     let kubeconfig = args
         .kubeconfig
         .clone()
@@ -121,7 +151,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         tls_private_key_file: paths.apiserver_key.clone(),
         client_ca_file: Some(paths.ca_cert.clone()),
         token_auth_file: None,
-        service_cluster_ip_range: "10.96.0.0/12".into(),
+        service_cluster_ip_range: SERVICE_CIDR.into(),
         service_node_port_range: "30000-32767".into(),
         etcd_compaction_interval: Duration::from_secs(300),
         event_ttl: Duration::from_secs(3600),
@@ -157,16 +187,31 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             return Err(e);
         }
     };
-    let agent = match &containerd {
-        None => None,
-        Some(c) => Some(tokio::spawn(run_node_agent(node_agent_options(
-            &args, &paths, &server, c,
-        )?))),
-    };
+    let mut node_tasks = Vec::new();
+    if let Some(c) = &containerd {
+        let agent = node_agent_options(&args, &paths, &server, c)?;
+        let node = NodeIdentity {
+            kubeconfig: agent.kubeconfig.clone().context("node kubeconfig")?,
+            name: agent.node_name(),
+            ip: agent.node_ip.context("node address")?,
+        };
+        node_tasks.push(tokio::spawn(run_node_agent(agent)));
+        if !args.disable_proxy {
+            node_tasks.push(tokio::spawn(run_proxy(proxy_options(&args, &node))));
+        }
+        if !args.disable_dns {
+            node_tasks.push(tokio::spawn(run_dns(dns_options(&node))));
+        }
+    }
     let control_plane = tokio::spawn(run_control_plane(
         kubeconfig.clone(),
-        paths.sa_key.clone(),
         args.hollow_nodes,
+        keelson_controller_manager::ControllerManagerOptions {
+            service_account_private_key_file: Some(paths.sa_key.clone()),
+            cluster_cidr: args.cluster_cidr.clone(),
+            service_lb_pool: args.service_lb_pool.clone(),
+            ..Default::default()
+        },
     ));
     println!("Keelson is up at {server}");
     println!("  export KUBECONFIG={}", kubeconfig.display());
@@ -175,8 +220,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let result = tokio::select! {
         r = &mut apiserver => r,
         _ = keelson_apiserver::shutdown_signal() => {
-            if let Some(a) = &agent {
-                a.abort();
+            for t in &node_tasks {
+                t.abort();
             }
             control_plane.abort();
             let _ = control_plane.await;
@@ -184,13 +229,19 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             apiserver.await
         }
     };
-    if let Some(a) = agent {
-        a.abort();
-        let _ = a.await;
+    for t in node_tasks {
+        t.abort();
+        let _ = t.await;
     }
     if let Some(c) = containerd {
         c.stop(!args.keep_pods).await;
         if !args.keep_pods {
+            // The pods are gone: so are the Services' rules and addresses.
+            if !args.disable_proxy {
+                if let Err(e) = keelson_proxy::cleanup().await {
+                    tracing::warn!(error = %format!("{e:#}"), "removing the proxy's rules");
+                }
+            }
             if let Err(e) = keelson_node_agent::remove_pod_dirs(&args.data_dir.join("agent")) {
                 tracing::warn!(error = %format!("{e:#}"), "removing pod directories");
             }
@@ -218,6 +269,11 @@ fn node_agent_options(
         // Air-gapped images: tarballs dropped here are imported at every start.
         image_import_dir: Some(args.data_dir.join("images")),
         container_runtime_endpoint: format!("unix://{}", containerd.config.socket.display()),
+        cluster_dns: if args.disable_dns {
+            Vec::new()
+        } else {
+            vec![CLUSTER_DNS.parse().expect("literal")]
+        },
         ..Default::default()
     };
     let node_name = opts.node_name();
@@ -240,6 +296,62 @@ fn node_agent_options(
     Ok(opts)
 }
 
+/// Who this machine is as a node: the proxy and the DNS server use the agent's
+/// credentials, name and address.
+struct NodeIdentity {
+    kubeconfig: PathBuf,
+    name: String,
+    ip: std::net::IpAddr,
+}
+
+fn proxy_options(args: &UpArgs, node: &NodeIdentity) -> keelson_proxy::ProxyOptions {
+    keelson_proxy::ProxyOptions {
+        kubeconfig: Some(node.kubeconfig.clone()),
+        hostname_override: Some(node.name.clone()),
+        cluster_cidr: vec![args.cluster_cidr.clone()],
+        service_cluster_ip_range: Some(SERVICE_CIDR.into()),
+        ..Default::default()
+    }
+}
+
+fn dns_options(node: &NodeIdentity) -> keelson_dns::DnsOptions {
+    keelson_dns::DnsOptions {
+        kubeconfig: Some(node.kubeconfig.clone()),
+        bind_address: node.ip,
+        publish_address: Some(node.ip),
+        node_name: Some(node.name.clone()),
+        metrics_bind_address: std::net::SocketAddr::new(node.ip, 9153),
+        service_ip: CLUSTER_DNS.parse().expect("literal"),
+        ..Default::default()
+    }
+}
+
+/// keelson-proxy in this process; runs until aborted.
+async fn run_proxy(opts: keelson_proxy::ProxyOptions) {
+    let result = async {
+        let kubeconfig = opts.kubeconfig.clone().context("proxy kubeconfig")?;
+        let client = keelson_client::Client::from_kubeconfig(&kubeconfig)?;
+        keelson_proxy::run(client, opts, std::future::pending()).await
+    }
+    .await;
+    if let Err(e) = result {
+        tracing::error!(error = %format!("{e:#}"), "keelson-proxy stopped");
+    }
+}
+
+/// keelson-dns in this process; runs until aborted.
+async fn run_dns(opts: keelson_dns::DnsOptions) {
+    let result = async {
+        let kubeconfig = opts.kubeconfig.clone().context("dns kubeconfig")?;
+        let client = keelson_client::Client::from_kubeconfig(&kubeconfig)?;
+        keelson_dns::run(client, opts, std::future::pending()).await
+    }
+    .await;
+    if let Err(e) = result {
+        tracing::error!(error = %format!("{e:#}"), "keelson-dns stopped");
+    }
+}
+
 /// The node agent in this process; runs until aborted.
 async fn run_node_agent(opts: keelson_node_agent::NodeAgentOptions) {
     let result = async {
@@ -255,7 +367,11 @@ async fn run_node_agent(opts: keelson_node_agent::NodeAgentOptions) {
 
 /// The scheduler and the controller-manager in this process (a single instance each,
 /// so no leader election), and optionally hollow nodes. Runs until aborted.
-async fn run_control_plane(kubeconfig: PathBuf, sa_key: PathBuf, hollow_nodes: usize) {
+async fn run_control_plane(
+    kubeconfig: PathBuf,
+    hollow_nodes: usize,
+    manager_options: keelson_controller_manager::ControllerManagerOptions,
+) {
     let result: anyhow::Result<()> = async {
         let client = keelson_client::Client::from_kubeconfig(&kubeconfig)?;
         let opts = keelson_component::ComponentOptions::single(kubeconfig.clone());
@@ -281,10 +397,7 @@ async fn run_control_plane(kubeconfig: PathBuf, sa_key: PathBuf, hollow_nodes: u
         let mut registry = prometheus_client::registry::Registry::default();
         let ctx = keelson_controller_manager::Context::new(
             client.clone(),
-            keelson_controller_manager::ControllerManagerOptions {
-                service_account_private_key_file: Some(sa_key),
-                ..Default::default()
-            },
+            manager_options,
             &mut registry,
         );
         let manager = keelson_controller_manager::COMPONENT.run(

@@ -85,6 +85,15 @@ static SPAWNER: LazyLock<Mutex<std::sync::mpsc::Sender<SpawnRequest>>> = LazyLoc
     Mutex::new(tx)
 });
 
+/// Start `cmd` as a [`Proc`] (stopped by its pid when dropped, and killed by the
+/// kernel if this test process dies).
+pub fn start_process(cmd: &mut Command, name: &str) -> anyhow::Result<Proc> {
+    Ok(Proc {
+        child: spawn(cmd)?,
+        name: name.to_string(),
+    })
+}
+
 /// Spawn a child that the kernel kills if this test process dies.
 fn spawn(cmd: &mut Command) -> anyhow::Result<Child> {
     let program = format!("{:?}", cmd.get_program());

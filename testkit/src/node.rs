@@ -780,6 +780,16 @@ impl OutsideHost {
         c.args(["netns", "exec", &self.name, program]);
         c
     }
+
+    /// `program` run inside the namespace through nsenter, which keeps the host's /sys
+    /// (runc needs its cgroup mounts): for a whole machine such as `keelson up`.
+    pub fn nsenter_command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut c = Command::new("nsenter");
+        c.arg(format!("--net=/var/run/netns/{}", self.name))
+            .arg("--")
+            .arg(program);
+        c
+    }
 }
 
 impl Drop for OutsideHost {

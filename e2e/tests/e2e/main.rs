@@ -13,6 +13,7 @@ mod event_ttl;
 mod failover;
 mod ha;
 mod images;
+mod keelson_up;
 mod kubectl;
 mod lifecycle;
 mod network_policy;
