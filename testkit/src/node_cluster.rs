@@ -423,6 +423,36 @@ impl NodeCluster {
             .collect()
     }
 
+    /// `program` run in the pod's network namespace (found through a process in the
+    /// pod's cgroup, `.../pod<uid>/...`): host tools such as `dig` as if in the pod.
+    pub fn pod_netns_command(
+        &self,
+        ns: &str,
+        pod: &str,
+        program: impl AsRef<std::ffi::OsStr>,
+    ) -> std::process::Command {
+        let uid = self.pod(ns, pod)["metadata"]["uid"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let needle = format!("pod{uid}");
+        let pid = std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+            .find(|pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+                    .is_ok_and(|c| c.contains(&needle))
+            })
+            .unwrap_or_else(|| panic!("no process of pod {ns}/{pod} ({needle})"));
+        let mut c = std::process::Command::new("nsenter");
+        c.arg(format!("--net=/proc/{pid}/ns/net"))
+            .arg("--")
+            .arg(program);
+        c
+    }
+
     /// Wait until the pod is Running (and Ready when `ready`); returns its JSON.
     pub fn wait_running(&self, ns: &str, pod: &str, ready: bool) -> serde_json::Value {
         self.wait_pod(ns, pod, "running", |v| {
