@@ -90,7 +90,9 @@ pub fn resolve(zone: &Zone, snap: &Snapshot, request: &Message) -> Resolution {
         if query.query_class() != DNSClass::IN {
             return Resolution::Reply(error_reply(request, ResponseCode::Refused));
         }
-        cluster(zone, snap, query, prefix)
+        let mut found = cluster(zone, snap, query, prefix);
+        follow_cluster_cnames(zone, snap, query, &mut found);
+        found
     } else if let Some(ip) = reverse_ip(&labels) {
         // Reverse names are answered only for addresses the cluster knows (CoreDNS's
         // `fallthrough in-addr.arpa ip6.arpa`); the rest belong to the upstream.
@@ -166,6 +168,30 @@ impl Found {
     fn answer(&mut self, query: &Query, rdata: RData) {
         self.answers
             .push(Record::from_rdata(query.name().clone(), TTL, rdata));
+    }
+}
+
+/// An ExternalName Service that names another cluster name (`other.ns.svc.cluster.local`)
+/// is answered with the CNAME and the target's own records, as CoreDNS does: a client
+/// asking for an address gets one without a second query. Targets outside the cluster
+/// are left to the client's resolver. Loops end after a few hops.
+fn follow_cluster_cnames(zone: &Zone, snap: &Snapshot, query: &Query, found: &mut Found) {
+    if matches!(query.query_type(), RecordType::CNAME | RecordType::ANY) {
+        return;
+    }
+    for _ in 0..8 {
+        let Some(RData::CNAME(CNAME(target))) = found.answers.last().map(|r| r.data.clone()) else {
+            return;
+        };
+        let labels = lower_labels(&target);
+        let Some(prefix) = labels.strip_suffix(zone.labels.as_slice()) else {
+            return;
+        };
+        let next = Query::query(target.clone(), query.query_type());
+        let more = cluster(zone, snap, &next, prefix);
+        found.rcode = more.rcode;
+        found.answers.extend(more.answers);
+        found.additionals.extend(more.additionals);
     }
 }
 
