@@ -7,8 +7,9 @@
 //! A denied connection must fail by time-out (the policy drops; a refusal would be
 //! something else). "Allowed" is polled with a deadline; "denied" is polled until the
 //! policy is in effect on the node, then checked again. Before each policy the same
-//! connections are checked allowed, so a denial is the policy's doing. Each test works
-//! in namespaces of its own: the other tests share the cluster.
+//! connections are checked allowed, so a denial is the policy's doing. Each scenario
+//! works in namespaces of its own (the other tests share the cluster), and all of them
+//! run at once in one test.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
