@@ -177,9 +177,104 @@ pub async fn delete_lb_interface() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The interface that holds `address` (the node's own address: where ARP for
+/// announced addresses is answered).
+pub async fn interface_of(address: Ipv4Addr) -> anyhow::Result<String> {
+    local_addresses()
+        .await?
+        .into_iter()
+        .find(|a| a.ip == address)
+        .map(|a| a.interface)
+        .with_context(|| format!("no interface holds {address}"))
+}
+
+/// Broadcasts a gratuitous ARP (an unsolicited reply) for `address` from `interface`,
+/// so that hosts on the link update the MAC they hold for it at once when the address
+/// moves to this node, instead of after their entry goes stale (tens of seconds).
+pub fn send_gratuitous_arp(interface: &str, address: Ipv4Addr) -> std::io::Result<()> {
+    const ETH_P_ARP: u16 = 0x0806;
+    let name = std::ffi::CString::new(interface)
+        .map_err(|_| std::io::Error::other("interface name with a NUL"))?;
+    // SAFETY: plain libc calls on a socket this function owns and closes; every
+    // pointer passed points to a live, correctly sized local.
+    unsafe {
+        let index = libc::if_nametoindex(name.as_ptr());
+        if index == 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let fd = libc::socket(
+            libc::AF_PACKET,
+            libc::SOCK_RAW,
+            i32::from(ETH_P_ARP.to_be()),
+        );
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let result = (|| {
+            // The interface's MAC, from this network namespace (not /sys, which may
+            // belong to another namespace).
+            let mut req: libc::ifreq = std::mem::zeroed();
+            for (i, b) in interface.bytes().take(libc::IFNAMSIZ - 1).enumerate() {
+                req.ifr_name[i] = b as libc::c_char;
+            }
+            if libc::ioctl(fd, libc::SIOCGIFHWADDR, &mut req) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let data = req.ifr_ifru.ifru_hwaddr.sa_data;
+            let mac: [u8; 6] = std::array::from_fn(|i| data[i] as u8);
+            let frame = arp_frame(mac, address);
+            let mut to: libc::sockaddr_ll = std::mem::zeroed();
+            to.sll_family = libc::AF_PACKET as u16;
+            to.sll_protocol = ETH_P_ARP.to_be();
+            to.sll_ifindex = index as i32;
+            to.sll_halen = 6;
+            to.sll_addr[..6].copy_from_slice(&[0xff; 6]);
+            let sent = libc::sendto(
+                fd,
+                frame.as_ptr().cast(),
+                frame.len(),
+                0,
+                (&to as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+            );
+            if sent < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })();
+        libc::close(fd);
+        result
+    }
+}
+
+/// An Ethernet broadcast frame carrying an ARP reply that says `address` is at `mac`.
+fn arp_frame(mac: [u8; 6], address: Ipv4Addr) -> Vec<u8> {
+    let mut f = Vec::with_capacity(42);
+    f.extend_from_slice(&[0xff; 6]); // destination: broadcast
+    f.extend_from_slice(&mac);
+    f.extend_from_slice(&[0x08, 0x06]); // ARP
+    f.extend_from_slice(&[0x00, 0x01, 0x08, 0x00, 6, 4]); // Ethernet, IPv4
+    f.extend_from_slice(&[0x00, 0x02]); // reply
+    f.extend_from_slice(&mac);
+    f.extend_from_slice(&address.octets());
+    f.extend_from_slice(&[0xff; 6]);
+    f.extend_from_slice(&address.octets());
+    f
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_gratuitous_arp_frame_names_the_address_twice() {
+        let f = arp_frame([2, 0, 0, 0, 0, 1], "10.0.0.7".parse().unwrap());
+        assert_eq!(f.len(), 42);
+        assert_eq!(&f[12..14], &[0x08, 0x06]);
+        assert_eq!(&f[20..22], &[0, 2]);
+        assert_eq!(&f[28..32], &[10, 0, 0, 7]);
+        assert_eq!(&f[38..42], &[10, 0, 0, 7]);
+    }
 
     #[test]
     fn cidrs() {

@@ -247,7 +247,7 @@ impl Proxier {
         if self.opts.announce_load_balancer_ips {
             let owned =
                 announce::owned_addresses(&ports, &announce::candidates(&nodes), &self.node_name);
-            announce_addresses(&owned).await?;
+            announce_addresses(&owned, node_ips.first().copied()).await?;
         }
         self.applied_ports = ports;
 
@@ -310,8 +310,12 @@ fn health_check_ports(ports: &[model::ServicePort]) -> BTreeMap<u16, health::Ser
     out
 }
 
-/// Makes the announce interface hold exactly `owned`.
-async fn announce_addresses(owned: &BTreeSet<Ipv4Addr>) -> anyhow::Result<()> {
+/// Makes the announce interface hold exactly `owned`, and tells the link about each
+/// address it takes (a gratuitous ARP from the interface of `node_ip`).
+async fn announce_addresses(
+    owned: &BTreeSet<Ipv4Addr>,
+    node_ip: Option<Ipv4Addr>,
+) -> anyhow::Result<()> {
     let current: BTreeSet<Ipv4Addr> = if owned.is_empty() {
         match addr::lb_addresses().await {
             Ok(a) => a.into_iter().collect(),
@@ -321,9 +325,18 @@ async fn announce_addresses(owned: &BTreeSet<Ipv4Addr>) -> anyhow::Result<()> {
         addr::ensure_lb_interface().await?;
         addr::lb_addresses().await?.into_iter().collect()
     };
+    let link = match node_ip {
+        Some(ip) => addr::interface_of(ip).await.ok(),
+        None => None,
+    };
     for ip in owned.difference(&current) {
         addr::add_lb_address(*ip).await?;
         tracing::info!(%ip, "announcing LoadBalancer address from this node");
+        if let Some(link) = &link {
+            if let Err(e) = addr::send_gratuitous_arp(link, *ip) {
+                tracing::warn!(%ip, %link, error = %e, "gratuitous ARP failed");
+            }
+        }
     }
     for ip in current.difference(owned) {
         addr::remove_lb_address(*ip).await?;

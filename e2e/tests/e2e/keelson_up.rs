@@ -214,7 +214,7 @@ fn keelson_up_runs_services_dns_and_load_balancers_on_one_machine() {
         text.contains(&cluster_ip).then_some(text)
     });
     assert!(answer.contains("web.default.svc.cluster.local"), "{answer}");
-    let fetched = machine.until("web by name from a pod", Duration::from_secs(20), || {
+    machine.until("web by name from a pod", Duration::from_secs(20), || {
         let out = machine.kubectl(
             &[
                 "exec",
@@ -231,7 +231,6 @@ fn keelson_up_runs_services_dns_and_load_balancers_on_one_machine() {
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         text.contains("It works!").then_some(())
     });
-    let _ = fetched;
     let dig = host
         .command("dig")
         .args(["+short", "@10.96.0.10", "web.default.svc.cluster.local"])

@@ -611,5 +611,34 @@ fn proxy_behaviours_affinity_no_endpoints_hairpin_local_policies_node_and_restar
         },
     );
 
+    // The LoadBalancer address moves when its only endpoint does: the new owner
+    // announces it with a gratuitous ARP, so the outside host (whose ARP entry still
+    // names node 1) follows at once instead of after its entry goes stale.
+    assert!(curl_outside(&outside, &format!("http://{lb_ip}/")).is_some());
+    kubectl(&[
+        "patch",
+        "service",
+        "-n",
+        ns,
+        "external-local",
+        "-p",
+        r#"{"spec":{"selector":{"app":"echo","index":"0"}}}"#,
+    ]);
+    until("node 0 holds the address", Duration::from_secs(10), || {
+        (holds(0) && !holds(1))
+            .then_some(())
+            .ok_or_else(|| "not moved".into())
+    });
+    let moved = std::time::Instant::now();
+    let page = until("the moved address answers", Duration::from_secs(10), || {
+        curl_outside(&outside, &format!("http://{lb_ip}/")).ok_or_else(|| "no answer".into())
+    });
+    assert_eq!(page.trim(), "echo-0");
+    assert!(
+        moved.elapsed() < Duration::from_secs(8),
+        "the outside host followed the move only after {:?} (ARP entry stale, no gratuitous ARP?)",
+        moved.elapsed()
+    );
+
     ok(c.kubectl(&["delete", "namespace", ns, "--wait=false"]));
 }
