@@ -294,10 +294,8 @@ fn assert_external_name(s: &Service, target: &str) {
     );
 }
 
-/// Not in the catalog yet: keelson-dns answers an ExternalName with its CNAME alone, not
-/// the in-cluster target's A records after it, so the name does not resolve to an address
-/// (docs/conformance.md).
-#[allow(dead_code)]
+/// The ExternalName names an in-cluster Service: its name must resolve to that Service's
+/// address (the DNS server follows the CNAME inside the cluster domain).
 async fn cluster_ip_to_external_name(ctx: Ctx) {
     let (target, target_ip) = external_service(&ctx).await;
     let name = "clusterip-service";
@@ -316,8 +314,7 @@ async fn cluster_ip_to_external_name(ctx: Ctx) {
     expect_resolves(&ctx, name, &target_ip).await;
 }
 
-/// Not in the catalog yet, for the reason given at [`cluster_ip_to_external_name`].
-#[allow(dead_code)]
+/// As [`cluster_ip_to_external_name`], from a NodePort Service (its nodePort released).
 async fn node_port_to_external_name(ctx: Ctx) {
     let (target, target_ip) = external_service(&ctx).await;
     let name = "nodeport-service";
@@ -640,6 +637,8 @@ pub fn tests() -> Vec<Test> {
         test!("[sig-network] Services should be able to create a functioning NodePort service [Conformance]", functioning_node_port),
         test!("[sig-network] Services should be able to change the type from ExternalName to ClusterIP [Conformance]", external_name_to_cluster_ip),
         test!("[sig-network] Services should be able to change the type from ExternalName to NodePort [Conformance]", external_name_to_node_port),
+        test!("[sig-network] Services should be able to change the type from ClusterIP to ExternalName [Conformance]", cluster_ip_to_external_name),
+        test!("[sig-network] Services should be able to change the type from NodePort to ExternalName [Conformance]", node_port_to_external_name),
         test!("[sig-network] Services should have session affinity work for service with type clusterIP [LinuxOnly] [Conformance]", affinity_cluster_ip),
         test!("[sig-network] Services should have session affinity work for NodePort service [LinuxOnly] [Conformance]", affinity_node_port),
         test!("[sig-network] Services should be able to switch session affinity for service with type clusterIP [LinuxOnly] [Conformance]", affinity_switch_cluster_ip),
