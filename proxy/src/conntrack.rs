@@ -161,8 +161,8 @@ mod tests {
             "ports": [{"name": "dns", "port": 53, "protocol": "UDP"}],
             "endpoints": [{"addresses": ["10.200.1.3"]}]
         }));
-        let before = service_ports(&[dns.clone()], &[two], "n1");
-        let after = service_ports(&[dns.clone()], &[one], "n1");
+        let before = service_ports(std::slice::from_ref(&dns), &[two], "n1");
+        let after = service_ports(std::slice::from_ref(&dns), &[one], "n1");
         assert_eq!(
             stale_flows(&before, &after),
             [Flow::ToEndpoint {

@@ -339,7 +339,7 @@ pub(crate) mod tests {
     #[test]
     fn ready_endpoints_are_chosen_and_terminating_ones_only_as_a_fallback() {
         let (svc, sl) = web();
-        let ports = service_ports(&[svc.clone()], &[sl], "n1");
+        let ports = service_ports(std::slice::from_ref(&svc), &[sl], "n1");
         assert_eq!(ports.len(), 1);
         let p = &ports[0];
         assert_eq!(p.id.to_string(), "default/web/tcp/http");

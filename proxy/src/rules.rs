@@ -539,7 +539,10 @@ mod tests {
     #[test]
     fn no_endpoints_means_reject_and_removing_a_service_removes_its_rules() {
         let (svc, sl) = web();
-        let lonely = render(&service_ports(&[svc.clone()], &[], "n1"), &node());
+        let lonely = render(
+            &service_ports(std::slice::from_ref(&svc), &[], "n1"),
+            &node(),
+        );
         assert!(lonely.collections[SERVICE_IPS].elements.is_empty());
         assert_eq!(
             lonely.collections[NO_ENDPOINT_SERVICES].elements["10.96.0.20 . tcp . 80"],
@@ -658,7 +661,11 @@ mod tests {
     #[test]
     fn rendering_is_deterministic() {
         let (svc, sl) = web();
-        let a = render(&service_ports(&[svc.clone()], &[sl.clone()], "n1"), &node()).full();
+        let a = render(
+            &service_ports(std::slice::from_ref(&svc), std::slice::from_ref(&sl), "n1"),
+            &node(),
+        )
+        .full();
         let b = render(&service_ports(&[svc], &[sl], "n1"), &node()).full();
         assert_eq!(a, b);
     }
