@@ -5,6 +5,7 @@
 //! `cargo build --release --workspace --bins && ./target/release/keelson-bench`
 
 mod client;
+mod net;
 mod node;
 mod scheduler;
 
@@ -41,6 +42,19 @@ enum Command {
     /// The node benchmark (one real node: pod start latency against the raw CRI path,
     /// the agent's RSS and CPU) instead of the apiserver one.
     Node(node::NodeArgs),
+    /// keelson-proxy: programming 1,000 Services beside `nft -f FILE`, one-endpoint
+    /// sync, the real proxy's RSS.
+    Proxy(net::ProxyArgs),
+    /// keelson-dns queries/s at concurrency 32 beside dnsmasq; its RSS.
+    Dns(net::DnsArgs),
+    /// Request latency through a ClusterIP beside straight to the pod IP (two nodes).
+    ServiceLatency(net::LatencyArgs),
+    /// (internal) the rules part of `proxy`, run inside a scratch network namespace.
+    #[command(hide = true)]
+    ProxyRules(net::ProxyArgs),
+    /// (internal) the client of `service-latency`, run inside a node's namespace.
+    #[command(hide = true)]
+    TcpLatency(net::TcpLatencyArgs),
 }
 
 fn pod_json(ns: &str, name: &str) -> Vec<u8> {
@@ -308,6 +322,11 @@ async fn main() -> anyhow::Result<()> {
     match args.command {
         Some(Command::Scheduler(a)) => return scheduler::run(a).await,
         Some(Command::Node(a)) => return node::run(a).await,
+        Some(Command::Proxy(a)) => return net::run_proxy(a).await,
+        Some(Command::Dns(a)) => return net::run_dns(a).await,
+        Some(Command::ServiceLatency(a)) => return net::run_service_latency(a).await,
+        Some(Command::ProxyRules(a)) => return net::proxy_rules(a).await,
+        Some(Command::TcpLatency(a)) => return net::tcp_latency(a),
         None => {}
     }
     println!(
