@@ -271,7 +271,8 @@ async fn proxy_rounds(
         );
 
         // One endpoint of one Service (a different one each round) moves.
-        let which = (a.services / 2 + round * 7) % a.services * a.endpoints + 3 % a.endpoints;
+        let service = (a.services / 2 + round * 7) % a.services;
+        let which = service * a.endpoints + 3 % a.endpoints;
         // The informer's store hands the proxy ready objects: build them untimed.
         let changed = slices(Some(which))?;
         let t = Instant::now();
