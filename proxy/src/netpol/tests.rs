@@ -383,54 +383,7 @@ fn rendered_text_maps_pods_to_chains_and_ends_chains_with_drop() {
     );
 }
 
-/// A network namespace of the test's own, deleted on every path.
-struct Netns(String);
-
-impl Netns {
-    fn new(tag: &str) -> Netns {
-        let name = format!("keelson-np-{}-{tag}", std::process::id());
-        let out = std::process::Command::new("ip")
-            .args(["netns", "add", &name])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "ip netns add: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Netns(name)
-    }
-
-    fn nft(&self, args: &[&str], stdin: &str) -> (bool, String) {
-        use std::io::Write;
-        let mut child = std::process::Command::new("ip")
-            .args(["netns", "exec", &self.0, "nft"])
-            .args(args)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).to_string()
-            + &String::from_utf8_lossy(&out.stderr);
-        (out.status.success(), text)
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("ip")
-            .args(["netns", "del", &self.0])
-            .status();
-    }
-}
+use crate::test_netns::Netns;
 
 /// Every construct the renderer emits, loaded by the real nft twice (the second load
 /// replaces the first in one transaction), and an empty model too.
