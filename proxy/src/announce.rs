@@ -23,6 +23,24 @@ pub struct Candidate {
     pub addresses: Vec<Ipv4Addr>,
 }
 
+/// Drops what the proxy never reads from a cached Node: it needs the name, labels,
+/// addresses and conditions, not the image list or the rest of the status.
+pub fn trim_node(node: &mut Node) {
+    node.metadata.annotations = None;
+    node.metadata.managed_fields = None;
+    node.spec = None;
+    if let Some(status) = node.status.as_mut() {
+        status.images = None;
+        status.node_info = None;
+        status.capacity = None;
+        status.allocatable = None;
+        status.volumes_attached = None;
+        status.volumes_in_use = None;
+        status.daemon_endpoints = None;
+        status.config = None;
+    }
+}
+
 /// The Ready, non-excluded nodes and their InternalIPs.
 pub fn candidates(nodes: &[std::sync::Arc<Node>]) -> Vec<Candidate> {
     nodes

