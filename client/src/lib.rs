@@ -33,6 +33,7 @@ pub mod error;
 pub mod object;
 pub mod params;
 pub mod runtime;
+pub mod well_known;
 
 pub use api::{Api, ApiResource, Bookmark, DynamicApi, ListMeta, ObjectList, WatchEvent};
 pub use client::Client;

@@ -18,7 +18,7 @@ pub const NAMESPACE: &str = "kube-system";
 pub const SERVICE_NAME: &str = "kube-dns";
 /// The EndpointSlice label that says who keeps a slice (the endpointslice controller
 /// leaves slices managed by others alone).
-pub const MANAGED_BY_LABEL: &str = "endpointslice.kubernetes.io/managed-by";
+pub use keelson_client::well_known::ENDPOINTSLICE_MANAGED_BY_LABEL as MANAGED_BY_LABEL;
 pub const MANAGED_BY: &str = "keelson-dns";
 pub const METRICS_PORT: u16 = 9153;
 /// How long a withdrawn endpoint stays (not ready) before it is deleted, so that

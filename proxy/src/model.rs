@@ -8,9 +8,8 @@ use std::net::Ipv4Addr;
 
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use keelson_client::well_known::SERVICE_NAME_LABEL;
 
-/// The label an EndpointSlice names its Service with.
-pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 /// Services carrying this label are left to another proxy (kube-proxy's rule).
 pub const SERVICE_PROXY_NAME_LABEL: &str = "service.kubernetes.io/service-proxy-name";
 /// Kubernetes' default ClientIP affinity timeout.

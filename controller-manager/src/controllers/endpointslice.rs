@@ -23,8 +23,9 @@ use crate::common::service_pods::{self as sp, ResolvedPort, TriggerTimes};
 use crate::common::Expectations;
 use crate::Context;
 
-pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
-pub const MANAGED_BY_LABEL: &str = "endpointslice.kubernetes.io/managed-by";
+pub use keelson_client::well_known::{
+    ENDPOINTSLICE_MANAGED_BY_LABEL as MANAGED_BY_LABEL, SERVICE_NAME_LABEL,
+};
 pub const CONTROLLER_NAME: &str = "endpointslice-controller.k8s.io";
 const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
 /// Kubernetes' `--max-endpoints-per-slice` default.
