@@ -83,7 +83,7 @@ fn slice_json(i: usize, per: usize, changed: Option<usize>) -> Value {
         "metadata": {
             "name": format!("svc-{i:04}-1"),
             "namespace": PROXY_NS,
-            "labels": {model::SERVICE_NAME_LABEL: format!("svc-{i:04}")},
+            "labels": {keelson_client::well_known::SERVICE_NAME_LABEL: format!("svc-{i:04}")},
         },
         "addressType": "IPv4",
         "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
