@@ -12,6 +12,7 @@ pub mod deployment;
 pub mod disruption;
 pub mod endpoints;
 pub mod endpointslice;
+pub mod endpointslicemirroring;
 pub mod garbagecollector;
 pub mod job;
 pub mod namespace;
@@ -37,6 +38,9 @@ pub const ALL: &[(&str, Start)] = &[
     ("disruption", |ctx| disruption::run(ctx).boxed()),
     ("endpoints", |ctx| endpoints::run(ctx).boxed()),
     ("endpointslice", |ctx| endpointslice::run(ctx).boxed()),
+    ("endpointslicemirroring", |ctx| {
+        endpointslicemirroring::run(ctx).boxed()
+    }),
     ("garbagecollector", |ctx| garbagecollector::run(ctx).boxed()),
     ("job", |ctx| job::run(ctx).boxed()),
     ("nodeipam", |ctx| nodeipam::run(ctx).boxed()),
