@@ -105,6 +105,11 @@ impl Forwarder {
         self
     }
 
+    /// Whether there is any upstream to ask.
+    pub fn has_upstreams(&self) -> bool {
+        !self.upstreams.is_empty()
+    }
+
     /// The first upstream reply to `query`, or `None` when none answered.
     pub async fn forward(&self, query: &[u8], tcp: bool) -> Option<Vec<u8>> {
         for up in &self.upstreams {

@@ -44,6 +44,10 @@ pub enum Step {
     Done(Option<Vec<u8>>),
     /// Relay to the upstreams ([`Handler::forward`]).
     Forward(Box<Message>, Instant),
+    /// A cluster answer ending in a CNAME to a name outside the cluster (an
+    /// ExternalName Service): ask the upstreams for the target and append what they
+    /// say ([`Handler::chase`]), as CoreDNS does, since stub resolvers do not.
+    Chase(Box<Message>, Box<Message>, Instant),
 }
 
 pub struct Handler {
@@ -74,6 +78,11 @@ impl Handler {
         };
         match resolve(&self.zone, &self.snapshot(), &request) {
             Resolution::Reply(reply) => {
+                if self.forwarder.has_upstreams()
+                    && external_target(&self.zone, &request, &reply).is_some()
+                {
+                    return Step::Chase(Box::new(request), Box::new(reply), start);
+                }
                 Step::Done(Some(self.finish(&request, reply, proto, start)))
             }
             Resolution::Forward => Step::Forward(Box::new(request), start),
@@ -103,12 +112,41 @@ impl Handler {
         }
     }
 
+    /// Completes `reply` (which ends in a CNAME out of the cluster) with the upstreams'
+    /// answer for the CNAME's target; the reply as it is when they do not answer.
+    pub async fn chase(
+        &self,
+        request: &Message,
+        mut reply: Message,
+        proto: Proto,
+        start: Instant,
+    ) -> Vec<u8> {
+        if let Some((target, qtype)) = external_target(&self.zone, request, &reply) {
+            let mut query = Message::query();
+            query.metadata.id = request.metadata.id;
+            query.metadata.recursion_desired = true;
+            query.add_query(hickory_proto::op::Query::query(target, qtype));
+            let answer = match query.to_vec() {
+                Ok(bytes) => self.forwarder.forward(&bytes, proto == Proto::Tcp).await,
+                Err(_) => None,
+            };
+            if let Some(answer) = answer.and_then(|b| Message::from_vec(&b).ok()) {
+                reply.metadata.response_code = answer.metadata.response_code;
+                reply.add_answers(answer.answers);
+            }
+        }
+        self.finish(request, reply, proto, start)
+    }
+
     /// Both steps, for callers that may wait (TCP, tests).
     pub async fn handle(&self, bytes: &[u8], proto: Proto) -> Option<Vec<u8>> {
         match self.local(bytes, proto) {
             Step::Done(reply) => reply,
             Step::Forward(request, start) => {
                 Some(self.forward(bytes, &request, proto, start).await)
+            }
+            Step::Chase(request, reply, start) => {
+                Some(self.chase(&request, *reply, proto, start).await)
             }
         }
     }
@@ -150,6 +188,25 @@ impl Handler {
     }
 }
 
+/// The target and type to ask the upstreams for, when `reply` (authoritative, to an
+/// address query) ends in a CNAME that left the cluster domain.
+fn external_target(
+    zone: &Zone,
+    request: &Message,
+    reply: &Message,
+) -> Option<(hickory_proto::rr::Name, hickory_proto::rr::RecordType)> {
+    use hickory_proto::rr::{RData, RecordType};
+    let qtype = qtype(request)?;
+    if !matches!(qtype, RecordType::A | RecordType::AAAA) || !reply.metadata.authoritative {
+        return None;
+    }
+    match &reply.answers.last()?.data {
+        // A target inside the cluster was followed already (answer::resolve).
+        RData::CNAME(c) if !zone.domain.zone_of(&c.0.to_lowercase()) => Some((c.0.clone(), qtype)),
+        _ => None,
+    }
+}
+
 fn qtype(request: &Message) -> Option<hickory_proto::rr::RecordType> {
     request.queries.first().map(|q| q.query_type())
 }
@@ -174,6 +231,13 @@ pub async fn serve_udp(sock: Arc<UdpSocket>, handler: Arc<Handler>) {
                 let (sock, handler) = (sock.clone(), handler.clone());
                 tokio::spawn(async move {
                     let reply = handler.forward(&bytes, &request, Proto::Udp, start).await;
+                    send(&sock, &reply, peer).await;
+                });
+            }
+            Step::Chase(request, reply, start) => {
+                let (sock, handler) = (sock.clone(), handler.clone());
+                tokio::spawn(async move {
+                    let reply = handler.chase(&request, *reply, Proto::Udp, start).await;
                     send(&sock, &reply, peer).await;
                 });
             }

@@ -191,3 +191,48 @@ async fn no_upstream_is_servfail_at_once() {
     assert_eq!(dig_status(&out), "SERVFAIL", "{out}");
     dns.stop().await.expect("clean stop");
 }
+
+/// An ExternalName Service naming a host outside the cluster: the answer carries the
+/// CNAME and the upstream's address for the target, over UDP and TCP, as CoreDNS's;
+/// asked for the CNAME alone, nothing is forwarded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn external_name_targets_outside_the_cluster_are_resolved_upstream() {
+    let (cluster, client) = cluster().await;
+    namespace(&client, "extchase").await;
+    kubectl_apply(
+        cluster,
+        "apiVersion: v1\nkind: Service\nmetadata: {name: db, namespace: extchase}\nspec: {type: ExternalName, externalName: db.example.net}\n",
+    );
+    let up = upstream(9).await;
+    let mut opts = options();
+    opts.upstream = vec![format!("127.0.0.1:{}", up.port)];
+    let dns = Dns::start(&client, opts).await;
+    let name = "db.extchase.svc.cluster.local.";
+    for tcp in [false, true] {
+        let m = poll(
+            std::time::Duration::from_secs(5),
+            "the ExternalName",
+            || async {
+                let m = query(dns.port, name, RecordType::A, tcp).await;
+                (!m.answers.is_empty()).then_some(m)
+            },
+        )
+        .await;
+        assert_eq!(
+            answers(&m),
+            vec!["CNAME db.example.net.", "A 192.0.2.9"],
+            "tcp={tcp}"
+        );
+        assert!(m.metadata.authoritative);
+    }
+    let asked = up.seen.lock().unwrap().len();
+    assert!(asked >= 2, "the upstream was asked for the target");
+    let m = query(dns.port, name, RecordType::CNAME, false).await;
+    assert_eq!(answers(&m), vec!["CNAME db.example.net."]);
+    assert_eq!(
+        up.seen.lock().unwrap().len(),
+        asked,
+        "a CNAME query is not forwarded"
+    );
+    dns.stop().await.expect("clean stop");
+}
