@@ -264,13 +264,16 @@ fn slice_annotations(endpoints: &Endpoints) -> BTreeMap<String, String> {
     annotations
 }
 
+/// A slice's address family and ports.
+type GroupKey = (&'static str, Vec<EndpointPort>);
+
 /// The slices `endpoints` mirrors to: addresses grouped by address family and ports
 /// (subsets with the same ports share a slice), in the order the Endpoints lists them,
 /// duplicates dropped; at most [`MAX_ENDPOINTS_PER_SUBSET`] addresses of each subset and
 /// endpoints of each slice.
 pub fn desired(endpoints: &Endpoints) -> Desired {
     let mut out = Desired::default();
-    let mut groups: Vec<((&'static str, Vec<EndpointPort>), Vec<Endpoint>)> = Vec::new();
+    let mut groups: Vec<(GroupKey, Vec<Endpoint>)> = Vec::new();
     for subset in endpoints.subsets.iter().flatten() {
         let ports = slice_ports(subset.ports.as_deref().unwrap_or_default());
         let addresses = subset.addresses.iter().flatten().map(|a| (a, true));

@@ -10,6 +10,7 @@ mod daemonset;
 mod deployment;
 mod disruption;
 mod endpoints;
+mod endpointslicemirroring;
 mod garbage_collector;
 mod job;
 mod namespace;
