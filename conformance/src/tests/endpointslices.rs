@@ -1,6 +1,8 @@
 //! The EndpointSlice conformance tests (upstream test/e2e/network/endpointslice.go): the
 //! discovery.k8s.io/v1 API operations, and the slices (with their Endpoints) that the
-//! control plane keeps for the `kubernetes` Service and for Services with selectors.
+//! control plane keeps for the `kubernetes` Service and for Services with selectors;
+//! and (upstream endpointslicemirroring.go) the slices mirrored from Endpoints written
+//! by hand.
 
 use super::Test;
 use crate::framework::*;
@@ -392,11 +394,114 @@ async fn endpointslice_api_operations(ctx: Ctx) {
     assert_eq!(api.list(&selected).await.expect("listing").items.len(), 0);
 }
 
+/// The single address of every mirrored slice of `service` on port 80 (upstream checks
+/// each slice has one port, 80, and one endpoint with one address).
+fn mirrored_addresses(slices: &[EndpointSlice]) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    for s in slices {
+        let ports: Vec<i32> = s.ports.iter().flatten().filter_map(|p| p.port).collect();
+        if ports != [80] {
+            return Err(format!("expected one port, 80, got {ports:?} in {s:?}"));
+        }
+        match s.endpoints.as_slice() {
+            [e] if e.addresses.len() == 1 => out.push(e.addresses[0].clone()),
+            other => return Err(format!("expected one endpoint with one address: {other:?}")),
+        }
+    }
+    Ok(out)
+}
+
+/// Upstream test/e2e/network/endpointslicemirroring.go: Endpoints written by hand for a
+/// Service without a selector are mirrored to EndpointSlices, through create, update
+/// and delete.
+async fn endpointslicemirroring_mirrors_custom_endpoints(ctx: Ctx) {
+    expect_endpointslice_discovery(&ctx).await;
+    let services: Api<Service> = ctx.api();
+    let endpoints: Api<Endpoints> = ctx.api();
+    let slices: Api<EndpointSlice> = ctx.api();
+    let name = "example-custom-endpoints";
+    let svc: Service = obj(json!({
+        "metadata": {"name": name},
+        "spec": {"ports": [{"name": "example", "port": 80, "protocol": "TCP"}]},
+    }));
+    services
+        .create(&PostParams::default(), &svc)
+        .await
+        .expect("creating the Service");
+    let mut ep: Endpoints = obj(json!({
+        "metadata": {"name": name},
+        "subsets": [{"ports": [{"port": 80}], "addresses": [{"ip": "10.1.2.3"}]}],
+    }));
+
+    // Created: at least one slice, every one of them right (a controller whose cache
+    // lags may briefly make two).
+    endpoints
+        .create(&PostParams::default(), &ep)
+        .await
+        .expect("creating the Endpoints");
+    poll("a mirrored EndpointSlice with 10.1.2.3", WAIT, || async {
+        let l = slices
+            .list(&by_service(name))
+            .await
+            .map_err(|e| e.to_string())?;
+        if l.items.is_empty() {
+            return Err("no EndpointSlice yet".into());
+        }
+        let addresses = mirrored_addresses(&l.items).unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            addresses.iter().all(|a| a == "10.1.2.3"),
+            "expected 10.1.2.3 in every slice, got {addresses:?}"
+        );
+        Ok(())
+    })
+    .await;
+
+    // Updated: exactly one slice, with the new address.
+    ep = endpoints.get(name).await.expect("reading the Endpoints");
+    ep.subsets = Some(obj(json!([
+        {"ports": [{"port": 80}], "addresses": [{"ip": "10.2.3.4"}]}
+    ])));
+    endpoints
+        .replace(name, &PostParams::default(), &ep)
+        .await
+        .expect("updating the Endpoints");
+    poll("one mirrored EndpointSlice with 10.2.3.4", WAIT, || async {
+        let l = slices
+            .list(&by_service(name))
+            .await
+            .map_err(|e| e.to_string())?;
+        match mirrored_addresses(&l.items)?.as_slice() {
+            [a] if a == "10.2.3.4" => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+
+    // Deleted: no slice left.
+    endpoints
+        .delete(name, &DeleteParams::default())
+        .await
+        .expect("deleting the Endpoints");
+    poll("the mirrored EndpointSlices to go", WAIT, || async {
+        let l = slices
+            .list(&by_service(name))
+            .await
+            .map_err(|e| e.to_string())?;
+        if l.items.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{:?}", l.items))
+        }
+    })
+    .await;
+}
+
 pub fn tests() -> Vec<Test> {
     vec![
         test!("[sig-network] EndpointSlice should have Endpoints and EndpointSlices pointing to API Server [Conformance]", kubernetes_endpoints_and_slices_point_to_apiserver),
         test!("[sig-network] EndpointSlice should create and delete Endpoints and EndpointSlices for a Service with a selector specified [Conformance]", service_with_selector_gets_and_loses_endpoints_and_slices),
         test!("[sig-network] EndpointSlice should create Endpoints and EndpointSlices for Pods matching a Service [Conformance]", endpoints_and_slices_for_matching_pods),
         test!("[sig-network] EndpointSlice should support creating EndpointSlice API operations [Conformance]", endpointslice_api_operations),
+        test!("[sig-network] EndpointSliceMirroring should mirror a custom Endpoints resource through create update and delete [Conformance]", endpointslicemirroring_mirrors_custom_endpoints),
     ]
 }

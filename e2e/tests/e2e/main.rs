@@ -17,6 +17,7 @@ mod images;
 mod keelson_up;
 mod kubectl;
 mod lifecycle;
+mod mirroring;
 mod network_policy;
 mod nodes;
 mod service_accounts;
