@@ -1,6 +1,8 @@
 //! Shared pieces of the e2e tests: one cluster per test binary (each test works in its
 //! own namespace), and kubectl helpers.
 
+pub mod net;
+
 use keelson_testkit::{free_port, ok, Cluster, Proc};
 use serde_json::Value;
 use std::sync::LazyLock;

@@ -6,41 +6,9 @@
 
 use std::time::Duration;
 
+use keelson_e2e::net::{get_json, kubectl, until};
 use keelson_e2e::NODE_CLUSTER;
 use keelson_testkit::ok;
-use serde_json::Value;
-
-fn kubectl(args: &[&str]) -> String {
-    ok(NODE_CLUSTER.kubectl(args))
-}
-
-fn get_json(args: &[&str]) -> Value {
-    let mut all = args.to_vec();
-    all.extend(["-o", "json"]);
-    let out = kubectl(&all);
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
-}
-
-/// Poll until `f` succeeds, or panic with what it last saw and the proxies' logs.
-fn until<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Result<T, String>) -> T {
-    let deadline = std::time::Instant::now() + timeout;
-    let mut last;
-    loop {
-        match f() {
-            Ok(v) => return v,
-            Err(e) => last = e,
-        }
-        if std::time::Instant::now() > deadline {
-            let logs: Vec<String> = NODE_CLUSTER
-                .nodes
-                .iter()
-                .map(|n| format!("--- proxy {} ---\n{}", n.name(), n.proxy.log_tail(30)))
-                .collect();
-            panic!("{what}: timed out; last: {last}\n{}", logs.join("\n"));
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
 
 #[test]
 fn a_selectorless_service_with_handwritten_endpoints_answers_at_its_cluster_ip() {

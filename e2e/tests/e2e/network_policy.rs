@@ -14,6 +14,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use keelson_e2e::net::{hostname_server_pod, kubectl, sleeper_pod};
 use keelson_e2e::NODE_CLUSTER;
 use keelson_testkit::node_cluster::CLUSTER_DNS;
 use keelson_testkit::ok;
@@ -34,10 +35,6 @@ const SETTLE: Duration = Duration::from_secs(30);
 const RESTORE: Duration = Duration::from_secs(10);
 /// Probes repeated once a connection is in its expected state under a policy.
 const AGAIN: usize = 2;
-
-fn kubectl(args: &[&str]) -> String {
-    ok(NODE_CLUSTER.kubectl(args))
-}
 
 fn node_name(i: usize) -> &'static str {
     NODE_CLUSTER.nodes[i].name()
@@ -69,49 +66,20 @@ impl Drop for Namespaces {
     }
 }
 
-/// `kubectl apply` of several documents at once.
-fn apply(ns: &str, docs: &[String]) {
-    NODE_CLUSTER.apply(ns, &docs.join("---\n"));
-}
-
 /// A busybox httpd pod on node `node` serving its own name on 8080 (the container port
 /// named `http`) and on each port of `more`.
 fn server(name: &str, labels: &str, node: usize, more: &[u16]) -> String {
-    let extra: String = more
-        .iter()
-        .map(|p| format!("httpd -p {p} -h /www && "))
-        .collect();
-    format!(
-        r#"apiVersion: v1
-kind: Pod
-metadata: {{name: {name}, labels: {labels}}}
-spec:
-  nodeName: {node}
-  terminationGracePeriodSeconds: 1
-  containers:
-  - name: main
-    image: keelson.local/busybox:1
-    command: ["sh", "-c", "mkdir -p /www && hostname > /www/index.html && {extra}exec httpd -f -p 8080 -h /www"]
-    ports: [{{containerPort: 8080, name: http}}]
-    readinessProbe: {{tcpSocket: {{port: 8080}}, periodSeconds: 1}}
-"#,
-        node = node_name(node)
-    )
+    hostname_server_pod(name, labels, node_name(node), more)
 }
 
 /// A busybox pod on node `node` that only sleeps: a client.
 fn client(name: &str, labels: &str, node: usize) -> String {
-    format!(
-        r#"apiVersion: v1
-kind: Pod
-metadata: {{name: {name}, labels: {labels}}}
-spec:
-  nodeName: {node}
-  terminationGracePeriodSeconds: 1
-  containers: [{{name: main, image: keelson.local/busybox:1, command: ["sleep", "3600"]}}]
-"#,
-        node = node_name(node)
-    )
+    sleeper_pod(name, labels, node_name(node))
+}
+
+/// `kubectl apply` of several documents at once.
+fn apply(ns: &str, docs: &[String]) {
+    NODE_CLUSTER.apply(ns, &docs.join("---\n"));
 }
 
 /// A ClusterIP Service on port 80 to 8080 of the pods `selector` picks.

@@ -8,21 +8,13 @@
 
 use std::time::Duration;
 
+use keelson_e2e::net::{
+    get_json, hostname_server_pod, kubectl, proxy_logs, sleeper_pod, until, wget_in_pod,
+};
 use keelson_e2e::{DOCKER_IO, NODE_CLUSTER};
 use keelson_testkit::node::OutsideHost;
 use keelson_testkit::{eventually, ok};
 use serde_json::Value;
-
-fn kubectl(args: &[&str]) -> String {
-    ok(NODE_CLUSTER.kubectl(args))
-}
-
-fn get_json(args: &[&str]) -> Value {
-    let mut all = args.to_vec();
-    all.extend(["-o", "json"]);
-    let out = kubectl(&all);
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
-}
 
 /// `curl URL` from the outside host; `None` when it fails.
 fn curl_outside(host: &OutsideHost, url: &str) -> Option<String> {
@@ -76,59 +68,6 @@ fn status_outside(host: &OutsideHost, url: &str) -> Option<u16> {
         .parse()
         .ok()
         .filter(|c| *c != 0)
-}
-
-/// `wget -qO- URL` inside a pod: (succeeded, stdout + stderr).
-fn wget_in_pod(ns: &str, pod: &str, url: &str) -> (bool, String) {
-    let out = NODE_CLUSTER.kubectl(&[
-        "exec", "-n", ns, pod, "--", "timeout", "5", "wget", "-qO-", url,
-    ]);
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.success(), text)
-}
-
-fn proxy_logs() -> String {
-    NODE_CLUSTER
-        .nodes
-        .iter()
-        .map(|n| format!("--- proxy {} ---\n{}", n.name(), n.proxy.log_tail(30)))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-/// Poll until `f` succeeds, or panic with what it last saw and the proxies' logs.
-fn until<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Result<T, String>) -> T {
-    let deadline = std::time::Instant::now() + timeout;
-    let mut last;
-    loop {
-        match f() {
-            Ok(v) => return v,
-            Err(e) => last = e,
-        }
-        if std::time::Instant::now() > deadline {
-            panic!("{what}: timed out; last: {last}\n{}", proxy_logs());
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
-
-/// A busybox pod on `node` that sleeps: a client inside the cluster.
-fn client_pod(ns: &str, name: &str, node: &str) {
-    NODE_CLUSTER.apply(
-        ns,
-        &format!(
-            r#"
-apiVersion: v1
-kind: Pod
-metadata: {{name: {name}, labels: {{role: client}}}}
-spec:
-  nodeName: {node}
-  terminationGracePeriodSeconds: 1
-  containers: [{{name: main, image: keelson.local/busybox:1, command: ["sleep", "3600"]}}]
-"#
-        ),
-    );
 }
 
 /// The ready endpoints' addresses in the Service's EndpointSlices.
@@ -218,7 +157,14 @@ fn a_load_balancer_service_answers_from_outside_every_node_and_every_pod() {
     ok(c.cluster
         .kubectl_with("kubectl", &["apply", "-n", ns, "-f", "-"], Some(SEED)));
     for n in &c.nodes {
-        client_pod(ns, &format!("client-{}", n.host.index), n.name());
+        NODE_CLUSTER.apply(
+            ns,
+            &sleeper_pod(
+                &format!("client-{}", n.host.index),
+                "{role: client}",
+                n.name(),
+            ),
+        );
     }
     ok(c.kubectl(&[
         "rollout",
@@ -375,25 +321,10 @@ fn a_load_balancer_service_answers_from_outside_every_node_and_every_pod() {
 fn echo_pods(ns: &str) {
     for n in &NODE_CLUSTER.nodes {
         let i = n.host.index;
+        let labels = format!("{{app: echo, index: \"{i}\"}}");
         NODE_CLUSTER.apply(
             ns,
-            &format!(
-                r#"
-apiVersion: v1
-kind: Pod
-metadata: {{name: echo-{i}, labels: {{app: echo, index: "{i}"}}}}
-spec:
-  nodeName: {node}
-  terminationGracePeriodSeconds: 1
-  containers:
-  - name: main
-    image: keelson.local/busybox:1
-    command: ["sh", "-c", "mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 8080 -h /www"]
-    ports: [{{containerPort: 8080, name: http}}]
-    readinessProbe: {{tcpSocket: {{port: 8080}}, periodSeconds: 1}}
-"#,
-                node = n.name()
-            ),
+            &hostname_server_pod(&format!("echo-{i}"), &labels, n.name(), &[]),
         );
     }
 }
@@ -413,7 +344,10 @@ fn proxy_behaviours_affinity_no_endpoints_hairpin_local_policies_node_and_restar
     let ns = "proxy-behaviours";
     kubectl(&["create", "namespace", ns]);
     echo_pods(ns);
-    client_pod(ns, "client", c.nodes[0].name());
+    c.apply(
+        ns,
+        &sleeper_pod("client", "{role: client}", c.nodes[0].name()),
+    );
     let (spread_ip, _) = service(
         ns,
         "spread",
