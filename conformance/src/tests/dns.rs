@@ -4,11 +4,11 @@
 //! list) over the same names and record types until each answers with what is expected,
 //! and its log is the result. `/etc/hosts` and `resolv.conf` are read from the pod.
 
+use super::services::{cluster_ip, create_service};
 use super::Test;
 use crate::framework::*;
 use k8s_openapi::api::core::v1::Service;
 use kube::api::{Api, PostParams};
-use kube::ResourceExt;
 use serde_json::{json, Value};
 
 /// One lookup: record type (`a`, `srv`, `cname`, `ptr`), name, and text its answer must hold.
@@ -76,21 +76,6 @@ async fn expect_lookups(ctx: &Ctx, pod: &str, lookups: &[Lookup], extra: Value, 
     p.metadata.labels = Some(obj(labels));
     let (ok, log) = ctx.run_to_end(p, "querier").await;
     assert!(ok, "lookups from {pod} failed:\n{log}");
-}
-
-async fn create_service(ctx: &Ctx, v: Value) -> Service {
-    let svc: Service = obj(v);
-    ctx.api::<Service>()
-        .create(&PostParams::default(), &svc)
-        .await
-        .unwrap_or_else(|e| panic!("creating Service {}: {e}", svc.name_any()))
-}
-
-fn cluster_ip(s: &Service) -> String {
-    s.spec
-        .as_ref()
-        .and_then(|s| s.cluster_ip.clone())
-        .unwrap_or_default()
 }
 
 fn reverse_name(ip: &str) -> String {

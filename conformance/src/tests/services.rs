@@ -18,7 +18,8 @@ const WAIT: Duration = Duration::from_secs(30);
 /// The name upstream's ExternalName Services point at before a change of type.
 const EXTERNAL_NAME: &str = "foo.example.com";
 
-async fn create_service(ctx: &Ctx, v: Value) -> Service {
+/// Create the Service `v` (JSON) in the test's namespace.
+pub(crate) async fn create_service(ctx: &Ctx, v: Value) -> Service {
     let svc: Service = obj(v);
     ctx.api::<Service>()
         .create(&PostParams::default(), &svc)
@@ -26,7 +27,7 @@ async fn create_service(ctx: &Ctx, v: Value) -> Service {
         .unwrap_or_else(|e| panic!("creating Service {}: {e}", svc.name_any()))
 }
 
-fn cluster_ip(s: &Service) -> String {
+pub(crate) fn cluster_ip(s: &Service) -> String {
     s.spec
         .as_ref()
         .and_then(|s| s.cluster_ip.clone())
