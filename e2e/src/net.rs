@@ -32,6 +32,42 @@ pub fn proxy_logs() -> String {
         .join("\n")
 }
 
+/// What the nodes' kernels hold for traffic to `address`, for failure messages: the
+/// announced addresses, the conntrack entries towards it, and the NetworkPolicy maps.
+pub fn network_diagnostics(address: &str) -> String {
+    let mut out = String::new();
+    for n in &NODE_CLUSTER.nodes {
+        let run = |program: &str, args: &[&str]| {
+            let o = n.host.nsenter_command(program).args(args).output();
+            o.map(|o| {
+                String::from_utf8_lossy(&o.stdout).into_owned()
+                    + &String::from_utf8_lossy(&o.stderr)
+            })
+            .unwrap_or_else(|e| e.to_string())
+        };
+        let netpol = run("nft", &["list", "table", "inet", "keelson-netpol"]);
+        let maps: Vec<&str> = netpol
+            .lines()
+            .filter(|l| l.contains(" : "))
+            .take(20)
+            .collect();
+        out.push_str(&format!(
+            "--- node {} ---
+keelson-lb0: {}
+conntrack to {address}:
+{}
+netpol map entries:
+{}
+",
+            n.name(),
+            run("ip", &["-4", "-br", "addr", "show", "dev", "keelson-lb0"]).trim(),
+            run("conntrack", &["-L", "--orig-dst", address]),
+            maps.join("\n"),
+        ));
+    }
+    out
+}
+
 /// Poll `f` every 250 ms until it succeeds; on time-out panic with what it last said
 /// and the proxies' logs.
 pub fn until<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Result<T, String>) -> T {

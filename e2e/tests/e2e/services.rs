@@ -9,7 +9,8 @@
 use std::time::Duration;
 
 use keelson_e2e::net::{
-    get_json, hostname_server_pod, kubectl, proxy_logs, sleeper_pod, until, wget_in_pod,
+    get_json, hostname_server_pod, kubectl, network_diagnostics, proxy_logs, sleeper_pod, until,
+    wget_in_pod,
 };
 use keelson_e2e::{DOCKER_IO, NODE_CLUSTER};
 use keelson_testkit::node::OutsideHost;
@@ -37,11 +38,14 @@ fn must_get(host: &OutsideHost, url: &str, what: &str) -> String {
         .output()
         .expect("curl");
     if !out.status.success() {
+        let host_part = url.trim_start_matches("http://");
+        let address = host_part.split([':', '/']).next().unwrap_or_default();
         panic!(
-            "{what}: curl {url}: {} ({})\n{}",
+            "{what}: curl {url}: {} ({})\n{}\n{}",
             String::from_utf8_lossy(&out.stderr).trim(),
             out.status,
-            proxy_logs()
+            proxy_logs(),
+            network_diagnostics(address)
         );
     }
     String::from_utf8_lossy(&out.stdout).into_owned()

@@ -550,6 +550,36 @@ fn policy_types(np: &NetworkPolicy) -> (bool, bool) {
 }
 
 /// Compute the model for the pods of `node_name`.
+/// An address belongs to one pod at a time. A deleted pod's object can outlive its
+/// sandbox, and the IPAM can hand its address to a new pod meanwhile: the address then
+/// stays with the pod that is not terminating (the newest, if both or neither are),
+/// so that a policy of the departing pod never isolates its successor.
+fn drop_reused_addresses(pods: &mut Vec<PodView<'_>>) {
+    let rank = |p: &PodView| {
+        (
+            p.pod.metadata.deletion_timestamp.is_none(),
+            p.pod.metadata.creation_timestamp.clone(),
+            p.key.clone(),
+        )
+    };
+    let mut owner: std::collections::HashMap<IpAddr, usize> = std::collections::HashMap::new();
+    for (i, p) in pods.iter().enumerate() {
+        for ip in &p.ips {
+            let keep = match owner.get(ip) {
+                Some(&j) => rank(p) > rank(&pods[j]),
+                None => true,
+            };
+            if keep {
+                owner.insert(*ip, i);
+            }
+        }
+    }
+    for (i, p) in pods.iter_mut().enumerate() {
+        p.ips.retain(|ip| owner.get(ip) == Some(&i));
+    }
+    pods.retain(|p| !p.ips.is_empty());
+}
+
 pub fn compute<P, N, Q>(node_name: &str, pods: &[P], namespaces: &[N], policies: &[Q]) -> Model
 where
     P: Borrow<Pod>,
@@ -562,6 +592,7 @@ where
             // the order the caller lists pods in.
             let mut v: Vec<PodView> = pods.iter().filter_map(|p| pod_view(p.borrow())).collect();
             v.sort_by(|a, b| a.key.cmp(&b.key));
+            drop_reused_addresses(&mut v);
             v
         },
         namespaces: namespaces

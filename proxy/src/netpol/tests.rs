@@ -831,3 +831,35 @@ async fn the_controller_follows_the_api_and_coalesces_changes() {
         "the table stays after shutdown"
     );
 }
+
+/// A deleted pod whose object outlives its sandbox must not keep isolating the new pod
+/// that got its address.
+#[test]
+fn a_reused_address_belongs_to_the_pod_that_is_not_terminating() {
+    let mut old = pod("ns1", "old", "n1", "10.244.1.50", json!({"app": "locked"}));
+    old.metadata.deletion_timestamp =
+        Some(serde_json::from_value(json!("2026-01-01T00:00:00Z")).unwrap());
+    let new = pod("ns2", "new", "n1", "10.244.1.50", json!({"app": "free"}));
+    let deny = policy(
+        "ns1",
+        "deny",
+        json!({"podSelector": {}, "policyTypes": ["Ingress"]}),
+    );
+    let namespaces = vec![ns("ns1", json!({})), ns("ns2", json!({}))];
+    let m = super::model::compute(
+        "n1",
+        &[old.clone(), new.clone()],
+        &namespaces,
+        std::slice::from_ref(&deny),
+    );
+    assert!(
+        m.pods
+            .iter()
+            .all(|p| !p.ips.contains(&"10.244.1.50".parse().unwrap())),
+        "the address is not isolated: {:?}",
+        m.pods.iter().map(|p| &p.key).collect::<Vec<_>>()
+    );
+    // Without the new pod, the terminating one is still isolated.
+    let m = super::model::compute("n1", &[old], &namespaces, &[deny]);
+    assert_eq!(m.pods.len(), 1);
+}
