@@ -638,7 +638,10 @@ async fn ensure_sandbox(
         reason: "ContainerCreating".into(),
         message: format!("{e:#}"),
     })?;
-    if rt.sandbox().is_some_and(|s| s.ready) {
+    if let Some(sandbox) = rt.sandbox().filter(|s| s.ready) {
+        if !host_network(pod) {
+            crate::cni::forget_neighbors(&sandbox.ips).await;
+        }
         Ok(Some(rt))
     } else {
         Err(Waiting {
