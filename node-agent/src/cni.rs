@@ -186,6 +186,27 @@ fn sync_routes(
     }
 }
 
+/// Forgets what the node's neighbour (ARP) table says about a new pod's address.
+/// host-local IPAM hands out addresses that earlier pods had; the node may still hold
+/// the old pod's MAC for one (REACHABLE for up to a minute), and until that entry goes
+/// stale every packet the node routes to the new pod (from other nodes, through a
+/// Service) goes to a MAC nobody has. Same-bridge pod-to-pod traffic is unaffected
+/// (each pod has its own table), which is why this shows only under address reuse.
+pub async fn forget_neighbors(ips: &[String]) {
+    for ip in ips {
+        if ip.parse::<std::net::IpAddr>().is_err() {
+            continue;
+        }
+        let out = tokio::process::Command::new("ip")
+            .args(["neigh", "flush", "to", ip])
+            .output()
+            .await;
+        if let Err(e) = out {
+            tracing::debug!(%ip, error = %e, "ip neigh flush");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -208,26 +229,5 @@ mod tests {
             "unchanged"
         );
         assert!(write_conf(dir.path(), "cni0", "10.244.2.0/24", &d).unwrap());
-    }
-}
-
-/// Forgets what the node's neighbour (ARP) table says about a new pod's address.
-/// host-local IPAM hands out addresses that earlier pods had; the node may still hold
-/// the old pod's MAC for one (REACHABLE for up to a minute), and until that entry goes
-/// stale every packet the node routes to the new pod (from other nodes, through a
-/// Service) goes to a MAC nobody has. Same-bridge pod-to-pod traffic is unaffected
-/// (each pod has its own table), which is why this shows only under address reuse.
-pub async fn forget_neighbors(ips: &[String]) {
-    for ip in ips {
-        if ip.parse::<std::net::IpAddr>().is_err() {
-            continue;
-        }
-        let out = tokio::process::Command::new("ip")
-            .args(["neigh", "flush", "to", ip])
-            .output()
-            .await;
-        if let Err(e) = out {
-            tracing::debug!(%ip, error = %e, "ip neigh flush");
-        }
     }
 }
