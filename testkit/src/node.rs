@@ -384,6 +384,13 @@ fn stat_field(stat: &str, i: usize) -> Option<String> {
     rest.split_whitespace().nth(i).map(str::to_string)
 }
 
+/// Kill what a containerd rooted at `dir` (socket `socket`) left running after it
+/// stopped: its shims and the containers they parent. For containerds a test did not
+/// start itself, such as the one inside a `keelson up` the test ran.
+pub fn kill_leftover_shims(dir: &Path, socket: &Path) {
+    kill_shims(dir, socket)
+}
+
 /// Kill the shims of this containerd and every process they parent. A shim is known by
 /// its `-address` argument, which is this containerd's socket, inside the node's own
 /// directory (containerd 1.6 writes no `shim.pid`; a `shim.pid` under the state

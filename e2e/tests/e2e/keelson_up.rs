@@ -14,6 +14,22 @@ struct Machine {
     up: keelson_testkit::Proc,
     kubeconfig: std::path::PathBuf,
     log: std::path::PathBuf,
+    /// `<data-dir>/containerd`: keelson up's containerd lives here.
+    containerd_dir: std::path::PathBuf,
+}
+
+/// On every path: SIGTERM, so that keelson up stops its pods, containerd and etcd itself
+/// (SIGKILL only after a minute), then whatever its containerd left running.
+impl Drop for Machine {
+    fn drop(&mut self) {
+        if self.up.is_running() {
+            self.up.terminate(Duration::from_secs(60));
+        }
+        keelson_testkit::node::kill_leftover_shims(
+            &self.containerd_dir,
+            &self.containerd_dir.join("containerd.sock"),
+        );
+    }
 }
 
 impl Machine {
@@ -142,6 +158,7 @@ fn keelson_up_runs_services_dns_and_load_balancers_on_one_machine() {
         up: start_process(&mut cmd, "keelson up").expect("keelson up"),
         kubeconfig: data.join("admin.kubeconfig"),
         log,
+        containerd_dir: data.join("containerd"),
     };
 
     machine.until("the node Ready", Duration::from_secs(120), || {
