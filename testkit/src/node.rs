@@ -384,11 +384,13 @@ fn stat_field(stat: &str, i: usize) -> Option<String> {
     rest.split_whitespace().nth(i).map(str::to_string)
 }
 
-/// Kill what a containerd rooted at `dir` (socket `socket`) left running after it
-/// stopped: its shims and the containers they parent. For containerds a test did not
-/// start itself, such as the one inside a `keelson up` the test ran.
-pub fn kill_leftover_shims(dir: &Path, socket: &Path) {
-    kill_shims(dir, socket)
+/// Remove what a containerd rooted at `dir` (socket `socket`) left behind after it
+/// stopped: its shims and the containers they parent, and the mounts under `dir`
+/// (sandbox shm, network namespace, rootfs). For containerds a test did not start
+/// itself, such as the one inside a `keelson up` the test ran.
+pub fn clean_up_containerd_leftovers(dir: &Path, socket: &Path) {
+    kill_shims(dir, socket);
+    unmount_under(dir);
 }
 
 /// Kill the shims of this containerd and every process they parent. A shim is known by

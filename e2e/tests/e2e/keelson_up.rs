@@ -19,13 +19,13 @@ struct Machine {
 }
 
 /// On every path: SIGTERM, so that keelson up stops its pods, containerd and etcd itself
-/// (SIGKILL only after a minute), then whatever its containerd left running.
+/// (SIGKILL only after a minute), then whatever its containerd left running or mounted.
 impl Drop for Machine {
     fn drop(&mut self) {
         if self.up.is_running() {
             self.up.terminate(Duration::from_secs(60));
         }
-        keelson_testkit::node::kill_leftover_shims(
+        keelson_testkit::node::clean_up_containerd_leftovers(
             &self.containerd_dir,
             &self.containerd_dir.join("containerd.sock"),
         );
