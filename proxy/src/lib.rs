@@ -97,6 +97,7 @@ pub async fn run(
         applied_ports: Vec::new(),
         service_health: health::ServiceHealthServers::default(),
         route_ensured: false,
+        announced: None,
     };
     let shutdown = shutdown;
     tokio::pin!(shutdown);
@@ -200,6 +201,8 @@ struct Proxier {
     applied_ports: Vec<model::ServicePort>,
     service_health: health::ServiceHealthServers,
     route_ensured: bool,
+    /// The LoadBalancer addresses this node announces; `None` until first read.
+    announced: Option<BTreeSet<Ipv4Addr>>,
 }
 
 impl Proxier {
@@ -260,7 +263,12 @@ impl Proxier {
         if self.opts.announce_load_balancer_ips {
             let owned =
                 announce::owned_addresses(&ports, &announce::candidates(&nodes), &self.node_name);
-            announce_addresses(&owned, node_ips.first().copied()).await?;
+            // The kernel is asked only when ownership changed (and once at start,
+            // when `announced` is unknown): most syncs move no address.
+            if self.announced.as_ref() != Some(&owned) {
+                announce_addresses(&owned, node_ips.first().copied()).await?;
+                self.announced = Some(owned);
+            }
         }
         self.applied_ports = ports;
 

@@ -144,14 +144,20 @@ impl Ruleset {
     /// only what changed: new chains are added, changed ones flushed and refilled,
     /// map elements added and deleted one by one. `None` when nothing changed.
     pub fn diff(&self, old: &Applied) -> Option<String> {
-        let changed = |name: &str, chain: &Chain| {
+        // One digest per chain, however many times the passes below ask.
+        let digests: BTreeMap<&str, u64> = self
+            .chains
+            .iter()
+            .map(|(n, c)| (n.as_str(), digest(&c.rules)))
+            .collect();
+        let changed = |name: &str| {
             old.chains
                 .get(name)
-                .is_none_or(|(_, d)| *d != digest(&chain.rules))
+                .is_none_or(|(_, d)| Some(d) != digests.get(name))
         };
         if self.collections == old.collections
             && self.chains.len() == old.chains.len()
-            && self.chains.iter().all(|(n, c)| !changed(n, c))
+            && self.chains.keys().all(|n| !changed(n))
         {
             return None;
         }
@@ -176,7 +182,7 @@ impl Ruleset {
         for (name, chain) in &self.chains {
             if !old.chains.contains_key(name) {
                 write_chain(&mut out, name, chain);
-            } else if changed(name, chain) {
+            } else if changed(name) {
                 let _ = writeln!(out, "flush chain ip {TABLE} {name}");
             }
         }
@@ -188,7 +194,7 @@ impl Ruleset {
             }
         }
         for (name, chain) in &self.chains {
-            if changed(name, chain) {
+            if changed(name) {
                 write_rules(&mut out, name, chain);
             }
         }
