@@ -223,6 +223,11 @@ fn parse_go_duration(s: &str) -> Result<Duration, String> {
         total += n * scale;
         rest = &rest[unit_end..];
     }
+    // Go's durations are int64 nanoseconds (about 292 years): past that, an error
+    // (and no float too large for a Duration).
+    if !total.is_finite() || total > i64::MAX as f64 / 1e9 {
+        return Err(invalid());
+    }
     // Negative delays end up as robfig's one-second minimum.
     Ok(if negative {
         Duration::ZERO
@@ -335,6 +340,10 @@ mod tests {
             "failed to parse int from x: strconv.Atoi: parsing \"x\": invalid syntax"
         );
         assert_eq!(err("@fortnightly"), "unrecognized descriptor: @fortnightly");
+        assert_eq!(
+            err("@every 99999999999999999999999h"),
+            "failed to parse duration @every 99999999999999999999999h: time: invalid duration \"99999999999999999999999h\""
+        );
         assert_eq!(
             err("@every 1d"),
             "failed to parse duration @every 1d: time: unknown unit \"d\" in duration \"1d\""

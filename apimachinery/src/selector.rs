@@ -770,9 +770,8 @@ impl FieldSelector {
                 )));
             };
             let value = unescape(raw).map_err(ApiError::bad_request)?;
-            if field.is_empty() && value.is_empty() {
-                continue;
-            }
+            // Kept even when the field is empty (`=`, `==`): Kubernetes converts every
+            // field label before matching, and an empty one is not a known field.
             requirements.push(FieldRequirement {
                 field: field.to_string(),
                 operator,
@@ -1056,6 +1055,36 @@ mod tests {
         assert!(m.starts_with("unable to parse requirement: values[0][a]: Invalid value: \"-x-\": a valid label must be"), "{m}");
     }
 
+    /// `labelSelector=a%3D` + 62 `a` + `%C3%A9a`: a character across byte 63 of a value
+    /// or a key used to panic; now both of Kubernetes' errors, joined by "; ".
+    #[test]
+    fn multi_byte_characters_across_byte_63_are_parse_errors() {
+        let long = format!("{}\u{e9}a", "a".repeat(62));
+        let m = parse_err(&format!("a={long}"));
+        assert_eq!(
+            m,
+            format!("unable to parse requirement: values[0][a]: Invalid value: {long:?}: must be no more than 63 characters; a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')")
+        );
+        let m = parse_err(&format!("{long}=x"));
+        assert!(
+            m.starts_with(&format!("unable to parse requirement: <nil>: Invalid value: {long:?}: name part must be no more than 63 characters; name part must consist of")),
+            "{m}"
+        );
+        let m = parse_err(&format!("example.com/{long} in (x)"));
+        assert!(m.contains("name part must be no more than 63 characters"), "{m}");
+    }
+
+    /// `notin ()` is `notin ("")` in Kubernetes (labels.Parse keeps the empty value), so
+    /// it is accepted and matches every object without that label or with a value.
+    #[test]
+    fn empty_value_sets_hold_the_empty_string() {
+        let s = parse("a notin ()");
+        assert_eq!(s.to_string(), "a notin ()");
+        assert!(s.matches(&[]));
+        assert!(s.matches(&[("a", "x")]));
+        assert!(!s.matches(&[("a", "")]));
+    }
+
     #[test]
     fn from_object() {
         let s = LabelSelector::from_object(&json!({
@@ -1119,6 +1148,8 @@ mod tests {
                 "spec.selector.matchExpressions[2].operator",
                 "FieldValueInvalid",
             ),
+            // An empty key is both empty and not matching the pattern, as in Go.
+            ("spec.selector.matchExpressions[3].key", "FieldValueInvalid"),
             ("spec.selector.matchExpressions[3].key", "FieldValueInvalid"),
             (
                 "spec.selector.matchExpressions[3].values[0]",
@@ -1202,6 +1233,15 @@ mod tests {
         );
         assert_eq!(
             FieldSelector::parse("a=b=c").unwrap_err().message,
+            "invalid field selector: unescaped character in value: 61"
+        );
+        // `fieldSelector===` (the value "=="): an empty field, left for the caller to
+        // refuse as an unknown field; "===" itself is an unescaped '='.
+        let empty = FieldSelector::parse("==").unwrap();
+        assert_eq!(empty.requirements().len(), 1);
+        assert_eq!(empty.requirements()[0].field, "");
+        assert_eq!(
+            FieldSelector::parse("===").unwrap_err().message,
             "invalid field selector: unescaped character in value: 61"
         );
     }
