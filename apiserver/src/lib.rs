@@ -15,6 +15,7 @@ mod alloc;
 pub mod auth;
 pub mod bootstrap;
 pub mod grpc;
+pub mod encryption;
 pub mod http;
 pub mod metrics;
 pub mod registry;
@@ -73,6 +74,10 @@ pub struct Config {
     pub event_ttl: Duration,
     /// The `iss` of service-account tokens, and the issuer of the OIDC discovery
     /// document.
+    /// apiserver.config.k8s.io/v1 EncryptionConfiguration: which resources are
+    /// encrypted in etcd, and how (identity, aescbc, aesgcm, secretbox, kms v2).
+    #[arg(long = "encryption-provider-config")]
+    pub encryption_provider_config: Option<PathBuf>,
     #[arg(
         long = "service-account-issuer",
         default_value = "https://kubernetes.default.svc.cluster.local"
@@ -158,6 +163,16 @@ pub async fn start(
     )
     .context("loading TLS certificates")?;
     let tokens = match &config.token_auth_file {
+    let storage = match &config.encryption_provider_config {
+        Some(path) => {
+            let encryption = encryption::Encryption::load(path).await?;
+            for (resource, writer) in encryption.summary() {
+                tracing::info!(resource, writer, "encrypting at rest");
+            }
+            storage.with_encryption(Arc::new(encryption))
+        }
+        None => storage,
+    };
         Some(p) => Some(
             keelson_pki::TokenFile::load(p).with_context(|| format!("loading {}", p.display()))?,
         ),

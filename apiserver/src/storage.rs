@@ -5,6 +5,10 @@
 //! by the registry when it reads. Every write is a transaction conditioned on the
 //! revision the writer read (or on the key not existing, for create), so concurrent
 //! writers through any number of apiservers never lose an update.
+//!
+//! With `--encryption-provider-config`, values are encrypted here on the way in and
+//! decrypted on the way out ([`crate::encryption`]), so everything above this module
+//! (the registry, the watch cache) sees plaintext only.
 
 use bytes::Bytes;
 use etcd_client::{
@@ -14,6 +18,7 @@ use etcd_client::{
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::encryption::Encryption;
 use crate::metrics::Metrics;
 
 /// Keys fetched per etcd range request.
@@ -25,6 +30,9 @@ pub struct Kv {
     pub key: String,
     pub value: Bytes,
     pub mod_revision: i64,
+    /// Read with a provider or key other than the one that writes now (encryption at
+    /// rest): a write should store it again even if the object did not change.
+    pub stale: bool,
 }
 
 /// One page of a range read.
@@ -60,6 +68,9 @@ pub enum StorageError {
     LeaseGone,
     #[error("etcd: {0}")]
     Unavailable(String),
+    /// A value could not be encrypted or decrypted (Kubernetes' wording).
+    #[error("unable to transform key {key:?}: {message}")]
+    Transform { key: String, message: String },
 }
 
 impl From<etcd_client::Error> for StorageError {
@@ -99,6 +110,7 @@ pub struct Storage {
     client: Client,
     metrics: Metrics,
     leases: Arc<tokio::sync::Mutex<Option<SharedLease>>>,
+    encryption: Option<Arc<Encryption>>,
 }
 
 /// An etcd lease that writes with a time to live share for a while, as kube-apiserver's
@@ -137,6 +149,7 @@ fn to_kv(kv: &etcd_client::KeyValue) -> Kv {
         key: String::from_utf8_lossy(kv.key()).into_owned(),
         value: Bytes::copy_from_slice(kv.value()),
         mod_revision: kv.mod_revision(),
+        stale: false,
     }
 }
 
@@ -155,7 +168,64 @@ impl Storage {
             client,
             metrics,
             leases: Arc::default(),
+            encryption: None,
         })
+    }
+
+    /// Encrypt values at rest as `encryption` says (`--encryption-provider-config`).
+    pub fn with_encryption(mut self, encryption: Arc<Encryption>) -> Self {
+        self.encryption = Some(encryption);
+        self
+    }
+
+    /// The value to store at `key` for `value`.
+    async fn seal(&self, key: &str, value: Vec<u8>) -> Result<Vec<u8>> {
+        match &self.encryption {
+            None => Ok(value),
+            Some(e) => e
+                .seal(key, value)
+                .await
+                .map_err(|message| StorageError::Transform {
+                    key: key.to_string(),
+                    message,
+                }),
+        }
+    }
+
+    /// The plaintext of the value stored at `key`, and whether it is stale.
+    pub async fn open(&self, key: &str, value: Bytes) -> Result<(Bytes, bool)> {
+        match &self.encryption {
+            None => Ok((value, false)),
+            Some(e) => e
+                .open(key, value)
+                .await
+                .map(|o| (o.data, o.stale))
+                .map_err(|message| StorageError::Transform {
+                    key: key.to_string(),
+                    message,
+                }),
+        }
+    }
+
+    /// A key-value as read from etcd, decrypted.
+    async fn read(&self, kv: &etcd_client::KeyValue) -> Result<Kv> {
+        let mut kv = to_kv(kv);
+        if self.encryption.is_some() {
+            (kv.value, kv.stale) = self.open(&kv.key, kv.value).await?;
+        }
+        Ok(kv)
+    }
+
+    /// The current value in a failed transaction's answer, decrypted.
+    async fn current_of(&self, ops: Vec<TxnOpResponse>) -> Result<Option<Kv>> {
+        let found = ops.into_iter().find_map(|op| match op {
+            TxnOpResponse::Get(g) => g.kvs().first().cloned(),
+            _ => None,
+        });
+        match found {
+            Some(kv) => Ok(Some(self.read(&kv).await?)),
+            None => Ok(None),
+        }
     }
 
     fn observe(&self, op: &'static str, started: Instant) {
@@ -166,7 +236,10 @@ impl Storage {
         let started = Instant::now();
         let resp = self.client.kv_client().get(key, None).await?;
         self.observe("get", started);
-        Ok(resp.kvs().first().map(to_kv))
+        match resp.kvs().first() {
+            Some(kv) => Ok(Some(self.read(kv).await?)),
+            None => Ok(None),
+        }
     }
 
     /// The current store revision.
@@ -245,7 +318,10 @@ impl Storage {
                 other => other,
             })?;
         self.observe("list", started);
-        let kvs: Vec<Kv> = resp.kvs().iter().map(to_kv).collect();
+        let mut kvs = Vec::with_capacity(resp.kvs().len());
+        for kv in resp.kvs() {
+            kvs.push(self.read(kv).await?);
+        }
         let remaining = (resp.count() - kvs.len() as i64).max(0);
         Ok(Page {
             kvs,
@@ -256,6 +332,7 @@ impl Storage {
 
     /// Put `value` at `key` when the key does not exist. Returns the new revision.
     pub async fn create(&self, key: &str, value: Vec<u8>) -> Result<i64> {
+        let value = self.seal(key, value).await?;
         let started = Instant::now();
         let txn = Txn::new()
             .when([Compare::create_revision(key, CompareOp::Equal, 0)])
@@ -270,6 +347,7 @@ impl Storage {
 
     /// Put `value` at `key` when its mod_revision is still `expected`.
     pub async fn update(&self, key: &str, value: Vec<u8>, expected: i64) -> Result<i64> {
+        let value = self.seal(key, value).await?;
         let started = Instant::now();
         let txn = Txn::new()
             .when([Compare::mod_revision(key, CompareOp::Equal, expected)])
@@ -280,7 +358,9 @@ impl Storage {
         if resp.succeeded() {
             return Ok(resp.header().map_or(0, |h| h.revision()));
         }
-        Err(StorageError::Conflict(current_of(resp.op_responses())))
+        Err(StorageError::Conflict(
+            self.current_of(resp.op_responses()).await?,
+        ))
     }
 
     /// Delete `key` when its mod_revision is still `expected`. Returns the revision of
@@ -296,14 +376,19 @@ impl Storage {
         if resp.succeeded() {
             return Ok(resp.header().map_or(0, |h| h.revision()));
         }
-        Err(StorageError::Conflict(current_of(resp.op_responses())))
+        Err(StorageError::Conflict(
+            self.current_of(resp.op_responses()).await?,
+        ))
     }
 
     /// One atomic write: put or delete `key` (conditioned on `expected`: `None` means the
     /// key must not exist), claim the `claims` keys (each must not exist), and delete the
     /// `releases` keys. Used where an object owns allocation keys, such as a Service and
     /// its ClusterIP and NodePorts, so that both change together or not at all.
-    pub async fn commit(&self, c: Commit) -> Result<i64> {
+    pub async fn commit(&self, mut c: Commit) -> Result<i64> {
+        if let Some(v) = c.value.take() {
+            c.value = Some(self.seal(&c.key, v).await?);
+        }
         let started = Instant::now();
         let mut when = Vec::new();
         match c.expected {
@@ -356,7 +441,10 @@ impl Storage {
         }
         let mut responses = resp.op_responses().into_iter();
         let current = match responses.next() {
-            Some(TxnOpResponse::Get(g)) => g.kvs().first().map(to_kv),
+            Some(TxnOpResponse::Get(g)) => match g.kvs().first() {
+                Some(kv) => Some(self.read(kv).await?),
+                None => None,
+            },
             _ => None,
         };
         let key_ok = match c.expected {
@@ -381,6 +469,7 @@ impl Storage {
 
     /// Plain put, for bookkeeping keys that need no precondition.
     pub async fn put(&self, key: &str, value: Vec<u8>) -> Result<i64> {
+        let value = self.seal(key, value).await?;
         let resp = self.client.kv_client().put(key, value, None).await?;
         Ok(resp.header().map_or(0, |h| h.revision()))
     }
@@ -392,7 +481,7 @@ impl Storage {
     }
 
     /// A raw etcd watch over every key with `prefix`, from `start_revision`, with the
-    /// previous value of each key.
+    /// previous value of each key. Values come as stored: [`Storage::open`] decrypts.
     pub async fn watch(
         &self,
         prefix: &str,
@@ -415,6 +504,7 @@ impl Storage {
         value: Vec<u8>,
         ttl_seconds: i64,
     ) -> Result<tokio::task::JoinHandle<()>> {
+        let value = self.seal(key, value).await?;
         let mut leases = self.client.lease_client();
         let lease = leases.grant(ttl_seconds, None).await?;
         let id = lease.id();
@@ -472,13 +562,6 @@ impl Storage {
             Ok(Ok(_))
         )
     }
-}
-
-fn current_of(ops: Vec<TxnOpResponse>) -> Option<Kv> {
-    ops.into_iter().find_map(|op| match op {
-        TxnOpResponse::Get(g) => g.kvs().first().map(to_kv),
-        _ => None,
-    })
 }
 
 #[cfg(test)]

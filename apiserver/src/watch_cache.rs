@@ -5,7 +5,8 @@
 //! decodes each change once, keeps a window of recent events and broadcasts each event
 //! to subscribers. A client watch from resourceVersion N replays the window after N and
 //! then follows the broadcast; a watch from before the window falls back to a direct
-//! etcd watch, which answers 410 Gone once etcd has compacted that far.
+//! etcd watch, which answers 410 Gone once etcd has compacted that far. Values are
+//! decrypted (encryption at rest) as they arrive, so the window holds plaintext.
 
 use crate::storage::{Storage, StorageError};
 use crate::view::View;
@@ -168,20 +169,42 @@ struct Compact {
 }
 
 impl Compact {
-    fn from_etcd(ev: &etcd_client::Event) -> Option<Compact> {
+    /// The change with its values decrypted. A value that does not decrypt is kept
+    /// empty, so it decodes to nothing (as an undecodable value does) and is logged.
+    async fn from_etcd(ev: &etcd_client::Event, storage: &Storage) -> Option<Compact> {
         let kv = ev.kv()?;
         let change = match ev.event_type() {
             etcd_client::EventType::Put => Change::Put,
             etcd_client::EventType::Delete => Change::Delete,
         };
+        let key = String::from_utf8_lossy(kv.key()).into_owned();
+        let open = |value: &[u8], revision: i64| {
+            let key = &key;
+            let value = Bytes::copy_from_slice(value);
+            async move {
+                match storage.open(key, value).await {
+                    Ok((plain, _)) => plain,
+                    Err(e) => {
+                        tracing::warn!(revision, error = %e, "watched value does not decrypt");
+                        Bytes::new()
+                    }
+                }
+            }
+        };
+        let value = match change {
+            Change::Put => Some(open(kv.value(), kv.mod_revision()).await),
+            Change::Delete => None,
+        };
+        let prev = match ev.prev_kv() {
+            Some(p) => Some((open(p.value(), p.mod_revision()).await, p.mod_revision())),
+            None => None,
+        };
         Some(Compact {
             revision: kv.mod_revision(),
-            key: String::from_utf8_lossy(kv.key()).into_owned(),
+            key,
             change,
-            value: (change == Change::Put).then(|| Bytes::copy_from_slice(kv.value())),
-            prev: ev
-                .prev_kv()
-                .map(|p| (Bytes::copy_from_slice(p.value()), p.mod_revision())),
+            value,
+            prev,
         })
     }
 
@@ -385,12 +408,14 @@ impl WatchCache {
                 return Ok(now);
             }
             let header_rev = resp.header().map_or(0, |h| h.revision());
+            let mut changes = Vec::with_capacity(resp.events().len());
+            for ev in resp.events() {
+                changes.extend(Compact::from_etcd(ev, &self.storage).await);
+            }
             let decoded: Vec<(Arc<RawEvent>, Compact)> = {
                 let mut local = self.local.lock().expect("local writes");
-                let events = resp
-                    .events()
-                    .iter()
-                    .filter_map(Compact::from_etcd)
+                let events = changes
+                    .into_iter()
                     .map(|c| (Arc::new(c.expand(local.claim(&c))), c))
                     .collect::<Vec<_>>();
                 local.advance(events.iter().map(|(r, _)| r.revision).max().unwrap_or(0));
@@ -415,15 +440,17 @@ impl WatchCache {
         }
         Err(StorageError::Unavailable("etcd watch stream ended".into()))
     }
-}
 
-/// Turn a direct etcd watch response into raw events (for [`Subscription::Direct`]).
-pub fn raw_events(resp: &etcd_client::WatchResponse) -> Vec<Arc<RawEvent>> {
-    resp.events()
-        .iter()
-        .filter_map(Compact::from_etcd)
-        .map(|c| Arc::new(c.expand(None)))
-        .collect()
+    /// Turn a direct etcd watch response into raw events (for [`Subscription::Direct`]).
+    pub async fn raw_events(&self, resp: &etcd_client::WatchResponse) -> Vec<Arc<RawEvent>> {
+        let mut out = Vec::with_capacity(resp.events().len());
+        for ev in resp.events() {
+            if let Some(c) = Compact::from_etcd(ev, &self.storage).await {
+                out.push(Arc::new(c.expand(None)));
+            }
+        }
+        out
+    }
 }
 
 #[cfg(test)]

@@ -96,6 +96,9 @@ pub fn storage_error(e: StorageError, rt: &ResourceType, name: &str) -> ApiError
     }
 }
 
+        e @ StorageError::Transform { .. } => {
+            ApiError::internal(format!("Internal error occurred: {e}"))
+        }
 pub fn decode_kv(kv: &Kv) -> Result<Value, ApiError> {
     decode(&kv.value, kv.mod_revision)
         .ok_or_else(|| ApiError::internal(format!("stored object at {} is not valid JSON", kv.key)))
@@ -417,7 +420,7 @@ impl Registry {
             let created = old.is_none();
             // Client-visible no-op: nothing changed, nothing written (no new revision).
             if let Some(o) = &old {
-                if same_object(o, &new) {
+                if same_object(o, &new) && !current.as_ref().is_some_and(|kv| kv.stale) {
                     return Ok(Written {
                         object: Arc::new(o.clone()),
                         created: false,

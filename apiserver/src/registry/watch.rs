@@ -10,7 +10,7 @@
 use super::list::Filter;
 use super::{collection_prefix, ListOptions, Registry};
 use crate::view::View;
-use crate::watch_cache::{raw_events, Change, RawEvent, Subscription};
+use crate::watch_cache::{Change, RawEvent, Subscription};
 use keelson_apimachinery::ApiError;
 use keelson_resources::ResourceType;
 use serde_json::{json, Value};
@@ -270,7 +270,7 @@ impl Registry {
                                     tx.send(WatchEvent::new("ERROR", status)).await.ok()?;
                                     return None;
                                 }
-                                for ev in raw_events(&resp) {
+                                for ev in this.cache.raw_events(&resp).await {
                                     last = last.max(ev.revision);
                                     if let Some(we) = translate(rt, &ev, &prefix, &filter, view) {
                                         tx.send(we).await.ok()?;
