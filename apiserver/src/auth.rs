@@ -1,9 +1,12 @@
 //! Authentication: client certificates (CN = user, O = groups), static bearer tokens
 //! (`--token-auth-file`) and service-account tokens (signed JWTs whose ServiceAccount,
 //! and the pod, secret or node they are bound to, still exist), then impersonation
-//! (`Impersonate-User`/`-Group`/`-Uid` headers, `kubectl --as`). Authorization is not
-//! enforced yet: every authenticated user may do everything, impersonate included.
+//! (`Impersonate-User`/`-Group`/`-Uid` headers, `kubectl --as`), which the requester
+//! must be authorized for (the `impersonate` verb on `users`, `groups`,
+//! `serviceaccounts`, `uids`). Without credentials a request is `system:anonymous`
+//! when anonymous requests are allowed (`--anonymous-auth`).
 
+use crate::authz::{Attributes, Authorizer, ANONYMOUS_USER, UNAUTHENTICATED_GROUP};
 use crate::registry::{Registry, UserInfo};
 use crate::serviceaccount::Issuer;
 use axum::http::{header, HeaderMap};
@@ -25,6 +28,19 @@ const MAX_REMEMBERED: usize = 4096;
 pub struct Authenticator {
     pub tokens: Option<TokenFile>,
     pub service_accounts: Option<ServiceAccountTokens>,
+    /// Requests without credentials are `system:anonymous` rather than refused.
+    pub anonymous: bool,
+    /// Asked whether the requester may impersonate.
+    pub authorizer: Arc<Authorizer>,
+}
+
+/// The user of requests without credentials.
+pub fn anonymous_user() -> UserInfo {
+    UserInfo {
+        name: ANONYMOUS_USER.into(),
+        uid: String::new(),
+        groups: vec![UNAUTHENTICATED_GROUP.into()],
+    }
 }
 
 /// Checks service-account tokens: the signature and claims, then (at most every
@@ -224,10 +240,18 @@ impl Authenticator {
         headers: &HeaderMap,
         cert: Option<&Identity>,
     ) -> Result<Option<UserInfo>, ApiError> {
-        match self.requester(headers, cert).await? {
-            Some(user) => impersonate(headers, user).map(Some),
-            None => Ok(None),
+        let requester = match self.requester(headers, cert).await? {
+            Some(user) => user,
+            None if self.anonymous => anonymous_user(),
+            None => return Ok(None),
+        };
+        let Some(target) = impersonation(headers, &requester)? else {
+            return Ok(Some(requester));
+        };
+        for a in impersonation_checks(&requester, &target, headers) {
+            self.authorizer.check(&a).await?;
         }
+        Ok(Some(target))
     }
 
     /// Who presented the credentials.
@@ -262,9 +286,68 @@ impl Authenticator {
     }
 }
 
-/// The user a request acts as: the requester, or whom its impersonation headers name
-/// (Kubernetes' impersonation filter; with no authorization every user may
-/// impersonate).
+/// What the requester must be allowed to do to act as `target` (Kubernetes'
+/// impersonation filter): `impersonate` on the user (or service account), each group,
+/// the uid and each extra.
+fn impersonation_checks(
+    requester: &UserInfo,
+    target: &UserInfo,
+    headers: &HeaderMap,
+) -> Vec<Attributes> {
+    let mut checks = Vec::new();
+    let account = target
+        .name
+        .strip_prefix("system:serviceaccount:")
+        .and_then(|rest| rest.split_once(':'));
+    checks.push(match account {
+        Some((ns, name)) => Attributes::resource(requester, "impersonate", "", "serviceaccounts", ns, name),
+        None => Attributes::resource(requester, "impersonate", "", "users", "", &target.name),
+    });
+    // Groups asked for explicitly; those that come with the user are not checked.
+    for g in headers
+        .get_all("impersonate-group")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+    {
+        checks.push(Attributes::resource(requester, "impersonate", "", "groups", "", g));
+    }
+    if !target.uid.is_empty() {
+        checks.push(Attributes::resource(
+            requester,
+            "impersonate",
+            "authentication.k8s.io",
+            "uids",
+            "",
+            &target.uid,
+        ));
+    }
+    for (k, v) in headers.iter() {
+        if let Some(key) = k.as_str().strip_prefix("impersonate-extra-") {
+            let mut a = Attributes::resource(
+                requester,
+                "impersonate",
+                "authentication.k8s.io",
+                "userextras",
+                "",
+                v.to_str().unwrap_or(""),
+            );
+            a.subresource = key.to_string();
+            checks.push(a);
+        }
+    }
+    checks
+}
+
+/// Whom a request's impersonation headers name, if any (`None`: the requester acts as
+/// itself).
+fn impersonation(headers: &HeaderMap, requester: &UserInfo) -> Result<Option<UserInfo>, ApiError> {
+    impersonate(headers, requester.clone()).map(|u| {
+        let asked = headers.contains_key("impersonate-user");
+        asked.then_some(u)
+    })
+}
+
+/// The user a request acts as: the requester, or whom its impersonation headers name.
 fn impersonate(headers: &HeaderMap, requester: UserInfo) -> Result<UserInfo, ApiError> {
     let values = |name: &str| -> Vec<String> {
         headers
@@ -323,7 +406,7 @@ mod tests {
     async fn tokens_and_certs() {
         let a = Authenticator {
             tokens: Some(TokenFile::parse("s3cret,alice,1,\"dev,ops\"\n").unwrap()),
-            service_accounts: None,
+            ..Default::default()
         };
         let mut h = HeaderMap::new();
         assert!(a.authenticate(&h, None).await.unwrap().is_none());

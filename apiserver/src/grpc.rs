@@ -50,6 +50,32 @@ fn authed<T>(req: &Request<T>) -> Result<UserInfo, Status> {
         .ok_or_else(|| to_status(&ApiError::unauthorized()))
 }
 
+impl GrpcApi {
+    /// Authorize `verb` on the object (or collection) `r` names, as REST would.
+    async fn authorize(
+        &self,
+        user: &UserInfo,
+        verb: &str,
+        rt: &ResourceType,
+        r: &pb::ResourceRef,
+    ) -> Result<(), Status> {
+        let mut a = crate::authz::Attributes::resource(
+            user,
+            verb,
+            rt.group,
+            rt.plural,
+            &r.namespace,
+            &r.name,
+        );
+        a.api_version = rt.version.to_string();
+        a.subresource = r.subresource.clone();
+        if rt.group.is_empty() && rt.plural == "namespaces" && a.namespace.is_empty() {
+            a.namespace = r.name.clone();
+        }
+        self.auth.authorizer.check(&a).await.map_err(|e| to_status(&e))
+    }
+}
+
 /// The stored resource a call names (reviews are only created).
 fn resource(
     r: Option<&pb::ResourceRef>,
@@ -104,7 +130,11 @@ fn obj(v: &Value) -> Response<pb::Object> {
     })
 }
 
-fn write_opts(o: Option<pb::WriteOptions>, user_agent: &str) -> Result<WriteOptions, Status> {
+fn write_opts(
+    o: Option<pb::WriteOptions>,
+    user_agent: &str,
+    user: &UserInfo,
+) -> Result<WriteOptions, Status> {
     let o = o.unwrap_or_default();
     let fv = if o.field_validation.is_empty() {
         "Strict"
@@ -117,6 +147,7 @@ fn write_opts(o: Option<pb::WriteOptions>, user_agent: &str) -> Result<WriteOpti
         field_validation: FieldValidation::parse(fv).map_err(|e| to_status(&e))?,
         force: false,
         user_agent: user_agent.to_string(),
+        user: user.clone(),
     })
 }
 
@@ -133,8 +164,9 @@ type WatchStream = Pin<Box<dyn futures::Stream<Item = Result<pb::WatchEvent, Sta
 #[tonic::async_trait]
 impl pb::api_server::Api for GrpcApi {
     async fn get(&self, req: Request<pb::GetRequest>) -> Result<Response<pb::Object>, Status> {
-        authed(&req)?;
+        let user = authed(&req)?;
         let (rt, r) = resource(req.get_ref().r#ref.as_ref())?;
+        self.authorize(&user, "get", rt, &r).await?;
         let v = match r.subresource.as_str() {
             "scale" => self.registry.get_scale(rt, &r.namespace, &r.name).await,
             _ => self.registry.get(rt, &r.namespace, &r.name).await,
@@ -147,9 +179,10 @@ impl pb::api_server::Api for GrpcApi {
         &self,
         req: Request<pb::ListRequest>,
     ) -> Result<Response<pb::ListResponse>, Status> {
-        authed(&req)?;
+        let user = authed(&req)?;
         let q = req.into_inner();
         let (rt, r) = resource(q.r#ref.as_ref())?;
+        self.authorize(&user, "list", rt, &r).await?;
         let opts = ListOptions {
             label_selector: q.label_selector,
             field_selector: q.field_selector,
@@ -178,9 +211,10 @@ impl pb::api_server::Api for GrpcApi {
         &self,
         req: Request<pb::WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
-        authed(&req)?;
+        let user = authed(&req)?;
         let q = req.into_inner();
         let (rt, r) = resource(q.r#ref.as_ref())?;
+        self.authorize(&user, "watch", rt, &r).await?;
         let mut field_selector = q.field_selector;
         if !r.name.is_empty() {
             let one = format!("metadata.name={}", r.name);
@@ -227,7 +261,8 @@ impl pb::api_server::Api for GrpcApi {
         let ua = user_agent(&req);
         let q = req.into_inner();
         let (rt, r) = any_resource(q.r#ref.as_ref())?;
-        let opts = write_opts(q.options, &ua)?;
+        self.authorize(&user, "create", rt, &r).await?;
+        let opts = write_opts(q.options, &ua, &user)?;
         let body = parse(&q.object)?;
         let v = match r.subresource.as_str() {
             _ if rt.strategy.create_only() => {
@@ -264,11 +299,12 @@ impl pb::api_server::Api for GrpcApi {
         &self,
         req: Request<pb::UpdateRequest>,
     ) -> Result<Response<pb::Object>, Status> {
-        authed(&req)?;
+        let user = authed(&req)?;
         let ua = user_agent(&req);
         let q = req.into_inner();
         let (rt, r) = resource(q.r#ref.as_ref())?;
-        let opts = write_opts(q.options, &ua)?;
+        self.authorize(&user, "update", rt, &r).await?;
+        let opts = write_opts(q.options, &ua, &user)?;
         let body = parse(&q.object)?;
         let v = match r.subresource.as_str() {
             "scale" => self
@@ -298,11 +334,12 @@ impl pb::api_server::Api for GrpcApi {
     }
 
     async fn patch(&self, req: Request<pb::PatchRequest>) -> Result<Response<pb::Object>, Status> {
-        authed(&req)?;
+        let user = authed(&req)?;
         let ua = user_agent(&req);
         let q = req.into_inner();
         let (rt, r) = resource(q.r#ref.as_ref())?;
-        let mut opts = write_opts(q.options, &ua)?;
+        self.authorize(&user, "patch", rt, &r).await?;
+        let mut opts = write_opts(q.options, &ua, &user)?;
         opts.force = q.force;
         let ptype = PatchType::from_content_type(&q.patch_type).map_err(|e| to_status(&e))?;
         let v = match r.subresource.as_str() {
@@ -333,9 +370,10 @@ impl pb::api_server::Api for GrpcApi {
         &self,
         req: Request<pb::DeleteRequest>,
     ) -> Result<Response<pb::Object>, Status> {
-        authed(&req)?;
+        let user = authed(&req)?;
         let q = req.into_inner();
         let (rt, r) = resource(q.r#ref.as_ref())?;
+        self.authorize(&user, "delete", rt, &r).await?;
         let opts = delete_opts(&q.delete_options, q.dry_run)?;
         let v = self
             .registry
@@ -349,9 +387,10 @@ impl pb::api_server::Api for GrpcApi {
         &self,
         req: Request<pb::DeleteCollectionRequest>,
     ) -> Result<Response<pb::ListResponse>, Status> {
-        authed(&req)?;
+        let user = authed(&req)?;
         let q = req.into_inner();
         let (rt, r) = resource(q.r#ref.as_ref())?;
+        self.authorize(&user, "deletecollection", rt, &r).await?;
         let opts = delete_opts(&q.delete_options, q.dry_run)?;
         let list = ListOptions {
             label_selector: q.label_selector,

@@ -13,11 +13,13 @@
 
 mod alloc;
 pub mod auth;
+pub mod authz;
 pub mod bootstrap;
-pub mod grpc;
 pub mod encryption;
+pub mod grpc;
 pub mod http;
 pub mod metrics;
+pub mod recover;
 pub mod registry;
 pub mod reviews;
 pub mod server;
@@ -72,12 +74,12 @@ pub struct Config {
     /// How long Events are kept after their last write (0 keeps them until deleted).
     #[arg(long = "event-ttl", default_value = "1h", value_parser = keelson_apimachinery::duration::parse)]
     pub event_ttl: Duration,
-    /// The `iss` of service-account tokens, and the issuer of the OIDC discovery
-    /// document.
     /// apiserver.config.k8s.io/v1 EncryptionConfiguration: which resources are
     /// encrypted in etcd, and how (identity, aescbc, aesgcm, secretbox, kms v2).
     #[arg(long = "encryption-provider-config")]
     pub encryption_provider_config: Option<PathBuf>,
+    /// The `iss` of service-account tokens, and the issuer of the OIDC discovery
+    /// document.
     #[arg(
         long = "service-account-issuer",
         default_value = "https://kubernetes.default.svc.cluster.local"
@@ -120,6 +122,20 @@ pub struct Config {
         default_value = "InternalIP,ExternalIP,Hostname"
     )]
     pub kubelet_preferred_address_types: Vec<String>,
+    /// Authorizers asked in order, as kube-apiserver's flag: `AlwaysAllow`,
+    /// `AlwaysDeny`, `Node`, `RBAC` (`keelson up` and the documented installs use
+    /// `Node,RBAC`). Members of `system:masters` are always allowed.
+    #[arg(
+        long = "authorization-mode",
+        value_delimiter = ',',
+        default_value = "AlwaysAllow"
+    )]
+    pub authorization_mode: Vec<String>,
+    /// Let requests without credentials in as `system:anonymous` (group
+    /// `system:unauthenticated`), to be authorized like anyone else. Ignored with
+    /// `AlwaysAllow`, as kube-apiserver ignores it.
+    #[arg(long = "anonymous-auth", default_value_t = true, action = clap::ArgAction::Set)]
+    pub anonymous_auth: bool,
 }
 
 fn parse_port_range(s: &str) -> anyhow::Result<(u16, u16)> {
@@ -147,22 +163,6 @@ pub async fn start(
     let storage = storage::Storage::connect(&config.etcd_servers, metrics.clone())
         .await
         .with_context(|| format!("connecting to etcd at {:?}", config.etcd_servers))?;
-    let services = registry::allocation::ServiceAllocator::new(
-        &config.service_cluster_ip_range,
-        parse_port_range(&config.service_node_port_range)?,
-    )?;
-    let mut registry = registry::Registry::new(storage.clone(), services)
-        .await?
-        .with_event_ttl(config.event_ttl);
-    bootstrap::system_objects(&registry, config.secure_port).await?;
-
-    let tls = keelson_pki::server_config(
-        &config.tls_cert_file,
-        &config.tls_private_key_file,
-        config.client_ca_file.as_deref(),
-    )
-    .context("loading TLS certificates")?;
-    let tokens = match &config.token_auth_file {
     let storage = match &config.encryption_provider_config {
         Some(path) => {
             let encryption = encryption::Encryption::load(path).await?;
@@ -173,6 +173,27 @@ pub async fn start(
         }
         None => storage,
     };
+    let services = registry::allocation::ServiceAllocator::new(
+        &config.service_cluster_ip_range,
+        parse_port_range(&config.service_node_port_range)?,
+    )?;
+    let mut registry = registry::Registry::new(storage.clone(), services)
+        .await?
+        .with_event_ttl(config.event_ttl);
+    bootstrap::system_objects(&registry, config.secure_port).await?;
+    let authorizer = Arc::new(authorizer(&config.authorization_mode, &registry)?);
+    if authorizer.rbac().is_some() {
+        reconcile_rbac(&registry).await?;
+    }
+    registry.authorizer = Some(authorizer.clone());
+
+    let tls = keelson_pki::server_config(
+        &config.tls_cert_file,
+        &config.tls_private_key_file,
+        config.client_ca_file.as_deref(),
+    )
+    .context("loading TLS certificates")?;
+    let tokens = match &config.token_auth_file {
         Some(p) => Some(
             keelson_pki::TokenFile::load(p).with_context(|| format!("loading {}", p.display()))?,
         ),
@@ -211,6 +232,9 @@ pub async fn start(
     let auth = Arc::new(auth::Authenticator {
         tokens,
         service_accounts: Some(auth::ServiceAccountTokens::new(issuer, registry.clone())),
+        // kube-apiserver turns anonymous requests off under AlwaysAllow.
+        anonymous: config.anonymous_auth && !authorizer.has_always_allow(),
+        authorizer: authorizer.clone(),
     });
     let connect = http::connect::Connector::new(&http::connect::KubeletClientConfig {
         client_certificate: config.kubelet_client_certificate.clone(),
@@ -256,6 +280,53 @@ pub async fn start(
     tracing::info!(%addr, "keelson-apiserver serving");
     let task = tokio::spawn(server.serve(listener, shutdown));
     Ok(Running { addr, task })
+}
+
+/// The chain `--authorization-mode` names.
+fn authorizer(modes: &[String], registry: &registry::Registry) -> anyhow::Result<authz::Authorizer> {
+    let mut chain = Vec::new();
+    for m in modes.iter().map(|m| m.trim()).filter(|m| !m.is_empty()) {
+        let mode = match m {
+            "AlwaysAllow" => authz::Mode::AlwaysAllow,
+            "AlwaysDeny" => authz::Mode::AlwaysDeny,
+            "RBAC" => authz::Mode::Rbac(authz::rbac::Rbac::start(
+                registry.cache.clone(),
+                registry.storage.clone(),
+            )),
+            "Node" => authz::Mode::Node(authz::node::NodeAuthorizer::start(
+                registry.cache.clone(),
+                registry.storage.clone(),
+            )),
+            other => anyhow::bail!(
+                "--authorization-mode: unknown mode {other:?} (supported: {})",
+                authz::MODES.join(", ")
+            ),
+        };
+        if chain.iter().any(|c: &authz::Mode| c.name() == mode.name()) {
+            anyhow::bail!("--authorization-mode: {m} given twice");
+        }
+        chain.push(mode);
+    }
+    anyhow::ensure!(!chain.is_empty(), "--authorization-mode: at least one mode is required");
+    Ok(authz::Authorizer::new(chain))
+}
+
+/// Create or update the default roles and bindings (kube-apiserver's
+/// `rbac/bootstrap-roles` post-start hook); several apiservers starting at once may
+/// conflict, so a few attempts.
+async fn reconcile_rbac(registry: &registry::Registry) -> anyhow::Result<()> {
+    let mut last = None;
+    for _ in 0..5 {
+        match authz::rbac::defaults::reconcile(registry).await {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                tracing::warn!(error = %e, "reconciling the default RBAC policy");
+                last = Some(e);
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+    Err(last.expect("an attempt failed"))
 }
 
 /// Like kube-apiserver: the bind address when it is a real one, else the host's first

@@ -2,11 +2,12 @@
 //! `create_only`, their kinds in `keelson_resources::kinds::reviews`).
 //! authentication.k8s.io/v1 TokenReview ("whom does this token authenticate as?") and
 //! SelfSubjectReview ("who am I?", `kubectl auth whoami`); authorization.k8s.io/v1
-//! access reviews ("may they do that?", `kubectl auth can-i`), answered as
-//! kube-apiserver's AlwaysAllow authorizer answers them, because Keelson does not
-//! enforce authorization yet: yes.
+//! access reviews ("may they do that?", `kubectl auth can-i`) and rules reviews
+//! (`kubectl auth can-i --list`), answered by the authorizer chain that enforces
+//! requests.
 
 use crate::auth::Authenticator;
+use crate::authz::{Attributes, Authorizer, Decision, Mode};
 use crate::registry::UserInfo;
 use keelson_apimachinery::{ApiError, Cause};
 use keelson_resources::ResourceType;
@@ -18,6 +19,106 @@ fn user_info(user: &UserInfo) -> Value {
         info["uid"] = json!(user.uid);
     }
     info
+}
+
+/// The user an access review asks about.
+fn subject_of(spec: &Value) -> UserInfo {
+    UserInfo {
+        name: spec["user"].as_str().unwrap_or("").to_string(),
+        uid: spec["uid"].as_str().unwrap_or("").to_string(),
+        groups: keelson_apimachinery::meta::path_strings(spec, "groups"),
+    }
+}
+
+/// The request an access review describes.
+fn access_attributes(spec: &Value, user: UserInfo) -> Attributes {
+    let s = |v: &Value, k: &str| v[k].as_str().unwrap_or("").to_string();
+    match spec.get("resourceAttributes").filter(|v| !v.is_null()) {
+        Some(r) => Attributes {
+            user,
+            verb: s(r, "verb"),
+            resource_request: true,
+            namespace: s(r, "namespace"),
+            api_group: s(r, "group"),
+            api_version: s(r, "version"),
+            resource: s(r, "resource"),
+            subresource: s(r, "subresource"),
+            name: s(r, "name"),
+            path: String::new(),
+        },
+        None => {
+            let n = &spec["nonResourceAttributes"];
+            Attributes {
+                user,
+                verb: s(n, "verb"),
+                path: s(n, "path"),
+                ..Default::default()
+            }
+        }
+    }
+}
+
+/// `SelfSubjectRulesReview`: what `user` may do in `namespace`, as far as the
+/// authorizers can list it (the Node authorizer cannot: incomplete).
+async fn rules_review(authorizer: &Authorizer, user: &UserInfo, namespace: &str) -> Value {
+    let mut resource_rules = Vec::new();
+    let mut non_resource_rules = Vec::new();
+    let mut incomplete = false;
+    let mut errors = Vec::new();
+    let everything = || {
+        (
+            json!({"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}),
+            json!({"verbs": ["*"], "nonResourceURLs": ["*"]}),
+        )
+    };
+    if user.groups.iter().any(|g| g == crate::authz::MASTERS_GROUP) {
+        let (r, n) = everything();
+        resource_rules.push(r);
+        non_resource_rules.push(n);
+    }
+    for mode in authorizer.modes() {
+        match mode {
+            Mode::AlwaysAllow => {
+                let (r, n) = everything();
+                resource_rules.push(r);
+                non_resource_rules.push(n);
+            }
+            Mode::AlwaysDeny => {}
+            Mode::Node(_) => {
+                if crate::authz::node::node_name(user).is_some() {
+                    incomplete = true;
+                    errors.push("node authorizer does not support user rule resolution".to_string());
+                }
+            }
+            Mode::Rbac(rbac) => {
+                let (rules, errs) = rbac.rules_for(user, namespace).await;
+                for r in rules {
+                    if r.non_resource_urls.is_empty() {
+                        let mut v = json!({"verbs": r.verbs, "apiGroups": r.api_groups, "resources": r.resources});
+                        if !r.resource_names.is_empty() {
+                            v["resourceNames"] = json!(r.resource_names);
+                        }
+                        resource_rules.push(v);
+                    } else {
+                        non_resource_rules.push(json!({"verbs": r.verbs, "nonResourceURLs": r.non_resource_urls}));
+                    }
+                }
+                if !errs.is_empty() {
+                    incomplete = true;
+                    errors.extend(errs);
+                }
+            }
+        }
+    }
+    let mut status = json!({
+        "resourceRules": resource_rules,
+        "nonResourceRules": non_resource_rules,
+        "incomplete": incomplete,
+    });
+    if !errors.is_empty() {
+        status["evaluationError"] = json!(errors.join(", "));
+    }
+    status
 }
 
 /// Kubernetes' checks of an access review's spec.
@@ -91,14 +192,29 @@ pub async fn answer(
     match rt.kind {
         "SubjectAccessReview" | "LocalSubjectAccessReview" | "SelfSubjectAccessReview" => {
             validate_access(rt, &review, ns)?;
-            review["status"] = json!({"allowed": true});
+            let subject = if rt.kind == "SelfSubjectAccessReview" {
+                user.clone()
+            } else {
+                subject_of(&review["spec"])
+            };
+            let attrs = access_attributes(&review["spec"], subject);
+            let verdict = auth.authorizer.authorize(&attrs).await;
+            let mut status = json!({"allowed": verdict.allowed()});
+            if verdict.decision == Decision::Deny {
+                status["denied"] = json!(true);
+            }
+            if !verdict.reason.is_empty() {
+                status["reason"] = json!(verdict.reason);
+            }
+            review["status"] = status;
         }
         "SelfSubjectRulesReview" => {
-            review["status"] = json!({
-                "resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}],
-                "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}],
-                "incomplete": false,
-            });
+            let namespace = review
+                .pointer("/spec/namespace")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            review["status"] = rules_review(&auth.authorizer, user, &namespace).await;
         }
         "SelfSubjectReview" => {
             review["status"] = json!({"userInfo": user_info(user)});

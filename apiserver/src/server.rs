@@ -2,11 +2,13 @@
 //!
 //! Both protocols share one port so that a kubeconfig is all any client needs. A request
 //! whose content type is `application/grpc` goes to the tonic service, everything else to
-//! the REST handlers. HTTP/1.1 and HTTP/2 are negotiated by ALPN.
+//! the REST handlers. HTTP/1.1 and HTTP/2 are negotiated by ALPN. Every request runs
+//! under [`recover::guard`]: a handler that panics answers 500, the connection stays.
 
 use crate::auth::Authenticator;
 use crate::http::respond::error_response;
 use crate::http::ApiState;
+use crate::recover::{self, Protocol};
 use axum::body::Body;
 use axum::http::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -72,7 +74,13 @@ impl Server {
                 let service = hyper::service::service_fn(move |req| {
                     let this = this.clone();
                     let identity = identity.clone();
-                    async move { Ok::<_, Infallible>(this.handle(req, identity.as_ref(), peer).await) }
+                    // A panicking handler fails its request, not the connection.
+                    let protocol = if is_grpc(&req) { Protocol::Grpc } else { Protocol::Rest };
+                    let what = format!("{} {} from {peer}", req.method(), req.uri().path());
+                    async move {
+                        let handler = this.handle(req, identity.as_ref(), peer);
+                        Ok::<_, Infallible>(recover::guard(protocol, what, handler).await)
+                    }
                 });
                 let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
                 let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);

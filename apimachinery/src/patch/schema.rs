@@ -161,7 +161,10 @@ fn root(group: &str, kind: &str) -> Option<Ty> {
         | ("apps", "ControllerRevision")
         | ("coordination.k8s.io", "Lease")
         // NetworkPolicy's lists (rules, peers, ports, policyTypes) are all atomic.
-        | ("networking.k8s.io", "NetworkPolicy") => Ty::MetadataOnly,
+        | ("networking.k8s.io", "NetworkPolicy")
+        // RBAC's rules, subjects and aggregation selectors are atomic lists.
+        | ("rbac.authorization.k8s.io", "Role" | "ClusterRole")
+        | ("rbac.authorization.k8s.io", "RoleBinding" | "ClusterRoleBinding") => Ty::MetadataOnly,
         ("apps", "Deployment") => Ty::Deployment,
         ("apps", "ReplicaSet") => Ty::ReplicaSet,
         ("apps", "StatefulSet") => Ty::StatefulSet,

@@ -75,14 +75,28 @@ pub async fn serve(
 ) -> Response<Body> {
     let started = Instant::now();
     let (parts, body) = req.into_parts();
-    let target = match route::resolve(parts.uri.path()) {
+    let target = route::resolve(parts.uri.path());
+    match &user {
+        // Authorization looks at the URL only, as Kubernetes' does.
+        Some(user) => {
+            let attrs = crate::authz::request::attributes(
+                user,
+                &parts.method,
+                parts.uri.path(),
+                parts.uri.query().unwrap_or(""),
+            );
+            if let Err(e) = state.auth.authorizer.check(&attrs).await {
+                return error_response(&e);
+            }
+        }
+        // Without anonymous requests, health and version stay public.
+        None if matches!(target, Ok(Target::Health(_) | Target::Version)) => {}
+        None => return error_response(&ApiError::unauthorized()),
+    }
+    let target = match target {
         Ok(t) => t,
         Err(e) => return error_response(&e),
     };
-    let public = matches!(target, Target::Health(_) | Target::Version);
-    if user.is_none() && !public {
-        return error_response(&ApiError::unauthorized());
-    }
     let query = resources::Query::parse(parts.uri.query());
     let is_watch = query.flag("watch");
     let labels = match &target {

@@ -77,7 +77,7 @@ fn list_options(q: &Query) -> Result<ListOptions, ApiError> {
     })
 }
 
-fn write_options(q: &Query, headers: &HeaderMap) -> Result<WriteOptions, ApiError> {
+fn write_options(q: &Query, headers: &HeaderMap, user: &UserInfo) -> Result<WriteOptions, ApiError> {
     Ok(WriteOptions {
         dry_run: crate::registry::options::parse_dry_run(&q.all("dryRun"))?,
         field_manager: q.get("fieldManager").to_string(),
@@ -88,6 +88,7 @@ fn write_options(q: &Query, headers: &HeaderMap) -> Result<WriteOptions, ApiErro
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_string(),
+        user: user.clone(),
     })
 }
 
@@ -230,7 +231,7 @@ async fn handle_inner(
             format,
         )),
         (Method::POST, true, "") => {
-            let opts = write_options(q, headers)?;
+            let opts = write_options(q, headers, user)?;
             let obj = decode_body(headers, &body)?;
             let duplicates = fields::check_duplicates(rt, &obj, &body, opts.field_validation)?;
             let mut w = reg.create(rt, ns, obj, &opts).await?;
@@ -240,25 +241,25 @@ async fn handle_inner(
             Ok(r)
         }
         (Method::POST, false, "binding") => {
-            let opts = write_options(q, headers)?;
+            let opts = write_options(q, headers, user)?;
             let obj = decode_body(headers, &body)?;
             let status = reg.bind(rt, ns, name, &obj, &opts).await?;
             Ok(json_response(201, &status, Format::Json))
         }
         (Method::POST, false, "token") => {
-            let opts = write_options(q, headers)?;
+            let opts = write_options(q, headers, user)?;
             let obj = decode_body(headers, &body)?;
             let token = reg.create_token(ns, name, obj, &opts).await?;
             Ok(json_response(201, &token, format))
         }
         (Method::POST, false, "eviction") => {
-            let opts = write_options(q, headers)?;
+            let opts = write_options(q, headers, user)?;
             let obj = decode_body(headers, &body)?;
             let status = reg.evict(rt, ns, name, obj, &opts).await?;
             Ok(json_response(201, &status, Format::Json))
         }
         (Method::PUT, false, "" | "status") => {
-            let opts = write_options(q, headers)?;
+            let opts = write_options(q, headers, user)?;
             let obj = decode_body(headers, &body)?;
             let duplicates = fields::check_duplicates(rt, &obj, &body, opts.field_validation)?;
             let mut w = reg.update(rt, ns, name, sub, obj, &opts).await?;
@@ -268,13 +269,13 @@ async fn handle_inner(
             Ok(r)
         }
         (Method::PUT, false, "finalize") => {
-            let opts = write_options(q, headers)?;
+            let opts = write_options(q, headers, user)?;
             let obj = decode_body(headers, &body)?;
             let w = reg.finalize_namespace(name, &obj, &opts).await?;
             Ok(object_response(t, 200, &w, format, q))
         }
         (Method::PUT, false, "scale") => {
-            let opts = write_options(q, headers)?;
+            let opts = write_options(q, headers, user)?;
             let obj = decode_body(headers, &body)?;
             let scale = reg
                 .write_scale(rt, ns, name, ScaleChange::Replace(&obj), &opts)
@@ -282,7 +283,7 @@ async fn handle_inner(
             Ok(json_response(200, &scale, format))
         }
         (Method::PATCH, false, _) => {
-            let opts = write_options(q, headers)?;
+            let opts = write_options(q, headers, user)?;
             let ct = headers
                 .get(header::CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok())

@@ -8,7 +8,7 @@
 //! disrupts nothing (Pending, finished, already being deleted) is deleted without
 //! asking any budget; so is an unready pod when the budget is met anyway.
 
-use super::{metadata, DeleteOptions, ListOptions, Registry, WriteOptions};
+use super::{metadata, DeleteOptions, ListOptions, Registry, UserInfo, WriteOptions};
 use keelson_apimachinery::{meta, ApiError, Cause};
 use keelson_resources::podspec::selector_matches;
 use keelson_resources::ResourceType;
@@ -129,7 +129,7 @@ impl Registry {
             field_manager: "eviction".into(),
             ..opts.clone()
         };
-        self.guaranteed_update(rt, ns, pdb_name, opts.dry_run, |old| {
+        self.guaranteed_update(rt, ns, pdb_name, opts, |old| {
             let old = old.ok_or_else(|| ApiError::not_found(rt.group, rt.plural, pdb_name))?;
             let mut new = old.clone();
             decrement(&mut new, pod_name)?;
@@ -154,12 +154,17 @@ impl Registry {
                 field_manager: "eviction".into(),
                 ..opts.clone()
             };
+            // The DisruptionTarget condition is the apiserver's own write.
+            let internal_opts = WriteOptions {
+                user: UserInfo::apiserver(),
+                ..Default::default()
+            };
             let (uid, rv) = (
                 delete.precondition_uid.clone(),
                 delete.precondition_resource_version.clone(),
             );
             let marked = self
-                .guaranteed_update(pods, ns, name, false, |old| {
+                .guaranteed_update(pods, ns, name, &internal_opts, |old| {
                     let old = old.ok_or_else(|| ApiError::not_found("", "pods", name))?;
                     for (want, have) in [(&uid, meta::uid(old)), (&rv, meta::resource_version(old))] {
                         if want.as_deref().is_some_and(|w| !w.is_empty() && w != have) {

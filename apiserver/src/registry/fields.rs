@@ -52,6 +52,12 @@ fn typed(group: &str, kind: &str, obj: &Value) -> Option<Result<Value, String>> 
         ("discovery.k8s.io", "EndpointSlice") => round_trip::<discovery::v1::EndpointSlice>(obj),
         ("events.k8s.io", "Event") => round_trip::<events::v1::Event>(obj),
         ("networking.k8s.io", "NetworkPolicy") => round_trip::<networking::v1::NetworkPolicy>(obj),
+        ("rbac.authorization.k8s.io", "Role") => round_trip::<rbac::v1::Role>(obj),
+        ("rbac.authorization.k8s.io", "ClusterRole") => round_trip::<rbac::v1::ClusterRole>(obj),
+        ("rbac.authorization.k8s.io", "RoleBinding") => round_trip::<rbac::v1::RoleBinding>(obj),
+        ("rbac.authorization.k8s.io", "ClusterRoleBinding") => {
+            round_trip::<rbac::v1::ClusterRoleBinding>(obj)
+        }
         ("policy", "PodDisruptionBudget") => round_trip::<policy::v1::PodDisruptionBudget>(obj),
         ("policy", "Eviction") => round_trip::<policy::v1::Eviction>(obj),
         ("scheduling.k8s.io", "PriorityClass") => round_trip::<scheduling::v1::PriorityClass>(obj),

@@ -27,7 +27,8 @@ impl Filter {
         } else {
             Some(LabelSelector::parse(&opts.label_selector)?)
         };
-        let fields = if opts.field_selector.trim().is_empty() {
+        // Only an absent selector is no selector: " " is a term Kubernetes cannot read.
+        let fields = if opts.field_selector.is_empty() {
             None
         } else {
             let fs = FieldSelector::parse(&opts.field_selector)?;
@@ -96,22 +97,60 @@ fn encode_token(rv: i64, start: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
 }
 
+/// `storage.DecodeContinue`, with its checks and words: 400 `invalid continue token: ...`.
+/// A token's resourceVersion below zero asks for the latest revision (Kubernetes hands
+/// such tokens out with a 410 for an expired one); zero is refused.
 fn decode_token(token: &str) -> Result<(i64, String), ApiError> {
-    let bad = || ApiError::bad_request("continue key is not valid: invalid continue token");
+    const INVALID: &str = "continue key is not valid";
+    let bad = |detail: String| ApiError::bad_request(format!("invalid continue token: {detail}"));
     let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(token.trim_end_matches('='))
-        .map_err(|_| bad())?;
-    let v: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
-    let rv = v.get("rv").and_then(Value::as_i64).ok_or_else(bad)?;
-    let start = v
-        .get("start")
-        .and_then(Value::as_str)
-        .ok_or_else(bad)?
-        .to_string();
-    if start.contains("..") || start.starts_with('/') {
-        return Err(bad());
+        .map_err(|e| bad(format!("{INVALID}: {e}")))?;
+    let v: Value = serde_json::from_slice(&raw).map_err(|e| bad(format!("{INVALID}: {e}")))?;
+    let version = v.get("v").and_then(Value::as_str).unwrap_or_default();
+    if version != "meta.k8s.io/v1" {
+        return Err(bad(format!(
+            "{INVALID}: server does not recognize this encoded version {version}"
+        )));
     }
-    Ok((rv, start))
+    let rv = match v.get("rv") {
+        None | Some(Value::Null) => 0,
+        Some(rv) => rv
+            .as_i64()
+            .ok_or_else(|| bad(format!("{INVALID}: rv: {rv} is not an int64")))?,
+    };
+    if rv == 0 {
+        return Err(bad(format!(
+            "{INVALID}: incorrect encoded start resourceVersion (version meta.k8s.io/v1)"
+        )));
+    }
+    let start = v.get("start").and_then(Value::as_str).unwrap_or_default();
+    if start.is_empty() {
+        return Err(bad(format!(
+            "{INVALID}: encoded start key empty (version meta.k8s.io/v1)"
+        )));
+    }
+    // Path traversal: the key, rooted, must already be clean (Go's path.Clean).
+    let rooted = if start.starts_with('/') {
+        start.to_string()
+    } else {
+        format!("/{start}")
+    };
+    if !is_clean_path(&rooted) {
+        return Err(bad(format!("{INVALID}: {start}")));
+    }
+    Ok((rv.max(0), rooted[1..].to_string()))
+}
+
+/// Whether Go's `path.Clean` leaves a rooted path unchanged: no empty, `.` or `..`
+/// segments and no trailing slash (but `/` itself).
+fn is_clean_path(p: &str) -> bool {
+    if p == "/" {
+        return true;
+    }
+    p.split('/')
+        .skip(1)
+        .all(|seg| !seg.is_empty() && seg != "." && seg != "..")
 }
 
 const TOO_OLD_CONTINUE: &str = "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.";
@@ -128,12 +167,16 @@ impl Registry {
         let prefix = collection_prefix(rt, ns);
         let (mut start, mut revision) = if !opts.continue_token.is_empty() {
             let (rv, start) = decode_token(&opts.continue_token)?;
+            if !opts.resource_version.is_empty() && opts.resource_version != "0" {
+                return Err(ApiError::bad_request(
+                    "specifying resource version is not allowed when using continue",
+                ));
+            }
             (format!("{prefix}{start}"), rv)
         } else {
+            let rv = super::options::parse_resource_version(&opts.resource_version)?;
             let rv = match opts.resource_version_match.as_str() {
-                "Exact" => opts.resource_version.parse::<i64>().map_err(|_| {
-                    ApiError::bad_request(format!("invalid resource version {:?}", opts.resource_version))
-                })?,
+                "Exact" => rv,
                 "" | "NotOlderThan" => 0,
                 other => {
                     return Err(ApiError::bad_request(format!(
@@ -149,9 +192,10 @@ impl Registry {
             let want = if limit == 0 {
                 0
             } else if filter.is_everything() {
-                limit - items.len() as i64 + 1
+                // Saturating: `limit` is the client's, up to i64::MAX.
+                limit.saturating_sub(items.len() as i64).saturating_add(1)
             } else {
-                (limit * 2).max(200)
+                limit.saturating_mul(2).max(200)
             };
             let page = self
                 .storage
@@ -224,8 +268,48 @@ mod tests {
             (42, "default/web\u{0}".to_string())
         );
         assert_eq!(decode_token("not-a-token").unwrap_err().code, 400);
-        let evil = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .encode(r#"{"rv":1,"start":"../secrets"}"#);
+        let token = |raw: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);
+        let evil = token(r#"{"v":"meta.k8s.io/v1","rv":1,"start":"../secrets"}"#);
         assert_eq!(decode_token(&evil).unwrap_err().code, 400);
+    }
+
+    #[test]
+    fn continue_tokens_are_checked_like_kubernetes() {
+        let token = |raw: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);
+        let err = |raw: &str| {
+            let e = decode_token(&token(raw)).unwrap_err();
+            assert_eq!((e.code, e.reason.as_str()), (400, "BadRequest"), "{raw}");
+            e.message
+        };
+        assert_eq!(
+            err(r#"{"v":"meta.k8s.io/v1","rv":0,"start":"a"}"#),
+            "invalid continue token: continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)"
+        );
+        assert_eq!(
+            err(r#"{"v":"meta.k8s.io/v1","rv":3,"start":""}"#),
+            "invalid continue token: continue key is not valid: encoded start key empty (version meta.k8s.io/v1)"
+        );
+        assert_eq!(
+            err(r#"{"v":"meta.k8s.io/v2","rv":3,"start":"a"}"#),
+            "invalid continue token: continue key is not valid: server does not recognize this encoded version meta.k8s.io/v2"
+        );
+        for start in ["a//b", "a/./b", "a/../../b", "a/"] {
+            let raw = format!(r#"{{"v":"meta.k8s.io/v1","rv":3,"start":"{start}"}}"#);
+            assert_eq!(
+                err(&raw),
+                format!("invalid continue token: continue key is not valid: {start}")
+            );
+        }
+        assert!(err(r#"{"v":"meta.k8s.io/v1","rv":"x","start":"a"}"#).starts_with("invalid continue token: continue key is not valid"));
+        // Below zero: the latest revision (0 to the storage layer).
+        assert_eq!(
+            decode_token(&token(r#"{"v":"meta.k8s.io/v1","rv":-1,"start":"default/web\u0000"}"#)).unwrap(),
+            (0, "default/web\u{0}".to_string())
+        );
+        // A rooted start key is the same key.
+        assert_eq!(
+            decode_token(&token(r#"{"v":"meta.k8s.io/v1","rv":9,"start":"/default/web"}"#)).unwrap(),
+            (9, "default/web".to_string())
+        );
     }
 }

@@ -50,6 +50,9 @@ pub struct Registry {
     pub token_issuer: Option<Arc<crate::serviceaccount::Issuer>>,
     /// The longest a requested token may live (`--service-account-max-token-expiration`).
     pub max_token_expiration: Option<Duration>,
+    /// The authorizer chain, for checks on writes: RBAC escalation (may this user
+    /// grant these rules?) and NodeRestriction.
+    pub authorizer: Option<Arc<crate::authz::Authorizer>>,
 }
 
 /// The result of a write: the object, warnings for the client, and whether it was
@@ -93,12 +96,12 @@ pub fn storage_error(e: StorageError, rt: &ResourceType, name: &str) -> ApiError
         ),
         StorageError::Unavailable(msg) => ApiError::timeout(format!("etcd is unavailable: {msg}")),
         StorageError::LeaseGone => ApiError::timeout("the etcd lease for this write vanished"),
-    }
-}
-
         e @ StorageError::Transform { .. } => {
             ApiError::internal(format!("Internal error occurred: {e}"))
         }
+    }
+}
+
 pub fn decode_kv(kv: &Kv) -> Result<Value, ApiError> {
     decode(&kv.value, kv.mod_revision)
         .ok_or_else(|| ApiError::internal(format!("stored object at {} is not valid JSON", kv.key)))
@@ -189,6 +192,7 @@ impl Registry {
             event_ttl: None,
             token_issuer: None,
             max_token_expiration: None,
+            authorizer: None,
         })
     }
 
@@ -218,6 +222,25 @@ impl Registry {
             Ok(None) => Err(ApiError::not_found(rt.group, rt.plural, name)),
             Err(e) => Err(storage_error(e, rt, name)),
         }
+    }
+
+    /// The checks that depend on who writes: NodeRestriction admission (a node changes
+    /// only its own Node, Lease and pods) and RBAC's escalation prevention (roles and
+    /// bindings grant only what their writer holds).
+    async fn admit_user(
+        &self,
+        rt: &ResourceType,
+        obj: &Value,
+        old: Option<&Value>,
+        opts: &WriteOptions,
+    ) -> Result<(), ApiError> {
+        admission::noderestriction::admit(rt, obj, old, &opts.user)?;
+        if let Some(authorizer) = &self.authorizer {
+            if crate::authz::rbac::escalation::applies(rt) {
+                crate::authz::rbac::escalation::check(authorizer, rt, obj, old, &opts.user).await?;
+            }
+        }
+        Ok(())
     }
 
     /// NamespaceLifecycle admission: the namespace must exist and not be terminating.
@@ -308,6 +331,7 @@ impl Registry {
         mut obj: Value,
         opts: &WriteOptions,
     ) -> Result<Written, ApiError> {
+        options::validate_field_manager("CreateOptions", &opts.field_manager)?;
         metadata::check_type(rt, &mut obj)?;
         metadata::check_namespace(rt, &mut obj, ns)?;
         let warnings = fields::check_unknown(rt, &mut obj, opts.field_validation)?;
@@ -321,6 +345,7 @@ impl Registry {
         self.admit(rt, &mut obj, None)?;
         self.admit_namespace(rt, meta::namespace(&obj), meta::name(&obj))
             .await?;
+        self.admit_user(rt, &obj, None, opts).await?;
         // Quota charges are given back unless the object is written.
         let reservation = self
             .admission
@@ -399,12 +424,13 @@ impl Registry {
         rt: &ResourceType,
         ns: &str,
         name: &str,
-        dry_run: bool,
+        opts: &WriteOptions,
         mut mutate: F,
     ) -> Result<Written, ApiError>
     where
         F: FnMut(Option<&Value>) -> Result<Value, ApiError>,
     {
+        let dry_run = opts.dry_run;
         let k = key(rt, ns, name);
         let mut current = self
             .storage
@@ -418,7 +444,9 @@ impl Registry {
             };
             let mut new = mutate(old.as_ref())?;
             let created = old.is_none();
-            // Client-visible no-op: nothing changed, nothing written (no new revision).
+            // Client-visible no-op: nothing changed, nothing written (no new revision),
+            // unless the stored bytes are stale (an old encryption key): then the same
+            // object is written again, as Kubernetes does, which migrates it.
             if let Some(o) = &old {
                 if same_object(o, &new) && !current.as_ref().is_some_and(|kv| kv.stale) {
                     return Ok(Written {
@@ -428,6 +456,7 @@ impl Registry {
                     });
                 }
             }
+            self.admit_user(rt, &new, old.as_ref(), opts).await?;
             let reservation = match &old {
                 Some(o) => self.admission.validate_update(rt, o, &new, dry_run).await?,
                 None => self.admission.validate_create(rt, &new, dry_run).await?,
@@ -526,6 +555,7 @@ impl Registry {
         mut body: Value,
         opts: &WriteOptions,
     ) -> Result<Written, ApiError> {
+        options::validate_field_manager("UpdateOptions", &opts.field_manager)?;
         metadata::check_type(rt, &mut body)?;
         metadata::check_namespace(rt, &mut body, ns)?;
         let body_name = meta::name(&body).to_string();
@@ -542,7 +572,7 @@ impl Registry {
             self.admit_namespace_if_new(rt, ns, name).await?;
         }
         let mut w = self
-            .guaranteed_update(rt, ns, name, opts.dry_run, |old| {
+            .guaranteed_update(rt, ns, name, opts, |old| {
                 self.apply_update(rt, old, body.clone(), &precondition, subresource, opts)
             })
             .await?;
@@ -746,7 +776,16 @@ fn deletion_step(rt: &ResourceType, obj: &Value, opts: &DeleteOptions) -> (Optio
     }
     let mut updated = obj.clone();
     let m = meta::metadata_mut(&mut updated);
-    let deadline = chrono::Utc::now() + chrono::Duration::seconds(grace);
+    // A grace period past what a timestamp can hold ends at the last one RFC 3339 can
+    // write, instead of overflowing.
+    let deadline = chrono::Duration::try_seconds(grace)
+        .and_then(|d| chrono::Utc::now().checked_add_signed(d))
+        .filter(|t| chrono::Datelike::year(t) <= 9999)
+        .unwrap_or_else(|| {
+            chrono::DateTime::parse_from_rfc3339("9999-12-31T23:59:59Z")
+                .expect("a valid timestamp")
+                .to_utc()
+        });
     let shorten = current_grace.is_none_or(|g| grace < g);
     if !pending || shorten {
         m.insert(

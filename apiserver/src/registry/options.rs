@@ -12,6 +12,18 @@ pub struct UserInfo {
     pub groups: Vec<String>,
 }
 
+impl UserInfo {
+    /// The apiserver itself, for writes it makes on its own behalf (its loopback
+    /// client's identity in Kubernetes).
+    pub fn apiserver() -> UserInfo {
+        UserInfo {
+            name: "system:apiserver".into(),
+            uid: String::new(),
+            groups: vec!["system:masters".into()],
+        }
+    }
+}
+
 /// `fieldValidation`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum FieldValidation {
@@ -43,6 +55,8 @@ pub struct WriteOptions {
     /// Server-side apply: take ownership of conflicting fields.
     pub force: bool,
     pub user_agent: String,
+    /// Who writes: admission plugins (node restriction, RBAC's escalation checks) ask.
+    pub user: UserInfo,
 }
 
 /// Parse `dryRun`: only `All` is defined.
@@ -229,6 +243,67 @@ impl DeleteOptions {
     }
 }
 
+/// The longest `fieldManager` Kubernetes accepts (`metav1validation.FieldManagerMaxLength`).
+pub const FIELD_MANAGER_MAX: usize = 128;
+
+/// `metav1validation.ValidateFieldManager`, as `ValidateCreateOptions`,
+/// `ValidateUpdateOptions` and `ValidatePatchOptions` apply it: at most 128 bytes, all
+/// printable. 422 for `<options_kind>.meta.k8s.io ""` (`CreateOptions`, ...).
+pub fn validate_field_manager(options_kind: &str, manager: &str) -> Result<(), ApiError> {
+    use keelson_apimachinery::Cause;
+    let mut causes = Vec::new();
+    if manager.len() > FIELD_MANAGER_MAX {
+        causes.push(Cause::new(
+            "FieldValueTooLong",
+            "fieldManager",
+            format!("Too long: may not be more than {FIELD_MANAGER_MAX} bytes"),
+        ));
+    }
+    for (at, c) in manager.char_indices() {
+        // Go's unicode.IsPrint: no control or format characters, no space but ' '.
+        if c != ' ' && (c.is_control() || c.is_whitespace() || is_format_char(c)) {
+            causes.push(Cause::invalid(
+                "fieldManager",
+                &Value::from(manager),
+                format!("invalid character U+{:04X} (at position {at})", c as u32),
+            ));
+        }
+    }
+    if causes.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid("meta.k8s.io", options_kind, "", causes))
+    }
+}
+
+/// The invisible format characters (Unicode category Cf) people actually meet.
+fn is_format_char(c: char) -> bool {
+    matches!(c, '\u{ad}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2064}' | '\u{feff}')
+}
+
+/// `APIObjectVersioner.ParseResourceVersion` for a `resourceVersion` parameter: "" and
+/// "0" mean "any", anything else is an unsigned decimal revision. Kubernetes words the
+/// error as below; it answers it with a 500 on some paths (kubernetes#101350, still
+/// open), Keelson with a 400: the client sent it.
+pub fn parse_resource_version(rv: &str) -> Result<i64, ApiError> {
+    if rv.is_empty() {
+        return Ok(0);
+    }
+    let syntax = if !rv.bytes().all(|b| b.is_ascii_digit()) {
+        Some("invalid syntax")
+    } else if rv.parse::<i64>().is_err() {
+        Some("value out of range")
+    } else {
+        None
+    };
+    match syntax {
+        None => Ok(rv.parse().expect("checked above")),
+        Some(why) => Err(ApiError::bad_request(format!(
+            "resourceVersion: Invalid value: {rv:?}: strconv.ParseUint: parsing {rv:?}: {why}"
+        ))),
+    }
+}
+
 /// Kubernetes' boolean query parameters accept `true`, `1` and friends.
 pub fn parse_bool(s: &str) -> bool {
     matches!(s, "true" | "True" | "TRUE" | "1" | "t" | "T")
@@ -246,6 +321,48 @@ mod tests {
             send_initial_events: initial.then_some(true),
             allow_bookmarks: true,
             ..Default::default()
+        }
+    }
+
+    #[test]
+    fn field_managers_like_kubernetes() {
+        assert!(validate_field_manager("CreateOptions", "kubectl-client-side-apply").is_ok());
+        assert!(validate_field_manager("CreateOptions", &"m".repeat(128)).is_ok());
+        assert!(validate_field_manager("CreateOptions", "").is_ok());
+        let e = validate_field_manager("PatchOptions", &"m".repeat(129)).unwrap_err();
+        assert_eq!((e.code, e.reason.as_str()), (422, "Invalid"));
+        assert_eq!(
+            e.message,
+            "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Too long: may not be more than 128 bytes"
+        );
+        assert_eq!(e.causes[0].reason, "FieldValueTooLong");
+        // 128 bytes, fewer characters: bytes count.
+        assert!(validate_field_manager("CreateOptions", &"\u{e9}".repeat(65)).is_err());
+        let e = validate_field_manager("UpdateOptions", "a\u{7}b").unwrap_err();
+        assert_eq!(
+            e.message,
+            "UpdateOptions.meta.k8s.io \"\" is invalid: fieldManager: Invalid value: \"a\u{7}b\": invalid character U+0007 (at position 1)"
+        );
+    }
+
+    #[test]
+    fn resource_versions_are_unsigned_decimals() {
+        assert_eq!(parse_resource_version("").unwrap(), 0);
+        assert_eq!(parse_resource_version("0").unwrap(), 0);
+        assert_eq!(parse_resource_version("42").unwrap(), 42);
+        for (rv, why) in [
+            ("abc", "invalid syntax"),
+            ("-1", "invalid syntax"),
+            ("+1", "invalid syntax"),
+            ("1.5", "invalid syntax"),
+            ("99999999999999999999", "value out of range"),
+        ] {
+            let e = parse_resource_version(rv).unwrap_err();
+            assert_eq!((e.code, e.reason.as_str()), (400, "BadRequest"));
+            assert_eq!(
+                e.message,
+                format!("resourceVersion: Invalid value: {rv:?}: strconv.ParseUint: parsing {rv:?}: {why}")
+            );
         }
     }
 

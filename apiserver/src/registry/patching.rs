@@ -93,6 +93,7 @@ impl Registry {
         body: &[u8],
         opts: &WriteOptions,
     ) -> Result<Written, ApiError> {
+        super::options::validate_field_manager("PatchOptions", &opts.field_manager)?;
         let patch = parse_body(ptype, body)?;
         if ptype == PatchType::Strategic && !schema::supports(strategic_group(rt), rt.kind) {
             return Err(ApiError::new(
@@ -124,7 +125,7 @@ impl Registry {
         }
         let mut warnings = Vec::new();
         let mut w = self
-            .guaranteed_update(rt, ns, name, opts.dry_run, |old| {
+            .guaranteed_update(rt, ns, name, opts, |old| {
                 warnings.clear();
                 self.patched(
                     rt,

@@ -77,8 +77,13 @@ impl Registry {
         change: ScaleChange<'_>,
         opts: &WriteOptions,
     ) -> Result<Value, ApiError> {
+        let kind = match change {
+            ScaleChange::Replace(_) => "UpdateOptions",
+            ScaleChange::Patch(..) => "PatchOptions",
+        };
+        super::options::validate_field_manager(kind, &opts.field_manager)?;
         let w = self
-            .guaranteed_update(rt, ns, name, opts.dry_run, |old| {
+            .guaranteed_update(rt, ns, name, opts, |old| {
                 let old = old.ok_or_else(|| ApiError::not_found(rt.group, rt.plural, name))?;
                 let current = to_scale(old);
                 let mut wanted = match &change {
@@ -155,7 +160,7 @@ impl Registry {
                 vec![Cause::not_supported("target.kind", &json!(kind), &["Node"])],
             ));
         }
-        self.guaranteed_update(rt, ns, name, opts.dry_run, |old| {
+        self.guaranteed_update(rt, ns, name, opts, |old| {
             let old = old.ok_or_else(|| ApiError::not_found(rt.group, rt.plural, name))?;
             if let Some(uid) = binding.pointer("/metadata/uid").and_then(Value::as_str) {
                 if uid != meta::uid(old) {
@@ -231,7 +236,7 @@ impl Registry {
             .cloned()
             .unwrap_or(json!([]));
         let w = self
-            .guaranteed_update(rt, "", name, opts.dry_run, |old| {
+            .guaranteed_update(rt, "", name, opts, |old| {
                 let old = old.ok_or_else(|| ApiError::not_found("", "namespaces", name))?;
                 let mut new = old.clone();
                 new["spec"]["finalizers"] = fins.clone();

@@ -14,6 +14,8 @@ use crate::watch_cache::{Change, RawEvent, Subscription};
 use keelson_apimachinery::ApiError;
 use keelson_resources::ResourceType;
 use serde_json::{json, Value};
+use futures::FutureExt;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc};
@@ -175,12 +177,7 @@ impl Registry {
                 .await
                 .map_err(|e| super::storage_error(e, rt, ""))?
         } else {
-            opts.resource_version.parse::<i64>().map_err(|_| {
-                ApiError::bad_request(format!(
-                    "invalid resource version: {:?}",
-                    opts.resource_version
-                ))
-            })?
+            super::options::parse_resource_version(&opts.resource_version)?
         };
         let mut initial_events = Vec::new();
         if initial {
@@ -215,7 +212,11 @@ impl Registry {
             .unwrap_or(Duration::from_secs(30 * 60));
         this.storage_metrics_watcher(true);
         tokio::spawn(async move {
-            let deadline = tokio::time::Instant::now() + timeout;
+            // A huge timeoutSeconds is "no timeout", not an overflow.
+            let now = tokio::time::Instant::now();
+            let deadline = now
+                .checked_add(timeout)
+                .unwrap_or_else(|| now + Duration::from_secs(365 * 24 * 3600));
             let run = async {
                 for obj in initial_events {
                     let mut ev = WatchEvent::new("ADDED", obj);
@@ -282,7 +283,18 @@ impl Registry {
                     },
                 }
             };
-            let _ = tokio::time::timeout_at(deadline, run).await;
+            let guarded = AssertUnwindSafe(tokio::time::timeout_at(deadline, run)).catch_unwind();
+            if let Err(panic) = guarded.await {
+                // The client sees an ERROR event and the end of the stream, as for any
+                // failure of a watch.
+                tracing::error!(
+                    resource = rt.plural,
+                    panic = %crate::recover::panic_text(panic.as_ref()),
+                    "watch panicked; ending it"
+                );
+                let status = ApiError::internal(crate::recover::PANIC_MESSAGE).to_status();
+                let _ = tx.send(WatchEvent::new("ERROR", status)).await;
+            }
             this.storage_metrics_watcher(false);
         });
         Ok(ReceiverStream::new(rx))

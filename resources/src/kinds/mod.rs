@@ -25,6 +25,7 @@ pub mod poddisruptionbudgets;
 pub mod pods;
 pub mod podtemplates;
 pub mod priorityclasses;
+pub mod rbac;
 pub mod replicasets;
 pub mod replicationcontrollers;
 pub mod resourcequotas;
@@ -64,6 +65,10 @@ pub static ALL: &[&ResourceType] = &[
     &priorityclasses::RESOURCE,
     &poddisruptionbudgets::RESOURCE,
     &networkpolicies::RESOURCE,
+    &rbac::CLUSTER_ROLE_BINDINGS,
+    &rbac::CLUSTER_ROLES,
+    &rbac::ROLE_BINDINGS,
+    &rbac::ROLES,
     &reviews::TOKEN_REVIEWS,
     &reviews::SELF_SUBJECT_REVIEWS,
     &reviews::SUBJECT_ACCESS_REVIEWS,

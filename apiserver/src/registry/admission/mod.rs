@@ -15,6 +15,7 @@
 
 pub mod cache;
 pub mod limitranger;
+pub mod noderestriction;
 pub mod quota;
 pub mod serviceaccount;
 
