@@ -12,7 +12,9 @@
 //! - [`informers`]: one [`SharedInformer`](keelson_client::runtime::SharedInformer) per
 //!   resource type, shared by every controller in the process.
 //! - [`queue`]: a work queue with Kubernetes' `workqueue_*` metrics, and the worker loop
-//!   that runs a reconcile function with rate-limited retries.
+//!   that runs a reconcile function with rate-limited retries (a panicking reconcile is
+//!   one more failure to retry).
+//! - [`loops`]: supervised controller loops; one that panics fails `/healthz`.
 //! - [`run`]: [`Component::run`], the main loop of a component binary.
 //! - [`options`]: the flags every component takes (`--kubeconfig`, leader election,
 //!   serving address).
@@ -20,6 +22,7 @@
 pub mod events;
 pub mod informers;
 pub mod leader;
+pub mod loops;
 pub mod options;
 pub mod queue;
 pub mod run;
@@ -29,6 +32,7 @@ pub mod serve;
 pub use events::{EventType, Recorder};
 pub use informers::Informers;
 pub use leader::{LeaderElection, LeaderState};
+pub use loops::Loops;
 pub use options::{ComponentOptions, LeaderElectionOptions};
 pub use queue::{Queue, QueueMetrics, Requeue};
 pub use run::Component;

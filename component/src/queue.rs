@@ -3,9 +3,11 @@
 
 use std::future::Future;
 use std::hash::Hash;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::FutureExt;
 use keelson_client::runtime::WorkQueue;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -139,7 +141,15 @@ impl<T: Eq + Hash + Clone + Send + Sync + std::fmt::Debug + 'static> Queue<T> {
         while let Some(item) = self.inner.get().await {
             self.update_depth();
             let started = Instant::now();
-            let result = reconcile(item.clone()).await;
+            // A panic is this key's failure: the key is released and retried with
+            // backoff like any error, and the worker lives on.
+            let result = match AssertUnwindSafe(reconcile(item.clone())).catch_unwind().await {
+                Ok(r) => r,
+                Err(panic) => Err(anyhow::anyhow!(
+                    "reconcile panicked: {}",
+                    crate::loops::panic_text(panic.as_ref())
+                )),
+            };
             self.metrics
                 .work_duration
                 .get_or_create(&self.labels)
@@ -159,5 +169,67 @@ impl<T: Eq + Hash + Clone + Send + Sync + std::fmt::Debug + 'static> Queue<T> {
             }
             self.inner.done(&item);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+
+    /// A reconcile that panics on a key's first attempt used to kill its worker and
+    /// leave the key marked as processing forever; now the key is retried with backoff
+    /// and the worker keeps serving the other keys.
+    #[tokio::test]
+    async fn a_panicking_reconcile_releases_the_key_and_retries_it() {
+        let mut registry = Registry::default();
+        let metrics = QueueMetrics::register(&mut registry);
+        let queue: Queue<String> = Queue::new("panics", &metrics);
+        let attempts: Arc<Mutex<HashMap<String, Vec<Instant>>>> = Arc::default();
+        let seen = attempts.clone();
+        let reconcile = move |key: String| {
+            let seen = seen.clone();
+            async move {
+                let n = {
+                    let mut seen = seen.lock().unwrap();
+                    let tries = seen.entry(key.clone()).or_default();
+                    tries.push(Instant::now());
+                    tries.len()
+                };
+                if key == "bad" && n == 1 {
+                    panic!("reconcile of {key} blew up");
+                }
+                Ok(None)
+            }
+        };
+        queue.add("bad".to_string());
+        // One worker: the same worker must survive the panic to reconcile "good".
+        let runner = tokio::spawn(queue.clone().run(1, reconcile));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            {
+                let seen = attempts.lock().unwrap();
+                if seen.get("bad").is_some_and(|t| t.len() == 2) && seen.contains_key("good") {
+                    break;
+                }
+            }
+            assert!(Instant::now() < deadline, "retries: {:?}", attempts.lock().unwrap());
+            if !attempts.lock().unwrap().contains_key("good") {
+                queue.add("good".to_string());
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        runner.abort();
+        let seen = attempts.lock().unwrap();
+        let bad = &seen["bad"];
+        // Retried after the rate limiter's first backoff (5 ms), not at once.
+        assert!(bad[1] - bad[0] >= Duration::from_millis(4), "{bad:?}");
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        assert!(
+            text.contains("workqueue_retries_total{name=\"panics\"} 1"),
+            "{text}"
+        );
     }
 }

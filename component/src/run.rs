@@ -48,6 +48,7 @@ impl Component {
             let health = Health {
                 leader: election.as_ref().map(|e| e.state()),
                 max_renewal_age: le.lease_duration + std::time::Duration::from_secs(20),
+                loops: crate::loops::Loops::process(),
             };
             let addr = SocketAddr::new(opts.bind_address, port);
             Some(serve(addr, Arc::new(registry), health).await?)

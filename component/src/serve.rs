@@ -10,6 +10,7 @@ use axum::routing::get;
 use prometheus_client::registry::Registry;
 
 use crate::leader::LeaderState;
+use crate::loops::Loops;
 
 /// What the health endpoints report on.
 #[derive(Clone)]
@@ -19,15 +20,27 @@ pub struct Health {
     /// A leader that has not renewed for this long is unhealthy (client-go's
     /// leader-election health check uses the lease duration plus a grace period).
     pub max_renewal_age: Duration,
+    /// The process's controller loops: one that panicked fails every check.
+    pub loops: Loops,
 }
 
 impl Health {
     fn check(&self) -> Result<(), String> {
+        let mut failed = Vec::new();
         match self.leader.as_ref().and_then(|l| l.since_renewal()) {
-            Some(age) if age > self.max_renewal_age => Err(format!(
+            Some(age) if age > self.max_renewal_age => failed.push(format!(
                 "[-]leaderElection failed: lease not renewed for {age:?}"
             )),
-            _ => Ok(()),
+            _ => {}
+        }
+        if let Err(e) = self.loops.check() {
+            failed.push(e);
+        }
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            failed.push("healthz check failed".to_string());
+            Err(failed.join("\n"))
         }
     }
 }
@@ -76,4 +89,60 @@ pub async fn serve(
             tracing::error!(error = %e, "health and metrics server failed");
         }
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn get(addr: SocketAddr, path: &str) -> String {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        out
+    }
+
+    #[tokio::test]
+    async fn a_dead_controller_loop_fails_healthz_naming_it() {
+        let loops = Loops::default();
+        let health = Health {
+            leader: None,
+            max_renewal_age: Duration::from_secs(60),
+            loops: loops.clone(),
+        };
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let server = serve(addr, Arc::new(Registry::default()), health)
+            .await
+            .unwrap();
+        let ok = get(addr, "/healthz").await;
+        assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+        // The controller's task dies; the process goes on without it.
+        let dead = tokio::spawn({
+            let loops = loops.clone();
+            async move {
+                loops
+                    .supervise("cronjob", async { panic!("schedule parser bug") })
+                    .await
+            }
+        });
+        dead.await.expect("supervise itself does not panic");
+        for path in ["/healthz", "/livez", "/readyz"] {
+            let failed = get(addr, path).await;
+            assert!(failed.starts_with("HTTP/1.1 500"), "{path}: {failed}");
+            assert!(
+                failed.contains("[-]controller cronjob failed: panicked: schedule parser bug"),
+                "{failed}"
+            );
+            assert!(failed.contains("healthz check failed"), "{failed}");
+        }
+        server.abort();
+    }
 }

@@ -122,10 +122,14 @@ impl Context {
 /// Run every enabled controller until the future is dropped.
 pub async fn run(ctx: Context) {
     let mut tasks = tokio::task::JoinSet::new();
+    let loops = keelson_component::Loops::process();
     for (name, start) in controllers::ALL {
         if ctx.options.enabled(name) {
             tracing::info!(controller = name, "starting controller");
-            tasks.spawn(start(ctx.clone()));
+            // A controller that panics is logged and fails /healthz (naming it).
+            let loops = loops.clone();
+            let work = start(ctx.clone());
+            tasks.spawn(async move { loops.supervise(name, work).await });
         }
     }
     while tasks.join_next().await.is_some() {}
