@@ -446,14 +446,18 @@ fn parse_quantity_str(s: &str) -> Option<i128> {
         e if e.starts_with(['e', 'E']) => (e[1..].parse::<i32>().ok()?, 1),
         _ => return None,
     };
-    let scale = exp10 - frac_part.len() as i32 + 9;
+    // In i64: an exponent near i32::MAX must not overflow.
+    let scale = i64::from(exp10) - frac_part.len() as i64 + 9;
     let mut value = mantissa.checked_mul(binary)?;
     if scale >= 0 {
-        value = value.checked_mul(10i128.checked_pow(scale as u32)?)?;
+        value = value.checked_mul(10i128.checked_pow(u32::try_from(scale).ok()?)?)?;
     } else {
-        let div = 10i128.checked_pow((-scale) as u32).unwrap_or(i128::MAX);
+        let div = u32::try_from(-scale)
+            .ok()
+            .and_then(|p| 10i128.checked_pow(p))
+            .unwrap_or(i128::MAX);
         // Kubernetes rounds up to the smallest unit it keeps.
-        value = (value + div - 1) / div;
+        value = value / div + i128::from(value % div != 0);
     }
     Some(if neg { -value } else { value })
 }
@@ -2354,6 +2358,10 @@ mod tests {
         assert_eq!(parse_quantity(&json!("1e3")), Some(1_000_000_000_000));
         assert_eq!(parse_quantity(&json!(2)), Some(2_000_000_000));
         assert_eq!(parse_quantity(&json!("abc")), None);
+        // Extreme exponents (from any pod a client sends) used to overflow.
+        assert_eq!(parse_quantity(&json!("2e-100")), Some(1));
+        assert_eq!(parse_quantity(&json!("1e2147483647")), None);
+        assert_eq!(parse_quantity(&json!("1.5e-2147483648")), Some(1));
         assert_eq!(qos_class(&spec()), "BestEffort");
         let g = json!({"containers": [{"resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}]});
         assert_eq!(qos_class(&g), "Guaranteed");
