@@ -28,7 +28,7 @@ fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
 }
 
 /// (header length, total length) of the DER element at the start of `bytes`.
-fn element_len(bytes: &[u8]) -> anyhow::Result<(usize, usize)> {
+pub(crate) fn element_len(bytes: &[u8]) -> anyhow::Result<(usize, usize)> {
     if bytes.len() < 2 {
         bail!("truncated DER");
     }

@@ -13,6 +13,7 @@
 //! All cryptography uses rustls' `ring` provider explicitly, so nothing here depends on a
 //! process-wide default `CryptoProvider` being installed.
 
+mod client_verify;
 mod der;
 mod files;
 pub mod jwt;
@@ -22,6 +23,7 @@ mod pki;
 mod tls;
 mod token;
 
+pub use client_verify::ClientCaVerifier;
 pub use files::{load_certs, load_private_key};
 pub use kubeconfig::{
     write_kubeconfig, AuthInfo, Cluster, Context, Kubeconfig, NamedAuthInfo, NamedCluster,

@@ -681,13 +681,10 @@ fn check_client_cert(
         }
         None => return Ok(Err("no subject common name".into())),
     }
-    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-        root_store(&ca.der)?.into(),
-        crate::provider(),
-    )
-    .build()
-    .context("building certificate verifier")?;
-    if let Err(e) = verifier.verify_client_cert(&der, &[], renewal_horizon()) {
+    // The verifier the apiserver uses.
+    let verifier = crate::ClientCaVerifier::from_pem(pem_cert(&ca.der).as_bytes())
+        .context("building certificate verifier")?;
+    if let Err(e) = verifier.verify(&der, &[], renewal_horizon()) {
         return Ok(Err(format!(
             "does not verify against the CA within {RENEW_BEFORE_DAYS} days ({e})"
         )));

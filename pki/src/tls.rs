@@ -4,10 +4,12 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{bail, Context as _};
-use rustls::pki_types::CertificateDer;
-use rustls::server::WebPkiClientVerifier;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::sign::{CertifiedKey, SingleCertAndKey};
 use rustls::{ClientConfig, RootCertStore, ServerConfig, ServerConnection};
+use x509_parser::prelude::{FromDer, X509Certificate};
 
+use crate::client_verify::ClientCaVerifier;
 use crate::files::{certs_from_pem, key_from_pem, load_certs, load_private_key};
 use crate::kubeconfig::{Kubeconfig, ResolvedContext};
 use crate::pki::identity_from_cert_der;
@@ -17,7 +19,9 @@ use crate::Identity;
 /// follow) with `key_path`, offers ALPN `h2` and `http/1.1`, and with `client_ca_path`
 /// verifies client certificates against that CA bundle. Client certificates are optional: a
 /// client without one completes the handshake (bearer tokens; the apiserver answers 401
-/// itself), but one presenting a certificate that does not verify is rejected.
+/// itself), but one presenting a certificate that does not verify is rejected. Client
+/// certificates are verified as kube-apiserver verifies them ([`ClientCaVerifier`]: X.509 v1
+/// certificates too).
 pub fn server_config(
     cert_path: &Path,
     key_path: &Path,
@@ -30,16 +34,10 @@ pub fn server_config(
         .context("TLS protocol versions")?;
     let builder = match client_ca_path {
         Some(ca) => {
-            let roots = roots_from_pem(
-                &std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?,
-            )
-            .with_context(|| format!("client CA {}", ca.display()))?;
-            let verifier =
-                WebPkiClientVerifier::builder_with_provider(Arc::new(roots), crate::provider())
-                    .allow_unauthenticated()
-                    .build()
-                    .context("building client certificate verifier")?;
-            builder.with_client_cert_verifier(verifier)
+            let pem = std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?;
+            let verifier = ClientCaVerifier::from_pem(&pem)
+                .with_context(|| format!("client CA {}", ca.display()))?;
+            builder.with_client_cert_verifier(Arc::new(verifier))
         }
         None => builder.with_no_client_auth(),
     };
@@ -96,14 +94,36 @@ pub fn client_config_for(ctx: &ResolvedContext) -> anyhow::Result<ClientConfig> 
                 .with_context(|| format!("client certificate of user {:?}", ctx.user_name))?;
             let key = key_from_pem(key)
                 .with_context(|| format!("client key of user {:?}", ctx.user_name))?;
-            builder
-                .with_client_auth_cert(chain, key)
-                .with_context(|| format!("client certificate of user {:?}", ctx.user_name))?
+            let certified = certified_key(chain, key)
+                .with_context(|| format!("client certificate of user {:?}", ctx.user_name))?;
+            builder.with_client_cert_resolver(Arc::new(SingleCertAndKey::from(certified)))
         }
         _ => builder.with_no_client_auth(),
     };
     config.alpn_protocols = vec![b"h2".to_vec()];
     Ok(config)
+}
+
+/// A client certificate chain and its key, checked to belong together. rustls' own check
+/// (`with_client_auth_cert`) parses the certificate with webpki, which refuses X.509 v1
+/// certificates that the apiserver accepts; this compares the public keys itself.
+fn certified_key(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> anyhow::Result<CertifiedKey> {
+    let key = crate::provider()
+        .key_provider
+        .load_private_key(key)
+        .map_err(|e| anyhow::anyhow!("unusable private key: {e}"))?;
+    let leaf = chain.first().context("no certificate")?;
+    let (_, cert) = X509Certificate::from_der(leaf)
+        .map_err(|e| anyhow::anyhow!("certificate does not parse: {e}"))?;
+    if let Some(public) = key.public_key() {
+        if public.as_ref() != cert.public_key().raw {
+            bail!("the private key does not belong to the certificate");
+        }
+    }
+    Ok(CertifiedKey::new(chain, key))
 }
 
 fn roots_from_pem(pem: &[u8]) -> anyhow::Result<RootCertStore> {

@@ -5,5 +5,6 @@
 
 mod kubeconfig;
 mod kubectl;
+mod openssl;
 mod pki;
 mod tls;
