@@ -20,6 +20,7 @@ mod lifecycle;
 mod mirroring;
 mod network_policy;
 mod nodes;
+mod rbac;
 mod service_accounts;
 mod services;
 mod workloads;
