@@ -85,13 +85,13 @@ pub struct Config {
         default_value = "https://kubernetes.default.svc.cluster.local"
     )]
     pub service_account_issuer: String,
-    /// ECDSA P-256 private key (PKCS#8 PEM) that signs service-account tokens
-    /// (`keelson pki` writes `sa.key`). Without it a per-process key is used, which
-    /// several apiservers cannot share.
+    /// RSA or ECDSA (P-256, P-384) private key (PKCS#1, SEC1 or PKCS#8 PEM) that signs
+    /// service-account tokens (`keelson pki` writes `sa.key`). Without it a per-process key
+    /// is used, which several apiservers cannot share.
     #[arg(long = "service-account-signing-key-file")]
     pub service_account_signing_key_file: Option<PathBuf>,
-    /// More keys (public or private PEM) that verify service-account tokens, e.g. the
-    /// previous one during a key rotation.
+    /// More keys that verify service-account tokens, e.g. the previous one during a key
+    /// rotation: PEM files of public keys, certificates or private keys, several per file.
     #[arg(long = "service-account-key-file")]
     pub service_account_key_file: Vec<PathBuf>,
     /// Audiences a token must name to authenticate here; defaults to the issuer.

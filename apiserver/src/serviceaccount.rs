@@ -1,4 +1,4 @@
-//! Service-account tokens, as kube-apiserver issues and checks them: ES256 JWTs signed
+//! Service-account tokens, as kube-apiserver issues and checks them: JWTs signed
 //! with `--service-account-signing-key-file`, verified with the keys of
 //! `--service-account-key-file`, naming their issuer (`--service-account-issuer`) and
 //! audiences (`--api-audiences`). [`Issuer::sign`] serves `serviceaccounts/token`
@@ -6,8 +6,11 @@
 //! [`Issuer::openid_configuration`] the OIDC discovery documents other systems use to
 //! verify the tokens themselves.
 //!
-//! Keys are ECDSA P-256 (what `keelson pki` makes); the key id is Kubernetes': the
-//! unpadded base64url SHA-256 of the public key's DER (SubjectPublicKeyInfo).
+//! Keys are RSA (RS256; kubeadm's `sa.key`) or ECDSA (ES256 on P-256, what `keelson pki`
+//! makes; ES384 on P-384), in any PEM form kube-apiserver reads (PKCS#1, SEC1, PKCS#8
+//! private keys; public keys and certificates, several per file, for
+//! `--service-account-key-file`). The key id is Kubernetes': the unpadded base64url
+//! SHA-256 of the public key's PKIX DER.
 
 use keelson_pki::jwt::{self, PublicKey, SigningKey};
 use serde_json::{json, Value};
@@ -63,9 +66,10 @@ impl Issuer {
         };
         let mut verifiers = vec![signer.public()];
         for path in &cfg.key_files {
-            let key = PublicKey::load(path)?;
-            if !verifiers.contains(&key) {
-                verifiers.push(key);
+            for key in PublicKey::load_all(path)? {
+                if !verifiers.contains(&key) {
+                    verifiers.push(key);
+                }
             }
         }
         let audiences = if cfg.api_audiences.is_empty() {
@@ -137,14 +141,17 @@ impl Issuer {
         json!({ "keys": keys })
     }
 
-    /// `/.well-known/openid-configuration`.
+    /// `/.well-known/openid-configuration`: the algorithms are those of the published
+    /// keys, sorted, as Kubernetes lists them.
     pub fn openid_configuration(&self) -> Value {
+        let algs: std::collections::BTreeSet<&str> =
+            self.verifiers.iter().map(PublicKey::alg).collect();
         json!({
             "issuer": self.issuer,
             "jwks_uri": self.jwks_uri,
             "response_types_supported": ["id_token"],
             "subject_types_supported": ["public"],
-            "id_token_signing_alg_values_supported": ["ES256"],
+            "id_token_signing_alg_values_supported": algs,
         })
     }
 }
@@ -200,6 +207,10 @@ mod tests {
         assert_eq!(jwks["keys"][0]["kid"], json!(a.signer.public().kid));
         assert_eq!(jwks["keys"][0]["crv"], "P-256");
         assert_eq!(a.openid_configuration()["issuer"], "https://a");
+        assert_eq!(
+            a.openid_configuration()["id_token_signing_alg_values_supported"],
+            json!(["ES256"])
+        );
     }
 
     #[test]
@@ -220,5 +231,83 @@ mod tests {
         let two = Issuer::load(&cfg).unwrap();
         let token = one.sign(&json!({"aud": ["api"], "exp": 2_000_000_000}));
         assert!(two.verify(&token, 1_900_000_000).is_ok());
+    }
+
+    /// Runs `openssl` in `dir`.
+    fn openssl(dir: &std::path::Path, args: &[&str]) {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("running openssl (scripts/setup installs it)");
+        assert!(out.status.success(), "openssl {args:?}: {out:?}");
+    }
+
+    #[test]
+    fn kubeadm_rsa_keys_sign_and_publish() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        // kubeadm's sa.key is PKCS#1; a previous ECDSA key verifies through its certificate.
+        openssl(d, &["genrsa", "-traditional", "-out", "sa.key", "2048"]);
+        openssl(
+            d,
+            &[
+                "ecparam",
+                "-name",
+                "prime256v1",
+                "-genkey",
+                "-out",
+                "old.key",
+            ],
+        );
+        openssl(
+            d,
+            &[
+                "req", "-x509", "-new", "-key", "old.key", "-subj", "/CN=old", "-out", "old.crt",
+            ],
+        );
+        openssl(d, &["rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub"]);
+        let keys = [
+            std::fs::read(d.join("sa.pub")).unwrap(),
+            std::fs::read(d.join("old.crt")).unwrap(),
+        ]
+        .concat();
+        std::fs::write(d.join("keys.pem"), keys).unwrap();
+        let issuer = Issuer::load(&IssuerConfig {
+            issuer: "https://k".into(),
+            signing_key_file: Some(d.join("sa.key")),
+            key_files: vec![d.join("keys.pem")],
+            api_audiences: vec![],
+            jwks_uri: String::new(),
+        })
+        .unwrap();
+        // sa.pub is the signing key again: two keys, not three.
+        assert_eq!(issuer.verifiers.len(), 2);
+        let jwks = issuer.jwks();
+        assert_eq!(jwks["keys"][0]["kty"], "RSA");
+        assert_eq!(jwks["keys"][0]["alg"], "RS256");
+        assert_eq!(jwks["keys"][0]["e"], "AQAB");
+        assert_eq!(jwks["keys"][1]["kty"], "EC");
+        assert_eq!(
+            issuer.openid_configuration()["id_token_signing_alg_values_supported"],
+            json!(["ES256", "RS256"])
+        );
+        let token = issuer.sign(&json!({"aud": ["https://k"], "exp": 2_000_000_000}));
+        let header: Value = serde_json::from_slice(
+            &base64::Engine::decode(
+                &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+                token.split('.').next().unwrap(),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(header["alg"], "RS256");
+        assert_eq!(header["kid"], jwks["keys"][0]["kid"]);
+        assert!(issuer.verify(&token, 1_900_000_000).is_ok());
+        // A token of the old key verifies too.
+        let old = SigningKey::load(&d.join("old.key")).unwrap();
+        let old_token =
+            old.sign(&json!({"iss": "https://k", "aud": ["https://k"], "exp": 2_000_000_000}));
+        assert!(issuer.verify(&old_token, 1_900_000_000).is_ok());
     }
 }

@@ -8,7 +8,8 @@
 //! * [`server_config`] / [`client_config`] / [`peer_identity`]: rustls configurations for the
 //!   apiserver and its clients, and the user identity carried by a client certificate.
 //! * [`TokenFile`]: Kubernetes' `--token-auth-file` static bearer tokens.
-//! * [`jwt`]: ES256 tokens, as service-account tokens are signed and verified.
+//! * [`jwt`]: service-account tokens signed and verified (RS256, ES256, ES384) with keys
+//!   in the PEM forms kube-apiserver reads.
 //!
 //! All cryptography uses rustls' `ring` provider explicitly, so nothing here depends on a
 //! process-wide default `CryptoProvider` being installed.
@@ -17,6 +18,7 @@ mod client_verify;
 mod der;
 mod files;
 pub mod jwt;
+mod keys;
 mod kubeconfig;
 mod node;
 mod pki;

@@ -139,8 +139,9 @@ pub struct PkiPaths {
     /// `apiserver-kubelet-client`: CN `kube-apiserver-kubelet-client`, O `system:masters`).
     pub apiserver_kubelet_client_cert: PathBuf,
     pub apiserver_kubelet_client_key: PathBuf,
-    /// The key that signs service-account tokens (`sa.key`, ECDSA P-256 PKCS#8) and its
-    /// public half (`sa.pub`), as kubeadm names them.
+    /// The key that signs service-account tokens (`sa.key`; made ECDSA P-256 PKCS#8, an
+    /// existing RSA or ECDSA key in any PEM form is kept) and its public half (`sa.pub`),
+    /// as kubeadm names them.
     pub sa_key: PathBuf,
     pub sa_pub: PathBuf,
     /// Base names (`"ca"`, `"apiserver"`, `"admin"`) of the certificates this call created or
@@ -324,11 +325,11 @@ pub(crate) fn paths_for(dir: &Path, name: &str) -> CertPaths {
 fn ensure_key_pair(key: &Path, public: &Path) -> anyhow::Result<bool> {
     if key.exists() {
         if !public.exists() {
-            let pem = std::fs::read_to_string(key)
-                .with_context(|| format!("reading {}", key.display()))?;
-            let pair = KeyPair::from_pem(&pem)
-                .map_err(|e| anyhow::anyhow!("parsing {}: {e}", key.display()))?;
-            write_atomic(public, pair.public_key_pem().as_bytes(), CERT_MODE)?;
+            // Any key kube-apiserver reads (kubeadm's is RSA PKCS#1).
+            let pem = std::fs::read(key).with_context(|| format!("reading {}", key.display()))?;
+            let private = crate::keys::private_key_from_pem(&pem)
+                .with_context(|| format!("parsing {}", key.display()))?;
+            write_atomic(public, private.public().pem().as_bytes(), CERT_MODE)?;
         }
         return Ok(false);
     }

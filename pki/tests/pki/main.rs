@@ -7,4 +7,5 @@ mod kubeconfig;
 mod kubectl;
 mod openssl;
 mod pki;
+mod sa_keys;
 mod tls;
