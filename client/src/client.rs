@@ -3,7 +3,7 @@
 use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll};
 
 use hyper_util::rt::TokioIo;
@@ -23,9 +23,47 @@ use crate::error::{Error, Result};
 #[derive(Clone)]
 pub struct Client {
     grpc: ApiClient<Channel>,
-    authorization: Option<AsciiMetadataValue>,
+    authorization: Option<BearerToken>,
     default_namespace: Arc<str>,
     ca_pem: Option<Arc<[u8]>>,
+    config: Arc<Config>,
+}
+
+/// A bearer token that can be replaced while clients use it, e.g. a service-account
+/// token re-requested before it expires: every request reads the current value.
+/// Clones share the value.
+#[derive(Clone)]
+pub struct BearerToken(Arc<RwLock<AsciiMetadataValue>>);
+
+impl BearerToken {
+    pub fn new(token: &str) -> Result<BearerToken> {
+        Ok(BearerToken(Arc::new(RwLock::new(header(token)?))))
+    }
+
+    /// Replace the token; requests made from now on carry the new one.
+    pub fn set(&self, token: &str) -> Result<()> {
+        let value = header(token)?;
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = value;
+        Ok(())
+    }
+
+    fn value(&self) -> AsciiMetadataValue {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+impl std::fmt::Debug for BearerToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BearerToken(<redacted>)")
+    }
+}
+
+fn header(token: &str) -> Result<AsciiMetadataValue> {
+    let mut v = format!("Bearer {token}")
+        .parse::<AsciiMetadataValue>()
+        .map_err(|_| Error::Config(anyhow::anyhow!("bearer token is not ASCII")))?;
+    v.set_sensitive(true);
+    Ok(v)
 }
 
 impl std::fmt::Debug for Client {
@@ -91,20 +129,29 @@ impl Client {
         let grpc = ApiClient::new(channel)
             .max_decoding_message_size(usize::MAX)
             .max_encoding_message_size(usize::MAX);
-        let authorization = match &config.token {
-            Some(t) => Some(
-                format!("Bearer {t}")
-                    .parse::<AsciiMetadataValue>()
-                    .map_err(|_| Error::Config(anyhow::anyhow!("bearer token is not ASCII")))?,
-            ),
-            None => None,
-        };
+        let authorization = config.token.as_deref().map(BearerToken::new).transpose()?;
         Ok(Client {
             grpc,
             authorization,
-            default_namespace: config.default_namespace.into(),
-            ca_pem: config.ca_pem.map(Into::into),
+            default_namespace: config.default_namespace.clone().into(),
+            ca_pem: config.ca_pem.clone().map(Into::into),
+            config: Arc::new(config),
         })
+    }
+
+    /// This client on the same connection, authenticating every request with `token`
+    /// instead of its own token. The apiserver prefers a client certificate to a
+    /// token, so use it on a client built from [`Config::anonymous`].
+    pub fn with_bearer_token(&self, token: BearerToken) -> Client {
+        Client {
+            authorization: Some(token),
+            ..self.clone()
+        }
+    }
+
+    /// The settings this client was built from.
+    pub fn config(&self) -> &Config {
+        &self.config
     }
 
     /// A client for the current context of the kubeconfig at `path`.
@@ -137,7 +184,7 @@ impl Client {
     pub fn request<T>(&self, message: T) -> tonic::Request<T> {
         let mut req = tonic::Request::new(message);
         if let Some(a) = &self.authorization {
-            req.metadata_mut().insert("authorization", a.clone());
+            req.metadata_mut().insert("authorization", a.value());
         }
         req
     }

@@ -93,6 +93,36 @@ impl Config {
         })
     }
 
+    /// The same server and CA without credentials (no client certificate, no token),
+    /// as client-go's `AnonymousClientConfig`: for clients that authenticate with a
+    /// [`BearerToken`](crate::client::BearerToken) only.
+    pub fn anonymous(&self) -> Result<Config> {
+        let ca_pem = self.ca_pem.clone().ok_or_else(|| {
+            Error::Config(anyhow::anyhow!(
+                "no CA bundle to build an anonymous client from"
+            ))
+        })?;
+        let ctx = ResolvedContext {
+            context_name: String::new(),
+            cluster_name: String::new(),
+            user_name: String::new(),
+            server: self.server.to_string(),
+            namespace: None,
+            ca_pem: Some(ca_pem),
+            tls_server_name: self.tls_server_name.clone(),
+            insecure_skip_tls_verify: false,
+            client_cert_pem: None,
+            client_key_pem: None,
+            token: None,
+        };
+        let tls = keelson_pki::client_config_for(&ctx).map_err(Error::Config)?;
+        Ok(Config {
+            tls: Arc::new(tls),
+            token: None,
+            ..self.clone()
+        })
+    }
+
     pub fn with_user_agent(mut self, ua: impl Into<String>) -> Self {
         self.user_agent = ua.into();
         self

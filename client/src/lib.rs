@@ -36,7 +36,7 @@ pub mod runtime;
 pub mod well_known;
 
 pub use api::{Api, ApiResource, Bookmark, DynamicApi, ListMeta, ObjectList, WatchEvent};
-pub use client::Client;
+pub use client::{BearerToken, Client};
 pub use config::Config;
 pub use error::{Error, Result};
 pub use object::{DynamicObject, KubeObject, ObjectKey};
