@@ -16,6 +16,7 @@
 //! - [`cri`]: the CRI client.
 
 pub mod agent;
+pub mod auth;
 pub mod cni;
 pub mod cri;
 pub mod dns;

@@ -56,9 +56,32 @@ pub struct NodeAgentOptions {
     pub tls_cert_file: Option<PathBuf>,
     #[arg(long = "tls-private-key-file")]
     pub tls_private_key_file: Option<PathBuf>,
-    /// Only clients presenting a certificate signed by this CA may use the agent's API.
+    /// Client certificates signed by this CA authenticate callers of the agent's API
+    /// (user = CN, groups = O).
     #[arg(long = "client-ca-file")]
     pub client_ca_file: Option<PathBuf>,
+    /// Authenticate bearer tokens with a TokenReview against the apiserver.
+    #[arg(long = "authentication-token-webhook", default_value_t = false, num_args = 0..=1,
+          require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub authentication_token_webhook: bool,
+    /// How long TokenReview answers are cached.
+    #[arg(long = "authentication-token-webhook-cache-ttl", default_value = "2m", value_parser = duration::parse)]
+    pub authentication_token_webhook_cache_ttl: Duration,
+    /// Callers with no credentials are `system:anonymous` (group `system:unauthenticated`)
+    /// instead of refused with 401; they are authorized like anyone else.
+    #[arg(long = "anonymous-auth", default_value_t = false, num_args = 0..=1,
+          require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub anonymous_auth: bool,
+    /// `AlwaysAllow`: every authenticated caller may do everything. `Webhook`: each
+    /// request is authorized with a SubjectAccessReview against the apiserver.
+    #[arg(long = "authorization-mode", value_enum, default_value = "AlwaysAllow")]
+    pub authorization_mode: AuthorizationMode,
+    /// How long an "allowed" SubjectAccessReview answer is cached.
+    #[arg(long = "authorization-webhook-cache-authorized-ttl", default_value = "5m", value_parser = duration::parse)]
+    pub authorization_webhook_cache_authorized_ttl: Duration,
+    /// How long a "denied" SubjectAccessReview answer is cached.
+    #[arg(long = "authorization-webhook-cache-unauthorized-ttl", default_value = "30s", value_parser = duration::parse)]
+    pub authorization_webhook_cache_unauthorized_ttl: Duration,
     /// Labels to add when registering the Node: `k=v,k2=v2`.
     #[arg(long = "node-labels", value_delimiter = ',', value_parser = parse_label)]
     pub node_labels: Vec<(String, String)>,
@@ -116,6 +139,15 @@ pub struct NodeAgentOptions {
     /// Images detected more recently than this are never garbage collected.
     #[arg(long = "minimum-image-ttl-duration", default_value = "2m", value_parser = duration::parse)]
     pub minimum_image_ttl_duration: Duration,
+}
+
+/// `--authorization-mode`, as the kubelet names the modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AuthorizationMode {
+    #[value(name = "AlwaysAllow")]
+    AlwaysAllow,
+    #[value(name = "Webhook")]
+    Webhook,
 }
 
 impl Default for NodeAgentOptions {
@@ -185,6 +217,55 @@ mod tests {
         );
         assert_eq!(o.lease_renew_interval, Duration::from_secs(10));
         assert_eq!(o.pod_infra_container_image, DEFAULT_PAUSE_IMAGE);
+        assert!(!o.authentication_token_webhook);
+        assert!(!o.anonymous_auth);
+        assert_eq!(o.authorization_mode, AuthorizationMode::AlwaysAllow);
+        assert_eq!(
+            o.authentication_token_webhook_cache_ttl,
+            Duration::from_secs(120)
+        );
+        assert_eq!(
+            o.authorization_webhook_cache_authorized_ttl,
+            Duration::from_secs(300)
+        );
+        assert_eq!(
+            o.authorization_webhook_cache_unauthorized_ttl,
+            Duration::from_secs(30)
+        );
+    }
+
+    /// Go's boolean flags: `--flag`, `--flag=true`, `--flag=false`.
+    #[test]
+    fn auth_flags_parse_as_the_kubelets() {
+        #[derive(clap::Parser)]
+        #[command(no_binary_name = true)]
+        struct W {
+            #[command(flatten)]
+            o: NodeAgentOptions,
+        }
+        let parse = |args: &[&str]| <W as clap::Parser>::try_parse_from(args).map(|w| w.o);
+        let o = parse(&[
+            "--authentication-token-webhook",
+            "--anonymous-auth=false",
+            "--authorization-mode=Webhook",
+            "--authorization-webhook-cache-unauthorized-ttl=5s",
+        ])
+        .unwrap();
+        assert!(o.authentication_token_webhook);
+        assert!(!o.anonymous_auth);
+        assert_eq!(o.authorization_mode, AuthorizationMode::Webhook);
+        assert_eq!(
+            o.authorization_webhook_cache_unauthorized_ttl,
+            Duration::from_secs(5)
+        );
+        let o = parse(&[
+            "--anonymous-auth=true",
+            "--authentication-token-webhook=false",
+        ])
+        .unwrap();
+        assert!(o.anonymous_auth);
+        assert!(!o.authentication_token_webhook);
+        assert!(parse(&["--authorization-mode=RBAC"]).is_err());
     }
 
     #[test]

@@ -4,9 +4,9 @@
 //! CRI streaming server, so SPDY and WebSocket both work), `/pods`, `/healthz`,
 //! `/metrics`, `/stats/summary`.
 //!
-//! Only clients presenting a certificate signed by `--client-ca-file` get in (the
-//! apiserver's kubelet client certificate, an admin's). What each may do is not
-//! checked yet: authorization arrives with the authorization issue.
+//! Every request is authenticated and authorized first ([`crate::auth`]): a client
+//! certificate signed by `--client-ca-file` or a bearer token, then
+//! `--authorization-mode` (a SubjectAccessReview per request in `Webhook` mode).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -27,6 +27,7 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use crate::agent::Agent;
+use crate::auth::{ApiReviewer, Auth};
 use crate::logs::{self, LogOptions};
 use crate::pods::config::{pod_name, pod_namespace, pod_uid};
 use crate::pods::PodWorkers;
@@ -38,6 +39,7 @@ pub struct Server {
     workers: Arc<PodWorkers>,
     registry: Arc<Registry>,
     relay: keelson_relay::Relay,
+    auth: Auth,
 }
 
 fn text(code: StatusCode, body: impl Into<String>) -> Response<Body> {
@@ -126,7 +128,13 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 
 impl Server {
     pub fn new(agent: Arc<Agent>, workers: Arc<PodWorkers>, registry: Registry) -> Self {
+        let auth = Auth::new(
+            Arc::new(ApiReviewer::new(agent.client.clone())),
+            &agent.node_name,
+            &agent.opts,
+        );
         Server {
+            auth,
             agent,
             workers,
             registry: Arc::new(registry),
@@ -156,16 +164,19 @@ impl Server {
                     Ok(Ok(tls)) => tls,
                     _ => return,
                 };
-                let authenticated = keelson_pki::peer_identity(tls.get_ref().1).is_some()
-                    || this.agent.opts.client_ca_file.is_none();
-                let service = hyper::service::service_fn(move |req| {
+                // Only a certificate that chained to --client-ca-file got this far.
+                let identity = Arc::new(keelson_pki::peer_identity(tls.get_ref().1));
+                let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
                     let this = this.clone();
+                    let identity = identity.clone();
                     async move {
-                        if !authenticated {
-                            return Ok::<_, Infallible>(text(
-                                StatusCode::UNAUTHORIZED,
-                                "Unauthorized",
-                            ));
+                        let (method, path) = (req.method().clone(), req.uri().path().to_string());
+                        let checked = this
+                            .auth
+                            .check((*identity).as_ref(), &method, &path, req.headers_mut())
+                            .await;
+                        if let Err(refusal) = checked {
+                            return Ok::<_, Infallible>(text(refusal.status(), refusal.message()));
                         }
                         Ok(this.handle(req, peer).await)
                     }
