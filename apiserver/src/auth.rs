@@ -300,7 +300,9 @@ fn impersonation_checks(
         .strip_prefix("system:serviceaccount:")
         .and_then(|rest| rest.split_once(':'));
     checks.push(match account {
-        Some((ns, name)) => Attributes::resource(requester, "impersonate", "", "serviceaccounts", ns, name),
+        Some((ns, name)) => {
+            Attributes::resource(requester, "impersonate", "", "serviceaccounts", ns, name)
+        }
         None => Attributes::resource(requester, "impersonate", "", "users", "", &target.name),
     });
     // Groups asked for explicitly; those that come with the user are not checked.
@@ -309,7 +311,14 @@ fn impersonation_checks(
         .iter()
         .filter_map(|v| v.to_str().ok())
     {
-        checks.push(Attributes::resource(requester, "impersonate", "", "groups", "", g));
+        checks.push(Attributes::resource(
+            requester,
+            "impersonate",
+            "",
+            "groups",
+            "",
+            g,
+        ));
     }
     if !target.uid.is_empty() {
         checks.push(Attributes::resource(

@@ -87,7 +87,8 @@ async fn rules_review(authorizer: &Authorizer, user: &UserInfo, namespace: &str)
             Mode::Node(_) => {
                 if crate::authz::node::node_name(user).is_some() {
                     incomplete = true;
-                    errors.push("node authorizer does not support user rule resolution".to_string());
+                    errors
+                        .push("node authorizer does not support user rule resolution".to_string());
                 }
             }
             Mode::Rbac(rbac) => {
@@ -100,7 +101,9 @@ async fn rules_review(authorizer: &Authorizer, user: &UserInfo, namespace: &str)
                         }
                         resource_rules.push(v);
                     } else {
-                        non_resource_rules.push(json!({"verbs": r.verbs, "nonResourceURLs": r.non_resource_urls}));
+                        non_resource_rules.push(
+                            json!({"verbs": r.verbs, "nonResourceURLs": r.non_resource_urls}),
+                        );
                     }
                 }
                 if !errs.is_empty() {

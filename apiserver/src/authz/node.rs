@@ -58,7 +58,9 @@ struct Graph {
 }
 
 fn str_at<'a>(v: &'a Value, path: &str) -> Option<&'a str> {
-    v.pointer(path).and_then(Value::as_str).filter(|s| !s.is_empty())
+    v.pointer(path)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
 }
 
 /// What a pod uses: its volumes' secrets, config maps and claims, its containers'
@@ -98,7 +100,11 @@ fn references(pod: &Value) -> Vec<Ref> {
             add(Kind::Secret, str_at(src, "/secret/name"));
             add(Kind::ConfigMap, str_at(src, "/configMap/name"));
         }
-        for key in ["/cephfs/secretRef/name", "/rbd/secretRef/name", "/csi/nodePublishSecretRef/name"] {
+        for key in [
+            "/cephfs/secretRef/name",
+            "/rbd/secretRef/name",
+            "/csi/nodePublishSecretRef/name",
+        ] {
             add(Kind::Secret, str_at(v, key));
         }
     }
@@ -106,7 +112,10 @@ fn references(pod: &Value) -> Vec<Ref> {
         for c in spec[list].as_array().into_iter().flatten() {
             for e in c["env"].as_array().into_iter().flatten() {
                 add(Kind::Secret, str_at(e, "/valueFrom/secretKeyRef/name"));
-                add(Kind::ConfigMap, str_at(e, "/valueFrom/configMapKeyRef/name"));
+                add(
+                    Kind::ConfigMap,
+                    str_at(e, "/valueFrom/configMapKeyRef/name"),
+                );
             }
             for e in c["envFrom"].as_array().into_iter().flatten() {
                 add(Kind::Secret, str_at(e, "/secretRef/name"));
@@ -169,9 +178,9 @@ impl Graph {
 
     /// Whether a claim used by one of the node's pods is bound to volume `pv`.
     fn uses_volume(&self, node: &str, pv: &str) -> bool {
-        self.claims.iter().any(|((ns, claim), volume)| {
-            volume == pv && self.uses(node, Kind::Claim, ns, claim)
-        })
+        self.claims
+            .iter()
+            .any(|((ns, claim), volume)| volume == pv && self.uses(node, Kind::Claim, ns, claim))
     }
 }
 
@@ -302,7 +311,9 @@ impl NodeAuthorizer {
 
     fn claim_status(&self, node: &str, a: &Attributes) -> Verdict {
         if !matches!(a.verb.as_str(), "get" | "update" | "patch") {
-            return Verdict::no_opinion("can only get, update or patch persistentvolumeclaim status");
+            return Verdict::no_opinion(
+                "can only get, update or patch persistentvolumeclaim status",
+            );
         }
         self.related(node, Kind::Claim, a)
     }
@@ -342,7 +353,10 @@ fn no_relationship(node: &str) -> Verdict {
 
 /// `authorizeLease`: the node's own Lease in kube-node-lease.
 fn lease(node: &str, a: &Attributes) -> Verdict {
-    if !matches!(a.verb.as_str(), "get" | "create" | "update" | "patch" | "delete") {
+    if !matches!(
+        a.verb.as_str(),
+        "get" | "create" | "update" | "patch" | "delete"
+    ) {
         return Verdict::no_opinion("can only get, create, update, patch, or delete a node lease");
     }
     if a.namespace != NODE_LEASE_NAMESPACE {
@@ -352,7 +366,9 @@ fn lease(node: &str, a: &Attributes) -> Verdict {
     }
     // The name of a create is NodeRestriction admission's to check.
     if a.verb != "create" && a.name != node {
-        return Verdict::no_opinion("can only access node lease with the same name as the requesting node");
+        return Verdict::no_opinion(
+            "can only access node lease with the same name as the requesting node",
+        );
     }
     Verdict::allow("")
 }
@@ -397,17 +413,39 @@ mod tests {
             ),
         ]);
         let n1 = node_user("n1");
-        let get = |res: &str, ns: &str, name: &str| Attributes::resource(&n1, "get", "", res, ns, name);
-        assert!(n.authorize(&get("secrets", "default", "mine")).await.allowed());
-        assert!(n.authorize(&get("configmaps", "default", "cfg")).await.allowed());
-        assert!(n.authorize(&get("persistentvolumes", "", "pv1")).await.allowed());
+        let get =
+            |res: &str, ns: &str, name: &str| Attributes::resource(&n1, "get", "", res, ns, name);
+        assert!(n
+            .authorize(&get("secrets", "default", "mine"))
+            .await
+            .allowed());
+        assert!(n
+            .authorize(&get("configmaps", "default", "cfg"))
+            .await
+            .allowed());
+        assert!(n
+            .authorize(&get("persistentvolumes", "", "pv1"))
+            .await
+            .allowed());
         let theirs = n.authorize(&get("secrets", "default", "theirs")).await;
         assert!(!theirs.allowed());
-        assert_eq!(theirs.reason, "no relationship found between node 'n1' and this object");
+        assert_eq!(
+            theirs.reason,
+            "no relationship found between node 'n1' and this object"
+        );
         let list = Attributes::resource(&n1, "list", "", "secrets", "default", "");
         assert!(!n.authorize(&list).await.allowed());
         // Its own lease only.
-        let lease = |name: &str| Attributes::resource(&n1, "update", "coordination.k8s.io", "leases", NODE_LEASE_NAMESPACE, name);
+        let lease = |name: &str| {
+            Attributes::resource(
+                &n1,
+                "update",
+                "coordination.k8s.io",
+                "leases",
+                NODE_LEASE_NAMESPACE,
+                name,
+            )
+        };
         assert!(n.authorize(&lease("n1")).await.allowed());
         assert!(!n.authorize(&lease("n2")).await.allowed());
         // The node rules: pods are listed, nodes read.
@@ -415,10 +453,20 @@ mod tests {
         assert!(n.authorize(&pods).await.allowed());
         // The pod moving away takes its secret with it.
         n.apply("/registry/pods/default/a", None);
-        assert!(!n.authorize(&get("secrets", "default", "mine")).await.allowed());
+        assert!(!n
+            .authorize(&get("secrets", "default", "mine"))
+            .await
+            .allowed());
         // Not a node: no opinion.
-        let jane = UserInfo { name: "jane".into(), ..Default::default() };
-        let v = n.authorize(&Attributes::resource(&jane, "get", "", "secrets", "default", "mine")).await;
+        let jane = UserInfo {
+            name: "jane".into(),
+            ..Default::default()
+        };
+        let v = n
+            .authorize(&Attributes::resource(
+                &jane, "get", "", "secrets", "default", "mine",
+            ))
+            .await;
         assert_eq!(v.decision, crate::authz::Decision::NoOpinion);
     }
 }

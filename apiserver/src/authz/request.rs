@@ -144,25 +144,86 @@ mod tests {
     #[test]
     fn requests_read_like_request_info() {
         let cases = [
-            (Method::GET, "/api/v1/namespaces/default/pods", "", ["list", "", "pods", "", "default", ""]),
-            (Method::GET, "/api/v1/pods", "watch=true", ["watch", "", "pods", "", "", ""]),
-            (Method::GET, "/api/v1/watch/namespaces/a/pods/p", "", ["watch", "", "pods", "", "a", "p"]),
-            (Method::GET, "/api/v1/namespaces/a/pods", "fieldSelector=metadata.name%3Dp", ["list", "", "pods", "", "a", "p"]),
-            (Method::POST, "/api/v1/namespaces/a/pods/p/eviction", "", ["create", "", "pods", "eviction", "a", "p"]),
-            (Method::GET, "/api/v1/namespaces/a/pods/p/log", "", ["get", "", "pods", "log", "a", "p"]),
-            (Method::DELETE, "/apis/apps/v1/namespaces/a/deployments", "", ["deletecollection", "apps", "deployments", "", "a", ""]),
-            (Method::PATCH, "/apis/apps/v1/namespaces/a/deployments/d/scale", "", ["patch", "apps", "deployments", "scale", "a", "d"]),
+            (
+                Method::GET,
+                "/api/v1/namespaces/default/pods",
+                "",
+                ["list", "", "pods", "", "default", ""],
+            ),
+            (
+                Method::GET,
+                "/api/v1/pods",
+                "watch=true",
+                ["watch", "", "pods", "", "", ""],
+            ),
+            (
+                Method::GET,
+                "/api/v1/watch/namespaces/a/pods/p",
+                "",
+                ["watch", "", "pods", "", "a", "p"],
+            ),
+            (
+                Method::GET,
+                "/api/v1/namespaces/a/pods",
+                "fieldSelector=metadata.name%3Dp",
+                ["list", "", "pods", "", "a", "p"],
+            ),
+            (
+                Method::POST,
+                "/api/v1/namespaces/a/pods/p/eviction",
+                "",
+                ["create", "", "pods", "eviction", "a", "p"],
+            ),
+            (
+                Method::GET,
+                "/api/v1/namespaces/a/pods/p/log",
+                "",
+                ["get", "", "pods", "log", "a", "p"],
+            ),
+            (
+                Method::DELETE,
+                "/apis/apps/v1/namespaces/a/deployments",
+                "",
+                ["deletecollection", "apps", "deployments", "", "a", ""],
+            ),
+            (
+                Method::PATCH,
+                "/apis/apps/v1/namespaces/a/deployments/d/scale",
+                "",
+                ["patch", "apps", "deployments", "scale", "a", "d"],
+            ),
             // A namespace is its own namespace.
-            (Method::GET, "/api/v1/namespaces/a", "", ["get", "", "namespaces", "", "a", "a"]),
-            (Method::PUT, "/api/v1/namespaces/a/finalize", "", ["update", "", "namespaces", "finalize", "a", "a"]),
-            (Method::GET, "/api/v1/nodes/n/proxy/stats/summary", "", ["get", "", "nodes", "proxy", "", "n"]),
+            (
+                Method::GET,
+                "/api/v1/namespaces/a",
+                "",
+                ["get", "", "namespaces", "", "a", "a"],
+            ),
+            (
+                Method::PUT,
+                "/api/v1/namespaces/a/finalize",
+                "",
+                ["update", "", "namespaces", "finalize", "a", "a"],
+            ),
+            (
+                Method::GET,
+                "/api/v1/nodes/n/proxy/stats/summary",
+                "",
+                ["get", "", "nodes", "proxy", "", "n"],
+            ),
         ];
         for (method, path, query, want) in cases {
             let a = attrs(method, path, query);
             assert!(a.resource_request, "{path}");
             assert_eq!(summary(&a), s(want), "{path}?{query}");
         }
-        for path in ["/healthz", "/api", "/api/v1", "/apis/apps/v1", "/openapi/v3/api/v1"] {
+        for path in [
+            "/healthz",
+            "/api",
+            "/api/v1",
+            "/apis/apps/v1",
+            "/openapi/v3/api/v1",
+        ] {
             let a = attrs(Method::GET, path, "");
             assert!(!a.resource_request, "{path}");
             assert_eq!((a.verb.as_str(), a.path.as_str()), ("get", path));

@@ -124,13 +124,24 @@ pub async fn check(
         return Ok(());
     }
     if is_rbac(rt, "rolebindings") || is_rbac(rt, "clusterrolebindings") {
-        let unchanged = old.is_some_and(|o| o["roleRef"] == obj["roleRef"] && o["subjects"] == obj["subjects"]);
+        let unchanged =
+            old.is_some_and(|o| o["roleRef"] == obj["roleRef"] && o["subjects"] == obj["subjects"]);
         if unchanged {
             return Ok(());
         }
-        let role_kind = obj.pointer("/roleRef/kind").and_then(Value::as_str).unwrap_or("");
-        let role_name = obj.pointer("/roleRef/name").and_then(Value::as_str).unwrap_or("");
-        let role_plural = if role_kind == "Role" { "roles" } else { "clusterroles" };
+        let role_kind = obj
+            .pointer("/roleRef/kind")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let role_name = obj
+            .pointer("/roleRef/name")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let role_plural = if role_kind == "Role" {
+            "roles"
+        } else {
+            "clusterroles"
+        };
         let bind = Attributes::resource(user, "bind", GROUP, role_plural, ns, role_name);
         if authorizer.authorize(&bind).await.allowed() {
             return Ok(());
@@ -143,7 +154,11 @@ pub async fn check(
             }
         });
         let Some(rules) = rules else {
-            let what = if role_kind == "Role" { "role" } else { "clusterrole" };
+            let what = if role_kind == "Role" {
+                "role"
+            } else {
+                "clusterrole"
+            };
             return Err(forbidden(
                 rt,
                 name,

@@ -153,7 +153,11 @@ pub struct Source<'a> {
 impl std::fmt::Display for Source<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         if self.binding_namespace.is_empty() {
-            write!(f, "{} {:?} of {} {:?}", self.binding_kind, self.binding, self.role_kind, self.role)
+            write!(
+                f,
+                "{} {:?} of {} {:?}",
+                self.binding_kind, self.binding, self.role_kind, self.role
+            )
         } else {
             write!(
                 f,
@@ -246,7 +250,13 @@ impl Rbac {
         if namespace.is_empty() {
             return errors;
         }
-        for b in p.role_bindings.get(namespace).into_iter().flatten().map(|(_, b)| b) {
+        for b in p
+            .role_bindings
+            .get(namespace)
+            .into_iter()
+            .flatten()
+            .map(|(_, b)| b)
+        {
             if !b.subjects.iter().any(|s| applies_to(user, s, namespace)) {
                 continue;
             }
@@ -392,7 +402,10 @@ mod tests {
             v.reason,
             r#"RBAC: role.rbac.authorization.k8s.io "missing" not found"#
         );
-        r.apply("/registry/rbac.authorization.k8s.io/rolebindings/dev/jane-view", None);
+        r.apply(
+            "/registry/rbac.authorization.k8s.io/rolebindings/dev/jane-view",
+            None,
+        );
         assert!(!r.authorize(&a).await.allowed());
     }
 }

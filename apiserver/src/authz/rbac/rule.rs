@@ -254,11 +254,7 @@ mod tests {
         let urls = rule(json!({"verbs": ["get"], "nonResourceURLs": ["/healthz", "/apis/*"]}));
         let mut a = req("get", "", "", "", "");
         a.resource_request = false;
-        for (path, ok) in [
-            ("/healthz", true),
-            ("/apis/apps", true),
-            ("/api", false),
-        ] {
+        for (path, ok) in [("/healthz", true), ("/apis/apps", true), ("/api", false)] {
             a.path = path.into();
             assert_eq!(urls.allows(&a), ok, "{path}");
         }
@@ -268,7 +264,9 @@ mod tests {
     fn covers_finds_what_is_missing() {
         let owner = vec![
             rule(json!({"verbs": ["get", "list"], "apiGroups": [""], "resources": ["pods"]})),
-            rule(json!({"verbs": ["get"], "apiGroups": [""], "resources": ["secrets"], "resourceNames": ["s"]})),
+            rule(
+                json!({"verbs": ["get"], "apiGroups": [""], "resources": ["secrets"], "resourceNames": ["s"]}),
+            ),
         ];
         let wanted = vec![rule(
             json!({"verbs": ["get", "delete"], "apiGroups": [""], "resources": ["pods"]}),
@@ -283,9 +281,13 @@ mod tests {
             json!({"verbs": ["get"], "apiGroups": [""], "resources": ["secrets"], "resourceNames": ["s"]}),
         )];
         assert!(covers(&owner, &named).0);
-        let unnamed = vec![rule(json!({"verbs": ["get"], "apiGroups": [""], "resources": ["secrets"]}))];
+        let unnamed = vec![rule(
+            json!({"verbs": ["get"], "apiGroups": [""], "resources": ["secrets"]}),
+        )];
         assert!(!covers(&owner, &unnamed).0);
-        let star = vec![rule(json!({"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}))];
+        let star = vec![rule(
+            json!({"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}),
+        )];
         assert!(covers(&star, &wanted).0);
     }
 }

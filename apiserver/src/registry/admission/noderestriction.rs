@@ -64,10 +64,7 @@ pub fn admit(
             return Err(forbidden(
                 rt,
                 name,
-                &format!(
-                    "is not allowed to modify labels: {}",
-                    keys.join(", ")
-                ),
+                &format!("is not allowed to modify labels: {}", keys.join(", ")),
             ));
         }
         return Ok(());
@@ -100,7 +97,9 @@ pub fn admit(
                     return Err(forbidden(
                         rt,
                         name,
-                        &format!("node {node:?} can only create pods with spec.nodeName set to itself"),
+                        &format!(
+                            "node {node:?} can only create pods with spec.nodeName set to itself"
+                        ),
                     ));
                 }
             }
@@ -144,18 +143,34 @@ mod tests {
             r#"nodes "n1" is forbidden: node "n2" is not allowed to modify node "n1""#
         );
         let labelled = json!({"metadata": {"name": "n1", "labels": {"node-restriction.kubernetes.io/pool": "a"}}});
-        assert_eq!(admit(nodes, &labelled, Some(&mine), &node("n1")).unwrap_err().code, 403);
+        assert_eq!(
+            admit(nodes, &labelled, Some(&mine), &node("n1"))
+                .unwrap_err()
+                .code,
+            403
+        );
         let pods = find("", "pods").unwrap();
         let theirs = json!({"metadata": {"name": "p"}, "spec": {"nodeName": "n2"}});
-        assert_eq!(admit(pods, &theirs, Some(&theirs), &node("n1")).unwrap_err().code, 403);
+        assert_eq!(
+            admit(pods, &theirs, Some(&theirs), &node("n1"))
+                .unwrap_err()
+                .code,
+            403
+        );
         assert!(admit(pods, &theirs, Some(&theirs), &node("n2")).is_ok());
         // Only mirror pods are created by nodes.
-        assert_eq!(admit(pods, &theirs, None, &node("n2")).unwrap_err().code, 403);
+        assert_eq!(
+            admit(pods, &theirs, None, &node("n2")).unwrap_err().code,
+            403
+        );
         let leases = find("coordination.k8s.io", "leases").unwrap();
         let lease = json!({"metadata": {"name": "n2", "namespace": "kube-node-lease"}});
         assert!(admit(leases, &lease, None, &node("n1")).is_err());
         // Anyone else: not this plugin's business.
-        let jane = UserInfo { name: "jane".into(), ..Default::default() };
+        let jane = UserInfo {
+            name: "jane".into(),
+            ..Default::default()
+        };
         assert!(admit(nodes, &mine, None, &jane).is_ok());
     }
 }

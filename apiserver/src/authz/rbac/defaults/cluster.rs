@@ -231,7 +231,10 @@ pub static ROLES: &[DefaultRole] = &[
             r(
                 READ,
                 &["autoscaling"],
-                &["horizontalpodautoscalers", "horizontalpodautoscalers/status"],
+                &[
+                    "horizontalpodautoscalers",
+                    "horizontalpodautoscalers/status",
+                ],
             ),
             r(
                 READ,
@@ -466,7 +469,11 @@ pub static ROLES: &[DefaultRole] = &[
             r(&["list", "watch"], &[""], &["endpoints", "services"]),
             r(READ, &[""], &["nodes"]),
             EVENTS,
-            r(&["list", "watch"], &["discovery.k8s.io"], &["endpointslices"]),
+            r(
+                &["list", "watch"],
+                &["discovery.k8s.io"],
+                &["endpointslices"],
+            ),
         ],
     ),
     cluster_role(
@@ -523,7 +530,11 @@ pub static ROLES: &[DefaultRole] = &[
         "system:keelson-proxy",
         &[
             r(&["list", "watch"], &[""], &["pods", "namespaces"]),
-            r(&["list", "watch"], &["networking.k8s.io"], &["networkpolicies"]),
+            r(
+                &["list", "watch"],
+                &["networking.k8s.io"],
+                &["networkpolicies"],
+            ),
         ],
     ),
     // keelson-dns answers from Services and EndpointSlices and publishes its own
@@ -538,7 +549,9 @@ pub static ROLES: &[DefaultRole] = &[
             ),
             r(&["get", "create", "update", "patch"], &[""], &["services"]),
             r(
-                &["get", "list", "watch", "create", "update", "patch", "delete"],
+                &[
+                    "get", "list", "watch", "create", "update", "patch", "delete",
+                ],
                 &["discovery.k8s.io"],
                 &["endpointslices"],
             ),

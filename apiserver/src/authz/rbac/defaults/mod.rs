@@ -208,15 +208,11 @@ fn subject(s: &S) -> Value {
 
 /// Every default role and binding.
 pub fn roles() -> impl Iterator<Item = &'static DefaultRole> {
-    cluster::ROLES
-        .iter()
-        .chain(controllers::ROLES.iter())
+    cluster::ROLES.iter().chain(controllers::ROLES.iter())
 }
 
 pub fn bindings() -> impl Iterator<Item = &'static DefaultBinding> {
-    cluster::BINDINGS
-        .iter()
-        .chain(controllers::BINDINGS.iter())
+    cluster::BINDINGS.iter().chain(controllers::BINDINGS.iter())
 }
 
 /// The apiserver's own identity for its writes (the loopback client's).
@@ -234,7 +230,10 @@ fn apiserver_opts() -> WriteOptions {
 
 fn autoupdate(existing: &Value) -> bool {
     existing
-        .pointer(&format!("/metadata/annotations/{}", AUTOUPDATE.replace('/', "~1")))
+        .pointer(&format!(
+            "/metadata/annotations/{}",
+            AUTOUPDATE.replace('/', "~1")
+        ))
         .and_then(Value::as_str)
         != Some("false")
 }
@@ -325,8 +324,14 @@ async fn ensure(
     wanted: Value,
     is_binding: bool,
 ) -> anyhow::Result<()> {
-    let ns = wanted["metadata"]["namespace"].as_str().unwrap_or("").to_string();
-    let name = wanted["metadata"]["name"].as_str().unwrap_or("").to_string();
+    let ns = wanted["metadata"]["namespace"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    let name = wanted["metadata"]["name"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
     let opts = apiserver_opts();
     let existing = match registry.get(rt, &ns, &name).await {
         Ok(o) => o,
@@ -391,11 +396,15 @@ mod tests {
 
     #[test]
     fn reconciling_adds_and_keeps() {
-        let view = cluster::ROLES.iter().find(|r| r.name == "system:aggregate-to-view").unwrap();
+        let view = cluster::ROLES
+            .iter()
+            .find(|r| r.name == "system:aggregate-to-view")
+            .unwrap();
         let wanted = view.to_object();
         // An operator added a rule and dropped one of ours: ours comes back, theirs stays.
         let mut existing = wanted.clone();
-        let theirs = json!({"verbs": ["get"], "apiGroups": ["example.com"], "resources": ["widgets"]});
+        let theirs =
+            json!({"verbs": ["get"], "apiGroups": ["example.com"], "resources": ["widgets"]});
         existing["rules"] = json!([theirs]);
         existing["metadata"]["labels"]["team"] = json!("ops");
         let out = reconcile_role(&existing, &wanted).unwrap();
@@ -411,10 +420,14 @@ mod tests {
 
     #[test]
     fn bindings_gain_subjects_and_recreate_on_role_change() {
-        let b = cluster::BINDINGS.iter().find(|b| b.name == "system:discovery").unwrap();
+        let b = cluster::BINDINGS
+            .iter()
+            .find(|b| b.name == "system:discovery")
+            .unwrap();
         let wanted = b.to_object();
         let mut existing = wanted.clone();
-        existing["subjects"] = json!([{"kind": "User", "name": "extra", "apiGroup": "rbac.authorization.k8s.io"}]);
+        existing["subjects"] =
+            json!([{"kind": "User", "name": "extra", "apiGroup": "rbac.authorization.k8s.io"}]);
         let out = reconcile_binding(&existing, &wanted).unwrap().unwrap();
         assert_eq!(out["subjects"].as_array().unwrap().len(), 2);
         existing["roleRef"]["name"] = json!("other");
@@ -431,7 +444,11 @@ mod tests {
         }
         for b in bindings() {
             let obj = b.to_object();
-            let rt = if b.namespace.is_empty() { &CLUSTER_ROLE_BINDINGS } else { &ROLE_BINDINGS };
+            let rt = if b.namespace.is_empty() {
+                &CLUSTER_ROLE_BINDINGS
+            } else {
+                &ROLE_BINDINGS
+            };
             let causes = rt.strategy.validate(&obj);
             assert!(causes.is_empty(), "{}: {causes:?}", b.name);
         }
