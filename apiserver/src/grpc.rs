@@ -72,7 +72,11 @@ impl GrpcApi {
         if rt.group.is_empty() && rt.plural == "namespaces" && a.namespace.is_empty() {
             a.namespace = r.name.clone();
         }
-        self.auth.authorizer.check(&a).await.map_err(|e| to_status(&e))
+        self.auth
+            .authorizer
+            .check(&a)
+            .await
+            .map_err(|e| to_status(&e))
     }
 }
 
