@@ -7,6 +7,7 @@ use base64::Engine as _;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::files::write_atomic;
+use crate::PkiPaths;
 
 /// A kubeconfig file (`apiVersion: v1`, `kind: Config`). Fields this crate does not model
 /// (exec plugins, auth providers, extensions, ...) are ignored when reading.
@@ -369,9 +370,106 @@ pub fn write_kubeconfig(
     user_name: &str,
     context_name: &str,
 ) -> anyhow::Result<()> {
+    embedded_kubeconfig(
+        server_url,
+        ca_pem,
+        client_cert_pem,
+        client_key_pem,
+        user_name,
+        context_name,
+    )
+    .save(path)
+}
+
+/// The kubeconfig files of the components, as kubeadm's `/etc/kubernetes/*.conf`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ComponentKubeconfigs {
+    /// `scheduler.conf`: user `system:kube-scheduler`.
+    pub scheduler: PathBuf,
+    /// `controller-manager.conf`: user `system:kube-controller-manager`.
+    pub controller_manager: PathBuf,
+    /// `proxy.conf`: user `system:kube-proxy`.
+    pub proxy: PathBuf,
+    /// `dns.conf`: user `system:keelson-dns`.
+    pub dns: PathBuf,
+    /// Base names (`"scheduler"`, ...) of the files this call wrote; empty when all were
+    /// already up to date.
+    pub written: Vec<String>,
+}
+
+/// Writes into `dir` one kubeconfig per component (`scheduler.conf`,
+/// `controller-manager.conf`, `proxy.conf`, `dns.conf`) for `server`, with the CA and that
+/// component's client certificate and key from `paths` ([`crate::ensure_pki`]) embedded.
+/// The user is the certificate's CN; the context `<user>@keelson`, as kubeadm names them.
+/// A file that already says exactly this is left alone (not rewritten); one that differs
+/// (another server, a re-issued certificate) is replaced.
+pub fn write_component_kubeconfigs(
+    paths: &PkiPaths,
+    dir: &Path,
+    server: &str,
+) -> anyhow::Result<ComponentKubeconfigs> {
+    let ca = std::fs::read(&paths.ca_cert)
+        .with_context(|| format!("reading {}", paths.ca_cert.display()))?;
+    let mut written = Vec::new();
+    let mut write = |name: &str, user: &str, cert: &Path, key: &Path| -> anyhow::Result<PathBuf> {
+        let read = |p: &Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
+        let kc = embedded_kubeconfig(
+            server,
+            &ca,
+            &read(cert)?,
+            &read(key)?,
+            user,
+            &format!("{user}@keelson"),
+        );
+        let path = dir.join(format!("{name}.conf"));
+        let yaml = kc.to_yaml()?;
+        if std::fs::read_to_string(&path).ok().as_deref() != Some(yaml.as_str()) {
+            kc.save(&path)?;
+            tracing::info!(path = %path.display(), user, "wrote kubeconfig");
+            written.push(name.to_string());
+        }
+        Ok(path)
+    };
+    let scheduler = write(
+        "scheduler",
+        "system:kube-scheduler",
+        &paths.scheduler_cert,
+        &paths.scheduler_key,
+    )?;
+    let controller_manager = write(
+        "controller-manager",
+        "system:kube-controller-manager",
+        &paths.controller_manager_cert,
+        &paths.controller_manager_key,
+    )?;
+    let proxy = write(
+        "proxy",
+        "system:kube-proxy",
+        &paths.proxy_cert,
+        &paths.proxy_key,
+    )?;
+    let dns = write("dns", "system:keelson-dns", &paths.dns_cert, &paths.dns_key)?;
+    Ok(ComponentKubeconfigs {
+        scheduler,
+        controller_manager,
+        proxy,
+        dns,
+        written,
+    })
+}
+
+/// One cluster (`keelson`), one user and one context, all data embedded.
+fn embedded_kubeconfig(
+    server_url: &str,
+    ca_pem: &[u8],
+    client_cert_pem: &[u8],
+    client_key_pem: &[u8],
+    user_name: &str,
+    context_name: &str,
+) -> Kubeconfig {
     let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
     let cluster_name = "keelson".to_string();
-    let kc = Kubeconfig {
+    Kubeconfig {
         clusters: vec![NamedCluster {
             name: cluster_name.clone(),
             cluster: Cluster {
@@ -398,6 +496,5 @@ pub fn write_kubeconfig(
         }],
         current_context: context_name.to_string(),
         ..Default::default()
-    };
-    kc.save(path)
+    }
 }

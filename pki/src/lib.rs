@@ -1,10 +1,11 @@
 //! Cluster PKI for Keelson.
 //!
 //! * [`ensure_pki`] / [`issue_client_cert`]: a self-signed cluster CA and the certificates
-//!   signed by it (apiserver serving cert, admin and component client certs), created only
-//!   when missing.
+//!   signed by it (apiserver serving cert, admin and one client cert per component), created
+//!   only when missing.
 //! * [`issue_node_credentials`]: a node agent's client and serving certificates and kubeconfig.
-//! * [`write_kubeconfig`] / [`Kubeconfig`]: standard kubeconfig files, as `kubectl` reads them.
+//! * [`write_kubeconfig`] / [`Kubeconfig`]: standard kubeconfig files, as `kubectl` reads them;
+//!   [`write_component_kubeconfigs`]: one per component, as kubeadm's `*.conf`.
 //! * [`server_config`] / [`client_config`] / [`peer_identity`]: rustls configurations for the
 //!   apiserver and its clients, and the user identity carried by a client certificate.
 //! * [`TokenFile`]: Kubernetes' `--token-auth-file` static bearer tokens.
@@ -28,8 +29,8 @@ mod token;
 pub use client_verify::ClientCaVerifier;
 pub use files::{load_certs, load_private_key};
 pub use kubeconfig::{
-    write_kubeconfig, AuthInfo, Cluster, Context, Kubeconfig, NamedAuthInfo, NamedCluster,
-    NamedContext, ResolvedContext,
+    write_component_kubeconfigs, write_kubeconfig, AuthInfo, Cluster, ComponentKubeconfigs,
+    Context, Kubeconfig, NamedAuthInfo, NamedCluster, NamedContext, ResolvedContext,
 };
 pub use node::{issue_node_credentials, NodeCredentials};
 pub use pki::{

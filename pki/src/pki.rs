@@ -136,9 +136,22 @@ pub struct PkiPaths {
     pub admin_cert: PathBuf,
     pub admin_key: PathBuf,
     /// The client certificate the apiserver presents to node agents (kubeadm's
-    /// `apiserver-kubelet-client`: CN `kube-apiserver-kubelet-client`, O `system:masters`).
+    /// `apiserver-kubelet-client`: CN `kube-apiserver-kubelet-client`, no group: RBAC
+    /// grants it `system:kubelet-api-admin`, not the whole cluster).
     pub apiserver_kubelet_client_cert: PathBuf,
     pub apiserver_kubelet_client_key: PathBuf,
+    /// keelson-scheduler's client certificate (CN `system:kube-scheduler`).
+    pub scheduler_cert: PathBuf,
+    pub scheduler_key: PathBuf,
+    /// keelson-controller-manager's client certificate (CN `system:kube-controller-manager`).
+    pub controller_manager_cert: PathBuf,
+    pub controller_manager_key: PathBuf,
+    /// keelson-proxy's client certificate (CN `system:kube-proxy`).
+    pub proxy_cert: PathBuf,
+    pub proxy_key: PathBuf,
+    /// keelson-dns's client certificate (CN `system:keelson-dns`).
+    pub dns_cert: PathBuf,
+    pub dns_key: PathBuf,
     /// The key that signs service-account tokens (`sa.key`; made ECDSA P-256 PKCS#8, an
     /// existing RSA or ECDSA key in any PEM form is kept) and its public half (`sa.pub`),
     /// as kubeadm names them.
@@ -159,7 +172,11 @@ pub struct PkiPaths {
 ///   each service CIDR and `opts.extra_sans`;
 /// * `admin.crt`/`admin.key`: client certificate CN `kubernetes-admin`, O `system:masters`;
 /// * `apiserver-kubelet-client.crt`/`.key`: the apiserver's client certificate towards node
-///   agents, CN `kube-apiserver-kubelet-client`, O `system:masters`;
+///   agents, CN `kube-apiserver-kubelet-client`, no group;
+/// * one client certificate per component, as kubeadm's: `scheduler.crt`/`.key` (CN
+///   `system:kube-scheduler`), `controller-manager.crt`/`.key` (CN
+///   `system:kube-controller-manager`), `proxy.crt`/`.key` (CN `system:kube-proxy`),
+///   `dns.crt`/`.key` (CN `system:keelson-dns`), none in a group;
 /// * `sa.key`/`sa.pub`: the key pair that signs and verifies service-account tokens.
 ///
 /// Keys are ECDSA P-256 (PKCS#8 PEM, mode 0600). Existing files are left alone, except that a
@@ -196,16 +213,20 @@ pub fn ensure_pki(dir: &Path, opts: &PkiOptions) -> anyhow::Result<PkiPaths> {
         issued.push("admin".to_string());
     }
 
-    let kubelet_client = paths_for(dir, "apiserver-kubelet-client");
-    if ensure_client_cert(
-        &ca,
-        &kubelet_client,
-        "apiserver-kubelet-client",
-        "kube-apiserver-kubelet-client",
-        &["system:masters"],
-    )? {
-        issued.push("apiserver-kubelet-client".to_string());
-    }
+    // One identity per component, none an administrator (kubeadm gives its kubelet client
+    // `kubeadm:cluster-admins`; here RBAC binds it to system:kubelet-api-admin).
+    let mut component = |name: &str, cn: &str| -> anyhow::Result<CertPaths> {
+        let paths = paths_for(dir, name);
+        if ensure_client_cert(&ca, &paths, name, cn, &[])? {
+            issued.push(name.to_string());
+        }
+        Ok(paths)
+    };
+    let kubelet_client = component("apiserver-kubelet-client", "kube-apiserver-kubelet-client")?;
+    let scheduler = component("scheduler", "system:kube-scheduler")?;
+    let controller_manager = component("controller-manager", "system:kube-controller-manager")?;
+    let proxy = component("proxy", "system:kube-proxy")?;
+    let dns = component("dns", "system:keelson-dns")?;
 
     let (sa_key, sa_pub) = (dir.join("sa.key"), dir.join("sa.pub"));
     if ensure_key_pair(&sa_key, &sa_pub)? {
@@ -224,6 +245,14 @@ pub fn ensure_pki(dir: &Path, opts: &PkiOptions) -> anyhow::Result<PkiPaths> {
         admin_key: admin.key,
         apiserver_kubelet_client_cert: kubelet_client.cert,
         apiserver_kubelet_client_key: kubelet_client.key,
+        scheduler_cert: scheduler.cert,
+        scheduler_key: scheduler.key,
+        controller_manager_cert: controller_manager.cert,
+        controller_manager_key: controller_manager.key,
+        proxy_cert: proxy.cert,
+        proxy_key: proxy.key,
+        dns_cert: dns.cert,
+        dns_key: dns.key,
         issued,
     })
 }

@@ -168,3 +168,94 @@ fn errors() {
     assert!(err.contains("base64"), "{err}");
     assert!(Kubeconfig::load(std::path::Path::new("/nonexistent/kubeconfig")).is_err());
 }
+
+#[test]
+fn component_kubeconfigs() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = ensure_pki(&dir.path().join("pki"), &PkiOptions::default()).unwrap();
+    let server = "https://10.0.0.1:6443";
+    let confs = keelson_pki::write_component_kubeconfigs(&p, dir.path(), server).unwrap();
+    assert_eq!(
+        confs.written,
+        ["scheduler", "controller-manager", "proxy", "dns"]
+    );
+    for (path, file, user, cert, key) in [
+        (
+            &confs.scheduler,
+            "scheduler.conf",
+            "system:kube-scheduler",
+            &p.scheduler_cert,
+            &p.scheduler_key,
+        ),
+        (
+            &confs.controller_manager,
+            "controller-manager.conf",
+            "system:kube-controller-manager",
+            &p.controller_manager_cert,
+            &p.controller_manager_key,
+        ),
+        (
+            &confs.proxy,
+            "proxy.conf",
+            "system:kube-proxy",
+            &p.proxy_cert,
+            &p.proxy_key,
+        ),
+        (
+            &confs.dns,
+            "dns.conf",
+            "system:keelson-dns",
+            &p.dns_cert,
+            &p.dns_key,
+        ),
+    ] {
+        assert_eq!(path, &dir.path().join(file));
+        let ctx = Kubeconfig::load(path).unwrap().current().unwrap();
+        assert_eq!(ctx.context_name, format!("{user}@keelson"));
+        assert_eq!(ctx.user_name, user);
+        assert_eq!(ctx.server, server);
+        assert_eq!(ctx.ca_pem.unwrap(), std::fs::read(&p.ca_cert).unwrap());
+        let cert_pem = ctx.client_cert_pem.unwrap();
+        assert_eq!(cert_pem, std::fs::read(cert).unwrap());
+        assert_eq!(ctx.client_key_pem.unwrap(), std::fs::read(key).unwrap());
+        let leaf = keelson_pki::load_certs(cert).unwrap().remove(0);
+        assert_eq!(
+            keelson_pki::identity_from_cert_der(&leaf).unwrap().user,
+            user
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{file}");
+        }
+    }
+
+    // Again: nothing rewritten (same bytes, same modification time).
+    let stamp = |p: &std::path::Path| {
+        (
+            std::fs::read(p).unwrap(),
+            std::fs::metadata(p).unwrap().modified().unwrap(),
+        )
+    };
+    let before = stamp(&confs.proxy);
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let again = keelson_pki::write_component_kubeconfigs(&p, dir.path(), server).unwrap();
+    assert!(again.written.is_empty(), "{:?}", again.written);
+    assert_eq!(stamp(&confs.proxy), before);
+
+    // A re-issued certificate, or another server, rewrites what changed.
+    std::fs::remove_file(&p.dns_cert).unwrap();
+    let p = ensure_pki(&dir.path().join("pki"), &PkiOptions::default()).unwrap();
+    assert_eq!(p.issued, ["dns"]);
+    let again = keelson_pki::write_component_kubeconfigs(&p, dir.path(), server).unwrap();
+    assert_eq!(again.written, ["dns"]);
+    let ctx = Kubeconfig::load(&again.dns).unwrap().current().unwrap();
+    assert_eq!(
+        ctx.client_cert_pem.unwrap(),
+        std::fs::read(&p.dns_cert).unwrap()
+    );
+    let moved =
+        keelson_pki::write_component_kubeconfigs(&p, dir.path(), "https://10.0.0.2:6443").unwrap();
+    assert_eq!(moved.written.len(), 4);
+}

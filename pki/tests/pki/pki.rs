@@ -62,7 +62,17 @@ fn creates_pki_with_modes() {
     let paths = ensure_pki(&pki_dir, &opts()).unwrap();
     assert_eq!(
         paths.issued,
-        ["ca", "apiserver", "admin", "apiserver-kubelet-client", "sa"]
+        [
+            "ca",
+            "apiserver",
+            "admin",
+            "apiserver-kubelet-client",
+            "scheduler",
+            "controller-manager",
+            "proxy",
+            "dns",
+            "sa"
+        ]
     );
     assert!(paths.sa_key.exists() && paths.sa_pub.exists());
     for (p, name) in [
@@ -80,6 +90,14 @@ fn creates_pki_with_modes() {
             &paths.apiserver_kubelet_client_key,
             "apiserver-kubelet-client.key",
         ),
+        (&paths.scheduler_cert, "scheduler.crt"),
+        (&paths.scheduler_key, "scheduler.key"),
+        (&paths.controller_manager_cert, "controller-manager.crt"),
+        (&paths.controller_manager_key, "controller-manager.key"),
+        (&paths.proxy_cert, "proxy.crt"),
+        (&paths.proxy_key, "proxy.key"),
+        (&paths.dns_cert, "dns.crt"),
+        (&paths.dns_key, "dns.key"),
     ] {
         assert_eq!(p, &pki_dir.join(name));
         assert!(p.exists(), "{name} missing");
@@ -93,6 +111,10 @@ fn creates_pki_with_modes() {
             &paths.apiserver_key,
             &paths.admin_key,
             &paths.sa_key,
+            &paths.scheduler_key,
+            &paths.controller_manager_key,
+            &paths.proxy_key,
+            &paths.dns_key,
         ] {
             assert_eq!(mode(k), 0o600, "{}", k.display());
         }
@@ -107,10 +129,7 @@ fn creates_pki_with_modes() {
     let ca = identity_of(&paths.ca_cert);
     assert_eq!(ca.user, "keelson-ca");
     // No leftover temp files.
-    assert_eq!(std::fs::read_dir(&pki_dir).unwrap().count(), 10);
-    let kubelet_client = identity_of(&paths.apiserver_kubelet_client_cert);
-    assert_eq!(kubelet_client.user, "kube-apiserver-kubelet-client");
-    assert_eq!(kubelet_client.groups, ["system:masters"]);
+    assert_eq!(std::fs::read_dir(&pki_dir).unwrap().count(), 18);
     let public = std::fs::read_to_string(&paths.sa_pub).unwrap();
     assert!(public.starts_with("-----BEGIN PUBLIC KEY-----"), "{public}");
 }
@@ -143,6 +162,14 @@ impl From<&keelson_pki::PkiPaths> for PkiPathsNoIssued {
             p.admin_key.clone(),
             p.apiserver_kubelet_client_cert.clone(),
             p.apiserver_kubelet_client_key.clone(),
+            p.scheduler_cert.clone(),
+            p.scheduler_key.clone(),
+            p.controller_manager_cert.clone(),
+            p.controller_manager_key.clone(),
+            p.proxy_cert.clone(),
+            p.proxy_key.clone(),
+            p.dns_cert.clone(),
+            p.dns_key.clone(),
         ])
     }
 }
@@ -358,4 +385,84 @@ fn bad_options_are_errors() {
         ..opts()
     };
     assert!(ensure_pki(dir.path(), &bad_san).is_err());
+}
+
+#[test]
+fn one_identity_per_component() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = ensure_pki(dir.path(), &opts()).unwrap();
+    let id = |user: &str, groups: &[&str]| Identity {
+        user: user.into(),
+        groups: groups.iter().map(|g| g.to_string()).collect(),
+    };
+    for (cert, want) in [
+        (&p.admin_cert, id("kubernetes-admin", &["system:masters"])),
+        (
+            &p.apiserver_kubelet_client_cert,
+            id("kube-apiserver-kubelet-client", &[]),
+        ),
+        (&p.scheduler_cert, id("system:kube-scheduler", &[])),
+        (
+            &p.controller_manager_cert,
+            id("system:kube-controller-manager", &[]),
+        ),
+        (&p.proxy_cert, id("system:kube-proxy", &[])),
+        (&p.dns_cert, id("system:keelson-dns", &[])),
+    ] {
+        assert_eq!(identity_of(cert), want, "{}", cert.display());
+        // Each verifies as a client certificate, as the apiserver verifies them.
+        let ca =
+            keelson_pki::ClientCaVerifier::from_pem(&std::fs::read(&p.ca_cert).unwrap()).unwrap();
+        ca.verify(&load_certs(cert).unwrap()[0], &[], UnixTime::now())
+            .unwrap();
+    }
+}
+
+#[test]
+fn an_older_pki_gains_the_component_identities_and_keeps_its_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = ensure_pki(dir.path(), &opts()).unwrap();
+    // What an earlier `keelson pki` left: no component certificates, the kubelet client
+    // in system:masters.
+    for f in ["scheduler", "controller-manager", "proxy", "dns"] {
+        for ext in ["crt", "key"] {
+            std::fs::remove_file(dir.path().join(format!("{f}.{ext}"))).unwrap();
+        }
+    }
+    issue_client_cert(
+        dir.path(),
+        "apiserver-kubelet-client",
+        "kube-apiserver-kubelet-client",
+        &["system:masters"],
+    )
+    .unwrap();
+    let before = snapshot(dir.path());
+    let again = ensure_pki(dir.path(), &opts()).unwrap();
+    assert_eq!(
+        again.issued,
+        [
+            "apiserver-kubelet-client",
+            "scheduler",
+            "controller-manager",
+            "proxy",
+            "dns"
+        ]
+    );
+    let after = snapshot(dir.path());
+    for f in [
+        "ca.crt",
+        "ca.key",
+        "apiserver.crt",
+        "apiserver.key",
+        "admin.crt",
+        "admin.key",
+        "sa.key",
+        "sa.pub",
+    ] {
+        assert_eq!(before[f], after[f], "{f} changed");
+    }
+    assert!(identity_of(&p.apiserver_kubelet_client_cert)
+        .groups
+        .is_empty());
+    assert_eq!(identity_of(&p.dns_cert).user, "system:keelson-dns");
 }
