@@ -564,6 +564,8 @@ mod tests {
         tokens: AtomicUsize,
         reviews: AtomicUsize,
         allowed_user: &'static str,
+        /// Access reviews fail (the apiserver cannot be reached) while set.
+        failing: std::sync::atomic::AtomicBool,
     }
 
     impl Reviewer for Fake {
@@ -585,7 +587,11 @@ mod tests {
         ) -> BoxFuture<'_, anyhow::Result<bool>> {
             self.reviews.fetch_add(1, Ordering::SeqCst);
             let allowed = user.name == self.allowed_user;
-            Box::pin(async move { Ok(allowed) })
+            let failing = self.failing.load(Ordering::SeqCst);
+            Box::pin(async move {
+                anyhow::ensure!(!failing, "connection refused");
+                Ok(allowed)
+            })
         }
     }
 
@@ -594,6 +600,7 @@ mod tests {
             tokens: AtomicUsize::new(0),
             reviews: AtomicUsize::new(0),
             allowed_user: "kube-apiserver-kubelet-client",
+            failing: false.into(),
         });
         let auth = Auth::new(fake.clone(), "n1", &opts);
         (fake, auth)
@@ -739,6 +746,40 @@ mod tests {
             .unwrap();
         assert_eq!(user.name, ANONYMOUS);
         assert_eq!(fake.tokens.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn failed_reviews_are_errors_and_not_cached() {
+        let (fake, auth) = auth(webhook());
+        let client = Identity {
+            user: "kube-apiserver-kubelet-client".into(),
+            groups: vec![],
+        };
+        fake.failing.store(true, Ordering::SeqCst);
+        let err = auth
+            .check(
+                Some(&client),
+                &Method::GET,
+                "/metrics",
+                &mut HeaderMap::new(),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            err.message(),
+            "Authorization error (user=kube-apiserver-kubelet-client, verb=get, resource=nodes, subresource(s)=[metrics])"
+        );
+        fake.failing.store(false, Ordering::SeqCst);
+        auth.check(
+            Some(&client),
+            &Method::GET,
+            "/metrics",
+            &mut HeaderMap::new(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(fake.reviews.load(Ordering::SeqCst), 2);
     }
 
     #[tokio::test]
