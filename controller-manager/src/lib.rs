@@ -11,6 +11,7 @@
 
 pub mod common;
 pub mod controllers;
+pub mod identities;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -66,6 +67,19 @@ pub struct ControllerManagerOptions {
     /// Workers per controller.
     #[arg(long = "concurrent-syncs", default_value_t = 5)]
     pub concurrent_syncs: usize,
+    /// Run each controller with the credentials of its own service account
+    /// (`kube-system/<controller>`), as kube-controller-manager does; the manager's
+    /// own credentials then only serve the shared informers, the accounts and their
+    /// tokens (see [`identities`]).
+    #[arg(
+        long = "use-service-account-credentials",
+        default_value_t = false,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
+    pub use_service_account_credentials: bool,
 }
 
 impl Default for ControllerManagerOptions {
@@ -121,6 +135,10 @@ impl Context {
 
 /// Run every enabled controller until the future is dropped.
 pub async fn run(ctx: Context) {
+    let identities = match identities::Identities::new(&ctx).await {
+        Ok(i) => i,
+        Err(e) => return tracing::error!(error = %e, "the controllers' credentials"),
+    };
     let mut tasks = tokio::task::JoinSet::new();
     let loops = keelson_component::Loops::process();
     for (name, start) in controllers::ALL {
@@ -128,7 +146,7 @@ pub async fn run(ctx: Context) {
             tracing::info!(controller = name, "starting controller");
             // A controller that panics is logged and fails /healthz (naming it).
             let loops = loops.clone();
-            let work = start(ctx.clone());
+            let work = start(identities.context_for(name, &ctx));
             tasks.spawn(async move { loops.supervise(name, work).await });
         }
     }

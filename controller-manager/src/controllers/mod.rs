@@ -6,6 +6,7 @@ use futures::FutureExt;
 
 use crate::Context;
 
+pub mod clusterrole_aggregation;
 pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
@@ -32,6 +33,9 @@ type Start = fn(Context) -> BoxFuture<'static, ()>;
 
 /// Every controller by its `--controllers` name.
 pub const ALL: &[(&str, Start)] = &[
+    ("clusterrole-aggregation", |ctx| {
+        clusterrole_aggregation::run(ctx).boxed()
+    }),
     ("cronjob", |ctx| cronjob::run(ctx).boxed()),
     ("daemonset", |ctx| daemonset::run(ctx).boxed()),
     ("deployment", |ctx| deployment::run(ctx).boxed()),

@@ -12,6 +12,7 @@ mod disruption;
 mod endpoints;
 mod endpointslicemirroring;
 mod garbage_collector;
+mod identities;
 mod job;
 mod namespace;
 mod networkpolicy;
