@@ -579,7 +579,7 @@ pub(crate) fn resource_paths(r: &ResourceType, names: &Names) -> Vec<PathItem> {
         JSON_YAML,
         vec![ok(kind), created(kind), accepted(kind), unauthorized()],
     ));
-    if names.list.is_some() {
+    if names.list.is_some() && r.strategy.delete_collection() {
         let mut params = delete_params();
         params.extend(list_params());
         params.retain(|p| p.name != "watch" && p.name != "allowWatchBookmarks");

@@ -113,6 +113,13 @@ pub trait Strategy: Send + Sync {
         false
     }
 
+    /// Whether `DELETE` on the collection (`deletecollection`) is served. Kubernetes
+    /// serves it for every stored kind but Namespaces (one request would delete them
+    /// all, `kube-system` and `default` included).
+    fn delete_collection(&self) -> bool {
+        true
+    }
+
     /// When this kind is another resource's objects in another shape (events.k8s.io/v1
     /// Events are core/v1 Events), where they live and how to convert them. Kubernetes
     /// calls such resources cohabiting: one etcd key per object, one storage version.

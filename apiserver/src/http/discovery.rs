@@ -22,6 +22,10 @@ const VERBS: &[&str] = &[
 fn verbs(rt: &ResourceType) -> &'static [&'static str] {
     if rt.strategy.create_only() {
         &["create"]
+    } else if !rt.strategy.delete_collection() {
+        &[
+            "create", "delete", "get", "list", "patch", "update", "watch",
+        ]
     } else {
         VERBS
     }

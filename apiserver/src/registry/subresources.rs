@@ -199,6 +199,12 @@ impl Registry {
         list: &ListOptions,
         opts: &DeleteOptions,
     ) -> Result<Vec<Value>, ApiError> {
+        if !rt.strategy.delete_collection() {
+            // Kubernetes' answer where a kind has no deletecollection (Namespaces).
+            return Err(ApiError::method_not_allowed(
+                "the server does not allow this method on the requested resource",
+            ));
+        }
         let items = self.list(rt, ns, list).await?.items;
         let mut deleted = Vec::new();
         for item in items {

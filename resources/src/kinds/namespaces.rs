@@ -63,6 +63,10 @@ fn validate_finalizer(name: &str, path: &str, out: &mut Vec<Cause>) {
 }
 
 impl Strategy for Namespaces {
+    fn delete_collection(&self) -> bool {
+        false
+    }
+
     fn prepare_for_update(&self, new: &mut Value, old: &Value) {
         prepare_for_update(new, old)
     }
