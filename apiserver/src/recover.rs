@@ -129,9 +129,9 @@ impl HttpBody for GuardedBody {
                 this.poisoned = true;
                 match this.protocol {
                     Protocol::Rest => Poll::Ready(None),
-                    Protocol::Grpc => Poll::Ready(Some(Ok(Frame::trailers(
-                        grpc_internal_trailers(),
-                    )))),
+                    Protocol::Grpc => {
+                        Poll::Ready(Some(Ok(Frame::trailers(grpc_internal_trailers()))))
+                    }
                 }
             }
         }
@@ -212,7 +212,9 @@ mod tests {
         Body::from_stream(futures::stream::poll_fn(move |_| {
             n += 1;
             if n == 1 {
-                Poll::Ready(Some(Ok::<_, std::io::Error>(Bytes::from_static(b"{\"type\":\"ADDED\"}\n"))))
+                Poll::Ready(Some(Ok::<_, std::io::Error>(Bytes::from_static(
+                    b"{\"type\":\"ADDED\"}\n",
+                ))))
             } else {
                 panic!("encoding the next event failed")
             }

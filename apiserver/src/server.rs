@@ -75,7 +75,11 @@ impl Server {
                     let this = this.clone();
                     let identity = identity.clone();
                     // A panicking handler fails its request, not the connection.
-                    let protocol = if is_grpc(&req) { Protocol::Grpc } else { Protocol::Rest };
+                    let protocol = if is_grpc(&req) {
+                        Protocol::Grpc
+                    } else {
+                        Protocol::Rest
+                    };
                     let what = format!("{} {} from {peer}", req.method(), req.uri().path());
                     async move {
                         let handler = this.handle(req, identity.as_ref(), peer);

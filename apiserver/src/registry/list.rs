@@ -300,15 +300,22 @@ mod tests {
                 format!("invalid continue token: continue key is not valid: {start}")
             );
         }
-        assert!(err(r#"{"v":"meta.k8s.io/v1","rv":"x","start":"a"}"#).starts_with("invalid continue token: continue key is not valid"));
+        assert!(err(r#"{"v":"meta.k8s.io/v1","rv":"x","start":"a"}"#)
+            .starts_with("invalid continue token: continue key is not valid"));
         // Below zero: the latest revision (0 to the storage layer).
         assert_eq!(
-            decode_token(&token(r#"{"v":"meta.k8s.io/v1","rv":-1,"start":"default/web\u0000"}"#)).unwrap(),
+            decode_token(&token(
+                r#"{"v":"meta.k8s.io/v1","rv":-1,"start":"default/web\u0000"}"#
+            ))
+            .unwrap(),
             (0, "default/web\u{0}".to_string())
         );
         // A rooted start key is the same key.
         assert_eq!(
-            decode_token(&token(r#"{"v":"meta.k8s.io/v1","rv":9,"start":"/default/web"}"#)).unwrap(),
+            decode_token(&token(
+                r#"{"v":"meta.k8s.io/v1","rv":9,"start":"/default/web"}"#
+            ))
+            .unwrap(),
             (9, "default/web".to_string())
         );
     }
