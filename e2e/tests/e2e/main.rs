@@ -12,6 +12,7 @@ mod dns;
 mod drain;
 mod event_ttl;
 mod failover;
+mod fuzz;
 mod ha;
 mod images;
 mod keelson_up;
