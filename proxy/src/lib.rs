@@ -72,6 +72,7 @@ pub async fn run(
         keelson_component::serve::Health {
             leader: None,
             max_renewal_age: Duration::MAX,
+            loops: Default::default(),
         },
     )
     .await?;
