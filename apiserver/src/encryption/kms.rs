@@ -74,7 +74,7 @@ struct WriteSeed {
 /// What a value's `encryptedDEKSource` decrypts to.
 enum Dek {
     Seed(Vec<u8>),
-    Key(Gcm),
+    Key(Box<Gcm>),
 }
 
 impl KmsV2 {
@@ -321,7 +321,7 @@ impl KmsV2 {
                         }
                         Dek::Seed(plain)
                     }
-                    EncryptedDekSourceType::AesGcmKey => Dek::Key(Gcm::new(&plain)?),
+                    EncryptedDekSourceType::AesGcmKey => Dek::Key(Box::new(Gcm::new(&plain)?)),
                 };
                 let dek = Arc::new(dek);
                 self.remember(key, dek.clone());

@@ -36,6 +36,9 @@ pub trait Cipher: Send + Sync {
     fn open(&self, data: &[u8], authenticated: &[u8]) -> Result<Vec<u8>, String>;
 }
 
+/// Makes a provider's cipher from a raw key.
+type MakeCipher = fn(&[u8]) -> Result<Box<dyn Cipher>, String>;
+
 /// A provider with named keys: `<prefix><name>:<cipher output>`.
 struct Keyed {
     /// `k8s:enc:aescbc:v1:`
@@ -53,7 +56,7 @@ impl Keyed {
         prefix: &'static str,
         provider: &'static str,
         family: &'static str,
-        make: fn(&[u8]) -> Result<Box<dyn Cipher>, String>,
+        make: MakeCipher,
     ) -> Result<Keyed, String> {
         let mut keys = Vec::new();
         for key in &conf.keys {
