@@ -2,7 +2,8 @@
 //!
 //! - `keelson up`: a single-node cluster: starts etcd (a child process), creates the PKI
 //!   and an admin kubeconfig, and runs the apiserver in this process.
-//! - `keelson pki`: create the CA, the serving certificate and the admin kubeconfig.
+//! - `keelson pki`: create the CA, the serving certificate, the components' certificates
+//!   and kubeconfigs, and the admin kubeconfig.
 //! - `keelson apiserver ...`: the same as `keelson-apiserver ...`.
 //! - `keelson hollow-nodes --kubeconfig FILE --count N`: simulated nodes (like kwok).
 //! - `keelson images import FILE...`: image tarballs into a node's containerd (air gap).
@@ -31,9 +32,11 @@ struct Cli {
 enum Command {
     /// Run a single-node cluster until interrupted.
     Up(up::UpArgs),
-    /// Create (when missing) the cluster CA, apiserver serving certificate, admin client
-    /// certificate, and an admin kubeconfig; `keelson pki node ...` issues a node's
-    /// credentials from that CA.
+    /// Create (when missing) the cluster CA, the apiserver serving certificate, the admin
+    /// client certificate, one client certificate and kubeconfig per component
+    /// (`scheduler.conf`, `controller-manager.conf`, `proxy.conf`, `dns.conf`) and
+    /// optionally an admin kubeconfig; `keelson pki node ...` issues a node's credentials
+    /// from that CA.
     Pki {
         #[command(subcommand)]
         action: Option<PkiAction>,
@@ -46,6 +49,11 @@ enum Command {
         /// Write an admin kubeconfig here, pointing at `--server`.
         #[arg(long)]
         kubeconfig: Option<PathBuf>,
+        /// Where the components' kubeconfigs go (default: the parent of `--dir`, as
+        /// kubeadm keeps `/etc/kubernetes/*.conf` next to `/etc/kubernetes/pki`).
+        #[arg(long)]
+        kubeconfig_dir: Option<PathBuf>,
+        /// The apiserver URL written into the kubeconfigs.
         #[arg(long, default_value = "https://127.0.0.1:6443")]
         server: String,
     },
@@ -117,6 +125,7 @@ async fn main() -> anyhow::Result<()> {
             dir,
             sans,
             kubeconfig,
+            kubeconfig_dir,
             server,
         } => {
             let paths = keelson_pki::ensure_pki(
@@ -129,6 +138,19 @@ async fn main() -> anyhow::Result<()> {
             if let Some(kc) = kubeconfig {
                 up::write_admin_kubeconfig(&paths, &kc, &server)?;
                 println!("wrote {}", kc.display());
+            }
+            let conf_dir = kubeconfig_dir.unwrap_or_else(|| match dir.parent() {
+                Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+                _ => PathBuf::from("."),
+            });
+            let confs = keelson_pki::write_component_kubeconfigs(&paths, &conf_dir, &server)?;
+            for conf in [
+                &confs.scheduler,
+                &confs.controller_manager,
+                &confs.proxy,
+                &confs.dns,
+            ] {
+                println!("kubeconfig {}", conf.display());
             }
             println!("PKI in {}", dir.display());
             Ok(())
