@@ -1071,7 +1071,10 @@ mod tests {
             "{m}"
         );
         let m = parse_err(&format!("example.com/{long} in (x)"));
-        assert!(m.contains("name part must be no more than 63 characters"), "{m}");
+        assert!(
+            m.contains("name part must be no more than 63 characters"),
+            "{m}"
+        );
     }
 
     /// `notin ()` is `notin ("")` in Kubernetes (labels.Parse keeps the empty value), so

@@ -143,7 +143,10 @@ impl<T: Eq + Hash + Clone + Send + Sync + std::fmt::Debug + 'static> Queue<T> {
             let started = Instant::now();
             // A panic is this key's failure: the key is released and retried with
             // backoff like any error, and the worker lives on.
-            let result = match AssertUnwindSafe(reconcile(item.clone())).catch_unwind().await {
+            let result = match AssertUnwindSafe(reconcile(item.clone()))
+                .catch_unwind()
+                .await
+            {
                 Ok(r) => r,
                 Err(panic) => Err(anyhow::anyhow!(
                     "reconcile panicked: {}",
@@ -214,7 +217,11 @@ mod tests {
                     break;
                 }
             }
-            assert!(Instant::now() < deadline, "retries: {:?}", attempts.lock().unwrap());
+            assert!(
+                Instant::now() < deadline,
+                "retries: {:?}",
+                attempts.lock().unwrap()
+            );
             if !attempts.lock().unwrap().contains_key("good") {
                 queue.add("good".to_string());
             }

@@ -54,24 +54,61 @@ const PASS_TIMEOUT: Duration = Duration::from_secs(300);
 fn seeds() -> Vec<(String, Value)> {
     let ns = NAMESPACE;
     let labels = json!({"app": NAME});
-    let pod_spec = json!({"restartPolicy": "Always", "containers": [{"name": "c", "image": "busybox"}]});
+    let pod_spec =
+        json!({"restartPolicy": "Always", "containers": [{"name": "c", "image": "busybox"}]});
     let template = json!({"metadata": {"labels": labels}, "spec": pod_spec});
     let job_template = json!({"metadata": {"labels": labels}, "spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}});
     let meta = json!({"name": NAME, "labels": labels});
     vec![
-        ("/api/v1/namespaces".into(), json!({"metadata": {"name": NAME}})),
+        (
+            "/api/v1/namespaces".into(),
+            json!({"metadata": {"name": NAME}}),
+        ),
         ("/api/v1/nodes".into(), json!({"metadata": meta})),
-        (format!("/api/v1/namespaces/{ns}/configmaps"), json!({"metadata": meta, "data": {"k": "v"}})),
-        (format!("/api/v1/namespaces/{ns}/secrets"), json!({"metadata": meta, "stringData": {"k": "v"}})),
-        (format!("/api/v1/namespaces/{ns}/serviceaccounts"), json!({"metadata": meta})),
-        (format!("/api/v1/namespaces/{ns}/pods"), json!({"metadata": meta, "spec": pod_spec})),
-        (format!("/api/v1/namespaces/{ns}/services"), json!({"metadata": meta, "spec": {"selector": labels, "ports": [{"port": 80}]}})),
-        (format!("/api/v1/namespaces/{ns}/replicationcontrollers"), json!({"metadata": meta, "spec": {"replicas": 1, "selector": labels, "template": template}})),
-        (format!("/apis/apps/v1/namespaces/{ns}/deployments"), json!({"metadata": meta, "spec": {"selector": {"matchLabels": labels}, "template": template}})),
-        (format!("/apis/apps/v1/namespaces/{ns}/statefulsets"), json!({"metadata": meta, "spec": {"serviceName": NAME, "selector": {"matchLabels": labels}, "template": template}})),
-        (format!("/apis/apps/v1/namespaces/{ns}/daemonsets"), json!({"metadata": meta, "spec": {"selector": {"matchLabels": labels}, "template": template}})),
-        (format!("/apis/batch/v1/namespaces/{ns}/jobs"), json!({"metadata": meta, "spec": {"template": job_template}})),
-        (format!("/apis/batch/v1/namespaces/{ns}/cronjobs"), json!({"metadata": meta, "spec": {"schedule": "*/5 * * * *", "jobTemplate": {"spec": {"template": job_template}}}})),
+        (
+            format!("/api/v1/namespaces/{ns}/configmaps"),
+            json!({"metadata": meta, "data": {"k": "v"}}),
+        ),
+        (
+            format!("/api/v1/namespaces/{ns}/secrets"),
+            json!({"metadata": meta, "stringData": {"k": "v"}}),
+        ),
+        (
+            format!("/api/v1/namespaces/{ns}/serviceaccounts"),
+            json!({"metadata": meta}),
+        ),
+        (
+            format!("/api/v1/namespaces/{ns}/pods"),
+            json!({"metadata": meta, "spec": pod_spec}),
+        ),
+        (
+            format!("/api/v1/namespaces/{ns}/services"),
+            json!({"metadata": meta, "spec": {"selector": labels, "ports": [{"port": 80}]}}),
+        ),
+        (
+            format!("/api/v1/namespaces/{ns}/replicationcontrollers"),
+            json!({"metadata": meta, "spec": {"replicas": 1, "selector": labels, "template": template}}),
+        ),
+        (
+            format!("/apis/apps/v1/namespaces/{ns}/deployments"),
+            json!({"metadata": meta, "spec": {"selector": {"matchLabels": labels}, "template": template}}),
+        ),
+        (
+            format!("/apis/apps/v1/namespaces/{ns}/statefulsets"),
+            json!({"metadata": meta, "spec": {"serviceName": NAME, "selector": {"matchLabels": labels}, "template": template}}),
+        ),
+        (
+            format!("/apis/apps/v1/namespaces/{ns}/daemonsets"),
+            json!({"metadata": meta, "spec": {"selector": {"matchLabels": labels}, "template": template}}),
+        ),
+        (
+            format!("/apis/batch/v1/namespaces/{ns}/jobs"),
+            json!({"metadata": meta, "spec": {"template": job_template}}),
+        ),
+        (
+            format!("/apis/batch/v1/namespaces/{ns}/cronjobs"),
+            json!({"metadata": meta, "spec": {"schedule": "*/5 * * * *", "jobTemplate": {"spec": {"template": job_template}}}}),
+        ),
     ]
 }
 
@@ -86,7 +123,13 @@ fn schemathesis(c: &Cluster, dir: &Path, doc: &Path, methods: [&str; 2]) -> Stri
     let log = std::fs::File::create(&log_path).expect("schemathesis log");
     let mut cmd = Command::new("python3");
     cmd.current_dir(dir)
-        .args(["-m", "schemathesis.cli", "--config-file", "schemathesis.toml", "run"])
+        .args([
+            "-m",
+            "schemathesis.cli",
+            "--config-file",
+            "schemathesis.toml",
+            "run",
+        ])
         .arg(doc)
         .args(["--url", &c.server_url()])
         .arg("--request-cert")
@@ -163,7 +206,10 @@ fn list_paths(docs: &[Value]) -> BTreeSet<String> {
 
 /// List every collection and GET every item it holds: no 5xx, each item reads back as
 /// itself. Returns the (collection, namespace, name) of every object read.
-async fn read_everything_back(client: &Client, collections: &BTreeSet<String>) -> BTreeSet<(String, String, String)> {
+async fn read_everything_back(
+    client: &Client,
+    collections: &BTreeSet<String>,
+) -> BTreeSet<(String, String, String)> {
     let mut read = BTreeSet::new();
     for path in collections {
         let list = raw(client, "GET", path, None, Vec::new()).await;
@@ -208,11 +254,21 @@ async fn schemathesis_finds_no_server_errors_and_everything_reads_back() {
     }
     namespace(&client, NAMESPACE).await;
     for (path, obj) in seeds() {
-        let r = raw(&client, "POST", &path, JSON, serde_json::to_vec(&obj).unwrap()).await;
+        let r = raw(
+            &client,
+            "POST",
+            &path,
+            JSON,
+            serde_json::to_vec(&obj).unwrap(),
+        )
+        .await;
         assert_eq!(r.code, 201, "seeding {path}: {}", r.body);
     }
     let collections = list_paths(&docs);
-    assert!(collections.contains("/api/v1/pods") && collections.contains("/apis/batch/v1/cronjobs"), "{collections:?}");
+    assert!(
+        collections.contains("/api/v1/pods") && collections.contains("/apis/batch/v1/cronjobs"),
+        "{collections:?}"
+    );
 
     // Writes and reads first: every seeded object is still there afterwards, whatever
     // the fuzzer made of it, and reads back.
@@ -225,7 +281,11 @@ async fn schemathesis_finds_no_server_errors_and_everything_reads_back() {
     let read = read_everything_back(&client, &collections).await;
     for (path, _) in seeds() {
         let plural = path.rsplit('/').next().unwrap().to_string();
-        let ns = if path.contains("/namespaces/") { NAMESPACE } else { "" };
+        let ns = if path.contains("/namespaces/") {
+            NAMESPACE
+        } else {
+            ""
+        };
         assert!(
             read.contains(&(plural.clone(), ns.to_string(), NAME.to_string())),
             "{plural} {NAME} did not survive the fuzzer's writes; read back: {read:?}"
@@ -247,7 +307,10 @@ async fn schemathesis_finds_no_server_errors_and_everything_reads_back() {
     // The system namespaces outlive it all (there is no deletecollection of
     // namespaces, as in Kubernetes).
     for ns in ["default", "kube-system"] {
-        assert!(left.contains(&("namespaces".into(), String::new(), ns.into())), "{left:?}");
+        assert!(
+            left.contains(&("namespaces".into(), String::new(), ns.into())),
+            "{left:?}"
+        );
     }
 }
 
@@ -272,9 +335,18 @@ async fn multi_byte_characters_across_byte_63_are_refused_not_fatal() {
     let long = across_byte_63();
     for (what, metadata) in [
         ("label value", json!({"name": "v", "labels": {"app": long}})),
-        ("label key", json!({"name": "k", "labels": {long.clone(): "x"}})),
-        ("prefixed label key", json!({"name": "p", "labels": {format!("example.com/{long}"): "x"}})),
-        ("annotation key", json!({"name": "a", "annotations": {long.clone(): "x"}})),
+        (
+            "label key",
+            json!({"name": "k", "labels": {long.clone(): "x"}}),
+        ),
+        (
+            "prefixed label key",
+            json!({"name": "p", "labels": {format!("example.com/{long}"): "x"}}),
+        ),
+        (
+            "annotation key",
+            json!({"name": "a", "annotations": {long.clone(): "x"}}),
+        ),
     ] {
         let body = serde_json::to_vec(&json!({"metadata": metadata})).unwrap();
         let s = raw(&client, "POST", &cms, JSON, body)
@@ -284,7 +356,10 @@ async fn multi_byte_characters_across_byte_63_are_refused_not_fatal() {
             message(&s).contains("must be no more than 63 characters"),
             "{what}: {s}"
         );
-        assert!(message(&s).contains("consist of alphanumeric characters"), "{what}: {s}");
+        assert!(
+            message(&s).contains("consist of alphanumeric characters"),
+            "{what}: {s}"
+        );
     }
     let encoded = format!("{}%C3%A9a", "a".repeat(62));
     for q in [
@@ -315,7 +390,8 @@ async fn parameters_are_parsed_as_strictly_as_kubernetes() {
     let ns = namespace(&client, "fall-over-params").await;
     let cms = format!("/api/v1/namespaces/{ns}/configmaps");
     for name in ["a", "b", "c"] {
-        let body = serde_json::to_vec(&json!({"metadata": {"name": name, "labels": {"x": name}}})).unwrap();
+        let body = serde_json::to_vec(&json!({"metadata": {"name": name, "labels": {"x": name}}}))
+            .unwrap();
         raw(&client, "POST", &cms, JSON, body).await;
     }
     let get = |q: &str| format!("{cms}?{q}");
@@ -327,10 +403,19 @@ async fn parameters_are_parsed_as_strictly_as_kubernetes() {
         message(&s),
         r#""" is not a known field selector: only "metadata.name", "metadata.namespace""#
     );
-    let s = raw(&client, "GET", &get("fieldSelector=%3D%3D%3D"), None, Vec::new())
-        .await
-        .expect_status(400, "BadRequest");
-    assert_eq!(message(&s), "invalid field selector: unescaped character in value: 61");
+    let s = raw(
+        &client,
+        "GET",
+        &get("fieldSelector=%3D%3D%3D"),
+        None,
+        Vec::new(),
+    )
+    .await
+    .expect_status(400, "BadRequest");
+    assert_eq!(
+        message(&s),
+        "invalid field selector: unescaped character in value: 61"
+    );
     // A resourceVersion is an unsigned decimal, whatever the match.
     for q in [
         "resourceVersion=abc&resourceVersionMatch=NotOlderThan",
@@ -360,33 +445,68 @@ async fn parameters_are_parsed_as_strictly_as_kubernetes() {
         .iter()
         .filter_map(|i| i["metadata"]["name"].as_str())
         .collect();
-    assert_eq!(names, ["b"], "rv -1 continues at the latest revision: {page}");
+    assert_eq!(
+        names,
+        ["b"],
+        "rv -1 continues at the latest revision: {page}"
+    );
     for (raw_token, want) in [
-        (r#"{"v":"meta.k8s.io/v1","rv":0,"start":"a"}"#, "incorrect encoded start resourceVersion (version meta.k8s.io/v1)"),
-        (r#"{"v":"meta.k8s.io/v1","rv":5,"start":""}"#, "encoded start key empty (version meta.k8s.io/v1)"),
-        (r#"{"v":"meta.k8s.io/v1","rv":5,"start":"../../secrets"}"#, "../../secrets"),
-        (r#"{"v":"v9","rv":5,"start":"a"}"#, "server does not recognize this encoded version v9"),
+        (
+            r#"{"v":"meta.k8s.io/v1","rv":0,"start":"a"}"#,
+            "incorrect encoded start resourceVersion (version meta.k8s.io/v1)",
+        ),
+        (
+            r#"{"v":"meta.k8s.io/v1","rv":5,"start":""}"#,
+            "encoded start key empty (version meta.k8s.io/v1)",
+        ),
+        (
+            r#"{"v":"meta.k8s.io/v1","rv":5,"start":"../../secrets"}"#,
+            "../../secrets",
+        ),
+        (
+            r#"{"v":"v9","rv":5,"start":"a"}"#,
+            "server does not recognize this encoded version v9",
+        ),
     ] {
-        let s = raw(&client, "GET", &get(&format!("continue={}", token(raw_token))), None, Vec::new())
-            .await
-            .expect_status(400, "BadRequest");
+        let s = raw(
+            &client,
+            "GET",
+            &get(&format!("continue={}", token(raw_token))),
+            None,
+            Vec::new(),
+        )
+        .await
+        .expect_status(400, "BadRequest");
         assert_eq!(
             message(&s),
             format!("invalid continue token: continue key is not valid: {want}"),
             "{raw_token}"
         );
     }
-    let s = raw(&client, "GET", &get(&format!("continue={from_start}&resourceVersion=5")), None, Vec::new())
-        .await
-        .expect_status(400, "BadRequest");
-    assert_eq!(message(&s), "specifying resource version is not allowed when using continue");
+    let s = raw(
+        &client,
+        "GET",
+        &get(&format!("continue={from_start}&resourceVersion=5")),
+        None,
+        Vec::new(),
+    )
+    .await
+    .expect_status(400, "BadRequest");
+    assert_eq!(
+        message(&s),
+        "specifying resource version is not allowed when using continue"
+    );
     // `notin ()` is `notin ("")` to Kubernetes: every object here has a non-empty x.
     let all = get_json(&client, &get("labelSelector=x%20notin%20()")).await;
     assert_eq!(all["items"].as_array().map(Vec::len), Some(3), "{all}");
     // limit past what a page can hold is no limit (it overflowed the page arithmetic).
     let all = get_json(&client, &get("limit=9223372036854775807")).await;
     assert_eq!(all["items"].as_array().map(Vec::len), Some(3), "{all}");
-    let some = get_json(&client, &get("limit=9223372036854775807&labelSelector=x%21%3Da")).await;
+    let some = get_json(
+        &client,
+        &get("limit=9223372036854775807&labelSelector=x%21%3Da"),
+    )
+    .await;
     assert_eq!(some["items"].as_array().map(Vec::len), Some(2), "{some}");
 
     // fieldManager: at most 128 bytes, on create, update and patch (422 naming the
@@ -394,22 +514,62 @@ async fn parameters_are_parsed_as_strictly_as_kubernetes() {
     let long = "m".repeat(129);
     let a = get_json(&client, &format!("{cms}/a")).await;
     for (method, path, ct, body, kind) in [
-        ("POST", cms.clone(), "application/json", json!({"metadata": {"name": "d"}}), "CreateOptions"),
-        ("PUT", format!("{cms}/a"), "application/json", a.clone(), "UpdateOptions"),
-        ("PATCH", format!("{cms}/a"), "application/merge-patch+json", json!({"data": {"k": "v"}}), "PatchOptions"),
-        ("PATCH", format!("{cms}/a"), "application/apply-patch+yaml", json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}}), "PatchOptions"),
+        (
+            "POST",
+            cms.clone(),
+            "application/json",
+            json!({"metadata": {"name": "d"}}),
+            "CreateOptions",
+        ),
+        (
+            "PUT",
+            format!("{cms}/a"),
+            "application/json",
+            a.clone(),
+            "UpdateOptions",
+        ),
+        (
+            "PATCH",
+            format!("{cms}/a"),
+            "application/merge-patch+json",
+            json!({"data": {"k": "v"}}),
+            "PatchOptions",
+        ),
+        (
+            "PATCH",
+            format!("{cms}/a"),
+            "application/apply-patch+yaml",
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}}),
+            "PatchOptions",
+        ),
     ] {
-        let s = raw(&client, method, &format!("{path}?fieldManager={long}"), Some(ct), serde_json::to_vec(&body).unwrap())
-            .await
-            .expect_status(422, "Invalid");
+        let s = raw(
+            &client,
+            method,
+            &format!("{path}?fieldManager={long}"),
+            Some(ct),
+            serde_json::to_vec(&body).unwrap(),
+        )
+        .await
+        .expect_status(422, "Invalid");
         assert_eq!(
             message(&s),
             format!("{kind}.meta.k8s.io \"\" is invalid: fieldManager: Too long: may not be more than 128 bytes"),
             "{method} {ct}"
         );
-        assert_eq!(s["details"]["causes"][0]["reason"], "FieldValueTooLong", "{s}");
+        assert_eq!(
+            s["details"]["causes"][0]["reason"], "FieldValueTooLong",
+            "{s}"
+        );
     }
-    let ok = raw(&client, "PATCH", &format!("{cms}/a?fieldManager={}", "m".repeat(128)), Some("application/merge-patch+json"), br#"{"data":{"k":"v"}}"#.to_vec()).await;
+    let ok = raw(
+        &client,
+        "PATCH",
+        &format!("{cms}/a?fieldManager={}", "m".repeat(128)),
+        Some("application/merge-patch+json"),
+        br#"{"data":{"k":"v"}}"#.to_vec(),
+    )
+    .await;
     assert_eq!(ok.code, 200, "{}", ok.body);
     let managers: Vec<String> = ok.json()["metadata"]["managedFields"]
         .as_array()
@@ -437,7 +597,10 @@ async fn what_fuzzing_found_is_answered() {
     let s = raw(&client, "DELETE", "/api/v1/namespaces", None, Vec::new())
         .await
         .expect_status(405, "MethodNotAllowed");
-    assert_eq!(message(&s), "the server does not allow this method on the requested resource");
+    assert_eq!(
+        message(&s),
+        "the server does not allow this method on the requested resource"
+    );
     let discovery = get_json(&client, "/api/v1").await;
     let verbs = discovery["resources"]
         .as_array()
@@ -446,24 +609,53 @@ async fn what_fuzzing_found_is_answered() {
         .find(|r| r["name"] == "namespaces")
         .map(|r| r["verbs"].clone())
         .unwrap();
-    assert!(!verbs.as_array().unwrap().contains(&json!("deletecollection")), "{verbs}");
+    assert!(
+        !verbs
+            .as_array()
+            .unwrap()
+            .contains(&json!("deletecollection")),
+        "{verbs}"
+    );
     get_json(&client, &format!("/api/v1/namespaces/{ns}")).await;
     get_json(&client, "/api/v1/namespaces/kube-system").await;
 
     let pods = format!("/api/v1/namespaces/{ns}/pods");
     let pod = json!({"metadata": {"name": "p"}, "spec": {"nodeName": "nowhere", "containers": [{"name": "c", "image": "busybox", "resources": {"requests": {"cpu": "2e-100"}}}]}});
-    let r = raw(&client, "POST", &pods, JSON, serde_json::to_vec(&pod).unwrap()).await;
+    let r = raw(
+        &client,
+        "POST",
+        &pods,
+        JSON,
+        serde_json::to_vec(&pod).unwrap(),
+    )
+    .await;
     assert!(r.code < 500, "{}", r.body);
     let r = raw(&client, "POST", &pods, JSON, serde_json::to_vec(&json!({"metadata": {"name": "q"}, "spec": {"nodeName": "nowhere", "containers": [{"name": "c", "image": "busybox"}]}})).unwrap()).await;
     assert_eq!(r.code, 201, "{}", r.body);
-    let r = raw(&client, "DELETE", &format!("{pods}/q?gracePeriodSeconds=9223372036854775807"), None, Vec::new()).await;
+    let r = raw(
+        &client,
+        "DELETE",
+        &format!("{pods}/q?gracePeriodSeconds=9223372036854775807"),
+        None,
+        Vec::new(),
+    )
+    .await;
     assert!(r.code == 200 || r.code == 202, "{}", r.body);
     let q = get_json(&client, &format!("{pods}/q")).await;
-    assert_eq!(q["metadata"]["deletionTimestamp"], "9999-12-31T23:59:59Z", "{q}");
+    assert_eq!(
+        q["metadata"]["deletionTimestamp"], "9999-12-31T23:59:59Z",
+        "{q}"
+    );
 
     let cronjob = json!({"metadata": {"name": "every"}, "spec": {"schedule": "@every 99999999999999999999999h", "jobTemplate": {"spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}}}}}});
-    let s = raw(&client, "POST", &format!("/apis/batch/v1/namespaces/{ns}/cronjobs"), JSON, serde_json::to_vec(&cronjob).unwrap())
-        .await
-        .expect_status(422, "Invalid");
+    let s = raw(
+        &client,
+        "POST",
+        &format!("/apis/batch/v1/namespaces/{ns}/cronjobs"),
+        JSON,
+        serde_json::to_vec(&cronjob).unwrap(),
+    )
+    .await
+    .expect_status(422, "Invalid");
     assert!(message(&s).contains("time: invalid duration"), "{s}");
 }
