@@ -225,3 +225,49 @@ impl tower::Service<http::Uri> for TlsConnector {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> Config {
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+        Config {
+            server: "https://127.0.0.1:6443".parse().unwrap(),
+            tls_server_name: None,
+            tls: Arc::new(tls),
+            token: Some("root".into()),
+            ca_pem: None,
+            default_namespace: "default".into(),
+            user_agent: "test".into(),
+            connect_timeout: std::time::Duration::from_secs(1),
+            request_timeout: None,
+        }
+    }
+
+    fn sent(client: &Client) -> Option<String> {
+        let req = client.request(());
+        let v = req.metadata().get("authorization")?;
+        Some(v.to_str().unwrap().to_string())
+    }
+
+    #[tokio::test]
+    async fn a_replaced_token_is_sent_from_then_on() {
+        let root = Client::new(config()).unwrap();
+        assert_eq!(sent(&root).as_deref(), Some("Bearer root"));
+        let token = BearerToken::new("first").unwrap();
+        let account = root.with_bearer_token(token.clone());
+        assert_eq!(sent(&account).as_deref(), Some("Bearer first"));
+        token.set("second").unwrap();
+        assert_eq!(sent(&account).as_deref(), Some("Bearer second"));
+        // The client it came from keeps its own credentials.
+        assert_eq!(sent(&root).as_deref(), Some("Bearer root"));
+        assert!(token.set("line\nbreak").is_err());
+    }
+}
