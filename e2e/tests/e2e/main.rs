@@ -8,6 +8,7 @@ mod support;
 mod bad_input;
 mod conformance_api;
 mod conformance_runner;
+mod credentials;
 mod dns;
 mod drain;
 mod event_ttl;
