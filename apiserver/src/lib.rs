@@ -136,6 +136,11 @@ pub struct Config {
     /// `AlwaysAllow`, as kube-apiserver ignores it.
     #[arg(long = "anonymous-auth", default_value_t = true, action = clap::ArgAction::Set)]
     pub anonymous_auth: bool,
+    /// apiserver.config.k8s.io/v1 AdmissionConfiguration (YAML or JSON): the `PodSecurity`
+    /// plugin's cluster defaults and exemptions (a PodSecurityConfiguration, inline or by
+    /// `path`).
+    #[arg(long = "admission-control-config-file")]
+    pub admission_control_config_file: Option<PathBuf>,
 }
 
 fn parse_port_range(s: &str) -> anyhow::Result<(u16, u16)> {
@@ -177,9 +182,13 @@ pub async fn start(
         &config.service_cluster_ip_range,
         parse_port_range(&config.service_node_port_range)?,
     )?;
+    let pod_security = registry::admission::podsecurity::config::load(
+        config.admission_control_config_file.as_deref(),
+    )?;
     let mut registry = registry::Registry::new(storage.clone(), services)
         .await?
-        .with_event_ttl(config.event_ttl);
+        .with_event_ttl(config.event_ttl)
+        .with_pod_security(pod_security);
     bootstrap::system_objects(&registry, config.secure_port).await?;
     let authorizer = Arc::new(authorizer(&config.authorization_mode, &registry)?);
     if authorizer.rbac().is_some() {

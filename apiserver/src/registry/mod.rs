@@ -55,13 +55,15 @@ pub struct Registry {
     pub authorizer: Option<Arc<crate::authz::Authorizer>>,
 }
 
-/// The result of a write: the object, warnings for the client, and whether it was
-/// created (201) rather than updated (200).
+/// The result of a write: the object, warnings for the client, whether it was
+/// created (201) rather than updated (200), and what admission asks the audit log to
+/// record of it (Pod Security's `pod-security.kubernetes.io/*` annotations).
 #[derive(Debug)]
 pub struct Written {
     pub object: Arc<Value>,
     pub created: bool,
     pub warnings: Vec<String>,
+    pub audit_annotations: std::collections::BTreeMap<String, String>,
 }
 
 /// The etcd key of one object.
@@ -203,6 +205,13 @@ impl Registry {
         self
     }
 
+    /// Pod Security admission's cluster defaults and exemptions
+    /// (`--admission-control-config-file`).
+    pub fn with_pod_security(mut self, config: admission::podsecurity::config::Config) -> Self {
+        self.admission.configure_pod_security(config);
+        self
+    }
+
     /// The etcd lease a write of `rt` is attached to, if its objects expire.
     async fn lease(&self, rt: &ResourceType, name: &str) -> Result<Option<i64>, ApiError> {
         match self.event_ttl {
@@ -334,7 +343,7 @@ impl Registry {
         options::validate_field_manager("CreateOptions", &opts.field_manager)?;
         metadata::check_type(rt, &mut obj)?;
         metadata::check_namespace(rt, &mut obj, ns)?;
-        let warnings = fields::check_unknown(rt, &mut obj, opts.field_validation)?;
+        let mut warnings = fields::check_unknown(rt, &mut obj, opts.field_validation)?;
         // Priority admission sees the object as sent (no generated name yet).
         self.priorities.prepare(&self.storage, rt, &obj).await;
         let sent_name = meta::name(&obj).to_string();
@@ -347,10 +356,9 @@ impl Registry {
             .await?;
         self.admit_user(rt, &obj, None, opts).await?;
         // Quota charges are given back unless the object is written.
-        let reservation = self
-            .admission
-            .validate_create(rt, &obj, opts.dry_run)
-            .await?;
+        let admitted = self.admission.validate_create(rt, &obj, opts).await?;
+        let (reservation, audit_annotations) = (admitted.reservation, admitted.audit_annotations);
+        warnings.extend(admitted.warnings);
         patching::track_fields(rt, None, &mut obj, opts, "");
         let name = meta::name(&obj).to_string();
         let k = key(rt, meta::namespace(&obj), &name);
@@ -377,6 +385,7 @@ impl Registry {
                     object: Arc::new(candidate),
                     created: true,
                     warnings,
+                    audit_annotations,
                 });
             }
             let commit = Commit {
@@ -396,6 +405,7 @@ impl Registry {
                         object,
                         created: true,
                         warnings,
+                        audit_annotations,
                     });
                 }
                 Err(StorageError::ClaimTaken(taken)) => {
@@ -453,14 +463,16 @@ impl Registry {
                         object: Arc::new(o.clone()),
                         created: false,
                         warnings: vec![],
+                        audit_annotations: Default::default(),
                     });
                 }
             }
             self.admit_user(rt, &new, old.as_ref(), opts).await?;
-            let reservation = match &old {
-                Some(o) => self.admission.validate_update(rt, o, &new, dry_run).await?,
-                None => self.admission.validate_create(rt, &new, dry_run).await?,
+            let admitted = match &old {
+                Some(o) => self.admission.validate_update(rt, o, &new, opts).await?,
+                None => self.admission.validate_create(rt, &new, opts).await?,
             };
+            let reservation = admitted.reservation;
             let alloc = if is_services(rt) {
                 self.services.allocate(&mut new, old.as_ref())?
             } else {
@@ -470,7 +482,8 @@ impl Registry {
                 return Ok(Written {
                     object: Arc::new(new),
                     created,
-                    warnings: vec![],
+                    warnings: admitted.warnings,
+                    audit_annotations: admitted.audit_annotations,
                 });
             }
             // Removing the last finalizer of an object being deleted completes deletion,
@@ -515,7 +528,8 @@ impl Registry {
                     return Ok(Written {
                         object,
                         created,
-                        warnings: vec![],
+                        warnings: admitted.warnings,
+                        audit_annotations: admitted.audit_annotations,
                     });
                 }
                 Err(StorageError::Conflict(now)) => current = now,
@@ -576,7 +590,8 @@ impl Registry {
                 self.apply_update(rt, old, body.clone(), &precondition, subresource, opts)
             })
             .await?;
-        w.warnings = warnings;
+        // Field validation's warnings, then admission's.
+        w.warnings.splice(0..0, warnings);
         Ok(w)
     }
 

@@ -140,7 +140,7 @@ impl Registry {
                 )
             })
             .await?;
-        w.warnings = warnings;
+        w.warnings.splice(0..0, warnings);
         Ok(w)
     }
 

@@ -10,15 +10,20 @@
 //!   `status.used` with a compare-and-swap in etcd before the object is written, so
 //!   concurrent creates cannot overshoot. A write that then fails gives the charge back.
 //!
+//! - [`podsecurity`]: Pod Security admission from namespace labels (validating: 403 for
+//!   pods under enforce, warnings and audit annotations for pods and workloads).
+//!
 //! Both read the namespace's LimitRanges and ResourceQuotas from a [`NamespacedCache`]
 //! fed by the watch cache, as Kubernetes reads them from informers.
 
 pub mod cache;
 pub mod limitranger;
 pub mod noderestriction;
+pub mod podsecurity;
 pub mod quota;
 pub mod serviceaccount;
 
+use crate::registry::WriteOptions;
 use crate::storage::Storage;
 use crate::watch_cache::WatchCache;
 use cache::NamespacedCache;
@@ -35,6 +40,15 @@ pub struct Admission {
     storage: Storage,
     limit_ranges: Arc<NamespacedCache>,
     quotas: Arc<NamespacedCache>,
+    pod_security: podsecurity::PodSecurity,
+}
+
+/// A write that validating admission let through: the quota charge to keep once it is
+/// written, and Pod Security's warnings and audit annotations.
+pub struct Admitted {
+    pub reservation: Reservation,
+    pub warnings: Vec<String>,
+    pub audit_annotations: std::collections::BTreeMap<String, String>,
 }
 
 /// `pods "x" is forbidden: <msg>`, as `admission.NewForbidden` words it.
@@ -55,12 +69,19 @@ impl Admission {
         let limit_ranges = Arc::new(NamespacedCache::new("/registry/limitranges/"));
         let quotas = Arc::new(NamespacedCache::new("/registry/resourcequotas/"));
         limit_ranges.follow(cache.clone(), storage.clone());
-        quotas.follow(cache, storage.clone());
+        quotas.follow(cache.clone(), storage.clone());
+        let pod_security = podsecurity::PodSecurity::new(storage.clone(), cache);
         Admission {
             storage,
             limit_ranges,
             quotas,
+            pod_security,
         }
+    }
+
+    /// Pod Security admission's cluster defaults and exemptions.
+    pub fn configure_pod_security(&mut self, config: podsecurity::config::Config) {
+        self.pod_security.configure(config);
     }
 
     /// Mutating admission of a new object: LimitRanger defaults for pods.
@@ -77,34 +98,80 @@ impl Admission {
         Ok(())
     }
 
-    /// Validating admission of a new object (named by now): LimitRanger limits, then
-    /// ResourceQuota, whose charge the caller keeps once the object is written.
+    /// Validating admission of a new object (named by now): LimitRanger limits, Pod
+    /// Security, then ResourceQuota, whose charge the caller keeps once the object is
+    /// written.
     pub async fn validate_create(
         &self,
         rt: &ResourceType,
         obj: &Value,
-        dry_run: bool,
-    ) -> Result<Reservation, ApiError> {
-        self.validate(rt, obj, None, dry_run).await
+        opts: &WriteOptions,
+    ) -> Result<Admitted, ApiError> {
+        self.limit(rt, obj, None).await?;
+        let ps = self
+            .pod_security
+            .validate(rt, obj, None, &opts.user)
+            .await?;
+        let reservation = self.charge(rt, obj, None, opts.dry_run).await?;
+        Ok(Admitted {
+            reservation,
+            warnings: ps.warnings,
+            audit_annotations: ps.audit_annotations,
+        })
     }
 
-    /// Validating admission of an update of the main resource. Only Services and
-    /// PersistentVolumeClaims can use more by being updated (type NodePort or
-    /// LoadBalancer, a larger claim); pods' resources cannot change.
+    /// Validating admission of an update of the main resource: Pod Security, then
+    /// quota. Only Services and PersistentVolumeClaims can use more by being updated
+    /// (type NodePort or LoadBalancer, a larger claim); pods' resources cannot change.
     pub async fn validate_update(
         &self,
         rt: &ResourceType,
         old: &Value,
         new: &Value,
-        dry_run: bool,
-    ) -> Result<Reservation, ApiError> {
-        if !(is_core(rt, "services") || is_core(rt, "persistentvolumeclaims")) {
-            return Ok(Reservation::none());
+        opts: &WriteOptions,
+    ) -> Result<Admitted, ApiError> {
+        let charged = is_core(rt, "services") || is_core(rt, "persistentvolumeclaims");
+        if charged {
+            self.limit(rt, new, Some(old)).await?;
         }
-        self.validate(rt, new, Some(old), dry_run).await
+        let ps = self
+            .pod_security
+            .validate(rt, new, Some(old), &opts.user)
+            .await?;
+        let reservation = if charged {
+            self.charge(rt, new, Some(old), opts.dry_run).await?
+        } else {
+            Reservation::none()
+        };
+        Ok(Admitted {
+            reservation,
+            warnings: ps.warnings,
+            audit_annotations: ps.audit_annotations,
+        })
     }
 
-    async fn validate(
+    /// LimitRanger's limits of new pods and of claims.
+    async fn limit(
+        &self,
+        rt: &ResourceType,
+        obj: &Value,
+        old: Option<&Value>,
+    ) -> Result<(), ApiError> {
+        let limited = rt.namespaced
+            && ((is_core(rt, "pods") && old.is_none()) || is_core(rt, "persistentvolumeclaims"));
+        if limited {
+            let ranges = self
+                .limit_ranges
+                .get(&self.storage, meta::namespace(obj))
+                .await?;
+            limitranger::validate(rt, &ranges, obj)
+                .map_err(|msg| forbidden(rt, meta::name(obj), &msg))?;
+        }
+        Ok(())
+    }
+
+    /// ResourceQuota's charge.
+    async fn charge(
         &self,
         rt: &ResourceType,
         obj: &Value,
@@ -114,15 +181,7 @@ impl Admission {
         if !rt.namespaced {
             return Ok(Reservation::none());
         }
-        let ns = meta::namespace(obj);
-        let name = meta::name(obj);
-        let limited =
-            (is_core(rt, "pods") && old.is_none()) || is_core(rt, "persistentvolumeclaims");
-        if limited {
-            let ranges = self.limit_ranges.get(&self.storage, ns).await?;
-            limitranger::validate(rt, &ranges, obj).map_err(|msg| forbidden(rt, name, &msg))?;
-        }
-        let quotas = self.quotas.get(&self.storage, ns).await?;
+        let quotas = self.quotas.get(&self.storage, meta::namespace(obj)).await?;
         if quotas.is_empty() {
             return Ok(Reservation::none());
         }
