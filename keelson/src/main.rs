@@ -59,8 +59,9 @@ enum Command {
     },
     /// Run the apiserver (same flags as keelson-apiserver).
     Apiserver {
+        // Boxed: the apiserver's flags are most of this enum's size.
         #[command(flatten)]
-        config: keelson_apiserver::Config,
+        config: Box<keelson_apiserver::Config>,
     },
     /// Register simulated nodes, renew their Leases and play a minimal kubelet for the
     /// pods bound to them, until interrupted.
@@ -157,7 +158,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Apiserver { config } => {
             let running =
-                keelson_apiserver::start(config, keelson_apiserver::shutdown_signal()).await?;
+                keelson_apiserver::start(*config, keelson_apiserver::shutdown_signal()).await?;
             running.task.await?
         }
         Command::HollowNodes(args) => hollow::run(args).await,

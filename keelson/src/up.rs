@@ -169,6 +169,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             "ExternalIP".into(),
             "Hostname".into(),
         ],
+        authorization_mode: vec!["Node".into(), "RBAC".into()],
+        anonymous_auth: true,
+        admission_control_config_file: None,
+        encryption_provider_config: Some(ensure_encryption_config(&paths.dir)?),
     };
     // On SIGTERM/SIGINT the control plane stops first, so that the apiserver is not
     // kept waiting by its watches.
@@ -187,11 +191,19 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             return Err(e);
         }
     };
+    // One identity per component (kubeadm's /etc/kubernetes/*.conf); only the
+    // operator and hollow nodes use the admin kubeconfig.
+    let identities = keelson_pki::write_component_kubeconfigs(
+        &paths,
+        &args.data_dir.join("components"),
+        &server,
+    )?;
     let mut node_tasks = Vec::new();
     if let Some(c) = &containerd {
         let agent = node_agent_options(&args, &paths, &server, c)?;
         let node = NodeIdentity {
-            kubeconfig: agent.kubeconfig.clone().context("node kubeconfig")?,
+            proxy_kubeconfig: identities.proxy.clone(),
+            dns_kubeconfig: identities.dns.clone(),
             name: agent.node_name(),
             ip: agent.node_ip.context("node address")?,
         };
@@ -204,12 +216,17 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         }
     }
     let control_plane = tokio::spawn(run_control_plane(
-        kubeconfig.clone(),
+        ControlPlaneIdentities {
+            scheduler: identities.scheduler.clone(),
+            controller_manager: identities.controller_manager.clone(),
+            hollow_nodes: kubeconfig.clone(),
+        },
         args.hollow_nodes,
         keelson_controller_manager::ControllerManagerOptions {
             service_account_private_key_file: Some(paths.sa_key.clone()),
             cluster_cidr: args.cluster_cidr.clone(),
             service_lb_pool: args.service_lb_pool.clone(),
+            use_service_account_credentials: true,
             ..Default::default()
         },
     ));
@@ -269,6 +286,10 @@ fn node_agent_options(
         // Air-gapped images: tarballs dropped here are imported at every start.
         image_import_dir: Some(args.data_dir.join("images")),
         container_runtime_endpoint: format!("unix://{}", containerd.config.socket.display()),
+        // Callers of the agent's API are authorized by the apiserver, as kubeadm sets
+        // up kubelets.
+        authentication_token_webhook: true,
+        authorization_mode: keelson_node_agent::options::AuthorizationMode::Webhook,
         cluster_dns: if args.disable_dns {
             Vec::new()
         } else {
@@ -296,17 +317,53 @@ fn node_agent_options(
     Ok(opts)
 }
 
-/// Who this machine is as a node: the proxy and the DNS server use the agent's
-/// credentials, name and address.
+/// Who this machine is as a node (its name and address), and the proxy's and DNS
+/// server's own credentials.
 struct NodeIdentity {
-    kubeconfig: PathBuf,
+    proxy_kubeconfig: PathBuf,
+    dns_kubeconfig: PathBuf,
     name: String,
     ip: std::net::IpAddr,
 }
 
+/// The name of the Secrets encryption configuration in the PKI directory.
+const ENCRYPTION_CONFIG: &str = "encryption-config.yaml";
+
+/// Secrets are encrypted at rest (secretbox: authenticated, unlike aescbc): the
+/// first start writes a configuration with a random key, mode 0600, next to the CA;
+/// later starts keep it (a new key would make the stored Secrets unreadable).
+fn ensure_encryption_config(pki_dir: &Path) -> anyhow::Result<PathBuf> {
+    use base64::Engine as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let path = pki_dir.join(ENCRYPTION_CONFIG);
+    if path.exists() {
+        return Ok(path);
+    }
+    let mut key = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut key))
+        .context("reading a key from /dev/urandom")?;
+    let secret = base64::engine::general_purpose::STANDARD.encode(key);
+    let yaml = format!(
+        "apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources:\n- resources: [secrets]\n  providers:\n  - secretbox:\n      keys:\n      - name: key1\n        secret: {secret}\n  - identity: {{}}\n"
+    );
+    let tmp = pki_dir.join(format!("{ENCRYPTION_CONFIG}.tmp"));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    std::io::Write::write_all(&mut f, yaml.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, &path)?;
+    Ok(path)
+}
+
 fn proxy_options(args: &UpArgs, node: &NodeIdentity) -> keelson_proxy::ProxyOptions {
     keelson_proxy::ProxyOptions {
-        kubeconfig: Some(node.kubeconfig.clone()),
+        kubeconfig: Some(node.proxy_kubeconfig.clone()),
         hostname_override: Some(node.name.clone()),
         cluster_cidr: vec![args.cluster_cidr.clone()],
         service_cluster_ip_range: Some(SERVICE_CIDR.into()),
@@ -316,7 +373,7 @@ fn proxy_options(args: &UpArgs, node: &NodeIdentity) -> keelson_proxy::ProxyOpti
 
 fn dns_options(node: &NodeIdentity) -> keelson_dns::DnsOptions {
     keelson_dns::DnsOptions {
-        kubeconfig: Some(node.kubeconfig.clone()),
+        kubeconfig: Some(node.dns_kubeconfig.clone()),
         bind_address: node.ip,
         publish_address: Some(node.ip),
         node_name: Some(node.name.clone()),
@@ -365,16 +422,23 @@ async fn run_node_agent(opts: keelson_node_agent::NodeAgentOptions) {
     }
 }
 
+/// The kubeconfigs of the control-plane components `keelson up` runs in-process.
+struct ControlPlaneIdentities {
+    scheduler: PathBuf,
+    controller_manager: PathBuf,
+    hollow_nodes: PathBuf,
+}
+
 /// The scheduler and the controller-manager in this process (a single instance each,
 /// so no leader election), and optionally hollow nodes. Runs until aborted.
 async fn run_control_plane(
-    kubeconfig: PathBuf,
+    identities: ControlPlaneIdentities,
     hollow_nodes: usize,
     manager_options: keelson_controller_manager::ControllerManagerOptions,
 ) {
     let result: anyhow::Result<()> = async {
-        let client = keelson_client::Client::from_kubeconfig(&kubeconfig)?;
-        let opts = keelson_component::ComponentOptions::single(kubeconfig.clone());
+        let client = keelson_client::Client::from_kubeconfig(&identities.scheduler)?;
+        let opts = keelson_component::ComponentOptions::single(identities.scheduler.clone());
 
         let mut registry = prometheus_client::registry::Registry::default();
         let scheduler = keelson_scheduler::Scheduler::new(
@@ -395,18 +459,24 @@ async fn run_control_plane(
         );
 
         let mut registry = prometheus_client::registry::Registry::default();
+        let manager_client =
+            keelson_client::Client::from_kubeconfig(&identities.controller_manager)?;
+        let manager_opts =
+            keelson_component::ComponentOptions::single(identities.controller_manager.clone());
         let ctx = keelson_controller_manager::Context::new(
-            client.clone(),
+            manager_client.clone(),
             manager_options,
             &mut registry,
         );
         let manager = keelson_controller_manager::COMPONENT.run(
-            &opts,
-            client.clone(),
+            &manager_opts,
+            manager_client,
             registry,
             keelson_controller_manager::run(ctx),
             std::future::pending(),
         );
+        // Hollow nodes simulate many nodes at once: they use the admin's credentials.
+        let client = keelson_client::Client::from_kubeconfig(&identities.hollow_nodes)?;
 
         let hollow = async {
             if hollow_nodes == 0 {

@@ -454,10 +454,22 @@ impl Cluster {
         log_name: &str,
         args: &[String],
     ) -> anyhow::Result<Proc> {
+        self.start_component_as(binary_name, log_name, args, &self.kubeconfig)
+    }
+
+    /// [`Cluster::start_component`] with the credentials of `kubeconfig` (a component's
+    /// own identity, e.g. from [`Cluster::component_kubeconfigs`]).
+    pub fn start_component_as(
+        &self,
+        binary_name: &str,
+        log_name: &str,
+        args: &[String],
+        kubeconfig: &Path,
+    ) -> anyhow::Result<Proc> {
         let log = std::fs::File::create(self.dir.path().join(format!("{log_name}.log")))?;
         let mut cmd = Command::new(binary(binary_name)?);
         cmd.args(args)
-            .arg(format!("--kubeconfig={}", self.kubeconfig.display()))
+            .arg(format!("--kubeconfig={}", kubeconfig.display()))
             .env(
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
@@ -469,6 +481,17 @@ impl Cluster {
             child,
             name: log_name.to_string(),
         })
+    }
+
+    /// Each component's own kubeconfig (scheduler, controller-manager, proxy, DNS) for
+    /// `server`, written into `dir`: no component needs the admin's credentials.
+    pub fn component_kubeconfigs(
+        &self,
+        dir: &Path,
+        server: &str,
+    ) -> anyhow::Result<keelson_pki::ComponentKubeconfigs> {
+        std::fs::create_dir_all(dir)?;
+        keelson_pki::write_component_kubeconfigs(&self.pki, dir, server)
     }
 
     /// The last lines of a log file in the cluster directory, for failure messages.

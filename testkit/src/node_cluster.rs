@@ -198,25 +198,32 @@ impl NodeCluster {
             ApiserverOptions {
                 bind_address: Some("0.0.0.0".into()),
                 extra_sans: vec![gateway.to_string()],
-                ..Default::default()
+                // As keelson up and the documented installs run it.
+                extra_args: vec!["--authorization-mode=Node,RBAC".into()],
             },
         )?;
+        // Every component under its own identity; the admin kubeconfig is the tests'.
+        let local = format!("https://127.0.0.1:{}", cluster.apiservers[0].port);
+        let identities =
+            cluster.component_kubeconfigs(&cluster.dir.path().join("components"), &local)?;
         // A /24 of its own for this network's pods, a /26 per node unless told.
         let block = gateway.octets()[2];
         let cluster_cidr = options
             .cluster_cidr
             .clone()
             .unwrap_or_else(|| format!("10.201.{block}.0/24"));
-        let scheduler = cluster.start_component(
+        let scheduler = cluster.start_component_as(
             "keelson-scheduler",
             "scheduler",
             &[format!("--port={}", free_port())],
+            &identities.scheduler,
         )?;
-        let controller_manager = cluster.start_component(
+        let controller_manager = cluster.start_component_as(
             "keelson-controller-manager",
             "controller-manager",
             &[
                 format!("--port={}", free_port()),
+                "--use-service-account-credentials".into(),
                 format!("--cluster-cidr={cluster_cidr}"),
                 format!("--node-cidr-mask-size={}", options.node_cidr_mask),
                 // LoadBalancer addresses on the node network, above the nodes' own.
@@ -226,6 +233,7 @@ impl NodeCluster {
                     cluster.pki.sa_key.display()
                 ),
             ],
+            &identities.controller_manager,
         )?;
         let server = format!("https://{gateway}:{}", cluster.apiservers[0].port);
         let mut real = Vec::new();
@@ -238,8 +246,15 @@ impl NodeCluster {
                 &[host.ip.to_string(), host.name.clone()],
                 &server,
             )?;
+            // The proxy's and the DNS server's own identities, reaching the apiserver
+            // from the node's network.
+            let node_identities =
+                cluster.component_kubeconfigs(&host.dir().join("components"), &server)?;
             let args = vec![
                 format!("--kubeconfig={}", creds.kubeconfig.display()),
+                // Callers of the agent's API are authorized by the apiserver.
+                "--authentication-token-webhook".into(),
+                "--authorization-mode=Webhook".into(),
                 format!("--hostname-override={}", host.name),
                 format!("--node-ip={}", host.ip),
                 format!("--container-runtime-endpoint={}", host.runtime_endpoint()),
@@ -260,7 +275,7 @@ impl NodeCluster {
                 format!("--cluster-dns={CLUSTER_DNS}"),
             ];
             let proxy_args = vec![
-                format!("--kubeconfig={}", creds.kubeconfig.display()),
+                format!("--kubeconfig={}", node_identities.proxy.display()),
                 format!("--hostname-override={}", host.name),
                 format!("--cluster-cidr={cluster_cidr}"),
                 format!("--service-cluster-ip-range={SERVICE_CIDR}"),
@@ -272,7 +287,7 @@ impl NodeCluster {
             let no_upstream = host.dir().join("resolv.conf");
             std::fs::write(&no_upstream, "# no upstream resolvers in tests\n")?;
             let dns_args = vec![
-                format!("--kubeconfig={}", creds.kubeconfig.display()),
+                format!("--kubeconfig={}", node_identities.dns.display()),
                 format!("--node-name={}", host.name),
                 format!("--bind-address={}", host.ip),
                 format!("--publish-address={}", host.ip),

@@ -75,11 +75,15 @@ fn namespace(name: &str) -> String {
 
 /// Wait until the aggregation controller has filled `role`.
 fn aggregated(role: &str) {
-    eventually(Duration::from_secs(30), &format!("{role} aggregated"), || {
-        let out = kubectl(&["get", "clusterrole", role, "-o", "json"]);
-        let v = json(&String::from_utf8_lossy(&out.stdout));
-        v["rules"].as_array().filter(|r| !r.is_empty()).map(|_| ())
-    });
+    eventually(
+        Duration::from_secs(30),
+        &format!("{role} aggregated"),
+        || {
+            let out = kubectl(&["get", "clusterrole", role, "-o", "json"]);
+            let v = json(&String::from_utf8_lossy(&out.stdout));
+            v["rules"].as_array().filter(|r| !r.is_empty()).map(|_| ())
+        },
+    );
 }
 
 #[test]
@@ -100,9 +104,11 @@ fn view_edit_and_admin_in_one_namespace_answer_as_kubernetes() {
             &ns,
         ]));
     }
-    eventually(Duration::from_secs(10), "the bindings to take effect", || {
-        can_i("alice", &["create", "rolebindings", "-n", &ns]).then_some(())
-    });
+    eventually(
+        Duration::from_secs(10),
+        "the bindings to take effect",
+        || can_i("alice", &["create", "rolebindings", "-n", &ns]).then_some(()),
+    );
 
     // view: reads, no secrets, no writes, nothing elsewhere.
     ok(as_user("jane", &["get", "pods", "-n", &ns]));
@@ -118,20 +124,43 @@ fn view_edit_and_admin_in_one_namespace_answer_as_kubernetes() {
     );
     assert!(!can_i("jane", &["get", "secrets", "-n", &ns]));
     assert!(can_i("jane", &["get", "deployments.apps", "-n", &ns]));
-    assert!(can_i("jane", &["get", "pods", "--subresource=log", "-n", &ns]));
+    assert!(can_i(
+        "jane",
+        &["get", "pods", "--subresource=log", "-n", &ns]
+    ));
     assert!(!can_i("jane", &["list", "nodes"]));
 
     // edit: writes workloads and secrets, no RBAC.
     ok(as_user("bob", &["create", "configmap", "c", "-n", &ns]));
-    ok(as_user("bob", &["create", "secret", "generic", "s", "--from-literal=a=b", "-n", &ns]));
+    ok(as_user(
+        "bob",
+        &[
+            "create",
+            "secret",
+            "generic",
+            "s",
+            "--from-literal=a=b",
+            "-n",
+            &ns,
+        ],
+    ));
     assert!(can_i("bob", &["create", "deployments.apps", "-n", &ns]));
     assert!(!can_i("bob", &["create", "deployments.apps", "-n", &other]));
     assert!(!can_i("bob", &["create", "rolebindings", "-n", &ns]));
 
     // admin: grants what it holds in its namespace...
-    ok(as_user("alice", &[
-        "create", "rolebinding", "dave-view", "--clusterrole=view", "--user=dave", "-n", &ns,
-    ]));
+    ok(as_user(
+        "alice",
+        &[
+            "create",
+            "rolebinding",
+            "dave-view",
+            "--clusterrole=view",
+            "--user=dave",
+            "-n",
+            &ns,
+        ],
+    ));
     eventually(Duration::from_secs(10), "dave's binding", || {
         can_i("dave", &["list", "pods", "-n", &ns]).then_some(())
     });
@@ -151,10 +180,22 @@ fn view_edit_and_admin_in_one_namespace_answer_as_kubernetes() {
         "{denied}"
     );
     // Nor bind a role beyond its own: cluster-admin.
-    let denied = fails(as_user("alice", &[
-        "create", "rolebinding", "root", "--clusterrole=cluster-admin", "--user=alice", "-n", &ns,
-    ]));
-    assert!(denied.contains("is attempting to grant RBAC permissions not currently held"), "{denied}");
+    let denied = fails(as_user(
+        "alice",
+        &[
+            "create",
+            "rolebinding",
+            "root",
+            "--clusterrole=cluster-admin",
+            "--user=alice",
+            "-n",
+            &ns,
+        ],
+    ));
+    assert!(
+        denied.contains("is attempting to grant RBAC permissions not currently held"),
+        "{denied}"
+    );
 
     // kubectl auth can-i --list: the namespace's rules, from the real authorizer.
     let list = ok(as_user("jane", &["auth", "can-i", "--list", "-n", &ns]));
@@ -164,10 +205,15 @@ fn view_edit_and_admin_in_one_namespace_answer_as_kubernetes() {
         .unwrap_or_else(|| panic!("no pods line:\n{list}"));
     assert!(pods.contains("[get list watch]"), "{pods}");
     assert!(
-        !list.lines().any(|l| l.split_whitespace().next() == Some("secrets")),
+        !list
+            .lines()
+            .any(|l| l.split_whitespace().next() == Some("secrets")),
         "{list}"
     );
-    assert!(list.contains("selfsubjectaccessreviews.authorization.k8s.io"), "{list}");
+    assert!(
+        list.contains("selfsubjectaccessreviews.authorization.k8s.io"),
+        "{list}"
+    );
 }
 
 #[test]
@@ -175,32 +221,92 @@ fn bind_and_escalate_let_a_user_grant_what_it_does_not_hold() {
     let ns = namespace("delegation");
     // carol may manage bindings and roles in the namespace, and nothing else.
     ok(kubectl(&[
-        "create", "role", "binder", "--verb=create,get,list,update,delete",
-        "--resource=rolebindings.rbac.authorization.k8s.io,roles.rbac.authorization.k8s.io", "-n", &ns,
+        "create",
+        "role",
+        "binder",
+        "--verb=create,get,list,update,delete",
+        "--resource=rolebindings.rbac.authorization.k8s.io,roles.rbac.authorization.k8s.io",
+        "-n",
+        &ns,
     ]));
-    ok(kubectl(&["create", "rolebinding", "carol-binder", "--role=binder", "--user=carol", "-n", &ns]));
+    ok(kubectl(&[
+        "create",
+        "rolebinding",
+        "carol-binder",
+        "--role=binder",
+        "--user=carol",
+        "-n",
+        &ns,
+    ]));
     eventually(Duration::from_secs(10), "carol's binding", || {
         can_i("carol", &["create", "rolebindings", "-n", &ns]).then_some(())
     });
-    let bind = ["create", "rolebinding", "erin-edit", "--clusterrole=edit", "--user=erin", "-n", &ns];
+    let bind = [
+        "create",
+        "rolebinding",
+        "erin-edit",
+        "--clusterrole=edit",
+        "--user=erin",
+        "-n",
+        &ns,
+    ];
     let denied = fails(as_user("carol", &bind));
-    assert!(denied.contains("is attempting to grant RBAC permissions not currently held"), "{denied}");
+    assert!(
+        denied.contains("is attempting to grant RBAC permissions not currently held"),
+        "{denied}"
+    );
     // `bind` on that one cluster role lets her.
     ok(kubectl(&[
-        "create", "role", "bind-edit", "--verb=bind", "--resource=clusterroles.rbac.authorization.k8s.io",
-        "--resource-name=edit", "-n", &ns,
+        "create",
+        "role",
+        "bind-edit",
+        "--verb=bind",
+        "--resource=clusterroles.rbac.authorization.k8s.io",
+        "--resource-name=edit",
+        "-n",
+        &ns,
     ]));
-    ok(kubectl(&["create", "rolebinding", "carol-bind-edit", "--role=bind-edit", "--user=carol", "-n", &ns]));
+    ok(kubectl(&[
+        "create",
+        "rolebinding",
+        "carol-bind-edit",
+        "--role=bind-edit",
+        "--user=carol",
+        "-n",
+        &ns,
+    ]));
     eventually(Duration::from_secs(10), "carol may bind edit", || {
         as_user("carol", &bind).status.success().then_some(())
     });
     // `escalate` lets her write a role with more than she holds.
-    let role = ["create", "role", "readers", "--verb=get", "--resource=secrets", "-n", &ns];
+    let role = [
+        "create",
+        "role",
+        "readers",
+        "--verb=get",
+        "--resource=secrets",
+        "-n",
+        &ns,
+    ];
     assert!(fails(as_user("carol", &role)).contains("not currently held"));
     ok(kubectl(&[
-        "create", "role", "escalator", "--verb=escalate", "--resource=roles.rbac.authorization.k8s.io", "-n", &ns,
+        "create",
+        "role",
+        "escalator",
+        "--verb=escalate",
+        "--resource=roles.rbac.authorization.k8s.io",
+        "-n",
+        &ns,
     ]));
-    ok(kubectl(&["create", "rolebinding", "carol-escalate", "--role=escalator", "--user=carol", "-n", &ns]));
+    ok(kubectl(&[
+        "create",
+        "rolebinding",
+        "carol-escalate",
+        "--role=escalator",
+        "--user=carol",
+        "-n",
+        &ns,
+    ]));
     eventually(Duration::from_secs(10), "carol may escalate", || {
         as_user("carol", &role).status.success().then_some(())
     });
@@ -251,33 +357,72 @@ fn the_default_policy_is_reconciled_without_losing_what_operators_added() {
     let k = |args: &[&str]| own.kubectl(args);
     // An operator adds a rule to a default role and deletes another default role.
     let added = r#"[{"op":"add","path":"/rules/-","value":{"apiGroups":["example.com"],"resources":["widgets"],"verbs":["get"]}}]"#;
-    ok(k(&["patch", "clusterrole", "system:basic-user", "--type=json", "-p", added]));
+    ok(k(&[
+        "patch",
+        "clusterrole",
+        "system:basic-user",
+        "--type=json",
+        "-p",
+        added,
+    ]));
     ok(k(&["delete", "clusterrole", "system:public-info-viewer"]));
     // A role the operator owns (autoupdate=false) is left alone.
     ok(k(&[
-        "annotate", "--overwrite", "clusterrole", "system:monitoring",
+        "annotate",
+        "--overwrite",
+        "clusterrole",
+        "system:monitoring",
         "rbac.authorization.kubernetes.io/autoupdate=false",
     ]));
     let one_rule = r#"[{"op":"replace","path":"/rules","value":[{"nonResourceURLs":["/metrics"],"verbs":["get"]}]}]"#;
-    ok(k(&["patch", "clusterrole", "system:monitoring", "--type=json", "-p", one_rule]));
+    ok(k(&[
+        "patch",
+        "clusterrole",
+        "system:monitoring",
+        "--type=json",
+        "-p",
+        one_rule,
+    ]));
 
     // A second apiserver starting reconciles the defaults, as every start does.
     let i = own.add_apiserver().expect("a second apiserver");
     let kubeconfig = own.dir.path().join("second.kubeconfig");
-    own.write_kubeconfig(&kubeconfig, &format!("https://127.0.0.1:{}", own.apiservers[i].port))
-        .unwrap();
+    own.write_kubeconfig(
+        &kubeconfig,
+        &format!("https://127.0.0.1:{}", own.apiservers[i].port),
+    )
+    .unwrap();
     let kc = format!("--kubeconfig={}", kubeconfig.display());
     let get = |name: &str| {
-        json(&ok(own.kubectl_with("kubectl", &[&kc, "get", "clusterrole", name, "-o", "json"], None)))
+        json(&ok(own.kubectl_with(
+            "kubectl",
+            &[&kc, "get", "clusterrole", name, "-o", "json"],
+            None,
+        )))
     };
     let basic = get("system:basic-user");
     let rules = basic["rules"].as_array().unwrap();
-    assert!(rules.iter().any(|r| r["apiGroups"][0] == "example.com"), "{basic}");
-    assert!(rules.iter().any(|r| r["resources"][0] == "selfsubjectaccessreviews"), "{basic}");
+    assert!(
+        rules.iter().any(|r| r["apiGroups"][0] == "example.com"),
+        "{basic}"
+    );
+    assert!(
+        rules
+            .iter()
+            .any(|r| r["resources"][0] == "selfsubjectaccessreviews"),
+        "{basic}"
+    );
     let viewer = get("system:public-info-viewer");
-    assert_eq!(viewer["metadata"]["annotations"]["rbac.authorization.kubernetes.io/autoupdate"], "true");
+    assert_eq!(
+        viewer["metadata"]["annotations"]["rbac.authorization.kubernetes.io/autoupdate"],
+        "true"
+    );
     let monitoring = get("system:monitoring");
-    assert_eq!(monitoring["rules"].as_array().unwrap().len(), 1, "{monitoring}");
+    assert_eq!(
+        monitoring["rules"].as_array().unwrap().len(),
+        1,
+        "{monitoring}"
+    );
     // kubectl auth reconcile: creates what is missing, adds rules, keeps the rest.
     let manifest = r#"{"apiVersion":"rbac.authorization.k8s.io/v1","kind":"ClusterRole",
         "metadata":{"name":"system:basic-user"},
@@ -285,8 +430,14 @@ fn the_default_policy_is_reconciled_without_losing_what_operators_added() {
     ok(own.kubectl_with("kubectl", &["auth", "reconcile", "-f", "-"], Some(manifest)));
     let basic = get("system:basic-user");
     let rules = basic["rules"].as_array().unwrap();
-    assert!(rules.iter().any(|r| r["resources"][0] == "gadgets"), "{basic}");
-    assert!(rules.iter().any(|r| r["resources"][0] == "widgets"), "{basic}");
+    assert!(
+        rules.iter().any(|r| r["resources"][0] == "gadgets"),
+        "{basic}"
+    );
+    assert!(
+        rules.iter().any(|r| r["resources"][0] == "widgets"),
+        "{basic}"
+    );
 }
 
 #[test]
@@ -307,11 +458,20 @@ fn a_node_reads_only_its_own_pods_objects_and_changes_only_itself() {
     };
     let (n1, n2) = (kubeconfig("n1"), kubeconfig("n2"));
     for node in ["n1", "n2"] {
-        let manifest = format!(r#"{{"apiVersion":"v1","kind":"Node","metadata":{{"name":"{node}"}}}}"#);
+        let manifest =
+            format!(r#"{{"apiVersion":"v1","kind":"Node","metadata":{{"name":"{node}"}}}}"#);
         ok(c().kubectl_with("kubectl", &["create", "-f", "-"], Some(&manifest)));
     }
     for (secret, node) in [("for-n1", "n1"), ("for-n2", "n2")] {
-        ok(kubectl(&["create", "secret", "generic", secret, "--from-literal=k=v", "-n", &ns]));
+        ok(kubectl(&[
+            "create",
+            "secret",
+            "generic",
+            secret,
+            "--from-literal=k=v",
+            "-n",
+            &ns,
+        ]));
         let pod = format!(
             r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"uses-{secret}"}},
               "spec":{{"nodeName":"{node}","containers":[{{"name":"c","image":"busybox"}}],
@@ -325,7 +485,10 @@ fn a_node_reads_only_its_own_pods_objects_and_changes_only_itself() {
         c().kubectl_with("kubectl", &all, None)
     };
     eventually(Duration::from_secs(10), "n1 reads its pod's secret", || {
-        node_kubectl(&n1, &["get", "secret", "for-n1", "-n", &ns]).status.success().then_some(())
+        node_kubectl(&n1, &["get", "secret", "for-n1", "-n", &ns])
+            .status
+            .success()
+            .then_some(())
     });
     let denied = fails(node_kubectl(&n1, &["get", "secret", "for-n2", "-n", &ns]));
     assert!(
@@ -344,6 +507,9 @@ fn a_node_reads_only_its_own_pods_objects_and_changes_only_itself() {
     );
     // Pods are read; a node may not create an ordinary pod.
     ok(node_kubectl(&n1, &["get", "pods", "-n", &ns]));
-    let denied = fails(node_kubectl(&n1, &["run", "p", "--image=busybox", "-n", &ns]));
+    let denied = fails(node_kubectl(
+        &n1,
+        &["run", "p", "--image=busybox", "-n", &ns],
+    ));
     assert!(denied.contains("can only create mirror pods"), "{denied}");
 }

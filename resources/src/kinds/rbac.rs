@@ -354,7 +354,10 @@ mod tests {
             got,
             [
                 ("rules[0].verbs".into(), "FieldValueRequired".into()),
-                ("rules[1].nonResourceURLs".into(), "FieldValueInvalid".into()),
+                (
+                    "rules[1].nonResourceURLs".into(),
+                    "FieldValueInvalid".into()
+                ),
                 ("rules[2].apiGroups".into(), "FieldValueRequired".into()),
                 ("rules[2].resources".into(), "FieldValueRequired".into()),
             ]

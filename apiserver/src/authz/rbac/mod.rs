@@ -128,7 +128,7 @@ impl Policy {
 fn applies_to(user: &UserInfo, s: &Subject, binding_namespace: &str) -> bool {
     match s.kind.as_str() {
         "User" => user.name == s.name,
-        "Group" => user.groups.iter().any(|g| *g == s.name),
+        "Group" => user.groups.contains(&s.name),
         "ServiceAccount" => {
             let ns = if s.namespace.is_empty() {
                 binding_namespace

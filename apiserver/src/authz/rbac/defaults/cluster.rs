@@ -548,6 +548,8 @@ pub static ROLES: &[DefaultRole] = &[
                 &["services", "endpoints", "pods", "namespaces"],
             ),
             r(&["get", "create", "update", "patch"], &[""], &["services"]),
+            // Its EndpointSlice is owned by its Node.
+            r(&["get"], &[""], &["nodes"]),
             r(
                 &[
                     "get", "list", "watch", "create", "update", "patch", "delete",

@@ -296,14 +296,22 @@ pub fn reconcile_role(existing: &Value, wanted: &Value) -> Option<Value> {
     changed.then_some(out)
 }
 
-/// The reconciled form of an existing binding, if it must change. A binding whose
-/// `roleRef` differs cannot be updated: `Err` says it must be recreated.
-pub fn reconcile_binding(existing: &Value, wanted: &Value) -> Result<Option<Value>, ()> {
+/// What reconciling an existing binding takes.
+#[derive(Debug, PartialEq)]
+pub enum BindingChange {
+    None,
+    Update(Value),
+    /// Its `roleRef` differs, which an update cannot change.
+    Recreate,
+}
+
+/// How an existing binding must change to match the default.
+pub fn reconcile_binding(existing: &Value, wanted: &Value) -> BindingChange {
     if !autoupdate(existing) {
-        return Ok(None);
+        return BindingChange::None;
     }
     if existing["roleRef"] != wanted["roleRef"] {
-        return Err(());
+        return BindingChange::Recreate;
     }
     let mut out = existing.clone();
     let mut changed = merge_metadata(&mut out, wanted);
@@ -315,7 +323,11 @@ pub fn reconcile_binding(existing: &Value, wanted: &Value) -> Result<Option<Valu
         }
     }
     out["subjects"] = json!(subjects);
-    Ok(changed.then_some(out))
+    if changed {
+        BindingChange::Update(out)
+    } else {
+        BindingChange::None
+    }
 }
 
 async fn ensure(
@@ -346,8 +358,9 @@ async fn ensure(
     };
     let update = if is_binding {
         match reconcile_binding(&existing, &wanted) {
-            Ok(u) => u,
-            Err(()) => {
+            BindingChange::None => None,
+            BindingChange::Update(new) => Some(new),
+            BindingChange::Recreate => {
                 let delete = crate::registry::DeleteOptions::default();
                 registry
                     .delete(rt, &ns, &name, &delete)
@@ -428,10 +441,12 @@ mod tests {
         let mut existing = wanted.clone();
         existing["subjects"] =
             json!([{"kind": "User", "name": "extra", "apiGroup": "rbac.authorization.k8s.io"}]);
-        let out = reconcile_binding(&existing, &wanted).unwrap().unwrap();
+        let BindingChange::Update(out) = reconcile_binding(&existing, &wanted) else {
+            panic!("the binding should gain the default's subject");
+        };
         assert_eq!(out["subjects"].as_array().unwrap().len(), 2);
         existing["roleRef"]["name"] = json!("other");
-        assert!(reconcile_binding(&existing, &wanted).is_err());
+        assert_eq!(reconcile_binding(&existing, &wanted), BindingChange::Recreate);
     }
 
     #[test]
