@@ -22,6 +22,7 @@ mod lifecycle;
 mod mirroring;
 mod network_policy;
 mod nodes;
+mod pod_security;
 mod rbac;
 mod service_accounts;
 mod services;
