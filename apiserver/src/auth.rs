@@ -240,18 +240,40 @@ impl Authenticator {
         headers: &HeaderMap,
         cert: Option<&Identity>,
     ) -> Result<Option<UserInfo>, ApiError> {
-        let requester = match self.requester(headers, cert).await? {
-            Some(user) => user,
-            None if self.anonymous => anonymous_user(),
-            None => return Ok(None),
-        };
+        match self.authenticate_requester(headers, cert).await? {
+            Some(requester) => Ok(Some(self.act_as(headers, requester).await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Who presented the credentials, or `system:anonymous` when allowed; `Ok(None)`
+    /// when there were none. The audit log records this user (impersonation aside).
+    pub async fn authenticate_requester(
+        &self,
+        headers: &HeaderMap,
+        cert: Option<&Identity>,
+    ) -> Result<Option<UserInfo>, ApiError> {
+        Ok(match self.requester(headers, cert).await? {
+            Some(user) => Some(user),
+            None if self.anonymous => Some(anonymous_user()),
+            None => None,
+        })
+    }
+
+    /// Whom `requester` acts as: itself, or the user its impersonation headers name once
+    /// it is allowed to impersonate them.
+    pub async fn act_as(
+        &self,
+        headers: &HeaderMap,
+        requester: UserInfo,
+    ) -> Result<UserInfo, ApiError> {
         let Some(target) = impersonation(headers, &requester)? else {
-            return Ok(Some(requester));
+            return Ok(requester);
         };
         for a in impersonation_checks(&requester, &target, headers) {
             self.authorizer.check(&a).await?;
         }
-        Ok(Some(target))
+        Ok(target)
     }
 
     /// Who presented the credentials.

@@ -72,11 +72,13 @@ impl GrpcApi {
         if rt.group.is_empty() && rt.plural == "namespaces" && a.namespace.is_empty() {
             a.namespace = r.name.clone();
         }
-        self.auth
-            .authorizer
-            .check(&a)
-            .await
-            .map_err(|e| to_status(&e))
+        let verdict = self.auth.authorizer.authorize(&a).await;
+        crate::audit::authorized(&a, &verdict);
+        if verdict.allowed() {
+            Ok(())
+        } else {
+            Err(to_status(&crate::authz::forbidden(&a, &verdict.reason)))
+        }
     }
 }
 

@@ -12,6 +12,7 @@
 //! - [`bootstrap`]: system namespaces, the `kubernetes` Service, compaction.
 
 mod alloc;
+pub mod audit;
 pub mod auth;
 pub mod authz;
 pub mod bootstrap;
@@ -141,6 +142,25 @@ pub struct Config {
     /// `path`).
     #[arg(long = "admission-control-config-file")]
     pub admission_control_config_file: Option<PathBuf>,
+    /// audit.k8s.io/v1 Policy (YAML or JSON): which requests are logged, at which level.
+    /// Nothing is audited without it and `--audit-log-path`.
+    #[arg(long = "audit-policy-file")]
+    pub audit_policy_file: Option<PathBuf>,
+    /// The audit log (JSON lines); `-` for stdout.
+    #[arg(long = "audit-log-path")]
+    pub audit_log_path: Option<String>,
+    /// Days to keep rotated audit logs (0: no limit).
+    #[arg(long = "audit-log-maxage", default_value_t = 0)]
+    pub audit_log_maxage: u64,
+    /// Rotated audit logs to keep (0: all).
+    #[arg(long = "audit-log-maxbackup", default_value_t = 0)]
+    pub audit_log_maxbackup: usize,
+    /// Megabytes the audit log may reach before it is rotated (0: 100, as lumberjack).
+    #[arg(long = "audit-log-maxsize", default_value_t = 0)]
+    pub audit_log_maxsize: u64,
+    /// `json` (`legacy` is refused).
+    #[arg(long = "audit-log-format", default_value = "json")]
+    pub audit_log_format: String,
 }
 
 fn parse_port_range(s: &str) -> anyhow::Result<(u16, u16)> {
@@ -273,6 +293,14 @@ pub async fn start(
         auth,
         grpc,
         tls: Arc::new(tls),
+        audit: audit::Auditor::from_flags(&audit::Flags {
+            policy_file: config.audit_policy_file.as_deref(),
+            log_path: config.audit_log_path.as_deref(),
+            log_format: &config.audit_log_format,
+            max_age_days: config.audit_log_maxage,
+            max_backups: config.audit_log_maxbackup,
+            max_size_mb: config.audit_log_maxsize,
+        })?,
     };
 
     tokio::spawn(bootstrap::endpoints_reconciler(

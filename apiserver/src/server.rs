@@ -5,6 +5,7 @@
 //! the REST handlers. HTTP/1.1 and HTTP/2 are negotiated by ALPN. Every request runs
 //! under [`recover::guard`]: a handler that panics answers 500, the connection stays.
 
+use crate::audit::Record;
 use crate::auth::Authenticator;
 use crate::http::respond::error_response;
 use crate::http::ApiState;
@@ -26,6 +27,8 @@ pub struct Server {
     pub auth: Arc<Authenticator>,
     pub grpc: tonic::service::Routes,
     pub tls: Arc<rustls::ServerConfig>,
+    /// `--audit-policy-file` and `--audit-log-path`, when given.
+    pub audit: Option<Arc<crate::audit::Auditor>>,
 }
 
 fn is_grpc(req: &Request<hyper::body::Incoming>) -> bool {
@@ -102,19 +105,58 @@ impl Server {
         &self,
         req: Request<hyper::body::Incoming>,
         identity: Option<&Identity>,
-        _peer: SocketAddr,
+        peer: SocketAddr,
     ) -> Response<Body> {
-        let user = match self.auth.authenticate(req.headers(), identity).await {
-            Ok(u) => u,
-            Err(e) => {
-                if is_grpc(&req) {
-                    return grpc_error(&e);
-                }
-                return error_response(&e);
+        let grpc = is_grpc(&req);
+        let audit = Record::begin(self.audit.as_ref(), &req, peer, identity.is_some(), grpc);
+        let response = audit
+            .scope(self.authenticated(req, identity, grpc, &audit))
+            .await;
+        audit.finish(response).await
+    }
+
+    async fn authenticated(
+        &self,
+        req: Request<hyper::body::Incoming>,
+        identity: Option<&Identity>,
+        grpc: bool,
+        audit: &Record,
+    ) -> Response<Body> {
+        let fail = |e: &keelson_apimachinery::ApiError| {
+            if grpc {
+                grpc_error(e)
+            } else {
+                error_response(e)
             }
         };
-        if is_grpc(&req) {
+        let requester = match self
+            .auth
+            .authenticate_requester(req.headers(), identity)
+            .await
+        {
+            Ok(u) => u,
+            Err(e) => {
+                audit.authentication_failed();
+                return fail(&e);
+            }
+        };
+        let user = match requester.clone() {
+            Some(r) => match self.auth.act_as(req.headers(), r).await {
+                Ok(u) => Some(u),
+                Err(e) => {
+                    audit.authenticated(requester.as_ref(), None);
+                    return fail(&e);
+                }
+            },
+            None => None,
+        };
+        let impersonated = user
+            .as_ref()
+            .filter(|_| req.headers().contains_key("impersonate-user"));
+        audit.authenticated(requester.as_ref(), impersonated);
+        if grpc {
             let Some(user) = user else {
+                audit.authentication_failed();
                 return grpc_error(&keelson_apimachinery::ApiError::unauthorized());
             };
             let mut req = req;

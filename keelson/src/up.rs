@@ -172,6 +172,12 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         authorization_mode: vec!["Node".into(), "RBAC".into()],
         anonymous_auth: true,
         admission_control_config_file: None,
+        audit_policy_file: None,
+        audit_log_path: None,
+        audit_log_maxage: 0,
+        audit_log_maxbackup: 0,
+        audit_log_maxsize: 0,
+        audit_log_format: "json".into(),
         encryption_provider_config: Some(ensure_encryption_config(&paths.dir)?),
     };
     // On SIGTERM/SIGINT the control plane stops first, so that the apiserver is not

@@ -85,8 +85,10 @@ pub async fn serve(
                 parts.uri.path(),
                 parts.uri.query().unwrap_or(""),
             );
-            if let Err(e) = state.auth.authorizer.check(&attrs).await {
-                return error_response(&e);
+            let verdict = state.auth.authorizer.authorize(&attrs).await;
+            crate::audit::authorized(&attrs, &verdict);
+            if !verdict.allowed() {
+                return error_response(&crate::authz::forbidden(&attrs, &verdict.reason));
             }
         }
         // Without anonymous requests, health and version stay public.
@@ -141,6 +143,7 @@ pub async fn serve(
             return error_response(&err);
         }
     };
+    crate::audit::request_body(&parts.method, &parts.headers, &body);
     let response = match target {
         Target::Resource(t) => {
             let user = user.clone().unwrap_or_default();

@@ -238,6 +238,7 @@ async fn handle_inner(
             w.warnings.extend(duplicates);
             let mut r = object_response(t, 201, &w.object, format, q);
             add_warnings(&mut r, &w.warnings);
+            crate::audit::annotate(&mut r, &w.audit_annotations);
             Ok(r)
         }
         (Method::POST, false, "binding") => {
@@ -266,6 +267,7 @@ async fn handle_inner(
             w.warnings.extend(duplicates);
             let mut r = object_response(t, if w.created { 201 } else { 200 }, &w.object, format, q);
             add_warnings(&mut r, &w.warnings);
+            crate::audit::annotate(&mut r, &w.audit_annotations);
             Ok(r)
         }
         (Method::PUT, false, "finalize") => {
@@ -306,6 +308,7 @@ async fn handle_inner(
             let w = reg.patch(rt, ns, name, sub, ptype, &body, &opts).await?;
             let mut r = object_response(t, if w.created { 201 } else { 200 }, &w.object, format, q);
             add_warnings(&mut r, &w.warnings);
+            crate::audit::annotate(&mut r, &w.audit_annotations);
             Ok(r)
         }
         (Method::DELETE, false, "") => {
