@@ -1,6 +1,6 @@
 //! The API-only conformance tests (no container runs): watches, chunking, server version,
-//! namespaces, leases, events, configmaps, endpoints, service accounts, disruption
-//! budgets. Each follows what its upstream e2e test does.
+//! namespaces, leases, events, configmaps, endpoints, disruption budgets (service
+//! accounts are in auth.rs). Each follows what its upstream e2e test does.
 
 use super::Test;
 use crate::framework::*;
@@ -8,7 +8,7 @@ use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::api::core::v1::{
     ConfigMap, Endpoints, Event as CoreEvent, EventSeries as CoreEventSeries, Namespace,
-    PodTemplate, Service, ServiceAccount,
+    PodTemplate, Service,
 };
 use k8s_openapi::api::events::v1::{Event, EventSeries};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -869,51 +869,6 @@ async fn endpoint_lifecycle(ctx: Ctx) {
     assert_eq!(status_of(api.get(name).await).code, 404);
 }
 
-// ---- test/e2e/auth/service_accounts.go ------------------------------------------------
-
-async fn serviceaccount_lifecycle(ctx: Ctx) {
-    let (client, ns) = (ctx.client.clone(), ctx.ns.clone());
-    let api: Api<ServiceAccount> = Api::namespaced(client.clone(), &ns);
-    let name = "testserviceaccount";
-    let sa: ServiceAccount =
-        obj(json!({"metadata": {"name": name, "labels": {"test-serviceaccount-static": "true"}}}));
-    let created = api
-        .create(&pp(), &sa)
-        .await
-        .expect("creating the serviceaccount");
-    assert_eq!(api.get(name).await.unwrap().uid(), created.uid());
-
-    let wp = WatchParams::default()
-        .labels("test-serviceaccount-static=true")
-        .timeout(180)
-        .disable_bookmarks();
-    let mut w = Watcher::start(&api, &wp, "").await;
-    assert!(matches!(w.next(WAIT).await, WatchEvent::Added(s) if s.name_any() == name));
-
-    // What Go's json.Marshal makes of ServiceAccount{AutomountServiceAccountToken: &false}.
-    let patch =
-        json!({"metadata": {"creationTimestamp": null}, "automountServiceAccountToken": false});
-    api.patch(name, &PatchParams::default(), &Patch::Strategic(patch))
-        .await
-        .expect("patching the serviceaccount");
-    assert!(
-        matches!(w.next(WAIT).await, WatchEvent::Modified(s) if s.automount_service_account_token == Some(false))
-    );
-
-    let list = Api::<ServiceAccount>::all(client)
-        .list(&ListParams::default().labels("test-serviceaccount-static=true"))
-        .await
-        .unwrap();
-    assert!(list.items.iter().any(|s| s.name_any() == name
-        && s.namespace().as_deref() == Some(ns.as_str())
-        && s.automount_service_account_token == Some(false)));
-
-    api.delete_collection(&DeleteParams::default(), &ListParams::default())
-        .await
-        .expect("deletecollection");
-    assert!(matches!(w.next(WAIT).await, WatchEvent::Deleted(s) if s.name_any() == name));
-}
-
 // ---- test/e2e/apps/disruption.go (API operations; eviction is in drain.rs) -----------
 
 fn pdb(name: &str, min_available: i32) -> PodDisruptionBudget {
@@ -1045,7 +1000,6 @@ pub fn tests() -> Vec<Test> {
         test!("[sig-node] ConfigMap should run through a ConfigMap lifecycle [Conformance]", configmap_lifecycle),
         test!("[sig-network] Services should provide secure master service [Conformance]", kubernetes_service_exists),
         test!("[sig-network] Services should test the lifecycle of an Endpoint [Conformance]", endpoint_lifecycle),
-        test!("[sig-auth] ServiceAccounts should run through the lifecycle of a ServiceAccount [Conformance]", serviceaccount_lifecycle),
         test!("[sig-apps] DisruptionController should create a PodDisruptionBudget [Conformance]", pod_disruption_budget_api_operations),
         test!("[sig-apps] DisruptionController should update/patch PodDisruptionBudget status [Conformance]", pod_disruption_budget_status),
         test!("[sig-apps] DisruptionController Listing PodDisruptionBudgets for all namespaces should list and delete a collection of PodDisruptionBudgets [Conformance]", pod_disruption_budget_collection),

@@ -21,6 +21,7 @@ macro_rules! test {
 }
 
 mod api;
+mod auth;
 mod dns;
 mod endpointslices;
 mod env;
@@ -35,6 +36,7 @@ mod volumes;
 pub fn all() -> Vec<Test> {
     let mut v = Vec::new();
     v.extend(api::tests());
+    v.extend(auth::tests());
     v.extend(pods::tests());
     v.extend(probes::tests());
     v.extend(env::tests());
