@@ -40,6 +40,8 @@ pub const ACCOUNTS: &[(&str, Option<&str>)] = &[
         Some("clusterrole-aggregation-controller"),
     ),
     ("cronjob", Some("cronjob-controller")),
+    ("csrapproving", Some("certificate-controller")),
+    ("csrsigning", Some("certificate-controller")),
     ("daemonset", Some("daemon-set-controller")),
     ("deployment", Some("deployment-controller")),
     ("disruption", Some("disruption-controller")),

@@ -64,6 +64,17 @@ pub struct ControllerManagerOptions {
     /// The `spec.loadBalancerClass` the service-lb controller serves, besides unset.
     #[arg(long = "service-lb-class", default_value = "keelson.dev/service-lb")]
     pub service_lb_class: String,
+    /// The CA certificate (PEM) the `kubernetes.io/*` CertificateSigningRequest signers
+    /// issue with (csrsigning); without it and its key, csrsigning does not run.
+    #[arg(long = "cluster-signing-cert-file")]
+    pub cluster_signing_cert_file: Option<std::path::PathBuf>,
+    /// The CA's private key (PEM), for `--cluster-signing-cert-file`.
+    #[arg(long = "cluster-signing-key-file")]
+    pub cluster_signing_key_file: Option<std::path::PathBuf>,
+    /// The longest certificate csrsigning issues (a request's `expirationSeconds` may ask
+    /// for less).
+    #[arg(long = "cluster-signing-duration", default_value = "8760h", value_parser = duration::parse)]
+    pub cluster_signing_duration: Duration,
     /// Workers per controller.
     #[arg(long = "concurrent-syncs", default_value_t = 5)]
     pub concurrent_syncs: usize,

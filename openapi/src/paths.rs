@@ -725,9 +725,11 @@ fn subresource_paths(
     };
     let own_gvk = Some(ctx.gvk.clone());
     match sub {
-        Subresource::Status | Subresource::Scale => {
+        Subresource::Status | Subresource::Scale | Subresource::Approval => {
             let (schema, gvk, suffix, what) = if sub == Subresource::Status {
                 (names.kind.clone(), own_gvk, "Status", "status")
+            } else if sub == Subresource::Approval {
+                (names.kind.clone(), own_gvk, "Approval", "approval")
             } else {
                 (
                     names.scale.clone(),

@@ -8,6 +8,8 @@
 //!   [`write_component_kubeconfigs`]: one per component, as kubeadm's `*.conf`.
 //! * [`server_config`] / [`client_config`] / [`peer_identity`]: rustls configurations for the
 //!   apiserver and its clients, and the user identity carried by a client certificate.
+//! * [`csr`]: certificate signing requests read (signature checked), made, and signed by
+//!   the cluster CA.
 //! * [`TokenFile`]: Kubernetes' `--token-auth-file` static bearer tokens.
 //! * [`jwt`]: service-account tokens signed and verified (RS256, ES256, ES384) with keys
 //!   in the PEM forms kube-apiserver reads.
@@ -16,6 +18,7 @@
 //! process-wide default `CryptoProvider` being installed.
 
 mod client_verify;
+pub mod csr;
 mod der;
 mod files;
 pub mod jwt;

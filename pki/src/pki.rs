@@ -774,7 +774,7 @@ fn issue_leaf(
     Ok(())
 }
 
-fn pem_cert(der: &[u8]) -> String {
+pub(crate) fn pem_cert(der: &[u8]) -> String {
     use base64::Engine as _;
     let b64 = base64::engine::general_purpose::STANDARD.encode(der);
     let mut out = String::from("-----BEGIN CERTIFICATE-----\n");

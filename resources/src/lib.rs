@@ -43,6 +43,8 @@ pub enum Subresource {
     Finalize,
     /// `services/proxy`, `pods/proxy`, `nodes/proxy`.
     Proxy,
+    /// `certificatesigningrequests/approval`: the Approved and Denied conditions.
+    Approval,
 }
 
 impl Subresource {
@@ -57,6 +59,7 @@ impl Subresource {
             Subresource::Token => "token",
             Subresource::Finalize => "finalize",
             Subresource::Proxy => "proxy",
+            Subresource::Approval => "approval",
         }
     }
 
@@ -73,6 +76,7 @@ impl Subresource {
             Subresource::Token => &["token"],
             Subresource::Finalize => &["finalize"],
             Subresource::Proxy => &["proxy"],
+            Subresource::Approval => &["approval"],
         }
     }
 }

@@ -91,6 +91,7 @@ enum Ty {
     Job,
     CronJob,
     EndpointSlice,
+    CertificateSigningRequest,
     // Inner structs.
     ObjectMeta,
     PodTemplateSpec,
@@ -111,6 +112,7 @@ enum Ty {
     CronJobSpec,
     JobTemplateSpec,
     EndpointSliceEndpoint,
+    CertificateSigningRequestStatus,
 }
 
 /// What a field of a struct leads to.
@@ -172,6 +174,7 @@ fn root(group: &str, kind: &str) -> Option<Ty> {
         ("batch", "Job") => Ty::Job,
         ("batch", "CronJob") => Ty::CronJob,
         ("discovery.k8s.io", "EndpointSlice") => Ty::EndpointSlice,
+        ("certificates.k8s.io", "CertificateSigningRequest") => Ty::CertificateSigningRequest,
         _ => return None,
     })
 }
@@ -282,6 +285,15 @@ fn field(ty: Ty, name: &str) -> Option<Node> {
         (Ty::CronJobSpec, "jobTemplate") => Struct(Ty::JobTemplateSpec),
 
         (Ty::EndpointSliceEndpoint, "addresses") => List(SET, None),
+        // Conditions are a map by type for apply, but replaced by strategic merge patch.
+        (Ty::CertificateSigningRequest, "status") => Struct(Ty::CertificateSigningRequestStatus),
+        (Ty::CertificateSigningRequestStatus, "conditions") => List(
+            ListMeta {
+                smp_merge_key: None,
+                apply: ListType::Map(&["type"]),
+            },
+            None,
+        ),
         _ => return None,
     })
 }
@@ -305,6 +317,7 @@ fn is_root(ty: Ty) -> bool {
             | Ty::Job
             | Ty::CronJob
             | Ty::EndpointSlice
+            | Ty::CertificateSigningRequest
     )
 }
 

@@ -33,7 +33,9 @@ fn verbs(rt: &ResourceType) -> &'static [&'static str] {
 
 fn sub_verbs(s: Subresource) -> &'static [&'static str] {
     match s {
-        Subresource::Status | Subresource::Scale => &["get", "patch", "update"],
+        Subresource::Status | Subresource::Scale | Subresource::Approval => {
+            &["get", "patch", "update"]
+        }
         Subresource::Binding | Subresource::Eviction | Subresource::Token => &["create"],
         Subresource::Log => &["get"],
         Subresource::Exec => &["create", "get"],
@@ -74,7 +76,9 @@ fn sub_kind(
         Subresource::Eviction => ("policy", "v1", "Eviction"),
         Subresource::Token => ("authentication.k8s.io", "v1", "TokenRequest"),
         Subresource::Log => ("", "v1", "Pod"),
-        Subresource::Status | Subresource::Finalize => (rt.group, rt.version, rt.kind),
+        Subresource::Status | Subresource::Finalize | Subresource::Approval => {
+            (rt.group, rt.version, rt.kind)
+        }
     }
 }
 

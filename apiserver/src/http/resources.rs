@@ -221,7 +221,7 @@ async fn handle_inner(
                 ),
             })
         }
-        (Method::GET, false, "" | "status") => {
+        (Method::GET, false, "" | "status" | "approval") => {
             let obj = reg.get(rt, ns, name).await?;
             Ok(object_response(t, 200, &obj, format, q))
         }
@@ -259,7 +259,7 @@ async fn handle_inner(
             let status = reg.evict(rt, ns, name, obj, &opts).await?;
             Ok(json_response(201, &status, Format::Json))
         }
-        (Method::PUT, false, "" | "status") => {
+        (Method::PUT, false, "" | "status" | "approval") => {
             let opts = write_options(q, headers, user)?;
             let obj = decode_body(headers, &body)?;
             let duplicates = fields::check_duplicates(rt, &obj, &body, opts.field_validation)?;
@@ -299,7 +299,7 @@ async fn handle_inner(
                     .await?;
                 return Ok(json_response(200, &scale, format));
             }
-            if !sub.is_empty() && sub != "status" {
+            if !sub.is_empty() && sub != "status" && sub != "approval" {
                 return Err(ApiError::method_not_allowed(format!(
                     "PATCH is not supported on {}/{sub}",
                     rt.plural

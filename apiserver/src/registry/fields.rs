@@ -48,6 +48,9 @@ fn typed(group: &str, kind: &str, obj: &Value) -> Option<Result<Value, String>> 
         ("apps", "ControllerRevision") => round_trip::<apps::v1::ControllerRevision>(obj),
         ("batch", "Job") => round_trip::<batch::v1::Job>(obj),
         ("batch", "CronJob") => round_trip::<batch::v1::CronJob>(obj),
+        ("certificates.k8s.io", "CertificateSigningRequest") => {
+            round_trip::<certificates::v1::CertificateSigningRequest>(obj)
+        }
         ("coordination.k8s.io", "Lease") => round_trip::<coordination::v1::Lease>(obj),
         ("discovery.k8s.io", "EndpointSlice") => round_trip::<discovery::v1::EndpointSlice>(obj),
         ("events.k8s.io", "Event") => round_trip::<events::v1::Event>(obj),

@@ -10,6 +10,7 @@
 
 pub mod admission;
 pub mod allocation;
+pub mod certificates;
 pub mod eviction;
 pub mod fields;
 pub mod list;
@@ -244,6 +245,7 @@ impl Registry {
         opts: &WriteOptions,
     ) -> Result<(), ApiError> {
         admission::noderestriction::admit(rt, obj, old, &opts.user)?;
+        certificates::admit(self.authorizer.as_deref(), rt, obj, old, &opts.user).await?;
         if let Some(authorizer) = &self.authorizer {
             if crate::authz::rbac::escalation::applies(rt) {
                 crate::authz::rbac::escalation::check(authorizer, rt, obj, old, &opts.user).await?;
@@ -351,6 +353,7 @@ impl Registry {
         self.admission.mutate_create(rt, &mut obj).await?;
         metadata::prepare_create(rt, &mut obj)?;
         rt.strategy.prepare_for_create(&mut obj);
+        certificates::set_requester(rt, &mut obj, &opts.user);
         self.admit(rt, &mut obj, None)?;
         self.admit_namespace(rt, meta::namespace(&obj), meta::name(&obj))
             .await?;
@@ -620,8 +623,8 @@ impl Registry {
         if !precondition.is_empty() && precondition != meta::resource_version(old) {
             return Err(ApiError::stale(rt.group, rt.plural, &name));
         }
-        let mut new = if subresource == "status" {
-            // Status updates change only status.
+        let mut new = if subresource == "status" || subresource == "approval" {
+            // Status (and CSR approval) updates change only status.
             let mut merged = old.clone();
             merged["status"] = new.get("status").cloned().unwrap_or(Value::Null);
             merged
@@ -646,6 +649,7 @@ impl Registry {
         if subresource.is_empty() {
             rt.strategy.prepare_for_update(&mut new, old);
         }
+        certificates::prepare_update(rt, subresource, &mut new, old);
         // An object being deleted may only lose finalizers, not gain new ones.
         if deletion_pending(old) {
             let old_f = finalizers(old);

@@ -8,6 +8,8 @@ use crate::Context;
 
 pub mod clusterrole_aggregation;
 pub mod cronjob;
+pub mod csrapproving;
+pub mod csrsigning;
 pub mod daemonset;
 pub mod deployment;
 pub mod disruption;
@@ -37,6 +39,8 @@ pub const ALL: &[(&str, Start)] = &[
         clusterrole_aggregation::run(ctx).boxed()
     }),
     ("cronjob", |ctx| cronjob::run(ctx).boxed()),
+    ("csrapproving", |ctx| csrapproving::run(ctx).boxed()),
+    ("csrsigning", |ctx| csrsigning::run(ctx).boxed()),
     ("daemonset", |ctx| daemonset::run(ctx).boxed()),
     ("deployment", |ctx| deployment::run(ctx).boxed()),
     ("disruption", |ctx| disruption::run(ctx).boxed()),

@@ -4,6 +4,7 @@
 
 use crate::ResourceType;
 
+pub mod certificatesigningrequests;
 pub mod configmaps;
 pub mod controllerrevisions;
 pub mod cronjobs;
@@ -65,6 +66,7 @@ pub static ALL: &[&ResourceType] = &[
     &priorityclasses::RESOURCE,
     &poddisruptionbudgets::RESOURCE,
     &networkpolicies::RESOURCE,
+    &certificatesigningrequests::RESOURCE,
     &rbac::CLUSTER_ROLE_BINDINGS,
     &rbac::CLUSTER_ROLES,
     &rbac::ROLE_BINDINGS,

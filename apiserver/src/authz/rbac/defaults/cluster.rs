@@ -649,6 +649,13 @@ pub static BINDINGS: &[DefaultBinding] = &[
         subjects: &[S::User("system:kube-scheduler")],
     },
     cluster_binding("system:keelson-proxy", &[S::User("system:kube-proxy")]),
+    // kubeadm's: nodes renew their own client certificates, approved automatically.
+    DefaultBinding {
+        name: "kubeadm:node-autoapprove-certificate-rotation",
+        namespace: "",
+        role: "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient",
+        subjects: &[S::Group("system:nodes")],
+    },
     cluster_binding("system:keelson-dns", &[S::User("system:keelson-dns")]),
     // The apiserver's client certificate towards node agents (logs, exec, proxy).
     DefaultBinding {

@@ -11,7 +11,7 @@
 //! status with merge patches where Kubernetes' replace it, hence the `patch` verbs on
 //! `*/status` below.
 
-use super::{r, DefaultBinding, DefaultRole, EVENTS, R, S};
+use super::{named, r, DefaultBinding, DefaultRole, EVENTS, R, S};
 
 const fn controller_role(name: &'static str, rules: &'static [R]) -> DefaultRole {
     DefaultRole {
@@ -37,6 +37,48 @@ pub static ROLES: &[DefaultRole] = &[
             &["rbac.authorization.k8s.io"],
             &["clusterroles"],
         )],
+    ),
+    // csrsigning, csrapproving and csrcleaner, all as `certificate-controller`.
+    controller_role(
+        "system:controller:certificate-controller",
+        &[
+            r(
+                &["delete", "get", "list", "watch"],
+                &["certificates.k8s.io"],
+                &["certificatesigningrequests"],
+            ),
+            r(
+                &["update"],
+                &["certificates.k8s.io"],
+                &[
+                    "certificatesigningrequests/approval",
+                    "certificatesigningrequests/status",
+                ],
+            ),
+            named(
+                &["approve"],
+                &["certificates.k8s.io"],
+                &["signers"],
+                &["kubernetes.io/kube-apiserver-client-kubelet"],
+            ),
+            named(
+                &["sign"],
+                &["certificates.k8s.io"],
+                &["signers"],
+                &[
+                    "kubernetes.io/kube-apiserver-client",
+                    "kubernetes.io/kube-apiserver-client-kubelet",
+                    "kubernetes.io/kubelet-serving",
+                    "kubernetes.io/legacy-unknown",
+                ],
+            ),
+            r(
+                &["create"],
+                &["authorization.k8s.io"],
+                &["subjectaccessreviews"],
+            ),
+            EVENTS,
+        ],
     ),
     controller_role(
         "system:controller:cronjob-controller",
@@ -343,6 +385,7 @@ macro_rules! bindings {
 }
 
 pub static BINDINGS: &[DefaultBinding] = bindings!(
+    "certificate-controller",
     "clusterrole-aggregation-controller",
     "cronjob-controller",
     "daemon-set-controller",
