@@ -141,26 +141,7 @@ impl Strategy for Roles {
         }
         out
     }
-
-    fn columns(&self) -> Vec<Column> {
-        vec![
-            Column::name(),
-            Column::new(
-                "Created At",
-                "date",
-                "CreationTimestamp is a timestamp representing the server time when this object was created.",
-            ),
-        ]
-    }
-
-    fn row(&self, obj: &Value) -> TableRow {
-        vec![
-            crate::table::name_cell(obj),
-            obj.pointer("/metadata/creationTimestamp")
-                .cloned()
-                .unwrap_or(Value::Null),
-        ]
-    }
+    // Tables: the default (NAME, CREATED AT), as Kubernetes' printer shows roles.
 }
 
 struct Bindings {
