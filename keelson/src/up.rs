@@ -230,6 +230,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         args.hollow_nodes,
         keelson_controller_manager::ControllerManagerOptions {
             service_account_private_key_file: Some(paths.sa_key.clone()),
+            // The kubernetes.io/* CSR signers issue with the cluster CA.
+            cluster_signing_cert_file: Some(paths.ca_cert.clone()),
+            cluster_signing_key_file: Some(paths.ca_key.clone()),
             cluster_cidr: args.cluster_cidr.clone(),
             service_lb_pool: args.service_lb_pool.clone(),
             use_service_account_credentials: true,
@@ -295,6 +298,7 @@ fn node_agent_options(
         // Callers of the agent's API are authorized by the apiserver, as kubeadm sets
         // up kubelets.
         authentication_token_webhook: true,
+        rotate_certificates: true,
         authorization_mode: keelson_node_agent::options::AuthorizationMode::Webhook,
         cluster_dns: if args.disable_dns {
             Vec::new()
@@ -419,7 +423,7 @@ async fn run_dns(opts: keelson_dns::DnsOptions) {
 async fn run_node_agent(opts: keelson_node_agent::NodeAgentOptions) {
     let result = async {
         let kubeconfig = opts.kubeconfig.clone().context("node kubeconfig")?;
-        let client = keelson_client::Client::from_kubeconfig(&kubeconfig)?;
+        let client = keelson_node_agent::certificates::client_for(&kubeconfig, &opts)?;
         keelson_node_agent::run(client, opts, std::future::pending()).await
     }
     .await;

@@ -17,6 +17,7 @@
 
 pub mod agent;
 pub mod auth;
+pub mod certificates;
 pub mod cni;
 pub mod cri;
 pub mod dns;

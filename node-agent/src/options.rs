@@ -17,6 +17,11 @@ pub struct NodeAgentOptions {
     /// Kubeconfig with the apiserver's address and this node's credentials.
     #[arg(long)]
     pub kubeconfig: Option<PathBuf>,
+    /// Rotate the client certificate of `--kubeconfig` before it expires, through a
+    /// CertificateSigningRequest (see `certificates`).
+    #[arg(long = "rotate-certificates", default_value_t = false, num_args = 0..=1,
+          require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub rotate_certificates: bool,
     /// The Node's name (default: the host name, lower-cased).
     #[arg(long = "hostname-override")]
     pub hostname_override: Option<String>,

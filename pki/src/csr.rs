@@ -159,6 +159,20 @@ pub fn certificates_problem(pem: &[u8]) -> Option<String> {
     (blocks == 0).then(|| "must contain at least one CERTIFICATE PEM block".to_string())
 }
 
+/// The validity (not before, not after) of the first certificate in `pem`.
+pub fn validity(pem: &[u8]) -> anyhow::Result<(std::time::SystemTime, std::time::SystemTime)> {
+    let der = certs_from_pem(pem)?.remove(0);
+    let (_, cert) =
+        X509Certificate::from_der(&der).map_err(|e| anyhow::anyhow!("invalid certificate: {e}"))?;
+    let at = |t: x509_parser::time::ASN1Time| {
+        std::time::UNIX_EPOCH + Duration::from_secs(t.timestamp().max(0) as u64)
+    };
+    Ok((
+        at(cert.validity().not_before),
+        at(cert.validity().not_after),
+    ))
+}
+
 fn key_algorithm(oid: &str) -> KeyAlgorithm {
     match oid {
         "1.2.840.113549.1.1.1" => KeyAlgorithm::Rsa,

@@ -5,6 +5,7 @@
 
 mod support;
 
+mod certificates;
 mod cronjob;
 mod daemonset;
 mod deployment;
