@@ -72,6 +72,9 @@ impl GrpcApi {
         if rt.group.is_empty() && rt.plural == "namespaces" && a.namespace.is_empty() {
             a.namespace = r.name.clone();
         }
+        crate::flowcontrol::admit_grpc(&a)
+            .await
+            .map_err(|e| to_status(&e))?;
         let verdict = self.auth.authorizer.authorize(&a).await;
         crate::audit::authorized(&a, &verdict);
         if verdict.allowed() {

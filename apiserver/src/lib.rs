@@ -17,6 +17,7 @@ pub mod auth;
 pub mod authz;
 pub mod bootstrap;
 pub mod encryption;
+pub mod flowcontrol;
 pub mod grpc;
 pub mod http;
 pub mod metrics;
@@ -161,6 +162,17 @@ pub struct Config {
     /// `json` (`legacy` is refused).
     #[arg(long = "audit-log-format", default_value = "json")]
     pub audit_log_format: String,
+    /// API Priority and Fairness (FlowSchemas, PriorityLevelConfigurations); when off,
+    /// only the max-in-flight limits apply.
+    #[arg(long = "enable-priority-and-fairness", default_value_t = true, action = clap::ArgAction::Set)]
+    pub enable_priority_and_fairness: bool,
+    /// Non-mutating requests executing at once (with APF: shared, with the next, among
+    /// the priority levels). 0: no limit.
+    #[arg(long = "max-requests-inflight", default_value_t = 400)]
+    pub max_requests_inflight: usize,
+    /// Mutating requests executing at once (see `--max-requests-inflight`).
+    #[arg(long = "max-mutating-requests-inflight", default_value_t = 200)]
+    pub max_mutating_requests_inflight: usize,
 }
 
 fn parse_port_range(s: &str) -> anyhow::Result<(u16, u16)> {
@@ -215,6 +227,7 @@ pub async fn start(
         reconcile_rbac(&registry).await?;
     }
     registry.authorizer = Some(authorizer.clone());
+    let flowcontrol = flowcontrol_filter(&config, &registry).await?;
 
     let tls = keelson_pki::server_config(
         &config.tls_cert_file,
@@ -293,6 +306,7 @@ pub async fn start(
         auth,
         grpc,
         tls: Arc::new(tls),
+        flowcontrol,
         audit: audit::Auditor::from_flags(&audit::Flags {
             policy_file: config.audit_policy_file.as_deref(),
             log_path: config.audit_log_path.as_deref(),
@@ -317,6 +331,26 @@ pub async fn start(
     tracing::info!(%addr, "keelson-apiserver serving");
     let task = tokio::spawn(server.serve(listener, shutdown));
     Ok(Running { addr, task })
+}
+
+/// API Priority and Fairness with its default objects, or the max-in-flight filter.
+async fn flowcontrol_filter(
+    config: &Config,
+    registry: &registry::Registry,
+) -> anyhow::Result<flowcontrol::Filter> {
+    let limits = flowcontrol::Limits {
+        max_requests_inflight: config.max_requests_inflight,
+        max_mutating_requests_inflight: config.max_mutating_requests_inflight,
+    };
+    if !config.enable_priority_and_fairness {
+        return Ok(flowcontrol::Filter::MaxInFlight(Arc::new(
+            flowcontrol::MaxInFlight::new(limits),
+        )));
+    }
+    flowcontrol::defaults::ensure(registry).await?;
+    Ok(flowcontrol::Filter::PriorityAndFairness(Arc::new(
+        flowcontrol::Dispatcher::start(limits, registry),
+    )))
 }
 
 /// The chain `--authorization-mode` names.

@@ -92,6 +92,7 @@ impl Metrics {
             "Number of currently registered watchers.",
             watchers.clone(),
         );
+        crate::flowcontrol::metrics::register(&mut registry);
         Metrics(Arc::new(Inner {
             registry,
             requests,

@@ -29,6 +29,8 @@ pub struct Server {
     pub tls: Arc<rustls::ServerConfig>,
     /// `--audit-policy-file` and `--audit-log-path`, when given.
     pub audit: Option<Arc<crate::audit::Auditor>>,
+    /// Priority and fairness (or max-in-flight) between authentication and handlers.
+    pub flowcontrol: crate::flowcontrol::Filter,
 }
 
 fn is_grpc(req: &Request<hyper::body::Incoming>) -> bool {
@@ -161,13 +163,19 @@ impl Server {
             };
             let mut req = req;
             req.extensions_mut().insert(user);
-            return match self.grpc.clone().oneshot(req).await {
-                Ok(resp) => resp.map(Body::new),
-                Err(never) => match never {},
+            let call = async {
+                match self.grpc.clone().oneshot(req).await {
+                    Ok(resp) => resp.map(Body::new),
+                    Err(never) => match never {},
+                }
             };
+            return self.flowcontrol.grpc(call).await;
         }
         let req = req.map(Body::new);
-        crate::http::serve(self.state.clone(), req, user).await
+        let state = self.state.clone();
+        self.flowcontrol
+            .rest(req, user, |req, user| crate::http::serve(state, req, user))
+            .await
     }
 }
 

@@ -92,6 +92,8 @@ enum Ty {
     CronJob,
     EndpointSlice,
     CertificateSigningRequest,
+    /// FlowSchema, PriorityLevelConfiguration: atomic spec lists, conditions by type.
+    FlowControl,
     // Inner structs.
     ObjectMeta,
     PodTemplateSpec,
@@ -175,6 +177,9 @@ fn root(group: &str, kind: &str) -> Option<Ty> {
         ("batch", "CronJob") => Ty::CronJob,
         ("discovery.k8s.io", "EndpointSlice") => Ty::EndpointSlice,
         ("certificates.k8s.io", "CertificateSigningRequest") => Ty::CertificateSigningRequest,
+        ("flowcontrol.apiserver.k8s.io", "FlowSchema" | "PriorityLevelConfiguration") => {
+            Ty::FlowControl
+        }
         _ => return None,
     })
 }
@@ -195,6 +200,7 @@ fn field(ty: Ty, name: &str) -> Option<Node> {
         (Ty::Node, "spec") => Struct(Ty::NodeSpec),
         (Ty::Node, "status") => Struct(Ty::NodeStatus),
         (Ty::Namespace | Ty::PersistentVolumeClaim, "status") => Struct(Ty::ConditionsStatus),
+        (Ty::FlowControl, "status") => Struct(Ty::ConditionsStatus),
         (Ty::ServiceAccount, "secrets") => List(BY_NAME, None),
         (Ty::Deployment | Ty::ReplicaSet | Ty::DaemonSet, "spec") => Struct(Ty::WorkloadSpec),
         (Ty::StatefulSet, "spec") => Struct(Ty::StatefulSetSpec),
@@ -318,6 +324,7 @@ fn is_root(ty: Ty) -> bool {
             | Ty::CronJob
             | Ty::EndpointSlice
             | Ty::CertificateSigningRequest
+            | Ty::FlowControl
     )
 }
 
@@ -496,6 +503,7 @@ mod tests {
         assert!(supports("batch", "CronJob"));
         assert!(supports("coordination.k8s.io", "Lease"));
         assert!(supports("networking.k8s.io", "NetworkPolicy"));
+        assert!(supports("flowcontrol.apiserver.k8s.io", "FlowSchema"));
         assert!(!supports("example.com", "Widget"));
         assert!(!supports("apps", "Pod"));
         assert_eq!(

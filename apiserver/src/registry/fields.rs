@@ -54,6 +54,12 @@ fn typed(group: &str, kind: &str, obj: &Value) -> Option<Result<Value, String>> 
         ("coordination.k8s.io", "Lease") => round_trip::<coordination::v1::Lease>(obj),
         ("discovery.k8s.io", "EndpointSlice") => round_trip::<discovery::v1::EndpointSlice>(obj),
         ("events.k8s.io", "Event") => round_trip::<events::v1::Event>(obj),
+        ("flowcontrol.apiserver.k8s.io", "FlowSchema") => {
+            round_trip::<flowcontrol::v1::FlowSchema>(obj)
+        }
+        ("flowcontrol.apiserver.k8s.io", "PriorityLevelConfiguration") => {
+            round_trip::<flowcontrol::v1::PriorityLevelConfiguration>(obj)
+        }
         ("networking.k8s.io", "NetworkPolicy") => round_trip::<networking::v1::NetworkPolicy>(obj),
         ("rbac.authorization.k8s.io", "Role") => round_trip::<rbac::v1::Role>(obj),
         ("rbac.authorization.k8s.io", "ClusterRole") => round_trip::<rbac::v1::ClusterRole>(obj),

@@ -8,6 +8,7 @@
 mod audit;
 mod encryption;
 mod exec;
+mod flowcontrol;
 mod logs;
 mod networkpolicies;
 mod proxy;

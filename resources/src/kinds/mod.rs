@@ -14,6 +14,7 @@ pub mod endpoints;
 pub mod endpointslices;
 pub mod events;
 pub mod events_v1;
+pub mod flowschemas;
 pub mod jobs;
 pub mod leases;
 pub mod limitranges;
@@ -26,6 +27,7 @@ pub mod poddisruptionbudgets;
 pub mod pods;
 pub mod podtemplates;
 pub mod priorityclasses;
+pub mod prioritylevelconfigurations;
 pub mod rbac;
 pub mod replicasets;
 pub mod replicationcontrollers;
@@ -67,6 +69,8 @@ pub static ALL: &[&ResourceType] = &[
     &poddisruptionbudgets::RESOURCE,
     &networkpolicies::RESOURCE,
     &certificatesigningrequests::RESOURCE,
+    &flowschemas::RESOURCE,
+    &prioritylevelconfigurations::RESOURCE,
     &rbac::CLUSTER_ROLE_BINDINGS,
     &rbac::CLUSTER_ROLES,
     &rbac::ROLE_BINDINGS,
