@@ -3,3 +3,4 @@
 //! module per area.
 
 mod auth;
+mod certificates;
