@@ -172,12 +172,16 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         authorization_mode: vec!["Node".into(), "RBAC".into()],
         anonymous_auth: true,
         admission_control_config_file: None,
-        audit_policy_file: None,
-        audit_log_path: None,
-        audit_log_maxage: 0,
-        audit_log_maxbackup: 0,
-        audit_log_maxsize: 0,
+        // Who did what, with Secrets never logged above Metadata.
+        audit_policy_file: Some(ensure_audit_policy(&args.data_dir)?),
+        audit_log_path: Some(args.data_dir.join("audit.log").display().to_string()),
+        audit_log_maxage: 7,
+        audit_log_maxbackup: 3,
+        audit_log_maxsize: 100,
         audit_log_format: "json".into(),
+        enable_priority_and_fairness: true,
+        max_requests_inflight: 400,
+        max_mutating_requests_inflight: 200,
         encryption_provider_config: Some(ensure_encryption_config(&paths.dir)?),
     };
     // On SIGTERM/SIGINT the control plane stops first, so that the apiserver is not
@@ -334,6 +338,16 @@ struct NodeIdentity {
     dns_kubeconfig: PathBuf,
     name: String,
     ip: std::net::IpAddr,
+}
+
+/// The audit policy `keelson up` installs (kept if an operator edited it).
+fn ensure_audit_policy(data_dir: &Path) -> anyhow::Result<PathBuf> {
+    let path = data_dir.join("audit-policy.yaml");
+    if !path.exists() {
+        std::fs::write(&path, keelson_apiserver::audit::default_policy_yaml())
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(path)
 }
 
 /// The name of the Secrets encryption configuration in the PKI directory.
