@@ -181,7 +181,7 @@ impl RotatingFile {
     /// none older than `max_age`.
     fn prune(&self, now: DateTime<Utc>) {
         let mut backups = backups(&self.path);
-        backups.sort_by(|a, b| b.1.cmp(&a.1));
+        backups.sort_by_key(|b| std::cmp::Reverse(b.1));
         let mut remove = Vec::new();
         if self.max_backups > 0 && backups.len() > self.max_backups {
             remove.extend(backups.split_off(self.max_backups));
