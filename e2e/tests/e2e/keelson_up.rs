@@ -255,6 +255,58 @@ fn keelson_up_runs_services_dns_and_load_balancers_on_one_machine() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&dig.stdout).trim(), cluster_ip);
 
+    // Secrets are ciphertext in etcd; the audit log says who did what, each component
+    // as itself, and keeps Secrets' bodies out.
+    machine.ok(
+        &["create", "secret", "generic", "hush", "--from-literal=word=swordfish"],
+        None,
+    );
+    let stored = host
+        .command("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .args([
+            "--endpoints=http://127.0.0.1:2379",
+            "get",
+            "/registry/secrets/default/hush",
+            "--print-value-only",
+        ])
+        .output()
+        .unwrap();
+    let stored = String::from_utf8_lossy(&stored.stdout);
+    assert!(stored.starts_with("k8s:enc:secretbox:v1:key1:"), "{stored}");
+    assert!(!stored.contains("swordfish") && !stored.contains("c3dvcmRmaXNo"), "{stored}");
+    let audit = std::fs::read_to_string(data.join("audit.log")).expect("the audit log");
+    let events: Vec<serde_json::Value> = audit
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("audit lines are JSON"))
+        .collect();
+    let secret_create = events
+        .iter()
+        .find(|e| {
+            e["verb"] == "create"
+                && e["objectRef"]["resource"] == "secrets"
+                && e["objectRef"]["name"] == "hush"
+        })
+        .unwrap_or_else(|| panic!("no audit event for the Secret's create"));
+    assert_eq!(secret_create["level"], "Metadata", "{secret_create}");
+    assert!(secret_create.get("requestObject").is_none(), "{secret_create}");
+    assert!(!audit.contains("swordfish"));
+    // (user, resource, subresource, verb)
+    for (user, resource, sub, verb) in [
+        ("system:kube-scheduler", "pods", "binding", "create"),
+        ("system:node:machine", "pods", "status", "patch"),
+        ("system:serviceaccount:kube-system:deployment-controller", "replicasets", "", "create"),
+    ] {
+        assert!(
+            events.iter().any(|e| e["user"]["username"] == user
+                && e["verb"] == verb
+                && e["objectRef"]["resource"] == resource
+                && e["objectRef"]["subresource"].as_str().unwrap_or("") == sub
+                && e["responseStatus"]["code"].as_u64().is_some_and(|c| c < 300)),
+            "no successful {verb} of {resource}/{sub} by {user} in the audit log"
+        );
+    }
+
     // Stopping keelson up removes its pods and the proxy's rules and addresses.
     let status = machine.up.terminate(Duration::from_secs(60));
     assert!(
