@@ -354,7 +354,10 @@ async fn flowcontrol_filter(
 }
 
 /// The chain `--authorization-mode` names.
-fn authorizer(modes: &[String], registry: &registry::Registry) -> anyhow::Result<authz::Authorizer> {
+fn authorizer(
+    modes: &[String],
+    registry: &registry::Registry,
+) -> anyhow::Result<authz::Authorizer> {
     let mut chain = Vec::new();
     for m in modes.iter().map(|m| m.trim()).filter(|m| !m.is_empty()) {
         let mode = match m {
@@ -378,7 +381,10 @@ fn authorizer(modes: &[String], registry: &registry::Registry) -> anyhow::Result
         }
         chain.push(mode);
     }
-    anyhow::ensure!(!chain.is_empty(), "--authorization-mode: at least one mode is required");
+    anyhow::ensure!(
+        !chain.is_empty(),
+        "--authorization-mode: at least one mode is required"
+    );
     Ok(authz::Authorizer::new(chain))
 }
 

@@ -77,7 +77,11 @@ fn list_options(q: &Query) -> Result<ListOptions, ApiError> {
     })
 }
 
-fn write_options(q: &Query, headers: &HeaderMap, user: &UserInfo) -> Result<WriteOptions, ApiError> {
+fn write_options(
+    q: &Query,
+    headers: &HeaderMap,
+    user: &UserInfo,
+) -> Result<WriteOptions, ApiError> {
     Ok(WriteOptions {
         dry_run: crate::registry::options::parse_dry_run(&q.all("dryRun"))?,
         field_manager: q.get("fieldManager").to_string(),

@@ -258,7 +258,13 @@ fn keelson_up_runs_services_dns_and_load_balancers_on_one_machine() {
     // Secrets are ciphertext in etcd; the audit log says who did what, each component
     // as itself, and keeps Secrets' bodies out.
     machine.ok(
-        &["create", "secret", "generic", "hush", "--from-literal=word=swordfish"],
+        &[
+            "create",
+            "secret",
+            "generic",
+            "hush",
+            "--from-literal=word=swordfish",
+        ],
         None,
     );
     let stored = host
@@ -274,7 +280,10 @@ fn keelson_up_runs_services_dns_and_load_balancers_on_one_machine() {
         .unwrap();
     let stored = String::from_utf8_lossy(&stored.stdout);
     assert!(stored.starts_with("k8s:enc:secretbox:v1:key1:"), "{stored}");
-    assert!(!stored.contains("swordfish") && !stored.contains("c3dvcmRmaXNo"), "{stored}");
+    assert!(
+        !stored.contains("swordfish") && !stored.contains("c3dvcmRmaXNo"),
+        "{stored}"
+    );
     let audit = std::fs::read_to_string(data.join("audit.log")).expect("the audit log");
     let events: Vec<serde_json::Value> = audit
         .lines()
@@ -289,20 +298,30 @@ fn keelson_up_runs_services_dns_and_load_balancers_on_one_machine() {
         })
         .unwrap_or_else(|| panic!("no audit event for the Secret's create"));
     assert_eq!(secret_create["level"], "Metadata", "{secret_create}");
-    assert!(secret_create.get("requestObject").is_none(), "{secret_create}");
+    assert!(
+        secret_create.get("requestObject").is_none(),
+        "{secret_create}"
+    );
     assert!(!audit.contains("swordfish"));
     // (user, resource, subresource, verb)
     for (user, resource, sub, verb) in [
         ("system:kube-scheduler", "pods", "binding", "create"),
         ("system:node:machine", "pods", "status", "patch"),
-        ("system:serviceaccount:kube-system:deployment-controller", "replicasets", "", "create"),
+        (
+            "system:serviceaccount:kube-system:deployment-controller",
+            "replicasets",
+            "",
+            "create",
+        ),
     ] {
         assert!(
             events.iter().any(|e| e["user"]["username"] == user
                 && e["verb"] == verb
                 && e["objectRef"]["resource"] == resource
                 && e["objectRef"]["subresource"].as_str().unwrap_or("") == sub
-                && e["responseStatus"]["code"].as_u64().is_some_and(|c| c < 300)),
+                && e["responseStatus"]["code"]
+                    .as_u64()
+                    .is_some_and(|c| c < 300)),
             "no successful {verb} of {resource}/{sub} by {user} in the audit log"
         );
     }

@@ -446,7 +446,10 @@ mod tests {
         };
         assert_eq!(out["subjects"].as_array().unwrap().len(), 2);
         existing["roleRef"]["name"] = json!("other");
-        assert_eq!(reconcile_binding(&existing, &wanted), BindingChange::Recreate);
+        assert_eq!(
+            reconcile_binding(&existing, &wanted),
+            BindingChange::Recreate
+        );
     }
 
     #[test]
