@@ -198,8 +198,13 @@ impl NodeCluster {
             ApiserverOptions {
                 bind_address: Some("0.0.0.0".into()),
                 extra_sans: vec![gateway.to_string()],
-                // As keelson up and the documented installs run it.
-                extra_args: vec!["--authorization-mode=Node,RBAC".into()],
+                extra_args: vec![
+                    // As keelson up and the documented installs run it.
+                    "--authorization-mode=Node,RBAC".into(),
+                    // The gateway, which pods reach and the certificate names: the
+                    // `kubernetes` Service's endpoint and the OIDC document's jwks_uri.
+                    format!("--advertise-address={gateway}"),
+                ],
             },
         )?;
         // Every component under its own identity; the admin kubeconfig is the tests'.

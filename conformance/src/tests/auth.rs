@@ -1,9 +1,9 @@
 //! The sig-auth conformance tests (test/e2e/auth/service_accounts.go, subjectreviews.go,
-//! certificates.go). Where upstream runs agnhost, busybox does the same work: a pod's
-//! files are read from its log (upstream uses `kubectl exec`), and the OIDC discovery
-//! check fetches the documents with `wget` in the pod while the runner verifies the
-//! token's signature against the JWKS the pod fetched (agnhost's OIDC library does both
-//! in the pod).
+//! certificates.go). Where upstream runs agnhost, busybox does what it can: a pod's files
+//! are read from its log (upstream uses `kubectl exec`), and for OIDC discovery the pod
+//! checks its token and hands its in-cluster credentials to the runner, which fetches the
+//! documents with them and verifies the signature (busybox `wget` cannot speak TLS to
+//! the apiserver; see `service_account_issuer_discovery`).
 
 use super::Test;
 use crate::framework::*;
@@ -14,6 +14,7 @@ use k8s_openapi::api::certificates::v1::{
     CertificateSigningRequest, CertificateSigningRequestCondition,
 };
 use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
 use k8s_openapi::ByteString;
 use kube::api::{
@@ -205,13 +206,43 @@ async fn opt_out_of_automount(ctx: Ctx) {
         ("pod-service-account-mountsa", "mount", None, true),
         ("pod-service-account-nomountsa", "nomount", None, false),
         // The pod spec wins when opting in...
-        ("pod-service-account-defaultsa-mountspec", "default", Some(true), true),
-        ("pod-service-account-mountsa-mountspec", "mount", Some(true), true),
-        ("pod-service-account-nomountsa-mountspec", "nomount", Some(true), true),
+        (
+            "pod-service-account-defaultsa-mountspec",
+            "default",
+            Some(true),
+            true,
+        ),
+        (
+            "pod-service-account-mountsa-mountspec",
+            "mount",
+            Some(true),
+            true,
+        ),
+        (
+            "pod-service-account-nomountsa-mountspec",
+            "nomount",
+            Some(true),
+            true,
+        ),
         // ...and when opting out.
-        ("pod-service-account-defaultsa-nomountspec", "default", Some(false), false),
-        ("pod-service-account-mountsa-nomountspec", "mount", Some(false), false),
-        ("pod-service-account-nomountsa-nomountspec", "nomount", Some(false), false),
+        (
+            "pod-service-account-defaultsa-nomountspec",
+            "default",
+            Some(false),
+            false,
+        ),
+        (
+            "pod-service-account-mountsa-nomountspec",
+            "mount",
+            Some(false),
+            false,
+        ),
+        (
+            "pod-service-account-nomountsa-nomountspec",
+            "nomount",
+            Some(false),
+            false,
+        ),
     ];
     for (name, sa, automount, want) in cases {
         let mut spec = json!({
@@ -230,8 +261,7 @@ async fn opt_out_of_automount(ctx: Ctx) {
                 .any(|m| m.mount_path == TOKEN_MOUNT)
         });
         assert_eq!(
-            mounted,
-            want,
+            mounted, want,
             "{name}: expected the token volume mount {want}, got {mounted}: {:?}",
             spec.containers[0].volume_mounts
         );
@@ -280,15 +310,12 @@ async fn projected_service_account_token(ctx: Ctx) {
     );
 }
 
-/// What agnhost's `test-service-account-issuer-discovery` checks, in busybox: decode the
-/// projected token, fetch `<iss>/.well-known/openid-configuration` as the in-cluster client
-/// does (the pod's API token; busybox `wget` cannot pin the cluster CA), check its issuer,
-/// fetch its `jwks_uri` and find the token's key. The documents go to the log for the
-/// runner to verify the signature.
+/// The pod's half of agnhost's `test-service-account-issuer-discovery`: decode the projected
+/// token, check its issuer, key id and audience, and hand the token and the in-cluster
+/// credentials (API token, CA) to the runner through the log.
 const OIDC_VALIDATOR: &str = r#"set -e
 tok=$(cat /var/run/secrets/tokens/sa-token)
 echo "OK: Got token"
-echo "token=$tok"
 b64url() { s=$(echo "$1" | tr '_-' '/+'); while [ $(( ${#s} % 4 )) -ne 0 ]; do s="$s="; done; echo "$s" | base64 -d; }
 header=$(b64url "$(echo "$tok" | cut -d. -f1)")
 claims=$(b64url "$(echo "$tok" | cut -d. -f2)")
@@ -297,25 +324,82 @@ kid=$(echo "$header" | sed -n 's/.*"kid":"\([^"]*\)".*/\1/p')
 [ -n "$iss" ] && [ -n "$kid" ] || { echo "FAIL: no iss or kid: $header $claims"; exit 1; }
 echo "OK: got issuer $iss"
 echo "$claims" | grep -qF '"oidc-discovery-test"' || { echo "FAIL: audience: $claims"; exit 1; }
-api=$(cat /var/run/secrets/kubernetes.io/serviceaccount/token)
-fetch() {
-  for i in $(seq 30); do
-    if out=$(wget -qO- --header "Authorization: Bearer $api" "$1" 2>/tmp/err); then echo "$out"; return 0; fi
-    sleep 1
-  done
-  echo "FAIL: GET $1: $(cat /tmp/err)" >&2; return 1
-}
-conf=$(fetch "$iss/.well-known/openid-configuration")
-echo "configuration=$conf"
-echo "$conf" | grep -qF "\"issuer\":\"$iss\"" || { echo "FAIL: the document's issuer is not $iss"; exit 1; }
-echo "OK: Constructed OIDC provider for issuer $iss"
-jwks_uri=$(echo "$conf" | sed -n 's/.*"jwks_uri":"\([^"]*\)".*/\1/p')
-jwks=$(fetch "$jwks_uri")
-echo "jwks=$jwks"
-echo "$jwks" | grep -qF "\"kid\":\"$kid\"" || { echo "FAIL: no key $kid in $jwks_uri"; exit 1; }
-echo "OK: the JWKS has key $kid"
+echo "token=$tok"
+echo "api-token=$(cat /var/run/secrets/kubernetes.io/serviceaccount/token)"
+echo "ca=$(base64 -w0 /var/run/secrets/kubernetes.io/serviceaccount/ca.crt)"
 "#;
 
+/// The DER certificates of a PEM bundle.
+fn pem_certificates(pem: &str) -> Vec<Vec<u8>> {
+    pem.split("-----BEGIN CERTIFICATE-----")
+        .skip(1)
+        .map(|block| {
+            let body = block
+                .split("-----END CERTIFICATE-----")
+                .next()
+                .unwrap_or("");
+            let b64: String = body.split_whitespace().collect();
+            jwt::base64_decode(&b64).unwrap_or_else(|e| panic!("a CA certificate: {e}"))
+        })
+        .collect()
+}
+
+/// GET `url` as agnhost's in-cluster OIDC client does: the pod's API token, the pod's CA
+/// as the only root, the URL's host as the TLS server name. A `kubernetes.default.svc...`
+/// host is reached at the `kubernetes` Service's endpoint (its EndpointSlice), where the
+/// pod's DNS and Service routing would take it.
+async fn in_cluster_get(ctx: &Ctx, url: &str, ca_pem: &str, token: &str) -> String {
+    let uri: http::Uri = url.parse().unwrap_or_else(|e| panic!("{url}: {e}"));
+    let host = uri.host().unwrap_or_else(|| panic!("{url} has no host"));
+    let origin = if host.starts_with("kubernetes.default.svc") {
+        let slices = Api::<EndpointSlice>::namespaced(ctx.client.clone(), "default")
+            .list(&ListParams::default().labels("kubernetes.io/service-name=kubernetes"))
+            .await
+            .unwrap_or_else(|e| panic!("the kubernetes Service's EndpointSlices: {e}"));
+        let slice = slices
+            .items
+            .first()
+            .expect("an EndpointSlice of the kubernetes Service");
+        let address = slice
+            .endpoints
+            .first()
+            .and_then(|e| e.addresses.first())
+            .expect("an endpoint of the kubernetes Service");
+        let port = slice
+            .ports
+            .iter()
+            .flatten()
+            .find_map(|p| p.port)
+            .expect("the kubernetes Service's port");
+        let address = if address.contains(':') {
+            format!("[{address}]")
+        } else {
+            address.clone()
+        };
+        format!("https://{address}:{port}")
+    } else {
+        format!("https://{}", uri.authority().expect("an authority"))
+    };
+    let mut config = kube::Config::new(origin.parse().expect("origin"));
+    config.root_cert = Some(pem_certificates(ca_pem));
+    config.tls_server_name = Some(host.to_string());
+    let client = kube::Client::try_from(config).unwrap_or_else(|e| panic!("a client: {e}"));
+    let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let req = http::Request::get(path)
+        .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
+        .body(Vec::new())
+        .unwrap();
+    client
+        .request_text(req)
+        .await
+        .unwrap_or_else(|e| panic!("GET {url} (at {origin}): {e}"))
+}
+
+/// Upstream's agnhost pod fetches the discovery documents itself; the busybox image's
+/// `wget` cannot (its TLS sends no signature_algorithms, so a TLS 1.2 server may only sign
+/// with SHA-1, which rustls and OpenSSL refuse). So the pod checks and hands over its
+/// token and in-cluster credentials, and the runner makes the in-cluster client's requests
+/// with them and verifies the signature, as go-oidc does.
 async fn service_account_issuer_discovery(ctx: Ctx) {
     // Let the pod's service account read the discovery documents, as upstream does (the
     // default binding for system:serviceaccounts would do too).
@@ -354,7 +438,6 @@ async fn service_account_issuer_discovery(ctx: Ctx) {
     );
     let (ok, log) = ctx.run_to_end(pod, name).await;
     assert!(ok, "the validator pod failed; its log:\n{log}");
-
     let values = log_values(&log);
     let value = |k: &str| -> &str {
         values
@@ -363,13 +446,27 @@ async fn service_account_issuer_discovery(ctx: Ctx) {
             .unwrap_or_else(|| panic!("no {k} in the log:\n{log}"))
     };
     let token = value("token");
-    let json_of = |k: &str| -> Value {
-        serde_json::from_str(value(k)).unwrap_or_else(|e| panic!("{k} is not JSON: {e}"))
-    };
-    let (configuration, jwks) = (json_of("configuration"), json_of("jwks"));
+    let ca = String::from_utf8(jwt::base64_decode(value("ca")).expect("ca")).expect("ca");
+    let api_token = value("api-token");
+
+    let (header, claims) = jwt::unverified_parts(token).unwrap_or_else(|e| panic!("{e}"));
+    let issuer = claims["iss"].as_str().expect("iss").to_string();
+    let text = in_cluster_get(
+        &ctx,
+        &format!("{issuer}/.well-known/openid-configuration"),
+        &ca,
+        api_token,
+    )
+    .await;
+    let configuration: Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    assert_eq!(configuration["issuer"], issuer, "{configuration}");
+    let jwks_uri = configuration["jwks_uri"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no jwks_uri: {configuration}"));
+    let text = in_cluster_get(&ctx, jwks_uri, &ca, api_token).await;
+    let jwks: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
     jwt::verify(token, &jwks).unwrap_or_else(|e| panic!("{e}; JWKS: {jwks}"));
-    let (header, claims) = jwt::unverified_parts(token).unwrap();
-    assert_eq!(claims["iss"], configuration["issuer"], "{configuration}");
     assert!(
         claims["aud"]
             .as_array()
@@ -485,7 +582,8 @@ async fn subject_review_api_operations(ctx: Ctx) {
         format!("system:serviceaccounts:{ns}"),
     ];
     let uid = sa.uid().expect("the serviceaccount's uid");
-    let attributes = json!({"verb": "list", "resource": "configmaps", "namespace": ns, "version": "v1"});
+    let attributes =
+        json!({"verb": "list", "resource": "configmaps", "namespace": ns, "version": "v1"});
 
     let sar: SubjectAccessReview = obj(json!({"spec": {
         "resourceAttributes": attributes, "user": username, "groups": groups, "uid": uid,
@@ -570,7 +668,11 @@ ZS5jb20wCgYIKoZIzj0EAwIDRwAwRAIgEPH80ozPegfvTRMCjo29mTqAItdBLFO6
 
 const CSR_GROUP: &str = "certificates.k8s.io";
 
-fn csr_condition(type_: &str, reason: &str, message: Option<&str>) -> CertificateSigningRequestCondition {
+fn csr_condition(
+    type_: &str,
+    reason: &str,
+    message: Option<&str>,
+) -> CertificateSigningRequestCondition {
     CertificateSigningRequestCondition {
         type_: type_.into(),
         status: "True".into(),
@@ -672,13 +774,19 @@ async fn csr_api_operations(ctx: Ctx) {
         )
         .await
         .expect("patch");
-    assert_eq!(patched.annotations().get("patched").map(String::as_str), Some("true"));
+    assert_eq!(
+        patched.annotations().get("patched").map(String::as_str),
+        Some("true")
+    );
     let mut to_update = patched.clone();
     to_update
         .annotations_mut()
         .insert("updated".into(), "true".into());
     let updated = api.replace(&name, &pp(), &to_update).await.expect("update");
-    assert_eq!(updated.annotations().get("updated").map(String::as_str), Some("true"));
+    assert_eq!(
+        updated.annotations().get("updated").map(String::as_str),
+        Some("true")
+    );
     loop {
         match w.next(FOREVER).await {
             WatchEvent::Modified(csr) => {
@@ -696,7 +804,11 @@ async fn csr_api_operations(ctx: Ctx) {
         let got = get_raw(&ctx, format!("{base}/{sub}")).await;
         assert_eq!(got["apiVersion"], "certificates.k8s.io/v1", "{sub}: {got}");
         assert_eq!(got["kind"], "CertificateSigningRequest", "{sub}: {got}");
-        assert_eq!(got["metadata"]["uid"].as_str(), created.uid().as_deref(), "{sub}");
+        assert_eq!(
+            got["metadata"]["uid"].as_str(),
+            created.uid().as_deref(),
+            "{sub}"
+        );
     }
     let patched = api
         .patch_subresource(
@@ -718,7 +830,10 @@ async fn csr_api_operations(ctx: Ctx) {
     assert_eq!(conditions.len(), 1, "{conditions:?}");
     assert_eq!(conditions[0].type_, "ApprovalPatch");
     assert_eq!(
-        patched.annotations().get("patchedapproval").map(String::as_str),
+        patched
+            .annotations()
+            .get("patchedapproval")
+            .map(String::as_str),
         Some("true")
     );
     let mut to_approve = patched.clone();
@@ -727,14 +842,13 @@ async fn csr_api_operations(ctx: Ctx) {
         .get_or_insert_with(Default::default)
         .conditions
         .get_or_insert_with(Vec::new)
-        .push(csr_condition("Approved", "E2E", Some("Set from an e2e test")));
+        .push(csr_condition(
+            "Approved",
+            "E2E",
+            Some("Set from an e2e test"),
+        ));
     let approved = api
-        .replace_subresource(
-            "approval",
-            &name,
-            &pp(),
-            &to_approve,
-        )
+        .replace_subresource("approval", &name, &pp(), &to_approve)
         .await
         .expect("update /approval");
     let conditions = approved
@@ -764,7 +878,10 @@ async fn csr_api_operations(ctx: Ctx) {
         "patched object should have the applied certificate"
     );
     assert_eq!(
-        patched.annotations().get("patchedstatus").map(String::as_str),
+        patched
+            .annotations()
+            .get("patchedstatus")
+            .map(String::as_str),
         Some("true")
     );
     let mut to_update = patched.clone();
@@ -773,7 +890,11 @@ async fn csr_api_operations(ctx: Ctx) {
         .get_or_insert_with(Default::default)
         .conditions
         .get_or_insert_with(Vec::new);
-    conditions.push(csr_condition("StatusUpdate", "E2E", Some("Set from an e2e test")));
+    conditions.push(csr_condition(
+        "StatusUpdate",
+        "E2E",
+        Some("Set from an e2e test"),
+    ));
     let want = conditions.len();
     let updated = api
         .replace_status(&name, &pp(), &to_update)
@@ -785,7 +906,10 @@ async fn csr_api_operations(ctx: Ctx) {
         .and_then(|s| s.conditions.clone())
         .unwrap_or_default();
     assert_eq!(conditions.len(), want, "{conditions:?}");
-    assert_eq!(conditions.last().map(|c| c.type_.as_str()), Some("StatusUpdate"));
+    assert_eq!(
+        conditions.last().map(|c| c.type_.as_str()),
+        Some("StatusUpdate")
+    );
 
     // delete, deletecollection.
     api.delete(&name, &DeleteParams::default())

@@ -6,7 +6,10 @@ use std::process::Command;
 
 /// Tests that cannot pass on this cluster yet, each with the reason (see
 /// docs/conformance.md).
-const SKIPPED: &[&str] = &[];
+const SKIPPED: &[&str] = &[
+    // The CSR kind answers no `spec.signerName` field selector yet, which the test lists by.
+    "[sig-auth] Certificates API [Privileged:ClusterAdmin] should support CSR API operations [Conformance]",
+];
 
 #[test]
 fn conformance_runner_passes_against_two_real_nodes() {

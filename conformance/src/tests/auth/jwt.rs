@@ -65,7 +65,10 @@ pub fn verify(token: &str, jwks: &Value) -> Result<(), String> {
     let sig = base64_decode(sig)?;
     let (scheme, public_key, signature) = match (alg, jwk["kty"].as_str()) {
         ("RS256", Some("RSA")) => {
-            let key = der(0x30, &[der_uint(&field("n")?), der_uint(&field("e")?)].concat());
+            let key = der(
+                0x30,
+                &[der_uint(&field("n")?), der_uint(&field("e")?)].concat(),
+            );
             (SignatureScheme::RSA_PKCS1_SHA256, key, sig)
         }
         ("ES256" | "ES384", Some("EC")) => {
@@ -141,7 +144,10 @@ mod tests {
     fn base64_in_both_alphabets() {
         assert_eq!(base64_decode("aGVsbG8=").unwrap(), b"hello");
         assert_eq!(base64_decode("aGVsbG8").unwrap(), b"hello");
-        assert_eq!(base64_decode("-_8").unwrap(), base64_decode("+/8=").unwrap());
+        assert_eq!(
+            base64_decode("-_8").unwrap(),
+            base64_decode("+/8=").unwrap()
+        );
         assert!(base64_decode("a b").is_err());
     }
 
