@@ -10,7 +10,7 @@ use crate::authz::follow::Sink;
 use crate::registry::{Registry, UserInfo, WriteOptions};
 use keelson_resources::kinds::flowschemas;
 use serde_json::{json, Value};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 
 pub const SCHEMA_PREFIX: &str = "/registry/flowcontrol.apiserver.k8s.io/flowschemas/";
@@ -211,6 +211,8 @@ pub struct ConfigSink {
     pub current: RwLock<Arc<Config>>,
     /// Writes schemas' `Dangling` conditions; `None` in tests.
     registry: Option<Registry>,
+    /// Schemas whose condition is being written: one write at a time each.
+    writing: Arc<Mutex<HashSet<String>>>,
 }
 
 impl ConfigSink {
@@ -224,6 +226,7 @@ impl ConfigSink {
             objects: Mutex::new(BTreeMap::new()),
             current: RwLock::new(Arc::new(build(server, &initial, None))),
             registry,
+            writing: Arc::default(),
         }
     }
 
@@ -252,12 +255,15 @@ impl ConfigSink {
             .collect();
         for o in objects.iter().filter(|o| o["kind"] == "FlowSchema") {
             if let Some(updated) = dangling_update(o, &levels) {
-                let registry = registry.clone();
+                let name = updated["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string();
+                if !self.writing.lock().expect("writing").insert(name.clone()) {
+                    continue;
+                }
+                let (registry, writing) = (registry.clone(), self.writing.clone());
                 tokio::spawn(async move {
-                    let name = updated["metadata"]["name"]
-                        .as_str()
-                        .unwrap_or("")
-                        .to_string();
                     let opts = WriteOptions {
                         field_manager: "api-priority-and-fairness-config-consumer-v1".into(),
                         user: UserInfo::apiserver(),
@@ -270,6 +276,7 @@ impl ConfigSink {
                     {
                         tracing::debug!(%name, error = %e, "writing a FlowSchema's Dangling condition");
                     }
+                    writing.lock().expect("writing").remove(&name);
                 });
             }
         }
