@@ -5,7 +5,7 @@
 //! - the requester (`spec.username`, `uid`, `groups`) is the authenticated user, never
 //!   the body (Kubernetes' `csrStrategy.PrepareForCreate`);
 //! - `/status` keeps the Approved and Denied conditions, `/approval` keeps the
-//!   certificate and every other condition (the status and approval strategies);
+//!   certificate and the Failed condition (the status and approval strategies);
 //! - admission as Kubernetes' plugins: `CertificateApproval` (an approver needs
 //!   `approve` on `signers` named the signerName, or `<domain>/*`), `CertificateSigning`
 //!   (`sign` to write a certificate), `CertificateSubjectRestriction` (no
@@ -61,6 +61,10 @@ fn is_approval(c: &Value) -> bool {
     )
 }
 
+fn is_failed(c: &Value) -> bool {
+    c.get("type").and_then(Value::as_str) == Some("Failed")
+}
+
 /// What `/status` and `/approval` may change, applied to the merged object (`new` has
 /// the old metadata and spec and the sent status), and the conditions' timestamps.
 pub fn prepare_update(rt: &ResourceType, subresource: &str, new: &mut Value, old: &Value) {
@@ -84,11 +88,12 @@ pub fn prepare_update(rt: &ResourceType, subresource: &str, new: &mut Value, old
             .filter(|c| !is_approval(c))
             .chain(old_conditions.iter().filter(|c| is_approval(c)).cloned())
             .collect(),
-        // The approver changes only Approved and Denied.
+        // The approver's conditions are what it sends, except Failed, which is the
+        // signer's (Kubernetes' approval strategy preserves only Failed).
         "approval" => sent
             .into_iter()
-            .filter(is_approval)
-            .chain(old_conditions.iter().filter(|c| !is_approval(c)).cloned())
+            .filter(|c| !is_failed(c))
+            .chain(old_conditions.iter().filter(|c| is_failed(c)).cloned())
             .collect(),
         _ => sent,
     };

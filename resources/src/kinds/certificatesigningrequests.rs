@@ -141,6 +141,19 @@ fn request_problem(b64: &str) -> Option<String> {
 }
 
 impl Strategy for CertificateSigningRequests {
+    /// Kubernetes' CSR field selector (kubectl and the conformance test list by signer).
+    fn selectable_fields(&self, obj: &Value) -> Vec<(&'static str, String)> {
+        let signer = obj
+            .pointer("/spec/signerName")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        vec![("spec.signerName", signer.to_string())]
+    }
+
+    fn selectable_field_names(&self) -> &'static [&'static str] {
+        &["spec.signerName"]
+    }
+
     /// Kubernetes does not care what requests are called; a name is still a URL segment.
     fn validate_name(&self, name: &str) -> Vec<String> {
         validation::path_segment_name(name)
