@@ -5,6 +5,7 @@
 //! `cargo build --release --workspace --bins && ./target/release/keelson-bench`
 
 mod client;
+mod fairness;
 mod net;
 mod node;
 mod scheduler;
@@ -49,6 +50,9 @@ enum Command {
     Dns(net::DnsArgs),
     /// Request latency through a ClusterIP beside straight to the pod IP (two nodes).
     ServiceLatency(net::LatencyArgs),
+    /// API Priority and Fairness: Lease renewals and admin gets under a flood of lists,
+    /// APF on and off.
+    Fairness(fairness::FairnessArgs),
     /// (internal) the rules part of `proxy`, run inside a scratch network namespace.
     #[command(hide = true)]
     ProxyRules(net::ProxyArgs),
@@ -325,6 +329,7 @@ async fn main() -> anyhow::Result<()> {
         Some(Command::Proxy(a)) => return net::run_proxy(a).await,
         Some(Command::Dns(a)) => return net::run_dns(a).await,
         Some(Command::ServiceLatency(a)) => return net::run_service_latency(a).await,
+        Some(Command::Fairness(a)) => return fairness::run(a).await,
         Some(Command::ProxyRules(a)) => return net::proxy_rules(a).await,
         Some(Command::TcpLatency(a)) => return net::tcp_latency(a),
         None => {}
