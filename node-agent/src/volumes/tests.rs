@@ -273,10 +273,13 @@ async fn refresh_follows_sources_and_rotates_tokens() {
     assert_eq!(old_file, "v1");
 
     // The 1-second token is past 80% of its life after a second: a new one is fetched.
-    assert_eq!(fs::read_to_string(t.join("token")).unwrap(), "token-1");
+    // (On a loaded machine the refresh above may already have rotated it once.)
+    let before = fs::read_to_string(t.join("token")).unwrap();
+    assert!(before == "token-1" || before == "token-2", "{before}");
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     mgr.refresh(&p, &src).await.unwrap();
-    assert_eq!(fs::read_to_string(t.join("token")).unwrap(), "token-2");
+    let after = fs::read_to_string(t.join("token")).unwrap();
+    assert!(after.starts_with("token-") && after != before, "{before} -> {after}");
     mgr.teardown(&uid(&p)).unwrap();
 }
 

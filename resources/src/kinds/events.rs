@@ -332,7 +332,10 @@ mod tests {
             .collect();
         assert_eq!(
             fields,
+            // An empty controller is required, and (as Go's IsQualifiedName says of an
+            // empty name) neither non-empty nor of the right form.
             vec![
+                "reportingController",
                 "reportingController",
                 "reportingController",
                 "reportingInstance",
