@@ -279,7 +279,10 @@ async fn refresh_follows_sources_and_rotates_tokens() {
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     mgr.refresh(&p, &src).await.unwrap();
     let after = fs::read_to_string(t.join("token")).unwrap();
-    assert!(after.starts_with("token-") && after != before, "{before} -> {after}");
+    assert!(
+        after.starts_with("token-") && after != before,
+        "{before} -> {after}"
+    );
     mgr.teardown(&uid(&p)).unwrap();
 }
 
