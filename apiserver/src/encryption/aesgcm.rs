@@ -90,13 +90,7 @@ impl Cipher for Gcm {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn hex(s: &str) -> Vec<u8> {
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
-    }
+    use crate::encryption::test_hex as hex;
 
     #[test]
     fn round_trips_and_binds_the_key_path() {

@@ -462,13 +462,7 @@ fn cache_key(o: &EncryptedObject) -> [u8; 32] {
 mod tests {
     use super::*;
     use crate::encryption::kms_plugin::TestKms;
-
-    fn hex(s: &str) -> Vec<u8> {
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
-    }
+    use crate::encryption::test_hex as hex;
 
     /// Made with Python (`cryptography`'s HKDFExpand and AESGCM, the protobuf by hand):
     /// kube-apiserver's KMS v2 envelope around a known seed.
