@@ -75,6 +75,18 @@ pub struct ControllerManagerOptions {
     /// for less).
     #[arg(long = "cluster-signing-duration", default_value = "8760h", value_parser = duration::parse)]
     pub cluster_signing_duration: Duration,
+    /// Let csrapproving approve `kubernetes.io/kubelet-serving` requests whose names
+    /// are all addresses of the requesting node's Node (Kubernetes has no such
+    /// approver: without it an operator approves them).
+    #[arg(
+        long = "approve-kubelet-serving-certificates",
+        default_value_t = false,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
+    pub approve_kubelet_serving_certificates: bool,
     /// Workers per controller.
     #[arg(long = "concurrent-syncs", default_value_t = 5)]
     pub concurrent_syncs: usize,

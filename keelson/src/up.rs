@@ -163,7 +163,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         service_account_jwks_uri: None,
         kubelet_client_certificate: Some(paths.apiserver_kubelet_client_cert.clone()),
         kubelet_client_key: Some(paths.apiserver_kubelet_client_key.clone()),
-        kubelet_certificate_authority: None,
+        // The agent's serving certificates come from the cluster CA: its first from
+        // `issue_node_credentials`, then the ones it requests.
+        kubelet_certificate_authority: Some(paths.ca_cert.clone()),
         kubelet_preferred_address_types: vec![
             "InternalIP".into(),
             "ExternalIP".into(),
@@ -240,6 +242,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             cluster_cidr: args.cluster_cidr.clone(),
             service_lb_pool: args.service_lb_pool.clone(),
             use_service_account_credentials: true,
+            // The node agent's serving certificate requests name its Node's addresses.
+            approve_kubelet_serving_certificates: true,
             ..Default::default()
         },
     ));
@@ -303,6 +307,7 @@ fn node_agent_options(
         // up kubelets.
         authentication_token_webhook: true,
         rotate_certificates: true,
+        rotate_server_certificates: true,
         authorization_mode: keelson_node_agent::options::AuthorizationMode::Webhook,
         cluster_dns: if args.disable_dns {
             Vec::new()
@@ -437,7 +442,7 @@ async fn run_dns(opts: keelson_dns::DnsOptions) {
 async fn run_node_agent(opts: keelson_node_agent::NodeAgentOptions) {
     let result = async {
         let kubeconfig = opts.kubeconfig.clone().context("node kubeconfig")?;
-        let client = keelson_node_agent::certificates::client_for(&kubeconfig, &opts)?;
+        let client = keelson_node_agent::certificates::client::client_for(&kubeconfig, &opts)?;
         keelson_node_agent::run(client, opts, std::future::pending()).await
     }
     .await;

@@ -103,7 +103,23 @@ pub async fn run(
     );
     agent.probes.set_recorder(agent.recorder.clone());
     let workers = pods::PodWorkers::new(agent.clone());
-    let tls = server::tls_config(&agent)?;
+    let (cert_file, key_file) = server::static_certificate(&agent)?;
+    let (cert_pem, key_pem) = (std::fs::read(&cert_file)?, std::fs::read(&key_file)?);
+    let (addresses_tx, addresses_rx) = tokio::sync::watch::channel(Vec::new());
+    let serving = if opts.rotate_server_certificates {
+        Some(Arc::new(certificates::serving::ServingCertificate::load(
+            &opts.root_dir.join("pki"),
+            &node_name,
+            (&cert_pem, &key_pem),
+        )?))
+    } else {
+        None
+    };
+    let presented: Arc<dyn rustls::server::ResolvesServerCert> = match &serving {
+        Some(s) => s.current(),
+        None => Arc::new(certificates::CurrentCertificate::new(&cert_pem, &key_pem)?),
+    };
+    let tls = server::tls_config(&opts, presented)?;
     let listener = tokio::net::TcpListener::bind((opts.address, opts.port))
         .await
         .map_err(|e| anyhow::anyhow!("listening on {}:{}: {e}", opts.address, opts.port))?;
@@ -120,7 +136,11 @@ pub async fn run(
             runtime,
         },
         registered_tx,
+        addresses_tx,
     ));
+    if let Some(serving) = serving {
+        tasks.spawn(serving.run(client.clone(), addresses_rx));
+    }
     if !opts.cni_conf_dir.as_os_str().is_empty() {
         tasks.spawn(cni::run(
             client.clone(),

@@ -22,6 +22,6 @@ async fn main() -> anyhow::Result<()> {
         .kubeconfig
         .clone()
         .ok_or_else(|| anyhow::anyhow!("--kubeconfig is required"))?;
-    let client = keelson_node_agent::certificates::client_for(&kubeconfig, &cli.opts)?;
+    let client = keelson_node_agent::certificates::client::client_for(&kubeconfig, &cli.opts)?;
     keelson_node_agent::run(client, cli.opts, keelson_component::shutdown_signal()).await
 }

@@ -397,10 +397,13 @@ fn essence(s: &NodeStatus) -> serde_json::Value {
 }
 
 /// Registers the Node, then keeps its status and Lease fresh. Runs until aborted.
+/// `addresses` gets the Node's `status.addresses` as the API holds them, whenever they
+/// change (the serving certificate names them).
 pub async fn run(
     client: Client,
     maker: NodeStatusMaker,
     registered: tokio::sync::oneshot::Sender<()>,
+    addresses: tokio::sync::watch::Sender<Vec<NodeAddress>>,
 ) {
     let api: Api<Node> = Api::all(client.clone());
     let mut registered = Some(registered);
@@ -420,6 +423,12 @@ pub async fn run(
                 match sync_status(&api, &maker, &mut last_written).await {
                     Ok(node) => {
                         lease.owner_uid = node.metadata.uid.clone();
+                        let now = node.status.as_ref().and_then(|s| s.addresses.clone()).unwrap_or_default();
+                        addresses.send_if_modified(|known| {
+                            let changed = *known != now;
+                            *known = now;
+                            changed
+                        });
                         if let Some(tx) = registered.take() {
                             let _ = tx.send(());
                             tracing::info!(node = %maker.name, "node registered");

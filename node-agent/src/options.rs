@@ -22,6 +22,13 @@ pub struct NodeAgentOptions {
     #[arg(long = "rotate-certificates", default_value_t = false, num_args = 0..=1,
           require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub rotate_certificates: bool,
+    /// Serve the agent's API with a certificate requested from
+    /// `kubernetes.io/kubelet-serving` for the Node's addresses, renewed before it
+    /// expires (see `certificates::serving`); until the first is issued, with
+    /// `--tls-cert-file` or the self-signed one.
+    #[arg(long = "rotate-server-certificates", default_value_t = false, num_args = 0..=1,
+          require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub rotate_server_certificates: bool,
     /// The Node's name (default: the host name, lower-cased).
     #[arg(long = "hostname-override")]
     pub hostname_override: Option<String>,
@@ -56,7 +63,8 @@ pub struct NodeAgentOptions {
     #[arg(long, default_value = "0.0.0.0")]
     pub address: IpAddr,
     /// Serving certificate of the agent's API (default: one made at start, signed by
-    /// nobody; the apiserver does not verify it unless told to).
+    /// nobody; the apiserver does not verify it unless told to). With
+    /// `--rotate-server-certificates`, served only until an issued one replaces it.
     #[arg(long = "tls-cert-file")]
     pub tls_cert_file: Option<PathBuf>,
     #[arg(long = "tls-private-key-file")]
@@ -224,6 +232,7 @@ mod tests {
         assert_eq!(o.pod_infra_container_image, DEFAULT_PAUSE_IMAGE);
         assert!(!o.authentication_token_webhook);
         assert!(!o.anonymous_auth);
+        assert!(!o.rotate_server_certificates);
         assert_eq!(o.authorization_mode, AuthorizationMode::AlwaysAllow);
         assert_eq!(
             o.authentication_token_webhook_cache_ttl,

@@ -10,7 +10,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -76,22 +76,32 @@ fn flag(q: &[(String, String)], names: &[&str]) -> bool {
         .any(|(k, v)| names.contains(&k.as_str()) && matches!(v.as_str(), "1" | "true" | "True"))
 }
 
-/// A TLS server config from the given files, or from a self-signed certificate for
-/// the node's name and IP (as the kubelet makes one when given none).
-pub fn tls_config(agent: &Agent) -> anyhow::Result<rustls::ServerConfig> {
-    let opts = &agent.opts;
-    let (cert, key) = match (&opts.tls_cert_file, &opts.tls_private_key_file) {
-        (Some(c), Some(k)) => (c.clone(), k.clone()),
-        (None, None) => self_signed(agent)?,
+/// The certificate (and key) files the agent serves when it rotates none, and until
+/// the first rotated one: `--tls-cert-file`/`--tls-private-key-file`, or a self-signed
+/// certificate for the node's name and IP (as the kubelet makes one when given none).
+pub fn static_certificate(agent: &Agent) -> anyhow::Result<(PathBuf, PathBuf)> {
+    match (&agent.opts.tls_cert_file, &agent.opts.tls_private_key_file) {
+        (Some(c), Some(k)) => Ok((c.clone(), k.clone())),
+        (None, None) => self_signed(agent),
         _ => anyhow::bail!("--tls-cert-file and --tls-private-key-file go together"),
-    };
-    let mut config = keelson_pki::server_config(&cert, &key, opts.client_ca_file.as_deref())?;
+    }
+}
+
+/// A TLS server config presenting what `certificate` holds at each handshake (so a
+/// rotated certificate is served without a new listener), verifying client
+/// certificates against `--client-ca-file`.
+pub fn tls_config(
+    opts: &crate::NodeAgentOptions,
+    certificate: Arc<dyn rustls::server::ResolvesServerCert>,
+) -> anyhow::Result<rustls::ServerConfig> {
+    let mut config =
+        keelson_pki::server_config_with_resolver(certificate, opts.client_ca_file.as_deref())?;
     // Streams (exec, attach, port-forward) are HTTP/1.1 upgrades.
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
 }
 
-fn self_signed(agent: &Agent) -> anyhow::Result<(std::path::PathBuf, std::path::PathBuf)> {
+fn self_signed(agent: &Agent) -> anyhow::Result<(PathBuf, PathBuf)> {
     let dir = agent.opts.root_dir.join("pki");
     std::fs::create_dir_all(&dir)?;
     let cert_path = dir.join("kubelet.crt");

@@ -40,7 +40,9 @@ pub use pki::{
     cert_sans, ensure_pki, identity_from_cert_der, issue_client_cert, CertPaths, PkiOptions,
     PkiPaths, SanEntry, DEFAULT_SERVICE_CIDR,
 };
-pub use tls::{client_config, client_config_for, peer_identity, server_config};
+pub use tls::{
+    client_config, client_config_for, peer_identity, server_config, server_config_with_resolver,
+};
 pub use token::{TokenEntry, TokenFile};
 
 /// An authenticated user: from a client certificate (CN = user, O = groups) or a static token.

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context as _};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::ResolvesServerCert;
 use rustls::sign::{CertifiedKey, SingleCertAndKey};
 use rustls::{ClientConfig, RootCertStore, ServerConfig, ServerConnection};
 use x509_parser::prelude::{FromDer, X509Certificate};
@@ -29,10 +30,38 @@ pub fn server_config(
 ) -> anyhow::Result<ServerConfig> {
     let chain = load_certs(cert_path)?;
     let key = load_private_key(key_path)?;
+    let mut config = server_builder(client_ca_path)?
+        .with_single_cert(chain, key)
+        .with_context(|| {
+            format!(
+                "serving certificate {} with key {}",
+                cert_path.display(),
+                key_path.display()
+            )
+        })?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// [`server_config`] for a certificate that may change while the server runs: every
+/// handshake asks `resolver` (a node agent's rotated serving certificate).
+pub fn server_config_with_resolver(
+    resolver: Arc<dyn ResolvesServerCert>,
+    client_ca_path: Option<&Path>,
+) -> anyhow::Result<ServerConfig> {
+    let mut config = server_builder(client_ca_path)?.with_cert_resolver(resolver);
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// The protocol versions and client verification every server config shares.
+fn server_builder(
+    client_ca_path: Option<&Path>,
+) -> anyhow::Result<rustls::ConfigBuilder<ServerConfig, rustls::server::WantsServerCert>> {
     let builder = ServerConfig::builder_with_provider(crate::provider())
         .with_safe_default_protocol_versions()
         .context("TLS protocol versions")?;
-    let builder = match client_ca_path {
+    Ok(match client_ca_path {
         Some(ca) => {
             let pem = std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?;
             let verifier = ClientCaVerifier::from_pem(&pem)
@@ -40,16 +69,7 @@ pub fn server_config(
             builder.with_client_cert_verifier(Arc::new(verifier))
         }
         None => builder.with_no_client_auth(),
-    };
-    let mut config = builder.with_single_cert(chain, key).with_context(|| {
-        format!(
-            "serving certificate {} with key {}",
-            cert_path.display(),
-            key_path.display()
-        )
-    })?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(config)
+    })
 }
 
 /// The identity of the client certificate a TLS connection presented (verified by the config

@@ -102,10 +102,10 @@ async fn a_short_lived_client_certificate_is_replaced_before_it_expires() {
     let (from, to) = keelson_pki::csr::validity(short.as_bytes()).unwrap();
     assert!(certificates::rotation_deadline(from, to) <= SystemTime::now());
 
-    let (client, current) = certificates::rotating_client(&kubeconfig).unwrap();
+    let (client, current) = certificates::client::rotating_client(&kubeconfig).unwrap();
     assert_eq!(whoami(&client).await, user);
     let started = Instant::now();
-    let rotation = tokio::spawn(certificates::run(
+    let rotation = tokio::spawn(certificates::client::run(
         client.clone(),
         NODE.into(),
         kubeconfig.clone(),
@@ -135,7 +135,7 @@ async fn a_short_lived_client_certificate_is_replaced_before_it_expires() {
     assert_eq!(list.items.len(), 1);
     let csr = &list.items[0];
     assert_eq!(csr.spec.username.as_deref(), Some(user.as_str()));
-    assert_eq!(csr.spec.signer_name, certificates::SIGNER);
+    assert_eq!(csr.spec.signer_name, certificates::client::SIGNER);
     let approved = &csr.status.as_ref().unwrap().conditions.as_ref().unwrap()[0];
     assert_eq!(
         (approved.type_.as_str(), approved.reason.as_deref()),

@@ -4,3 +4,4 @@
 
 mod auth;
 mod certificates;
+mod serving;

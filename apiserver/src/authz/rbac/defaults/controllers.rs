@@ -55,11 +55,17 @@ pub static ROLES: &[DefaultRole] = &[
                     "certificatesigningrequests/status",
                 ],
             ),
+            // Kubernetes' role names only kube-apiserver-client-kubelet; Keelson's
+            // csrapproving may also approve kubelet-serving requests, when the
+            // controller-manager runs with --approve-kubelet-serving-certificates.
             named(
                 &["approve"],
                 &["certificates.k8s.io"],
                 &["signers"],
-                &["kubernetes.io/kube-apiserver-client-kubelet"],
+                &[
+                    "kubernetes.io/kube-apiserver-client-kubelet",
+                    "kubernetes.io/kubelet-serving",
+                ],
             ),
             named(
                 &["sign"],
