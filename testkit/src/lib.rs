@@ -307,6 +307,9 @@ pub struct ApiserverOptions {
     pub bind_address: Option<String>,
     /// Extra names and addresses in the serving certificate.
     pub extra_sans: Vec<String>,
+    /// `--kubelet-certificate-authority` with the cluster CA: node agents' serving
+    /// certificates are verified (they must chain to it and name the address used).
+    pub verify_kubelets: bool,
 }
 
 /// A keelson-apiserver process.
@@ -422,6 +425,12 @@ impl Cluster {
                 "--kubelet-client-key={}",
                 self.pki.apiserver_kubelet_client_key.display()
             ))
+            .args(self.opts.verify_kubelets.then(|| {
+                format!(
+                    "--kubelet-certificate-authority={}",
+                    self.pki.ca_cert.display()
+                )
+            }))
             .args(&self.opts.extra_args)
             .env(
                 "RUST_LOG",

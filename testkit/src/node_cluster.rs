@@ -205,6 +205,9 @@ impl NodeCluster {
                     // `kubernetes` Service's endpoint and the OIDC document's jwks_uri.
                     format!("--advertise-address={gateway}"),
                 ],
+                // The agents serve certificates from the cluster CA (their first from
+                // issue_node_credentials, then ones they requested): verified.
+                verify_kubelets: true,
             },
         )?;
         // Every component under its own identity; the admin kubeconfig is the tests'.
@@ -237,6 +240,17 @@ impl NodeCluster {
                     "--service-account-private-key-file={}",
                     cluster.pki.sa_key.display()
                 ),
+                // The agents' serving certificate requests, signed by the cluster CA
+                // and approved when their names are the Node's addresses.
+                format!(
+                    "--cluster-signing-cert-file={}",
+                    cluster.pki.ca_cert.display()
+                ),
+                format!(
+                    "--cluster-signing-key-file={}",
+                    cluster.pki.ca_key.display()
+                ),
+                "--approve-kubelet-serving-certificates".into(),
             ],
             &identities.controller_manager,
         )?;
@@ -266,8 +280,10 @@ impl NodeCluster {
                 format!("--root-dir={}", host.root_dir.display()),
                 format!("--pod-logs-dir={}", host.dir().join("pod-logs").display()),
                 format!("--cni-conf-dir={}", host.cni_conf_dir().display()),
+                // Served until the agent's own serving certificate request is issued.
                 format!("--tls-cert-file={}", creds.serving.cert.display()),
                 format!("--tls-private-key-file={}", creds.serving.key.display()),
+                "--rotate-server-certificates".into(),
                 format!("--client-ca-file={}", creds.ca_cert.display()),
                 // Each node's pod cgroups apart from the other's and the machine's.
                 format!("--cgroup-root=/keelson-{}", host.name),
