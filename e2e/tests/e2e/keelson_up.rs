@@ -174,6 +174,31 @@ fn keelson_up_runs_services_dns_and_load_balancers_on_one_machine() {
         );
         (String::from_utf8_lossy(&out.stdout) == "True").then_some(())
     });
+    // The agent's serving certificate comes from its own kubelet-serving request,
+    // approved because the Node's addresses name it; the apiserver verifies it against
+    // the cluster CA, so the execs below go through it.
+    machine.until(
+        "the agent's serving certificate issued",
+        Duration::from_secs(60),
+        || {
+            let out = machine.kubectl(
+                &[
+                    "get",
+                    "csr",
+                    "-o",
+                    "jsonpath={range .items[?(@.spec.signerName==\"kubernetes.io/kubelet-serving\")]}{.spec.username} {.status.conditions[0].reason} {.status.certificate}{\"\\n\"}{end}",
+                ],
+                None,
+            );
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .any(|l| {
+                    let f: Vec<&str> = l.split_whitespace().collect();
+                    f.len() == 3 && f[0] == "system:node:machine" && f[1] == "AutoApproved"
+                })
+                .then_some(())
+        },
+    );
     machine.ok(&["apply", "-f", "-"], Some(WEB));
     machine.ok(
         &["rollout", "status", "deployment/web", "--timeout=120s"],

@@ -264,6 +264,58 @@ spec:
     assert!(has_event(&ns, "web-0", "Created", "Created container web"));
 }
 
+/// The certificate (DER) issued for node `node`'s own kubelet-serving request, once
+/// csrapproving approved it and csrsigning signed it.
+fn issued_serving_certificate(node: &str) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    use rustls::pki_types::pem::PemObject as _;
+    let list = json(&ok(cluster().kubectl(&["get", "csr", "-o", "json"])));
+    let requester = format!("system:node:{node}");
+    list["items"].as_array()?.iter().rev().find_map(|csr| {
+        let approved = csr["status"]["conditions"]
+            .as_array()?
+            .iter()
+            .any(|c| c["type"] == "Approved" && c["reason"] == "AutoApproved");
+        if csr["spec"]["signerName"] != "kubernetes.io/kubelet-serving"
+            || csr["spec"]["username"] != requester.as_str()
+            || !approved
+        {
+            return None;
+        }
+        let pem = base64::engine::general_purpose::STANDARD
+            .decode(csr["status"]["certificate"].as_str()?)
+            .ok()?;
+        let der = rustls::pki_types::CertificateDer::pem_slice_iter(&pem)
+            .next()?
+            .ok()?;
+        Some(der.to_vec())
+    })
+}
+
+/// The certificate (DER) the agent at `ip`:10250 presents, verified against `ca` for
+/// that address as the apiserver verifies it.
+fn served_certificate(ip: &str, ca: &std::path::Path) -> Option<Vec<u8>> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in keelson_pki::load_certs(ca).ok()? {
+        roots.add(c).ok()?;
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .ok()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name =
+        rustls::pki_types::ServerName::IpAddress(ip.parse::<std::net::IpAddr>().ok()?.into());
+    let mut conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).ok()?;
+    let mut tcp = std::net::TcpStream::connect((ip, 10250)).ok()?;
+    tcp.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    while conn.is_handshaking() {
+        conn.complete_io(&mut tcp).ok()?;
+    }
+    Some(conn.peer_certificates()?.first()?.to_vec())
+}
+
 #[test]
 fn logs_exec_attach_port_forward_and_cp_with_every_kubectl() {
     let c = cluster();
@@ -289,7 +341,27 @@ spec:
         "{:?}",
         events_of(&ns, "talker")
     );
-    let _ = pod;
+    // The apiserver verifies agents against the cluster CA, and the talker's agent
+    // serves the certificate its own kubelet-serving request got, approved because
+    // the Node's addresses name it: the streams below go through that certificate.
+    let node = pod["spec"]["nodeName"].as_str().unwrap().to_string();
+    let host_ip = pod["status"]["hostIP"].as_str().unwrap().to_string();
+    let issued = eventually_or(Duration::from_secs(60), || {
+        issued_serving_certificate(&node)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "no kubelet-serving certificate issued for {node}: {}",
+            String::from_utf8_lossy(&c.kubectl(&["get", "csr"]).stdout)
+        )
+    });
+    let served = eventually_or(Duration::from_secs(30), || {
+        served_certificate(&host_ip, &c.cluster.pki.ca_cert).filter(|s| *s == issued)
+    });
+    assert!(
+        served.is_some(),
+        "{node} at {host_ip} does not serve its issued certificate"
+    );
     for kubectl in kubectl_versions() {
         // logs, with options.
         let logs =
