@@ -257,10 +257,56 @@ async fn node_requests_are_approved_and_signed_others_wait_for_an_operator() {
         request("mallory", "mallory", &[], client, &["client auth"]),
     )
     .await;
+    // A node's serving request for its own address waits too: without
+    // --approve-kubelet-serving-certificates nothing approves kubelet-serving, even
+    // when the Node's addresses name every SAN.
+    let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(node.clone());
+    create(
+        &nodes,
+        json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"}}),
+    )
+    .await;
+    let addresses =
+        json!({"status": {"addresses": [{"type": "InternalIP", "address": "10.0.0.5"}]}});
+    nodes
+        .patch_status(
+            "n1",
+            &keelson_client::PatchParams::default(),
+            &keelson_client::Patch::Merge(&addresses),
+        )
+        .await
+        .unwrap();
+    let (_, serving_pem) = keelson_pki::csr::new_key_and_csr(
+        "system:node:n1",
+        &["system:nodes"],
+        &[],
+        &["10.0.0.5".parse().unwrap()],
+    )
+    .unwrap();
+    let serving_b64 = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(serving_pem)
+    };
+    create(
+        &as_node,
+        json!({
+            "apiVersion": "certificates.k8s.io/v1",
+            "kind": "CertificateSigningRequest",
+            "metadata": {"name": "serving-n1"},
+            "spec": {
+                "request": serving_b64,
+                "signerName": "kubernetes.io/kubelet-serving",
+                "usages": ["digital signature", "server auth"],
+            },
+        }),
+    )
+    .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let pending = as_admin.get("jane").await.unwrap();
     assert!(certificate(&pending).is_none() && condition_types(&pending).is_empty());
     assert_eq!(pending.spec.username.as_deref(), Some("kubernetes-admin"));
+    let serving = as_admin.get("serving-n1").await.unwrap();
+    assert!(certificate(&serving).is_none() && condition_types(&serving).is_empty());
 
     let table = kubectl(&s.cluster, None, &["get", "csr"]);
     let table = text(&table);
