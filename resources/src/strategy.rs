@@ -40,6 +40,11 @@ pub trait Strategy: Send + Sync {
     /// `/finalize` changes). Runs before defaults and validation.
     fn prepare_for_update(&self, _new: &mut Value, _old: &Value) {}
 
+    /// Undo what a `/status` update may not change besides spec (which the store keeps
+    /// already): Deployments keep their labels, Pods their ownerReferences, as
+    /// Kubernetes' status strategies do. Metadata otherwise comes from the request.
+    fn prepare_for_status_update(&self, _new: &mut Value, _old: &Value) {}
+
     /// Fill in defaults, the way `kubectl get -o yaml` shows them on Kubernetes. Runs on
     /// create and on every update, so it must be idempotent.
     fn default(&self, _obj: &mut Value) {}
@@ -149,6 +154,16 @@ pub trait Strategy: Send + Sync {
             ),
         ]
     }
+}
+
+/// Set `metadata.<field>` of `new` to what `old` has (removed when `old` has none).
+pub fn keep_metadata_field(new: &mut Value, old: &Value, field: &str) {
+    let kept = old.get("metadata").and_then(|m| m.get(field)).cloned();
+    let m = keelson_apimachinery::meta::metadata_mut(new);
+    match kept {
+        Some(v) => m.insert(field.into(), v),
+        None => m.remove(field),
+    };
 }
 
 /// See [`Strategy::shared_storage`].

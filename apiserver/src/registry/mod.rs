@@ -624,9 +624,14 @@ impl Registry {
             return Err(ApiError::stale(rt.group, rt.plural, &name));
         }
         let mut new = if subresource == "status" || subresource == "approval" {
-            // Status (and CSR approval) updates change only status.
+            // Status (and CSR approval) updates change status and, as on Kubernetes for
+            // the built-in kinds, metadata; everything else (spec, data) stays as stored.
             let mut merged = old.clone();
             merged["status"] = new.get("status").cloned().unwrap_or(Value::Null);
+            if let Some(m) = new.get_mut("metadata") {
+                merged["metadata"] = m.take();
+            }
+            rt.strategy.prepare_for_status_update(&mut merged, old);
             merged
         } else {
             if rt.has(Subresource::Status) {

@@ -926,9 +926,36 @@ async fn status_subresource_separates_spec_and_status() {
     .await
     .expect("main patch");
     let got = api.get("web").await.unwrap();
-    assert_eq!(got.spec.unwrap().replicas, Some(2));
-    let st = got.status.unwrap();
+    assert_eq!(got.spec.as_ref().unwrap().replicas, Some(2));
+    let st = got.status.as_ref().unwrap();
     assert_eq!((st.replicas, st.ready_replicas), (Some(3), Some(1)));
+
+    // Metadata sent to /status is kept, as Kubernetes' status strategies keep it,
+    // except what the kind's strategy resets (a Deployment's labels).
+    let labels_before = got.metadata.labels.clone();
+    let patched = api
+        .patch_status(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"via-status": "yes"},
+                "labels": {"via-status": "yes"}}, "status": {"readyReplicas": 2}})),
+        )
+        .await
+        .expect("status patch with metadata");
+    assert_eq!(
+        patched
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get("via-status")),
+        Some(&"yes".to_string()),
+        "annotation written through /status: {:?}",
+        patched.metadata
+    );
+    assert_eq!(
+        patched.metadata.labels, labels_before,
+        "a Deployment's labels are kept"
+    );
 }
 
 /// `/scale` reads and writes spec.replicas as an autoscaling/v1 Scale.

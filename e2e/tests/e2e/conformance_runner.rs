@@ -6,12 +6,7 @@ use std::process::Command;
 
 /// Tests that cannot pass on this cluster yet, each with the reason (see
 /// docs/conformance.md).
-const SKIPPED: &[&str] = &[
-    // A patch of /approval that also changes metadata (an annotation) keeps the old
-    // metadata: Keelson's subresource writes change only their part of the object,
-    // where Kubernetes lets a CSR's status and approval writes change metadata too.
-    "[sig-auth] Certificates API [Privileged:ClusterAdmin] should support CSR API operations [Conformance]",
-];
+const SKIPPED: &[&str] = &[];
 
 #[test]
 fn conformance_runner_passes_against_two_real_nodes() {

@@ -27,6 +27,11 @@ pub static RESOURCE: ResourceType = ResourceType {
 struct Deployments;
 
 impl Strategy for Deployments {
+    // Kubernetes' deployment status strategy: a status write never relabels.
+    fn prepare_for_status_update(&self, new: &mut Value, old: &Value) {
+        crate::strategy::keep_metadata_field(new, old, "labels");
+    }
+
     fn tracks_generation(&self) -> bool {
         true
     }

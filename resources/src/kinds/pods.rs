@@ -119,6 +119,12 @@ fn admission_defaults(obj: &mut Value) {
 }
 
 impl Strategy for Pods {
+    // Kubernetes' pod status strategy: old kubelets corrupted owner references
+    // through /status, so it may not change them.
+    fn prepare_for_status_update(&self, new: &mut Value, old: &Value) {
+        crate::strategy::keep_metadata_field(new, old, "ownerReferences");
+    }
+
     fn prepare_for_create(&self, obj: &mut Value) {
         let spec = obj.get("spec").cloned().unwrap_or(Value::Null);
         let mut status = json!({"phase": "Pending", "qosClass": qos_class(&spec)});
