@@ -21,6 +21,7 @@ pub mod flowcontrol;
 pub mod grpc;
 pub mod http;
 pub mod metrics;
+pub mod offload;
 pub mod recover;
 pub mod registry;
 pub mod reviews;

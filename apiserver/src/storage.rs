@@ -107,7 +107,13 @@ pub type Result<T> = std::result::Result<T, StorageError>;
 /// A cloneable handle on etcd (etcd-client multiplexes over one channel per endpoint).
 #[derive(Clone)]
 pub struct Storage {
+    /// Gets, transactions, leases and the watch: small answers that writes wait for.
     client: Client,
+    /// Range reads (lists) on a connection of their own. HTTP/2 flow control is per
+    /// connection: list answers not yet read fill its window, and a get or a commit
+    /// behind them on the same connection waited seconds (a flood of pod lists held
+    /// Lease renewals for ~10 s in `keelson-bench fairness`).
+    bulk: Arc<etcd_client::KvClient>,
     metrics: Metrics,
     leases: Arc<tokio::sync::Mutex<Option<SharedLease>>>,
     encryption: Option<Arc<Encryption>>,
@@ -163,9 +169,11 @@ impl Storage {
             .with_connect_timeout(Duration::from_secs(5))
             .with_timeout(Duration::from_secs(30))
             .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5));
-        let client = Client::connect(&endpoints, Some(opts)).await?;
+        let client = Client::connect(&endpoints, Some(opts.clone())).await?;
+        let bulk = Arc::new(Client::connect(&endpoints, Some(opts)).await?.kv_client());
         Ok(Storage {
             client,
+            bulk,
             metrics,
             leases: Arc::default(),
             encryption: None,
@@ -254,6 +262,17 @@ impl Storage {
         Ok(resp.header().map_or(0, |h| h.revision()))
     }
 
+    /// How many keys start with `prefix` (etcd counts; no values travel).
+    pub async fn count(&self, prefix: &str) -> Result<i64> {
+        let started = Instant::now();
+        let opts = GetOptions::new()
+            .with_range(prefix_end(prefix))
+            .with_count_only();
+        let resp = (*self.bulk).clone().get(prefix, Some(opts)).await?;
+        self.observe("count", started);
+        Ok(resp.count())
+    }
+
     /// Keys with `prefix`, starting at `start` (inclusive; "" for the beginning), at most
     /// `limit` (0 for all), read at `revision` (0 for the latest). Large reads are paged
     /// at one pinned revision, so the result is one consistent snapshot without any one
@@ -305,18 +324,16 @@ impl Storage {
         if revision > 0 {
             opts = opts.with_revision(revision);
         }
-        let resp = self
-            .client
-            .kv_client()
-            .get(from, Some(opts))
-            .await
-            .map_err(|e| match StorageError::from(e) {
-                StorageError::Compacted { .. } => StorageError::Compacted {
-                    requested: revision,
-                    compacted: 0,
+        let resp =
+            (*self.bulk).clone().get(from, Some(opts)).await.map_err(
+                |e| match StorageError::from(e) {
+                    StorageError::Compacted { .. } => StorageError::Compacted {
+                        requested: revision,
+                        compacted: 0,
+                    },
+                    other => other,
                 },
-                other => other,
-            })?;
+            )?;
         self.observe("list", started);
         let mut kvs = Vec::with_capacity(resp.kvs().len());
         for kv in resp.kvs() {

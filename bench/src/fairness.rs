@@ -296,7 +296,8 @@ async fn one_mode(args: &FairnessArgs, apf: bool) -> anyhow::Result<Figures> {
             let wanted = (l.starts_with("apiserver_flowcontrol_") && !l.contains("_bucket"))
                 || (l.starts_with("apiserver_request_duration_seconds_")
                     && l.contains("leases")
-                    && !l.contains("_bucket"));
+                    && !l.contains("_bucket"))
+                || (l.starts_with("etcd_request_duration_seconds_") && !l.contains("_bucket"));
             if wanted {
                 println!("  {l}");
             }

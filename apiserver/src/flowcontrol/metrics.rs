@@ -41,6 +41,8 @@ pub struct FlowMetrics {
     pub rejected: Family<RejectedLabels, Counter>,
     pub inqueue: Family<FlowLabels, Gauge>,
     pub executing: Family<FlowLabels, Gauge>,
+    /// Seats those requests occupy (a wide list takes several).
+    pub executing_seats: Family<FlowLabels, Gauge>,
     pub wait: Family<WaitLabels, Histogram>,
     pub nominal_limit: Family<LevelLabels, Gauge>,
 }
@@ -50,6 +52,7 @@ pub static METRICS: LazyLock<FlowMetrics> = LazyLock::new(|| FlowMetrics {
     rejected: Family::default(),
     inqueue: Family::default(),
     executing: Family::default(),
+    executing_seats: Family::default(),
     wait: Family::new_with_constructor(|| {
         Histogram::new([
             0.0, 0.005, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 15.0, 30.0,
@@ -90,6 +93,16 @@ pub fn register(registry: &mut Registry) {
         "apiserver_flowcontrol_nominal_limit_seats",
         "Nominal number of execution seats configured for each priority level",
         m.nominal_limit.clone(),
+    );
+    registry.register(
+        "apiserver_flowcontrol_current_executing_seats",
+        "Concurrency (number of seats) occupied by the currently executing (initial stage for a WATCH, any stage otherwise) requests in the API Priority and Fairness subsystem",
+        m.executing_seats.clone(),
+    );
+    registry.register(
+        "apiserver_storage_objects",
+        "Number of stored objects at the time of last check split by kind.",
+        super::estimate::STORED_OBJECTS.clone(),
     );
 }
 

@@ -17,6 +17,7 @@
 pub mod classify;
 pub mod config;
 pub mod defaults;
+pub mod estimate;
 pub mod metrics;
 pub mod queueset;
 
@@ -78,12 +79,30 @@ impl Drop for Raised {
     }
 }
 
+/// A gauge raised by some amount while this lives.
+struct RaisedBy(Gauge, i64);
+
+impl RaisedBy {
+    fn new(g: Gauge, by: usize) -> RaisedBy {
+        let by = by as i64;
+        g.inc_by(by);
+        RaisedBy(g, by)
+    }
+}
+
+impl Drop for RaisedBy {
+    fn drop(&mut self) {
+        self.0.dec_by(self.1);
+    }
+}
+
 /// A request let through; dropping it frees what it held.
 pub struct Admitted {
     pub flow_schema_uid: String,
     pub priority_level_uid: String,
     _seat: Option<queueset::Seat>,
     _executing: Option<Raised>,
+    _executing_seats: Option<RaisedBy>,
     _in_flight: Option<InFlight>,
 }
 
@@ -132,6 +151,8 @@ fn flow_hash(schema: &str, distinguisher: &str) -> u64 {
 /// The APF dispatcher.
 pub struct Dispatcher {
     sink: Arc<ConfigSink>,
+    /// Stored objects per resource, for the width of lists.
+    counts: Arc<estimate::ObjectCounts>,
 }
 
 impl Dispatcher {
@@ -140,6 +161,7 @@ impl Dispatcher {
         let server = limits.max_requests_inflight + limits.max_mutating_requests_inflight;
         Dispatcher {
             sink: Arc::new(ConfigSink::new(server.max(1), None)),
+            counts: Arc::default(),
         }
     }
 
@@ -152,11 +174,13 @@ impl Dispatcher {
             registry.cache.clone(),
             registry.storage.clone(),
         );
-        Dispatcher { sink }
+        let counts = estimate::ObjectCounts::start(registry.storage.clone());
+        Dispatcher { sink, counts }
     }
 
-    /// Classify `a` and wait for a seat of its level.
-    pub async fn admit(&self, a: &Attributes) -> Result<Admitted, Rejected> {
+    /// Classify `a` and wait for the seats it needs at its level (`limit`: a list's
+    /// `limit` parameter, when known).
+    pub async fn admit(&self, a: &Attributes, limit: Option<i64>) -> Result<Admitted, Rejected> {
         let config = self.sink.config();
         let (schema, level) = config.classify(a);
         let labels = flow(&schema.name, &level.name);
@@ -170,14 +194,19 @@ impl Dispatcher {
                 _executing: Some(Raised::new(
                     METRICS.executing.get_or_create(&labels).clone(),
                 )),
+                _executing_seats: None,
                 _in_flight: None,
             });
         };
+        let width = self
+            .counts
+            .width(a, limit)
+            .min(queues.config.concurrency.max(1));
         let hash = flow_hash(&schema.name, &schema.flow_of(a));
         let reject_only = queues.config.queues == 0;
         drop(config);
         let started = Instant::now();
-        let seat = match queues.enqueue(hash) {
+        let seat = match queues.enqueue(hash, width) {
             Admission::Dispatched(seat) => Some(seat),
             Admission::Queued(ticket) => {
                 let _waiting = Raised::new(METRICS.inqueue.get_or_create(&labels).clone());
@@ -217,6 +246,10 @@ impl Dispatcher {
                     _seat: Some(seat),
                     _executing: Some(Raised::new(
                         METRICS.executing.get_or_create(&labels).clone(),
+                    )),
+                    _executing_seats: Some(RaisedBy::new(
+                        METRICS.executing_seats.get_or_create(&labels).clone(),
+                        width,
                     )),
                     _in_flight: None,
                 })
@@ -272,6 +305,7 @@ impl MaxInFlight {
             priority_level_uid: String::new(),
             _seat: None,
             _executing: None,
+            _executing_seats: None,
             _in_flight: None,
         };
         if a.verb == "watch" || a.user.groups.iter().any(|g| g == "system:masters") {
@@ -312,6 +346,13 @@ pub enum Filter {
     MaxInFlight(Arc<MaxInFlight>),
 }
 
+/// A list's `limit` query parameter.
+fn list_limit(query: Option<&str>) -> Option<i64> {
+    url::form_urlencoded::parse(query?.as_bytes())
+        .find(|(k, _)| k == "limit")
+        .and_then(|(_, v)| v.parse().ok())
+}
+
 /// Not limited at all: long-running requests other than watches.
 fn unlimited(a: &Attributes) -> bool {
     a.verb == "proxy" || LONG_RUNNING_SUBRESOURCES.contains(&a.subresource.as_str())
@@ -326,9 +367,9 @@ fn anonymous() -> UserInfo {
 }
 
 impl Filter {
-    async fn admit(&self, a: &Attributes) -> Result<Admitted, Rejected> {
+    async fn admit(&self, a: &Attributes, limit: Option<i64>) -> Result<Admitted, Rejected> {
         match self {
-            Filter::PriorityAndFairness(d) => d.admit(a).await,
+            Filter::PriorityAndFairness(d) => d.admit(a, limit).await,
             Filter::MaxInFlight(m) => m.admit(a),
         }
     }
@@ -354,7 +395,7 @@ impl Filter {
         if unlimited(&a) {
             return next(req, user).await;
         }
-        match self.admit(&a).await {
+        match self.admit(&a, list_limit(req.uri().query())).await {
             Ok(admitted) => {
                 let mut r = next(req, user).await;
                 admitted.add_headers(&mut r);
@@ -399,7 +440,7 @@ pub async fn admit_grpc(a: &Attributes) -> Result<(), ApiError> {
     if slot.held.lock().expect("slot").is_some() || unlimited(a) {
         return Ok(());
     }
-    match slot.filter.admit(a).await {
+    match slot.filter.admit(a, None).await {
         Ok(admitted) => {
             *slot.held.lock().expect("slot") = Some(admitted);
             Ok(())
@@ -429,14 +470,14 @@ mod tests {
         });
         let jane = user("jane", &["system:authenticated"]);
         let list = Attributes::resource(&jane, "list", "", "pods", "", "");
-        let held = d.admit(&list).await.ok().expect("a free seat");
+        let held = d.admit(&list, None).await.ok().expect("a free seat");
         // Jane's flow fills the queues of its hand, then is refused.
         let mut waiting = Vec::new();
         let mut refused = None;
         for _ in 0..400 {
             let a = list.clone();
             let d2 = &d;
-            let fut = Box::pin(async move { d2.admit(&a).await });
+            let fut = Box::pin(async move { d2.admit(&a, None).await });
             let mut fut = fut;
             match futures::poll!(&mut fut) {
                 std::task::Poll::Ready(Err(r)) => {
@@ -466,10 +507,13 @@ mod tests {
             "kube-node-lease",
             "n1",
         );
-        assert!(d.admit(&lease).await.is_ok());
+        assert!(d.admit(&lease, None).await.is_ok());
         let admin = user("admin", &["system:masters", "system:authenticated"]);
         assert!(d
-            .admit(&Attributes::resource(&admin, "list", "", "pods", "", ""))
+            .admit(
+                &Attributes::resource(&admin, "list", "", "pods", "", ""),
+                None
+            )
             .await
             .is_ok());
         drop(held);

@@ -6,9 +6,12 @@
 //! and it joins the shortest queue of that hand, or is rejected when that queue
 //! already holds `queueLengthLimit` requests (or when the level rejects instead of
 //! queuing). When a seat frees, the queue whose head request has the smallest virtual
-//! finish time goes next. This is start-time fair queuing with every request costing
-//! one unit (Kubernetes' fair queuing also weighs a request's width and its measured
-//! duration): a flow that sends much waits behind itself, not in front of others.
+//! finish time goes next. This is start-time fair queuing where a request costs its
+//! width, the seats it occupies (a list of many objects takes several, see
+//! `estimate`); Kubernetes also weighs the measured duration, which Keelson does not.
+//! A flow that sends much waits behind itself, not in front of others. A wide request
+//! at the head waits until enough seats are free; nothing overtakes it, so it cannot
+//! starve.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -27,6 +30,8 @@ pub struct QueueConfig {
 
 struct Waiter {
     id: u64,
+    /// Seats it occupies once dispatched.
+    width: usize,
     /// Virtual start and finish times.
     start: u64,
     finish: u64,
@@ -38,10 +43,12 @@ struct Queue {
     waiting: VecDeque<Waiter>,
     /// The virtual finish time of the last request enqueued here.
     last_finish: u64,
+    /// Seats its requests occupy.
     executing: usize,
 }
 
 struct State {
+    /// Seats occupied.
     executing: usize,
     queues: Vec<Queue>,
     /// Virtual time: the start time of the last request dispatched.
@@ -70,11 +77,12 @@ pub enum Admission {
 pub struct Seat {
     set: Arc<QueueSet>,
     queue: Option<usize>,
+    width: usize,
 }
 
 impl Drop for Seat {
     fn drop(&mut self) {
-        self.set.release(self.queue);
+        self.set.release(self.queue, self.width);
     }
 }
 
@@ -82,6 +90,7 @@ impl Drop for Seat {
 pub struct Ticket {
     set: Arc<QueueSet>,
     queue: usize,
+    width: usize,
     id: u64,
     rx: Option<oneshot::Receiver<()>>,
 }
@@ -96,6 +105,7 @@ impl Ticket {
                 let seat = Seat {
                     set: self.set.clone(),
                     queue: Some(self.queue),
+                    width: self.width,
                 };
                 // The seat now owns the accounting; the ticket has nothing to undo.
                 self.id = u64::MAX;
@@ -126,7 +136,7 @@ impl Drop for Ticket {
             }
         };
         if dispatched {
-            self.set.release(Some(self.queue));
+            self.set.release(Some(self.queue), self.width);
         }
     }
 }
@@ -172,35 +182,38 @@ impl QueueSet {
         (st.executing, st.waiting)
     }
 
-    /// Admit a request of the flow whose hash is `flow`.
-    pub fn enqueue(self: &Arc<Self>, flow: u64) -> Admission {
+    /// Admit a request of the flow whose hash is `flow` that occupies `width` seats
+    /// (at most the level's concurrency: a wider one would never fit).
+    pub fn enqueue(self: &Arc<Self>, flow: u64, width: usize) -> Admission {
         let mut st = self.state.lock().expect("queue set");
         let cfg = self.config;
+        let width = width.clamp(1, cfg.concurrency.max(1));
         if cfg.queues == 0 {
-            if st.executing < cfg.concurrency {
-                st.executing += 1;
+            if st.executing + width <= cfg.concurrency {
+                st.executing += width;
                 return Admission::Dispatched(Seat {
                     set: self.clone(),
                     queue: None,
+                    width,
                 });
             }
             return Admission::Rejected;
         }
-        // The shortest queue of the flow's hand (waiting plus executing, as Kubernetes).
         let hand = deal(flow, cfg.queues, cfg.hand_size.max(1));
         let q = *hand
             .iter()
             .min_by_key(|&&i| st.queues[i].waiting.len() + st.queues[i].executing)
             .expect("a hand has a card");
-        if st.executing < cfg.concurrency && st.waiting == 0 {
-            st.executing += 1;
-            st.queues[q].executing += 1;
+        if st.executing + width <= cfg.concurrency && st.waiting == 0 {
+            st.executing += width;
+            st.queues[q].executing += width;
             let now = st.now;
             let queue = &mut st.queues[q];
-            queue.last_finish = queue.last_finish.max(now) + 1;
+            queue.last_finish = queue.last_finish.max(now) + width as u64;
             return Admission::Dispatched(Seat {
                 set: self.clone(),
                 queue: Some(q),
+                width,
             });
         }
         if st.queues[q].waiting.len() >= cfg.queue_length_limit {
@@ -212,57 +225,63 @@ impl QueueSet {
         let now = st.now;
         let queue = &mut st.queues[q];
         let start = queue.last_finish.max(now);
-        queue.last_finish = start + 1;
+        queue.last_finish = start + width as u64;
         queue.waiting.push_back(Waiter {
             id,
+            width,
             start,
-            finish: start + 1,
+            finish: start + width as u64,
             wake: tx,
         });
         st.waiting += 1;
         drop(st);
-        // A seat may have freed between the checks above.
+        // Seats may have freed between the check and here.
         self.dispatch();
         Admission::Queued(Ticket {
             set: self.clone(),
             queue: q,
+            width,
             id,
             rx: Some(rx),
         })
     }
 
-    fn release(&self, queue: Option<usize>) {
+    fn release(&self, queue: Option<usize>, width: usize) {
         {
             let mut st = self.state.lock().expect("queue set");
-            st.executing -= 1;
+            st.executing -= width;
             if let Some(q) = queue {
-                st.queues[q].executing -= 1;
+                st.queues[q].executing -= width;
             }
         }
         self.dispatch();
     }
 
-    /// Hand free seats to the waiting requests with the smallest finish times.
+    /// Hand free seats to the waiting requests with the smallest finish times, while
+    /// the next one fits.
     fn dispatch(&self) {
         let mut st = self.state.lock().expect("queue set");
-        while st.executing < self.config.concurrency && st.waiting > 0 {
-            let Some(q) = st
+        while st.waiting > 0 {
+            let Some((q, width)) = st
                 .queues
                 .iter()
                 .enumerate()
-                .filter_map(|(i, q)| q.waiting.front().map(|w| (w.finish, i)))
+                .filter_map(|(i, q)| q.waiting.front().map(|w| (w.finish, i, w.width)))
                 .min()
-                .map(|(_, i)| i)
+                .map(|(_, i, width)| (i, width))
             else {
                 break;
             };
+            if st.executing + width > self.config.concurrency {
+                break;
+            }
             let w = st.queues[q].waiting.pop_front().expect("non-empty");
             st.waiting -= 1;
             st.now = st.now.max(w.start);
-            st.executing += 1;
-            st.queues[q].executing += 1;
+            st.executing += width;
+            st.queues[q].executing += width;
             if w.wake.send(()).is_err() {
-                // Its ticket is being dropped right now: it gives the seat back itself
+                // Its ticket is being dropped right now: it gives the seats back itself
                 // when it finds itself gone from the queue.
                 continue;
             }
@@ -302,7 +321,7 @@ mod tests {
         let set = QueueSet::new(cfg(1, 2, 1, 100));
         let (a, b) = (0u64, 1u64);
         assert_ne!(deal(a, 2, 1), deal(b, 2, 1));
-        let Admission::Dispatched(first) = set.enqueue(a) else {
+        let Admission::Dispatched(first) = set.enqueue(a, 1) else {
             panic!("a free seat dispatches at once");
         };
         // Flow a queues 10 requests, then flow b queues 3.
@@ -310,7 +329,7 @@ mod tests {
         let mut tasks = Vec::new();
         for (flow, n) in [(a, 10), (b, 3)] {
             for i in 0..n {
-                let Admission::Queued(ticket) = set.enqueue(flow) else {
+                let Admission::Queued(ticket) = set.enqueue(flow, 1) else {
                     panic!("queued");
                 };
                 let order = order.clone();
@@ -348,16 +367,19 @@ mod tests {
     #[tokio::test]
     async fn full_queues_reject_and_timeouts_leave() {
         let set = QueueSet::new(cfg(1, 1, 1, 2));
-        let Admission::Dispatched(seat) = set.enqueue(9) else {
+        let Admission::Dispatched(seat) = set.enqueue(9, 1) else {
             panic!("dispatched")
         };
-        let Admission::Queued(t1) = set.enqueue(9) else {
+        let Admission::Queued(t1) = set.enqueue(9, 1) else {
             panic!("queued")
         };
-        let Admission::Queued(t2) = set.enqueue(9) else {
+        let Admission::Queued(t2) = set.enqueue(9, 1) else {
             panic!("queued")
         };
-        assert!(matches!(set.enqueue(9), Admission::Rejected), "queue full");
+        assert!(
+            matches!(set.enqueue(9, 1), Admission::Rejected),
+            "queue full"
+        );
         assert_eq!(set.counts(), (1, 2));
         // A request that waits too long leaves its queue.
         assert!(t1.wait(Duration::from_millis(20)).await.is_none());
@@ -369,11 +391,44 @@ mod tests {
         assert_eq!(set.counts(), (0, 0));
         // Reject-only levels (catch-all) never queue.
         let reject = QueueSet::new(cfg(1, 0, 0, 0));
-        let Admission::Dispatched(s) = reject.enqueue(1) else {
+        let Admission::Dispatched(s) = reject.enqueue(1, 1) else {
             panic!("dispatched")
         };
-        assert!(matches!(reject.enqueue(1), Admission::Rejected));
+        assert!(matches!(reject.enqueue(1, 1), Admission::Rejected));
         drop(s);
-        assert!(matches!(reject.enqueue(1), Admission::Dispatched(_)));
+        assert!(matches!(reject.enqueue(1, 1), Admission::Dispatched(_)));
+    }
+
+    #[tokio::test]
+    async fn a_wide_request_waits_for_its_seats_and_holds_them() {
+        let set = QueueSet::new(cfg(10, 1, 1, 10));
+        let Admission::Dispatched(narrow) = set.enqueue(1, 1) else {
+            panic!("dispatched")
+        };
+        let Admission::Dispatched(wide) = set.enqueue(2, 8) else {
+            panic!("9 of 10 seats")
+        };
+        assert_eq!(set.counts(), (9, 0));
+        // Another wide one does not fit; a narrow one queued behind it does not pass it.
+        let Admission::Queued(second) = set.enqueue(3, 8) else {
+            panic!("queued")
+        };
+        let Admission::Queued(small) = set.enqueue(3, 1) else {
+            panic!("queued behind the head")
+        };
+        drop(narrow);
+        assert_eq!(set.counts(), (8, 2), "8 seats busy, nothing fits yet");
+        drop(wide);
+        let second = second.wait(Duration::from_secs(1)).await.expect("fits now");
+        let small = small.wait(Duration::from_secs(1)).await.expect("fits too");
+        assert_eq!(set.counts(), (9, 0));
+        drop((second, small));
+        // Wider than the level: clamped to all of it.
+        let Admission::Dispatched(all) = set.enqueue(4, 50) else {
+            panic!("dispatched")
+        };
+        assert_eq!(set.counts(), (10, 0));
+        drop(all);
+        assert_eq!(set.counts(), (0, 0));
     }
 }

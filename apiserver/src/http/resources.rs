@@ -190,40 +190,12 @@ async fn handle_inner(
         (Method::GET, true, "") => {
             let opts = list_options(q)?;
             let res = reg.list(rt, ns, &opts).await?;
-            let mut meta = json!({"resourceVersion": res.resource_version.to_string()});
-            if let Some(c) = &res.continue_token {
-                meta["continue"] = json!(c);
-            }
-            if let Some(r) = res.remaining {
-                meta["remainingItemCount"] = json!(r);
-            }
-            Ok(match format {
-                Format::Table { v1beta1 } => json_response(
-                    200,
-                    &table(
-                        rt,
-                        &res.items,
-                        meta,
-                        Include::parse(q.get("includeObject")),
-                        v1beta1,
-                        true,
-                    ),
-                    Format::Json,
-                ),
-                Format::Metadata => {
-                    let items: Vec<Value> = res.items.iter().map(partial_metadata).collect();
-                    json_response(
-                        200,
-                        &json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": meta, "items": items}),
-                        Format::Json,
-                    )
-                }
-                f => json_response(
-                    200,
-                    &json!({"kind": list_kind(rt.kind), "apiVersion": rt.api_version(), "metadata": meta, "items": res.items}),
-                    f,
-                ),
+            let include = Include::parse(q.get("includeObject"));
+            // Encoding a large list is the other half of its CPU: off the workers too.
+            Ok(crate::offload::run(res.items.len(), move || {
+                list_response(rt, res, format, include)
             })
+            .await)
         }
         (Method::GET, false, "" | "status" | "approval") => {
             let obj = reg.get(rt, ns, name).await?;
@@ -419,4 +391,42 @@ async fn watch(
         HeaderValue::from_static("no-cache, private"),
     );
     Ok(r)
+}
+
+/// The answer to a list: the items as the client asked for them (a Table, metadata
+/// only, or the list kind), with the list's resourceVersion, continue token and
+/// remaining count.
+fn list_response(
+    rt: &'static keelson_resources::ResourceType,
+    res: crate::registry::list::ListResult,
+    format: Format,
+    include: Include,
+) -> Response<Body> {
+    let mut meta = json!({"resourceVersion": res.resource_version.to_string()});
+    if let Some(c) = &res.continue_token {
+        meta["continue"] = json!(c);
+    }
+    if let Some(r) = res.remaining {
+        meta["remainingItemCount"] = json!(r);
+    }
+    match format {
+        Format::Table { v1beta1 } => json_response(
+            200,
+            &table(rt, &res.items, meta, include, v1beta1, true),
+            Format::Json,
+        ),
+        Format::Metadata => {
+            let items: Vec<Value> = res.items.iter().map(partial_metadata).collect();
+            json_response(
+                200,
+                &json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": meta, "items": items}),
+                Format::Json,
+            )
+        }
+        f => json_response(
+            200,
+            &json!({"kind": list_kind(rt.kind), "apiVersion": rt.api_version(), "metadata": meta, "items": res.items}),
+            f,
+        ),
+    }
 }

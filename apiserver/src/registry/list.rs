@@ -187,6 +187,7 @@ impl Registry {
             (String::new(), rv)
         };
         let limit = opts.limit.max(0);
+        let filter = std::sync::Arc::new(filter);
         let mut items = Vec::new();
         loop {
             let want = if limit == 0 {
@@ -216,29 +217,28 @@ impl Registry {
                 revision = page.revision;
             }
             let n = page.kvs.len();
-            for (i, kv) in page.kvs.iter().enumerate() {
-                if limit > 0 && items.len() as i64 == limit {
-                    // Full page and more keys exist: hand out a continue token.
-                    let last = meta_key(&items, rt, &prefix);
-                    let remaining = filter
-                        .is_everything()
-                        .then_some((n - i) as i64 + page.remaining);
-                    return Ok(ListResult {
-                        items,
-                        resource_version: revision,
-                        continue_token: Some(encode_token(revision, &format!("{last}\u{0}"))),
-                        remaining,
-                    });
-                }
-                let obj = super::decode_as(rt, kv)?;
-                if filter.matches(&obj) {
-                    items.push(obj);
-                }
+            let last_key = page.kvs.last().map(|kv| kv.key.clone());
+            let remaining = page.remaining;
+            let f = filter.clone();
+            let (decoded, full_at) =
+                crate::offload::run(n, move || decode_page(rt, &f, &page.kvs, items, limit))
+                    .await?;
+            items = decoded;
+            if let Some(i) = full_at {
+                // Full page and more keys exist: hand out a continue token.
+                let last = meta_key(&items, rt, &prefix);
+                let remaining = filter.is_everything().then_some((n - i) as i64 + remaining);
+                return Ok(ListResult {
+                    items,
+                    resource_version: revision,
+                    continue_token: Some(encode_token(revision, &format!("{last}\u{0}"))),
+                    remaining,
+                });
             }
-            if limit == 0 || page.remaining == 0 || n == 0 {
-                break;
+            match last_key {
+                Some(key) if limit != 0 && remaining != 0 => start = format!("{key}\u{0}"),
+                _ => break,
             }
-            start = format!("{}\u{0}", page.kvs[n - 1].key);
         }
         Ok(ListResult {
             items,
@@ -247,6 +247,28 @@ impl Registry {
             remaining: None,
         })
     }
+}
+
+/// Decode the page's objects and keep those `filter` wants, after `items`, until there
+/// are `limit` (0: no limit). Also says at which of `kvs` the page filled, when it did
+/// with keys left over.
+fn decode_page(
+    rt: &ResourceType,
+    filter: &Filter,
+    kvs: &[crate::storage::Kv],
+    mut items: Vec<Value>,
+    limit: i64,
+) -> Result<(Vec<Value>, Option<usize>), ApiError> {
+    for (i, kv) in kvs.iter().enumerate() {
+        if limit > 0 && items.len() as i64 == limit {
+            return Ok((items, Some(i)));
+        }
+        let obj = super::decode_as(rt, kv)?;
+        if filter.matches(&obj) {
+            items.push(obj);
+        }
+    }
+    Ok((items, None))
 }
 
 /// The key of the last item relative to the collection prefix.
