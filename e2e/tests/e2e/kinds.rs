@@ -462,6 +462,17 @@ spec:
         assert!(resources.lines().any(|l| l == r), "{r} not in {resources}");
     }
 
+    // OpenAPI describes them field by field (kubectl explain reads /openapi/v3).
+    for (path, field) in [
+        ("ingress.spec.rules", "host"),
+        ("storageclass", "volumeBindingMode"),
+        ("csinode.spec.drivers", "nodeID"),
+        ("runtimeclass", "handler"),
+    ] {
+        let out = kubectl(c, &["explain", path]);
+        assert!(out.contains(field), "explain {path}: {out}");
+    }
+
     for case in CASES.iter().filter(|c| !c.namespaced).rev() {
         kubectl(c, &["delete", case.plural, case.name]);
     }
