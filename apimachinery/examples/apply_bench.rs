@@ -6,6 +6,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use keelson_apimachinery::apply::{apply, track_update, track_update_in_place};
+use keelson_apimachinery::patch::schema::Root;
 use serde_json::{json, Value};
 
 const T1: &str = "2024-05-01T10:00:00Z";
@@ -48,7 +49,7 @@ fn time(name: &str, n: u32, mut f: impl FnMut()) -> Duration {
 }
 
 fn upd(old: Option<&Value>, new: &Value, manager: &str, now: &str) -> Value {
-    track_update(old, new, manager, "", "", "Pod", "v1", true, now)
+    track_update(old, new, manager, "", Some(Root::Pod), "v1", true, now)
 }
 
 fn main() {
@@ -71,7 +72,7 @@ fn main() {
     });
     time("create: track_update_in_place(x)", n, || {
         let mut x = black_box(&pod).clone();
-        track_update_in_place(None, &mut x, "bench", "", "", "Pod", "v1", true, T1);
+        track_update_in_place(None, &mut x, "bench", "", Some(Root::Pod), "v1", true, T1);
         black_box(x);
     });
 
@@ -95,7 +96,16 @@ fn main() {
     });
     time("update: track_update_in_place(x)", n, || {
         let mut x = black_box(&edited).clone();
-        track_update_in_place(Some(&live), &mut x, "editor", "", "", "Pod", "v1", true, T2);
+        track_update_in_place(
+            Some(&live),
+            &mut x,
+            "editor",
+            "",
+            Some(Root::Pod),
+            "v1",
+            true,
+            T2,
+        );
         black_box(x);
     });
     time("update: *x = track_update(x)", n, || {
@@ -116,8 +126,7 @@ fn main() {
             black_box(&status),
             "kubelet",
             "status",
-            "",
-            "Pod",
+            Some(Root::Pod),
             "v1",
             false,
             T2,
@@ -130,9 +139,33 @@ fn main() {
 
     let cfg = pod_config("registry.example/bench/app:1.2.3");
     time("apply create", n, || {
-        black_box(apply(None, black_box(&cfg), "kubectl", false, "", "Pod", true, T1).unwrap());
+        black_box(
+            apply(
+                None,
+                black_box(&cfg),
+                "kubectl",
+                false,
+                "",
+                "Pod",
+                Some(Root::Pod),
+                true,
+                T1,
+            )
+            .unwrap(),
+        );
     });
-    let applied = apply(Some(&live), &cfg, "kubectl", false, "", "Pod", true, T1).unwrap();
+    let applied = apply(
+        Some(&live),
+        &cfg,
+        "kubectl",
+        false,
+        "",
+        "Pod",
+        Some(Root::Pod),
+        true,
+        T1,
+    )
+    .unwrap();
     let cfg2 = pod_config("registry.example/bench/app:1.2.4");
     time("apply update 1 field", n, || {
         black_box(
@@ -143,6 +176,7 @@ fn main() {
                 true,
                 "",
                 "Pod",
+                Some(Root::Pod),
                 true,
                 T2,
             )
@@ -158,6 +192,7 @@ fn main() {
                 false,
                 "",
                 "Pod",
+                Some(Root::Pod),
                 true,
                 T2,
             )

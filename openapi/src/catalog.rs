@@ -1,10 +1,9 @@
-//! Which k8s-openapi type describes which served kind.
-//!
-//! `keelson_resources::kinds::ALL` names kinds by group, version and kind; k8s-openapi
-//! names them by Rust type. This table joins the two: every top-level kind k8s-openapi
-//! knows at the pinned Kubernetes version (feature `v1_33`), keyed by the `Resource`
-//! constants of the type itself, so no string here can drift from the crate. A kind in
-//! `ALL` that is not in this table still gets a document entry (see
+//! Every top-level kind k8s-openapi knows at the pinned Kubernetes version (feature
+//! `v1_33`), keyed by the `Resource` constants of the type itself, so no string here
+//! can drift from the crate. Served kinds name their own type (`ResourceType::typed`);
+//! this table only gives every definition that reaches the document its
+//! `x-kubernetes-group-version-kind`, and the meta types every document carries. A kind
+//! without a typed model still gets a document entry (see
 //! [`crate::schema::generic_kind`]), only without a field-level schema.
 
 use std::borrow::Cow;
@@ -12,21 +11,13 @@ use std::borrow::Cow;
 use k8s_openapi::Resource;
 use schemars::{JsonSchema, SchemaGenerator};
 
-/// One k8s-openapi type: its GVK and how to add its schema to a generator.
+/// One k8s-openapi type: its GVK and its definition name.
 pub(crate) struct KnownType {
     pub group: &'static str,
     pub version: &'static str,
     pub kind: &'static str,
-    /// Adds the type's schema (and everything it references) to the generator's
-    /// definitions; returns the definition name (`io.k8s.api.core.v1.Pod`).
-    pub add: fn(&mut SchemaGenerator) -> String,
     /// The definition name, without generating anything.
     pub name: fn() -> Cow<'static, str>,
-}
-
-fn add<T: JsonSchema>(generator: &mut SchemaGenerator) -> String {
-    generator.subschema_for::<T>();
-    T::schema_name().into_owned()
 }
 
 macro_rules! known {
@@ -35,7 +26,6 @@ macro_rules! known {
             group: <k8s_openapi::$($seg)::+ as Resource>::GROUP,
             version: <k8s_openapi::$($seg)::+ as Resource>::VERSION,
             kind: <k8s_openapi::$($seg)::+ as Resource>::KIND,
-            add: add::<k8s_openapi::$($seg)::+>,
             name: <k8s_openapi::$($seg)::+ as JsonSchema>::schema_name,
         }),*]
     };
@@ -140,21 +130,6 @@ pub(crate) static BODY_KINDS: &[KnownType] = known![
     api::authorization::v1::SelfSubjectRulesReview,
     api::authorization::v1::SubjectAccessReview,
 ];
-
-/// Looks a kind up in [`KINDS`] and [`BODY_KINDS`].
-pub(crate) fn find(group: &str, version: &str, kind: &str) -> Option<&'static KnownType> {
-    KINDS
-        .iter()
-        .chain(BODY_KINDS)
-        .find(|k| k.group == group && k.version == version && k.kind == kind)
-}
-
-/// Whether the kind is one a list type exists for.
-pub(crate) fn is_listable(group: &str, version: &str, kind: &str) -> bool {
-    KINDS
-        .iter()
-        .any(|k| k.group == group && k.version == version && k.kind == kind)
-}
 
 /// Meta types every document carries, whatever is served.
 pub(crate) fn add_meta(generator: &mut SchemaGenerator) {

@@ -40,7 +40,7 @@ mod schema;
 use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
-use keelson_apimachinery::patch::schema as patch_table;
+use keelson_resources::typed::{bodies, Typed};
 use keelson_resources::{ResourceType, Subresource};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha512};
@@ -243,41 +243,32 @@ impl Model {
 
         let uses = |sub: Subresource| resources.iter().any(|r| r.has(sub));
         let body_name =
-            |group: &str, version: &str, kind: &str, generator: &mut schemars::SchemaGenerator| {
-                catalog::find(group, version, kind)
-                    .map(|k| (k.add)(generator))
-                    .unwrap_or_default()
-            };
+            |body: &Typed, generator: &mut schemars::SchemaGenerator| (body.add_schema)(generator);
         let scale = if uses(Subresource::Scale) {
-            body_name("autoscaling", "v1", "Scale", &mut generator)
+            body_name(&bodies::SCALE, &mut generator)
         } else {
             String::new()
         };
         let eviction = if uses(Subresource::Eviction) {
-            body_name("policy", "v1", "Eviction", &mut generator)
+            body_name(&bodies::EVICTION, &mut generator)
         } else {
             String::new()
         };
         let binding = if uses(Subresource::Binding) {
-            body_name("", "v1", "Binding", &mut generator)
+            body_name(&bodies::BINDING, &mut generator)
         } else {
             String::new()
         };
         let token_request = if uses(Subresource::Token) {
-            body_name(
-                "authentication.k8s.io",
-                "v1",
-                "TokenRequest",
-                &mut generator,
-            )
+            body_name(&bodies::TOKEN_REQUEST, &mut generator)
         } else {
             String::new()
         };
 
-        // The kind definitions k8s-openapi has; the others are written below.
+        // The kind definitions of the kinds' typed models; the others are written below.
         let known: Vec<Option<String>> = resources
             .iter()
-            .map(|r| catalog::find(r.group, r.version, r.kind).map(|k| (k.add)(&mut generator)))
+            .map(|r| r.typed.map(|t| (t.add_schema)(&mut generator)))
             .collect();
 
         let mut defs = schema::convert_definitions(generator.take_definitions(false));
@@ -333,10 +324,10 @@ impl Model {
             .unwrap_or_default();
         for (r, known) in resources.iter().zip(known) {
             let gvk = Gvk::new(r.group, r.version, r.kind);
-            let listable = known.is_none() || catalog::is_listable(r.group, r.version, r.kind);
+            let listable = !r.strategy.create_only();
             let kind_def = match known {
                 Some(name) => {
-                    schema::annotate_lists(&mut defs, &name, r.group, r.kind);
+                    schema::annotate_lists(&mut defs, &name, r.merge);
                     name
                 }
                 None => {
@@ -348,7 +339,7 @@ impl Model {
             };
             // Strategic merge patch is offered where the server applies it: the kinds
             // its merge table describes (Kubernetes: built-in kinds, not custom resources).
-            let strategic = patch_table::supports(r.group, r.kind);
+            let strategic = r.merge.is_some();
             let list = if listable {
                 let list_name = format!("{kind_def}List");
                 defs.entry(list_name.clone())

@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use keelson_apimachinery::patch::schema::{list_meta, ListMeta, ListType};
+use keelson_apimachinery::patch::schema::{list_meta, ListMeta, ListType, Root};
 use serde_json::{json, Map, Value};
 
 pub(crate) const V2_REF_PREFIX: &str = "#/definitions/";
@@ -232,7 +232,8 @@ fn ref_target(schema: &Value) -> Option<&str> {
 /// Deepest field path walked from a kind's root; Kubernetes' deepest list is far above.
 const MAX_DEPTH: usize = 24;
 
-/// Annotates every list reachable from `root` (the definition of `group`/`kind`) with
+/// Annotates every list reachable from `root` (the definition of a kind whose merge
+/// semantics start at `merge`) with
 /// the merge semantics `keelson_apimachinery::patch::schema::list_meta` gives for its
 /// path: the same table the apiserver's strategic merge patch and apply use, so what
 /// kubectl computes from these documents is what the server will do with it.
@@ -240,11 +241,11 @@ const MAX_DEPTH: usize = 24;
 /// The extensions go on the list property of the definition that declares it, where
 /// Kubernetes puts its struct tags; a definition shared by several kinds (Container in
 /// Pod and in Deployment) is annotated from the first kind that reaches it.
-pub(crate) fn annotate_lists(defs: &mut Definitions, root: &str, group: &str, kind: &str) {
+pub(crate) fn annotate_lists(defs: &mut Definitions, root: &str, merge: Option<Root>) {
     let mut found = Vec::new();
     let mut path = Vec::new();
     let mut stack = Vec::new();
-    walk(defs, root, group, kind, &mut path, &mut stack, &mut found);
+    walk(defs, root, merge, &mut path, &mut stack, &mut found);
     for (def, prop, meta) in found {
         let Some(Value::Object(property)) = defs
             .get_mut(&def)
@@ -338,8 +339,7 @@ enum Step {
 fn walk(
     defs: &Definitions,
     def: &str,
-    group: &str,
-    kind: &str,
+    merge: Option<Root>,
     path: &mut Vec<String>,
     stack: &mut Vec<String>,
     found: &mut Vec<(String, String, ListMeta)>,
@@ -367,16 +367,16 @@ fn walk(
         match step {
             Step::List(item) => {
                 let segments: Vec<&str> = path.iter().map(String::as_str).collect();
-                let meta = list_meta(group, kind, &segments);
+                let meta = list_meta(merge, &segments);
                 if meta != ListMeta::ATOMIC && !found.iter().any(|(d, p, _)| d == def && *p == name)
                 {
                     found.push((def.to_string(), name.clone(), meta));
                 }
                 if let Some(item) = item {
-                    walk(defs, &item, group, kind, path, stack, found);
+                    walk(defs, &item, merge, path, stack, found);
                 }
             }
-            Step::Object(target) => walk(defs, &target, group, kind, path, stack, found),
+            Step::Object(target) => walk(defs, &target, merge, path, stack, found),
         }
         path.pop();
     }

@@ -7,7 +7,12 @@
 //! This mirrors the Kubernetes apiserver's registry strategies.
 //!
 //! Adding a resource: write `kinds/<plural>.rs` with a `pub static RESOURCE`, and add it
-//! to [`kinds::ALL`].
+//! to [`kinds::ALL`]. The `ResourceType` is the kind's one registration: besides names
+//! and strategy it names the kind's k8s-openapi type ([`Typed`]: type checks, unknown
+//! fields, OpenAPI) and where its merge semantics start
+//! ([`keelson_apimachinery::patch::schema::Root`]: strategic merge patch, server-side
+//! apply, OpenAPI's patch extensions); a test over [`kinds::ALL`] names any built-in
+//! kind that lacks either.
 
 pub mod kinds;
 pub mod podspec;
@@ -17,10 +22,13 @@ pub use keelson_apimachinery::quantity;
 pub mod quota;
 pub mod strategy;
 pub mod table;
+pub mod typed;
 
+pub use keelson_apimachinery::patch::schema::Root;
 use serde_json::Value;
 pub use strategy::Strategy;
 pub use table::{Column, TableRow};
+pub use typed::Typed;
 
 /// A subresource a kind serves besides the main resource.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,6 +104,15 @@ pub struct ResourceType {
     pub categories: &'static [&'static str],
     pub subresources: &'static [Subresource],
     pub strategy: &'static dyn Strategy,
+    /// The kind's k8s-openapi type: what a body must decode as, which fields are
+    /// unknown, and its OpenAPI schema. Every built-in kind has one; a kind made at run
+    /// time from a schema of its own (a custom resource) has none.
+    pub typed: Option<Typed>,
+    /// Where the kind's list merge semantics start (strategic merge patch keys and
+    /// server-side apply list types). Every stored built-in kind has one; without one
+    /// strategic merge patch is refused (415) and every list is atomic, as for custom
+    /// resources.
+    pub merge: Option<Root>,
 }
 
 impl ResourceType {

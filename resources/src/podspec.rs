@@ -462,11 +462,11 @@ fn parse_quantity_str(s: &str) -> Option<i128> {
     Some(if neg { -value } else { value })
 }
 
-const QUANTITY_REGEX_MSG: &str =
+pub const QUANTITY_REGEX_MSG: &str =
     "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'";
 
 /// A quantity as it appears in messages.
-fn quantity_text(v: &Value) -> String {
+pub fn quantity_text(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
         other => other.to_string(),
@@ -1749,7 +1749,7 @@ fn overcommit_allowed(name: &str) -> bool {
     native && !name.starts_with("hugepages-")
 }
 
-fn validate_resource_name(name: &str, path: &str, out: &mut Vec<Cause>) {
+pub fn validate_resource_name(name: &str, path: &str, out: &mut Vec<Cause>) {
     for msg in validation::qualified_name(name) {
         out.push(Cause::invalid(path, &json!(name), msg));
     }

@@ -9,6 +9,7 @@
 use serde_json::{json, Value};
 
 use crate::apply::{apply, apply_to_subresource, track_update_in_place};
+use crate::patch::schema::Root;
 
 /// [`crate::apply::track_update`], checked to give what the in-place variant gives.
 #[allow(clippy::too_many_arguments)]
@@ -17,8 +18,7 @@ fn track_update(
     new: &Value,
     manager: &str,
     sub: &str,
-    group: &str,
-    kind: &str,
+    merge: Option<Root>,
     api_version: &str,
     ignore_status: bool,
     now: &str,
@@ -28,8 +28,7 @@ fn track_update(
         new,
         manager,
         sub,
-        group,
-        kind,
+        merge,
         api_version,
         ignore_status,
         now,
@@ -40,8 +39,7 @@ fn track_update(
         &mut in_place,
         manager,
         sub,
-        group,
-        kind,
+        merge,
         api_version,
         ignore_status,
         now,
@@ -86,7 +84,16 @@ fn show(r: Result<Value, Value>) -> String {
 }
 
 fn upd(old: Option<&Value>, new: &Value, manager: &str, sub: &str, now: &str) -> Value {
-    track_update(old, new, manager, sub, "", "Pod", "v1", sub.is_empty(), now)
+    track_update(
+        old,
+        new,
+        manager,
+        sub,
+        Some(Root::Pod),
+        "v1",
+        sub.is_empty(),
+        now,
+    )
 }
 
 /// Each step's name and output.
@@ -196,7 +203,7 @@ pub(crate) fn scenarios() -> Vec<(String, String)> {
     );
     record(
         "pod create with status owned",
-        &track_update(None, &pod(), "c", "", "", "Pod", "v1", false, T1),
+        &track_update(None, &pod(), "c", "", Some(Root::Pod), "v1", false, T1),
     );
 
     // More Update managers than are kept.
@@ -211,7 +218,18 @@ pub(crate) fn scenarios() -> Vec<(String, String)> {
 
     // Server-side apply of a deployment.
     let ap = |live: Option<&Value>, cfg: &Value, manager: &str, force: bool, now: &str| {
-        apply(live, cfg, manager, force, "apps", "Deployment", true, now).map_err(|e| e.to_status())
+        apply(
+            live,
+            cfg,
+            manager,
+            force,
+            "apps",
+            "Deployment",
+            Some(Root::Deployment),
+            true,
+            now,
+        )
+        .map_err(|e| e.to_status())
     };
     let cfg = deployment_config(3, "nginx:1.25", true);
     let live = ap(None, &cfg, "kubectl", false, T1);
@@ -227,8 +245,7 @@ pub(crate) fn scenarios() -> Vec<(String, String)> {
         &scaled,
         "hpa",
         "",
-        "apps",
-        "Deployment",
+        Some(Root::Deployment),
         "apps/v1",
         true,
         T2,
@@ -285,6 +302,7 @@ pub(crate) fn scenarios() -> Vec<(String, String)> {
                 false,
                 "apps",
                 "Deployment",
+                Some(Root::Deployment),
                 T3,
             )
             .map_err(|e| e.to_status()),

@@ -8,19 +8,20 @@
 //! change fields other managers own unless forced. The behaviour follows
 //! `sigs.k8s.io/structured-merge-diff` and the apiserver's field manager, over
 //! untyped objects: maps are always granular, lists follow
-//! [`crate::patch::schema::list_meta`] (anything it does not list is atomic).
+//! [`crate::patch::schema::list_meta`] from the kind's `merge` root (anything it does
+//! not list is atomic; custom resources, without a root, have only atomic lists).
 //!
 //! # Public API
 //!
 //! ```text
 //! apply(live: Option<&Value>, applied: &Value, manager: &str, force: bool,
-//!       group: &str, kind: &str, ignore_status: bool, now_rfc3339: &str)
+//!       group: &str, kind: &str, merge: Option<Root>, ignore_status: bool, now_rfc3339: &str)
 //!     -> Result<Value, ApiError>
 //! apply_to_subresource(live: &Value, applied: &Value, manager: &str, subresource: &str,
-//!       force: bool, group: &str, kind: &str, now_rfc3339: &str)
+//!       force: bool, group: &str, kind: &str, merge: Option<Root>, now_rfc3339: &str)
 //!     -> Result<Value, ApiError>
 //! track_update(old: Option<&Value>, new: &Value, manager: &str, subresource: &str,
-//!       group: &str, kind: &str, api_version: &str, ignore_status: bool, now_rfc3339: &str)
+//!       merge: Option<Root>, api_version: &str, ignore_status: bool, now_rfc3339: &str)
 //!     -> Value
 //! track_update_in_place(old: Option<&Value>, new: &mut Value, ...same as track_update)
 //! default_manager(user_agent: &str) -> String
@@ -90,6 +91,7 @@ pub use managed::{
 use std::borrow::Cow;
 use std::sync::OnceLock;
 
+use crate::patch::schema::Root;
 use crate::status::{ApiError, Cause};
 use managed::{EntryError, Tracked};
 use object::{schema_lookup, Comparison, Lists};
@@ -267,6 +269,7 @@ pub fn apply(
     force: bool,
     group: &str,
     kind: &str,
+    merge: Option<Root>,
     ignore_status: bool,
     now_rfc3339: &str,
 ) -> Result<Value, ApiError> {
@@ -275,7 +278,7 @@ pub fn apply(
     } else {
         Scope::All
     };
-    let lookup = schema_lookup(group, kind);
+    let lookup = schema_lookup(merge);
     let lists = Lists { lookup: &lookup };
     apply_scoped(
         &lists,
@@ -303,6 +306,7 @@ pub fn apply_to_subresource(
     force: bool,
     group: &str,
     kind: &str,
+    merge: Option<Root>,
     now_rfc3339: &str,
 ) -> Result<Value, ApiError> {
     let scope = if subresource == "status" {
@@ -310,7 +314,7 @@ pub fn apply_to_subresource(
     } else {
         Scope::All
     };
-    let lookup = schema_lookup(group, kind);
+    let lookup = schema_lookup(merge);
     let lists = Lists { lookup: &lookup };
     apply_scoped(
         &lists,
@@ -540,13 +544,12 @@ pub fn track_update(
     new: &Value,
     manager: &str,
     subresource: &str,
-    group: &str,
-    kind: &str,
+    merge: Option<Root>,
     api_version: &str,
     ignore_status: bool,
     now_rfc3339: &str,
 ) -> Value {
-    let lookup = schema_lookup(group, kind);
+    let lookup = schema_lookup(merge);
     let lists = Lists { lookup: &lookup };
     let sent = new.get("metadata").and_then(|m| m.get("managedFields"));
     let entries = tracked_entries(
@@ -573,13 +576,12 @@ pub fn track_update_in_place(
     new: &mut Value,
     manager: &str,
     subresource: &str,
-    group: &str,
-    kind: &str,
+    merge: Option<Root>,
     api_version: &str,
     ignore_status: bool,
     now_rfc3339: &str,
 ) {
-    let lookup = schema_lookup(group, kind);
+    let lookup = schema_lookup(merge);
     let lists = Lists { lookup: &lookup };
     // As `without_managed_fields` leaves the object.
     let sent = new

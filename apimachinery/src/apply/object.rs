@@ -14,7 +14,7 @@
 use serde_json::{Map, Value};
 
 use super::fieldset::{field_key, path_string, values_equal, FieldSet, Node, PathElement};
-use crate::patch::schema::{list_meta, ListType};
+use crate::patch::schema::{list_meta, ListType, Root};
 
 /// What changed between two objects, in the manner of structured-merge-diff: leaves
 /// (scalars, atomic lists, empty maps) that changed are `modified`; every path that
@@ -169,12 +169,9 @@ pub(crate) struct Lists<'a> {
     pub lookup: &'a dyn Fn(&[&str]) -> ListType,
 }
 
-/// The table of [`crate::patch::schema`] for `group`/`kind`.
-pub(crate) fn schema_lookup<'a>(
-    group: &'a str,
-    kind: &'a str,
-) -> impl Fn(&[&str]) -> ListType + 'a {
-    move |path| list_meta(group, kind, path).apply
+/// The table of [`crate::patch::schema`] from `root`.
+pub(crate) fn schema_lookup(root: Option<Root>) -> impl Fn(&[&str]) -> ListType {
+    move |path| list_meta(root, path).apply
 }
 
 /// A copy of a `metadata` value without `managedFields`.

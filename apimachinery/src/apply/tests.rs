@@ -1,5 +1,5 @@
 use super::*;
-use crate::patch::schema::ListType;
+use crate::patch::schema::{ListType, Root};
 use serde_json::json;
 
 const T1: &str = "2024-05-01T10:00:00Z";
@@ -25,7 +25,17 @@ fn ap(
     force: bool,
     now: &str,
 ) -> Result<Value, ApiError> {
-    apply(live, cfg, manager, force, "apps", "Deployment", true, now)
+    apply(
+        live,
+        cfg,
+        manager,
+        force,
+        "apps",
+        "Deployment",
+        Some(Root::Deployment),
+        true,
+        now,
+    )
 }
 
 fn upd(old: Option<&Value>, new: &Value, manager: &str, now: &str) -> Value {
@@ -34,8 +44,7 @@ fn upd(old: Option<&Value>, new: &Value, manager: &str, now: &str) -> Value {
         new,
         manager,
         "",
-        "apps",
-        "Deployment",
+        Some(Root::Deployment),
         "apps/v1",
         true,
         now,
@@ -382,7 +391,17 @@ fn unlisted_lists_are_atomic() {
                "spec": {"items": items}})
     };
     let wapply = |live: Option<&Value>, cfg: &Value, m: &str| {
-        apply(live, cfg, m, false, "example.com", "Widget", false, T1)
+        apply(
+            live,
+            cfg,
+            m,
+            false,
+            "example.com",
+            "Widget",
+            None,
+            false,
+            T1,
+        )
     };
     let live = wapply(None, &widget(json!([{"name": "a"}])), "one").unwrap();
     assert_eq!(
@@ -418,6 +437,7 @@ fn status_is_not_owned_by_main_resource_appliers() {
         false,
         "apps",
         "Deployment",
+        Some(Root::Deployment),
         false,
         T1,
     )
@@ -439,6 +459,7 @@ fn apply_to_the_status_subresource_owns_only_status() {
         false,
         "apps",
         "Deployment",
+        Some(Root::Deployment),
         T2,
     )
     .unwrap();
@@ -653,8 +674,7 @@ fn update_entries_of_a_manager_merge() {
         &next,
         "ctl",
         "",
-        "apps",
-        "Deployment",
+        Some(Root::Deployment),
         "apps/v2",
         true,
         T2,
@@ -700,8 +720,7 @@ fn client_sent_managed_fields_on_update() {
         &next,
         "ctl",
         "scale",
-        "apps",
-        "Deployment",
+        Some(Root::Deployment),
         "apps/v1",
         true,
         T2,

@@ -6,10 +6,11 @@
 //! strategic merge) and `listType`/`listMapKeys` markers (for apply); this module is the
 //! table of those tags for the kinds Keelson serves.
 //!
-//! The table is a small type graph: each kind names the struct at its root, each struct
-//! lists the fields that lead to other structs or to lists with merge semantics, and
-//! [`list_meta`] walks a path of field names through it. Lists and structs not in the
-//! table are atomic, as untagged lists are in Kubernetes.
+//! The table is a small type graph: each kind names the struct at its root (a [`Root`],
+//! which the kind's `ResourceType` in `keelson-resources` carries), each struct lists the
+//! fields that lead to other structs or to lists with merge semantics, and [`list_meta`]
+//! walks a path of field names through it. Lists and structs not in the table are
+//! atomic, as untagged lists are in Kubernetes.
 
 /// How a list is merged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,16 +42,17 @@ impl ListMeta {
 }
 
 /// The merge semantics of the list at `path` (field names from the object root, e.g.
-/// `["spec", "template", "spec", "containers"]`) in an object of `kind` (group "" for
-/// core). Unknown paths are atomic, which is what Kubernetes does for lists without
-/// tags.
+/// `["spec", "template", "spec", "containers"]`) in an object whose type starts at
+/// `root`. `None` (a kind without a Go type, such as a custom resource) and unknown
+/// paths are atomic, which is what Kubernetes does for lists without tags.
 ///
 /// List indices are not part of the path: the container `env` list of a pod is
 /// `["spec", "containers", "env"]`.
-pub fn list_meta(group: &str, kind: &str, path: &[&str]) -> ListMeta {
-    let Some(mut ty) = root(group, kind) else {
+pub fn list_meta(root: Option<Root>, path: &[&str]) -> ListMeta {
+    let Some(root) = root else {
         return ListMeta::ATOMIC;
     };
+    let mut ty = Ty::Root(root);
     for (i, name) in path.iter().enumerate() {
         let last = i + 1 == path.len();
         match field(ty, name) {
@@ -63,17 +65,11 @@ pub fn list_meta(group: &str, kind: &str, path: &[&str]) -> ListMeta {
     ListMeta::ATOMIC
 }
 
-/// Whether `group`/`kind` is a built-in kind this table describes, so that strategic
-/// merge patch can be applied to it. Kubernetes refuses strategic merge patch for
-/// custom resources (415 Unsupported Media Type); the caller decides for others.
-pub fn supports(group: &str, kind: &str) -> bool {
-    root(group, kind).is_some()
-}
-
-/// Structs of the Kubernetes API that lead to lists with merge semantics.
+/// The Go struct at the root of a built-in kind, where its merge semantics start. Kinds
+/// of the same shape share one. A kind with a `Root` supports strategic merge patch;
+/// Kubernetes refuses it (415) for the others (custom resources).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Ty {
-    // Roots, one per kind (or shared when the kinds have the same shape).
+pub enum Root {
     Pod,
     PodTemplate,
     ReplicationController,
@@ -82,7 +78,8 @@ enum Ty {
     Namespace,
     ServiceAccount,
     PersistentVolumeClaim,
-    /// Kinds whose only keyed lists are in `metadata`.
+    /// Kinds whose only keyed lists are in `metadata`: every other list is atomic
+    /// (ConfigMap, Secret, Lease, NetworkPolicy, RBAC's rules and subjects, ...).
     MetadataOnly,
     Deployment,
     ReplicaSet,
@@ -94,6 +91,18 @@ enum Ty {
     CertificateSigningRequest,
     /// FlowSchema, PriorityLevelConfiguration: atomic spec lists, conditions by type.
     FlowControl,
+    /// Conditions by type in its status.
+    PodDisruptionBudget,
+    /// `spec.volumeLifecycleModes` is a set.
+    CSIDriver,
+    /// `spec.drivers` merge by name.
+    CSINode,
+}
+
+/// Structs of the Kubernetes API that lead to lists with merge semantics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ty {
+    Root(Root),
     // Inner structs.
     ObjectMeta,
     PodTemplateSpec,
@@ -115,6 +124,8 @@ enum Ty {
     JobTemplateSpec,
     EndpointSliceEndpoint,
     CertificateSigningRequestStatus,
+    CSIDriverSpec,
+    CSINodeSpec,
 }
 
 /// What a field of a struct leads to.
@@ -147,70 +158,44 @@ const BY_NAME: ListMeta = keyed("name", &["name"]);
 const BY_TYPE: ListMeta = keyed("type", &["type"]);
 const CONDITIONS: Node = Node::List(BY_TYPE, None);
 
-fn root(group: &str, kind: &str) -> Option<Ty> {
-    Some(match (group, kind) {
-        ("", "Pod") => Ty::Pod,
-        ("", "PodTemplate") => Ty::PodTemplate,
-        ("", "ReplicationController") => Ty::ReplicationController,
-        ("", "Service") => Ty::Service,
-        ("", "Node") => Ty::Node,
-        ("", "Namespace") => Ty::Namespace,
-        ("", "ServiceAccount") => Ty::ServiceAccount,
-        ("", "PersistentVolumeClaim") => Ty::PersistentVolumeClaim,
-        // Endpoints' subsets and everything under them are atomic; persistent volumes,
-        // quotas and limit ranges only have atomic lists; config maps, secrets, events
-        // have none.
-        ("", "Endpoints" | "ConfigMap" | "Secret" | "PersistentVolume")
-        | ("", "ResourceQuota" | "LimitRange" | "Event")
-        | ("apps", "ControllerRevision")
-        | ("coordination.k8s.io", "Lease")
-        // NetworkPolicy's lists (rules, peers, ports, policyTypes) are all atomic.
-        | ("networking.k8s.io", "NetworkPolicy")
-        // RBAC's rules, subjects and aggregation selectors are atomic lists.
-        | ("rbac.authorization.k8s.io", "Role" | "ClusterRole")
-        | ("rbac.authorization.k8s.io", "RoleBinding" | "ClusterRoleBinding") => Ty::MetadataOnly,
-        ("apps", "Deployment") => Ty::Deployment,
-        ("apps", "ReplicaSet") => Ty::ReplicaSet,
-        ("apps", "StatefulSet") => Ty::StatefulSet,
-        ("apps", "DaemonSet") => Ty::DaemonSet,
-        ("batch", "Job") => Ty::Job,
-        ("batch", "CronJob") => Ty::CronJob,
-        ("discovery.k8s.io", "EndpointSlice") => Ty::EndpointSlice,
-        ("certificates.k8s.io", "CertificateSigningRequest") => Ty::CertificateSigningRequest,
-        ("flowcontrol.apiserver.k8s.io", "FlowSchema" | "PriorityLevelConfiguration") => {
-            Ty::FlowControl
-        }
-        _ => return None,
-    })
-}
-
 fn field(ty: Ty, name: &str) -> Option<Node> {
     use Node::{List, Struct};
-    if name == "metadata" && is_root(ty) {
+    if name == "metadata" && matches!(ty, Ty::Root(_)) {
         return Some(Struct(Ty::ObjectMeta));
     }
     Some(match (ty, name) {
-        (Ty::Pod, "spec") => Struct(Ty::PodSpec),
-        (Ty::Pod, "status") => Struct(Ty::PodStatus),
-        (Ty::PodTemplate, "template") => Struct(Ty::PodTemplateSpec),
-        (Ty::ReplicationController, "spec") => Struct(Ty::ReplicationControllerSpec),
-        (Ty::ReplicationController, "status") => Struct(Ty::ConditionsStatus),
-        (Ty::Service, "spec") => Struct(Ty::ServiceSpec),
-        (Ty::Service, "status") => Struct(Ty::ServiceStatus),
-        (Ty::Node, "spec") => Struct(Ty::NodeSpec),
-        (Ty::Node, "status") => Struct(Ty::NodeStatus),
-        (Ty::Namespace | Ty::PersistentVolumeClaim, "status") => Struct(Ty::ConditionsStatus),
-        (Ty::FlowControl, "status") => Struct(Ty::ConditionsStatus),
-        (Ty::ServiceAccount, "secrets") => List(BY_NAME, None),
-        (Ty::Deployment | Ty::ReplicaSet | Ty::DaemonSet, "spec") => Struct(Ty::WorkloadSpec),
-        (Ty::StatefulSet, "spec") => Struct(Ty::StatefulSetSpec),
-        (Ty::Deployment | Ty::ReplicaSet | Ty::DaemonSet | Ty::StatefulSet, "status") => {
+        (Ty::Root(Root::Pod), "spec") => Struct(Ty::PodSpec),
+        (Ty::Root(Root::Pod), "status") => Struct(Ty::PodStatus),
+        (Ty::Root(Root::PodTemplate), "template") => Struct(Ty::PodTemplateSpec),
+        (Ty::Root(Root::ReplicationController), "spec") => Struct(Ty::ReplicationControllerSpec),
+        (Ty::Root(Root::ReplicationController), "status") => Struct(Ty::ConditionsStatus),
+        (Ty::Root(Root::Service), "spec") => Struct(Ty::ServiceSpec),
+        (Ty::Root(Root::Service), "status") => Struct(Ty::ServiceStatus),
+        (Ty::Root(Root::Node), "spec") => Struct(Ty::NodeSpec),
+        (Ty::Root(Root::Node), "status") => Struct(Ty::NodeStatus),
+        (Ty::Root(Root::Namespace) | Ty::Root(Root::PersistentVolumeClaim), "status") => {
             Struct(Ty::ConditionsStatus)
         }
-        (Ty::Job, "spec") | (Ty::JobTemplateSpec, "spec") => Struct(Ty::JobSpec),
-        (Ty::Job, "status") => Struct(Ty::JobStatus),
-        (Ty::CronJob, "spec") => Struct(Ty::CronJobSpec),
-        (Ty::EndpointSlice, "endpoints") => List(ListMeta::ATOMIC, Some(Ty::EndpointSliceEndpoint)),
+        (Ty::Root(Root::FlowControl), "status") => Struct(Ty::ConditionsStatus),
+        (Ty::Root(Root::ServiceAccount), "secrets") => List(BY_NAME, None),
+        (
+            Ty::Root(Root::Deployment) | Ty::Root(Root::ReplicaSet) | Ty::Root(Root::DaemonSet),
+            "spec",
+        ) => Struct(Ty::WorkloadSpec),
+        (Ty::Root(Root::StatefulSet), "spec") => Struct(Ty::StatefulSetSpec),
+        (
+            Ty::Root(Root::Deployment)
+            | Ty::Root(Root::ReplicaSet)
+            | Ty::Root(Root::DaemonSet)
+            | Ty::Root(Root::StatefulSet),
+            "status",
+        ) => Struct(Ty::ConditionsStatus),
+        (Ty::Root(Root::Job), "spec") | (Ty::JobTemplateSpec, "spec") => Struct(Ty::JobSpec),
+        (Ty::Root(Root::Job), "status") => Struct(Ty::JobStatus),
+        (Ty::Root(Root::CronJob), "spec") => Struct(Ty::CronJobSpec),
+        (Ty::Root(Root::EndpointSlice), "endpoints") => {
+            List(ListMeta::ATOMIC, Some(Ty::EndpointSliceEndpoint))
+        }
 
         (Ty::ObjectMeta, "ownerReferences") => List(keyed("uid", &["uid"]), None),
         (Ty::ObjectMeta, "finalizers") => List(MERGED_SET, None),
@@ -292,7 +277,9 @@ fn field(ty: Ty, name: &str) -> Option<Node> {
 
         (Ty::EndpointSliceEndpoint, "addresses") => List(SET, None),
         // Conditions are a map by type for apply, but replaced by strategic merge patch.
-        (Ty::CertificateSigningRequest, "status") => Struct(Ty::CertificateSigningRequestStatus),
+        (Ty::Root(Root::CertificateSigningRequest), "status") => {
+            Struct(Ty::CertificateSigningRequestStatus)
+        }
         (Ty::CertificateSigningRequestStatus, "conditions") => List(
             ListMeta {
                 smp_merge_key: None,
@@ -300,67 +287,51 @@ fn field(ty: Ty, name: &str) -> Option<Node> {
             },
             None,
         ),
+        (Ty::Root(Root::PodDisruptionBudget), "status") => Struct(Ty::ConditionsStatus),
+        (Ty::Root(Root::CSIDriver), "spec") => Struct(Ty::CSIDriverSpec),
+        (Ty::CSIDriverSpec, "volumeLifecycleModes") => List(SET, None),
+        (Ty::CSIDriverSpec, "tokenRequests") => ATOMIC,
+        (Ty::Root(Root::CSINode), "spec") => Struct(Ty::CSINodeSpec),
+        // No listType marker: apply follows the patch merge key, as Kubernetes'
+        // schema conversion does.
+        (Ty::CSINodeSpec, "drivers") => List(BY_NAME, None),
         _ => return None,
     })
-}
-
-fn is_root(ty: Ty) -> bool {
-    matches!(
-        ty,
-        Ty::Pod
-            | Ty::PodTemplate
-            | Ty::ReplicationController
-            | Ty::Service
-            | Ty::Node
-            | Ty::Namespace
-            | Ty::ServiceAccount
-            | Ty::PersistentVolumeClaim
-            | Ty::MetadataOnly
-            | Ty::Deployment
-            | Ty::ReplicaSet
-            | Ty::StatefulSet
-            | Ty::DaemonSet
-            | Ty::Job
-            | Ty::CronJob
-            | Ty::EndpointSlice
-            | Ty::CertificateSigningRequest
-            | Ty::FlowControl
-    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn smp(group: &str, kind: &str, path: &str) -> Option<&'static str> {
+    fn smp(root: Root, path: &str) -> Option<&'static str> {
         let p: Vec<&str> = path.split('.').collect();
-        list_meta(group, kind, &p).smp_merge_key
+        list_meta(Some(root), &p).smp_merge_key
     }
-    fn apply(group: &str, kind: &str, path: &str) -> ListType {
+    fn apply(root: Root, path: &str) -> ListType {
         let p: Vec<&str> = path.split('.').collect();
-        list_meta(group, kind, &p).apply
+        list_meta(Some(root), &p).apply
     }
 
     #[test]
     fn metadata_lists_for_every_kind() {
-        for (g, k) in [
-            ("", "Pod"),
-            ("", "ConfigMap"),
-            ("", "Secret"),
-            ("", "Event"),
-            ("apps", "Deployment"),
-            ("coordination.k8s.io", "Lease"),
-            ("discovery.k8s.io", "EndpointSlice"),
+        for k in [
+            Root::Pod,
+            Root::MetadataOnly,
+            Root::MetadataOnly,
+            Root::MetadataOnly,
+            Root::Deployment,
+            Root::MetadataOnly,
+            Root::EndpointSlice,
         ] {
-            assert_eq!(smp(g, k, "metadata.ownerReferences"), Some("uid"), "{k}");
+            assert_eq!(smp(k, "metadata.ownerReferences"), Some("uid"), "{k:?}");
             assert_eq!(
-                apply(g, k, "metadata.ownerReferences"),
+                apply(k, "metadata.ownerReferences"),
                 ListType::Map(&["uid"])
             );
-            assert_eq!(smp(g, k, "metadata.finalizers"), Some(""), "{k}");
-            assert_eq!(apply(g, k, "metadata.finalizers"), ListType::Set);
+            assert_eq!(smp(k, "metadata.finalizers"), Some(""), "{k:?}");
+            assert_eq!(apply(k, "metadata.finalizers"), ListType::Set);
             assert_eq!(
-                list_meta(g, k, &["metadata", "managedFields"]),
+                list_meta(Some(k), &["metadata", "managedFields"]),
                 ListMeta::ATOMIC
             );
         }
@@ -369,146 +340,164 @@ mod tests {
     #[test]
     fn pod_templates_at_every_location() {
         let cases = [
-            ("", "Pod", "spec"),
-            ("", "PodTemplate", "template.spec"),
-            ("", "ReplicationController", "spec.template.spec"),
-            ("apps", "Deployment", "spec.template.spec"),
-            ("apps", "ReplicaSet", "spec.template.spec"),
-            ("apps", "StatefulSet", "spec.template.spec"),
-            ("apps", "DaemonSet", "spec.template.spec"),
-            ("batch", "Job", "spec.template.spec"),
-            ("batch", "CronJob", "spec.jobTemplate.spec.template.spec"),
+            (Root::Pod, "spec"),
+            (Root::PodTemplate, "template.spec"),
+            (Root::ReplicationController, "spec.template.spec"),
+            (Root::Deployment, "spec.template.spec"),
+            (Root::ReplicaSet, "spec.template.spec"),
+            (Root::StatefulSet, "spec.template.spec"),
+            (Root::DaemonSet, "spec.template.spec"),
+            (Root::Job, "spec.template.spec"),
+            (Root::CronJob, "spec.jobTemplate.spec.template.spec"),
         ];
-        for (g, k, spec) in cases {
+        for (k, spec) in cases {
             let at = |rest: &str| format!("{spec}.{rest}");
-            assert_eq!(smp(g, k, &at("containers")), Some("name"), "{k}");
-            assert_eq!(smp(g, k, &at("initContainers")), Some("name"), "{k}");
-            assert_eq!(smp(g, k, &at("containers.env")), Some("name"), "{k}");
-            assert_eq!(smp(g, k, &at("containers.ports")), Some("containerPort"));
+            assert_eq!(smp(k, &at("containers")), Some("name"), "{k:?}");
+            assert_eq!(smp(k, &at("initContainers")), Some("name"), "{k:?}");
+            assert_eq!(smp(k, &at("containers.env")), Some("name"), "{k:?}");
+            assert_eq!(smp(k, &at("containers.ports")), Some("containerPort"));
             assert_eq!(
-                apply(g, k, &at("initContainers.ports")),
+                apply(k, &at("initContainers.ports")),
                 ListType::Map(&["containerPort", "protocol"])
             );
-            assert_eq!(smp(g, k, &at("containers.volumeMounts")), Some("mountPath"));
-            assert_eq!(smp(g, k, &at("volumes")), Some("name"));
-            assert_eq!(apply(g, k, &at("tolerations")), ListType::Atomic);
+            assert_eq!(smp(k, &at("containers.volumeMounts")), Some("mountPath"));
+            assert_eq!(smp(k, &at("volumes")), Some("name"));
+            assert_eq!(apply(k, &at("tolerations")), ListType::Atomic);
         }
         // The template's metadata is an ObjectMeta too.
         assert_eq!(
-            smp("apps", "Deployment", "spec.template.metadata.finalizers"),
+            smp(Root::Deployment, "spec.template.metadata.finalizers"),
             Some("")
         );
     }
 
     #[test]
     fn pod_spec_details() {
-        assert_eq!(smp("", "Pod", "spec.ephemeralContainers"), Some("name"));
+        assert_eq!(smp(Root::Pod, "spec.ephemeralContainers"), Some("name"));
         assert_eq!(
-            smp("", "Pod", "spec.ephemeralContainers.volumeDevices"),
+            smp(Root::Pod, "spec.ephemeralContainers.volumeDevices"),
             Some("devicePath")
         );
-        assert_eq!(smp("", "Pod", "spec.containers.envFrom"), None);
-        assert_eq!(smp("", "Pod", "spec.containers.resizePolicy"), None);
-        assert_eq!(smp("", "Pod", "spec.containers.command"), None);
-        assert_eq!(smp("", "Pod", "spec.imagePullSecrets"), Some("name"));
-        assert_eq!(smp("", "Pod", "spec.hostAliases"), Some("ip"));
-        assert_eq!(smp("", "Pod", "spec.readinessGates"), None);
-        assert_eq!(smp("", "Pod", "spec.tolerations"), None);
+        assert_eq!(smp(Root::Pod, "spec.containers.envFrom"), None);
+        assert_eq!(smp(Root::Pod, "spec.containers.resizePolicy"), None);
+        assert_eq!(smp(Root::Pod, "spec.containers.command"), None);
+        assert_eq!(smp(Root::Pod, "spec.imagePullSecrets"), Some("name"));
+        assert_eq!(smp(Root::Pod, "spec.hostAliases"), Some("ip"));
+        assert_eq!(smp(Root::Pod, "spec.readinessGates"), None);
+        assert_eq!(smp(Root::Pod, "spec.tolerations"), None);
         assert_eq!(
-            smp("", "Pod", "spec.topologySpreadConstraints"),
+            smp(Root::Pod, "spec.topologySpreadConstraints"),
             Some("topologyKey")
         );
         assert_eq!(
-            apply("", "Pod", "spec.topologySpreadConstraints"),
+            apply(Root::Pod, "spec.topologySpreadConstraints"),
             ListType::Map(&["topologyKey", "whenUnsatisfiable"])
         );
-        assert_eq!(smp("", "Pod", "status.conditions"), Some("type"));
+        assert_eq!(smp(Root::Pod, "status.conditions"), Some("type"));
         assert_eq!(
-            apply("", "Pod", "status.containerStatuses"),
+            apply(Root::Pod, "status.containerStatuses"),
             ListType::Atomic
         );
-        assert_eq!(smp("", "Pod", "status.containerStatuses"), None);
-        assert_eq!(smp("", "Pod", "status.hostIPs"), Some("ip"));
-        assert_eq!(apply("", "Pod", "status.hostIPs"), ListType::Atomic);
-        assert_eq!(apply("", "Pod", "status.podIPs"), ListType::Map(&["ip"]));
+        assert_eq!(smp(Root::Pod, "status.containerStatuses"), None);
+        assert_eq!(smp(Root::Pod, "status.hostIPs"), Some("ip"));
+        assert_eq!(apply(Root::Pod, "status.hostIPs"), ListType::Atomic);
+        assert_eq!(apply(Root::Pod, "status.podIPs"), ListType::Map(&["ip"]));
         // A list under a field the table does not know is atomic.
         assert_eq!(
-            list_meta("", "Pod", &["spec", "affinity", "nodeAffinity", "x"]),
+            list_meta(Some(Root::Pod), &["spec", "affinity", "nodeAffinity", "x"]),
             ListMeta::ATOMIC
         );
         // A path that stops at a struct, or goes through a leaf, is atomic.
-        assert_eq!(list_meta("", "Pod", &["spec"]), ListMeta::ATOMIC);
+        assert_eq!(list_meta(Some(Root::Pod), &["spec"]), ListMeta::ATOMIC);
         assert_eq!(
-            list_meta("", "Pod", &["spec", "volumes", "name"]),
+            list_meta(Some(Root::Pod), &["spec", "volumes", "name"]),
             ListMeta::ATOMIC
         );
     }
 
     #[test]
     fn other_kinds() {
-        assert_eq!(smp("", "Service", "spec.ports"), Some("port"));
+        assert_eq!(smp(Root::Service, "spec.ports"), Some("port"));
         assert_eq!(
-            apply("", "Service", "spec.ports"),
+            apply(Root::Service, "spec.ports"),
             ListType::Map(&["port", "protocol"])
         );
-        assert_eq!(smp("", "Service", "spec.clusterIPs"), None);
-        assert_eq!(smp("", "Service", "status.conditions"), Some("type"));
-        assert_eq!(smp("", "Node", "status.addresses"), Some("type"));
-        assert_eq!(smp("", "Node", "status.conditions"), Some("type"));
-        assert_eq!(smp("", "Node", "spec.taints"), None);
-        assert_eq!(apply("", "Node", "spec.taints"), ListType::Atomic);
-        assert_eq!(smp("", "Node", "spec.podCIDRs"), Some(""));
-        assert_eq!(smp("", "Namespace", "status.conditions"), Some("type"));
-        assert_eq!(smp("", "Namespace", "spec.finalizers"), None);
+        assert_eq!(smp(Root::Service, "spec.clusterIPs"), None);
+        assert_eq!(smp(Root::Service, "status.conditions"), Some("type"));
+        assert_eq!(smp(Root::Node, "status.addresses"), Some("type"));
+        assert_eq!(smp(Root::Node, "status.conditions"), Some("type"));
+        assert_eq!(smp(Root::Node, "spec.taints"), None);
+        assert_eq!(apply(Root::Node, "spec.taints"), ListType::Atomic);
+        assert_eq!(smp(Root::Node, "spec.podCIDRs"), Some(""));
+        assert_eq!(smp(Root::Namespace, "status.conditions"), Some("type"));
+        assert_eq!(smp(Root::Namespace, "spec.finalizers"), None);
         assert_eq!(
-            smp("", "PersistentVolumeClaim", "status.conditions"),
+            smp(Root::PersistentVolumeClaim, "status.conditions"),
             Some("type")
         );
-        assert_eq!(smp("", "ServiceAccount", "secrets"), Some("name"));
-        assert_eq!(smp("", "ServiceAccount", "imagePullSecrets"), None);
-        assert_eq!(smp("", "Endpoints", "subsets"), None);
-        for k in ["Deployment", "ReplicaSet", "StatefulSet", "DaemonSet"] {
-            assert_eq!(smp("apps", k, "status.conditions"), Some("type"), "{k}");
-            assert_eq!(
-                apply("apps", k, "status.conditions"),
-                ListType::Map(&["type"])
-            );
+        assert_eq!(smp(Root::ServiceAccount, "secrets"), Some("name"));
+        assert_eq!(smp(Root::ServiceAccount, "imagePullSecrets"), None);
+        assert_eq!(smp(Root::MetadataOnly, "subsets"), None);
+        for k in [
+            Root::Deployment,
+            Root::ReplicaSet,
+            Root::StatefulSet,
+            Root::DaemonSet,
+        ] {
+            assert_eq!(smp(k, "status.conditions"), Some("type"), "{k:?}");
+            assert_eq!(apply(k, "status.conditions"), ListType::Map(&["type"]));
         }
         assert_eq!(
-            smp("", "ReplicationController", "status.conditions"),
+            smp(Root::ReplicationController, "status.conditions"),
             Some("type")
         );
         assert_eq!(
-            apply("apps", "StatefulSet", "spec.volumeClaimTemplates"),
+            apply(Root::StatefulSet, "spec.volumeClaimTemplates"),
             ListType::Atomic
         );
-        assert_eq!(smp("batch", "Job", "status.conditions"), Some("type"));
-        assert_eq!(apply("batch", "Job", "status.conditions"), ListType::Atomic);
+        assert_eq!(smp(Root::Job, "status.conditions"), Some("type"));
+        assert_eq!(apply(Root::Job, "status.conditions"), ListType::Atomic);
         assert_eq!(
-            apply("batch", "Job", "status.uncountedTerminatedPods.failed"),
+            apply(Root::Job, "status.uncountedTerminatedPods.failed"),
             ListType::Set
         );
-        assert_eq!(
-            apply("discovery.k8s.io", "EndpointSlice", "endpoints"),
-            ListType::Atomic
-        );
-        assert_eq!(smp("discovery.k8s.io", "EndpointSlice", "endpoints"), None);
-        // The group matters.
-        assert_eq!(smp("", "Deployment", "status.conditions"), None);
+        assert_eq!(apply(Root::EndpointSlice, "endpoints"), ListType::Atomic);
+        assert_eq!(smp(Root::EndpointSlice, "endpoints"), None);
     }
 
     #[test]
-    fn supported_kinds() {
-        assert!(supports("", "Pod"));
-        assert!(supports("batch", "CronJob"));
-        assert!(supports("coordination.k8s.io", "Lease"));
-        assert!(supports("networking.k8s.io", "NetworkPolicy"));
-        assert!(supports("flowcontrol.apiserver.k8s.io", "FlowSchema"));
-        assert!(!supports("example.com", "Widget"));
-        assert!(!supports("apps", "Pod"));
+    fn kinds_added_with_their_own_lists() {
         assert_eq!(
-            list_meta("example.com", "Widget", &["metadata", "finalizers"]),
+            smp(Root::PodDisruptionBudget, "status.conditions"),
+            Some("type")
+        );
+        assert_eq!(
+            apply(Root::PodDisruptionBudget, "status.conditions"),
+            ListType::Map(&["type"])
+        );
+        assert_eq!(smp(Root::CSIDriver, "spec.volumeLifecycleModes"), None);
+        assert_eq!(
+            apply(Root::CSIDriver, "spec.volumeLifecycleModes"),
+            ListType::Set
+        );
+        assert_eq!(
+            apply(Root::CSIDriver, "spec.tokenRequests"),
+            ListType::Atomic
+        );
+        assert_eq!(smp(Root::CSINode, "spec.drivers"), Some("name"));
+        assert_eq!(
+            apply(Root::CSINode, "spec.drivers"),
+            ListType::Map(&["name"])
+        );
+        assert_eq!(smp(Root::CSINode, "metadata.finalizers"), Some(""));
+    }
+
+    #[test]
+    fn kinds_without_a_root_have_only_atomic_lists() {
+        assert_eq!(
+            list_meta(None, &["metadata", "finalizers"]),
             ListMeta::ATOMIC
         );
+        assert_eq!(list_meta(None, &["spec", "containers"]), ListMeta::ATOMIC);
     }
 }

@@ -36,9 +36,9 @@
 //! that contradicts the patch list, an unknown `$patch` value, mixed item types):
 //! **422 Invalid** with the detail as the message, where Kubernetes answers 500.
 //!
-//! Whether a kind supports strategic merge patch at all is the caller's question
-//! ([`super::schema::supports`]); for kinds the table does not know this merges maps
-//! and replaces every list.
+//! Whether a kind supports strategic merge patch at all is the caller's question (a
+//! built-in kind has a [`super::schema::Root`]); without a root this merges maps and
+//! replaces every list.
 
 // `ApiError` is this crate's error type by design, large as it is.
 #![allow(clippy::result_large_err)]
@@ -46,7 +46,7 @@
 use serde_json::{Map, Value};
 
 use super::json_patch::{json_eq, APPLY_ERROR_MESSAGE};
-use super::schema::{list_meta, ListMeta};
+use super::schema::{list_meta, ListMeta, Root};
 use crate::{ApiError, Cause};
 
 const DIRECTIVE: &str = "$patch";
@@ -59,8 +59,8 @@ const BAD_PRIMITIVE_LIST: &str = "invalid patch format of primitive list";
 const BAD_RETAIN_KEYS: &str = "invalid patch format of retainKeys";
 const BAD_SET_ELEMENT_ORDER: &str = "invalid patch format of setElementOrder list";
 
-/// Apply `patch` to `original`, an object of `group`/`kind`.
-pub fn apply(original: &Value, patch: &Value, group: &str, kind: &str) -> Result<Value, ApiError> {
+/// Apply `patch` to `original`, an object whose type starts at `root`.
+pub fn apply(original: &Value, patch: &Value, root: Option<Root>) -> Result<Value, ApiError> {
     let Value::Object(patch) = patch else {
         return Err(ApiError::bad_request(BAD_DOC));
     };
@@ -68,7 +68,7 @@ pub fn apply(original: &Value, patch: &Value, group: &str, kind: &str) -> Result
         Value::Object(m) => m.clone(),
         _ => Map::new(),
     };
-    let ctx = Ctx { group, kind };
+    let ctx = Ctx { root };
     ctx.merge_map(&mut out, patch, &mut Vec::new())
         .map_err(Error::into_api)?;
     Ok(Value::Object(out))
@@ -208,15 +208,14 @@ fn validate_order(patch_list: &[Value], order: &[Value], key: &str) -> Res<()> {
     Ok(())
 }
 
-struct Ctx<'a> {
-    group: &'a str,
-    kind: &'a str,
+struct Ctx {
+    root: Option<Root>,
 }
 
-impl Ctx<'_> {
+impl Ctx {
     fn meta(&self, path: &[String]) -> ListMeta {
         let p: Vec<&str> = path.iter().map(String::as_str).collect();
-        list_meta(self.group, self.kind, &p)
+        list_meta(self.root, &p)
     }
 
     /// Merge `patch` into `orig`; `path` names the map's field (list items add nothing).
@@ -507,11 +506,11 @@ mod tests {
     use serde_json::json;
 
     fn deploy(original: Value, patch: Value) -> Value {
-        apply(&original, &patch, "apps", "Deployment").unwrap()
+        apply(&original, &patch, Some(Root::Deployment)).unwrap()
     }
 
     fn pod(original: Value, patch: Value) -> Result<Value, ApiError> {
-        apply(&original, &patch, "", "Pod")
+        apply(&original, &patch, Some(Root::Pod))
     }
 
     fn names(list: &Value) -> Vec<&str> {
@@ -714,9 +713,7 @@ mod tests {
         // A primitive list.
         let out = apply(
             &json!({"metadata": {"finalizers": ["x", "y"]}}),
-            &json!({"metadata": {"$setElementOrder/finalizers": ["z", "y", "x"], "finalizers": ["z"]}}),
-            "",
-            "ConfigMap",
+            &json!({"metadata": {"$setElementOrder/finalizers": ["z", "y", "x"], "finalizers": ["z"]}}), Some(Root::MetadataOnly),
         )
         .unwrap();
         assert_eq!(out["metadata"]["finalizers"], json!(["z", "y", "x"]));
@@ -724,7 +721,8 @@ mod tests {
 
     #[test]
     fn primitive_sets() {
-        let cm = |orig: Value, patch: Value| apply(&orig, &patch, "", "ConfigMap").unwrap();
+        let cm =
+            |orig: Value, patch: Value| apply(&orig, &patch, Some(Root::MetadataOnly)).unwrap();
         let out = cm(
             json!({"metadata": {"finalizers": ["a", "b"]}}),
             json!({"metadata": {"finalizers": ["b", "c"]}}),
@@ -864,9 +862,7 @@ mod tests {
         );
         let e = apply(
             &original,
-            &json!({"spec": {"strategy": {"$retainKeys": ["type"], "rollingUpdate": {"maxSurge": 2}}}}),
-            "apps",
-            "Deployment",
+            &json!({"spec": {"strategy": {"$retainKeys": ["type"], "rollingUpdate": {"maxSurge": 2}}}}), Some(Root::Deployment),
         )
         .unwrap_err();
         assert_eq!(
@@ -876,8 +872,7 @@ mod tests {
         let e = apply(
             &original,
             &json!({"spec": {"$retainKeys": "type"}}),
-            "apps",
-            "Deployment",
+            Some(Root::Deployment),
         )
         .unwrap_err();
         assert_eq!(e.code, 400);
@@ -904,9 +899,7 @@ mod tests {
         // A kind the table does not know: maps merge, lists are replaced.
         let out = apply(
             &json!({"metadata": {"finalizers": ["a"]}, "spec": {"items": [{"name": "x"}], "m": {"a": 1}}}),
-            &json!({"metadata": {"finalizers": ["b"]}, "spec": {"items": [{"name": "y"}], "m": {"b": 2}}}),
-            "example.com",
-            "Widget",
+            &json!({"metadata": {"finalizers": ["b"]}, "spec": {"items": [{"name": "y"}], "m": {"b": 2}}}), None,
         )
         .unwrap();
         assert_eq!(
@@ -988,9 +981,7 @@ mod tests {
     fn service_ports_merge_by_port() {
         let out = apply(
             &json!({"spec": {"ports": [{"port": 80, "targetPort": 8080}, {"port": 443}], "clusterIPs": ["10.0.0.1"]}}),
-            &json!({"spec": {"ports": [{"port": 80, "targetPort": 9090}], "clusterIPs": ["10.0.0.2"]}}),
-            "",
-            "Service",
+            &json!({"spec": {"ports": [{"port": 80, "targetPort": 9090}], "clusterIPs": ["10.0.0.2"]}}), Some(Root::Service),
         )
         .unwrap();
         assert_eq!(

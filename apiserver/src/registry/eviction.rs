@@ -38,9 +38,7 @@ impl Registry {
             )));
         }
         super::fields::check_kind(
-            "policy",
-            "Eviction",
-            "v1",
+            &keelson_resources::typed::bodies::EVICTION,
             &mut eviction,
             opts.field_validation,
         )?;

@@ -8,75 +8,9 @@
 //! are kept exactly as sent (the round-trip is only used to find what is unknown).
 
 use super::FieldValidation;
-use k8s_openapi::api;
 use keelson_apimachinery::ApiError;
-use keelson_resources::ResourceType;
+use keelson_resources::{ResourceType, Typed};
 use serde_json::Value;
-
-fn round_trip<T: serde::de::DeserializeOwned + serde::Serialize>(
-    obj: &Value,
-) -> Result<Value, String> {
-    // Deserialize from a borrowed Value: no copy of the object.
-    let typed = T::deserialize(obj).map_err(|e| e.to_string())?;
-    serde_json::to_value(typed).map_err(|e| e.to_string())
-}
-
-/// Decode and re-encode through the typed model; None for kinds without one.
-fn typed(group: &str, kind: &str, obj: &Value) -> Option<Result<Value, String>> {
-    use api::*;
-    Some(match (group, kind) {
-        ("", "Pod") => round_trip::<core::v1::Pod>(obj),
-        ("", "PodTemplate") => round_trip::<core::v1::PodTemplate>(obj),
-        ("", "ReplicationController") => round_trip::<core::v1::ReplicationController>(obj),
-        ("", "Service") => round_trip::<core::v1::Service>(obj),
-        ("", "Endpoints") => round_trip::<core::v1::Endpoints>(obj),
-        ("", "Namespace") => round_trip::<core::v1::Namespace>(obj),
-        ("", "ConfigMap") => round_trip::<core::v1::ConfigMap>(obj),
-        ("", "Secret") => round_trip::<core::v1::Secret>(obj),
-        ("", "Node") => round_trip::<core::v1::Node>(obj),
-        ("", "Event") => round_trip::<core::v1::Event>(obj),
-        ("", "ServiceAccount") => round_trip::<core::v1::ServiceAccount>(obj),
-        ("", "PersistentVolume") => round_trip::<core::v1::PersistentVolume>(obj),
-        ("", "PersistentVolumeClaim") => round_trip::<core::v1::PersistentVolumeClaim>(obj),
-        ("", "ResourceQuota") => round_trip::<core::v1::ResourceQuota>(obj),
-        ("", "LimitRange") => round_trip::<core::v1::LimitRange>(obj),
-        ("", "Binding") => round_trip::<core::v1::Binding>(obj),
-        ("apps", "Deployment") => round_trip::<apps::v1::Deployment>(obj),
-        ("apps", "ReplicaSet") => round_trip::<apps::v1::ReplicaSet>(obj),
-        ("apps", "StatefulSet") => round_trip::<apps::v1::StatefulSet>(obj),
-        ("apps", "DaemonSet") => round_trip::<apps::v1::DaemonSet>(obj),
-        ("apps", "ControllerRevision") => round_trip::<apps::v1::ControllerRevision>(obj),
-        ("batch", "Job") => round_trip::<batch::v1::Job>(obj),
-        ("batch", "CronJob") => round_trip::<batch::v1::CronJob>(obj),
-        ("certificates.k8s.io", "CertificateSigningRequest") => {
-            round_trip::<certificates::v1::CertificateSigningRequest>(obj)
-        }
-        ("coordination.k8s.io", "Lease") => round_trip::<coordination::v1::Lease>(obj),
-        ("discovery.k8s.io", "EndpointSlice") => round_trip::<discovery::v1::EndpointSlice>(obj),
-        ("events.k8s.io", "Event") => round_trip::<events::v1::Event>(obj),
-        ("flowcontrol.apiserver.k8s.io", "FlowSchema") => {
-            round_trip::<flowcontrol::v1::FlowSchema>(obj)
-        }
-        ("flowcontrol.apiserver.k8s.io", "PriorityLevelConfiguration") => {
-            round_trip::<flowcontrol::v1::PriorityLevelConfiguration>(obj)
-        }
-        ("networking.k8s.io", "NetworkPolicy") => round_trip::<networking::v1::NetworkPolicy>(obj),
-        ("rbac.authorization.k8s.io", "Role") => round_trip::<rbac::v1::Role>(obj),
-        ("rbac.authorization.k8s.io", "ClusterRole") => round_trip::<rbac::v1::ClusterRole>(obj),
-        ("rbac.authorization.k8s.io", "RoleBinding") => round_trip::<rbac::v1::RoleBinding>(obj),
-        ("rbac.authorization.k8s.io", "ClusterRoleBinding") => {
-            round_trip::<rbac::v1::ClusterRoleBinding>(obj)
-        }
-        ("policy", "PodDisruptionBudget") => round_trip::<policy::v1::PodDisruptionBudget>(obj),
-        ("policy", "Eviction") => round_trip::<policy::v1::Eviction>(obj),
-        ("scheduling.k8s.io", "PriorityClass") => round_trip::<scheduling::v1::PriorityClass>(obj),
-        ("authentication.k8s.io", "TokenRequest") => {
-            round_trip::<authentication::v1::TokenRequest>(obj)
-        }
-        ("autoscaling", "Scale") => round_trip::<k8s_openapi::api::autoscaling::v1::Scale>(obj),
-        _ => return None,
-    })
-}
 
 /// Remove from `obj` every field `known` lacks; returns their paths. Null values are
 /// dropped without counting as unknown (Kubernetes drops them too).
@@ -110,26 +44,27 @@ fn prune(obj: &mut Value, known: &Value, path: &str, unknown: &mut Vec<String>) 
     }
 }
 
-/// Check `obj` against its type; returns warnings (for `Warn`).
+/// Check `obj` against its kind's type (none for kinds without one, such as custom
+/// resources); returns warnings (for `Warn`).
 pub fn check_unknown(
     rt: &ResourceType,
     obj: &mut Value,
     mode: FieldValidation,
 ) -> Result<Vec<String>, ApiError> {
-    check_kind(rt.group, rt.kind, rt.version, obj, mode)
+    match &rt.typed {
+        Some(typed) => check_kind(typed, obj, mode),
+        None => Ok(Vec::new()),
+    }
 }
 
+/// Check `obj` against `typed` (a kind's, or a subresource body's such as Scale).
 pub fn check_kind(
-    group: &str,
-    kind: &str,
-    version: &str,
+    typed: &Typed,
     obj: &mut Value,
     mode: FieldValidation,
 ) -> Result<Vec<String>, ApiError> {
-    let Some(result) = typed(group, kind, obj) else {
-        return Ok(Vec::new());
-    };
-    let known = result.map_err(|e| {
+    let (kind, version) = (typed.kind, typed.version);
+    let known = (typed.round_trip)(obj).map_err(|e| {
         ApiError::bad_request(format!(
             "{kind} in version \"{version}\" cannot be handled as a {kind}: {e}"
         ))

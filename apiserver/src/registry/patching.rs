@@ -1,7 +1,7 @@
 //! PATCH in its four content types, and managedFields bookkeeping for every write.
 
 use super::{fields, metadata, Registry, WriteOptions, Written};
-use keelson_apimachinery::patch::{json_patch, merge_patch, schema, strategic};
+use keelson_apimachinery::patch::{json_patch, merge_patch, strategic};
 use keelson_apimachinery::{apply, meta, ApiError, Cause};
 use keelson_resources::{ResourceType, Subresource};
 use serde_json::{json, Value};
@@ -55,22 +55,11 @@ pub fn track_fields(
         new,
         &manager(opts),
         subresource,
-        rt.group,
-        rt.kind,
+        rt.merge,
         &rt.api_version(),
         ignore_status,
         &now,
     );
-}
-
-/// The group whose merge table a strategic merge patch uses. events.k8s.io Events are
-/// Kubernetes' core Events under other field names, and like them have no keyed lists
-/// outside metadata; the patch schema table only lists the core kind.
-fn strategic_group(rt: &ResourceType) -> &'static str {
-    match (rt.group, rt.kind) {
-        ("events.k8s.io", "Event") => "",
-        (g, _) => g,
-    }
 }
 
 fn parse_body(ptype: PatchType, body: &[u8]) -> Result<Value, ApiError> {
@@ -95,7 +84,7 @@ impl Registry {
     ) -> Result<Written, ApiError> {
         super::options::validate_field_manager("PatchOptions", &opts.field_manager)?;
         let patch = parse_body(ptype, body)?;
-        if ptype == PatchType::Strategic && !schema::supports(strategic_group(rt), rt.kind) {
+        if ptype == PatchType::Strategic && rt.merge.is_none() {
             return Err(ApiError::new(
                 415,
                 "UnsupportedMediaType",
@@ -185,6 +174,7 @@ impl Registry {
                     opts.force,
                     rt.group,
                     rt.kind,
+                    rt.merge,
                     &now,
                 )?,
                 (None, "status") => return Err(ApiError::not_found(rt.group, rt.plural, name)),
@@ -195,6 +185,7 @@ impl Registry {
                     opts.force,
                     rt.group,
                     rt.kind,
+                    rt.merge,
                     ignore_status,
                     &now,
                 )?,
@@ -223,7 +214,7 @@ impl Registry {
         let mut new = match ptype {
             PatchType::Json => json_patch::apply(old, patch)?,
             PatchType::Merge => merge_patch::apply(old, patch),
-            PatchType::Strategic => strategic::apply(old, patch, strategic_group(rt), rt.kind)?,
+            PatchType::Strategic => strategic::apply(old, patch, rt.merge)?,
             PatchType::Apply => unreachable!("handled above"),
         };
         metadata::check_type(rt, &mut new)?;

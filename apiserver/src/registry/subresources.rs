@@ -92,9 +92,7 @@ impl Registry {
                     ScaleChange::Patch(_, p) => merge_patch::apply(&current, p),
                 };
                 let _ = super::fields::check_kind(
-                    "autoscaling",
-                    "Scale",
-                    "v1",
+                    &keelson_resources::typed::bodies::SCALE,
                     &mut wanted,
                     opts.field_validation,
                 )?;

@@ -35,9 +35,7 @@ impl Registry {
             o.remove("status");
         }
         super::fields::check_kind(
-            "authentication.k8s.io",
-            "TokenRequest",
-            "v1",
+            &keelson_resources::typed::bodies::TOKEN_REQUEST,
             &mut request,
             opts.field_validation,
         )?;

@@ -25,6 +25,7 @@ mod auth;
 mod dns;
 mod endpointslices;
 mod env;
+mod kinds;
 mod networking;
 mod pods;
 mod probes;
@@ -36,6 +37,7 @@ mod volumes;
 pub fn all() -> Vec<Test> {
     let mut v = Vec::new();
     v.extend(api::tests());
+    v.extend(kinds::tests());
     v.extend(auth::tests());
     v.extend(pods::tests());
     v.extend(probes::tests());

@@ -17,6 +17,7 @@ mod fuzz;
 mod ha;
 mod images;
 mod keelson_up;
+mod kinds;
 mod kubectl;
 mod lifecycle;
 mod mirroring;

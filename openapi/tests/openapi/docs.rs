@@ -6,7 +6,7 @@ use std::collections::{BTreeSet, HashSet};
 use std::sync::OnceLock;
 use std::time::Instant;
 
-use keelson_apimachinery::patch::schema::{list_meta, ListMeta};
+use keelson_apimachinery::patch::schema::{list_meta, ListMeta, Root};
 use keelson_openapi::OpenApi;
 use keelson_resources::ResourceType;
 use serde_json::Value;
@@ -202,7 +202,7 @@ fn pod_containers_resolve_to_container() {
     );
     assert!(defs["io.k8s.api.core.v1.Container"]["properties"]["image"]["description"].is_string());
 
-    let meta = list_meta("", "Pod", &["spec", "containers"]);
+    let meta = list_meta(Some(Root::Pod), &["spec", "containers"]);
     if let Some(key) = meta.smp_merge_key.filter(|k| !k.is_empty()) {
         assert_eq!(containers["x-kubernetes-patch-merge-key"], key);
         assert_eq!(containers["x-kubernetes-patch-strategy"], "merge");

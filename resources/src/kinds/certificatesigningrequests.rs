@@ -9,7 +9,7 @@
 
 use crate::strategy::Strategy;
 use crate::table::{age_cell, human_duration, name_cell, Column, TableRow};
-use crate::{ResourceType, Subresource};
+use crate::{ResourceType, Root, Subresource, Typed};
 use keelson_apimachinery::{validation, Cause};
 use serde_json::{json, Value};
 
@@ -24,6 +24,10 @@ pub static RESOURCE: ResourceType = ResourceType {
     categories: &[],
     subresources: &[Subresource::Status, Subresource::Approval],
     strategy: &CertificateSigningRequests,
+    typed: Some(Typed::of::<
+        k8s_openapi::api::certificates::v1::CertificateSigningRequest,
+    >()),
+    merge: Some(Root::CertificateSigningRequest),
 };
 
 struct CertificateSigningRequests;

@@ -3,7 +3,7 @@
 use crate::kinds::secrets::{immutable_rules, too_long, validate_base64_map, MAX_SIZE};
 use crate::strategy::{name_age_columns, name_age_row, Strategy};
 use crate::table::{Column, TableRow};
-use crate::ResourceType;
+use crate::{ResourceType, Root, Typed};
 use keelson_apimachinery::{validation, Cause};
 use serde_json::{json, Value};
 
@@ -18,6 +18,8 @@ pub static RESOURCE: ResourceType = ResourceType {
     categories: &[],
     subresources: &[],
     strategy: &ConfigMaps,
+    typed: Some(Typed::of::<k8s_openapi::api::core::v1::ConfigMap>()),
+    merge: Some(Root::MetadataOnly),
 };
 
 struct ConfigMaps;

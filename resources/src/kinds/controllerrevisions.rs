@@ -3,7 +3,7 @@
 use crate::podspec::{nonnegative, required_detail, str_at};
 use crate::strategy::{name_age_columns, name_age_row, Strategy};
 use crate::table::{Column, TableRow};
-use crate::ResourceType;
+use crate::{ResourceType, Root, Typed};
 use keelson_apimachinery::Cause;
 use serde_json::{json, Value};
 
@@ -18,6 +18,8 @@ pub static RESOURCE: ResourceType = ResourceType {
     categories: &[],
     subresources: &[],
     strategy: &ControllerRevisions,
+    typed: Some(Typed::of::<k8s_openapi::api::apps::v1::ControllerRevision>()),
+    merge: Some(Root::MetadataOnly),
 };
 
 struct ControllerRevisions;

@@ -11,7 +11,7 @@ use crate::podspec::{
 };
 use crate::strategy::{name_age_columns, name_age_row, Strategy};
 use crate::table::{age_of, Column, TableRow};
-use crate::{ResourceType, Subresource};
+use crate::{ResourceType, Root, Subresource, Typed};
 use keelson_apimachinery::{validation, Cause};
 use serde_json::{json, Value};
 
@@ -26,6 +26,8 @@ pub static RESOURCE: ResourceType = ResourceType {
     categories: &["all"],
     subresources: &[Subresource::Status],
     strategy: &CronJobs,
+    typed: Some(Typed::of::<k8s_openapi::api::batch::v1::CronJob>()),
+    merge: Some(Root::CronJob),
 };
 
 struct CronJobs;

@@ -8,7 +8,7 @@ use crate::podspec::{
 };
 use crate::strategy::Strategy;
 use crate::table::{age_cell, name_cell, Column, TableRow};
-use crate::{ResourceType, Subresource};
+use crate::{ResourceType, Root, Subresource, Typed};
 use keelson_apimachinery::Cause;
 use serde_json::{json, Value};
 
@@ -23,6 +23,8 @@ pub static RESOURCE: ResourceType = ResourceType {
     categories: &["all"],
     subresources: &[Subresource::Status],
     strategy: &DaemonSets,
+    typed: Some(Typed::of::<k8s_openapi::api::apps::v1::DaemonSet>()),
+    merge: Some(Root::DaemonSet),
 };
 
 struct DaemonSets;

@@ -7,7 +7,7 @@ use crate::podspec::{
 };
 use crate::strategy::{name_age_columns, name_age_row, Strategy};
 use crate::table::{Column, TableRow};
-use crate::{ResourceType, Subresource};
+use crate::{ResourceType, Root, Subresource, Typed};
 use keelson_apimachinery::Cause;
 use serde_json::{json, Value};
 
@@ -22,6 +22,8 @@ pub static RESOURCE: ResourceType = ResourceType {
     categories: &["all"],
     subresources: &[Subresource::Status, Subresource::Scale],
     strategy: &Deployments,
+    typed: Some(Typed::of::<k8s_openapi::api::apps::v1::Deployment>()),
+    merge: Some(Root::Deployment),
 };
 
 struct Deployments;

@@ -11,7 +11,7 @@ use crate::kinds::services::{
 use crate::podspec::{items, str_at};
 use crate::strategy::{name_age_columns, name_age_row, Strategy};
 use crate::table::{Column, TableRow};
-use crate::ResourceType;
+use crate::{ResourceType, Root, Typed};
 use keelson_apimachinery::{validation, Cause};
 use serde_json::{json, Value};
 use std::net::IpAddr;
@@ -27,6 +27,8 @@ pub static RESOURCE: ResourceType = ResourceType {
     categories: &[],
     subresources: &[],
     strategy: &Endpoints,
+    typed: Some(Typed::of::<k8s_openapi::api::core::v1::Endpoints>()),
+    merge: Some(Root::MetadataOnly),
 };
 
 struct Endpoints;

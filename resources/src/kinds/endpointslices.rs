@@ -10,7 +10,7 @@ use crate::kinds::services::{
 use crate::podspec::{items, str_at, validate_labels};
 use crate::strategy::{name_age_columns, name_age_row, Strategy};
 use crate::table::{Column, TableRow};
-use crate::ResourceType;
+use crate::{ResourceType, Root, Typed};
 use keelson_apimachinery::{validation, Cause};
 use serde_json::{json, Value};
 use std::collections::HashSet;
@@ -27,6 +27,8 @@ pub static RESOURCE: ResourceType = ResourceType {
     categories: &[],
     subresources: &[],
     strategy: &EndpointSlices,
+    typed: Some(Typed::of::<k8s_openapi::api::discovery::v1::EndpointSlice>()),
+    merge: Some(Root::EndpointSlice),
 };
 
 struct EndpointSlices;

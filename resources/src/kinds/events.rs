@@ -9,7 +9,7 @@
 use crate::podspec::str_at;
 use crate::strategy::Strategy;
 use crate::table::{age_of, name_cell, Column, TableRow};
-use crate::ResourceType;
+use crate::{ResourceType, Root, Typed};
 use keelson_apimachinery::{meta, validation, Cause};
 use serde_json::{json, Value};
 
@@ -24,6 +24,8 @@ pub static RESOURCE: ResourceType = ResourceType {
     categories: &[],
     subresources: &[],
     strategy: &Events,
+    typed: Some(Typed::of::<k8s_openapi::api::core::v1::Event>()),
+    merge: Some(Root::MetadataOnly),
 };
 
 struct Events;

@@ -14,7 +14,7 @@ use crate::kinds::events::{
 use crate::podspec::str_at;
 use crate::strategy::{SharedStorage, Strategy};
 use crate::table::{Column, TableRow};
-use crate::ResourceType;
+use crate::{ResourceType, Root, Typed};
 use keelson_apimachinery::Cause;
 use serde_json::{json, Map, Value};
 
@@ -29,6 +29,8 @@ pub static RESOURCE: ResourceType = ResourceType {
     categories: &[],
     subresources: &[],
     strategy: &EventsV1,
+    typed: Some(Typed::of::<k8s_openapi::api::events::v1::Event>()),
+    merge: Some(Root::MetadataOnly),
 };
 
 struct EventsV1;

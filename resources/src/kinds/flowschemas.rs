@@ -9,7 +9,7 @@
 
 use crate::strategy::Strategy;
 use crate::table::{age_cell, name_cell, Column, TableRow};
-use crate::{ResourceType, Subresource};
+use crate::{ResourceType, Root, Subresource, Typed};
 use keelson_apimachinery::{meta, validation, Cause};
 use serde_json::{json, Value};
 
@@ -24,6 +24,8 @@ pub static RESOURCE: ResourceType = ResourceType {
     categories: &[],
     subresources: &[Subresource::Status],
     strategy: &FlowSchemas,
+    typed: Some(Typed::of::<k8s_openapi::api::flowcontrol::v1::FlowSchema>()),
+    merge: Some(Root::FlowControl),
 };
 
 struct FlowSchemas;

@@ -11,7 +11,7 @@ use crate::podspec::{
 };
 use crate::strategy::{name_age_columns, name_age_row, Strategy};
 use crate::table::{human_duration, Column, TableRow};
-use crate::{ResourceType, Subresource};
+use crate::{ResourceType, Root, Subresource, Typed};
 use chrono::{DateTime, Utc};
 use keelson_apimachinery::{meta, validation, Cause};
 use serde_json::{json, Map, Value};
@@ -27,6 +27,8 @@ pub static RESOURCE: ResourceType = ResourceType {
     categories: &["all"],
     subresources: &[Subresource::Status],
     strategy: &Jobs,
+    typed: Some(Typed::of::<k8s_openapi::api::batch::v1::Job>()),
+    merge: Some(Root::Job),
 };
 
 struct Jobs;

@@ -6,7 +6,7 @@
 use crate::podspec::str_at;
 use crate::strategy::{name_age_columns, name_age_row, Strategy};
 use crate::table::{Column, TableRow};
-use crate::ResourceType;
+use crate::{ResourceType, Root, Typed};
 use keelson_apimachinery::{validation, Cause};
 use serde_json::{json, Value};
 
@@ -21,6 +21,8 @@ pub static RESOURCE: ResourceType = ResourceType {
     categories: &[],
     subresources: &[],
     strategy: &Leases,
+    typed: Some(Typed::of::<k8s_openapi::api::coordination::v1::Lease>()),
+    merge: Some(Root::MetadataOnly),
 };
 
 struct Leases;

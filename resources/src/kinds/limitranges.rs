@@ -8,7 +8,7 @@
 use crate::podspec::{items, str_at};
 use crate::quantity::{canonicalize_list, Quantity};
 use crate::strategy::Strategy;
-use crate::ResourceType;
+use crate::{ResourceType, Root, Typed};
 use keelson_apimachinery::{validation, Cause};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
@@ -24,6 +24,8 @@ pub static RESOURCE: ResourceType = ResourceType {
     categories: &[],
     subresources: &[],
     strategy: &LimitRanges,
+    typed: Some(Typed::of::<k8s_openapi::api::core::v1::LimitRange>()),
+    merge: Some(Root::MetadataOnly),
 };
 
 struct LimitRanges;

@@ -8,6 +8,9 @@ pub mod certificatesigningrequests;
 pub mod configmaps;
 pub mod controllerrevisions;
 pub mod cronjobs;
+pub mod csidrivers;
+pub mod csinodes;
+pub mod csistoragecapacities;
 pub mod daemonsets;
 pub mod deployments;
 pub mod endpoints;
@@ -15,6 +18,8 @@ pub mod endpointslices;
 pub mod events;
 pub mod events_v1;
 pub mod flowschemas;
+pub mod ingressclasses;
+pub mod ingresses;
 pub mod jobs;
 pub mod leases;
 pub mod limitranges;
@@ -33,10 +38,13 @@ pub mod replicasets;
 pub mod replicationcontrollers;
 pub mod resourcequotas;
 pub mod reviews;
+pub mod runtimeclasses;
 pub mod secrets;
 pub mod serviceaccounts;
 pub mod services;
 pub mod statefulsets;
+pub mod storageclasses;
+pub mod volumeattachments;
 
 /// Every resource the apiserver serves, in discovery order.
 pub static ALL: &[&ResourceType] = &[
@@ -68,6 +76,14 @@ pub static ALL: &[&ResourceType] = &[
     &priorityclasses::RESOURCE,
     &poddisruptionbudgets::RESOURCE,
     &networkpolicies::RESOURCE,
+    &ingresses::RESOURCE,
+    &ingressclasses::RESOURCE,
+    &runtimeclasses::RESOURCE,
+    &storageclasses::RESOURCE,
+    &csidrivers::RESOURCE,
+    &csinodes::RESOURCE,
+    &volumeattachments::RESOURCE,
+    &csistoragecapacities::RESOURCE,
     &certificatesigningrequests::RESOURCE,
     &flowschemas::RESOURCE,
     &prioritylevelconfigurations::RESOURCE,
@@ -82,3 +98,40 @@ pub static ALL: &[&ResourceType] = &[
     &reviews::SELF_SUBJECT_ACCESS_REVIEWS,
     &reviews::SELF_SUBJECT_RULES_REVIEWS,
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::ALL;
+
+    /// The registration is whole: a built-in kind names its k8s-openapi type (the same
+    /// group, version and kind) and, unless it is only ever created, its merge root.
+    #[test]
+    fn every_kind_names_its_type_and_merge_root() {
+        for rt in ALL {
+            let typed = rt
+                .typed
+                .unwrap_or_else(|| panic!("{rt:?} names no k8s-openapi type (`typed`)"));
+            assert_eq!(
+                (typed.group, typed.version, typed.kind),
+                (rt.group, rt.version, rt.kind),
+                "{rt:?}: `typed` is another kind's type"
+            );
+            assert!(
+                rt.merge.is_some() || rt.strategy.create_only(),
+                "{rt:?} names no merge root (`merge`): strategic merge patch would answer 415"
+            );
+        }
+    }
+
+    /// Two registrations of one resource would shadow each other in lookups.
+    #[test]
+    fn resources_are_registered_once() {
+        let mut seen = std::collections::BTreeSet::new();
+        for rt in ALL {
+            assert!(
+                seen.insert((rt.group, rt.plural)),
+                "{rt:?} is registered twice"
+            );
+        }
+    }
+}

@@ -8,7 +8,7 @@
 use crate::podspec::{ensure_object, items};
 use crate::strategy::{name_age_columns, name_age_row, Strategy};
 use crate::table::{Column, TableRow};
-use crate::{ResourceType, Subresource};
+use crate::{ResourceType, Root, Subresource, Typed};
 use keelson_apimachinery::{meta, validation, Cause};
 use serde_json::{json, Value};
 
@@ -23,6 +23,8 @@ pub static RESOURCE: ResourceType = ResourceType {
     categories: &[],
     subresources: &[Subresource::Status, Subresource::Finalize],
     strategy: &Namespaces,
+    typed: Some(Typed::of::<k8s_openapi::api::core::v1::Namespace>()),
+    merge: Some(Root::Namespace),
 };
 
 struct Namespaces;

@@ -14,7 +14,7 @@ use crate::podspec::{
 };
 use crate::strategy::{name_age_columns, name_age_row, Strategy};
 use crate::table::{Column, TableRow};
-use crate::ResourceType;
+use crate::{ResourceType, Root, Typed};
 use keelson_apimachinery::Cause;
 use serde_json::{json, Value};
 
@@ -29,6 +29,8 @@ pub static RESOURCE: ResourceType = ResourceType {
     categories: &[],
     subresources: &[],
     strategy: &NetworkPolicies,
+    typed: Some(Typed::of::<k8s_openapi::api::networking::v1::NetworkPolicy>()),
+    merge: Some(Root::MetadataOnly),
 };
 
 struct NetworkPolicies;

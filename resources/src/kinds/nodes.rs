@@ -11,7 +11,7 @@ use crate::podspec::{items, str_at};
 use crate::quantity::{canonicalize_list, validate_quantity_value};
 use crate::strategy::{name_age_columns, name_age_row, Strategy};
 use crate::table::{Column, TableRow};
-use crate::{ResourceType, Subresource};
+use crate::{ResourceType, Root, Subresource, Typed};
 use keelson_apimachinery::{meta, validation, Cause};
 use serde_json::{json, Value};
 use std::collections::HashSet;
@@ -28,6 +28,8 @@ pub static RESOURCE: ResourceType = ResourceType {
     categories: &[],
     subresources: &[Subresource::Status, Subresource::Proxy],
     strategy: &Nodes,
+    typed: Some(Typed::of::<k8s_openapi::api::core::v1::Node>()),
+    merge: Some(Root::Node),
 };
 
 struct Nodes;

@@ -14,7 +14,7 @@ use crate::podspec::{default_pvc_spec, ensure_object, items, str_at, validate_la
 use crate::quantity::{canonicalize_list, validate_quantity_value, Quantity};
 use crate::strategy::{name_age_columns, name_age_row, Strategy};
 use crate::table::{Column, TableRow};
-use crate::{ResourceType, Subresource};
+use crate::{ResourceType, Root, Subresource, Typed};
 use keelson_apimachinery::{meta, Cause};
 use serde_json::{json, Value};
 
@@ -29,6 +29,8 @@ pub static RESOURCE: ResourceType = ResourceType {
     categories: &[],
     subresources: &[Subresource::Status],
     strategy: &PersistentVolumeClaims,
+    typed: Some(Typed::of::<k8s_openapi::api::core::v1::PersistentVolumeClaim>()),
+    merge: Some(Root::PersistentVolumeClaim),
 };
 
 struct PersistentVolumeClaims;

@@ -10,7 +10,7 @@ use crate::podspec::{ensure_object, items, str_at};
 use crate::quantity::{canonicalize_list, validate_quantity_value, Quantity};
 use crate::strategy::{name_age_columns, name_age_row, Strategy};
 use crate::table::{Column, TableRow};
-use crate::{ResourceType, Subresource};
+use crate::{ResourceType, Root, Subresource, Typed};
 use keelson_apimachinery::{meta, validation, Cause};
 use serde_json::{json, Value};
 
@@ -25,6 +25,8 @@ pub static RESOURCE: ResourceType = ResourceType {
     categories: &[],
     subresources: &[Subresource::Status],
     strategy: &PersistentVolumes,
+    typed: Some(Typed::of::<k8s_openapi::api::core::v1::PersistentVolume>()),
+    merge: Some(Root::MetadataOnly),
 };
 
 struct PersistentVolumes;

@@ -10,7 +10,7 @@ use crate::podspec::{
 };
 use crate::strategy::{name_age_columns, name_age_row, Strategy};
 use crate::table::{Column, TableRow};
-use crate::{ResourceType, Subresource};
+use crate::{ResourceType, Root, Subresource, Typed};
 use keelson_apimachinery::Cause;
 use serde_json::{json, Value};
 
@@ -25,6 +25,8 @@ pub static RESOURCE: ResourceType = ResourceType {
     categories: &[],
     subresources: &[Subresource::Status],
     strategy: &PodDisruptionBudgets,
+    typed: Some(Typed::of::<k8s_openapi::api::policy::v1::PodDisruptionBudget>()),
+    merge: Some(Root::PodDisruptionBudget),
 };
 
 struct PodDisruptionBudgets;

@@ -11,7 +11,7 @@ use crate::podspec::{
 };
 use crate::strategy::Strategy;
 use crate::table::{age_cell, age_of, name_cell, Column, TableRow};
-use crate::{ResourceType, Subresource};
+use crate::{ResourceType, Root, Subresource, Typed};
 use chrono::{DateTime, FixedOffset};
 use keelson_apimachinery::Cause;
 use serde_json::{json, Value};
@@ -34,6 +34,8 @@ pub static RESOURCE: ResourceType = ResourceType {
         Subresource::Proxy,
     ],
     strategy: &Pods,
+    typed: Some(Typed::of::<k8s_openapi::api::core::v1::Pod>()),
+    merge: Some(Root::Pod),
 };
 
 struct Pods;

@@ -3,7 +3,7 @@
 use crate::podspec::{self, container_cells, format_labels, template_labels, SpecOptions};
 use crate::strategy::Strategy;
 use crate::table::{name_cell, Column, TableRow};
-use crate::ResourceType;
+use crate::{ResourceType, Root, Typed};
 use keelson_apimachinery::Cause;
 use serde_json::Value;
 
@@ -18,6 +18,8 @@ pub static RESOURCE: ResourceType = ResourceType {
     categories: &[],
     subresources: &[],
     strategy: &PodTemplates,
+    typed: Some(Typed::of::<k8s_openapi::api::core::v1::PodTemplate>()),
+    merge: Some(Root::PodTemplate),
 };
 
 struct PodTemplates;

@@ -10,7 +10,7 @@
 use crate::podspec::{default_field, ensure_object};
 use crate::strategy::Strategy;
 use crate::table::{age_cell, name_cell, Column, TableRow};
-use crate::ResourceType;
+use crate::{ResourceType, Root, Typed};
 use keelson_apimachinery::{meta, Cause};
 use serde_json::{json, Value};
 
@@ -25,6 +25,8 @@ pub static RESOURCE: ResourceType = ResourceType {
     categories: &[],
     subresources: &[],
     strategy: &PriorityClasses,
+    typed: Some(Typed::of::<k8s_openapi::api::scheduling::v1::PriorityClass>()),
+    merge: Some(Root::MetadataOnly),
 };
 
 struct PriorityClasses;

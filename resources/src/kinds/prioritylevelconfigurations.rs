@@ -8,7 +8,7 @@
 
 use crate::strategy::Strategy;
 use crate::table::{age_cell, name_cell, Column, TableRow};
-use crate::{ResourceType, Subresource};
+use crate::{ResourceType, Root, Subresource, Typed};
 use keelson_apimachinery::{meta, Cause};
 use serde_json::{json, Map, Value};
 
@@ -23,6 +23,10 @@ pub static RESOURCE: ResourceType = ResourceType {
     categories: &[],
     subresources: &[Subresource::Status],
     strategy: &PriorityLevels,
+    typed: Some(Typed::of::<
+        k8s_openapi::api::flowcontrol::v1::PriorityLevelConfiguration,
+    >()),
+    merge: Some(Root::FlowControl),
 };
 
 struct PriorityLevels;

@@ -10,7 +10,7 @@
 
 use crate::strategy::{name_age_columns, name_age_row, Strategy};
 use crate::table::{Column, TableRow};
-use crate::ResourceType;
+use crate::{ResourceType, Root, Typed};
 use keelson_apimachinery::selector::LabelSelector;
 use keelson_apimachinery::{validation, Cause};
 use serde_json::{json, Value};
@@ -23,6 +23,7 @@ const fn rbac(
     singular: &'static str,
     namespaced: bool,
     strategy: &'static dyn Strategy,
+    typed: Typed,
 ) -> ResourceType {
     ResourceType {
         group: GROUP,
@@ -35,16 +36,27 @@ const fn rbac(
         categories: &[],
         subresources: &[],
         strategy,
+        typed: Some(typed),
+        // Rules, subjects and aggregation selectors are atomic lists.
+        merge: Some(Root::MetadataOnly),
     }
 }
 
-pub static ROLES: ResourceType = rbac("Role", "roles", "role", true, &Roles { cluster: false });
+pub static ROLES: ResourceType = rbac(
+    "Role",
+    "roles",
+    "role",
+    true,
+    &Roles { cluster: false },
+    Typed::of::<k8s_openapi::api::rbac::v1::Role>(),
+);
 pub static CLUSTER_ROLES: ResourceType = rbac(
     "ClusterRole",
     "clusterroles",
     "clusterrole",
     false,
     &Roles { cluster: true },
+    Typed::of::<k8s_openapi::api::rbac::v1::ClusterRole>(),
 );
 pub static ROLE_BINDINGS: ResourceType = rbac(
     "RoleBinding",
@@ -52,6 +64,7 @@ pub static ROLE_BINDINGS: ResourceType = rbac(
     "rolebinding",
     true,
     &Bindings { cluster: false },
+    Typed::of::<k8s_openapi::api::rbac::v1::RoleBinding>(),
 );
 pub static CLUSTER_ROLE_BINDINGS: ResourceType = rbac(
     "ClusterRoleBinding",
@@ -59,6 +72,7 @@ pub static CLUSTER_ROLE_BINDINGS: ResourceType = rbac(
     "clusterrolebinding",
     false,
     &Bindings { cluster: true },
+    Typed::of::<k8s_openapi::api::rbac::v1::ClusterRoleBinding>(),
 );
 
 struct Roles {

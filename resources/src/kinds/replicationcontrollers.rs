@@ -6,7 +6,7 @@ use crate::podspec::{
 };
 use crate::strategy::{name_age_columns, name_age_row, Strategy};
 use crate::table::{Column, TableRow};
-use crate::{ResourceType, Subresource};
+use crate::{ResourceType, Root, Subresource, Typed};
 use keelson_apimachinery::Cause;
 use serde_json::{json, Value};
 
@@ -21,6 +21,8 @@ pub static RESOURCE: ResourceType = ResourceType {
     categories: &["all"],
     subresources: &[Subresource::Status, Subresource::Scale],
     strategy: &ReplicationControllers,
+    typed: Some(Typed::of::<k8s_openapi::api::core::v1::ReplicationController>()),
+    merge: Some(Root::ReplicationController),
 };
 
 struct ReplicationControllers;

@@ -11,7 +11,8 @@
 //!   SelfSubjectRulesReview (`kubectl auth can-i --list`): may this user do that?
 
 use crate::strategy::Review;
-use crate::ResourceType;
+use crate::{ResourceType, Typed};
+use k8s_openapi::api::{authentication, authorization};
 
 const fn review(
     group: &'static str,
@@ -19,6 +20,7 @@ const fn review(
     plural: &'static str,
     singular: &'static str,
     namespaced: bool,
+    typed: Typed,
 ) -> ResourceType {
     ResourceType {
         group,
@@ -31,20 +33,30 @@ const fn review(
         categories: &[],
         subresources: &[],
         strategy: &Review,
+        typed: Some(typed),
+        // Only ever created: nothing to patch or apply.
+        merge: None,
     }
 }
 
 const AUTHN: &str = "authentication.k8s.io";
 const AUTHZ: &str = "authorization.k8s.io";
 
-pub static TOKEN_REVIEWS: ResourceType =
-    review(AUTHN, "TokenReview", "tokenreviews", "tokenreview", false);
+pub static TOKEN_REVIEWS: ResourceType = review(
+    AUTHN,
+    "TokenReview",
+    "tokenreviews",
+    "tokenreview",
+    false,
+    Typed::of::<authentication::v1::TokenReview>(),
+);
 pub static SELF_SUBJECT_REVIEWS: ResourceType = review(
     AUTHN,
     "SelfSubjectReview",
     "selfsubjectreviews",
     "selfsubjectreview",
     false,
+    Typed::of::<authentication::v1::SelfSubjectReview>(),
 );
 pub static SUBJECT_ACCESS_REVIEWS: ResourceType = review(
     AUTHZ,
@@ -52,6 +64,7 @@ pub static SUBJECT_ACCESS_REVIEWS: ResourceType = review(
     "subjectaccessreviews",
     "subjectaccessreview",
     false,
+    Typed::of::<authorization::v1::SubjectAccessReview>(),
 );
 pub static LOCAL_SUBJECT_ACCESS_REVIEWS: ResourceType = review(
     AUTHZ,
@@ -59,6 +72,7 @@ pub static LOCAL_SUBJECT_ACCESS_REVIEWS: ResourceType = review(
     "localsubjectaccessreviews",
     "localsubjectaccessreview",
     true,
+    Typed::of::<authorization::v1::LocalSubjectAccessReview>(),
 );
 pub static SELF_SUBJECT_ACCESS_REVIEWS: ResourceType = review(
     AUTHZ,
@@ -66,6 +80,7 @@ pub static SELF_SUBJECT_ACCESS_REVIEWS: ResourceType = review(
     "selfsubjectaccessreviews",
     "selfsubjectaccessreview",
     false,
+    Typed::of::<authorization::v1::SelfSubjectAccessReview>(),
 );
 pub static SELF_SUBJECT_RULES_REVIEWS: ResourceType = review(
     AUTHZ,
@@ -73,4 +88,5 @@ pub static SELF_SUBJECT_RULES_REVIEWS: ResourceType = review(
     "selfsubjectrulesreviews",
     "selfsubjectrulesreview",
     false,
+    Typed::of::<authorization::v1::SelfSubjectRulesReview>(),
 );

@@ -5,7 +5,7 @@
 
 use crate::strategy::{name_age_columns, name_age_row, Strategy};
 use crate::table::{Column, TableRow};
-use crate::{ResourceType, Subresource};
+use crate::{ResourceType, Root, Subresource, Typed};
 use serde_json::{json, Value};
 
 pub static RESOURCE: ResourceType = ResourceType {
@@ -19,6 +19,8 @@ pub static RESOURCE: ResourceType = ResourceType {
     categories: &[],
     subresources: &[Subresource::Token],
     strategy: &ServiceAccounts,
+    typed: Some(Typed::of::<k8s_openapi::api::core::v1::ServiceAccount>()),
+    merge: Some(Root::ServiceAccount),
 };
 
 struct ServiceAccounts;

@@ -15,7 +15,7 @@
 use crate::podspec::{ensure_object, format_labels, items, str_at, validate_labels};
 use crate::strategy::{name_age_columns, name_age_row, Strategy};
 use crate::table::{Column, TableRow};
-use crate::{ResourceType, Subresource};
+use crate::{ResourceType, Root, Subresource, Typed};
 use keelson_apimachinery::{validation, Cause};
 use serde_json::{json, Map, Value};
 use std::collections::HashSet;
@@ -32,6 +32,8 @@ pub static RESOURCE: ResourceType = ResourceType {
     categories: &["all"],
     subresources: &[Subresource::Status, Subresource::Proxy],
     strategy: &Services,
+    typed: Some(Typed::of::<k8s_openapi::api::core::v1::Service>()),
+    merge: Some(Root::Service),
 };
 
 struct Services;

@@ -10,6 +10,8 @@
 //!   `status.used` with a compare-and-swap in etcd before the object is written, so
 //!   concurrent creates cannot overshoot. A write that then fails gives the charge back.
 //!
+//! - [`defaultstorageclass`]: a new PersistentVolumeClaim without a class gets the
+//!   default StorageClass (mutating).
 //! - [`podsecurity`]: Pod Security admission from namespace labels (validating: 403 for
 //!   pods under enforce, warnings and audit annotations for pods and workloads).
 //!
@@ -17,6 +19,7 @@
 //! fed by the watch cache, as Kubernetes reads them from informers.
 
 pub mod cache;
+pub mod defaultstorageclass;
 pub mod limitranger;
 pub mod noderestriction;
 pub mod podsecurity;
@@ -84,8 +87,12 @@ impl Admission {
         self.pod_security.configure(config);
     }
 
-    /// Mutating admission of a new object: LimitRanger defaults for pods.
+    /// Mutating admission of a new object: LimitRanger and ServiceAccount for pods,
+    /// DefaultStorageClass for claims.
     pub async fn mutate_create(&self, rt: &ResourceType, obj: &mut Value) -> Result<(), ApiError> {
+        if is_core(rt, "persistentvolumeclaims") {
+            return defaultstorageclass::admit(&self.storage, rt, obj).await;
+        }
         if !is_core(rt, "pods") {
             return Ok(());
         }

@@ -3,7 +3,7 @@
 
 #![allow(dead_code)]
 
-use keelson_resources::{ResourceType, Strategy, Subresource};
+use keelson_resources::{ResourceType, Strategy, Subresource, Typed};
 
 struct Plain;
 impl Strategy for Plain {}
@@ -27,6 +27,8 @@ const fn rt(
         categories: &[],
         subresources,
         strategy: &Plain,
+        typed: None,
+        merge: None,
     }
 }
 
@@ -85,14 +87,19 @@ pub static SUBJECT_ACCESS_REVIEWS: ResourceType = rt(
     false,
     &[],
 );
-pub static CRDS: ResourceType = rt(
-    "apiextensions.k8s.io",
-    "v1",
-    "CustomResourceDefinition",
-    "customresourcedefinitions",
-    false,
-    &[Subresource::Status],
-);
+pub static CRDS: ResourceType = ResourceType {
+    typed: Some(Typed::of::<
+        k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+    >()),
+    ..rt(
+        "apiextensions.k8s.io",
+        "v1",
+        "CustomResourceDefinition",
+        "customresourcedefinitions",
+        false,
+        &[Subresource::Status],
+    )
+};
 pub static WIDGETS: ResourceType = rt(
     "example.keelson.io",
     "v1alpha1",
