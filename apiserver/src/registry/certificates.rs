@@ -65,6 +65,29 @@ fn is_failed(c: &Value) -> bool {
     c.get("type").and_then(Value::as_str) == Some("Failed")
 }
 
+/// `sent` with each Approved and Denied condition replaced by the stored one at the
+/// same rank, when `sent` has as many of each type as `old`; `None` otherwise.
+fn preserved_in_place(sent: &[Value], old: &[Value]) -> Option<Vec<Value>> {
+    let mut kept = sent.to_vec();
+    for kind in [APPROVED, DENIED] {
+        let of_kind = |c: &&Value| c.get("type").and_then(Value::as_str) == Some(kind);
+        let before: Vec<&Value> = old.iter().filter(of_kind).collect();
+        let at: Vec<usize> = sent
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| of_kind(c))
+            .map(|(i, _)| i)
+            .collect();
+        if before.len() != at.len() {
+            return None;
+        }
+        for (i, c) in at.into_iter().zip(before) {
+            kept[i] = c.clone();
+        }
+    }
+    Some(kept)
+}
+
 /// What `/status` and `/approval` may change, applied to the merged object (`new` has
 /// the old metadata and spec and the sent status), and the conditions' timestamps.
 pub fn prepare_update(rt: &ResourceType, subresource: &str, new: &mut Value, old: &Value) {
@@ -82,12 +105,17 @@ pub fn prepare_update(rt: &ResourceType, subresource: &str, new: &mut Value, old
         .cloned()
         .unwrap_or_default();
     let conditions: Vec<Value> = match subresource {
-        // The signer may not approve or deny.
-        "status" => sent
-            .into_iter()
-            .filter(|c| !is_approval(c))
-            .chain(old_conditions.iter().filter(|c| is_approval(c)).cloned())
-            .collect(),
+        // The signer may not approve or deny: the Approved and Denied conditions stay
+        // as they were, where the request has them (Kubernetes'
+        // preserveConditionInstances), or are put back when it dropped or added some.
+        "status" => match preserved_in_place(&sent, &old_conditions) {
+            Some(kept) => kept,
+            None => sent
+                .into_iter()
+                .filter(|c| !is_approval(c))
+                .chain(old_conditions.iter().filter(|c| is_approval(c)).cloned())
+                .collect(),
+        },
         // The approver's conditions are what it sends, except Failed, which is the
         // signer's (Kubernetes' approval strategy preserves only Failed).
         "approval" => sent
@@ -318,5 +346,23 @@ mod tests {
             .collect();
         assert_eq!(types, ["Denied", "Failed"]);
         assert_eq!(approved["status"]["certificate"], "c");
+    }
+
+    #[test]
+    fn status_keeps_approval_conditions_where_the_request_has_them() {
+        let old = json!({"status": {"conditions": [
+            {"type": "Approved", "status": "True", "reason": "by-admin", "lastUpdateTime": "t0", "lastTransitionTime": "t0"},
+        ]}});
+        // The signer sends the conditions it read plus its own, with Approved changed:
+        // Approved stays first and as stored, the new one stays last.
+        let mut sent = json!({"status": {"conditions": [
+            {"type": "Approved", "status": "True", "reason": "forged"},
+            {"type": "StatusUpdate", "status": "True", "reason": "E2E"},
+        ]}});
+        prepare_update(csr(), "status", &mut sent, &old);
+        let conditions = sent["status"]["conditions"].as_array().unwrap();
+        assert_eq!(conditions[0]["reason"], "by-admin");
+        assert_eq!(conditions[1]["type"], "StatusUpdate");
+        assert_eq!(conditions.len(), 2);
     }
 }
