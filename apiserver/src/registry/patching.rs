@@ -73,6 +73,17 @@ fn strategic_group(rt: &ResourceType) -> &'static str {
     }
 }
 
+/// The (group, kind) whose merge table a strategic merge patch of `rt` uses.
+/// CustomResourceDefinitions, like ConfigMaps, have keyed lists only in metadata
+/// (their versions and conditions replace whole); the merge table does not list them
+/// yet, so they borrow the ConfigMap entry.
+fn strategic_kind(rt: &ResourceType) -> (&'static str, &'static str) {
+    match (rt.group, rt.kind) {
+        ("apiextensions.k8s.io", "CustomResourceDefinition") => ("", "ConfigMap"),
+        _ => (strategic_group(rt), rt.kind),
+    }
+}
+
 fn parse_body(ptype: PatchType, body: &[u8]) -> Result<Value, ApiError> {
     let parsed: Result<Value, String> = match ptype {
         PatchType::Apply => serde_yaml::from_slice::<Value>(body).map_err(|e| e.to_string()),
@@ -95,7 +106,8 @@ impl Registry {
     ) -> Result<Written, ApiError> {
         super::options::validate_field_manager("PatchOptions", &opts.field_manager)?;
         let patch = parse_body(ptype, body)?;
-        if ptype == PatchType::Strategic && !schema::supports(strategic_group(rt), rt.kind) {
+        let (sm_group, sm_kind) = strategic_kind(rt);
+        if ptype == PatchType::Strategic && !schema::supports(sm_group, sm_kind) {
             return Err(ApiError::new(
                 415,
                 "UnsupportedMediaType",
@@ -223,7 +235,10 @@ impl Registry {
         let mut new = match ptype {
             PatchType::Json => json_patch::apply(old, patch)?,
             PatchType::Merge => merge_patch::apply(old, patch),
-            PatchType::Strategic => strategic::apply(old, patch, strategic_group(rt), rt.kind)?,
+            PatchType::Strategic => {
+                let (group, kind) = strategic_kind(rt);
+                strategic::apply(old, patch, group, kind)?
+            }
             PatchType::Apply => unreachable!("handled above"),
         };
         metadata::check_type(rt, &mut new)?;

@@ -8,6 +8,7 @@ pub mod certificatesigningrequests;
 pub mod configmaps;
 pub mod controllerrevisions;
 pub mod cronjobs;
+pub mod customresourcedefinitions;
 pub mod daemonsets;
 pub mod deployments;
 pub mod endpoints;
@@ -71,6 +72,7 @@ pub static ALL: &[&ResourceType] = &[
     &certificatesigningrequests::RESOURCE,
     &flowschemas::RESOURCE,
     &prioritylevelconfigurations::RESOURCE,
+    &customresourcedefinitions::RESOURCE,
     &rbac::CLUSTER_ROLE_BINDINGS,
     &rbac::CLUSTER_ROLES,
     &rbac::ROLE_BINDINGS,
