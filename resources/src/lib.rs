@@ -132,7 +132,7 @@ impl ResourceType {
     pub fn from_stored(&self, stored: Value) -> Value {
         match self.strategy.shared_storage() {
             Some(shared) => (shared.from_stored)(&stored),
-            None => self.strategy.from_storage(stored),
+            None => self.strategy.read_stored(stored),
         }
     }
 
@@ -140,7 +140,7 @@ impl ResourceType {
     pub fn to_stored<'a>(&self, obj: &'a Value) -> std::borrow::Cow<'a, Value> {
         match self.strategy.shared_storage() {
             Some(shared) => std::borrow::Cow::Owned((shared.to_stored)(obj)),
-            None => match self.strategy.to_storage(obj) {
+            None => match self.strategy.write_stored(obj) {
                 Some(stored) => std::borrow::Cow::Owned(stored),
                 None => std::borrow::Cow::Borrowed(obj),
             },

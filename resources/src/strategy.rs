@@ -135,19 +135,19 @@ pub trait Strategy: Send + Sync {
     }
 
     /// Whether objects may be stored in another version than the one served (a custom
-    /// resource with several versions): reads go through [`Strategy::from_storage`],
-    /// writes through [`Strategy::to_storage`].
+    /// resource with several versions): reads go through [`Strategy::read_stored`],
+    /// writes through [`Strategy::write_stored`].
     fn converts(&self) -> bool {
         false
     }
 
     /// A stored object as this version shows it (conversion `None`: its apiVersion).
-    fn from_storage(&self, obj: Value) -> Value {
+    fn read_stored(&self, obj: Value) -> Value {
         obj
     }
 
     /// An object in the version it is stored in; `None` when that is this one.
-    fn to_storage(&self, _obj: &Value) -> Option<Value> {
+    fn write_stored(&self, _obj: &Value) -> Option<Value> {
         None
     }
 

@@ -265,9 +265,7 @@ pub fn aggregated(core: bool, version: &str) -> Value {
             .into_iter()
             .filter(|(gg, _)| *gg == g)
             .map(|(_, v)| {
-                let resources: Vec<Value> = resources_of(g, v)
-                    .map(|rt| aggregated_resource(rt))
-                    .collect();
+                let resources: Vec<Value> = resources_of(g, v).map(aggregated_resource).collect();
                 json!({"version": v, "resources": resources, "freshness": "Current"})
             })
             .collect();

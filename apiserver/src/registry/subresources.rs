@@ -33,23 +33,10 @@ pub fn to_scale(rt: &ResourceType, obj: &Value) -> Value {
             .unwrap_or_default(),
         None => String::new(),
     };
-    let m = obj.get("metadata").cloned().unwrap_or(json!({}));
-    let mut scale_meta = json!({});
-    for f in [
-        "name",
-        "namespace",
-        "uid",
-        "resourceVersion",
-        "creationTimestamp",
-    ] {
-        if let Some(v) = m.get(f) {
-            scale_meta[f] = v.clone();
-        }
-    }
     json!({
         "kind": "Scale",
         "apiVersion": "autoscaling/v1",
-        "metadata": scale_meta,
+        "metadata": scale_metadata(obj),
         "spec": {"replicas": obj.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(0)},
         "status": {
             "replicas": obj.pointer("/status/replicas").and_then(Value::as_i64).unwrap_or(0),

@@ -306,7 +306,7 @@ impl Strategy for CustomStrategy {
 
     /// Reads show this version (conversion `None` rewrites only `apiVersion`) with
     /// the schema's defaults applied, as Kubernetes defaults on read.
-    fn from_storage(&self, mut obj: Value) -> Value {
+    fn read_stored(&self, mut obj: Value) -> Value {
         let spec = self.spec();
         if let Some(o) = obj.as_object_mut() {
             if o.get("apiVersion").and_then(Value::as_str) != Some(spec.api_version.as_str()) {
@@ -319,7 +319,7 @@ impl Strategy for CustomStrategy {
         obj
     }
 
-    fn to_storage(&self, obj: &Value) -> Option<Value> {
+    fn write_stored(&self, obj: &Value) -> Option<Value> {
         let spec = self.spec();
         if obj.get("apiVersion").and_then(Value::as_str) == Some(spec.storage_api_version.as_str())
         {

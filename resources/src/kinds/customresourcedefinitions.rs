@@ -346,17 +346,12 @@ impl Strategy for CustomResourceDefinitions {
                     errs.join(","),
                 ));
             }
-            let served = v.get("served").and_then(Value::as_bool).unwrap_or(false);
             match v.pointer("/schema/openAPIV3Schema") {
                 Some(s) => out.extend(schema::check(s, &format!("{vp}.schema.openAPIV3Schema"))),
                 None => out.push(Cause::new(
                     "FieldValueRequired",
                     format!("{vp}.schema.openAPIV3Schema"),
-                    if served {
-                        "Required value: schemas are required"
-                    } else {
-                        "Required value: schemas are required"
-                    },
+                    "Required value: schemas are required",
                 )),
             }
             if let Some(scale) = v.pointer("/subresources/scale") {
