@@ -511,3 +511,31 @@ async fn kube_rs_crud_and_watch_on_a_custom_resource() {
         ]
     );
 }
+
+/// The CustomResourceDefinition conformance mirrors need no node: they pass against
+/// the shared cluster too (the two-node runner includes them with everything else).
+#[test]
+fn crd_conformance_mirrors_pass() {
+    let c = &*CLUSTER;
+    let bin = keelson_testkit::binary("keelson-conformance").expect("the runner binary");
+    let out = std::process::Command::new(&bin)
+        .args(["--kubeconfig", &c.kubeconfig.display().to_string()])
+        .args([
+            "--focus",
+            "CustomResourceDefinition",
+            "--parallel",
+            "3",
+            "--timeout",
+            "60",
+        ])
+        .output()
+        .expect("keelson-conformance");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stdout.lines().last().unwrap_or(""),
+        "6 passed, 0 failed",
+        "{stdout}\n{stderr}"
+    );
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+}
