@@ -157,6 +157,12 @@ pub trait Strategy: Send + Sync {
         None
     }
 
+    /// Why creates are refused for now (a custom resource whose CRD is being
+    /// deleted), answered as a 405 like Kubernetes does.
+    fn create_refused(&self) -> Option<String> {
+        None
+    }
+
     /// Warnings every request on this resource carries (a deprecated version's).
     fn warnings(&self) -> Vec<String> {
         Vec::new()

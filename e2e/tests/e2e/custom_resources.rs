@@ -410,6 +410,14 @@ fn deleting_a_crd_deletes_its_objects_first() {
     assert!(g2["metadata"]["deletionTimestamp"].is_string(), "{g2}");
     let crd_obj = json(&ok(c.kubectl(&["get", "crd", &resource, "-o", "json"])));
     assert_eq!(condition(&crd_obj, "Terminating").0, "True");
+    // No new objects while it terminates: a 405, as Kubernetes answers.
+    let late =
+        format!("apiVersion: {group}/v1\nkind: Gizmo\nmetadata:\n  name: g3\nspec:\n  image: x\n");
+    let err = fails(c.kubectl_with("kubectl", &["create", "-n", &ns, "-f", "-"], Some(&late)));
+    assert!(
+        err.contains("create not allowed while custom resource definition is terminating"),
+        "{err}"
+    );
     assert!(crd_obj["metadata"]["finalizers"]
         .to_string()
         .contains("customresourcecleanup.apiextensions.k8s.io"));

@@ -40,6 +40,8 @@ pub struct VersionSpec {
     pub scale: Option<ScalePaths>,
     /// Whether the status subresource is on: then creates drop `status`.
     pub status: bool,
+    /// The CRD is being deleted: no new objects.
+    pub terminating: bool,
     /// `deprecationWarning`, or Kubernetes' default for a deprecated version.
     pub deprecation: Option<String>,
 }
@@ -337,6 +339,12 @@ impl Strategy for CustomStrategy {
 
     fn scale_paths(&self) -> Option<ScalePaths> {
         self.spec().scale.clone()
+    }
+
+    fn create_refused(&self) -> Option<String> {
+        self.spec()
+            .terminating
+            .then(|| "create not allowed while custom resource definition is terminating".into())
     }
 
     fn warnings(&self) -> Vec<String> {

@@ -600,6 +600,7 @@ pub fn definitions(crd: &Value) -> Vec<Definition> {
                         .unwrap_or_default(),
                     scale,
                     status,
+                    terminating: condition_true(crd, "Terminating"),
                     deprecation,
                 },
             }
