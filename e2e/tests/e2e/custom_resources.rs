@@ -11,7 +11,7 @@ use serde_json::Value;
 use std::time::{Duration, Instant};
 
 /// A CRD named `<plural>.<group>` with v1 (stored) and a deprecated v1beta1.
-fn crd(group: &str, plural: &str, kind: &str) -> String {
+pub(crate) fn crd(group: &str, plural: &str, kind: &str) -> String {
     // Short names are global across groups in kubectl's lookups: one per group.
     let short = group.split('.').next().unwrap_or("");
     format!(
