@@ -319,6 +319,35 @@ fn scenario(k: &str, suffix: &str) {
         gone.contains("NotFound") || gone.contains("not found"),
         "{gone}"
     );
+
+    // Applying a changed CRD (a strategic merge patch from kubectl) changes what is
+    // served at once: a new printer column and a tighter schema.
+    let changed_crd = crd(&group, plural, kind)
+        .replace(
+            "    - {name: Age, type: date, jsonPath: .metadata.creationTimestamp}\n",
+            "    - {name: Age, type: date, jsonPath: .metadata.creationTimestamp}\n    - {name: Mode, type: string, jsonPath: .spec.mode}\n",
+        )
+        .replace("maximum: 10", "maximum: 4");
+    let out = ok(c.kubectl_with(k, &["apply", "-f", "-"], Some(&changed_crd)));
+    assert!(out.contains("configured"), "{out}");
+    ok(c.kubectl_with(k, &["apply", "-n", &ns, "-f", "-"], Some(&widget)));
+    let five = widget
+        .replace("name: w1", "name: w5")
+        .replace("image: nginx", "image: nginx\n  replicas: 5");
+    let (header, err) = eventually(Duration::from_secs(5), "the new column and schema", || {
+        let table = run(c, k, &["get", &resource, "-n", &ns]);
+        let header: Vec<String> = table
+            .lines()
+            .next()?
+            .split_whitespace()
+            .map(String::from)
+            .collect();
+        let out = c.kubectl_with(k, &["create", "-n", &ns, "-f", "-"], Some(&five));
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        (header.len() == 5 && !out.status.success()).then_some((header, err))
+    });
+    assert_eq!(header, ["NAME", "IMAGE", "REPLICAS", "AGE", "MODE"]);
+    assert!(err.contains("should be less than or equal to 4"), "{err}");
 }
 
 #[test]
