@@ -106,7 +106,9 @@ fn scenario(k: &str, suffix: &str) {
     let (plural, kind) = ("widgets", "Widget");
     let resource = format!("{plural}.{group}");
     let took = install(c, k, &group, plural, kind);
-    assert!(took < Duration::from_secs(2), "served after {took:?}");
+    // Two kubectl runs (apply, then polling gets) are part of this; Keelson's own share
+    // is a watch event (ha.rs measures the other apiserver at about 150 ms).
+    assert!(took < Duration::from_secs(3), "served after {took:?}");
     let crd_obj = json(&run(c, k, &["get", "crd", &resource, "-o", "json"]));
     assert_eq!(
         condition(&crd_obj, "NamesAccepted"),
