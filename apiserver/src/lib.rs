@@ -10,12 +10,14 @@
 //! - [`watch_cache`]: one etcd watch fanned out to every client watch.
 //! - [`storage`]: the only code that talks to etcd.
 //! - [`bootstrap`]: system namespaces, the `kubernetes` Service, compaction.
+//! - [`crd`]: CustomResourceDefinitions followed, served, named and finalized.
 
 mod alloc;
 pub mod audit;
 pub mod auth;
 pub mod authz;
 pub mod bootstrap;
+pub mod crd;
 pub mod encryption;
 pub mod flowcontrol;
 pub mod grpc;
@@ -228,6 +230,8 @@ pub async fn start(
         reconcile_rbac(&registry).await?;
     }
     registry.authorizer = Some(authorizer.clone());
+    // Custom resources are served from the first request on.
+    crd::start(registry.clone()).await;
     let flowcontrol = flowcontrol_filter(&config, &registry).await?;
 
     let tls = keelson_pki::server_config(

@@ -5,6 +5,7 @@
 //! `cargo build --release --workspace --bins && ./target/release/keelson-bench`
 
 mod client;
+mod crd;
 mod fairness;
 mod net;
 mod node;
@@ -50,6 +51,9 @@ enum Command {
     Dns(net::DnsArgs),
     /// Request latency through a ClusterIP beside straight to the pod IP (two nodes).
     ServiceLatency(net::LatencyArgs),
+    /// Custom resources: creates/s beside ConfigMaps, CRD-to-first-create time, RSS
+    /// with 100 CRDs.
+    Crd(crd::CrdArgs),
     /// API Priority and Fairness: Lease renewals and admin gets under a flood of lists,
     /// APF on and off.
     Fairness(fairness::FairnessArgs),
@@ -330,6 +334,7 @@ async fn main() -> anyhow::Result<()> {
         Some(Command::Dns(a)) => return net::run_dns(a).await,
         Some(Command::ServiceLatency(a)) => return net::run_service_latency(a).await,
         Some(Command::Fairness(a)) => return fairness::run(a).await,
+        Some(Command::Crd(a)) => return crd::run(a).await,
         Some(Command::ProxyRules(a)) => return net::proxy_rules(a).await,
         Some(Command::TcpLatency(a)) => return net::tcp_latency(a),
         None => {}

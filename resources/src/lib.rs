@@ -14,6 +14,7 @@
 //! apply, OpenAPI's patch extensions); a test over [`kinds::ALL`] names any built-in
 //! kind that lacks either.
 
+pub mod custom;
 pub mod kinds;
 pub mod podspec;
 /// Quantities live in apimachinery (components use them too); kept here for the catalog's
@@ -148,7 +149,7 @@ impl ResourceType {
     pub fn from_stored(&self, stored: Value) -> Value {
         match self.strategy.shared_storage() {
             Some(shared) => (shared.from_stored)(&stored),
-            None => stored,
+            None => self.strategy.read_stored(stored),
         }
     }
 
@@ -156,13 +157,17 @@ impl ResourceType {
     pub fn to_stored<'a>(&self, obj: &'a Value) -> std::borrow::Cow<'a, Value> {
         match self.strategy.shared_storage() {
             Some(shared) => std::borrow::Cow::Owned((shared.to_stored)(obj)),
-            None => std::borrow::Cow::Borrowed(obj),
+            None => match self.strategy.write_stored(obj) {
+                Some(stored) => std::borrow::Cow::Owned(stored),
+                None => std::borrow::Cow::Borrowed(obj),
+            },
         }
     }
 
-    /// Whether this kind keeps its objects under another resource's keys.
+    /// Whether this kind's objects are stored in another shape or version than it
+    /// shows (under another resource's keys, or a custom resource's storage version).
     pub fn is_shared(&self) -> bool {
-        self.strategy.shared_storage().is_some()
+        self.strategy.shared_storage().is_some() || self.strategy.converts()
     }
 
     /// `deployments.apps`, or `pods`.
@@ -181,12 +186,23 @@ impl std::fmt::Debug for ResourceType {
     }
 }
 
-/// Look a resource up by group and plural.
+/// Look a resource up by group and plural: a built-in kind, or a served custom
+/// resource (in its storage version).
 pub fn find(group: &str, plural: &str) -> Option<&'static ResourceType> {
     kinds::ALL
         .iter()
         .copied()
         .find(|r| r.group == group && r.plural == plural)
+        .or_else(|| custom::find(group, plural))
+}
+
+/// Look a resource up by group, version and plural (a URL's).
+pub fn find_version(group: &str, version: &str, plural: &str) -> Option<&'static ResourceType> {
+    kinds::ALL
+        .iter()
+        .copied()
+        .find(|r| r.group == group && r.plural == plural && r.version == version)
+        .or_else(|| custom::find_version(group, version, plural))
 }
 
 /// Look a resource up by apiVersion and kind.
@@ -195,4 +211,12 @@ pub fn find_kind(api_version: &str, kind: &str) -> Option<&'static ResourceType>
         .iter()
         .copied()
         .find(|r| r.api_version() == api_version && r.kind == kind)
+        .or_else(|| custom::find_kind(api_version, kind))
+}
+
+/// Every served resource: the built-in kinds, then the custom resources served now.
+pub fn all() -> Vec<&'static ResourceType> {
+    let mut out = kinds::ALL.to_vec();
+    out.extend(custom::served());
+    out
 }

@@ -132,6 +132,47 @@ pub trait Strategy: Send + Sync {
         None
     }
 
+    /// For kinds whose fields a schema names (custom resources): drop every field it
+    /// does not name and return their paths, for `fieldValidation`. `None` for kinds
+    /// checked against their typed model instead.
+    fn prune(&self, _obj: &mut Value) -> Option<Vec<String>> {
+        None
+    }
+
+    /// Whether objects may be stored in another version than the one served (a custom
+    /// resource with several versions): reads go through [`Strategy::read_stored`],
+    /// writes through [`Strategy::write_stored`].
+    fn converts(&self) -> bool {
+        false
+    }
+
+    /// A stored object as this version shows it (conversion `None`: its apiVersion).
+    fn read_stored(&self, obj: Value) -> Value {
+        obj
+    }
+
+    /// An object in the version it is stored in; `None` when that is this one.
+    fn write_stored(&self, _obj: &Value) -> Option<Value> {
+        None
+    }
+
+    /// Where `/scale` finds replicas and the selector, when not at `spec.replicas`,
+    /// `status.replicas` and `spec.selector` (custom resources name their own paths).
+    fn scale_paths(&self) -> Option<ScalePaths> {
+        None
+    }
+
+    /// Why creates are refused for now (a custom resource whose CRD is being
+    /// deleted), answered as a 405 like Kubernetes does.
+    fn create_refused(&self) -> Option<String> {
+        None
+    }
+
+    /// Warnings every request on this resource carries (a deprecated version's).
+    fn warnings(&self) -> Vec<String> {
+        Vec::new()
+    }
+
     /// Server-side table columns for `kubectl get`. The default is Kubernetes' default
     /// table: name and creation time.
     fn columns(&self) -> Vec<Column> {
@@ -174,6 +215,15 @@ pub struct SharedStorage {
     pub to_stored: fn(&Value) -> Value,
     /// The stored shape to this kind's.
     pub from_stored: fn(&Value) -> Value,
+}
+
+/// See [`Strategy::scale_paths`]: JSONPaths as a CRD's `subresources.scale` names them.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ScalePaths {
+    pub spec_replicas: String,
+    pub status_replicas: String,
+    /// Empty when the kind publishes no selector.
+    pub label_selector: String,
 }
 
 /// See [`Strategy::default_garbage_collection_policy`].

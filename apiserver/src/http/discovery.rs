@@ -3,7 +3,6 @@
 //! asks for first.
 
 use axum::http::{header, HeaderMap};
-use keelson_resources::kinds::ALL;
 use keelson_resources::{ResourceType, Subresource};
 use serde_json::{json, Value};
 
@@ -93,22 +92,61 @@ fn subresource_paths(rt: &ResourceType) -> impl Iterator<Item = (Subresource, &'
     all.into_iter()
 }
 
-/// All group/versions served, core first.
+/// All group/versions served, core first; custom resources' after the built-in ones,
+/// each custom group's versions in Kubernetes' version priority (the first is the
+/// preferred one).
 pub fn group_versions() -> Vec<(&'static str, &'static str)> {
     let mut out: Vec<(&str, &str)> = Vec::new();
-    for rt in ALL {
+    for rt in keelson_resources::kinds::ALL {
         if !out.contains(&(rt.group, rt.version)) {
             out.push((rt.group, rt.version));
         }
     }
+    let mut custom: Vec<(&str, &str)> = Vec::new();
+    for rt in keelson_resources::custom::served() {
+        if !out.contains(&(rt.group, rt.version)) && !custom.contains(&(rt.group, rt.version)) {
+            custom.push((rt.group, rt.version));
+        }
+    }
+    custom.sort_by(|a, b| {
+        a.0.cmp(b.0)
+            .then_with(|| version_priority(a.1).cmp(&version_priority(b.1)))
+    });
+    out.extend(custom);
     out
+}
+
+/// apimachinery's `CompareKubeAwareVersionStrings` as a sort key: GA before beta
+/// before alpha, higher numbers first, then versions that do not look like
+/// Kubernetes versions, by name.
+fn version_priority(v: &str) -> (u8, i64, i64, String) {
+    let parsed = v.strip_prefix('v').and_then(|rest| {
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        let major: i64 = digits.parse().ok()?;
+        let tail = &rest[digits.len()..];
+        if tail.is_empty() {
+            return Some((0, -major, 0));
+        }
+        for (level, word) in [(1u8, "beta"), (2, "alpha")] {
+            if let Some(n) = tail.strip_prefix(word) {
+                let minor: i64 = n.parse().ok()?;
+                return Some((level, -major, -minor));
+            }
+        }
+        None
+    });
+    match parsed {
+        Some((level, major, minor)) => (level, major, minor, String::new()),
+        None => (3, 0, 0, v.to_string()),
+    }
 }
 
 fn resources_of<'a>(
     group: &'a str,
     version: &'a str,
-) -> impl Iterator<Item = &'static &'static ResourceType> + 'a {
-    ALL.iter()
+) -> impl Iterator<Item = &'static ResourceType> + 'a {
+    keelson_resources::all()
+        .into_iter()
         .filter(move |rt| rt.group == group && rt.version == version)
 }
 
@@ -227,9 +265,7 @@ pub fn aggregated(core: bool, version: &str) -> Value {
             .into_iter()
             .filter(|(gg, _)| *gg == g)
             .map(|(_, v)| {
-                let resources: Vec<Value> = resources_of(g, v)
-                    .map(|rt| aggregated_resource(rt))
-                    .collect();
+                let resources: Vec<Value> = resources_of(g, v).map(aggregated_resource).collect();
                 json!({"version": v, "resources": resources, "freshness": "Current"})
             })
             .collect();
@@ -303,6 +339,16 @@ mod tests {
             .collect();
         assert!(names.contains(&"configmaps"));
         assert!(resource_list("nope", "v1").is_none());
+    }
+
+    #[test]
+    fn versions_sort_as_kubernetes_prefers_them() {
+        let mut vs = vec!["v1alpha1", "foo", "v1beta1", "v1", "v2beta2", "v2", "v10"];
+        vs.sort_by_key(|v| version_priority(v));
+        assert_eq!(
+            vs,
+            ["v10", "v2", "v1", "v2beta2", "v1beta1", "v1alpha1", "foo"]
+        );
     }
 
     #[test]

@@ -139,10 +139,13 @@ pub async fn handle(
     body: Bytes,
     user: &UserInfo,
 ) -> Response<Body> {
-    match handle_inner(state, method, &t, &q, headers, body, user).await {
+    let mut r = match handle_inner(state, method, &t, &q, headers, body, user).await {
         Ok(r) => r,
         Err(e) => error_response(&e),
-    }
+    };
+    // A deprecated custom resource version warns on every request, as Kubernetes does.
+    add_warnings(&mut r, &t.rt.strategy.warnings());
+    r
 }
 
 async fn handle_inner(

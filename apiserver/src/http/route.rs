@@ -118,9 +118,7 @@ fn resource(group: &str, version: &str, segs: &[&str]) -> Result<Target, ApiErro
         [p, n, s, ..] if *s == "proxy" => (*p, *n, *s),
         _ => return Err(not_found()),
     };
-    let rt = keelson_resources::find(group, plural)
-        .filter(|rt| rt.version == version)
-        .ok_or_else(not_found)?;
+    let rt = keelson_resources::find_version(group, version, plural).ok_or_else(not_found)?;
     if !rt.namespaced && !namespace.is_empty() {
         return Err(not_found());
     }

@@ -51,6 +51,10 @@ pub fn check_unknown(
     obj: &mut Value,
     mode: FieldValidation,
 ) -> Result<Vec<String>, ApiError> {
+    // Kinds with a schema (custom resources) prune by it instead of a typed model.
+    if let Some(unknown) = rt.strategy.prune(obj) {
+        return unknown_fields(unknown, mode);
+    }
     match &rt.typed {
         Some(typed) => check_kind(typed, obj, mode),
         None => Ok(Vec::new()),
@@ -71,6 +75,11 @@ pub fn check_kind(
     })?;
     let mut unknown = Vec::new();
     prune(obj, &known, "", &mut unknown);
+    unknown_fields(unknown, mode)
+}
+
+/// What `fieldValidation` makes of the unknown fields found (already dropped).
+fn unknown_fields(unknown: Vec<String>, mode: FieldValidation) -> Result<Vec<String>, ApiError> {
     if unknown.is_empty() {
         return Ok(Vec::new());
     }

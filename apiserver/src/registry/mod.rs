@@ -343,6 +343,9 @@ impl Registry {
         opts: &WriteOptions,
     ) -> Result<Written, ApiError> {
         options::validate_field_manager("CreateOptions", &opts.field_manager)?;
+        if let Some(why) = rt.strategy.create_refused() {
+            return Err(ApiError::method_not_allowed(why).with_details(rt.group, rt.plural, ""));
+        }
         metadata::check_type(rt, &mut obj)?;
         metadata::check_namespace(rt, &mut obj, ns)?;
         let mut warnings = fields::check_unknown(rt, &mut obj, opts.field_validation)?;

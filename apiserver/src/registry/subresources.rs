@@ -6,11 +6,16 @@ use super::{metadata, DeleteOptions, ListOptions, Registry, WriteOptions};
 use keelson_apimachinery::patch::{json_patch, merge_patch};
 use keelson_apimachinery::selector::LabelSelector;
 use keelson_apimachinery::{meta, ApiError, Cause};
+use keelson_resources::custom::jsonpath;
+use keelson_resources::strategy::ScalePaths;
 use keelson_resources::ResourceType;
 use serde_json::{json, Value};
 
-/// The `autoscaling/v1 Scale` view of a scalable object.
-pub fn to_scale(obj: &Value) -> Value {
+/// The `autoscaling/v1 Scale` view of a scalable object of `rt`.
+pub fn to_scale(rt: &ResourceType, obj: &Value) -> Value {
+    if let Some(paths) = rt.strategy.scale_paths() {
+        return custom_scale(obj, &paths);
+    }
     let selector = match obj.pointer("/spec/selector") {
         // ReplicationControllers have a plain map selector.
         Some(Value::Object(m))
@@ -28,6 +33,20 @@ pub fn to_scale(obj: &Value) -> Value {
             .unwrap_or_default(),
         None => String::new(),
     };
+    json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": scale_metadata(obj),
+        "spec": {"replicas": obj.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(0)},
+        "status": {
+            "replicas": obj.pointer("/status/replicas").and_then(Value::as_i64).unwrap_or(0),
+            "selector": selector,
+        },
+    })
+}
+
+/// Scale metadata: the object's identity and version.
+fn scale_metadata(obj: &Value) -> Value {
     let m = obj.get("metadata").cloned().unwrap_or(json!({}));
     let mut scale_meta = json!({});
     for f in [
@@ -41,15 +60,31 @@ pub fn to_scale(obj: &Value) -> Value {
             scale_meta[f] = v.clone();
         }
     }
+    scale_meta
+}
+
+/// A custom resource's Scale, from the paths its CRD names: replicas missing from
+/// the object count as 0; the selector is copied as a string, as Kubernetes does.
+fn custom_scale(obj: &Value, paths: &ScalePaths) -> Value {
+    let first = |p: &str| jsonpath::find(obj, p).first().map(|v| (*v).clone());
+    let int = |p: &str| first(p).and_then(|v| v.as_i64()).unwrap_or(0);
+    let selector = if paths.label_selector.is_empty() {
+        String::new()
+    } else {
+        first(&paths.label_selector)
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default()
+    };
+    let mut status = json!({"replicas": int(&paths.status_replicas)});
+    if !selector.is_empty() {
+        status["selector"] = json!(selector);
+    }
     json!({
         "kind": "Scale",
         "apiVersion": "autoscaling/v1",
-        "metadata": scale_meta,
-        "spec": {"replicas": obj.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(0)},
-        "status": {
-            "replicas": obj.pointer("/status/replicas").and_then(Value::as_i64).unwrap_or(0),
-            "selector": selector,
-        },
+        "metadata": scale_metadata(obj),
+        "spec": {"replicas": int(&paths.spec_replicas)},
+        "status": status,
     })
 }
 
@@ -64,7 +99,7 @@ impl Registry {
         ns: &str,
         name: &str,
     ) -> Result<Value, ApiError> {
-        Ok(to_scale(&self.get(rt, ns, name).await?))
+        Ok(to_scale(rt, &self.get(rt, ns, name).await?))
     }
 
     /// Change `spec.replicas` through a new Scale (`update`) or a patch to the current
@@ -85,7 +120,7 @@ impl Registry {
         let w = self
             .guaranteed_update(rt, ns, name, opts, |old| {
                 let old = old.ok_or_else(|| ApiError::not_found(rt.group, rt.plural, name))?;
-                let current = to_scale(old);
+                let current = to_scale(rt, old);
                 let mut wanted = match &change {
                     ScaleChange::Replace(s) => (*s).clone(),
                     ScaleChange::Patch(PatchType::Json, p) => json_patch::apply(&current, p)?,
@@ -117,11 +152,23 @@ impl Registry {
                     ));
                 }
                 let mut new = old.clone();
-                new["spec"]["replicas"] = replicas;
+                match rt.strategy.scale_paths() {
+                    Some(paths) => {
+                        jsonpath::set(&mut new, &paths.spec_replicas, replicas).ok_or_else(
+                            || {
+                                ApiError::internal(format!(
+                                    "cannot set {} of {name}",
+                                    paths.spec_replicas
+                                ))
+                            },
+                        )?;
+                    }
+                    None => new["spec"]["replicas"] = replicas,
+                }
                 self.apply_update(rt, Some(old), new, "", "scale", opts)
             })
             .await?;
-        Ok(to_scale(&w.object))
+        Ok(to_scale(rt, &w.object))
     }
 
     /// `pods/binding`: assign a pod to a node, once.

@@ -22,6 +22,7 @@ macro_rules! test {
 
 mod api;
 mod auth;
+mod crds;
 mod dns;
 mod endpointslices;
 mod env;
@@ -39,6 +40,7 @@ pub fn all() -> Vec<Test> {
     v.extend(api::tests());
     v.extend(kinds::tests());
     v.extend(auth::tests());
+    v.extend(crds::tests());
     v.extend(pods::tests());
     v.extend(probes::tests());
     v.extend(env::tests());

@@ -9,6 +9,7 @@ mod bad_input;
 mod conformance_api;
 mod conformance_runner;
 mod credentials;
+mod custom_resources;
 mod dns;
 mod drain;
 mod event_ttl;

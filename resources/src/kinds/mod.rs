@@ -11,6 +11,7 @@ pub mod cronjobs;
 pub mod csidrivers;
 pub mod csinodes;
 pub mod csistoragecapacities;
+pub mod customresourcedefinitions;
 pub mod daemonsets;
 pub mod deployments;
 pub mod endpoints;
@@ -87,6 +88,7 @@ pub static ALL: &[&ResourceType] = &[
     &certificatesigningrequests::RESOURCE,
     &flowschemas::RESOURCE,
     &prioritylevelconfigurations::RESOURCE,
+    &customresourcedefinitions::RESOURCE,
     &rbac::CLUSTER_ROLE_BINDINGS,
     &rbac::CLUSTER_ROLES,
     &rbac::ROLE_BINDINGS,

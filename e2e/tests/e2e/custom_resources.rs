@@ -1,0 +1,580 @@
+//! CustomResourceDefinitions with the real kubectl and kube-rs against the shared
+//! cluster: a CRD with two versions (one stored), printer columns, a default, the
+//! status and scale subresources; its objects created, applied twice, patched, scaled,
+//! listed with columns and deleted; bad schemas and bad objects refused with a 422
+//! that stores nothing; deleting a CRD deletes its objects first.
+
+use crate::support;
+use keelson_e2e::{json, kubectl_versions, namespace, CLUSTER};
+use keelson_testkit::{eventually, fails, ok, Cluster};
+use serde_json::Value;
+use std::time::{Duration, Instant};
+
+/// A CRD named `<plural>.<group>` with v1 (stored) and a deprecated v1beta1.
+pub(crate) fn crd(group: &str, plural: &str, kind: &str) -> String {
+    // Short names are global across groups in kubectl's lookups: one per group.
+    let short = group.split('.').next().unwrap_or("");
+    format!(
+        r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: {plural}.{group}
+spec:
+  group: {group}
+  scope: Namespaced
+  names:
+    plural: {plural}
+    kind: {kind}
+    shortNames: [{plural}{short}]
+    categories: [keelson-e2e]
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            required: [image]
+            properties:
+              image: {{type: string, minLength: 1}}
+              replicas: {{type: integer, minimum: 0, maximum: 10, default: 1}}
+              mode: {{type: string, enum: [fast, safe], default: safe}}
+          status:
+            type: object
+            properties:
+              replicas: {{type: integer}}
+              selector: {{type: string}}
+    subresources:
+      status: {{}}
+      scale:
+        specReplicasPath: .spec.replicas
+        statusReplicasPath: .status.replicas
+        labelSelectorPath: .status.selector
+    additionalPrinterColumns:
+    - {{name: Image, type: string, jsonPath: .spec.image}}
+    - {{name: Replicas, type: integer, jsonPath: .spec.replicas}}
+    - {{name: Age, type: date, jsonPath: .metadata.creationTimestamp}}
+  - name: v1beta1
+    served: true
+    storage: false
+    deprecated: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        x-kubernetes-preserve-unknown-fields: true
+"#
+    )
+}
+
+fn run(c: &Cluster, k: &str, args: &[&str]) -> String {
+    ok(c.kubectl_with(k, args, None))
+}
+
+fn condition(crd: &Value, type_: &str) -> (String, String) {
+    crd["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == type_)
+        .map(|c| {
+            (
+                c["status"].as_str().unwrap_or("").to_string(),
+                c["reason"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .unwrap_or_default()
+}
+
+/// Apply the CRD and wait until discovery serves it; returns how long that took.
+fn install(c: &Cluster, k: &str, group: &str, plural: &str, kind: &str) -> Duration {
+    let started = Instant::now();
+    ok(c.kubectl_with(k, &["apply", "-f", "-"], Some(&crd(group, plural, kind))));
+    eventually(Duration::from_secs(10), "the CRD in discovery", || {
+        let out = c.kubectl_with(k, &["get", "--raw", &format!("/apis/{group}/v1")], None);
+        out.status.success().then_some(())
+    });
+    started.elapsed()
+}
+
+fn scenario(k: &str, suffix: &str) {
+    let c = &*CLUSTER;
+    let group = format!("{suffix}.keelson.dev");
+    let (plural, kind) = ("widgets", "Widget");
+    let resource = format!("{plural}.{group}");
+    let took = install(c, k, &group, plural, kind);
+    // Two kubectl runs (apply, then polling gets) are part of this; Keelson's own share
+    // is a watch event (ha.rs measures the other apiserver at about 150 ms).
+    assert!(took < Duration::from_secs(3), "served after {took:?}");
+    let crd_obj = json(&run(c, k, &["get", "crd", &resource, "-o", "json"]));
+    assert_eq!(
+        condition(&crd_obj, "NamesAccepted"),
+        ("True".into(), "NoConflicts".into())
+    );
+    assert_eq!(
+        condition(&crd_obj, "Established"),
+        ("True".into(), "InitialNamesAccepted".into())
+    );
+    assert_eq!(crd_obj["status"]["acceptedNames"]["kind"], kind);
+    assert_eq!(
+        crd_obj["status"]["storedVersions"],
+        serde_json::json!(["v1"])
+    );
+    // Applying the CRD again changes nothing.
+    let again = ok(c.kubectl_with(k, &["apply", "-f", "-"], Some(&crd(&group, plural, kind))));
+    assert!(again.contains("unchanged"), "{again}");
+
+    let ns = namespace(c, &format!("crd-{suffix}"));
+    let widget = format!(
+        "apiVersion: {group}/v1\nkind: {kind}\nmetadata:\n  name: w1\nspec:\n  image: nginx\n"
+    );
+    let out = ok(c.kubectl_with(k, &["apply", "-n", &ns, "-f", "-"], Some(&widget)));
+    assert!(out.contains("created"), "{out}");
+    let out = ok(c.kubectl_with(k, &["apply", "-n", &ns, "-f", "-"], Some(&widget)));
+    assert!(out.contains("unchanged"), "{out}");
+    let changed = widget.replace("image: nginx", "image: nginx:1.27\n  replicas: 2");
+    let out = ok(c.kubectl_with(k, &["apply", "-n", &ns, "-f", "-"], Some(&changed)));
+    assert!(out.contains("configured"), "{out}");
+    let w = json(&run(
+        c,
+        k,
+        &["get", &resource, "w1", "-n", &ns, "-o", "json"],
+    ));
+    assert_eq!(w["spec"]["image"], "nginx:1.27");
+    assert_eq!(w["spec"]["replicas"], 2);
+    // The default came from the schema.
+    assert_eq!(w["spec"]["mode"], "safe");
+    assert_eq!(w["metadata"]["generation"], 2);
+
+    // Printer columns, by the short name too.
+    let table = run(c, k, &["get", &format!("{plural}{suffix}"), "-n", &ns]);
+    let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(header, ["NAME", "IMAGE", "REPLICAS", "AGE"], "{table}");
+    assert!(
+        table.contains("w1") && table.contains("nginx:1.27"),
+        "{table}"
+    );
+    // The category finds it.
+    let by_category = run(c, k, &["get", "keelson-e2e", "-n", &ns, "-o", "name"]);
+    assert!(
+        by_category.contains(&format!("widget.{group}/w1")),
+        "{by_category}"
+    );
+
+    // Merge patch works; strategic merge patch is refused as Kubernetes refuses it.
+    run(
+        c,
+        k,
+        &[
+            "patch",
+            &resource,
+            "w1",
+            "-n",
+            &ns,
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"mode":"fast"}}"#,
+        ],
+    );
+    let err = fails(c.kubectl_with(
+        k,
+        &[
+            "patch",
+            &resource,
+            "w1",
+            "-n",
+            &ns,
+            "-p",
+            r#"{"spec":{"mode":"safe"}}"#,
+        ],
+        None,
+    ));
+    assert!(
+        err.contains("UnsupportedMediaType") || err.contains("not supported"),
+        "{err}"
+    );
+
+    // Scale through /scale, status through /status.
+    run(c, k, &["scale", &resource, "w1", "-n", &ns, "--replicas=5"]);
+    let scale = json(&run(
+        c,
+        k,
+        &[
+            "get",
+            "--raw",
+            &format!("/apis/{group}/v1/namespaces/{ns}/{plural}/w1/scale"),
+        ],
+    ));
+    assert_eq!(scale["kind"], "Scale");
+    assert_eq!(scale["spec"]["replicas"], 5);
+    let raw = format!("/apis/{group}/v1/namespaces/{ns}/{plural}/w1/status");
+    let mut current = json(&run(c, k, &["get", "--raw", &raw]));
+    current["status"] = serde_json::json!({"replicas": 5, "selector": "app=w1"});
+    current["spec"]["image"] = serde_json::json!("ignored-by-status");
+    ok(c.kubectl_with(
+        k,
+        &["replace", "--subresource=status", "-f", "-"],
+        Some(&current.to_string()),
+    )
+    .clone());
+    let w = json(&run(
+        c,
+        k,
+        &["get", &resource, "w1", "-n", &ns, "-o", "json"],
+    ));
+    assert_eq!(w["status"]["replicas"], 5);
+    assert_eq!(w["spec"]["image"], "nginx:1.27", "/status keeps spec");
+    let generation = w["metadata"]["generation"].as_i64().unwrap();
+    let scale = json(&run(
+        c,
+        k,
+        &[
+            "get",
+            "--raw",
+            &format!("/apis/{group}/v1/namespaces/{ns}/{plural}/w1/scale"),
+        ],
+    ));
+    assert_eq!(
+        scale["status"],
+        serde_json::json!({"replicas": 5, "selector": "app=w1"})
+    );
+    // A main-resource update keeps status.
+    run(
+        c,
+        k,
+        &[
+            "patch",
+            &resource,
+            "w1",
+            "-n",
+            &ns,
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"replicas":3},"status":{"replicas":0}}"#,
+        ],
+    );
+    let w = json(&run(
+        c,
+        k,
+        &["get", &resource, "w1", "-n", &ns, "-o", "json"],
+    ));
+    assert_eq!(w["status"]["replicas"], 5);
+    assert_eq!(
+        w["metadata"]["generation"].as_i64().unwrap(),
+        generation + 1
+    );
+
+    // The other version shows the same object, with a deprecation warning.
+    let out = c.kubectl_with(
+        k,
+        &[
+            "get",
+            &format!("{plural}.v1beta1.{group}"),
+            "w1",
+            "-n",
+            &ns,
+            "-o",
+            "json",
+        ],
+        None,
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    let beta = json(&ok(out));
+    assert_eq!(beta["apiVersion"], format!("{group}/v1beta1"));
+    assert_eq!(beta["spec"]["replicas"], 3);
+    assert!(
+        stderr.contains(&format!("{group}/v1beta1 {kind} is deprecated")),
+        "{stderr}"
+    );
+
+    // Bad objects: a clear 422, nothing stored.
+    let bad = format!(
+        "apiVersion: {group}/v1\nkind: {kind}\nmetadata:\n  name: bad\nspec:\n  image: x\n  replicas: 11\n  mode: slow\n"
+    );
+    let err = fails(c.kubectl_with(k, &["create", "-n", &ns, "-f", "-"], Some(&bad)));
+    assert!(err.contains("is invalid"), "{err}");
+    assert!(err.contains("spec.replicas: Invalid value: 11: spec.replicas in body should be less than or equal to 10"), "{err}");
+    assert!(
+        err.contains(
+            "spec.mode: Unsupported value: \"slow\": supported values: \"fast\", \"safe\""
+        ),
+        "{err}"
+    );
+    let missing = fails(c.kubectl_with(k, &["get", &resource, "bad", "-n", &ns], None));
+    assert!(
+        missing.contains("NotFound") || missing.contains("not found"),
+        "{missing}"
+    );
+    // Unknown fields: kubectl asks for strict field validation.
+    let unknown = widget
+        .replace("name: w1", "name: w2")
+        .replace("image: nginx", "image: nginx\n  bogus: 1");
+    let err = fails(c.kubectl_with(k, &["create", "-n", &ns, "-f", "-"], Some(&unknown)));
+    assert!(err.contains("unknown field \"spec.bogus\""), "{err}");
+
+    ok(c.kubectl_with(k, &["delete", &resource, "w1", "-n", &ns], None));
+    let gone = fails(c.kubectl_with(k, &["get", &resource, "w1", "-n", &ns], None));
+    assert!(
+        gone.contains("NotFound") || gone.contains("not found"),
+        "{gone}"
+    );
+
+    // Applying a changed CRD (a strategic merge patch from kubectl) changes what is
+    // served at once: a new printer column and a tighter schema.
+    let changed_crd = crd(&group, plural, kind)
+        .replace(
+            "    - {name: Age, type: date, jsonPath: .metadata.creationTimestamp}\n",
+            "    - {name: Age, type: date, jsonPath: .metadata.creationTimestamp}\n    - {name: Mode, type: string, jsonPath: .spec.mode}\n",
+        )
+        .replace("maximum: 10", "maximum: 4");
+    let out = ok(c.kubectl_with(k, &["apply", "-f", "-"], Some(&changed_crd)));
+    assert!(out.contains("configured"), "{out}");
+    ok(c.kubectl_with(k, &["apply", "-n", &ns, "-f", "-"], Some(&widget)));
+    let five = widget
+        .replace("name: w1", "name: w5")
+        .replace("image: nginx", "image: nginx\n  replicas: 5");
+    let (header, err) = eventually(Duration::from_secs(5), "the new column and schema", || {
+        let table = run(c, k, &["get", &resource, "-n", &ns]);
+        let header: Vec<String> = table
+            .lines()
+            .next()?
+            .split_whitespace()
+            .map(String::from)
+            .collect();
+        let out = c.kubectl_with(k, &["create", "-n", &ns, "-f", "-"], Some(&five));
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        (header.len() == 5 && !out.status.success()).then_some((header, err))
+    });
+    assert_eq!(header, ["NAME", "IMAGE", "REPLICAS", "AGE", "MODE"]);
+    assert!(err.contains("should be less than or equal to 4"), "{err}");
+}
+
+#[test]
+fn kubectl_drives_a_crd_and_its_objects() {
+    for (i, k) in kubectl_versions().iter().enumerate() {
+        scenario(k, &format!("k{i}"));
+    }
+}
+
+#[test]
+fn invalid_crds_are_refused_and_conflicting_names_not_accepted() {
+    let c = &*CLUSTER;
+    let bad = crd("bad.keelson.dev", "things", "Thing")
+        .replace(
+            "type: object\n        properties:\n          spec:",
+            "properties:\n          spec:",
+        )
+        .replace("storage: false", "storage: true");
+    let err = fails(c.kubectl_with("kubectl", &["create", "-f", "-"], Some(&bad)));
+    assert!(err.contains("is invalid"), "{err}");
+    assert!(err.contains("spec.versions[0].schema.openAPIV3Schema.type: Required value: must not be empty at the root"), "{err}");
+    assert!(
+        err.contains("must have exactly one version marked as storage version"),
+        "{err}"
+    );
+    let none = fails(c.kubectl_with("kubectl", &["get", "crd", "things.bad.keelson.dev"], None));
+    assert!(
+        none.contains("NotFound") || none.contains("not found"),
+        "{none}"
+    );
+
+    // Two CRDs of one group asking for one kind: the second's names are not accepted.
+    install(c, "kubectl", "names.keelson.dev", "alphas", "Alpha");
+    let clash = crd("names.keelson.dev", "betas", "Alpha");
+    ok(c.kubectl_with("kubectl", &["create", "-f", "-"], Some(&clash)));
+    let status = eventually(Duration::from_secs(5), "NamesAccepted on the clash", || {
+        let o = json(&ok(c.kubectl(&[
+            "get",
+            "crd",
+            "betas.names.keelson.dev",
+            "-o",
+            "json",
+        ])));
+        let cond = condition(&o, "NamesAccepted");
+        (!cond.0.is_empty()).then_some((cond, condition(&o, "Established")))
+    });
+    // Kind and listKind both clash; like Kubernetes, the last conflict found is named.
+    assert_eq!(status.0, ("False".into(), "ListKindConflict".into()));
+    assert_eq!(status.1, ("False".into(), "NotAccepted".into()));
+    let out = c.kubectl(&["get", "--raw", "/apis/names.keelson.dev/v1"]);
+    let listed = json(&ok(out));
+    let names: Vec<&str> = listed["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["name"].as_str())
+        .collect();
+    assert!(
+        names.contains(&"alphas") && !names.contains(&"betas"),
+        "{names:?}"
+    );
+}
+
+#[test]
+fn deleting_a_crd_deletes_its_objects_first() {
+    let c = &*CLUSTER;
+    let group = "cleanup.keelson.dev";
+    install(c, "kubectl", group, "gizmos", "Gizmo");
+    let ns = namespace(c, "crd-cleanup");
+    for name in ["g1", "g2"] {
+        let fin = if name == "g2" {
+            "\n  finalizers: [keelson.dev/hold]"
+        } else {
+            ""
+        };
+        let obj = format!("apiVersion: {group}/v1\nkind: Gizmo\nmetadata:\n  name: {name}{fin}\nspec:\n  image: x\n");
+        ok(c.kubectl_with("kubectl", &["create", "-n", &ns, "-f", "-"], Some(&obj)));
+    }
+    ok(c.kubectl(&["delete", "crd", &format!("gizmos.{group}"), "--wait=false"]));
+    // g1 goes; g2 waits for its finalizer, and so does the CRD, Terminating.
+    let resource = format!("gizmos.{group}");
+    eventually(Duration::from_secs(10), "g1 deleted", || {
+        let out = c.kubectl(&["get", &resource, "g1", "-n", &ns]);
+        (!out.status.success()).then_some(())
+    });
+    let g2 = json(&ok(
+        c.kubectl(&["get", &resource, "g2", "-n", &ns, "-o", "json"])
+    ));
+    assert!(g2["metadata"]["deletionTimestamp"].is_string(), "{g2}");
+    let crd_obj = json(&ok(c.kubectl(&["get", "crd", &resource, "-o", "json"])));
+    assert_eq!(condition(&crd_obj, "Terminating").0, "True");
+    // No new objects while it terminates: a 405, as Kubernetes answers.
+    let late =
+        format!("apiVersion: {group}/v1\nkind: Gizmo\nmetadata:\n  name: g3\nspec:\n  image: x\n");
+    let err = fails(c.kubectl_with("kubectl", &["create", "-n", &ns, "-f", "-"], Some(&late)));
+    assert!(
+        err.contains("create not allowed while custom resource definition is terminating"),
+        "{err}"
+    );
+    assert!(crd_obj["metadata"]["finalizers"]
+        .to_string()
+        .contains("customresourcecleanup.apiextensions.k8s.io"));
+    ok(c.kubectl(&[
+        "patch",
+        &resource,
+        "g2",
+        "-n",
+        &ns,
+        "--type=merge",
+        "-p",
+        r#"{"metadata":{"finalizers":null}}"#,
+    ]));
+    eventually(Duration::from_secs(10), "the CRD gone", || {
+        let out = c.kubectl(&["get", "crd", &resource]);
+        (!out.status.success()).then_some(())
+    });
+    let out = c.kubectl(&["get", "--raw", &format!("/apis/{group}/v1")]);
+    assert!(!out.status.success(), "still served after the CRD went");
+}
+
+#[tokio::test]
+async fn kube_rs_crud_and_watch_on_a_custom_resource() {
+    use futures::{StreamExt, TryStreamExt};
+    use kube::api::{
+        Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, PostParams, WatchEvent,
+        WatchParams,
+    };
+    let (c, client) = support::shared().await;
+    let group = "kube.keelson.dev";
+    let c2: &'static Cluster = c;
+    tokio::task::spawn_blocking(move || {
+        install(c2, "kubectl", group, "sprockets", "Sprocket");
+        namespace(c2, "crd-kube");
+    })
+    .await
+    .unwrap();
+    let ar = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk(group, "v1", "Sprocket"),
+        "sprockets",
+    );
+    let api: Api<DynamicObject> = Api::namespaced_with(client, "crd-kube", &ar);
+    let mut watch = api
+        .watch(&WatchParams::default(), "0")
+        .await
+        .unwrap()
+        .boxed();
+    let mut obj = DynamicObject::new("s1", &ar);
+    obj.data = serde_json::json!({"spec": {"image": "busybox"}});
+    let created = api.create(&PostParams::default(), &obj).await.unwrap();
+    assert_eq!(created.data["spec"]["replicas"], 1, "defaulted");
+    let mut got = api.get("s1").await.unwrap();
+    got.data["spec"]["image"] = serde_json::json!("busybox:1.36");
+    let updated = api
+        .replace("s1", &PostParams::default(), &got)
+        .await
+        .unwrap();
+    assert_eq!(updated.data["spec"]["image"], "busybox:1.36");
+    let list = api.list(&Default::default()).await.unwrap();
+    assert_eq!(list.items.len(), 1);
+    // A bad replace is a 422 Status with causes.
+    let mut bad = updated.clone();
+    bad.data["spec"]["replicas"] = serde_json::json!(-1);
+    match api.replace("s1", &PostParams::default(), &bad).await {
+        Err(kube::Error::Api(s)) => {
+            assert_eq!(s.code, 422);
+            assert_eq!(s.reason, "Invalid");
+            assert!(
+                s.message
+                    .contains("spec.replicas in body should be greater than or equal to 0"),
+                "{}",
+                s.message
+            );
+        }
+        other => panic!("expected 422, got {other:?}"),
+    }
+    api.delete("s1", &DeleteParams::default()).await.unwrap();
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while seen.len() < 3 {
+        let ev = tokio::time::timeout_at(deadline, watch.try_next())
+            .await
+            .expect("watch events in time")
+            .unwrap()
+            .expect("open watch");
+        match ev {
+            WatchEvent::Added(o) => seen.push(("ADDED", o.data["spec"]["image"].clone())),
+            WatchEvent::Modified(o) => seen.push(("MODIFIED", o.data["spec"]["image"].clone())),
+            WatchEvent::Deleted(o) => seen.push(("DELETED", o.data["spec"]["image"].clone())),
+            _ => {}
+        }
+    }
+    assert_eq!(
+        seen,
+        vec![
+            ("ADDED", serde_json::json!("busybox")),
+            ("MODIFIED", serde_json::json!("busybox:1.36")),
+            ("DELETED", serde_json::json!("busybox:1.36")),
+        ]
+    );
+}
+
+/// The CustomResourceDefinition conformance mirrors need no node: they pass against
+/// the shared cluster too (the two-node runner includes them with everything else).
+#[test]
+fn crd_conformance_mirrors_pass() {
+    let c = &*CLUSTER;
+    let bin = keelson_testkit::binary("keelson-conformance").expect("the runner binary");
+    let out = std::process::Command::new(&bin)
+        .args(["--kubeconfig", &c.kubeconfig.display().to_string()])
+        .args([
+            "--focus",
+            "CustomResourceDefinition",
+            "--parallel",
+            "3",
+            "--timeout",
+            "60",
+        ])
+        .output()
+        .expect("keelson-conformance");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stdout.lines().last().unwrap_or(""),
+        "6 passed, 0 failed",
+        "{stdout}\n{stderr}"
+    );
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+}
