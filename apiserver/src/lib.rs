@@ -193,6 +193,18 @@ pub struct Running {
     pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
+/// The Tokio runtime the apiserver binaries run on: multi-threaded, with 8 MiB worker
+/// stacks. A request's handler future lives on its worker's stack while it is polled,
+/// and in debug builds the REST handler's futures come close to Tokio's 2 MiB default
+/// (one more etcd client held by value in `Storage` overflowed it); goroutine stacks
+/// grow, Tokio's do not, so the margin is set here once.
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_stack_size(8 << 20)
+        .build()
+}
+
 /// Start the apiserver; it runs until `shutdown` resolves.
 pub async fn start(
     config: Config,

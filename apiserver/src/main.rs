@@ -13,12 +13,13 @@ struct Cli {
     config: keelson_apiserver::Config,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     keelson_apiserver::init_logging();
     let cli = Cli::parse();
-    let running =
-        keelson_apiserver::start(cli.config, keelson_apiserver::shutdown_signal()).await?;
-    running.task.await??;
-    Ok(())
+    keelson_apiserver::runtime()?.block_on(async {
+        let running =
+            keelson_apiserver::start(cli.config, keelson_apiserver::shutdown_signal()).await?;
+        running.task.await??;
+        Ok(())
+    })
 }

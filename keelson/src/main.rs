@@ -94,8 +94,11 @@ enum PkiAction {
     },
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    keelson_apiserver::runtime()?.block_on(run())
+}
+
+async fn run() -> anyhow::Result<()> {
     keelson_apiserver::init_logging();
     match Cli::parse().command {
         Command::Up(args) => up::run(args).await,
