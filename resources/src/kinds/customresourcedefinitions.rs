@@ -11,8 +11,8 @@
 use crate::custom::{self, schema, Definition, PrinterColumn, VersionSpec};
 use crate::strategy::{ScalePaths, Strategy};
 use crate::table::Column;
-use crate::{ResourceType, Root, Typed};
 use crate::Subresource;
+use crate::{ResourceType, Root, Typed};
 use keelson_apimachinery::{validation, Cause};
 use serde_json::{json, Value};
 
