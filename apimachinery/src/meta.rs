@@ -84,7 +84,6 @@ pub fn set_default(obj: &mut Value, path: &str, value: Value) {
     }
 }
 
-/// `obj.<path>` as a string, or "".
 /// The strings of a JSON array at `path` (`spec.audiences`); empty when there is none.
 pub fn path_strings(obj: &Value, path: &str) -> Vec<String> {
     get_path(obj, path)
@@ -98,6 +97,7 @@ pub fn path_strings(obj: &Value, path: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// `obj.<path>` as a string, or "".
 pub fn path_str<'a>(obj: &'a Value, path: &str) -> &'a str {
     get_path(obj, path).and_then(Value::as_str).unwrap_or("")
 }

@@ -274,26 +274,8 @@ fn decide_names(
             Err(e) => problem = Some((reason, e)),
         }
     }
-    let want_short: Vec<String> = requested
-        .get("shortNames")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(String::from)
-                .collect()
-        })
-        .unwrap_or_default();
-    let have_short: Vec<String> = accepted
-        .get("shortNames")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(String::from)
-                .collect()
-        })
-        .unwrap_or_default();
+    let want_short = keelson_apimachinery::meta::path_strings(&requested, "shortNames");
+    let have_short = keelson_apimachinery::meta::path_strings(accepted, "shortNames");
     if want_short != have_short {
         let errs: Vec<String> = want_short
             .iter()

@@ -166,15 +166,7 @@ fn deletion_pending(obj: &Value) -> bool {
 }
 
 fn finalizers(obj: &Value) -> Vec<String> {
-    obj.pointer("/metadata/finalizers")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(String::from)
-                .collect()
-        })
-        .unwrap_or_default()
+    meta::path_strings(obj, "metadata.finalizers")
 }
 
 impl Registry {

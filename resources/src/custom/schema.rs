@@ -78,16 +78,7 @@ impl Schema {
                         .collect()
                 })
                 .unwrap_or_default(),
-            required: v
-                .get("required")
-                .and_then(Value::as_array)
-                .map(|a| {
-                    a.iter()
-                        .filter_map(Value::as_str)
-                        .map(String::from)
-                        .collect()
-                })
-                .unwrap_or_default(),
+            required: keelson_apimachinery::meta::path_strings(v, "required"),
             items: v
                 .get("items")
                 .filter(|i| i.is_object())

@@ -546,18 +546,7 @@ pub fn definitions(crd: &Value) -> Vec<Definition> {
         .pointer("/status/acceptedNames")
         .cloned()
         .unwrap_or(json!({}));
-    let names_of = |k: &str| -> Vec<String> {
-        accepted
-            .get(k)
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .map(String::from)
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
+    let names_of = |k: &str| keelson_apimachinery::meta::path_strings(&accepted, k);
     let group = str_at(&spec, "/group").to_string();
     let storage = storage_version(crd).unwrap_or("").to_string();
     let all = versions(crd);

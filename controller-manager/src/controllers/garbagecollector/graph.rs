@@ -68,16 +68,7 @@ impl Meta {
             },
             owners: owner_refs(obj),
             deleting: m.get("deletionTimestamp").is_some_and(|t| !t.is_null()),
-            finalizers: m
-                .get("finalizers")
-                .and_then(Value::as_array)
-                .map(|a| {
-                    a.iter()
-                        .filter_map(Value::as_str)
-                        .map(String::from)
-                        .collect()
-                })
-                .unwrap_or_default(),
+            finalizers: keelson_apimachinery::meta::path_strings(m, "finalizers"),
         })
     }
 
