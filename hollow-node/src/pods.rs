@@ -21,7 +21,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use keelson_client::runtime::reflector::Change;
 use keelson_client::runtime::watcher::{self, watcher, Event};
 use keelson_client::runtime::{store, RateLimiter, Store, WorkQueue};
-use keelson_client::{Api, DeleteParams, KubeObject, ObjectKey, Preconditions};
+use keelson_client::{Api, DeleteParams, KubeObject, ObjectKey, Patch, PatchParams, Preconditions};
 use serde_json::{json, Value};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -426,7 +426,18 @@ impl Kubelet {
             if !mutate(&mut pod)? {
                 return Ok(false);
             }
-            match api.replace_status(&key.name, &post_params(), &pod).await {
+            // A patch of status only, as the kubelet writes it: this pod is the slim copy
+            // the fleet keeps (no labels, no owners), and a PUT to /status would write
+            // that metadata too. Its resourceVersion keeps the write conditional.
+            let patch = json!({
+                "metadata": {"resourceVersion": pod.metadata.resource_version},
+                "status": pod.status,
+            });
+            let pp = PatchParams {
+                field_manager: post_params().field_manager,
+                ..Default::default()
+            };
+            match api.patch_status(&key.name, &pp, &Patch::Merge(&patch)).await {
                 Ok(_) => return Ok(true),
                 Err(e) if e.is_conflict() => match api.get_opt(&key.name).await? {
                     Some(p) if p.metadata.uid.as_deref() == Some(uid) => pod = p,
