@@ -437,7 +437,10 @@ impl Kubelet {
                 field_manager: post_params().field_manager,
                 ..Default::default()
             };
-            match api.patch_status(&key.name, &pp, &Patch::Merge(&patch)).await {
+            match api
+                .patch_status(&key.name, &pp, &Patch::Merge(&patch))
+                .await
+            {
                 Ok(_) => return Ok(true),
                 Err(e) if e.is_conflict() => match api.get_opt(&key.name).await? {
                     Some(p) if p.metadata.uid.as_deref() == Some(uid) => pod = p,
