@@ -5,11 +5,9 @@
 //! none.)
 
 use crate::client::Https;
-use crate::{ms, percentile, rss_mib};
+use crate::{creates, ms, percentile, rss_mib};
 use keelson_testkit::Cluster;
 use serde_json::json;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 #[derive(clap::Args)]
@@ -54,46 +52,6 @@ fn data() -> serde_json::Value {
     serde_json::Value::Object(m)
 }
 
-async fn creates(
-    api: &Https,
-    path: &str,
-    body: impl Fn(usize) -> Vec<u8> + Send + Sync + 'static,
-    n: usize,
-    concurrency: usize,
-) -> anyhow::Result<(f64, Vec<Duration>)> {
-    let next = Arc::new(AtomicUsize::new(0));
-    let body = Arc::new(body);
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..concurrency {
-        let (api, next, body, path) = (api.clone(), next.clone(), body.clone(), path.to_string());
-        tasks.push(tokio::spawn(async move {
-            let mut lat = Vec::new();
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= n {
-                    break;
-                }
-                let t = Instant::now();
-                let (status, text) = api.request("POST", &path, body(i)).await?;
-                anyhow::ensure!(
-                    status == 201,
-                    "create returned {status}: {}",
-                    String::from_utf8_lossy(&text)
-                );
-                lat.push(t.elapsed());
-            }
-            anyhow::Ok(lat)
-        }));
-    }
-    let mut lat = Vec::new();
-    for t in tasks {
-        lat.extend(t.await??);
-    }
-    lat.sort();
-    Ok((n as f64 / started.elapsed().as_secs_f64(), lat))
-}
-
 pub async fn run(args: CrdArgs) -> anyhow::Result<()> {
     let cluster = tokio::task::spawn_blocking(Cluster::start).await??;
     let pid = cluster.apiservers[0].proc_.pid();
@@ -132,7 +90,7 @@ pub async fn run(args: CrdArgs) -> anyhow::Result<()> {
 
     let payload = data();
     let p2 = payload.clone();
-    let (cm_rate, cm_lat) = creates(
+    let (cm_rate, mut cm_lat) = creates(
         &api,
         "/api/v1/namespaces/bench/configmaps",
         move |i| serde_json::to_vec(&json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": format!("cm-{i:06}")}, "data": payload})).expect("JSON"),
@@ -140,7 +98,7 @@ pub async fn run(args: CrdArgs) -> anyhow::Result<()> {
         args.concurrency,
     )
     .await?;
-    let (cr_rate, cr_lat) = creates(
+    let (cr_rate, mut cr_lat) = creates(
         &api,
         &cr_path,
         move |i| serde_json::to_vec(&json!({"apiVersion": "bench.keelson.dev/v1", "kind": "Record", "metadata": {"name": format!("cr-{i:06}")}, "data": p2, "spec": {}})).expect("JSON"),
@@ -148,6 +106,8 @@ pub async fn run(args: CrdArgs) -> anyhow::Result<()> {
         args.concurrency,
     )
     .await?;
+    cm_lat.sort();
+    cr_lat.sort();
 
     let before = rss_mib(pid);
     for i in 0..args.crds {

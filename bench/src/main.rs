@@ -198,14 +198,27 @@ async fn apiserver_creates(
     n: usize,
     concurrency: usize,
 ) -> anyhow::Result<(f64, Vec<Duration>)> {
+    let (ns, prefix) = (ns.to_string(), prefix.to_string());
+    let path = format!("/api/v1/namespaces/{ns}/pods");
+    let body = move |i: usize| pod_json(&ns, &format!("{prefix}-{i:06}"));
+    creates(api, &path, body, n, concurrency).await
+}
+
+/// `n` POSTs of `body(i)` to `path` from `concurrency` tasks: creates per second and
+/// each create's latency, in completion order per task.
+pub(crate) async fn creates(
+    api: &Https,
+    path: &str,
+    body: impl Fn(usize) -> Vec<u8> + Send + Sync + 'static,
+    n: usize,
+    concurrency: usize,
+) -> anyhow::Result<(f64, Vec<Duration>)> {
     let next = Arc::new(AtomicUsize::new(0));
+    let body = Arc::new(body);
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..concurrency {
-        let api = api.clone();
-        let next = next.clone();
-        let ns = ns.to_string();
-        let prefix = prefix.to_string();
+        let (api, next, body, path) = (api.clone(), next.clone(), body.clone(), path.to_string());
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             loop {
@@ -213,11 +226,8 @@ async fn apiserver_creates(
                 if i >= n {
                     break;
                 }
-                let body = pod_json(&ns, &format!("{prefix}-{i:06}"));
                 let t = Instant::now();
-                let (status, text) = api
-                    .request("POST", &format!("/api/v1/namespaces/{ns}/pods"), body)
-                    .await?;
+                let (status, text) = api.request("POST", &path, body(i)).await?;
                 anyhow::ensure!(
                     status == 201,
                     "create returned {status}: {}",
