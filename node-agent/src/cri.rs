@@ -107,16 +107,18 @@ impl Runtime {
         Ok(s.status.map(|s| s.conditions).unwrap_or_default())
     }
 
+    /// A new sandbox run by the runtime's `handler` (`""`: its default).
     pub async fn run_pod_sandbox(
         &mut self,
         config: cri::PodSandboxConfig,
+        handler: &str,
     ) -> anyhow::Result<String> {
         let r = call(
             "RunPodSandbox",
             self.runtime
                 .run_pod_sandbox(cri::RunPodSandboxRequest {
                     config: Some(config),
-                    runtime_handler: String::new(),
+                    runtime_handler: handler.into(),
                 })
                 .await,
         )?;

@@ -9,6 +9,7 @@ use k8s_openapi::api::authentication::v1::{
 use k8s_openapi::api::core::v1::{
     ConfigMap, PersistentVolume, PersistentVolumeClaim, Secret, Service, ServiceAccount,
 };
+use k8s_openapi::api::node::v1::RuntimeClass;
 use keelson_client::{Api, Client, ListParams, PostParams};
 
 /// The objects a pod's environment and volumes are made from.
@@ -31,6 +32,8 @@ pub trait PodSources: Send + Sync {
         name: &str,
     ) -> BoxFuture<'_, anyhow::Result<Option<PersistentVolumeClaim>>>;
     fn pv(&self, name: &str) -> BoxFuture<'_, anyhow::Result<Option<PersistentVolume>>>;
+    /// The RuntimeClass a pod names (for its CRI runtime handler).
+    fn runtime_class(&self, name: &str) -> BoxFuture<'_, anyhow::Result<Option<RuntimeClass>>>;
 }
 
 /// [`PodSources`] over the API (reads go to the apiserver every time; the agent's
@@ -105,6 +108,12 @@ impl PodSources for ApiSources {
 
     fn pv(&self, name: &str) -> BoxFuture<'_, anyhow::Result<Option<PersistentVolume>>> {
         let api: Api<PersistentVolume> = Api::all(self.client.clone());
+        let name = name.to_string();
+        Box::pin(async move { Ok(api.get_opt(&name).await?) })
+    }
+
+    fn runtime_class(&self, name: &str) -> BoxFuture<'_, anyhow::Result<Option<RuntimeClass>>> {
+        let api: Api<RuntimeClass> = Api::all(self.client.clone());
         let name = name.to_string();
         Box::pin(async move { Ok(api.get_opt(&name).await?) })
     }
@@ -245,6 +254,12 @@ pub(crate) mod memory {
         fn pv(&self, name: &str) -> BoxFuture<'_, anyhow::Result<Option<PersistentVolume>>> {
             let r = self.pvs.lock().unwrap().get(name).cloned();
             Box::pin(async move { Ok(r) })
+        }
+        fn runtime_class(
+            &self,
+            _name: &str,
+        ) -> BoxFuture<'_, anyhow::Result<Option<RuntimeClass>>> {
+            Box::pin(async move { Ok(None) })
         }
     }
 }

@@ -268,6 +268,120 @@ async fn runtime_class_api_operations(ctx: Ctx) {
     api_operations(&api, [class(1), class(2), class(3)], &selector(&ctx)).await;
 }
 
+/// The handler Kubernetes' e2e framework preconfigures on its nodes
+/// (`PreconfiguredRuntimeClassHandler`); these tests only need the pod scheduled.
+const PRECONFIGURED_HANDLER: &str = "test-handler";
+
+/// A cluster-scoped RuntimeClass named after the test's namespace; deleted at the end.
+async fn create_runtime_class(
+    ctx: &Ctx,
+    suffix: &str,
+    handler: &str,
+    overhead: Option<Value>,
+) -> String {
+    let api: Api<RuntimeClass> = Api::all(ctx.client.clone());
+    let name = format!("{}-{suffix}", ctx.ns);
+    let mut body = json!({"metadata": {"name": name}, "handler": handler});
+    if let Some(podfixed) = overhead {
+        body["overhead"] = json!({ "podFixed": podfixed });
+    }
+    api.create(&pp(), &obj(body))
+        .await
+        .expect("create RuntimeClass");
+    name
+}
+
+async fn delete_runtime_class(ctx: &Ctx, name: &str) {
+    let api: Api<RuntimeClass> = Api::all(ctx.client.clone());
+    api.delete(name, &DeleteParams::default())
+        .await
+        .expect("delete RuntimeClass");
+}
+
+/// `NewRuntimeClassPod`: a one-shot pod in the class.
+fn runtime_class_pod(ctx: &Ctx, class: &str) -> k8s_openapi::api::core::v1::Pod {
+    ctx.pod(
+        &format!("test-runtimeclass-{class}"),
+        json!({"runtimeClassName": class, "containers": [ctx.sh("test", "true")]}),
+    )
+}
+
+/// `expectPodRejection`: creating a pod in `class` is forbidden (403).
+async fn expect_pod_rejection(ctx: &Ctx, class: &str) {
+    let status = status_of(
+        ctx.pods()
+            .create(&pp(), &runtime_class_pod(ctx, class))
+            .await,
+    );
+    assert_eq!(
+        status.code, 403,
+        "a pod in RuntimeClass {class}: {status:?}"
+    );
+    assert!(status.message.contains("not found"), "{}", status.message);
+}
+
+/// The one pod of the namespace, once the scheduler has bound it.
+async fn scheduled_pod(ctx: &Ctx, name: &str) -> k8s_openapi::api::core::v1::Pod {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let pod = ctx.get_pod(name).await;
+        if pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_name.as_ref())
+            .is_some()
+        {
+            return pod;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "pod {name} was never scheduled"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+async fn runtime_class_rejects_nonexistent(ctx: Ctx) {
+    expect_pod_rejection(&ctx, &format!("{}-nonexistent", ctx.ns)).await;
+}
+
+async fn runtime_class_rejects_deleted(ctx: Ctx) {
+    let name = create_runtime_class(&ctx, "delete-me", "runc", None).await;
+    delete_runtime_class(&ctx, &name).await;
+    let api: Api<RuntimeClass> = Api::all(ctx.client.clone());
+    assert_eq!(status_of(api.get(&name).await).code, 404);
+    expect_pod_rejection(&ctx, &name).await;
+}
+
+async fn runtime_class_schedules_without_overhead(ctx: Ctx) {
+    let class =
+        create_runtime_class(&ctx, "preconfigured-handler", PRECONFIGURED_HANDLER, None).await;
+    let pod = ctx.create_pod(&runtime_class_pod(&ctx, &class)).await;
+    let scheduled = scheduled_pod(&ctx, &pod.name_any()).await;
+    let overhead = scheduled.spec.and_then(|s| s.overhead).unwrap_or_default();
+    delete_runtime_class(&ctx, &class).await;
+    assert!(
+        overhead.is_empty(),
+        "overhead set without one in the class: {overhead:?}"
+    );
+}
+
+async fn runtime_class_schedules_with_overhead(ctx: Ctx) {
+    let class = create_runtime_class(
+        &ctx,
+        "preconfigured-handler",
+        PRECONFIGURED_HANDLER,
+        Some(json!({"cpu": "10m", "memory": "1Mi"})),
+    )
+    .await;
+    let pod = ctx.create_pod(&runtime_class_pod(&ctx, &class)).await;
+    let scheduled = scheduled_pod(&ctx, &pod.name_any()).await;
+    delete_runtime_class(&ctx, &class).await;
+    let overhead = scheduled.spec.and_then(|s| s.overhead).unwrap_or_default();
+    assert_eq!(overhead.get("cpu").map(|q| q.0.as_str()), Some("10m"));
+    assert_eq!(overhead.get("memory").map(|q| q.0.as_str()), Some("1Mi"));
+}
+
 // ---- test/e2e/storage/csistoragecapacity.go -------------------------------------------
 
 async fn csi_storage_capacity_api_operations(ctx: Ctx) {
@@ -435,6 +549,10 @@ pub fn tests() -> Vec<Test> {
         test!("[sig-network] IngressClass API should support creating IngressClass API operations [Conformance]", ingress_class_api_operations),
         test!("[sig-network] Ingress API should support creating Ingress API operations [Conformance]", ingress_api_operations),
         test!("[sig-node] RuntimeClass should support RuntimeClasses API operations [Conformance]", runtime_class_api_operations),
+        test!("[sig-node] RuntimeClass should reject a Pod requesting a non-existent RuntimeClass [NodeConformance] [Conformance]", runtime_class_rejects_nonexistent),
+        test!("[sig-node] RuntimeClass should reject a Pod requesting a deleted RuntimeClass [NodeConformance] [Conformance]", runtime_class_rejects_deleted),
+        test!("[sig-node] RuntimeClass should schedule a Pod requesting a RuntimeClass without PodOverhead [NodeConformance] [Conformance]", runtime_class_schedules_without_overhead),
+        test!("[sig-node] RuntimeClass should schedule a Pod requesting a RuntimeClass and initialize its Overhead [NodeConformance] [Conformance]", runtime_class_schedules_with_overhead),
         test!("[sig-storage] CSIStorageCapacity should support CSIStorageCapacities API operations [Conformance]", csi_storage_capacity_api_operations),
         test!("[sig-storage] CSIInlineVolumes should run through the lifecycle of a CSIDriver [Conformance]", csi_driver_lifecycle),
         test!("[sig-storage] CSINodes CSI Conformance should run through the lifecycle of a csinode [Conformance]", csi_node_lifecycle),

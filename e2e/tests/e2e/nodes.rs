@@ -1308,3 +1308,86 @@ fn static_pods_run_from_manifests_with_mirror_pods() {
         c.agent_logs()
     );
 }
+
+/// RuntimeClass end to end: admission gives a pod its class's overhead and node
+/// selector, the node agent asks containerd for the class's handler (`runc`, the one
+/// configured, runs the pod; a handler containerd lacks fails the sandbox with an Event
+/// and the pod stays Pending), and a pod naming no existing class is refused.
+#[test]
+fn runtime_classes_choose_the_handler_and_add_overhead() {
+    let c = cluster();
+    let ns = ns("runtimeclass");
+    apply(
+        &ns,
+        &format!(
+            r#"
+apiVersion: node.k8s.io/v1
+kind: RuntimeClass
+metadata: {{name: e2e-runc}}
+handler: runc
+overhead: {{podFixed: {{cpu: 10m, memory: 1Mi}}}}
+scheduling: {{nodeSelector: {{kubernetes.io/os: linux}}}}
+---
+apiVersion: node.k8s.io/v1
+kind: RuntimeClass
+metadata: {{name: e2e-unconfigured}}
+handler: e2e-unconfigured-handler
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: with-runc}}
+spec:
+  runtimeClassName: e2e-runc
+  restartPolicy: Never
+  containers: [{{name: app, image: {BUSYBOX}, command: ["true"]}}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: unconfigured}}
+spec:
+  runtimeClassName: e2e-unconfigured
+  restartPolicy: Never
+  containers: [{{name: app, image: {BUSYBOX}, command: ["true"]}}]
+"#
+        ),
+    );
+    let done = wait_pod(&ns, "with-runc", "Succeeded", |p| {
+        p["status"]["phase"] == "Succeeded"
+    });
+    assert_eq!(done["spec"]["overhead"]["cpu"], "10m", "{}", done["spec"]);
+    assert_eq!(done["spec"]["overhead"]["memory"], "1Mi");
+    assert_eq!(done["spec"]["nodeSelector"]["kubernetes.io/os"], "linux");
+    let failed = eventually_or(Duration::from_secs(60), || {
+        has_event(
+            &ns,
+            "unconfigured",
+            "FailedCreatePodSandBox",
+            "e2e-unconfigured-handler",
+        )
+        .then_some(())
+    });
+    assert!(
+        failed.is_some(),
+        "no FailedCreatePodSandBox event naming the handler: {:?}",
+        events_of(&ns, "unconfigured")
+    );
+    assert_eq!(pod_json(&ns, "unconfigured")["status"]["phase"], "Pending");
+    let refused = fails(c.kubectl(&[
+        "run",
+        "-n",
+        &ns,
+        "no-class",
+        "--image",
+        BUSYBOX,
+        "--restart=Never",
+        "--overrides",
+        r#"{"spec":{"runtimeClassName":"e2e-missing"}}"#,
+        "--",
+        "true",
+    ]));
+    assert!(
+        refused.contains(r#"pod rejected: RuntimeClass "e2e-missing" not found"#),
+        "{refused}"
+    );
+    ok(c.kubectl(&["delete", "runtimeclass", "e2e-runc", "e2e-unconfigured"]));
+}

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_cri::v1 as cri;
-use k8s_openapi::api::core::v1::{Container, Pod};
+use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
 use keelson_client::{Api, DeleteParams, Preconditions};
 use keelson_component::events::EventType;
 
@@ -614,7 +614,11 @@ async fn ensure_sandbox(
             message: format!("creating {}: {e}", log_dir.display()),
         });
     }
-    match runtime.run_pod_sandbox(config).await {
+    let created = match runtime_handler(agent, &spec).await {
+        Ok(handler) => runtime.run_pod_sandbox(config, &handler).await,
+        Err(e) => Err(e),
+    };
+    match created {
         Ok(_) => {}
         Err(e) => {
             let message = format!("Failed to create pod sandbox: {e:#}");
@@ -648,6 +652,19 @@ async fn ensure_sandbox(
             reason: "ContainerCreating".into(),
             message: "the new pod sandbox is not ready".into(),
         })
+    }
+}
+
+/// The CRI runtime handler of the pod's RuntimeClass (`""`, the runtime's default, when
+/// it names none), read when a sandbox is made, as the kubelet's RuntimeClass manager
+/// does; a class that does not exist fails the sandbox until it does.
+async fn runtime_handler(agent: &Agent, spec: &PodSpec) -> anyhow::Result<String> {
+    let Some(name) = spec.runtime_class_name.as_deref() else {
+        return Ok(String::new());
+    };
+    match agent.sources.runtime_class(name).await? {
+        Some(class) => Ok(class.handler),
+        None => anyhow::bail!("RuntimeClass {name:?} not found"),
     }
 }
 

@@ -12,6 +12,8 @@
 //!
 //! - [`defaultstorageclass`]: a new PersistentVolumeClaim without a class gets the
 //!   default StorageClass (mutating).
+//! - [`runtimeclass`]: a new pod naming a RuntimeClass gets its overhead and scheduling
+//!   (mutating); a missing class or a contradicting overhead refuses it (403).
 //! - [`podsecurity`]: Pod Security admission from namespace labels (validating: 403 for
 //!   pods under enforce, warnings and audit annotations for pods and workloads).
 //!
@@ -24,6 +26,7 @@ pub mod limitranger;
 pub mod noderestriction;
 pub mod podsecurity;
 pub mod quota;
+pub mod runtimeclass;
 pub mod serviceaccount;
 
 use crate::registry::WriteOptions;
@@ -87,8 +90,8 @@ impl Admission {
         self.pod_security.configure(config);
     }
 
-    /// Mutating admission of a new object: LimitRanger and ServiceAccount for pods,
-    /// DefaultStorageClass for claims.
+    /// Mutating admission of a new object: LimitRanger, ServiceAccount and RuntimeClass
+    /// for pods, DefaultStorageClass for claims.
     pub async fn mutate_create(&self, rt: &ResourceType, obj: &mut Value) -> Result<(), ApiError> {
         if is_core(rt, "persistentvolumeclaims") {
             return defaultstorageclass::admit(&self.storage, rt, obj).await;
@@ -102,6 +105,9 @@ impl Admission {
             .await?;
         limitranger::default_pod(&ranges, obj);
         serviceaccount::admit(&self.storage, obj).await;
+        if let Some(class) = runtimeclass::class_of(&self.storage, rt, obj).await? {
+            runtimeclass::admit(rt, &class, obj)?;
+        }
         Ok(())
     }
 
@@ -115,6 +121,10 @@ impl Admission {
         opts: &WriteOptions,
     ) -> Result<Admitted, ApiError> {
         self.limit(rt, obj, None).await?;
+        if is_core(rt, "pods") {
+            let class = runtimeclass::class_of(&self.storage, rt, obj).await?;
+            runtimeclass::validate(rt, class.as_ref(), obj)?;
+        }
         let ps = self
             .pod_security
             .validate(rt, obj, None, &opts.user)
