@@ -39,7 +39,10 @@ fn describe(custom: &[&'static ResourceType]) -> Vec<Described> {
             let spec = rt.strategy.custom_spec();
             Described {
                 shape: *rt as *const ResourceType as usize,
-                list_kind: spec.as_ref().map(|s| s.list_kind.clone()).unwrap_or_default(),
+                list_kind: spec
+                    .as_ref()
+                    .map(|s| s.list_kind.clone())
+                    .unwrap_or_default(),
                 schema: spec.and_then(|s| s.openapi_schema.clone()),
             }
         })

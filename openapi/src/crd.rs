@@ -142,7 +142,9 @@ fn unfold(schema: &Value) -> Value {
     };
     let mut m = src.clone();
     map_children(&mut m, true, &unfold);
-    if flag(&m, "x-kubernetes-int-or-string") && !m.contains_key("anyOf") && !m.contains_key("allOf")
+    if flag(&m, "x-kubernetes-int-or-string")
+        && !m.contains_key("anyOf")
+        && !m.contains_key("allOf")
     {
         m.insert(
             "anyOf".into(),
@@ -150,7 +152,11 @@ fn unfold(schema: &Value) -> Value {
         );
     }
     let mut out = Value::Object(m);
-    if src.get("x-kubernetes-embedded-resource").and_then(Value::as_bool) == Some(true) {
+    if src
+        .get("x-kubernetes-embedded-resource")
+        .and_then(Value::as_bool)
+        == Some(true)
+    {
         add_envelope(&mut out, true);
     }
     out
@@ -198,7 +204,10 @@ fn to_v2(schema: &Value) -> Value {
     if src.get("additionalProperties").is_some_and(nullable) {
         m.remove("required");
     } else if let Some(Value::Array(required)) = m.get_mut("required") {
-        required.retain(|r| !r.as_str().is_some_and(|r| nullable_props.iter().any(|n| n == r)));
+        required.retain(|r| {
+            !r.as_str()
+                .is_some_and(|r| nullable_props.iter().any(|n| n == r))
+        });
         if required.is_empty() {
             m.remove("required");
         }
@@ -267,10 +276,7 @@ mod tests {
         );
         assert_eq!(spec["either"]["oneOf"][0]["pattern"], "^a");
         assert_eq!(spec["ports"]["x-kubernetes-list-map-keys"], json!(["name"]));
-        assert_eq!(
-            spec["template"]["required"],
-            json!(["kind", "apiVersion"])
-        );
+        assert_eq!(spec["template"]["required"], json!(["kind", "apiVersion"]));
         assert!(spec["template"]["properties"]["metadata"]["$ref"].is_string());
     }
 
@@ -285,7 +291,10 @@ mod tests {
         assert!(p["replicas"].get("default").is_none());
         assert_eq!(p["note"], json!({}));
         assert_eq!(p["size"], json!({ "x-kubernetes-int-or-string": true }));
-        assert_eq!(p["free"], json!({ "x-kubernetes-preserve-unknown-fields": true }));
+        assert_eq!(
+            p["free"],
+            json!({ "x-kubernetes-preserve-unknown-fields": true })
+        );
         assert_eq!(p["either"], json!({ "type": "string" }));
         assert_eq!(p["ports"]["x-kubernetes-list-type"], "map");
         assert!(p["template"]["properties"]["kind"].is_object());
@@ -314,6 +323,9 @@ mod tests {
             l["properties"]["items"]["items"]["$ref"],
             "#/definitions/com.example.v1.Widget"
         );
-        assert_eq!(l["x-kubernetes-group-version-kind"][0]["kind"], "WidgetList");
+        assert_eq!(
+            l["x-kubernetes-group-version-kind"][0]["kind"],
+            "WidgetList"
+        );
     }
 }

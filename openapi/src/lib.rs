@@ -854,8 +854,14 @@ mod tests {
         let v3: Value = serde_json::from_slice(&docs.v3_group_version_json(&key).unwrap()).unwrap();
         let schemas = &v3["components"]["schemas"];
         let def = &schemas["com.example.docs.v1.Widget"];
-        assert_eq!(def["properties"]["spec"]["properties"]["replicas"]["default"], 1);
-        assert_eq!(def["properties"]["spec"]["properties"]["note"]["nullable"], true);
+        assert_eq!(
+            def["properties"]["spec"]["properties"]["replicas"]["default"],
+            1
+        );
+        assert_eq!(
+            def["properties"]["spec"]["properties"]["note"]["nullable"],
+            true
+        );
         assert_eq!(
             def["properties"]["metadata"]["$ref"],
             "#/components/schemas/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
@@ -864,7 +870,9 @@ mod tests {
         assert!(schemas["io.k8s.api.autoscaling.v1.Scale"].is_object());
         let content = &v3["paths"][&item]["patch"]["requestBody"]["content"];
         assert!(content["application/apply-patch+yaml"].is_object());
-        assert!(content.get("application/strategic-merge-patch+json").is_none());
+        assert!(content
+            .get("application/strategic-merge-patch+json")
+            .is_none());
         // Built-in documents are untouched.
         assert_eq!(docs.v3_hash("api/v1"), base.v3_hash("api/v1"));
         assert_eq!(
@@ -876,7 +884,9 @@ mod tests {
         keelson_resources::custom::install(&format!("widgets.{group}"), Vec::new());
         let gone = base.with_custom(&keelson_resources::custom::served());
         let v2: Value = serde_json::from_slice(&gone.v2_json()).unwrap();
-        assert!(v2["definitions"].get("com.example.docs.v1.Widget").is_none());
+        assert!(v2["definitions"]
+            .get("com.example.docs.v1.Widget")
+            .is_none());
         assert!(gone.v3_hash(&key).is_none());
     }
 }

@@ -647,11 +647,15 @@ fn openapi_explain_and_apply_follow_the_schema() {
 
     assert!(v3_index(c)["paths"].get(&key).is_none());
     ok(c.kubectl_with("kubectl", &["apply", "-f", "-"], Some(&gadgets_crd(group))));
-    let url = eventually(Duration::from_secs(10), "the group's OpenAPI v3 document", || {
-        v3_index(c)["paths"][&key]["serverRelativeURL"]
-            .as_str()
-            .map(str::to_string)
-    });
+    let url = eventually(
+        Duration::from_secs(10),
+        "the group's OpenAPI v3 document",
+        || {
+            v3_index(c)["paths"][&key]["serverRelativeURL"]
+                .as_str()
+                .map(str::to_string)
+        },
+    );
     let doc = json(&ok(c.kubectl(&["get", "--raw", &url])));
     let schema = &doc["components"]["schemas"]["dev.keelson.explain.v1.Gadget"];
     assert_eq!(
@@ -696,13 +700,33 @@ fn openapi_explain_and_apply_follow_the_schema() {
     let apply = |manager: &str, body: String| {
         c.kubectl_with(
             "kubectl",
-            &["apply", "--server-side", "--field-manager", manager, "-f", "-"],
+            &[
+                "apply",
+                "--server-side",
+                "--field-manager",
+                manager,
+                "-f",
+                "-",
+            ],
             Some(&body),
         )
     };
     ok(apply("one", gadget("[{name: http, port: 80}]", "[a]")));
     ok(apply("two", gadget("[{name: dns, port: 53}]", "[b]")));
-    let g = json(&run(c, "kubectl", &["get", "gadgets", "g1", "-n", &ns, "-o", "json", "--show-managed-fields"]));
+    let g = json(&run(
+        c,
+        "kubectl",
+        &[
+            "get",
+            "gadgets",
+            "g1",
+            "-n",
+            &ns,
+            "-o",
+            "json",
+            "--show-managed-fields",
+        ],
+    ));
     assert_eq!(
         g["spec"]["ports"],
         serde_json::json!([{"name": "http", "port": 80}, {"name": "dns", "port": 53}])
@@ -717,7 +741,11 @@ fn openapi_explain_and_apply_follow_the_schema() {
             .map(|e| e["fieldsV1"].to_string())
             .unwrap_or_default()
     };
-    assert!(owned("two").contains(r#"k:{\"name\":\"dns\"}"#), "{}", owned("two"));
+    assert!(
+        owned("two").contains(r#"k:{\"name\":\"dns\"}"#),
+        "{}",
+        owned("two")
+    );
     assert!(!owned("two").contains("http"), "{}", owned("two"));
     // The same item with another value conflicts on that field only.
     let err = fails(apply("two", gadget("[{name: http, port: 8080}]", "[b]")));
@@ -725,17 +753,31 @@ fn openapi_explain_and_apply_follow_the_schema() {
     assert!(err.contains(r#".spec.ports[name="http"].port"#), "{err}");
     // One manager letting go of its item leaves the other's.
     ok(apply("one", gadget("[]", "[]")));
-    let g = json(&run(c, "kubectl", &["get", "gadgets", "g1", "-n", &ns, "-o", "json"]));
-    assert_eq!(g["spec"]["ports"], serde_json::json!([{"name": "dns", "port": 53}]));
+    let g = json(&run(
+        c,
+        "kubectl",
+        &["get", "gadgets", "g1", "-n", &ns, "-o", "json"],
+    ));
+    assert_eq!(
+        g["spec"]["ports"],
+        serde_json::json!([{"name": "dns", "port": 53}])
+    );
     assert_eq!(g["spec"]["tags"], serde_json::json!(["b"]));
 
     // The CRD goes: so does its OpenAPI document.
     ok(c.kubectl(&["delete", "crd", &format!("gadgets.{group}")]));
-    eventually(Duration::from_secs(30), "the group's document to go", || {
-        v3_index(c)["paths"].get(&key).is_none().then_some(())
-    });
+    eventually(
+        Duration::from_secs(30),
+        "the group's document to go",
+        || v3_index(c)["paths"].get(&key).is_none().then_some(()),
+    );
     let v2 = json(&ok(c.kubectl(&["get", "--raw", "/openapi/v2"])));
-    assert!(v2["definitions"].get("dev.keelson.explain.v1.Gadget").is_none());
+    assert!(v2["definitions"]
+        .get("dev.keelson.explain.v1.Gadget")
+        .is_none());
     let gone = fails(c.kubectl(&["get", "--raw", &format!("/openapi/v3/{key}")]));
-    assert!(gone.contains("NotFound") || gone.contains("not found"), "{gone}");
+    assert!(
+        gone.contains("NotFound") || gone.contains("not found"),
+        "{gone}"
+    );
 }

@@ -845,7 +845,11 @@ fn check_node(s: &Value, path: &str, level: Level, out: &mut Vec<Cause>) {
 }
 
 fn required_because(field: String, why: &str) -> Cause {
-    Cause::new("FieldValueRequired", field, format!("Required value: {why}"))
+    Cause::new(
+        "FieldValueRequired",
+        field,
+        format!("Required value: {why}"),
+    )
 }
 
 /// What apiextensions-apiserver checks about `x-kubernetes-list-type`,
@@ -925,11 +929,19 @@ fn check_list_and_map_types(o: &Map<String, Value>, type_: &str, path: &str, out
     }
     let strings = |v: Option<&Value>| -> Vec<String> {
         v.and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
             .unwrap_or_default()
     };
     let keys = strings(o.get("x-kubernetes-list-map-keys"));
-    let keys_value = o.get("x-kubernetes-list-map-keys").cloned().unwrap_or(Value::Null);
+    let keys_value = o
+        .get("x-kubernetes-list-map-keys")
+        .cloned()
+        .unwrap_or(Value::Null);
     if !keys.is_empty() {
         let why = "must be map if x-kubernetes-list-map-keys is non-empty";
         match list_type {
@@ -1188,34 +1200,53 @@ mod tests {
 
     /// A custom resource whose lists say how they merge.
     fn lists_schema() -> Schema {
-        Schema::parse(&json!({"type": "object", "properties": {"spec": {"type": "object", "properties": {
-            "ports": {"type": "array", "x-kubernetes-list-type": "map",
-                      "x-kubernetes-list-map-keys": ["name", "protocol"],
-                      "items": {"type": "object", "required": ["name"], "properties": {
-                          "name": {"type": "string"},
-                          "protocol": {"type": "string", "default": "TCP"},
-                          "port": {"type": "integer"}}}},
-            "tags": {"type": "array", "x-kubernetes-list-type": "set", "items": {"type": "string"}},
-            "args": {"type": "array", "items": {"type": "string"}},
-            "selector": {"type": "object", "x-kubernetes-map-type": "atomic",
-                         "additionalProperties": {"type": "string"}},
-            "labels": {"type": "object", "additionalProperties": {"type": "string"}}
-        }}}}))
+        Schema::parse(
+            &json!({"type": "object", "properties": {"spec": {"type": "object", "properties": {
+                "ports": {"type": "array", "x-kubernetes-list-type": "map",
+                          "x-kubernetes-list-map-keys": ["name", "protocol"],
+                          "items": {"type": "object", "required": ["name"], "properties": {
+                              "name": {"type": "string"},
+                              "protocol": {"type": "string", "default": "TCP"},
+                              "port": {"type": "integer"}}}},
+                "tags": {"type": "array", "x-kubernetes-list-type": "set", "items": {"type": "string"}},
+                "args": {"type": "array", "items": {"type": "string"}},
+                "selector": {"type": "object", "x-kubernetes-map-type": "atomic",
+                             "additionalProperties": {"type": "string"}},
+                "labels": {"type": "object", "additionalProperties": {"type": "string"}}
+            }}}}),
+        )
     }
 
-    fn apply_as(live: Option<&Value>, spec: Value, manager: &str, force: bool) -> Result<Value, keelson_apimachinery::ApiError> {
+    fn apply_as(
+        live: Option<&Value>,
+        spec: Value,
+        manager: &str,
+        force: bool,
+    ) -> Result<Value, keelson_apimachinery::ApiError> {
         use keelson_apimachinery::patch::schema::Merge;
         let cfg = json!({"apiVersion": "example.com/v1", "kind": "Widget",
                          "metadata": {"name": "w", "namespace": "default"}, "spec": spec});
         let merge = Merge::Structural(std::sync::Arc::new(lists_schema()));
-        keelson_apimachinery::apply::apply(live, &cfg, manager, force, "example.com", "Widget",
-            merge, false, "2026-01-01T00:00:00Z")
+        keelson_apimachinery::apply::apply(
+            live,
+            &cfg,
+            manager,
+            force,
+            "example.com",
+            "Widget",
+            merge,
+            false,
+            "2026-01-01T00:00:00Z",
+        )
     }
 
     #[test]
     fn schema_list_types_reach_apply() {
         let s = lists_schema();
-        assert_eq!(s.list_type(&["spec", "ports"]), ListType::Map(&["name", "protocol"]));
+        assert_eq!(
+            s.list_type(&["spec", "ports"]),
+            ListType::Map(&["name", "protocol"])
+        );
         assert_eq!(s.list_type(&["spec", "tags"]), ListType::Set);
         assert_eq!(s.list_type(&["spec", "args"]), ListType::Atomic);
         assert_eq!(s.list_type(&["spec", "nothing"]), ListType::Atomic);
@@ -1226,49 +1257,109 @@ mod tests {
 
     #[test]
     fn two_managers_keep_their_items_of_a_map_list_and_a_set() {
-        let a = apply_as(None, json!({"ports": [{"name": "http", "protocol": "TCP", "port": 80}],
-                                      "tags": ["a"], "args": ["x"]}), "a", false).unwrap();
-        let b = apply_as(Some(&a), json!({"ports": [{"name": "dns", "protocol": "UDP", "port": 53}],
-                                          "tags": ["b"]}), "b", false).unwrap();
+        let a = apply_as(
+            None,
+            json!({"ports": [{"name": "http", "protocol": "TCP", "port": 80}],
+                                      "tags": ["a"], "args": ["x"]}),
+            "a",
+            false,
+        )
+        .unwrap();
+        let b = apply_as(
+            Some(&a),
+            json!({"ports": [{"name": "dns", "protocol": "UDP", "port": 53}],
+                                          "tags": ["b"]}),
+            "b",
+            false,
+        )
+        .unwrap();
         assert_eq!(
             b["spec"]["ports"],
             json!([{"name": "http", "protocol": "TCP", "port": 80}, {"name": "dns", "protocol": "UDP", "port": 53}])
         );
         assert_eq!(b["spec"]["tags"], json!(["a", "b"]));
         // Each manager owns its own items, by key.
-        let fields = |obj: &Value, m: &str| obj["metadata"]["managedFields"].as_array().unwrap().iter()
-            .find(|e| e["manager"] == m).unwrap()["fieldsV1"].to_string();
-        assert!(fields(&b, "b").contains(r#"k:{\"name\":\"dns\",\"protocol\":\"UDP\"}"#), "{}", fields(&b, "b"));
+        let fields = |obj: &Value, m: &str| {
+            obj["metadata"]["managedFields"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|e| e["manager"] == m)
+                .unwrap()["fieldsV1"]
+                .to_string()
+        };
+        assert!(
+            fields(&b, "b").contains(r#"k:{\"name\":\"dns\",\"protocol\":\"UDP\"}"#),
+            "{}",
+            fields(&b, "b")
+        );
         assert!(!fields(&b, "b").contains("http"));
-        assert!(fields(&b, "a").contains(r#"v:\"a\""#), "{}", fields(&b, "a"));
+        assert!(
+            fields(&b, "a").contains(r#"v:\"a\""#),
+            "{}",
+            fields(&b, "a")
+        );
         // a drops its item: b's stays.
         let a2 = apply_as(Some(&b), json!({"args": ["x"]}), "a", false).unwrap();
-        assert_eq!(a2["spec"]["ports"], json!([{"name": "dns", "protocol": "UDP", "port": 53}]));
+        assert_eq!(
+            a2["spec"]["ports"],
+            json!([{"name": "dns", "protocol": "UDP", "port": 53}])
+        );
         assert_eq!(a2["spec"]["tags"], json!(["b"]));
     }
 
     #[test]
     fn atomic_lists_and_maps_are_replaced_whole_and_conflict_as_one() {
-        let a = apply_as(None, json!({"args": ["x", "y"], "selector": {"app": "w", "tier": "web"},
-                                      "labels": {"a": "1"}}), "a", false).unwrap();
+        let a = apply_as(
+            None,
+            json!({"args": ["x", "y"], "selector": {"app": "w", "tier": "web"},
+                                      "labels": {"a": "1"}}),
+            "a",
+            false,
+        )
+        .unwrap();
         // Another manager setting the same atomic list or map conflicts on the whole of it.
-        let err = apply_as(Some(&a), json!({"args": ["z"], "selector": {"app": "w"}, "labels": {"b": "2"}}), "b", false)
-            .unwrap_err();
+        let err = apply_as(
+            Some(&a),
+            json!({"args": ["z"], "selector": {"app": "w"}, "labels": {"b": "2"}}),
+            "b",
+            false,
+        )
+        .unwrap_err();
         assert_eq!(err.code, 409);
         let fields: Vec<&str> = err.causes.iter().map(|c| c.field.as_str()).collect();
         assert_eq!(fields, [".spec.args", ".spec.selector"], "{}", err.message);
-        let b = apply_as(Some(&a), json!({"args": ["z"], "selector": {"app": "w"}, "labels": {"b": "2"}}), "b", true)
-            .unwrap();
+        let b = apply_as(
+            Some(&a),
+            json!({"args": ["z"], "selector": {"app": "w"}, "labels": {"b": "2"}}),
+            "b",
+            true,
+        )
+        .unwrap();
         assert_eq!(b["spec"]["args"], json!(["z"]));
         assert_eq!(b["spec"]["selector"], json!({"app": "w"}));
         // A granular map merges.
         assert_eq!(b["spec"]["labels"], json!({"a": "1", "b": "2"}));
         // The same key of a map list from two managers with different values conflicts.
-        let p = apply_as(None, json!({"ports": [{"name": "http", "protocol": "TCP", "port": 80}]}), "a", false).unwrap();
-        let err = apply_as(Some(&p), json!({"ports": [{"name": "http", "protocol": "TCP", "port": 8080}]}), "b", false)
-            .unwrap_err();
+        let p = apply_as(
+            None,
+            json!({"ports": [{"name": "http", "protocol": "TCP", "port": 80}]}),
+            "a",
+            false,
+        )
+        .unwrap();
+        let err = apply_as(
+            Some(&p),
+            json!({"ports": [{"name": "http", "protocol": "TCP", "port": 8080}]}),
+            "b",
+            false,
+        )
+        .unwrap_err();
         assert_eq!(err.causes.len(), 1, "{}", err.message);
-        assert_eq!(err.causes[0].field, r#".spec.ports[name="http",protocol="TCP"].port"#);
+        assert_eq!(
+            err.causes[0].field,
+            r#".spec.ports[name="http",protocol="TCP"].port"#
+        );
     }
 
     #[test]
@@ -1304,7 +1395,11 @@ mod tests {
                 format!("{p}.properties[h].x-kubernetes-map-type: Unsupported value: \"sometimes\": supported values: \"atomic\", \"granular\""),
             ]
         );
-        assert!(check(&lists_schema_json(), p).is_empty(), "{:?}", check(&lists_schema_json(), p));
+        assert!(
+            check(&lists_schema_json(), p).is_empty(),
+            "{:?}",
+            check(&lists_schema_json(), p)
+        );
     }
 
     fn lists_schema_json() -> Value {
