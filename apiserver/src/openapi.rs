@@ -83,11 +83,17 @@ impl Published {
         if *described == now {
             return;
         }
+        let started = std::time::Instant::now();
         let docs = if served.is_empty() {
             self.base.clone()
         } else {
             Arc::new(self.base.with_custom(&served))
         };
+        tracing::info!(
+            custom_resources = served.len(),
+            took_ms = started.elapsed().as_millis() as u64,
+            "OpenAPI documents rebuilt"
+        );
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = docs;
         *described = now;
     }

@@ -645,6 +645,12 @@ fn openapi_explain_and_apply_follow_the_schema() {
     let err = fails(c.kubectl_with("kubectl", &["create", "-f", "-"], Some(&bad)));
     assert!(err.contains("spec.versions[0].schema.openAPIV3Schema.properties[spec].properties[ports].items.properties[name].default: Required value: this property is in x-kubernetes-list-map-keys, so it must have a default or be a required property"), "{err}");
 
+    // Unknown fields of a CRD are refused (kubectl asks for strict validation).
+    let unknown =
+        gadgets_crd(group).replace("  scope: Namespaced\n", "  scope: Namespaced\n  bogus: 1\n");
+    let err = fails(c.kubectl_with("kubectl", &["create", "-f", "-"], Some(&unknown)));
+    assert!(err.contains("unknown field \"spec.bogus\""), "{err}");
+
     assert!(v3_index(c)["paths"].get(&key).is_none());
     ok(c.kubectl_with("kubectl", &["apply", "-f", "-"], Some(&gadgets_crd(group))));
     let url = eventually(
