@@ -784,6 +784,10 @@ mod tests {
 
     /// A CRD's served version, installed as the apiserver's CRD follower does.
     fn install_widgets(group: &str) -> Vec<&'static ResourceType> {
+        install_widgets_described(group, "How many.")
+    }
+
+    fn install_widgets_described(group: &str, replicas: &str) -> Vec<&'static ResourceType> {
         use keelson_resources::{custom, kinds::customresourcedefinitions as crds};
         let crd = json!({
             "metadata": {"name": format!("widgets.{group}")},
@@ -793,7 +797,7 @@ mod tests {
                     "subresources": {"status": {}, "scale": {"specReplicasPath": ".spec.replicas", "statusReplicasPath": ".status.replicas"}},
                     "schema": {"openAPIV3Schema": {"type": "object", "description": "A widget.",
                         "properties": {"spec": {"type": "object", "properties": {
-                            "replicas": {"type": "integer", "description": "How many.", "default": 1},
+                            "replicas": {"type": "integer", "description": replicas, "default": 1},
                             "note": {"type": "string", "nullable": true}}}}}}}]},
             "status": {"acceptedNames": {"plural": "widgets", "singular": "widget", "kind": "Widget", "listKind": "WidgetList"},
                 "conditions": [{"type": "Established", "status": "True"}]}
@@ -879,6 +883,12 @@ mod tests {
             docs.v3_group_version_json("api/v1"),
             base.v3_group_version_json("api/v1")
         );
+
+        // A changed schema changes the group's document, its hash and the v2 ETag.
+        let changed = base.with_custom(&install_widgets_described(group, "How many now."));
+        assert_ne!(changed.v3_hash(&key), docs.v3_hash(&key));
+        assert_ne!(changed.v2_etag(), docs.v2_etag());
+        assert_eq!(changed.v3_hash("api/v1"), base.v3_hash("api/v1"));
 
         // The CRD goes: so do its definitions and its documents.
         keelson_resources::custom::install(&format!("widgets.{group}"), Vec::new());
