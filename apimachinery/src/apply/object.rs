@@ -201,7 +201,8 @@ impl Lists<'_> {
         // Indices into `out`, sorted by element.
         let mut sorted: Vec<usize> = Vec::with_capacity(items.len());
         for item in items {
-            let Some(pe) = item_element(lt, item) else {
+            let default = |k: &str| self.schema.key_default(spath, k);
+            let Some(pe) = item_element(lt, item, &default) else {
                 return Keyed::Atomic;
             };
             match sorted.binary_search_by(|&i| out[i].0.cmp(&pe)) {
@@ -856,7 +857,13 @@ enum Strip {
     Metadata,
 }
 
-fn item_element(lt: ListType, item: &Value) -> Option<PathElement> {
+/// An item's identity in a granular list; a map item's missing key fields take
+/// their schema defaults.
+fn item_element(
+    lt: ListType,
+    item: &Value,
+    default: &dyn Fn(&str) -> Option<Value>,
+) -> Option<PathElement> {
     match lt {
         ListType::Atomic => None,
         ListType::Set => match item {
@@ -867,7 +874,10 @@ fn item_element(lt: ListType, item: &Value) -> Option<PathElement> {
             let obj = item.as_object()?;
             let fields: Vec<(String, Value)> = keys
                 .iter()
-                .filter_map(|k| obj.get(*k).map(|v| (k.to_string(), v.clone())))
+                .filter_map(|k| {
+                    let v = obj.get(*k).cloned().or_else(|| default(k))?;
+                    Some((k.to_string(), v))
+                })
                 .collect();
             (!fields.is_empty()).then(|| PathElement::key(fields))
         }

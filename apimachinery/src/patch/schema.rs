@@ -75,6 +75,12 @@ pub trait MergeSchema {
     fn atomic_map(&self, _path: &[&str]) -> bool {
         false
     }
+
+    /// The default of key field `key` of the items of the map list at `path`: an item
+    /// without the field is identified by it (structured-merge-diff does the same).
+    fn key_default(&self, _path: &[&str], _key: &str) -> Option<serde_json::Value> {
+        None
+    }
 }
 
 /// A bare list-type lookup (every map granular).
@@ -127,6 +133,14 @@ impl MergeSchema for Merge {
             Merge::Table(_) => false,
             Merge::Structural(_) if path.first() == Some(&"metadata") => false,
             Merge::Structural(schema) => schema.atomic_map(path),
+        }
+    }
+
+    fn key_default(&self, path: &[&str], key: &str) -> Option<serde_json::Value> {
+        match self {
+            Merge::Table(_) => None,
+            Merge::Structural(_) if path.first() == Some(&"metadata") => None,
+            Merge::Structural(schema) => schema.key_default(path, key),
         }
     }
 }

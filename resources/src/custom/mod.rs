@@ -63,6 +63,10 @@ impl keelson_apimachinery::patch::schema::MergeSchema for VersionSpec {
     fn atomic_map(&self, path: &[&str]) -> bool {
         self.schema.as_ref().is_some_and(|s| s.atomic_map(path))
     }
+
+    fn key_default(&self, path: &[&str], key: &str) -> Option<Value> {
+        self.schema.as_ref()?.key_default(path, key)
+    }
 }
 
 /// One (group, version, plural) a CRD serves.

@@ -185,6 +185,15 @@ impl MergeSchema for Schema {
         self.at(path)
             .is_some_and(|node| node.element().map_type == "atomic")
     }
+
+    fn key_default(&self, path: &[&str], key: &str) -> Option<Value> {
+        self.at(path)?
+            .element()
+            .properties
+            .get(key)?
+            .default
+            .clone()
+    }
 }
 
 /// `spec.replicas`, `spec.items[0]`, as kube-openapi names fields.
@@ -1306,6 +1315,41 @@ mod tests {
             json!([{"name": "dns", "protocol": "UDP", "port": 53}])
         );
         assert_eq!(a2["spec"]["tags"], json!(["b"]));
+    }
+
+    #[test]
+    fn a_defaulted_key_identifies_items_that_leave_it_out() {
+        let s = lists_schema();
+        let mut first = apply_as(
+            None,
+            json!({"ports": [{"name": "http", "port": 80}]}),
+            "a",
+            false,
+        )
+        .unwrap();
+        // As the store leaves it: defaults applied after the merge.
+        apply_defaults(&s, &mut first);
+        assert_eq!(
+            first["spec"]["ports"],
+            json!([{"name": "http", "protocol": "TCP", "port": 80}])
+        );
+        let mut again = apply_as(
+            Some(&first),
+            json!({"ports": [{"name": "http", "port": 81}]}),
+            "a",
+            false,
+        )
+        .unwrap();
+        apply_defaults(&s, &mut again);
+        assert_eq!(
+            again["spec"]["ports"],
+            json!([{"name": "http", "protocol": "TCP", "port": 81}])
+        );
+        let fields = again["metadata"]["managedFields"][0]["fieldsV1"].to_string();
+        assert!(
+            fields.contains(r#"k:{\"name\":\"http\",\"protocol\":\"TCP\"}"#),
+            "{fields}"
+        );
     }
 
     #[test]
