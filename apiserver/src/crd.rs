@@ -14,6 +14,7 @@
 //! only rewritten when it changes, so several apiservers agree instead of fighting.
 
 use crate::authz::follow::{self, Sink};
+use crate::openapi::Published;
 use crate::registry::{DeleteOptions, ListOptions, Registry, UserInfo, WriteOptions};
 use keelson_apimachinery::meta;
 use keelson_resources::kinds::customresourcedefinitions::{
@@ -29,10 +30,11 @@ use tokio::sync::Notify;
 const PREFIX: &str = "/registry/apiextensions.k8s.io/customresourcedefinitions/";
 
 /// The CRDs as the watch cache last showed them, by name.
-#[derive(Default)]
 struct Crds {
     objects: Mutex<BTreeMap<String, Arc<Value>>>,
     changed: Notify,
+    /// Told whenever what is served may have changed.
+    openapi: Arc<Published>,
 }
 
 fn name_of(key: &str) -> &str {
@@ -68,6 +70,7 @@ impl Sink for Crds {
         }
         *held = fresh;
         self.changed.notify_one();
+        self.openapi.changed();
     }
 
     fn apply(&self, key: &str, object: Option<&Arc<Value>>) {
@@ -79,12 +82,18 @@ impl Sink for Crds {
             None => held.remove(&name),
         };
         self.changed.notify_one();
+        self.openapi.changed();
     }
 }
 
-/// Start following CRDs; returns once the first load is served.
-pub async fn start(registry: Registry) {
-    let crds = Arc::new(Crds::default());
+/// Start following CRDs; returns once the first load is served. `openapi` hears of
+/// every change.
+pub async fn start(registry: Registry, openapi: Arc<Published>) {
+    let crds = Arc::new(Crds {
+        objects: Mutex::default(),
+        changed: Notify::new(),
+        openapi,
+    });
     let loaded = follow::follow(
         crds.clone(),
         registry.cache.clone(),

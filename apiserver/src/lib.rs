@@ -24,6 +24,7 @@ pub mod grpc;
 pub mod http;
 pub mod metrics;
 pub mod offload;
+pub mod openapi;
 pub mod recover;
 pub mod registry;
 pub mod reviews;
@@ -242,8 +243,11 @@ pub async fn start(
         reconcile_rbac(&registry).await?;
     }
     registry.authorizer = Some(authorizer.clone());
-    // Custom resources are served from the first request on.
-    crd::start(registry.clone()).await;
+    // Custom resources are served (and described) from the first request on.
+    let openapi = openapi::Published::new(keelson_resources::kinds::ALL);
+    crd::start(registry.clone(), openapi.clone()).await;
+    openapi.rebuild();
+    openapi.follow();
     let flowcontrol = flowcontrol_filter(&config, &registry).await?;
 
     let tls = keelson_pki::server_config(
@@ -305,7 +309,7 @@ pub async fn start(
     let state = Arc::new(http::ApiState {
         auth: auth.clone(),
         registry: registry.clone(),
-        openapi: keelson_openapi::OpenApi::build(keelson_resources::kinds::ALL),
+        openapi,
         metrics,
         advertise: SocketAddr::new(advertise, addr.port()).to_string(),
         connect,

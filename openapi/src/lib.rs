@@ -33,11 +33,13 @@
 //! patches kubectl computes are the ones the server applies as meant.
 
 mod catalog;
+mod crd;
 mod paths;
 mod proto;
 mod schema;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use keelson_resources::typed::{bodies, Typed};
@@ -63,6 +65,9 @@ pub const KUBERNETES_VERSION: &str = "v1.33.0";
 
 /// The documents, serialized once. Cloning the `Bytes` handed out is cheap.
 pub struct OpenApi {
+    /// What [`OpenApi::build`] was given, before any custom resource
+    /// ([`OpenApi::with_custom`] starts from it).
+    base: Arc<Base>,
     v2_json: Bytes,
     v2_protobuf: Bytes,
     v2_etag: String,
@@ -80,12 +85,52 @@ impl std::fmt::Debug for OpenApi {
     }
 }
 
+/// The model of the resources given to [`OpenApi::build`] and their v3 documents.
+struct Base {
+    model: Model,
+    v3: BTreeMap<String, (Bytes, String)>,
+}
+
 impl OpenApi {
     /// Builds every document for the given served resources (normally
     /// `keelson_resources::kinds::ALL`).
     pub fn build(resources: &[&'static ResourceType]) -> OpenApi {
         let model = Model::build(resources);
+        let v3 = model
+            .doc_keys()
+            .into_iter()
+            .map(|key| {
+                let doc = model.v3_document(&key);
+                (key, serialized(&doc))
+            })
+            .collect();
+        OpenApi::render(Arc::new(Base { model, v3 }), None)
+    }
 
+    /// The documents of what [`OpenApi::build`] was given plus the custom resources
+    /// `custom` (each version a CustomResourceDefinition serves, with its schema).
+    /// The built-in parts are unchanged: their v3 documents are reused as they are
+    /// (hashes included), only the v2 document and the custom groups' v3 documents
+    /// are written again.
+    pub fn with_custom(&self, custom: &[&'static ResourceType]) -> OpenApi {
+        let mut model = self.base.model.clone();
+        let mut touched = BTreeSet::new();
+        for r in custom {
+            if let Some(spec) = r.strategy.custom_spec() {
+                touched.extend(model.add_custom(r, &spec));
+            }
+        }
+        model.finish_paths();
+        OpenApi::render(self.base.clone(), Some((&model, touched)))
+    }
+
+    /// Serializes the documents: `base`'s own, or `custom`'s model with the v3
+    /// documents of the keys it touched written again.
+    fn render(base: Arc<Base>, custom: Option<(&Model, BTreeSet<String>)>) -> OpenApi {
+        let (model, touched) = match &custom {
+            Some((model, touched)) => (*model, Some(touched)),
+            None => (&base.model, None),
+        };
         let v2 = model.v2_document();
         let v2_json = serde_json::to_vec(&v2).expect("a JSON value serializes");
         let v2_protobuf = proto::encode_document(&v2);
@@ -94,19 +139,22 @@ impl OpenApi {
         let mut v3 = BTreeMap::new();
         let mut index = Map::new();
         for key in model.doc_keys() {
-            let doc = model.v3_document(&key);
-            let bytes = serde_json::to_vec(&doc).expect("a JSON value serializes");
-            let h = hash(&bytes);
+            let rewritten = touched.is_none_or(|t| t.contains(&key));
+            let (bytes, h) = match base.v3.get(&key) {
+                Some(done) if !rewritten => done.clone(),
+                _ => serialized(&model.v3_document(&key)),
+            };
             index.insert(
                 key.clone(),
                 json!({ "serverRelativeURL": format!("/openapi/v3/{key}?hash={h}") }),
             );
-            v3.insert(key, (Bytes::from(bytes), h));
+            v3.insert(key, (bytes, h));
         }
         let v3_index =
             serde_json::to_vec(&json!({ "paths": index })).expect("a JSON value serializes");
 
         OpenApi {
+            base,
             v2_json: Bytes::from(v2_json),
             v2_protobuf: Bytes::from(v2_protobuf),
             v2_etag,
@@ -208,6 +256,13 @@ fn accept_clauses(accept: &str) -> Vec<String> {
     clauses.into_iter().map(|(_, m)| m).collect()
 }
 
+/// A document's JSON and its hash.
+fn serialized(doc: &Value) -> (Bytes, String) {
+    let bytes = serde_json::to_vec(doc).expect("a JSON value serializes");
+    let h = hash(&bytes);
+    (Bytes::from(bytes), h)
+}
+
 fn hash(bytes: &[u8]) -> String {
     let digest = Sha512::digest(bytes);
     let mut out = String::with_capacity(digest.len() * 2);
@@ -218,9 +273,23 @@ fn hash(bytes: &[u8]) -> String {
 }
 
 /// Definitions and paths, before rendering.
+#[derive(Clone)]
 struct Model {
     defs: Definitions,
+    /// Definitions whose OpenAPI v3 form is not derived from their v2 form (custom
+    /// resources: v2 drops what v3 keeps), in v2 reference form.
+    v3_defs: Definitions,
     paths: Vec<PathItem>,
+    bodies: BodyNames,
+}
+
+/// Definition names of the subresource bodies in the model ("" when absent).
+#[derive(Clone, Default)]
+struct BodyNames {
+    scale: String,
+    eviction: String,
+    binding: String,
+    token_request: String,
 }
 
 impl Model {
@@ -233,22 +302,20 @@ impl Model {
             .into_generator();
         catalog::add_meta(&mut generator);
 
-        // Each served resource once, by group/version/plural.
+        // Each served resource once, by group/version/plural; custom resources
+        // (described by their CRD's schema) after the others.
         let mut seen = BTreeSet::new();
-        let resources: Vec<&ResourceType> = resources
+        let (custom, resources): (Vec<&ResourceType>, Vec<&ResourceType>) = resources
             .iter()
             .copied()
             .filter(|r| seen.insert((r.group, r.version, r.plural)))
-            .collect();
+            .partition(|r| r.strategy.custom_spec().is_some());
 
         let uses = |sub: Subresource| resources.iter().any(|r| r.has(sub));
         let body_name =
             |body: &Typed, generator: &mut schemars::SchemaGenerator| (body.add_schema)(generator);
-        let scale = if uses(Subresource::Scale) {
-            body_name(&bodies::SCALE, &mut generator)
-        } else {
-            String::new()
-        };
+        // Always there: custom resources added later may have a scale subresource.
+        let scale = body_name(&bodies::SCALE, &mut generator);
         let eviction = if uses(Subresource::Eviction) {
             body_name(&bodies::EVICTION, &mut generator)
         } else {
@@ -363,9 +430,78 @@ impl Model {
         schema::add_field_strategies(&mut defs);
         group_versions.sort();
         paths.extend(paths::discovery_paths(&group_versions));
-        paths.sort_by(|a, b| a.path.cmp(&b.path));
-        paths.dedup_by(|a, b| a.path == b.path);
-        Model { defs, paths }
+        let mut model = Model {
+            defs,
+            v3_defs: Definitions::new(),
+            paths,
+            bodies: BodyNames {
+                scale,
+                eviction,
+                binding,
+                token_request,
+            },
+        };
+        for r in custom {
+            if let Some(spec) = r.strategy.custom_spec() {
+                model.add_custom(r, &spec);
+            }
+        }
+        model.finish_paths();
+        model
+    }
+
+    /// Adds a custom resource version: its kind and list definitions from the CRD's
+    /// schema (named as Kubernetes names them, `<reversed group>.<version>.<Kind>`), its
+    /// paths and its group's discovery paths. Returns the v3 document keys it touched.
+    /// [`Model::finish_paths`] must follow.
+    fn add_custom(
+        &mut self,
+        r: &ResourceType,
+        spec: &keelson_resources::custom::VersionSpec,
+    ) -> BTreeSet<String> {
+        let gvk = Gvk::new(r.group, r.version, r.kind);
+        let kind_def = schema::generic_name(&gvk);
+        let list_kind = if spec.list_kind.is_empty() {
+            format!("{}List", r.kind)
+        } else {
+            spec.list_kind.clone()
+        };
+        let list_gvk = Gvk::new(r.group, r.version, &list_kind);
+        let list_def = schema::generic_name(&list_gvk);
+        let (v2, v3) = crd::kind_definitions(spec.openapi_schema.as_ref(), &gvk);
+        self.defs.insert(kind_def.clone(), v2);
+        self.v3_defs.insert(kind_def.clone(), v3);
+        self.defs.insert(
+            list_def.clone(),
+            crd::list_definition(&kind_def, &list_gvk, r.kind, r.plural),
+        );
+        let names = Names {
+            kind: kind_def,
+            list: Some(list_def),
+            // Kubernetes refuses strategic merge patch for custom resources.
+            strategic: false,
+            scale: self.bodies.scale.clone(),
+            eviction: self.bodies.eviction.clone(),
+            binding: self.bodies.binding.clone(),
+            token_request: self.bodies.token_request.clone(),
+            namespace: String::new(),
+        };
+        let mut added = paths::resource_paths(r, &names);
+        added.extend(paths::discovery_paths(&[(
+            r.group.to_string(),
+            r.version.to_string(),
+        )]));
+        // `/api/` and `/apis/` are the same whatever is served.
+        added.retain(|p| p.doc != "api" && p.doc != "apis");
+        let touched = added.iter().map(|p| p.doc.clone()).collect();
+        self.paths.extend(added);
+        touched
+    }
+
+    /// Sorts the paths, each once.
+    fn finish_paths(&mut self) {
+        self.paths.sort_by(|a, b| a.path.cmp(&b.path));
+        self.paths.dedup_by(|a, b| a.path == b.path);
     }
 
     /// Every v3 document key, sorted.
@@ -416,11 +552,12 @@ impl Model {
             schema::collect_refs(&v2, &mut roots);
             paths.insert(item.path.clone(), v3_path_item(item));
         }
-        let schemas: Map<String, Value> = schema::closure(&self.defs, roots)
+        let def = |name: &str| self.v3_defs.get(name).or_else(|| self.defs.get(name));
+        let schemas: Map<String, Value> = schema::closure(&def, roots)
             .into_iter()
             .filter_map(|name| {
-                let def = self.defs.get(&name)?;
-                Some((name.clone(), schema::definition_v3(&name, def)))
+                let d = def(&name)?;
+                Some((name.clone(), schema::definition_v3(&name, d)))
             })
             .collect();
         json!({
@@ -643,5 +780,123 @@ mod tests {
                 docs.v3_hash("api/v1").unwrap()
             )
         );
+    }
+
+    /// A CRD's served version, installed as the apiserver's CRD follower does.
+    fn install_widgets(group: &str) -> Vec<&'static ResourceType> {
+        install_widgets_described(group, "How many.")
+    }
+
+    fn install_widgets_described(group: &str, replicas: &str) -> Vec<&'static ResourceType> {
+        use keelson_resources::{custom, kinds::customresourcedefinitions as crds};
+        let crd = json!({
+            "metadata": {"name": format!("widgets.{group}")},
+            "spec": {"group": group, "scope": "Namespaced",
+                "names": {"plural": "widgets", "kind": "Widget", "listKind": "WidgetList"},
+                "versions": [{"name": "v1", "served": true, "storage": true,
+                    "subresources": {"status": {}, "scale": {"specReplicasPath": ".spec.replicas", "statusReplicasPath": ".status.replicas"}},
+                    "schema": {"openAPIV3Schema": {"type": "object", "description": "A widget.",
+                        "properties": {"spec": {"type": "object", "properties": {
+                            "replicas": {"type": "integer", "description": replicas, "default": 1},
+                            "note": {"type": "string", "nullable": true}}}}}}}]},
+            "status": {"acceptedNames": {"plural": "widgets", "singular": "widget", "kind": "Widget", "listKind": "WidgetList"},
+                "conditions": [{"type": "Established", "status": "True"}]}
+        });
+        custom::install(&format!("widgets.{group}"), crds::definitions(&crd));
+        custom::served()
+            .into_iter()
+            .filter(|r| r.group == group)
+            .collect()
+    }
+
+    #[test]
+    fn custom_resources_are_described_and_removed() {
+        let group = "docs.example.com";
+        let builtins: &[&'static ResourceType] = &[&keelson_resources::kinds::pods::RESOURCE];
+        let base = OpenApi::build(builtins);
+        let custom = install_widgets(group);
+        assert_eq!(custom.len(), 1);
+        let docs = base.with_custom(&custom);
+
+        let v2: Value = serde_json::from_slice(&docs.v2_json()).unwrap();
+        let def = &v2["definitions"]["com.example.docs.v1.Widget"];
+        assert_eq!(def["description"], "A widget.");
+        assert_eq!(
+            def["x-kubernetes-group-version-kind"],
+            json!([{"group": group, "kind": "Widget", "version": "v1"}])
+        );
+        assert_eq!(
+            def["properties"]["metadata"]["$ref"],
+            "#/definitions/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
+        );
+        let replicas = &def["properties"]["spec"]["properties"]["replicas"];
+        assert_eq!(replicas["description"], "How many.");
+        assert!(replicas.get("default").is_none(), "v2 has no defaults");
+        let list = &v2["definitions"]["com.example.docs.v1.WidgetList"];
+        assert_eq!(
+            list["properties"]["items"]["items"]["$ref"],
+            "#/definitions/com.example.docs.v1.Widget"
+        );
+        let item = format!("/apis/{group}/v1/namespaces/{{namespace}}/widgets/{{name}}");
+        let patch = &v2["paths"][&item]["patch"];
+        assert_eq!(patch["x-kubernetes-group-version-kind"]["kind"], "Widget");
+        let consumes = patch["consumes"].as_array().unwrap();
+        assert!(!consumes.contains(&json!("application/strategic-merge-patch+json")));
+        assert!(v2["paths"][format!("{item}/scale")].is_object());
+        assert!(v2["paths"][format!("/apis/{group}/v1/widgets")].is_object());
+        // The protobuf form is the same document.
+        assert!(!docs.v2_protobuf().is_empty());
+        assert_ne!(docs.v2_etag(), base.v2_etag());
+
+        let key = format!("apis/{group}/v1");
+        let index: Value = serde_json::from_slice(&docs.v3_index_json()).unwrap();
+        assert_eq!(
+            index["paths"][&key]["serverRelativeURL"],
+            format!("/openapi/v3/{key}?hash={}", docs.v3_hash(&key).unwrap())
+        );
+        assert!(index["paths"][format!("apis/{group}")].is_object());
+        let v3: Value = serde_json::from_slice(&docs.v3_group_version_json(&key).unwrap()).unwrap();
+        let schemas = &v3["components"]["schemas"];
+        let def = &schemas["com.example.docs.v1.Widget"];
+        assert_eq!(
+            def["properties"]["spec"]["properties"]["replicas"]["default"],
+            1
+        );
+        assert_eq!(
+            def["properties"]["spec"]["properties"]["note"]["nullable"],
+            true
+        );
+        assert_eq!(
+            def["properties"]["metadata"]["$ref"],
+            "#/components/schemas/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
+        );
+        assert!(schemas["io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"].is_object());
+        assert!(schemas["io.k8s.api.autoscaling.v1.Scale"].is_object());
+        let content = &v3["paths"][&item]["patch"]["requestBody"]["content"];
+        assert!(content["application/apply-patch+yaml"].is_object());
+        assert!(content
+            .get("application/strategic-merge-patch+json")
+            .is_none());
+        // Built-in documents are untouched.
+        assert_eq!(docs.v3_hash("api/v1"), base.v3_hash("api/v1"));
+        assert_eq!(
+            docs.v3_group_version_json("api/v1"),
+            base.v3_group_version_json("api/v1")
+        );
+
+        // A changed schema changes the group's document, its hash and the v2 ETag.
+        let changed = base.with_custom(&install_widgets_described(group, "How many now."));
+        assert_ne!(changed.v3_hash(&key), docs.v3_hash(&key));
+        assert_ne!(changed.v2_etag(), docs.v2_etag());
+        assert_eq!(changed.v3_hash("api/v1"), base.v3_hash("api/v1"));
+
+        // The CRD goes: so do its definitions and its documents.
+        keelson_resources::custom::install(&format!("widgets.{group}"), Vec::new());
+        let gone = base.with_custom(&keelson_resources::custom::served());
+        let v2: Value = serde_json::from_slice(&gone.v2_json()).unwrap();
+        assert!(v2["definitions"]
+            .get("com.example.docs.v1.Widget")
+            .is_none());
+        assert!(gone.v3_hash(&key).is_none());
     }
 }

@@ -221,8 +221,8 @@ pub(crate) fn generic_name(gvk: &Gvk) -> String {
     format!("{group}.{}.{}", gvk.version, gvk.kind)
 }
 
-const API_VERSION_DESCRIPTION: &str = "APIVersion defines the versioned schema of this representation of an object. Servers should convert recognized schemas to the latest internal value, and may reject unrecognized values. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#resources";
-const KIND_DESCRIPTION: &str = "Kind is a string value representing the REST resource this object represents. Servers may infer this from the endpoint the client submits requests to. Cannot be updated. In CamelCase. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds";
+pub(crate) const API_VERSION_DESCRIPTION: &str = "APIVersion defines the versioned schema of this representation of an object. Servers should convert recognized schemas to the latest internal value, and may reject unrecognized values. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#resources";
+pub(crate) const KIND_DESCRIPTION: &str = "Kind is a string value representing the REST resource this object represents. Servers may infer this from the endpoint the client submits requests to. Cannot be updated. In CamelCase. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds";
 
 /// The definition a `$ref` points at, if it is one of ours.
 fn ref_target(schema: &Value) -> Option<&str> {
@@ -402,14 +402,17 @@ pub(crate) fn collect_refs(value: &Value, out: &mut BTreeSet<String>) {
 }
 
 /// The names `roots` refer to, and everything those refer to, transitively.
-pub(crate) fn closure(defs: &Definitions, roots: BTreeSet<String>) -> BTreeSet<String> {
+pub(crate) fn closure<'d>(
+    defs: &dyn Fn(&str) -> Option<&'d Value>,
+    roots: BTreeSet<String>,
+) -> BTreeSet<String> {
     let mut done = BTreeSet::new();
     let mut todo: Vec<String> = roots.into_iter().collect();
     while let Some(name) = todo.pop() {
         if !done.insert(name.clone()) {
             continue;
         }
-        if let Some(def) = defs.get(&name) {
+        if let Some(def) = defs(&name) {
             let mut refs = BTreeSet::new();
             collect_refs(def, &mut refs);
             todo.extend(refs.into_iter().filter(|r| !done.contains(r)));

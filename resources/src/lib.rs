@@ -130,6 +130,16 @@ impl ResourceType {
         self.subresources.contains(&sub)
     }
 
+    /// The list and map semantics of server-side apply and managedFields: a custom
+    /// resource's structural schema, else the built-in table from [`Self::merge`].
+    pub fn merge_schema(&self) -> keelson_apimachinery::patch::schema::Merge {
+        use keelson_apimachinery::patch::schema::Merge;
+        match self.strategy.custom_spec() {
+            Some(spec) if spec.schema.is_some() => Merge::Structural(spec),
+            _ => Merge::Table(self.merge),
+        }
+    }
+
     /// Kubernetes' etcd key prefix: `/registry/<resource>` for the core group and for
     /// the groups Kubernetes stores without a prefix, `/registry/<group>/<resource>`
     /// otherwise. Keelson uses the group-qualified form for every non-core group so that

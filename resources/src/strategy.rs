@@ -173,6 +173,12 @@ pub trait Strategy: Send + Sync {
         Vec::new()
     }
 
+    /// What a CustomResourceDefinition says about this (custom) resource version now:
+    /// its schema (merge semantics, OpenAPI), list kind. `None` for built-in kinds.
+    fn custom_spec(&self) -> Option<std::sync::Arc<crate::custom::VersionSpec>> {
+        None
+    }
+
     /// Server-side table columns for `kubectl get`. The default is Kubernetes' default
     /// table: name and creation time.
     fn columns(&self) -> Vec<Column> {

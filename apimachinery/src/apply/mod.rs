@@ -7,21 +7,23 @@
 //! before but no longer declares (unless someone else owns them), and refuses to
 //! change fields other managers own unless forced. The behaviour follows
 //! `sigs.k8s.io/structured-merge-diff` and the apiserver's field manager, over
-//! untyped objects: maps are always granular, lists follow
-//! [`crate::patch::schema::list_meta`] from the kind's `merge` root (anything it does
-//! not list is atomic; custom resources, without a root, have only atomic lists).
+//! untyped objects: lists and maps follow the kind's [`Merge`]: for built-in kinds
+//! [`crate::patch::schema::list_meta`] from their `merge` root (anything it does not
+//! list is atomic, every map granular); for custom resources their structural
+//! schema's `x-kubernetes-list-type`, `-list-map-keys` and `-map-type` (lists without
+//! a type atomic, as Kubernetes builds them).
 //!
 //! # Public API
 //!
 //! ```text
 //! apply(live: Option<&Value>, applied: &Value, manager: &str, force: bool,
-//!       group: &str, kind: &str, merge: Option<Root>, ignore_status: bool, now_rfc3339: &str)
+//!       group: &str, kind: &str, merge: impl Into<Merge>, ignore_status: bool, now_rfc3339: &str)
 //!     -> Result<Value, ApiError>
 //! apply_to_subresource(live: &Value, applied: &Value, manager: &str, subresource: &str,
-//!       force: bool, group: &str, kind: &str, merge: Option<Root>, now_rfc3339: &str)
+//!       force: bool, group: &str, kind: &str, merge: impl Into<Merge>, now_rfc3339: &str)
 //!     -> Result<Value, ApiError>
 //! track_update(old: Option<&Value>, new: &Value, manager: &str, subresource: &str,
-//!       merge: Option<Root>, api_version: &str, ignore_status: bool, now_rfc3339: &str)
+//!       merge: impl Into<Merge>, api_version: &str, ignore_status: bool, now_rfc3339: &str)
 //!     -> Value
 //! track_update_in_place(old: Option<&Value>, new: &mut Value, ...same as track_update)
 //! default_manager(user_agent: &str) -> String
@@ -63,9 +65,9 @@
 //!
 //! - Update entries are keyed by manager and subresource only: a manager's updates at
 //!   two API versions share one entry (the newest version is recorded).
-//! - No OpenAPI schema: every map is granular (Kubernetes treats a few structs, such
-//!   as label selectors, as atomic), and key fields have no defaults (a port item
-//!   without `protocol` is keyed by `containerPort` alone).
+//! - Built-in kinds have no OpenAPI schema here: every map is granular (Kubernetes
+//!   treats a few structs, such as label selectors, as atomic). Key fields have no
+//!   defaults (a port item without `protocol` is keyed by `containerPort` alone).
 //! - Items of a granular list keep the applied order, and items only the live list
 //!   has keep their place among the live items: walking the live list, each item the
 //!   configuration also lists pulls in the configuration's items up to it.
@@ -91,10 +93,10 @@ pub use managed::{
 use std::borrow::Cow;
 use std::sync::OnceLock;
 
-use crate::patch::schema::Root;
+use crate::patch::schema::Merge;
 use crate::status::{ApiError, Cause};
 use managed::{EntryError, Tracked};
-use object::{schema_lookup, Comparison, Lists};
+use object::{Comparison, Lists};
 
 /// At most this many Update entries are kept; older ones merge into [`ANCIENT_CHANGES`].
 pub const MAX_UPDATE_MANAGERS: usize = 10;
@@ -269,7 +271,7 @@ pub fn apply(
     force: bool,
     group: &str,
     kind: &str,
-    merge: Option<Root>,
+    merge: impl Into<Merge>,
     ignore_status: bool,
     now_rfc3339: &str,
 ) -> Result<Value, ApiError> {
@@ -278,8 +280,8 @@ pub fn apply(
     } else {
         Scope::All
     };
-    let lookup = schema_lookup(merge);
-    let lists = Lists { lookup: &lookup };
+    let merge: Merge = merge.into();
+    let lists = Lists { schema: &merge };
     apply_scoped(
         &lists,
         live,
@@ -306,7 +308,7 @@ pub fn apply_to_subresource(
     force: bool,
     group: &str,
     kind: &str,
-    merge: Option<Root>,
+    merge: impl Into<Merge>,
     now_rfc3339: &str,
 ) -> Result<Value, ApiError> {
     let scope = if subresource == "status" {
@@ -314,8 +316,8 @@ pub fn apply_to_subresource(
     } else {
         Scope::All
     };
-    let lookup = schema_lookup(merge);
-    let lists = Lists { lookup: &lookup };
+    let merge: Merge = merge.into();
+    let lists = Lists { schema: &merge };
     apply_scoped(
         &lists,
         Some(live),
@@ -544,13 +546,13 @@ pub fn track_update(
     new: &Value,
     manager: &str,
     subresource: &str,
-    merge: Option<Root>,
+    merge: impl Into<Merge>,
     api_version: &str,
     ignore_status: bool,
     now_rfc3339: &str,
 ) -> Value {
-    let lookup = schema_lookup(merge);
-    let lists = Lists { lookup: &lookup };
+    let merge: Merge = merge.into();
+    let lists = Lists { schema: &merge };
     let sent = new.get("metadata").and_then(|m| m.get("managedFields"));
     let entries = tracked_entries(
         &lists,
@@ -576,13 +578,13 @@ pub fn track_update_in_place(
     new: &mut Value,
     manager: &str,
     subresource: &str,
-    merge: Option<Root>,
+    merge: impl Into<Merge>,
     api_version: &str,
     ignore_status: bool,
     now_rfc3339: &str,
 ) {
-    let lookup = schema_lookup(merge);
-    let lists = Lists { lookup: &lookup };
+    let merge: Merge = merge.into();
+    let lists = Lists { schema: &merge };
     // As `without_managed_fields` leaves the object.
     let sent = new
         .get_mut("metadata")

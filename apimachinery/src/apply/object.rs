@@ -2,10 +2,10 @@
 //! configuration declares, the difference between two objects, the merge of an
 //! applied configuration into a live object, and pruning of fields nobody owns.
 //!
-//! Maps are always granular (merged key by key). A list is granular only when
-//! [`crate::patch::schema::list_meta`] says it is a set or a keyed map *and* every
-//! item can be identified (set items are scalars, map items are objects carrying at
-//! least one key field); otherwise it is one atomic value.
+//! Maps are granular (merged key by key) unless the kind's [`MergeSchema`] makes them
+//! atomic. A list is granular only when the schema says it is a set or a keyed map
+//! *and* every item can be identified (set items are scalars, map items are objects
+//! carrying at least one key field); otherwise it is one atomic value.
 //!
 //! The walks build field sets bottom-up (a level's nodes once its children are
 //! done), carry the path of field names as borrowed strings, and create path
@@ -14,7 +14,7 @@
 use serde_json::{Map, Value};
 
 use super::fieldset::{field_key, path_string, values_equal, FieldSet, Node, PathElement};
-use crate::patch::schema::{list_meta, ListType, Root};
+use crate::patch::schema::{ListType, MergeSchema};
 
 /// What changed between two objects, in the manner of structured-merge-diff: leaves
 /// (scalars, atomic lists, empty maps) that changed are `modified`; every path that
@@ -164,14 +164,9 @@ impl Duplicate {
     }
 }
 
-/// List semantics for one kind: the `listType` of the list at a path of field names.
+/// List and map semantics for one kind, by path of field names.
 pub(crate) struct Lists<'a> {
-    pub lookup: &'a dyn Fn(&[&str]) -> ListType,
-}
-
-/// The table of [`crate::patch::schema`] from `root`.
-pub(crate) fn schema_lookup(root: Option<Root>) -> impl Fn(&[&str]) -> ListType {
-    move |path| list_meta(root, path).apply
+    pub schema: &'a dyn MergeSchema,
 }
 
 /// A copy of a `metadata` value without `managedFields`.
@@ -189,7 +184,12 @@ fn without_managed_fields(md: &Value) -> Value {
 
 impl Lists<'_> {
     fn list_type(&self, spath: &[&str]) -> ListType {
-        (self.lookup)(spath)
+        self.schema.list_type(spath)
+    }
+
+    /// Whether the map at `spath` is one atomic value (`x-kubernetes-map-type: atomic`).
+    fn atomic_map(&self, spath: &[&str]) -> bool {
+        !spath.is_empty() && self.schema.atomic_map(spath)
     }
 
     fn keyed<'v>(&self, spath: &[&str], items: &'v [Value]) -> Keyed<'v> {
@@ -201,7 +201,8 @@ impl Lists<'_> {
         // Indices into `out`, sorted by element.
         let mut sorted: Vec<usize> = Vec::with_capacity(items.len());
         for item in items {
-            let Some(pe) = item_element(lt, item) else {
+            let default = |k: &str| self.schema.key_default(spath, k);
+            let Some(pe) = item_element(lt, item, &default) else {
                 return Keyed::Atomic;
             };
             match sorted.binary_search_by(|&i| out[i].0.cmp(&pe)) {
@@ -267,7 +268,9 @@ impl Lists<'_> {
         spath: &mut Vec<&'v str>,
     ) -> Result<(bool, FieldSet), Duplicate> {
         match v {
-            Value::Object(m) if !m.is_empty() => Ok((false, self.set_fields(m, spath)?)),
+            Value::Object(m) if !m.is_empty() && !self.atomic_map(spath) => {
+                Ok((false, self.set_fields(m, spath)?))
+            }
             Value::Array(items) => match self.keyed(spath, items) {
                 Keyed::Atomic => Ok((true, FieldSet::new())),
                 Keyed::Duplicate(pe) => Err(Duplicate {
@@ -372,7 +375,8 @@ impl Lists<'_> {
         if obj_or_none(l) && obj_or_none(r) {
             let lm = l.and_then(Value::as_object);
             let rm = r.and_then(Value::as_object);
-            if lm.is_none_or(Map::is_empty) && rm.is_none_or(Map::is_empty) {
+            let empty = lm.is_none_or(Map::is_empty) && rm.is_none_or(Map::is_empty);
+            if empty || self.atomic_map(spath) {
                 leaf(l, r, &mut out);
                 return out;
             }
@@ -511,7 +515,7 @@ impl Lists<'_> {
             out
         };
         match v {
-            Value::Object(m) if !m.is_empty() => {
+            Value::Object(m) if !m.is_empty() && !self.atomic_map(spath) => {
                 let mut fields: Vec<(&'v String, &'v Value)> = m.iter().collect();
                 fields.sort_unstable_by(|a, b| a.0.cmp(b.0));
                 let mut out = start(fields.len());
@@ -542,7 +546,7 @@ impl Lists<'_> {
     /// Every path below `v`: its fields, the items of a granular list, and theirs.
     fn all_paths<'v>(&self, v: &'v Value, spath: &mut Vec<&'v str>) -> FieldSet {
         match v {
-            Value::Object(m) => {
+            Value::Object(m) if !self.atomic_map(spath) => {
                 let mut nodes = Vec::with_capacity(m.len());
                 for (k, c) in m {
                     spath.push(k);
@@ -576,7 +580,7 @@ impl Lists<'_> {
             }
         };
         match v {
-            Value::Object(m) => {
+            Value::Object(m) if !self.atomic_map(spath) => {
                 for (k, c) in m {
                     let (l, r) = pair(c);
                     spath.push(k);
@@ -621,7 +625,7 @@ impl Lists<'_> {
         strip: Strip,
     ) -> Value {
         match (live, cfg) {
-            (Some(Value::Object(lm)), Value::Object(cm)) => {
+            (Some(Value::Object(lm)), Value::Object(cm)) if !self.atomic_map(spath) => {
                 let skip = |k: &str| strip == Strip::Metadata && k == "managedFields";
                 let live_empty = lm.keys().all(|k| skip(k));
                 if live_empty && cm.is_empty() {
@@ -742,7 +746,7 @@ impl Lists<'_> {
             return;
         }
         match v {
-            Value::Object(m) => {
+            Value::Object(m) if !self.atomic_map(spath) => {
                 for node in last.nodes() {
                     let PathElement::Field(k) = &node.pe else {
                         // Fields sort first.
@@ -800,7 +804,7 @@ impl Lists<'_> {
 
     fn drop_nulls<'c>(&self, v: &mut Value, cfg: &'c Value, spath: &mut Vec<&'c str>) {
         match (v, cfg) {
-            (Value::Object(m), Value::Object(cm)) => {
+            (Value::Object(m), Value::Object(cm)) if !self.atomic_map(spath) => {
                 for (k, cv) in cm {
                     if cv.is_null() {
                         if m.get(k).is_some_and(Value::is_null) {
@@ -853,7 +857,13 @@ enum Strip {
     Metadata,
 }
 
-fn item_element(lt: ListType, item: &Value) -> Option<PathElement> {
+/// An item's identity in a granular list; a map item's missing key fields take
+/// their schema defaults.
+fn item_element(
+    lt: ListType,
+    item: &Value,
+    default: &dyn Fn(&str) -> Option<Value>,
+) -> Option<PathElement> {
     match lt {
         ListType::Atomic => None,
         ListType::Set => match item {
@@ -864,7 +874,10 @@ fn item_element(lt: ListType, item: &Value) -> Option<PathElement> {
             let obj = item.as_object()?;
             let fields: Vec<(String, Value)> = keys
                 .iter()
-                .filter_map(|k| obj.get(*k).map(|v| (k.to_string(), v.clone())))
+                .filter_map(|k| {
+                    let v = obj.get(*k).cloned().or_else(|| default(k))?;
+                    Some((k.to_string(), v))
+                })
                 .collect();
             (!fields.is_empty()).then(|| PathElement::key(fields))
         }

@@ -354,7 +354,7 @@ fn applied_list_order_wins_and_live_only_items_keep_their_place() {
             ListType::Atomic
         }
     };
-    let lists = Lists { lookup: &lookup };
+    let lists = Lists { schema: &lookup };
     let item = |n: &str| json!({"name": n});
     let live = json!({"spec": {"items": [item("a"), item("x"), item("b"), item("c")]}});
     let cfg = json!({"spec": {"items": [item("c"), item("b")]}});
@@ -804,7 +804,7 @@ fn compare_reports_added_modified_removed() {
             ListType::Atomic
         }
     };
-    let lists = Lists { lookup: &lookup };
+    let lists = Lists { schema: &lookup };
     let old = json!({"a": 1, "m": {"x": 1, "y": 2}, "items": [{"name": "p", "v": 1}], "t": {"k": 1}, "atom": [1]});
     let new = json!({"a": 2, "m": {"x": 1}, "items": [{"name": "q"}], "t": "flat", "atom": [1, 2], "n": {"z": 1}});
     let c = lists.compare(Some(&old), Some(&new));

@@ -65,6 +65,86 @@ pub fn list_meta(root: Option<Root>, path: &[&str]) -> ListMeta {
     ListMeta::ATOMIC
 }
 
+/// The list and map semantics server-side apply follows in one kind, by path of field
+/// names from the object root (list items add nothing to the path; a map's keys do).
+pub trait MergeSchema {
+    /// The `listType` of the list at `path`.
+    fn list_type(&self, path: &[&str]) -> ListType;
+    /// Whether the map or struct at `path` is `x-kubernetes-map-type: atomic`
+    /// (replaced whole, one owner) rather than merged key by key.
+    fn atomic_map(&self, _path: &[&str]) -> bool {
+        false
+    }
+
+    /// The default of key field `key` of the items of the map list at `path`: an item
+    /// without the field is identified by it (structured-merge-diff does the same).
+    fn key_default(&self, _path: &[&str], _key: &str) -> Option<serde_json::Value> {
+        None
+    }
+}
+
+/// A bare list-type lookup (every map granular).
+impl<F: Fn(&[&str]) -> ListType> MergeSchema for F {
+    fn list_type(&self, path: &[&str]) -> ListType {
+        self(path)
+    }
+}
+
+/// Where a kind's merge semantics come from, so that apply has one path for both:
+/// the table of this module for built-in kinds, or a custom resource's structural
+/// schema (`x-kubernetes-list-type`, `-list-map-keys`, `-map-type`).
+#[derive(Clone)]
+pub enum Merge {
+    /// A built-in kind's [`Root`] (`None`: every list atomic).
+    Table(Option<Root>),
+    /// A custom resource's schema. Its `metadata` is ObjectMeta whatever the schema
+    /// says, as Kubernetes builds it.
+    Structural(std::sync::Arc<dyn MergeSchema + Send + Sync>),
+}
+
+impl std::fmt::Debug for Merge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Merge::Table(root) => f.debug_tuple("Table").field(root).finish(),
+            Merge::Structural(_) => f.write_str("Structural"),
+        }
+    }
+}
+
+impl From<Option<Root>> for Merge {
+    fn from(root: Option<Root>) -> Merge {
+        Merge::Table(root)
+    }
+}
+
+impl MergeSchema for Merge {
+    fn list_type(&self, path: &[&str]) -> ListType {
+        match self {
+            Merge::Table(root) => list_meta(*root, path).apply,
+            Merge::Structural(_) if path.first() == Some(&"metadata") => {
+                list_meta(Some(Root::MetadataOnly), path).apply
+            }
+            Merge::Structural(schema) => schema.list_type(path),
+        }
+    }
+
+    fn atomic_map(&self, path: &[&str]) -> bool {
+        match self {
+            Merge::Table(_) => false,
+            Merge::Structural(_) if path.first() == Some(&"metadata") => false,
+            Merge::Structural(schema) => schema.atomic_map(path),
+        }
+    }
+
+    fn key_default(&self, path: &[&str], key: &str) -> Option<serde_json::Value> {
+        match self {
+            Merge::Table(_) => None,
+            Merge::Structural(_) if path.first() == Some(&"metadata") => None,
+            Merge::Structural(schema) => schema.key_default(path, key),
+        }
+    }
+}
+
 /// The Go struct at the root of a built-in kind, where its merge semantics start. Kinds
 /// of the same shape share one. A kind with a `Root` supports strategic merge patch;
 /// Kubernetes refuses it (415) for the others (custom resources).

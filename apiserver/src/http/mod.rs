@@ -27,7 +27,8 @@ pub struct ApiState {
     pub registry: Registry,
     /// For reviews (TokenReview) that ask the authenticators.
     pub auth: Arc<crate::auth::Authenticator>,
-    pub openapi: keelson_openapi::OpenApi,
+    /// The OpenAPI documents, rebuilt when CRDs change.
+    pub openapi: Arc<crate::openapi::Published>,
     pub metrics: Metrics,
     /// `host:port` clients should use, for `/api`'s serverAddressByClientCIDRs.
     pub advertise: String,
@@ -244,19 +245,18 @@ pub async fn serve(
             )),
         },
         Target::OpenApiV2 => {
+            let openapi = state.openapi.current();
             let accept = parts
                 .headers
                 .get(header::ACCEPT)
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("application/json");
-            match state.openapi.v2_for_accept(accept) {
+            match openapi.v2_for_accept(accept) {
                 Some((ct, body)) => {
                     let mut r = Response::new(Body::from(body));
                     r.headers_mut()
                         .insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
-                    if let Ok(etag) =
-                        HeaderValue::from_str(&format!("\"{}\"", state.openapi.v2_etag()))
-                    {
+                    if let Ok(etag) = HeaderValue::from_str(&format!("\"{}\"", openapi.v2_etag())) {
                         r.headers_mut().insert(header::ETAG, etag);
                     }
                     r.headers_mut()
@@ -268,44 +268,49 @@ pub async fn serve(
                 )),
             }
         }
-        Target::OpenApiV3Index => bytes_response(state.openapi.v3_index_json(), "application/json"),
-        Target::OpenApiV3(path) => match state.openapi.v3_group_version_json(&path) {
-            Some(b) => {
-                let hash = state.openapi.v3_hash(&path).unwrap_or("");
-                let asked = query.get("hash");
-                if !asked.is_empty() && asked != hash {
-                    // A stale hash: send the client to the current document.
-                    let mut r = text(301, "");
-                    if let Some(url) = state
-                        .openapi
-                        .v3_server_relative_url(&path)
-                        .and_then(|u| HeaderValue::from_str(&u).ok())
-                    {
-                        r.headers_mut().insert(header::LOCATION, url);
+        Target::OpenApiV3Index => {
+            bytes_response(state.openapi.current().v3_index_json(), "application/json")
+        }
+        Target::OpenApiV3(path) => {
+            // One version of the documents for the body, its hash and the redirect.
+            let openapi = state.openapi.current();
+            match openapi.v3_group_version_json(&path) {
+                Some(b) => {
+                    let hash = openapi.v3_hash(&path).unwrap_or("");
+                    let asked = query.get("hash");
+                    if !asked.is_empty() && asked != hash {
+                        // A stale hash: send the client to the current document.
+                        let mut r = text(301, "");
+                        if let Some(url) = openapi
+                            .v3_server_relative_url(&path)
+                            .and_then(|u| HeaderValue::from_str(&u).ok())
+                        {
+                            r.headers_mut().insert(header::LOCATION, url);
+                        }
+                        return r;
                     }
-                    return r;
+                    let mut r = bytes_response(b, "application/json");
+                    r.headers_mut()
+                        .insert(header::VARY, HeaderValue::from_static("Accept"));
+                    if let Ok(etag) = HeaderValue::from_str(&format!("\"{hash}\"")) {
+                        r.headers_mut().insert(header::ETAG, etag);
+                    }
+                    let cache = if asked.is_empty() {
+                        "no-cache, private"
+                    } else {
+                        "public, immutable"
+                    };
+                    r.headers_mut()
+                        .insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+                    r
                 }
-                let mut r = bytes_response(b, "application/json");
-                r.headers_mut()
-                    .insert(header::VARY, HeaderValue::from_static("Accept"));
-                if let Ok(etag) = HeaderValue::from_str(&format!("\"{hash}\"")) {
-                    r.headers_mut().insert(header::ETAG, etag);
-                }
-                let cache = if asked.is_empty() {
-                    "no-cache, private"
-                } else {
-                    "public, immutable"
-                };
-                r.headers_mut()
-                    .insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
-                r
+                None => error_response(&ApiError::new(
+                    404,
+                    "NotFound",
+                    "the server could not find the requested resource",
+                )),
             }
-            None => error_response(&ApiError::new(
-                404,
-                "NotFound",
-                "the server could not find the requested resource",
-            )),
-        },
+        }
     };
     if labels.verb != "WATCH" {
         state

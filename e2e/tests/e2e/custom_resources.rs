@@ -578,3 +578,212 @@ fn crd_conformance_mirrors_pass() {
     );
     assert!(out.status.success(), "{stdout}\n{stderr}");
 }
+
+/// A CRD whose lists say how they merge (a map keyed by name, a set), with
+/// descriptions for `kubectl explain`.
+fn gadgets_crd(group: &str) -> String {
+    format!(
+        r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: gadgets.{group}
+spec:
+  group: {group}
+  scope: Namespaced
+  names: {{plural: gadgets, kind: Gadget}}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        description: A gadget that keelson-e2e explains.
+        properties:
+          spec:
+            type: object
+            description: What the gadget should be.
+            properties:
+              replicas:
+                type: integer
+                description: How many gadgets to run.
+              ports:
+                type: array
+                description: Ports by name, each owned by whoever applied it.
+                x-kubernetes-list-type: map
+                x-kubernetes-list-map-keys: [name]
+                items:
+                  type: object
+                  required: [name]
+                  properties:
+                    name: {{type: string}}
+                    port: {{type: integer}}
+              tags:
+                type: array
+                x-kubernetes-list-type: set
+                items: {{type: string}}
+"#
+    )
+}
+
+fn v3_index(c: &Cluster) -> Value {
+    json(&ok(c.kubectl(&["get", "--raw", "/openapi/v3"])))
+}
+
+/// OpenAPI follows the CRD (its group's v3 document appears and goes), `kubectl
+/// explain` describes the custom resource from its schema through v3 and v2 with every
+/// kubectl, and server-side apply merges the lists as the schema says.
+#[test]
+fn openapi_explain_and_apply_follow_the_schema() {
+    let c = &*CLUSTER;
+    let group = "explain.keelson.dev";
+    let key = format!("apis/{group}/v1");
+
+    // A map list whose key is neither required nor defaulted is refused.
+    let bad = gadgets_crd(group).replace("required: [name]", "required: [port]");
+    let err = fails(c.kubectl_with("kubectl", &["create", "-f", "-"], Some(&bad)));
+    assert!(err.contains("spec.versions[0].schema.openAPIV3Schema.properties[spec].properties[ports].items.properties[name].default: Required value: this property is in x-kubernetes-list-map-keys, so it must have a default or be a required property"), "{err}");
+
+    // Unknown fields of a CRD are refused (kubectl asks for strict validation).
+    let unknown =
+        gadgets_crd(group).replace("  scope: Namespaced\n", "  scope: Namespaced\n  bogus: 1\n");
+    let err = fails(c.kubectl_with("kubectl", &["create", "-f", "-"], Some(&unknown)));
+    assert!(err.contains("unknown field \"spec.bogus\""), "{err}");
+
+    assert!(v3_index(c)["paths"].get(&key).is_none());
+    ok(c.kubectl_with("kubectl", &["apply", "-f", "-"], Some(&gadgets_crd(group))));
+    let url = eventually(
+        Duration::from_secs(10),
+        "the group's OpenAPI v3 document",
+        || {
+            v3_index(c)["paths"][&key]["serverRelativeURL"]
+                .as_str()
+                .map(str::to_string)
+        },
+    );
+    let doc = json(&ok(c.kubectl(&["get", "--raw", &url])));
+    let schema = &doc["components"]["schemas"]["dev.keelson.explain.v1.Gadget"];
+    assert_eq!(
+        schema["x-kubernetes-group-version-kind"][0]["kind"], "Gadget",
+        "{doc}"
+    );
+    assert_eq!(
+        schema["properties"]["spec"]["properties"]["ports"]["x-kubernetes-list-map-keys"],
+        serde_json::json!(["name"])
+    );
+
+    for k in kubectl_versions() {
+        let out = run(c, &k, &["explain", "gadgets"]);
+        assert!(
+            out.contains("Gadget") && out.contains("A gadget that keelson-e2e explains."),
+            "{k}: {out}"
+        );
+        let out = run(c, &k, &["explain", "gadgets.spec.replicas"]);
+        assert!(
+            out.contains("How many gadgets to run.") && out.contains("integer"),
+            "{k}: {out}"
+        );
+        let out = run(
+            c,
+            &k,
+            &["explain", "gadgets.spec", "--output", "plaintext-openapiv2"],
+        );
+        assert!(
+            out.contains("What the gadget should be.")
+                && out.contains("Ports by name, each owned by whoever applied it."),
+            "{k}: {out}"
+        );
+    }
+
+    // Two managers apply different items of the map list and the set: both kept.
+    let ns = namespace(c, "gadgets");
+    let gadget = |ports: &str, tags: &str| {
+        format!(
+            "apiVersion: {group}/v1\nkind: Gadget\nmetadata:\n  name: g1\n  namespace: {ns}\nspec:\n  ports: {ports}\n  tags: {tags}\n"
+        )
+    };
+    let apply = |manager: &str, body: String| {
+        c.kubectl_with(
+            "kubectl",
+            &[
+                "apply",
+                "--server-side",
+                "--field-manager",
+                manager,
+                "-f",
+                "-",
+            ],
+            Some(&body),
+        )
+    };
+    ok(apply("one", gadget("[{name: http, port: 80}]", "[a]")));
+    ok(apply("two", gadget("[{name: dns, port: 53}]", "[b]")));
+    let g = json(&run(
+        c,
+        "kubectl",
+        &[
+            "get",
+            "gadgets",
+            "g1",
+            "-n",
+            &ns,
+            "-o",
+            "json",
+            "--show-managed-fields",
+        ],
+    ));
+    assert_eq!(
+        g["spec"]["ports"],
+        serde_json::json!([{"name": "http", "port": 80}, {"name": "dns", "port": 53}])
+    );
+    assert_eq!(g["spec"]["tags"], serde_json::json!(["a", "b"]));
+    let owned = |manager: &str| {
+        g["metadata"]["managedFields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["manager"] == manager)
+            .map(|e| e["fieldsV1"].to_string())
+            .unwrap_or_default()
+    };
+    assert!(
+        owned("two").contains(r#"k:{\"name\":\"dns\"}"#),
+        "{}",
+        owned("two")
+    );
+    assert!(!owned("two").contains("http"), "{}", owned("two"));
+    // The same item with another value conflicts on that field only.
+    let err = fails(apply("two", gadget("[{name: http, port: 8080}]", "[b]")));
+    assert!(err.contains("conflict"), "{err}");
+    assert!(err.contains(r#".spec.ports[name="http"].port"#), "{err}");
+    // One manager letting go of its item leaves the other's.
+    ok(apply("one", gadget("[]", "[]")));
+    let g = json(&run(
+        c,
+        "kubectl",
+        &["get", "gadgets", "g1", "-n", &ns, "-o", "json"],
+    ));
+    assert_eq!(
+        g["spec"]["ports"],
+        serde_json::json!([{"name": "dns", "port": 53}])
+    );
+    assert_eq!(g["spec"]["tags"], serde_json::json!(["b"]));
+
+    // The CRD goes: so does its OpenAPI document.
+    ok(c.kubectl(&["delete", "crd", &format!("gadgets.{group}")]));
+    eventually(
+        Duration::from_secs(30),
+        "the group's document to go",
+        || v3_index(c)["paths"].get(&key).is_none().then_some(()),
+    );
+    let v2 = json(&ok(c.kubectl(&["get", "--raw", "/openapi/v2"])));
+    assert!(v2["definitions"]
+        .get("dev.keelson.explain.v1.Gadget")
+        .is_none());
+    let gone = fails(c.kubectl(&["get", "--raw", &format!("/openapi/v3/{key}")]));
+    assert!(
+        gone.contains("NotFound") || gone.contains("not found"),
+        "{gone}"
+    );
+}

@@ -1,6 +1,6 @@
 //! Never fall over on input: schemathesis (PyPI, installed by `scripts/setup`) fuzzes a
-//! real apiserver from its own `/openapi/v3` documents for `api/v1`, `apis/apps/v1` and
-//! `apis/batch/v1`, and the inputs that used to panic a handler (the connection was
+//! real apiserver from its own `/openapi/v3` documents for `api/v1`, `apis/apps/v1`,
+//! `apis/batch/v1` and a custom resource's group (its schema from its CRD), and the inputs that used to panic a handler (the connection was
 //! dropped) or that were accepted where kube-apiserver refuses them are checked one by
 //! one against the shared cluster.
 
@@ -18,6 +18,32 @@ const JSON: Option<&str> = Some("application/json");
 
 /// The documents fuzzed, by their `/openapi/v3/<path>`.
 const DOCUMENTS: [&str; 3] = ["api/v1", "apis/apps/v1", "apis/batch/v1"];
+
+/// The custom resource fuzzed: its group's document is built from this CRD's schema.
+const CUSTOM_GROUP: &str = "fuzz.keelson.dev";
+
+fn custom_crd() -> Value {
+    json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": format!("gadgets.{CUSTOM_GROUP}")},
+        "spec": {"group": CUSTOM_GROUP, "scope": "Namespaced",
+            "names": {"plural": "gadgets", "kind": "Gadget"},
+            "versions": [{"name": "v1", "served": true, "storage": true,
+                "subresources": {"status": {}},
+                "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                    "spec": {"type": "object", "properties": {
+                        "replicas": {"type": "integer", "minimum": 0, "default": 1},
+                        "size": {"x-kubernetes-int-or-string": true},
+                        "note": {"type": "string", "nullable": true},
+                        "ports": {"type": "array", "x-kubernetes-list-type": "map",
+                                  "x-kubernetes-list-map-keys": ["name"],
+                                  "items": {"type": "object", "required": ["name"], "properties": {
+                                      "name": {"type": "string"}, "port": {"type": "integer"}}}},
+                        "tags": {"type": "array", "x-kubernetes-list-type": "set",
+                                 "items": {"type": "string"}}}},
+                    "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}}}]}
+    })
+}
 
 /// Every `{namespace}` and `{name}` the fuzzer fills in is one of these, so that its
 /// writes reach objects that exist (seeded below) instead of answering 404.
@@ -109,6 +135,10 @@ fn seeds() -> Vec<(String, Value)> {
         (
             format!("/apis/batch/v1/namespaces/{ns}/cronjobs"),
             json!({"metadata": meta, "spec": {"schedule": "*/5 * * * *", "jobTemplate": {"spec": {"template": job_template}}}}),
+        ),
+        (
+            format!("/apis/{CUSTOM_GROUP}/v1/namespaces/{ns}/gadgets"),
+            json!({"metadata": meta, "spec": {"ports": [{"name": "http", "port": 80}], "tags": ["a"]}}),
         ),
     ]
 }
@@ -258,6 +288,31 @@ async fn schemathesis_finds_no_server_errors_and_everything_reads_back() {
         files.push(file);
     }
     namespace(&client, NAMESPACE).await;
+    let custom_key = format!("apis/{CUSTOM_GROUP}/v1");
+    let r = raw(
+        &client,
+        "POST",
+        "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+        JSON,
+        serde_json::to_vec(&custom_crd()).unwrap(),
+    )
+    .await;
+    assert_eq!(r.code, 201, "creating the CRD: {}", r.body);
+    // Its document appears once the CRD is served (a deadline, not a speed check).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while get_json(&client, "/openapi/v3").await["paths"]
+        .get(&custom_key)
+        .is_none()
+    {
+        assert!(Instant::now() < deadline, "no /openapi/v3/{custom_key}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let doc = get_json(&client, &format!("/openapi/v3/{custom_key}")).await;
+    assert_eq!(doc["openapi"], "3.0.0", "{custom_key}");
+    let file: PathBuf = dir.path().join("custom.json");
+    std::fs::write(&file, serde_json::to_vec(&doc).unwrap()).expect("document");
+    docs.push(doc);
+    files.push(file);
     for (path, obj) in seeds() {
         let r = raw(
             &client,
@@ -271,7 +326,9 @@ async fn schemathesis_finds_no_server_errors_and_everything_reads_back() {
     }
     let collections = list_paths(&docs);
     assert!(
-        collections.contains("/api/v1/pods") && collections.contains("/apis/batch/v1/cronjobs"),
+        collections.contains("/api/v1/pods")
+            && collections.contains("/apis/batch/v1/cronjobs")
+            && collections.contains(&format!("/apis/{CUSTOM_GROUP}/v1/gadgets")),
         "{collections:?}"
     );
 

@@ -44,6 +44,29 @@ pub struct VersionSpec {
     pub terminating: bool,
     /// `deprecationWarning`, or Kubernetes' default for a deprecated version.
     pub deprecation: Option<String>,
+    /// `spec.names.listKind` as accepted (OpenAPI's list definition).
+    pub list_kind: String,
+    /// `schema.openAPIV3Schema` as the CRD writes it (descriptions included), for the
+    /// OpenAPI documents.
+    pub openapi_schema: Option<Value>,
+}
+
+/// Apply follows the version's structural schema (`None`: every list atomic).
+impl keelson_apimachinery::patch::schema::MergeSchema for VersionSpec {
+    fn list_type(&self, path: &[&str]) -> keelson_apimachinery::patch::schema::ListType {
+        match &self.schema {
+            Some(s) => s.list_type(path),
+            None => keelson_apimachinery::patch::schema::ListType::Atomic,
+        }
+    }
+
+    fn atomic_map(&self, path: &[&str]) -> bool {
+        self.schema.as_ref().is_some_and(|s| s.atomic_map(path))
+    }
+
+    fn key_default(&self, path: &[&str], key: &str) -> Option<Value> {
+        self.schema.as_ref()?.key_default(path, key)
+    }
 }
 
 /// One (group, version, plural) a CRD serves.
@@ -85,6 +108,7 @@ struct State {
     /// What each CRD (by name) serves now, in its versions' order.
     served: BTreeMap<String, Vec<Interned>>,
     strings: HashSet<&'static str>,
+    key_lists: HashSet<&'static [&'static str]>,
 }
 
 static STATE: RwLock<Option<State>> = RwLock::new(None);
@@ -122,6 +146,20 @@ impl State {
 /// Leak-once string interning for cells of `'static` tables built at run time.
 pub fn intern(s: &str) -> &'static str {
     with_state(|st| st.intern(s))
+}
+
+/// Leak-once interning of a list of strings (`x-kubernetes-list-map-keys`, which
+/// apply's `ListType::Map` holds as `'static`).
+pub fn intern_keys(keys: &[String]) -> &'static [&'static str] {
+    with_state(|st| {
+        let list: Vec<&'static str> = keys.iter().map(|k| st.intern(k)).collect();
+        if let Some(found) = st.key_lists.get(list.as_slice()) {
+            return *found;
+        }
+        let leaked: &'static [&'static str] = Box::leak(list.into_boxed_slice());
+        st.key_lists.insert(leaked);
+        leaked
+    })
 }
 
 /// Serve exactly `defs` for the CRD `crd` (replacing what it served before); an
@@ -361,6 +399,10 @@ impl Strategy for CustomStrategy {
 
     fn warnings(&self) -> Vec<String> {
         self.spec().deprecation.iter().cloned().collect()
+    }
+
+    fn custom_spec(&self) -> Option<Arc<VersionSpec>> {
+        Some(self.spec())
     }
 
     fn columns(&self) -> Vec<Column> {

@@ -6,6 +6,7 @@
 //! acceptable in a CRD at all is checked by [`check`], worded as
 //! apiextensions-apiserver words it.
 
+use keelson_apimachinery::patch::schema::{ListType, MergeSchema};
 use keelson_apimachinery::Cause;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -45,6 +46,12 @@ pub struct Schema {
     pub any_of: Vec<Schema>,
     pub one_of: Vec<Schema>,
     pub not: Option<Box<Schema>>,
+    /// `x-kubernetes-list-type`: `atomic`, `set`, `map`, or "" (atomic).
+    pub list_type: String,
+    /// `x-kubernetes-list-map-keys`, interned for [`ListType::Map`].
+    pub list_map_keys: &'static [&'static str],
+    /// `x-kubernetes-map-type`: `atomic`, `granular`, or "" (granular).
+    pub map_type: String,
 }
 
 fn u64_at(v: &Value, k: &str) -> Option<u64> {
@@ -114,7 +121,41 @@ impl Schema {
             any_of: schemas_at(v, "anyOf"),
             one_of: schemas_at(v, "oneOf"),
             not: v.get("not").map(|n| Box::new(Schema::parse(n))),
+            list_type: s("x-kubernetes-list-type"),
+            // Interned only where apply uses them (lists of type map).
+            list_map_keys: if s("x-kubernetes-list-type") == "map" {
+                super::intern_keys(&keelson_apimachinery::meta::path_strings(
+                    v,
+                    "x-kubernetes-list-map-keys",
+                ))
+            } else {
+                &[]
+            },
+            map_type: s("x-kubernetes-map-type"),
         }
+    }
+
+    /// The node a path of field names reaches from here (list items add nothing to
+    /// such paths: a name after a list names a field of its items).
+    fn at(&self, path: &[&str]) -> Option<&Schema> {
+        let mut node = self;
+        for name in path {
+            node = node.element().child(name)?;
+        }
+        Some(node)
+    }
+
+    /// The schema of the values this node holds: the items of a list (of a list...),
+    /// or itself.
+    fn element(&self) -> &Schema {
+        let mut node = self;
+        while node.type_ == "array" {
+            match &node.items {
+                Some(items) => node = items,
+                None => break,
+            }
+        }
+        node
     }
 
     /// The schema of property `key` of an object this schema describes.
@@ -122,6 +163,36 @@ impl Schema {
         self.properties
             .get(key)
             .or_else(|| self.additional.as_ref().and_then(|a| a.as_deref()))
+    }
+}
+
+/// Server-side apply's view of a custom resource: lists as their
+/// `x-kubernetes-list-type` says (atomic without one, as Kubernetes builds the schema),
+/// maps and structs granular unless `x-kubernetes-map-type: atomic`.
+impl MergeSchema for Schema {
+    fn list_type(&self, path: &[&str]) -> ListType {
+        let Some(node) = self.at(path) else {
+            return ListType::Atomic;
+        };
+        match node.list_type.as_str() {
+            "set" => ListType::Set,
+            "map" if !node.list_map_keys.is_empty() => ListType::Map(node.list_map_keys),
+            _ => ListType::Atomic,
+        }
+    }
+
+    fn atomic_map(&self, path: &[&str]) -> bool {
+        self.at(path)
+            .is_some_and(|node| node.element().map_type == "atomic")
+    }
+
+    fn key_default(&self, path: &[&str], key: &str) -> Option<Value> {
+        self.at(path)?
+            .element()
+            .properties
+            .get(key)?
+            .default
+            .clone()
     }
 }
 
@@ -616,6 +687,7 @@ fn check_node(s: &Value, path: &str, level: Level, out: &mut Vec<Cause>) {
             "uniqueItems cannot be set to true since the runtime complexity becomes quadratic",
         ));
     }
+    check_list_and_map_types(o, type_, path, out);
     if let Some(p) = o.get("pattern").and_then(Value::as_str) {
         if let Err(e) = regex::Regex::new(p) {
             out.push(Cause::invalid(
@@ -781,6 +853,211 @@ fn check_node(s: &Value, path: &str, level: Level, out: &mut Vec<Cause>) {
     }
 }
 
+fn required_because(field: String, why: &str) -> Cause {
+    Cause::new(
+        "FieldValueRequired",
+        field,
+        format!("Required value: {why}"),
+    )
+}
+
+/// What apiextensions-apiserver checks about `x-kubernetes-list-type`,
+/// `-list-map-keys` and `-map-type` (including the checks it applies to new CRDs
+/// only: set items scalar or atomic, map keys required or defaulted and not nullable).
+fn check_list_and_map_types(o: &Map<String, Value>, type_: &str, path: &str, out: &mut Vec<Cause>) {
+    let type_value = Value::String(type_.into());
+    if let Some(map_type) = o.get("x-kubernetes-map-type") {
+        if type_.is_empty() {
+            out.push(required_because(
+                format!("{path}.type"),
+                "must be object if x-kubernetes-map-type is specified",
+            ));
+        } else if type_ != "object" {
+            out.push(Cause::invalid(
+                format!("{path}.type"),
+                &type_value,
+                "must be object if x-kubernetes-map-type is specified",
+            ));
+        }
+        if !matches!(map_type.as_str(), Some("atomic" | "granular")) {
+            out.push(Cause::not_supported(
+                format!("{path}.x-kubernetes-map-type"),
+                map_type,
+                &["atomic", "granular"],
+            ));
+        }
+    }
+    let items = o.get("items");
+    let item = items.and_then(Value::as_object);
+    let item_str = |k: &str| item.and_then(|i| i.get(k)).and_then(Value::as_str);
+    let list_type = o.get("x-kubernetes-list-type");
+    let list_type_str = list_type.and_then(Value::as_str);
+    if let Some(lt) = list_type {
+        if type_ != "array" {
+            let why = "must be array if x-kubernetes-list-type is specified";
+            if type_.is_empty() {
+                out.push(required_because(format!("{path}.type"), why));
+            } else {
+                out.push(Cause::invalid(format!("{path}.type"), &type_value, why));
+            }
+        } else if list_type_str == Some("set") && item.is_some() {
+            let why = "must be atomic as item of a list with x-kubernetes-list-type=set";
+            match item_str("type") {
+                Some("array") => {
+                    if let Some(inner) = item.and_then(|i| i.get("x-kubernetes-list-type")) {
+                        if inner.as_str() != Some("atomic") {
+                            out.push(Cause::invalid(
+                                format!("{path}.items.x-kubernetes-list-type"),
+                                inner,
+                                why,
+                            ));
+                        }
+                    }
+                }
+                Some("object") if item_str("x-kubernetes-map-type") != Some("atomic") => {
+                    let shown = item
+                        .and_then(|i| i.get("x-kubernetes-map-type"))
+                        .cloned()
+                        .unwrap_or(Value::Null);
+                    out.push(Cause::invalid(
+                        format!("{path}.items.x-kubernetes-map-type"),
+                        &shown,
+                        why,
+                    ));
+                }
+                _ => {}
+            }
+        }
+        if !matches!(list_type_str, Some("atomic" | "set" | "map")) {
+            out.push(Cause::not_supported(
+                format!("{path}.x-kubernetes-list-type"),
+                lt,
+                &["atomic", "set", "map"],
+            ));
+        }
+    }
+    let strings = |v: Option<&Value>| -> Vec<String> {
+        v.and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let keys = strings(o.get("x-kubernetes-list-map-keys"));
+    let keys_value = o
+        .get("x-kubernetes-list-map-keys")
+        .cloned()
+        .unwrap_or(Value::Null);
+    if !keys.is_empty() {
+        let why = "must be map if x-kubernetes-list-map-keys is non-empty";
+        match list_type {
+            None => out.push(required_because(
+                format!("{path}.x-kubernetes-list-type"),
+                why,
+            )),
+            Some(lt) if list_type_str != Some("map") => out.push(Cause::invalid(
+                format!("{path}.x-kubernetes-list-type"),
+                lt,
+                why,
+            )),
+            _ => {}
+        }
+    }
+    if list_type_str == Some("map") {
+        if keys.is_empty() {
+            out.push(required_because(
+                format!("{path}.x-kubernetes-list-map-keys"),
+                "must not be empty if x-kubernetes-list-type is map",
+            ));
+        }
+        match items {
+            None => out.push(required_because(
+                format!("{path}.items"),
+                "must have a schema if x-kubernetes-list-type is map",
+            )),
+            Some(v @ Value::Array(_)) => out.push(Cause::invalid(
+                format!("{path}.items"),
+                v,
+                "must only have a single schema if x-kubernetes-list-type is map",
+            )),
+            _ => {}
+        }
+        if let Some(item) = item {
+            let item_type = item.get("type").and_then(Value::as_str).unwrap_or("");
+            if item_type != "object" {
+                out.push(Cause::invalid(
+                    format!("{path}.items.type"),
+                    &Value::String(item_type.into()),
+                    "must be object if parent array's x-kubernetes-list-type is map",
+                ));
+            } else {
+                let props = item.get("properties").and_then(Value::as_object);
+                let mut seen = Vec::new();
+                for k in &keys {
+                    match props.and_then(|p| p.get(k)) {
+                        Some(prop) => {
+                            let t = prop.get("type").and_then(Value::as_str);
+                            if matches!(t, Some("array" | "object")) {
+                                out.push(Cause::invalid(
+                                    format!("{path}.items.properties[{k}].type"),
+                                    &Value::String(item_type.into()),
+                                    "must be a scalar type if parent array's x-kubernetes-list-type is map",
+                                ));
+                            }
+                        }
+                        None => out.push(Cause::invalid(
+                            format!("{path}.x-kubernetes-list-map-keys"),
+                            &keys_value,
+                            "entries must all be names of item properties",
+                        )),
+                    }
+                    if seen.contains(&k) {
+                        out.push(Cause::invalid(
+                            format!("{path}.x-kubernetes-list-map-keys"),
+                            &keys_value,
+                            "must not contain duplicate entries",
+                        ));
+                    }
+                    seen.push(k);
+                }
+            }
+        }
+    }
+    // Set and map items must be identifiable.
+    if let (Some(lt @ ("set" | "map")), Some(item)) = (list_type_str, item) {
+        if item.get("nullable").and_then(Value::as_bool) == Some(true) {
+            out.push(Cause::forbidden(
+                format!("{path}.items.nullable"),
+                format!("cannot be nullable when x-kubernetes-list-type is {lt}"),
+            ));
+        }
+        if lt == "map" {
+            let required = strings(item.get("required"));
+            let props = item.get("properties").and_then(Value::as_object);
+            for k in &keys {
+                let Some(prop) = props.and_then(|p| p.get(k)) else {
+                    continue;
+                };
+                if !required.contains(k) && prop.get("default").is_none() {
+                    out.push(required_because(
+                        format!("{path}.items.properties[{k}].default"),
+                        "this property is in x-kubernetes-list-map-keys, so it must have a default or be a required property",
+                    ));
+                }
+                if prop.get("nullable").and_then(Value::as_bool) == Some(true) {
+                    out.push(Cause::forbidden(
+                        format!("{path}.items.properties[{k}].nullable"),
+                        "this property is in x-kubernetes-list-map-keys, so it cannot be nullable",
+                    ));
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -928,5 +1205,255 @@ mod tests {
             p
         )
         .is_empty());
+    }
+
+    /// A custom resource whose lists say how they merge.
+    fn lists_schema() -> Schema {
+        Schema::parse(
+            &json!({"type": "object", "properties": {"spec": {"type": "object", "properties": {
+                "ports": {"type": "array", "x-kubernetes-list-type": "map",
+                          "x-kubernetes-list-map-keys": ["name", "protocol"],
+                          "items": {"type": "object", "required": ["name"], "properties": {
+                              "name": {"type": "string"},
+                              "protocol": {"type": "string", "default": "TCP"},
+                              "port": {"type": "integer"}}}},
+                "tags": {"type": "array", "x-kubernetes-list-type": "set", "items": {"type": "string"}},
+                "args": {"type": "array", "items": {"type": "string"}},
+                "selector": {"type": "object", "x-kubernetes-map-type": "atomic",
+                             "additionalProperties": {"type": "string"}},
+                "labels": {"type": "object", "additionalProperties": {"type": "string"}}
+            }}}}),
+        )
+    }
+
+    fn apply_as(
+        live: Option<&Value>,
+        spec: Value,
+        manager: &str,
+        force: bool,
+    ) -> Result<Value, keelson_apimachinery::ApiError> {
+        use keelson_apimachinery::patch::schema::Merge;
+        let cfg = json!({"apiVersion": "example.com/v1", "kind": "Widget",
+                         "metadata": {"name": "w", "namespace": "default"}, "spec": spec});
+        let merge = Merge::Structural(std::sync::Arc::new(lists_schema()));
+        keelson_apimachinery::apply::apply(
+            live,
+            &cfg,
+            manager,
+            force,
+            "example.com",
+            "Widget",
+            merge,
+            false,
+            "2026-01-01T00:00:00Z",
+        )
+    }
+
+    #[test]
+    fn schema_list_types_reach_apply() {
+        let s = lists_schema();
+        assert_eq!(
+            s.list_type(&["spec", "ports"]),
+            ListType::Map(&["name", "protocol"])
+        );
+        assert_eq!(s.list_type(&["spec", "tags"]), ListType::Set);
+        assert_eq!(s.list_type(&["spec", "args"]), ListType::Atomic);
+        assert_eq!(s.list_type(&["spec", "nothing"]), ListType::Atomic);
+        assert!(s.atomic_map(&["spec", "selector"]));
+        assert!(!s.atomic_map(&["spec", "labels"]));
+        assert!(!s.atomic_map(&["spec"]));
+    }
+
+    #[test]
+    fn two_managers_keep_their_items_of_a_map_list_and_a_set() {
+        let a = apply_as(
+            None,
+            json!({"ports": [{"name": "http", "protocol": "TCP", "port": 80}],
+                                      "tags": ["a"], "args": ["x"]}),
+            "a",
+            false,
+        )
+        .unwrap();
+        let b = apply_as(
+            Some(&a),
+            json!({"ports": [{"name": "dns", "protocol": "UDP", "port": 53}],
+                                          "tags": ["b"]}),
+            "b",
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            b["spec"]["ports"],
+            json!([{"name": "http", "protocol": "TCP", "port": 80}, {"name": "dns", "protocol": "UDP", "port": 53}])
+        );
+        assert_eq!(b["spec"]["tags"], json!(["a", "b"]));
+        // Each manager owns its own items, by key.
+        let fields = |obj: &Value, m: &str| {
+            obj["metadata"]["managedFields"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|e| e["manager"] == m)
+                .unwrap()["fieldsV1"]
+                .to_string()
+        };
+        assert!(
+            fields(&b, "b").contains(r#"k:{\"name\":\"dns\",\"protocol\":\"UDP\"}"#),
+            "{}",
+            fields(&b, "b")
+        );
+        assert!(!fields(&b, "b").contains("http"));
+        assert!(
+            fields(&b, "a").contains(r#"v:\"a\""#),
+            "{}",
+            fields(&b, "a")
+        );
+        // a drops its item: b's stays.
+        let a2 = apply_as(Some(&b), json!({"args": ["x"]}), "a", false).unwrap();
+        assert_eq!(
+            a2["spec"]["ports"],
+            json!([{"name": "dns", "protocol": "UDP", "port": 53}])
+        );
+        assert_eq!(a2["spec"]["tags"], json!(["b"]));
+    }
+
+    #[test]
+    fn a_defaulted_key_identifies_items_that_leave_it_out() {
+        let s = lists_schema();
+        let mut first = apply_as(
+            None,
+            json!({"ports": [{"name": "http", "port": 80}]}),
+            "a",
+            false,
+        )
+        .unwrap();
+        // As the store leaves it: defaults applied after the merge.
+        apply_defaults(&s, &mut first);
+        assert_eq!(
+            first["spec"]["ports"],
+            json!([{"name": "http", "protocol": "TCP", "port": 80}])
+        );
+        let mut again = apply_as(
+            Some(&first),
+            json!({"ports": [{"name": "http", "port": 81}]}),
+            "a",
+            false,
+        )
+        .unwrap();
+        apply_defaults(&s, &mut again);
+        assert_eq!(
+            again["spec"]["ports"],
+            json!([{"name": "http", "protocol": "TCP", "port": 81}])
+        );
+        let fields = again["metadata"]["managedFields"][0]["fieldsV1"].to_string();
+        assert!(
+            fields.contains(r#"k:{\"name\":\"http\",\"protocol\":\"TCP\"}"#),
+            "{fields}"
+        );
+    }
+
+    #[test]
+    fn atomic_lists_and_maps_are_replaced_whole_and_conflict_as_one() {
+        let a = apply_as(
+            None,
+            json!({"args": ["x", "y"], "selector": {"app": "w", "tier": "web"},
+                                      "labels": {"a": "1"}}),
+            "a",
+            false,
+        )
+        .unwrap();
+        // Another manager setting the same atomic list or map conflicts on the whole of it.
+        let err = apply_as(
+            Some(&a),
+            json!({"args": ["z"], "selector": {"app": "w"}, "labels": {"b": "2"}}),
+            "b",
+            false,
+        )
+        .unwrap_err();
+        assert_eq!(err.code, 409);
+        let fields: Vec<&str> = err.causes.iter().map(|c| c.field.as_str()).collect();
+        assert_eq!(fields, [".spec.args", ".spec.selector"], "{}", err.message);
+        let b = apply_as(
+            Some(&a),
+            json!({"args": ["z"], "selector": {"app": "w"}, "labels": {"b": "2"}}),
+            "b",
+            true,
+        )
+        .unwrap();
+        assert_eq!(b["spec"]["args"], json!(["z"]));
+        assert_eq!(b["spec"]["selector"], json!({"app": "w"}));
+        // A granular map merges.
+        assert_eq!(b["spec"]["labels"], json!({"a": "1", "b": "2"}));
+        // The same key of a map list from two managers with different values conflicts.
+        let p = apply_as(
+            None,
+            json!({"ports": [{"name": "http", "protocol": "TCP", "port": 80}]}),
+            "a",
+            false,
+        )
+        .unwrap();
+        let err = apply_as(
+            Some(&p),
+            json!({"ports": [{"name": "http", "protocol": "TCP", "port": 8080}]}),
+            "b",
+            false,
+        )
+        .unwrap_err();
+        assert_eq!(err.causes.len(), 1, "{}", err.message);
+        assert_eq!(
+            err.causes[0].field,
+            r#".spec.ports[name="http",protocol="TCP"].port"#
+        );
+    }
+
+    #[test]
+    fn list_type_checks_word_problems_as_kubernetes() {
+        let p = "spec.versions[0].schema.openAPIV3Schema";
+        let bad = json!({"type": "object", "properties": {
+            "a": {"type": "string", "x-kubernetes-list-type": "set"},
+            "b": {"type": "array", "x-kubernetes-list-type": "bag", "items": {"type": "string"}},
+            "c": {"type": "array", "x-kubernetes-list-map-keys": ["k"], "items": {"type": "object", "properties": {"k": {"type": "string"}}}},
+            "d": {"type": "array", "x-kubernetes-list-type": "map", "items": {"type": "string"}},
+            "e": {"type": "array", "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["k", "x", "o"],
+                  "items": {"type": "object", "properties": {"k": {"type": "string", "nullable": true}, "o": {"type": "object"}}}},
+            "f": {"type": "array", "x-kubernetes-list-type": "set", "items": {"type": "object"}},
+            "g": {"type": "string", "x-kubernetes-map-type": "atomic"},
+            "h": {"type": "object", "x-kubernetes-map-type": "sometimes"},
+        }});
+        let shown: Vec<String> = check(&bad, p).iter().map(Cause::display).collect();
+        assert_eq!(
+            shown,
+            vec![
+                format!("{p}.properties[a].type: Invalid value: \"string\": must be array if x-kubernetes-list-type is specified"),
+                format!("{p}.properties[b].x-kubernetes-list-type: Unsupported value: \"bag\": supported values: \"atomic\", \"set\", \"map\""),
+                format!("{p}.properties[c].x-kubernetes-list-type: Required value: must be map if x-kubernetes-list-map-keys is non-empty"),
+                format!("{p}.properties[d].items.type: Invalid value: \"string\": must be object if parent array's x-kubernetes-list-type is map"),
+                format!("{p}.properties[d].x-kubernetes-list-map-keys: Required value: must not be empty if x-kubernetes-list-type is map"),
+                format!("{p}.properties[e].items.properties[k].default: Required value: this property is in x-kubernetes-list-map-keys, so it must have a default or be a required property"),
+                format!("{p}.properties[e].items.properties[k].nullable: Forbidden: this property is in x-kubernetes-list-map-keys, so it cannot be nullable"),
+                format!("{p}.properties[e].items.properties[o].default: Required value: this property is in x-kubernetes-list-map-keys, so it must have a default or be a required property"),
+                format!("{p}.properties[e].items.properties[o].type: Invalid value: \"object\": must be a scalar type if parent array's x-kubernetes-list-type is map"),
+                format!("{p}.properties[e].x-kubernetes-list-map-keys: Invalid value: [\"k\",\"x\",\"o\"]: entries must all be names of item properties"),
+                format!("{p}.properties[f].items.x-kubernetes-map-type: Invalid value: null: must be atomic as item of a list with x-kubernetes-list-type=set"),
+                format!("{p}.properties[g].type: Invalid value: \"string\": must be object if x-kubernetes-map-type is specified"),
+                format!("{p}.properties[h].x-kubernetes-map-type: Unsupported value: \"sometimes\": supported values: \"atomic\", \"granular\""),
+            ]
+        );
+        assert!(
+            check(&lists_schema_json(), p).is_empty(),
+            "{:?}",
+            check(&lists_schema_json(), p)
+        );
+    }
+
+    fn lists_schema_json() -> Value {
+        json!({"type": "object", "properties": {"spec": {"type": "object", "properties": {
+            "ports": {"type": "array", "x-kubernetes-list-type": "map",
+                      "x-kubernetes-list-map-keys": ["name", "protocol"],
+                      "items": {"type": "object", "required": ["name"], "properties": {
+                          "name": {"type": "string"}, "protocol": {"type": "string", "default": "TCP"}}}},
+            "tags": {"type": "array", "x-kubernetes-list-type": "set", "items": {"type": "string"}},
+            "selector": {"type": "object", "x-kubernetes-map-type": "atomic",
+                         "additionalProperties": {"type": "string"}}}}}})
     }
 }

@@ -596,6 +596,8 @@ pub fn definitions(crd: &Value) -> Vec<Definition> {
                     status,
                     terminating: condition_true(crd, "Terminating"),
                     deprecation,
+                    list_kind: str_at(&accepted, "/listKind").to_string(),
+                    openapi_schema: v.pointer("/schema/openAPIV3Schema").cloned(),
                 },
             }
         })
