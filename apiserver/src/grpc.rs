@@ -111,8 +111,8 @@ fn any_resource(
         .cloned()
         .ok_or_else(|| to_status(&ApiError::bad_request("ref is required")))?;
     // By version: a custom resource serves each of its CRD's served versions.
-    let rt = keelson_resources::find_version(&r.group, &r.version, &r.resource)
-        .ok_or_else(|| {
+    let rt =
+        keelson_resources::find_version(&r.group, &r.version, &r.resource).ok_or_else(|| {
             to_status(&ApiError::new(
                 404,
                 "NotFound",

@@ -218,7 +218,16 @@ mod tests {
     /// A document like the apiserver's: the core group, apps, and a custom group
     /// serving v2 (preferred) and v1, with a kind only v1 serves.
     fn doc() -> Vec<u8> {
-        let all = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+        let all = [
+            "create",
+            "delete",
+            "deletecollection",
+            "get",
+            "list",
+            "patch",
+            "update",
+            "watch",
+        ];
         let mut pods = resource("pods", "Pod", "Namespaced", &all);
         pods["subresources"] = json!([{"subresource": "status", "verbs": ["get"]},
             {"subresource": "log", "verbs": ["get"]}]);
@@ -251,7 +260,10 @@ mod tests {
         let d = Discovery::from_aggregated(&doc()).unwrap();
         assert_eq!(d.all().len(), 6);
         let pods = d.resource("", "pods").unwrap();
-        assert_eq!(pods.resource, ApiResource::new("", "v1", "Pod", "pods", true));
+        assert_eq!(
+            pods.resource,
+            ApiResource::new("", "v1", "Pod", "pods", true)
+        );
         assert_eq!(pods.singular, "pod");
         assert_eq!(pods.subresources, ["status", "log"]);
         assert_eq!(pods.short_names, ["po"]);
@@ -261,7 +273,9 @@ mod tests {
         let ns = d.resource("", "namespaces").unwrap();
         assert!(!ns.resource.namespaced);
         assert!(!ns.supports(&["list"]));
-        let sar = d.resource("authorization.k8s.io", "subjectaccessreviews").unwrap();
+        let sar = d
+            .resource("authorization.k8s.io", "subjectaccessreviews")
+            .unwrap();
         assert!(sar.supports(&["create"]) && !sar.supports(&["create", "list"]));
         assert!(Discovery::from_aggregated(b"{").is_err());
     }
@@ -283,9 +297,17 @@ mod tests {
                 "example.com/v1/gadgets",
             ]
         );
-        assert_eq!(d.resource("example.com", "widgets").unwrap().resource.version, "v2");
         assert_eq!(
-            d.resource("example.com", "widgets").unwrap().group_resource(),
+            d.resource("example.com", "widgets")
+                .unwrap()
+                .resource
+                .version,
+            "v2"
+        );
+        assert_eq!(
+            d.resource("example.com", "widgets")
+                .unwrap()
+                .group_resource(),
             "widgets.example.com"
         );
     }

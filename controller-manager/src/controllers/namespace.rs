@@ -463,10 +463,17 @@ mod tests {
 
     #[test]
     fn namespaced_deletable_kinds_are_deleted_custom_resources_included() {
-        let all = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
-        let resource = |plural: &str, scope: &str, verbs: &[&str]| {
-            json!({"resource": plural, "scope": scope, "responseKind": {"kind": "K"}, "verbs": verbs})
-        };
+        let all = [
+            "create",
+            "delete",
+            "deletecollection",
+            "get",
+            "list",
+            "patch",
+            "update",
+            "watch",
+        ];
+        let resource = |plural: &str, scope: &str, verbs: &[&str]| json!({"resource": plural, "scope": scope, "responseKind": {"kind": "K"}, "verbs": verbs});
         let doc = json!({"kind": "APIGroupDiscoveryList", "items": [
             {"metadata": {"name": ""}, "versions": [{"version": "v1", "resources": [
                 resource("pods", "Namespaced", &all),
@@ -478,8 +485,8 @@ mod tests {
                 {"version": "v1", "resources": [resource("widgets", "Namespaced", &all)]},
             ]},
         ]});
-        let d = keelson_client::Discovery::from_aggregated(&serde_json::to_vec(&doc).unwrap())
-            .unwrap();
+        let d =
+            keelson_client::Discovery::from_aggregated(&serde_json::to_vec(&doc).unwrap()).unwrap();
         let kinds: Vec<String> = deletable(&d)
             .map(|r| format!("{}/{}", r.resource.api_version(), r.resource.plural))
             .collect();

@@ -8,8 +8,8 @@ use crate::support;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
-use keelson_client::{Api, ApiResource, Client, DeleteParams, DynamicApi, Patch, PatchParams};
 use keelson_client::PostParams;
+use keelson_client::{Api, ApiResource, Client, DeleteParams, DynamicApi, Patch, PatchParams};
 use serde_json::{json, Value};
 use support::{create, eventually_within, start};
 
@@ -30,13 +30,13 @@ async fn create_crd(client: &Client, group: &str) {
     let schema = json!({"openAPIV3Schema": {"type": "object",
         "x-kubernetes-preserve-unknown-fields": true}});
     let crd = json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-        "metadata": {"name": format!("widgets.{group}")},
-        "spec": {"group": group, "scope": "Namespaced",
-            "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
-            "versions": [
-                {"name": "v1", "served": true, "storage": true, "schema": schema},
-                {"name": "v2", "served": true, "storage": false, "schema": schema},
-            ]}});
+    "metadata": {"name": format!("widgets.{group}")},
+    "spec": {"group": group, "scope": "Namespaced",
+        "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
+        "versions": [
+            {"name": "v1", "served": true, "storage": true, "schema": schema},
+            {"name": "v2", "served": true, "storage": false, "schema": schema},
+        ]}});
     crds.create(&PostParams::default(), &crd).await.unwrap();
     eventually_within(WAIT, "the CRD served", || async {
         let d = client.discover().await.ok()?;
@@ -98,11 +98,15 @@ async fn namespace_deletion_deletes_custom_resources_and_waits_for_held_ones() {
         .delete(ns, &DeleteParams::default())
         .await
         .unwrap();
-    eventually_within(WAIT, "the free widget and the ConfigMap deleted", || async {
-        let plain = v1.get_opt("plain").await.unwrap();
-        let cm = cms.get_opt("cm").await.unwrap();
-        (plain.is_none() && cm.is_none()).then_some(())
-    })
+    eventually_within(
+        WAIT,
+        "the free widget and the ConfigMap deleted",
+        || async {
+            let plain = v1.get_opt("plain").await.unwrap();
+            let cm = cms.get_opt("cm").await.unwrap();
+            (plain.is_none() && cm.is_none()).then_some(())
+        },
+    )
     .await;
     let held = v1.get("held").await.unwrap();
     assert!(held["metadata"]["deletionTimestamp"].is_string(), "{held}");
@@ -138,7 +142,12 @@ async fn namespace_deletion_deletes_custom_resources_and_waits_for_held_ones() {
     .await
     .unwrap();
     eventually_within(WAIT, "the namespace gone", || async {
-        namespaces.get_opt(ns).await.unwrap().is_none().then_some(())
+        namespaces
+            .get_opt(ns)
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
     })
     .await;
     assert!(v1.get_opt("held").await.unwrap().is_none());
@@ -167,9 +176,11 @@ async fn garbage_collector_follows_owner_references_to_and_from_custom_resources
     v1.delete("owner", &DeleteParams::background())
         .await
         .unwrap();
-    eventually_within(WAIT, "the ConfigMap of a deleted widget collected", || async {
-        cms.get_opt("cm-dep").await.unwrap().is_none().then_some(())
-    })
+    eventually_within(
+        WAIT,
+        "the ConfigMap of a deleted widget collected",
+        || async { cms.get_opt("cm-dep").await.unwrap().is_none().then_some(()) },
+    )
     .await;
     println!(
         "a custom resource's dependent collected {:?} after its CRD was created",
@@ -186,9 +197,11 @@ async fn garbage_collector_follows_owner_references_to_and_from_custom_resources
     cms.delete("cm-owner", &DeleteParams::background())
         .await
         .unwrap();
-    eventually_within(WAIT, "the widget of a deleted ConfigMap collected", || async {
-        v2.get_opt("w-dep").await.unwrap().is_none().then_some(())
-    })
+    eventually_within(
+        WAIT,
+        "the widget of a deleted ConfigMap collected",
+        || async { v2.get_opt("w-dep").await.unwrap().is_none().then_some(()) },
+    )
     .await;
 
     // Foreground deletion of a custom resource waits for its blocking dependent.
@@ -199,10 +212,14 @@ async fn garbage_collector_follows_owner_references_to_and_from_custom_resources
     )
     .await;
     v2.delete("fg", &DeleteParams::foreground()).await.unwrap();
-    eventually_within(WAIT, "the foreground owner and its dependent gone", || async {
-        let owner = v2.get_opt("fg").await.unwrap();
-        let dep = cms.get_opt("cm-blocking").await.unwrap();
-        (owner.is_none() && dep.is_none()).then_some(())
-    })
+    eventually_within(
+        WAIT,
+        "the foreground owner and its dependent gone",
+        || async {
+            let owner = v2.get_opt("fg").await.unwrap();
+            let dep = cms.get_opt("cm-blocking").await.unwrap();
+            (owner.is_none() && dep.is_none()).then_some(())
+        },
+    )
     .await;
 }

@@ -560,13 +560,17 @@ mod tests {
     #[test]
     fn references_to_a_kind_served_later_are_checked_at_its_first_list() {
         let mut g = Graph::default();
-        let widget = json!({"apiVersion": "example.com/v1", "kind": "Widget", "name": "w", "uid": "w"});
+        let widget =
+            json!({"apiVersion": "example.com/v1", "kind": "Widget", "name": "w", "uid": "w"});
         g.observe(obj("configmaps", "dep", json!([widget]), json!({})));
         // Its kind's monitor lists it for the first time: not there, so the virtual
         // owner is looked at (and found absent by the worker).
         let w = g.relisted("example.com", "Widget", &HashSet::new());
         assert_eq!(w.attempt_to_delete, ["w"]);
-        assert_eq!(g.item("w").unwrap().identity.namespace.as_deref(), Some("ns"));
+        assert_eq!(
+            g.item("w").unwrap().identity.namespace.as_deref(),
+            Some("ns")
+        );
         // Listed and there: it is a real node, nothing to check.
         g.observe(obj("widgets", "w", json!([]), json!({})));
         let w = g.relisted("example.com", "Widget", &HashSet::from(["w".to_string()]));

@@ -90,7 +90,10 @@ async fn follow_discovery(
     while served.changed().await.is_ok() {
         let now = served.borrow_and_update().clone();
         monitors.sync(&gc, &now);
-        tracing::debug!(kinds = monitors.len(), "garbage collector monitors follow discovery");
+        tracing::debug!(
+            kinds = monitors.len(),
+            "garbage collector monitors follow discovery"
+        );
     }
     // The sender is gone only when this process stops; keep the monitors until then.
     std::future::pending::<()>().await

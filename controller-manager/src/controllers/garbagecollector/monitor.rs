@@ -129,10 +129,122 @@ async fn run(gc: Arc<Collector>, r: ApiResource, synced: oneshot::Sender<()>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    fn discovery(resources: &[(&str, &str, &str, &str)]) -> Discovery {
+        let all = [
+            "create",
+            "delete",
+            "deletecollection",
+            "get",
+            "list",
+            "patch",
+            "update",
+            "watch",
+        ];
+        let items: Vec<serde_json::Value> = resources
+            .iter()
+            .map(|(group, version, kind, plural)| {
+                serde_json::json!({"metadata": {"name": group}, "versions": [{"version": version,
+                    "resources": [{"resource": plural, "scope": "Namespaced",
+                        "responseKind": {"kind": kind}, "verbs": all}]}]})
+            })
+            .collect();
+        let doc = serde_json::json!({"kind": "APIGroupDiscoveryList", "items": items});
+        Discovery::from_aggregated(&serde_json::to_vec(&doc).unwrap()).unwrap()
+    }
+
+    /// A collector whose client points at a closed port: its monitors only retry.
+    fn collector() -> Arc<Collector> {
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+        let config = keelson_client::Config {
+            server: "https://127.0.0.1:1".parse().unwrap(),
+            tls_server_name: None,
+            tls: Arc::new(tls),
+            token: None,
+            ca_pem: None,
+            default_namespace: "default".into(),
+            user_agent: "test".into(),
+            connect_timeout: Duration::from_secs(1),
+            request_timeout: None,
+        };
+        let metrics = keelson_component::QueueMetrics::register(&mut Default::default());
+        let (_, served) = tokio::sync::watch::channel(Arc::new(Discovery::default()));
+        Arc::new(Collector {
+            client: keelson_client::Client::new(config).unwrap(),
+            graph: Mutex::default(),
+            delete_queue: keelson_component::Queue::new("d", &metrics),
+            orphan_queue: keelson_component::Queue::new("o", &metrics),
+            served,
+        })
+    }
+
+    fn watched(m: &Monitors) -> Vec<String> {
+        let mut v: Vec<String> = m
+            .running
+            .values()
+            .map(|(r, _)| format!("{}/{}", r.api_version(), r.plural))
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[tokio::test]
+    async fn monitors_start_for_new_kinds_and_stop_for_kinds_no_longer_served() {
+        let gc = collector();
+        let mut m = Monitors::default();
+        let first = discovery(&[
+            ("", "v1", "ConfigMap", "configmaps"),
+            ("example.com", "v1", "Widget", "widgets"),
+        ]);
+        assert_eq!(m.sync(&gc, &first).len(), 2);
+        assert!(m.sync(&gc, &first).is_empty(), "nothing new");
+        // A new kind, and a new preferred version of one watched.
+        let second = discovery(&[
+            ("", "v1", "ConfigMap", "configmaps"),
+            ("example.com", "v2", "Widget", "widgets"),
+            ("example.com", "v1", "Gadget", "gadgets"),
+        ]);
+        let mut started = m.sync(&gc, &second);
+        assert_eq!(started.len(), 2);
+        assert_eq!(
+            watched(&m),
+            [
+                "example.com/v1/gadgets",
+                "example.com/v2/widgets",
+                "v1/configmaps"
+            ]
+        );
+        // Their CRDs gone: their monitors stop, and one never synced is not waited for.
+        let third = discovery(&[("", "v1", "ConfigMap", "configmaps")]);
+        assert!(m.sync(&gc, &third).is_empty());
+        assert_eq!(watched(&m), ["v1/configmaps"]);
+        assert_eq!(m.len(), 1);
+        let signal = tokio::time::timeout(Duration::from_secs(5), started.pop().unwrap())
+            .await
+            .expect("a stopped monitor drops its signal");
+        assert!(signal.is_err(), "it never listed");
+    }
 
     #[test]
     fn deletable_kinds_are_monitored_once_without_events() {
-        let all = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+        let all = [
+            "create",
+            "delete",
+            "deletecollection",
+            "get",
+            "list",
+            "patch",
+            "update",
+            "watch",
+        ];
         let resource = |plural: &str, kind: &str, verbs: &[&str]| {
             serde_json::json!({"resource": plural, "scope": "Namespaced",
                 "responseKind": {"kind": kind}, "verbs": verbs})
