@@ -223,3 +223,33 @@ async fn garbage_collector_follows_owner_references_to_and_from_custom_resources
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quota_counts_custom_resources_found_through_discovery() {
+    use k8s_openapi::api::core::v1::ResourceQuota;
+    let (_cluster, client, _controllers) = start(&["resourcequota"]).await;
+    let (group, ns) = ("quota.example.com", "default");
+    create_crd(&client, group).await;
+    let v1 = widgets(&client, group, "v1", ns);
+    for name in ["a", "b"] {
+        create_widget(&v1, name, json!({})).await;
+    }
+    let count = format!("count/widgets.{group}");
+    let quotas: Api<ResourceQuota> = Api::namespaced(client.clone(), ns);
+    create(
+        &quotas,
+        json!({"metadata": {"name": "widgets"}, "spec": {"hard": {count.clone(): "5"}}}),
+    )
+    .await;
+    let used = |n: &'static str| {
+        let (quotas, count) = (quotas.clone(), count.clone());
+        async move {
+            let q = serde_json::to_value(quotas.get("widgets").await.unwrap()).unwrap();
+            (q["status"]["used"][&count] == n).then_some(())
+        }
+    };
+    eventually_within(WAIT, "both widgets counted", || used("2")).await;
+    // A deletion is only ever seen by the controller (admission charges creates).
+    v1.delete("a", &DeleteParams::default()).await.unwrap();
+    eventually_within(WAIT, "the deleted widget no longer counted", || used("1")).await;
+}
