@@ -75,12 +75,17 @@ impl GrpcApi {
         crate::flowcontrol::admit_grpc(&a)
             .await
             .map_err(|e| to_status(&e))?;
-        let verdict = self.auth.authorizer.authorize(&a).await;
-        crate::audit::authorized(&a, &verdict);
+        self.check(&a).await
+    }
+
+    /// Ask the authorizer chain about `a` (already admitted by flow control).
+    async fn check(&self, a: &crate::authz::Attributes) -> Result<(), Status> {
+        let verdict = self.auth.authorizer.authorize(a).await;
+        crate::audit::authorized(a, &verdict);
         if verdict.allowed() {
             Ok(())
         } else {
-            Err(to_status(&crate::authz::forbidden(&a, &verdict.reason)))
+            Err(to_status(&crate::authz::forbidden(a, &verdict.reason)))
         }
     }
 }
@@ -105,9 +110,9 @@ fn any_resource(
     let r = r
         .cloned()
         .ok_or_else(|| to_status(&ApiError::bad_request("ref is required")))?;
-    let rt = keelson_resources::find(&r.group, &r.resource)
-        .filter(|rt| rt.version == r.version)
-        .ok_or_else(|| {
+    // By version: a custom resource serves each of its CRD's served versions.
+    let rt =
+        keelson_resources::find_version(&r.group, &r.version, &r.resource).ok_or_else(|| {
             to_status(&ApiError::new(
                 404,
                 "NotFound",
@@ -415,6 +420,24 @@ impl pb::api_server::Api for GrpcApi {
             items: items.iter().map(|i| View::FULL.encode(i)).collect(),
             ..Default::default()
         }))
+    }
+
+    async fn discover(
+        &self,
+        req: Request<pb::DiscoveryRequest>,
+    ) -> Result<Response<pb::Object>, Status> {
+        let user = authed(&req)?;
+        // The answer is /api's and /apis's: both must be allowed, as for REST.
+        for path in ["/api", "/apis"] {
+            let a = crate::authz::request::attributes(&user, &axum::http::Method::GET, path, "");
+            if path == "/api" {
+                crate::flowcontrol::admit_grpc(&a)
+                    .await
+                    .map_err(|e| to_status(&e))?;
+            }
+            self.check(&a).await?;
+        }
+        Ok(obj(&crate::http::discovery::aggregated_all("v2")))
     }
 }
 

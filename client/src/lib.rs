@@ -6,6 +6,8 @@
 //! - [`Api<K>`]: get, list, create, replace, patch, delete, watch, and the status, scale
 //!   and binding subresources, with k8s-openapi types; [`DynamicApi`] does the same on
 //!   `serde_json::Value` for any group/version/resource.
+//! - [`Client::discover`]: what the apiserver serves ([`Discovery`]: groups, versions,
+//!   kinds, scope, verbs and subresources, custom resources included).
 //! - [`Error`]: [`Error::Api`] carries the apiserver's `metav1.Status` as an
 //!   [`ApiError`] (code, reason, causes), exactly as over REST.
 //! - [`runtime`]: [`watcher`](runtime::watcher()), [`Store`](runtime::Store),
@@ -29,6 +31,7 @@
 pub mod api;
 pub mod client;
 pub mod config;
+pub mod discovery;
 pub mod error;
 pub mod object;
 pub mod params;
@@ -38,6 +41,7 @@ pub mod well_known;
 pub use api::{Api, ApiResource, Bookmark, DynamicApi, ListMeta, ObjectList, WatchEvent};
 pub use client::{BearerToken, Client};
 pub use config::Config;
+pub use discovery::{Discovery, ServedResource};
 pub use error::{Error, Result};
 pub use object::{DynamicObject, KubeObject, ObjectKey};
 pub use params::{

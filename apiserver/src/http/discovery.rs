@@ -281,6 +281,17 @@ pub fn aggregated(core: bool, version: &str) -> Value {
     })
 }
 
+/// `/api`'s and `/apis`'s aggregated documents in one (core group first): what the gRPC
+/// `Discover` call answers, so components see exactly what REST clients see.
+pub fn aggregated_all(version: &str) -> Value {
+    let mut doc = aggregated(true, version);
+    let named = aggregated(false, version);
+    if let (Some(items), Some(more)) = (doc["items"].as_array_mut(), named["items"].as_array()) {
+        items.extend(more.iter().cloned());
+    }
+    doc
+}
+
 fn aggregated_resource(rt: &ResourceType) -> Value {
     let mut r = json!({
         "resource": rt.plural,
@@ -362,5 +373,22 @@ mod tests {
         );
         assert_eq!(aggregated_version(&h), Some("v2"));
         assert_eq!(aggregated(true, "v2")["items"][0]["metadata"]["name"], "");
+    }
+
+    #[test]
+    fn aggregated_all_is_core_then_named_groups() {
+        let all = aggregated_all("v2");
+        let names: Vec<&str> = all["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| g["metadata"]["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names[0], "");
+        assert!(names.contains(&"apps") && names.contains(&"apiextensions.k8s.io"));
+        assert_eq!(
+            names.len(),
+            1 + aggregated(false, "v2")["items"].as_array().unwrap().len()
+        );
     }
 }

@@ -1,6 +1,8 @@
 //! Namespace deletion (Kubernetes' pkg/controller/namespace): a namespace with a
 //! deletionTimestamp has everything in it deleted, kind by kind (deletecollection
-//! with Background propagation). While something is left (pods finishing their grace
+//! with Background propagation, else a delete per object). The kinds are what
+//! discovery says at each pass, as Kubernetes reads it on every attempt: every
+//! namespaced kind that can be listed and deleted, custom resources included. While something is left (pods finishing their grace
 //! period, objects with finalizers) the namespace is looked at again later; once
 //! nothing is left, its `kubernetes` finalizer is removed through
 //! `namespaces/<name>/finalize` and the apiserver removes it. The namespace's status
@@ -12,9 +14,10 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use keelson_client::runtime::HandlerFuncs;
-use keelson_client::{Api, Client, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use keelson_client::{
+    Api, Client, DeleteParams, ListParams, Patch, PatchParams, PostParams, ServedResource,
+};
 use keelson_component::{Queue, Requeue};
-use keelson_resources::ResourceType;
 use serde_json::{json, Value};
 
 use crate::common::kinds;
@@ -96,6 +99,9 @@ async fn sync(client: &Client, name: &str) -> anyhow::Result<Requeue> {
             tracing::warn!(namespace = name, error = %e, "could not update the namespace's conditions");
         }
     }
+    if let Some(e) = &content.discovery_failure {
+        anyhow::bail!("discovery for namespace {name}: {e}");
+    }
     if !content.errors.is_empty() {
         anyhow::bail!(
             "deleting the content of namespace {name}: {}",
@@ -137,30 +143,47 @@ struct Content {
     /// Objects left by finalizer.
     finalizers: BTreeMap<String, usize>,
     errors: Vec<String>,
+    /// Discovery did not answer: nothing was deleted, and nothing is known to be gone.
+    discovery_failure: Option<String>,
+}
+
+/// The kinds a namespace's deletion deletes: namespaced, and allowing list and delete
+/// (each once, in its preferred version).
+fn deletable(d: &keelson_client::Discovery) -> impl Iterator<Item = &ServedResource> {
+    d.preferred()
+        .filter(|r| r.resource.namespaced && r.supports(&["delete", "list"]))
 }
 
 async fn delete_all_content(client: &Client, ns: &str, elapsed_secs: i64) -> Content {
     let mut content = Content::default();
-    for rt in kinds::all().filter(|rt| rt.namespaced) {
-        if let Err(e) = delete_kind(client, rt, ns, elapsed_secs, &mut content).await {
+    let discovery = match client.discover().await {
+        Ok(d) => d,
+        Err(e) => {
+            content.discovery_failure = Some(e.to_string());
+            return content;
+        }
+    };
+    for r in deletable(&discovery) {
+        if let Err(e) = delete_kind(client, r, ns, elapsed_secs, &mut content).await {
             content.errors.push(e);
         }
     }
     content
 }
 
-/// Delete every `rt` in `ns`, then count what is left (Kubernetes'
+/// Delete every `r` in `ns`, then count what is left (Kubernetes'
 /// `deleteAllContentForGroupVersionResource`).
 async fn delete_kind(
     client: &Client,
-    rt: &ResourceType,
+    served: &ServedResource,
     ns: &str,
     elapsed_secs: i64,
     content: &mut Content,
 ) -> Result<(), String> {
-    let gvr = format!("{}/{}, Resource={}", rt.group, rt.version, rt.plural);
+    let r = &served.resource;
+    let gvr = format!("{}/{}, Resource={}", r.group, r.version, r.plural);
     let mut estimate = 0;
-    if rt.group.is_empty() && rt.plural == "pods" {
+    if r.group.is_empty() && r.plural == "pods" {
         estimate = pod_grace_estimate(client, ns)
             .await
             .map_err(|e| e.to_string())?;
@@ -169,10 +192,28 @@ async fn delete_kind(
             estimate = 0;
         }
     }
-    let api = kinds::api(client, rt, Some(ns));
-    api.delete_collection(&DeleteParams::background(), &ListParams::default())
-        .await
-        .map_err(|e| e.to_string())?;
+    let api = kinds::api(client, r, Some(ns));
+    if served.supports(&["deletecollection"]) {
+        api.delete_collection(&DeleteParams::background(), &ListParams::default())
+            .await
+            .map_err(|e| e.to_string())?;
+    } else {
+        for obj in api
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| e.to_string())?
+            .items
+        {
+            let name = obj
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            match api.delete(name, &DeleteParams::background()).await {
+                Err(e) if !e.is_not_found() => return Err(e.to_string()),
+                _ => {}
+            }
+        }
+    }
     let left = api
         .list(&ListParams::default())
         .await
@@ -183,7 +224,7 @@ async fn delete_kind(
     }
     *content
         .remaining
-        .entry(format!("{}.{}", rt.plural, rt.group))
+        .entry(format!("{}.{}", r.plural, r.group))
         .or_default() += left.len();
     let mut with_finalizers = false;
     for obj in &left {
@@ -264,6 +305,13 @@ const CONDITIONS: [(&str, &str, &str); 5] = [
 fn conditions(old: &[Value], content: &Content) -> Value {
     let failing = |ty: &str| -> Option<(String, String)> {
         match ty {
+            "NamespaceDeletionDiscoveryFailure" => {
+                let e = content.discovery_failure.as_ref()?;
+                Some((
+                    "DiscoveryFailed".into(),
+                    format!("Discovery failed for some groups, 1 failing: {e}"),
+                ))
+            }
             "NamespaceDeletionContentFailure" if !content.errors.is_empty() => {
                 let mut msgs = content.errors.clone();
                 msgs.sort();
@@ -340,7 +388,7 @@ mod tests {
             estimate: 30,
             remaining: BTreeMap::from([("pods.".into(), 2), ("widgets.example.com".into(), 1)]),
             finalizers: BTreeMap::from([("example.com/hold".into(), 1)]),
-            errors: vec![],
+            ..Default::default()
         };
         let c = conditions(&[], &content);
         let by_type = |ty: &str| {
@@ -397,5 +445,51 @@ mod tests {
             failed[2]["message"],
             "Failed to delete all resource types, 2 remaining: a, b"
         );
+
+        let undiscovered = conditions(
+            &[],
+            &Content {
+                discovery_failure: Some("unavailable".into()),
+                ..Default::default()
+            },
+        );
+        assert_eq!(undiscovered[0]["status"], "True");
+        assert_eq!(undiscovered[0]["reason"], "DiscoveryFailed");
+        assert_eq!(
+            undiscovered[0]["message"],
+            "Discovery failed for some groups, 1 failing: unavailable"
+        );
+    }
+
+    #[test]
+    fn namespaced_deletable_kinds_are_deleted_custom_resources_included() {
+        let all = [
+            "create",
+            "delete",
+            "deletecollection",
+            "get",
+            "list",
+            "patch",
+            "update",
+            "watch",
+        ];
+        let resource = |plural: &str, scope: &str, verbs: &[&str]| json!({"resource": plural, "scope": scope, "responseKind": {"kind": "K"}, "verbs": verbs});
+        let doc = json!({"kind": "APIGroupDiscoveryList", "items": [
+            {"metadata": {"name": ""}, "versions": [{"version": "v1", "resources": [
+                resource("pods", "Namespaced", &all),
+                resource("nodes", "Cluster", &all),
+                resource("bindings", "Namespaced", &["create"]),
+            ]}]},
+            {"metadata": {"name": "example.com"}, "versions": [
+                {"version": "v2", "resources": [resource("widgets", "Namespaced", &all)]},
+                {"version": "v1", "resources": [resource("widgets", "Namespaced", &all)]},
+            ]},
+        ]});
+        let d =
+            keelson_client::Discovery::from_aggregated(&serde_json::to_vec(&doc).unwrap()).unwrap();
+        let kinds: Vec<String> = deletable(&d)
+            .map(|r| format!("{}/{}", r.resource.api_version(), r.resource.plural))
+            .collect();
+        assert_eq!(kinds, ["v1/pods", "example.com/v2/widgets"]);
     }
 }

@@ -1,6 +1,8 @@
 //! ResourceQuota: `status.hard` is `spec.hard`, and `status.used` is what the objects in
 //! the quota's namespace (those its scopes select) use of each limited resource,
 //! counted the way the apiserver's quota admission counts (`keelson_resources::quota`).
+//! Kinds are found through discovery, so `count/<resource>.<group>` counts custom
+//! resources too.
 //!
 //! Admission charges `status.used` as objects are created; this controller recounts
 //! when objects go away or stop counting (a pod finishes), when a quota changes, and
@@ -16,7 +18,7 @@ use k8s_openapi::api::core::v1::{Pod, ResourceQuota, ResourceQuotaStatus, Servic
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity as Amount;
 use keelson_apimachinery::quantity::Quantity;
 use keelson_client::runtime::{watcher, HandlerFuncs, SharedInformer, Store};
-use keelson_client::{Api, ApiResource, DynamicObject, KubeObject, ObjectKey, PostParams};
+use keelson_client::{Api, Discovery, DynamicObject, KubeObject, ObjectKey, PostParams};
 use keelson_component::{Queue, Requeue};
 use keelson_resources::quota::{counted_kind, list_from_json, matches_scopes, usage, ResourceList};
 use serde::Serialize;
@@ -129,8 +131,13 @@ impl Controller {
         }
     }
 
-    /// The objects of `kind`, watched from now on. `None` for kinds not served.
-    fn monitor(self: &Arc<Self>, kind: &Kind) -> Option<Arc<dyn Objects>> {
+    /// The objects of `kind`, watched from now on. `None` for kinds not served
+    /// (`served`: discovery, read when a kind without a monitor is asked for).
+    fn monitor(
+        self: &Arc<Self>,
+        kind: &Kind,
+        served: Option<&Discovery>,
+    ) -> Option<Arc<dyn Objects>> {
         let mut monitors = self.monitors.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(m) = monitors.get(kind) {
             return Some(m.objects.clone());
@@ -143,8 +150,11 @@ impl Controller {
                 _informer: None,
             },
             (group, plural) => {
-                let rt = keelson_resources::find(group, plural).filter(|rt| rt.namespaced)?;
-                let resource = ApiResource::new(rt.group, rt.version, rt.kind, rt.plural, true);
+                let resource = served?
+                    .resource(group, plural)
+                    .filter(|r| r.resource.namespaced && r.supports(&["list", "watch"]))?
+                    .resource
+                    .clone();
                 let api: Api<DynamicObject> = Api::all_with(self.ctx.client.clone(), &resource);
                 let informer = Arc::new(SharedInformer::new(api, watcher::Config::default()));
                 self.watch(&informer, kind);
@@ -238,10 +248,20 @@ impl Controller {
                 by_kind.entry(kind).or_default().push(name);
             }
         }
+        // Kinds without a monitor yet (custom resources included) are found through
+        // discovery.
+        let unwatched = {
+            let monitors = self.monitors.lock().unwrap_or_else(|e| e.into_inner());
+            by_kind.keys().any(|k| !monitors.contains_key(k))
+        };
+        let served = match unwatched {
+            true => Some(self.ctx.client.discover().await?),
+            false => None,
+        };
         let mut used = ResourceList::new();
         let now = now_unix();
         for (kind, names) in &by_kind {
-            let Some(objects) = self.monitor(kind) else {
+            let Some(objects) = self.monitor(kind, served.as_ref()) else {
                 continue;
             };
             if !objects.synced() {

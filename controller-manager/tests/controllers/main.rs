@@ -7,6 +7,7 @@ mod support;
 
 mod certificates;
 mod cronjob;
+mod custom_resources;
 mod daemonset;
 mod deployment;
 mod disruption;

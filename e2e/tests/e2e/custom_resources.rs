@@ -2,10 +2,12 @@
 //! cluster: a CRD with two versions (one stored), printer columns, a default, the
 //! status and scale subresources; its objects created, applied twice, patched, scaled,
 //! listed with columns and deleted; bad schemas and bad objects refused with a 422
-//! that stores nothing; deleting a CRD deletes its objects first.
+//! that stores nothing; deleting a CRD deletes its objects first; with the
+//! controller-manager running, custom resources are garbage collected and deleted
+//! with their namespace.
 
 use crate::support;
-use keelson_e2e::{json, kubectl_versions, namespace, CLUSTER};
+use keelson_e2e::{json, kubectl_versions, namespace, CLUSTER, CONTROL_PLANE};
 use keelson_testkit::{eventually, fails, ok, Cluster};
 use serde_json::Value;
 use std::time::{Duration, Instant};
@@ -468,6 +470,90 @@ fn deleting_a_crd_deletes_its_objects_first() {
     });
     let out = c.kubectl(&["get", "--raw", &format!("/apis/{group}/v1")]);
     assert!(!out.status.success(), "still served after the CRD went");
+}
+
+/// With the real controller-manager process running (the control plane's), a CRD
+/// created after it started: a ConfigMap owned by a custom resource is collected when
+/// the custom resource is deleted, and deleting the namespace deletes its custom
+/// resources, waiting (Terminating) for one a finalizer holds.
+#[test]
+fn custom_resources_go_with_their_owners_and_their_namespace() {
+    let c = &CONTROL_PLANE.cluster;
+    let group = "collected.keelson.dev";
+    let resource = format!("doodads.{group}");
+    install(c, "kubectl", group, "doodads", "Doodad");
+    let ns = namespace(c, "crd-collected");
+    let doodad = |name: &str, fin: &str| {
+        format!("apiVersion: {group}/v1\nkind: Doodad\nmetadata:\n  name: {name}{fin}\nspec:\n  image: x\n")
+    };
+    for (name, fin) in [
+        ("owner", ""),
+        ("free", ""),
+        ("held", "\n  finalizers: [keelson.dev/hold]"),
+    ] {
+        ok(c.kubectl_with(
+            "kubectl",
+            &["create", "-n", &ns, "-f", "-"],
+            Some(&doodad(name, fin)),
+        ));
+    }
+    let uid = run(
+        c,
+        "kubectl",
+        &[
+            "get",
+            &resource,
+            "owner",
+            "-n",
+            &ns,
+            "-o",
+            "jsonpath={.metadata.uid}",
+        ],
+    );
+    let owned = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: owned\n  ownerReferences:\n  - {{apiVersion: {group}/v1, kind: Doodad, name: owner, uid: {uid}}}\n"
+    );
+    ok(c.kubectl_with("kubectl", &["create", "-n", &ns, "-f", "-"], Some(&owned)));
+    ok(c.kubectl(&["delete", &resource, "owner", "-n", &ns]));
+    eventually(
+        Duration::from_secs(20),
+        "the ConfigMap of the deleted doodad collected",
+        || {
+            let out = c.kubectl(&["get", "configmap", "owned", "-n", &ns]);
+            (!out.status.success()).then_some(())
+        },
+    );
+
+    ok(c.kubectl(&["delete", "namespace", &ns, "--wait=false"]));
+    eventually(Duration::from_secs(20), "the free doodad deleted", || {
+        let out = c.kubectl(&["get", &resource, "free", "-n", &ns]);
+        (!out.status.success()).then_some(())
+    });
+    // Held, the namespace stays Terminating and says what is left.
+    let expected = format!("Some resources are remaining: {resource} has 1 resource instances");
+    let phase = eventually(Duration::from_secs(20), "the held doodad reported", || {
+        let ns_obj = json(&run(c, "kubectl", &["get", "namespace", &ns, "-o", "json"]));
+        ns_obj["status"]["conditions"]
+            .as_array()?
+            .iter()
+            .any(|c| c["type"] == "NamespaceContentRemaining" && c["message"] == expected.as_str())
+            .then(|| ns_obj["status"]["phase"].clone())
+    });
+    assert_eq!(phase, "Terminating");
+    ok(c.kubectl(&[
+        "patch",
+        &resource,
+        "held",
+        "-n",
+        &ns,
+        "--type=merge",
+        "-p",
+        r#"{"metadata":{"finalizers":null}}"#,
+    ]));
+    eventually(Duration::from_secs(30), "the namespace gone", || {
+        let out = c.kubectl(&["get", "namespace", &ns]);
+        (!out.status.success()).then_some(())
+    });
 }
 
 #[tokio::test]

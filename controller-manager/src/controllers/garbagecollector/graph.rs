@@ -7,10 +7,9 @@
 use std::collections::{HashMap, HashSet};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use keelson_resources::ResourceType;
+use keelson_client::discovery::group_of;
+use keelson_client::ApiResource;
 use serde_json::Value;
-
-use crate::common::kinds;
 
 /// Foreground deletion: the owner waits for its blocking dependents.
 pub const FOREGROUND: &str = "foregroundDeletion";
@@ -51,8 +50,8 @@ pub struct Meta {
 }
 
 impl Meta {
-    /// The metadata of an object of kind `rt`; `None` without a uid.
-    pub fn of(rt: &ResourceType, obj: &Value) -> Option<Meta> {
+    /// The metadata of an object of kind `r`; `None` without a uid.
+    pub fn of(r: &ApiResource, obj: &Value) -> Option<Meta> {
         let m = obj.get("metadata")?;
         let s = |k: &str| m.get(k).and_then(Value::as_str).unwrap_or_default();
         if s("uid").is_empty() {
@@ -60,8 +59,8 @@ impl Meta {
         }
         Some(Meta {
             identity: ObjectRef {
-                api_version: rt.api_version(),
-                kind: rt.kind.to_string(),
+                api_version: r.api_version(),
+                kind: r.kind.clone(),
                 namespace: Some(s("namespace").to_string()).filter(|n| !n.is_empty()),
                 name: s("name").to_string(),
                 uid: s("uid").to_string(),
@@ -277,18 +276,27 @@ impl Graph {
         }
     }
 
-    /// A relist of kind `rt` found exactly `present`: observed objects of that kind
-    /// not in it were deleted while the watch was down.
-    pub fn relisted(&mut self, rt: &ResourceType, present: &HashSet<String>) -> Work {
+    /// A relist of `group`/`kind` found exactly `present`: observed objects of that
+    /// kind not in it were deleted while the watch was down. Virtual nodes of the kind
+    /// are looked at again: a reference to a kind served only now (a new custom
+    /// resource) could not be checked before.
+    pub fn relisted(&mut self, group: &str, kind: &str, present: &HashSet<String>) -> Work {
+        let of_kind = |n: &&Node| is_kind(&n.identity, group, kind);
         let gone: Vec<String> = self
             .nodes
             .values()
-            .filter(|n| {
-                n.observed && is_kind(&n.identity, rt) && !present.contains(&n.identity.uid)
-            })
+            .filter(of_kind)
+            .filter(|n| n.observed && !present.contains(&n.identity.uid))
             .map(|n| n.identity.uid.clone())
             .collect();
         let mut work = Work::default();
+        work.attempt_to_delete.extend(
+            self.nodes
+                .values()
+                .filter(of_kind)
+                .filter(|n| !n.observed)
+                .map(|n| n.identity.uid.clone()),
+        );
         for uid in gone {
             let w = self.observe_deletion(&uid);
             work.attempt_to_delete.extend(w.attempt_to_delete);
@@ -303,12 +311,12 @@ impl Graph {
                 owner.dependents.insert(dependent.uid.clone());
                 continue;
             }
-            // The owner's namespace is the dependent's when its kind is namespaced.
-            let namespaced = kinds::find(&r.api_version, &r.kind).is_none_or(|rt| rt.namespaced);
+            // An owner lives in its dependent's namespace; whether its kind is
+            // namespaced at all is for discovery to say when it is looked up.
             let identity = ObjectRef {
                 api_version: r.api_version.clone(),
                 kind: r.kind.clone(),
-                namespace: dependent.namespace.clone().filter(|_| namespaced),
+                namespace: dependent.namespace.clone(),
                 name: r.name.clone(),
                 uid: r.uid.clone(),
             };
@@ -372,13 +380,13 @@ fn diff(
     (added, removed, unblocked)
 }
 
-fn is_kind(r: &ObjectRef, rt: &ResourceType) -> bool {
-    r.kind == rt.kind && kinds::group_of(&r.api_version) == rt.group
+fn is_kind(r: &ObjectRef, group: &str, kind: &str) -> bool {
+    r.kind == kind && group_of(&r.api_version) == group
 }
 
 fn same_coordinates(a: &ObjectRef, b: &ObjectRef) -> bool {
     a.kind == b.kind
-        && kinds::group_of(&a.api_version) == kinds::group_of(&b.api_version)
+        && group_of(&a.api_version) == group_of(&b.api_version)
         && a.namespace == b.namespace
         && a.name == b.name
 }
@@ -388,13 +396,15 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn rt(plural: &str) -> &'static ResourceType {
-        let group = if plural == "configmaps" || plural == "pods" {
-            ""
-        } else {
-            "apps"
+    fn rt(plural: &str) -> ApiResource {
+        let (group, kind) = match plural {
+            "configmaps" => ("", "ConfigMap"),
+            "pods" => ("", "Pod"),
+            "deployments" => ("apps", "Deployment"),
+            "replicasets" => ("apps", "ReplicaSet"),
+            _ => ("example.com", "Widget"),
         };
-        keelson_resources::find(group, plural).unwrap()
+        ApiResource::new(group, "v1", kind, plural, true)
     }
 
     fn obj(plural: &str, uid: &str, owners: Value, extra: Value) -> Meta {
@@ -404,7 +414,7 @@ mod tests {
                 o["metadata"][k] = v.clone();
             }
         }
-        Meta::of(rt(plural), &o).unwrap()
+        Meta::of(&rt(plural), &o).unwrap()
     }
 
     fn owner(kind: &str, uid: &str, block: bool) -> Value {
@@ -541,9 +551,30 @@ mod tests {
             json!({}),
         ));
         g.observe(obj("pods", "p", json!([]), json!({})));
-        let w = g.relisted(rt("configmaps"), &HashSet::from(["b".to_string()]));
+        let w = g.relisted("", "ConfigMap", &HashSet::from(["b".to_string()]));
         assert_eq!(w.attempt_to_delete, ["b"]);
         assert!(g.item("a").is_none());
         assert!(g.item("p").is_some(), "other kinds untouched");
+    }
+
+    #[test]
+    fn references_to_a_kind_served_later_are_checked_at_its_first_list() {
+        let mut g = Graph::default();
+        let widget =
+            json!({"apiVersion": "example.com/v1", "kind": "Widget", "name": "w", "uid": "w"});
+        g.observe(obj("configmaps", "dep", json!([widget]), json!({})));
+        // Its kind's monitor lists it for the first time: not there, so the virtual
+        // owner is looked at (and found absent by the worker).
+        let w = g.relisted("example.com", "Widget", &HashSet::new());
+        assert_eq!(w.attempt_to_delete, ["w"]);
+        assert_eq!(
+            g.item("w").unwrap().identity.namespace.as_deref(),
+            Some("ns")
+        );
+        // Listed and there: it is a real node, nothing to check.
+        g.observe(obj("widgets", "w", json!([]), json!({})));
+        let w = g.relisted("example.com", "Widget", &HashSet::from(["w".to_string()]));
+        assert_eq!(w, Work::default());
+        assert!(g.item("w").unwrap().observed);
     }
 }

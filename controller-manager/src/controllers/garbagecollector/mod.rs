@@ -3,7 +3,11 @@
 //! policies the apiserver records as finalizers.
 //!
 //! - [`monitor`]: one metadata watch per served kind feeds the [`graph`] of owners and
-//!   dependents (no object cache: the graph is the cache).
+//!   dependents (no object cache: the graph is the cache). The kinds come from
+//!   discovery ([`kinds::follow`]), custom resources included, and follow it: a new
+//!   CustomResourceDefinition's kind is watched within a second or so of being served.
+//!   Owner references resolve through the same discovery (group and kind, any served
+//!   version).
 //! - `attempt_to_delete` (queue `garbage_collector_attempt_to_delete`): look at one
 //!   object; if none of its owners is left (404, or another uid under the owner's
 //!   name) delete it, with the propagation its own finalizers ask for (else
@@ -23,9 +27,13 @@ use std::time::Duration;
 
 use futures::future::join_all;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use keelson_client::{Client, DeleteParams, Patch, PatchParams, Preconditions, PropagationPolicy};
+use keelson_client::{
+    ApiResource, Client, DeleteParams, Discovery, Patch, PatchParams, Preconditions,
+    PropagationPolicy,
+};
 use keelson_component::{Queue, Requeue};
 use serde_json::{json, Value};
+use tokio::sync::watch;
 
 use crate::common::kinds;
 use crate::Context;
@@ -39,33 +47,56 @@ const UNOBSERVED_RETRY: Duration = Duration::from_secs(1);
 const CONFLICT_RETRIES: usize = 3;
 
 pub async fn run(ctx: Context) {
+    let (served, keep_current) = kinds::follow(ctx.client.clone()).await;
     let gc = Arc::new(Collector {
         client: ctx.client.clone(),
         graph: Mutex::default(),
         delete_queue: Queue::new("garbage_collector_attempt_to_delete", &ctx.queue_metrics),
         orphan_queue: Queue::new("garbage_collector_attempt_to_orphan", &ctx.queue_metrics),
+        served: served.clone(),
     });
-    // Dropping the JoinSet (when this future is dropped) stops the watches.
-    let mut monitors = tokio::task::JoinSet::new();
-    let mut synced = Vec::new();
-    for rt in kinds::all().filter(|rt| !monitor::ignored(rt)) {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        monitors.spawn(monitor::run(gc.clone(), rt, tx));
-        synced.push(rx);
-    }
-    join_all(synced).await;
-    tracing::info!(objects = gc.graph().len(), "garbage collector synced");
+    // Dropping the monitors (when this future is dropped) stops the watches.
+    let mut monitors = monitor::Monitors::default();
+    let first = served.borrow().clone();
+    let initial = monitors.sync(&gc, &first);
     let (d, o) = (gc.clone(), gc.clone());
     tokio::join!(
-        gc.delete_queue.clone().run(WORKERS, move |uid: String| {
-            let gc = d.clone();
-            async move { gc.attempt_to_delete(&uid).await }
-        }),
-        gc.orphan_queue.clone().run(WORKERS, move |uid: String| {
-            let gc = o.clone();
-            async move { gc.attempt_to_orphan(&uid).await }
-        }),
+        keep_current,
+        follow_discovery(gc.clone(), monitors, served),
+        async move {
+            // A monitor stopped before its first list drops its signal: not waited for.
+            join_all(initial).await;
+            tracing::info!(objects = gc.graph().len(), "garbage collector synced");
+            tokio::join!(
+                gc.delete_queue.clone().run(WORKERS, move |uid: String| {
+                    let gc = d.clone();
+                    async move { gc.attempt_to_delete(&uid).await }
+                }),
+                gc.orphan_queue.clone().run(WORKERS, move |uid: String| {
+                    let gc = o.clone();
+                    async move { gc.attempt_to_orphan(&uid).await }
+                }),
+            )
+        },
     );
+}
+
+/// Start and stop monitors as discovery changes.
+async fn follow_discovery(
+    gc: Arc<Collector>,
+    mut monitors: monitor::Monitors,
+    mut served: watch::Receiver<Arc<Discovery>>,
+) {
+    while served.changed().await.is_ok() {
+        let now = served.borrow_and_update().clone();
+        monitors.sync(&gc, &now);
+        tracing::debug!(
+            kinds = monitors.len(),
+            "garbage collector monitors follow discovery"
+        );
+    }
+    // The sender is gone only when this process stops; keep the monitors until then.
+    std::future::pending::<()>().await
 }
 
 struct Collector {
@@ -73,6 +104,8 @@ struct Collector {
     graph: Mutex<Graph>,
     delete_queue: Queue<String>,
     orphan_queue: Queue<String>,
+    /// What the apiserver serves, kept current by [`kinds::follow`].
+    served: watch::Receiver<Arc<Discovery>>,
 }
 
 /// Why an owner reference does or does not keep its dependent.
@@ -90,6 +123,13 @@ impl Collector {
         self.graph.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The served resource of an object's `apiVersion` and `kind` (any served version
+    /// of its group and kind).
+    fn resource(&self, api_version: &str, kind: &str) -> Option<ApiResource> {
+        let served = self.served.borrow();
+        served.kind(api_version, kind).map(|r| r.resource.clone())
+    }
+
     /// Change the graph and queue the work the change makes.
     fn update(&self, change: impl FnOnce(&mut Graph) -> Work) {
         let work = change(&mut self.graph());
@@ -104,10 +144,10 @@ impl Collector {
     /// The live object at `identity`; `None` when it is gone (or replaced by another
     /// uid) or its kind is not served.
     async fn get_live(&self, identity: &ObjectRef) -> anyhow::Result<Option<Value>> {
-        let Some(rt) = kinds::find(&identity.api_version, &identity.kind) else {
+        let Some(r) = self.resource(&identity.api_version, &identity.kind) else {
             return Ok(None);
         };
-        let api = kinds::api(&self.client, rt, identity.namespace.as_deref());
+        let api = kinds::api(&self.client, &r, identity.namespace.as_deref());
         Ok(api
             .get_opt(&identity.name)
             .await?
@@ -122,7 +162,10 @@ impl Collector {
         if item.being_deleted && !item.deleting_dependents {
             return Ok(None);
         }
-        if kinds::find(&item.identity.api_version, &item.identity.kind).is_none() {
+        if self
+            .resource(&item.identity.api_version, &item.identity.kind)
+            .is_none()
+        {
             tracing::debug!(object = %item.identity, "garbage collector: kind not served; skipped");
             return Ok(None);
         }
@@ -187,15 +230,16 @@ impl Collector {
         if self.graph().known_absent(&r.uid) {
             return Ok(OwnerState::Dangling);
         }
-        let Some(rt) = kinds::find(&r.api_version, &r.kind) else {
+        // A kind not served (yet) cannot be checked: never delete on that.
+        let Some(owner_kind) = self.resource(&r.api_version, &r.kind) else {
             return Ok(OwnerState::Solid);
         };
-        if rt.namespaced && dependent.namespace.is_none() {
+        if owner_kind.namespaced && dependent.namespace.is_none() {
             // A cluster-scoped object cannot have a namespaced owner: unresolvable,
             // and so never collected (as Kubernetes).
             return Ok(OwnerState::Solid);
         }
-        let api = kinds::api(&self.client, rt, dependent.namespace.as_deref());
+        let api = kinds::api(&self.client, &owner_kind, dependent.namespace.as_deref());
         let owner = match api.get_opt(&r.name).await? {
             Some(o) if o.pointer("/metadata/uid").and_then(Value::as_str) == Some(&r.uid) => o,
             _ => {
@@ -258,8 +302,11 @@ impl Collector {
         latest: &Value,
         policy: PropagationPolicy,
     ) -> anyhow::Result<()> {
-        let rt = kinds::find(&identity.api_version, &identity.kind).expect("resolved before");
-        let api = kinds::api(&self.client, rt, identity.namespace.as_deref());
+        let Some(r) = self.resource(&identity.api_version, &identity.kind) else {
+            // No longer served (its CRD went, taking its objects).
+            return Ok(());
+        };
+        let api = kinds::api(&self.client, &r, identity.namespace.as_deref());
         let owners = owner_refs(latest);
         let mut rv = resource_version(latest);
         for _ in 0..CONFLICT_RETRIES {
@@ -296,10 +343,10 @@ impl Collector {
         identity: &ObjectRef,
         change: impl Fn(&Value) -> Option<Value>,
     ) -> anyhow::Result<()> {
-        let Some(rt) = kinds::find(&identity.api_version, &identity.kind) else {
+        let Some(r) = self.resource(&identity.api_version, &identity.kind) else {
             return Ok(());
         };
-        let api = kinds::api(&self.client, rt, identity.namespace.as_deref());
+        let api = kinds::api(&self.client, &r, identity.namespace.as_deref());
         for _ in 0..CONFLICT_RETRIES {
             let Some(live) = self.get_live(identity).await? else {
                 return Ok(());
