@@ -157,9 +157,8 @@ pub fn check(node: &Value, path: &str, root: bool, out: &mut Vec<Cause>) {
         return;
     };
     let schema = Schema::parse(node);
-    for (i, raw) in list.iter().enumerate() {
+    for (i, (raw, rule)) in list.iter().zip(&schema.rules).enumerate() {
         let p = format!("{path}.x-kubernetes-validations[{i}]");
-        let rule = Rule::parse(raw);
         let before = out.len();
         let (r, m) = (rule.rule.trim(), rule.message.trim());
         if r.is_empty() {
