@@ -77,13 +77,17 @@ fn size_of(v: &dyn Val) -> u64 {
 }
 
 fn range<'b, 'v>(mut args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
-    let v = args.pop().ok_or_else(ExecutionError::missing_argument_or_target)?;
+    let v = args
+        .pop()
+        .ok_or_else(ExecutionError::missing_argument_or_target)?;
     charge(1 + size_of(v.as_ref()))?;
     Ok(v)
 }
 
 fn call<'b, 'v>(mut args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
-    let v = args.pop().ok_or_else(ExecutionError::missing_argument_or_target)?;
+    let v = args
+        .pop()
+        .ok_or_else(ExecutionError::missing_argument_or_target)?;
     charge(1 + size_of(v.as_ref()) / 10)?;
     Ok(v)
 }

@@ -171,9 +171,10 @@ fn literal_type(e: &IdedExpr) -> Option<&'static str> {
 fn eval_error(e: &cel::ExecutionError, cost: u64) -> EvalError {
     use cel::ExecutionError as E;
     let (kind, message) = match e {
-        E::NoSuchOverload(_) | E::ValuesNotComparable(..) | E::UnsupportedBinaryOperator(..) => {
-            (EvalErrorKind::NoSuchOverload, "no such overload".to_string())
-        }
+        E::NoSuchOverload(_) | E::ValuesNotComparable(..) | E::UnsupportedBinaryOperator(..) => (
+            EvalErrorKind::NoSuchOverload,
+            "no such overload".to_string(),
+        ),
         E::NoSuchKey(k) => (EvalErrorKind::Other, format!("no such key: {k}")),
         E::DivisionByZero(_) => (EvalErrorKind::Other, "division by zero".into()),
         E::RemainderByZero(_) => (EvalErrorKind::Other, "modulus by zero".into()),

@@ -31,13 +31,7 @@ pub fn register(env: &mut Env) -> Result<(), DeclarationError> {
         vec![DYN_TYPE],
         last_index_of,
     )?;
-    env.add_member_overload(
-        "find",
-        "string_find",
-        STRING_TYPE,
-        vec![STRING_TYPE],
-        find,
-    )?;
+    env.add_member_overload("find", "string_find", STRING_TYPE, vec![STRING_TYPE], find)?;
     env.add_member_overload(
         "findAll",
         "string_find_all",
@@ -61,7 +55,11 @@ fn owned<'b, 'v>(v: Value) -> Out<'b, 'v> {
 }
 
 fn items(args: &Args<'_, '_>) -> Result<Arc<Vec<Value>>, ExecutionError> {
-    match args.first().map(|a| Value::try_from(a.as_ref())).transpose()? {
+    match args
+        .first()
+        .map(|a| Value::try_from(a.as_ref()))
+        .transpose()?
+    {
         Some(Value::List(l)) => Ok(l),
         Some(other) => Err(ExecutionError::UnexpectedType {
             got: other.type_of().to_string(),
@@ -113,9 +111,9 @@ fn sum<'b, 'v>(args: Args<'b, 'v>) -> Out<'b, 'v> {
                 Value::UInt(a.checked_add(*b).ok_or_else(|| overflow(&acc, v))?)
             }
             (Value::Float(a), Value::Float(b)) => Value::Float(a + b),
-            (Value::Duration(a), Value::Duration(b)) => Value::Duration(
-                a.checked_add(b).ok_or_else(|| overflow(&acc, v))?,
-            ),
+            (Value::Duration(a), Value::Duration(b)) => {
+                Value::Duration(a.checked_add(b).ok_or_else(|| overflow(&acc, v))?)
+            }
             (a, b) => {
                 return Err(ExecutionError::no_such_overload(
                     "sum",
@@ -129,10 +127,9 @@ fn sum<'b, 'v>(args: Args<'b, 'v>) -> Out<'b, 'v> {
 
 fn extreme<'b, 'v>(args: Args<'b, 'v>, name: &str, keep: Ordering) -> Out<'b, 'v> {
     let l = items(&args)?;
-    let mut best = l
-        .first()
-        .cloned()
-        .ok_or_else(|| ExecutionError::function_error(name, format!("{name} called on empty list")))?;
+    let mut best = l.first().cloned().ok_or_else(|| {
+        ExecutionError::function_error(name, format!("{name} called on empty list"))
+    })?;
     for v in &l[1..] {
         if compare(name, v, &best)? == keep {
             best = v.clone();
@@ -178,7 +175,10 @@ fn strings(args: &Args<'_, '_>) -> Result<(String, regex::Regex), ExecutionError
 
 fn find<'b, 'v>(args: Args<'b, 'v>) -> Out<'b, 'v> {
     let (s, re) = strings(&args)?;
-    let found = re.find(&s).map(|m| m.as_str().to_string()).unwrap_or_default();
+    let found = re
+        .find(&s)
+        .map(|m| m.as_str().to_string())
+        .unwrap_or_default();
     owned(Value::String(Arc::new(found)))
 }
 

@@ -6,13 +6,17 @@ fn rule_env() -> Env {
 }
 
 fn eval_with(src: &str, this: &serde_json::Value) -> Result<cel::Value, EvalError> {
-    let p = rule_env().compile(src).unwrap_or_else(|e| panic!("{src}: {e}"));
+    let p = rule_env()
+        .compile(src)
+        .unwrap_or_else(|e| panic!("{src}: {e}"));
     p.eval(&[("self", Binding::Json(this))], PER_CALL_LIMIT)
         .map(|(v, _)| v)
 }
 
 fn truth(src: &str, this: &serde_json::Value) -> bool {
-    let p = rule_env().compile(src).unwrap_or_else(|e| panic!("{src}: {e}"));
+    let p = rule_env()
+        .compile(src)
+        .unwrap_or_else(|e| panic!("{src}: {e}"));
     p.eval_bool(&[("self", Binding::Json(this))], PER_CALL_LIMIT)
         .unwrap_or_else(|e| panic!("{src}: {e}"))
         .0
@@ -25,7 +29,10 @@ fn syntax_errors_are_cel_go_issues() {
         err.starts_with("ERROR: <input>:1:16: Syntax error:"),
         "{err}"
     );
-    assert!(err.contains("\n | self.replicas <\n | ...............^"), "{err}");
+    assert!(
+        err.contains("\n | self.replicas <\n | ...............^"),
+        "{err}"
+    );
     let err = rule_env().compile("self.a == ").unwrap_err();
     assert!(err.starts_with("ERROR: <input>:1:"), "{err}");
 }
@@ -42,7 +49,10 @@ fn undeclared_references_are_compile_errors() {
         .compile("self.all(x, type(x) == int) && math.greatest(1, 2) == 2")
         .unwrap();
     assert!(p.uses("self") && !p.uses("oldSelf"));
-    assert!(rule_env().compile("self == oldSelf").unwrap().uses("oldSelf"));
+    assert!(rule_env()
+        .compile("self == oldSelf")
+        .unwrap()
+        .uses("oldSelf"));
 }
 
 /// Malformed rules: truncations of real rules at every position, and token soup.
@@ -64,10 +74,10 @@ fn malformed() -> Vec<String> {
         }
     }
     let tokens = [
-        "self", ".", "(", ")", "[", "]", "{", "}", ",", ":", "?", "!", "<", "<=", "==", "&&",
-        "||", "+", "-", "*", "/", "%", "in", "has", "all", "x", "1", "1u", "2.5", "'s'",
-        "\"", "'", "b'", "\\", "null", "true", ".?", "[?", "`", "@", "#", "\u{0}", "é",
-        "\n", "0x", "1e", "--", "!!", "..",
+        "self", ".", "(", ")", "[", "]", "{", "}", ",", ":", "?", "!", "<", "<=", "==", "&&", "||",
+        "+", "-", "*", "/", "%", "in", "has", "all", "x", "1", "1u", "2.5", "'s'", "\"", "'", "b'",
+        "\\", "null", "true", ".?", "[?", "`", "@", "#", "\u{0}", "é", "\n", "0x", "1e", "--",
+        "!!", "..",
     ];
     // A fixed linear congruential sequence: the same soup every run.
     let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
@@ -120,11 +130,26 @@ fn json_values_are_bound() {
     assert!(!truth("self.replicas > self.maxReplicas", &obj));
     assert!(truth("has(self.name) && !has(self.image)", &obj));
     assert!(truth("self.ratio == 0.5 && self.ratio < 1", &obj));
-    assert!(truth("size(self.ports) == 2 && self.ports.all(p, p > 0)", &obj));
-    assert!(truth("self.ports.exists(p, p == 443) && 80 in self.ports", &obj));
-    assert!(truth("self.labels['app'] == 'x' && 'app' in self.labels", &obj));
-    assert!(truth("self.gone == null && self.big == 18446744073709551615u", &obj));
-    assert!(truth("self.name.startsWith('w') && self.name.matches('^[a-z]+$')", &obj));
+    assert!(truth(
+        "size(self.ports) == 2 && self.ports.all(p, p > 0)",
+        &obj
+    ));
+    assert!(truth(
+        "self.ports.exists(p, p == 443) && 80 in self.ports",
+        &obj
+    ));
+    assert!(truth(
+        "self.labels['app'] == 'x' && 'app' in self.labels",
+        &obj
+    ));
+    assert!(truth(
+        "self.gone == null && self.big == 18446744073709551615u",
+        &obj
+    ));
+    assert!(truth(
+        "self.name.startsWith('w') && self.name.matches('^[a-z]+$')",
+        &obj
+    ));
     assert!(truth(
         "self.name.upperAscii() == 'WEB' && 'A,B'.lowerAscii().split(',') == ['a', 'b']",
         &obj
@@ -159,7 +184,10 @@ fn old_self_and_optional_old_self() {
     let (a, b) = (json!("x"), json!("y"));
     let run = |new: &serde_json::Value, old: &serde_json::Value| {
         p.eval_bool(
-            &[("self", Binding::Json(new)), ("oldSelf", Binding::Json(old))],
+            &[
+                ("self", Binding::Json(new)),
+                ("oldSelf", Binding::Json(old)),
+            ],
             PER_CALL_LIMIT,
         )
         .unwrap()
@@ -172,7 +200,10 @@ fn old_self_and_optional_old_self() {
         .unwrap();
     let run = |old: Option<&serde_json::Value>| {
         opt.eval_bool(
-            &[("self", Binding::Json(&json!(5))), ("oldSelf", Binding::Optional(old))],
+            &[
+                ("self", Binding::Json(&json!(5))),
+                ("oldSelf", Binding::Optional(old)),
+            ],
             PER_CALL_LIMIT,
         )
         .unwrap()
@@ -187,7 +218,10 @@ fn old_self_and_optional_old_self() {
 fn runtime_errors_and_wrong_types_are_reported() {
     let obj = json!({"a": 1, "l": [1]});
     let e = eval_with("self.b == 1", &obj).unwrap_err();
-    assert_eq!((e.kind, e.message.as_str()), (EvalErrorKind::Other, "no such key: b"));
+    assert_eq!(
+        (e.kind, e.message.as_str()),
+        (EvalErrorKind::Other, "no such key: b")
+    );
     let e = eval_with("self.a == 'x' || self.a > 'x'", &obj).unwrap_err();
     assert_eq!(e.kind, EvalErrorKind::NoSuchOverload);
     let e = eval_with("self.a / 0 == 1", &obj).unwrap_err();
@@ -199,7 +233,10 @@ fn runtime_errors_and_wrong_types_are_reported() {
         .eval_bool(&[("self", Binding::Json(&obj))], PER_CALL_LIMIT)
         .unwrap_err();
     assert_eq!(e.kind, EvalErrorKind::WrongType);
-    assert_eq!(rule_env().compile("42").unwrap().literal_type(), Some("int"));
+    assert_eq!(
+        rule_env().compile("42").unwrap().literal_type(),
+        Some("int")
+    );
     let m = rule_env().compile("'a is ' + string(self.a)").unwrap();
     assert_eq!(
         m.eval_string(&[("self", Binding::Json(&obj))], PER_CALL_LIMIT)
@@ -222,7 +259,11 @@ fn the_cost_limit_stops_nested_loops_early() {
     assert_eq!(e.kind, EvalErrorKind::CostLimit);
     assert_eq!(e.message, "operation cancelled: actual cost limit exceeded");
     // Stopped just past the limit, not after the 8 million iterations.
-    assert!(e.cost > PER_CALL_LIMIT && e.cost < PER_CALL_LIMIT + 1_000, "{}", e.cost);
+    assert!(
+        e.cost > PER_CALL_LIMIT && e.cost < PER_CALL_LIMIT + 1_000,
+        "{}",
+        e.cost
+    );
     // The same rule on a small list fits, and its cost is counted.
     let small = json!([1, 2, 3]);
     let (ok, cost) = p

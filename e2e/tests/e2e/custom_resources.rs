@@ -459,11 +459,7 @@ fn cel_rules_are_enforced_on_custom_resources() {
     let k = "kubectl";
     let resource = "gadgets.cel.keelson.dev";
     // A rule that does not compile: 422 at the rule's path, no CRD stored.
-    let err = fails(c.kubectl_with(
-        k,
-        &["create", "-f", "-"],
-        Some(&cel_crd("self.replicas <")),
-    ));
+    let err = fails(c.kubectl_with(k, &["create", "-f", "-"], Some(&cel_crd("self.replicas <"))));
     assert!(err.contains("is invalid"), "{err}");
     assert!(
         err.contains("spec.validation.openAPIV3Schema.properties[spec].x-kubernetes-validations[0].rule: Invalid value: ")
@@ -477,7 +473,10 @@ fn cel_rules_are_enforced_on_custom_resources() {
     ));
     assert!(err.contains("undefined field 'maxReplicaz'"), "{err}");
     let none = fails(c.kubectl(&["get", "crd", resource]));
-    assert!(none.contains("not found") || none.contains("NotFound"), "{none}");
+    assert!(
+        none.contains("not found") || none.contains("NotFound"),
+        "{none}"
+    );
 
     ok(c.kubectl_with(
         k,
@@ -490,7 +489,8 @@ fn cel_rules_are_enforced_on_custom_resources() {
     });
     let ns = namespace(c, "crd-cel");
     let gadget = |name: &str, replicas: i64, max: i64, region: &str| {
-        format!("apiVersion: cel.keelson.dev/v1
+        format!(
+            "apiVersion: cel.keelson.dev/v1
 kind: Gadget
 metadata:
   name: {name}
@@ -498,7 +498,8 @@ spec:
   replicas: {replicas}
   maxReplicas: {max}
   region: {region}
-")
+"
+        )
     };
     // Creates breaking a rule: 422 with the rule's message, nothing stored.
     let err = fails(c.kubectl_with(
@@ -529,11 +530,19 @@ spec:
         &["create", "-n", &ns, "-f", "-"],
         Some(&gadget("g", 2, 4, "eu")),
     ));
-    let g = json(&ok(c.kubectl(&["get", resource, "g", "-n", &ns, "-o", "json"])));
+    let g = json(&ok(
+        c.kubectl(&["get", resource, "g", "-n", &ns, "-o", "json"])
+    ));
     assert_eq!(g["spec"]["odd"], false);
     // The transition rule refuses a change of the immutable field; other changes pass.
     let err = fails(c.kubectl(&[
-        "patch", resource, "g", "-n", &ns, "--type=merge", "-p",
+        "patch",
+        resource,
+        "g",
+        "-n",
+        &ns,
+        "--type=merge",
+        "-p",
         r#"{"spec":{"region":"us"}}"#,
     ]));
     assert!(
@@ -541,17 +550,37 @@ spec:
         "{err}"
     );
     ok(c.kubectl(&[
-        "patch", resource, "g", "-n", &ns, "--type=merge", "-p",
+        "patch",
+        resource,
+        "g",
+        "-n",
+        &ns,
+        "--type=merge",
+        "-p",
         r#"{"spec":{"replicas":3,"odd":true}}"#,
     ]));
-    let g = json(&ok(c.kubectl(&["get", resource, "g", "-n", &ns, "-o", "json"])));
-    assert_eq!((g["spec"]["region"].as_str(), g["spec"]["replicas"].as_i64()), (Some("eu"), Some(3)));
+    let g = json(&ok(
+        c.kubectl(&["get", resource, "g", "-n", &ns, "-o", "json"])
+    ));
+    assert_eq!(
+        (g["spec"]["region"].as_str(), g["spec"]["replicas"].as_i64()),
+        (Some("eu"), Some(3))
+    );
     // An update breaking a plain rule is refused too.
     let err = fails(c.kubectl(&[
-        "patch", resource, "g", "-n", &ns, "--type=merge", "-p",
+        "patch",
+        resource,
+        "g",
+        "-n",
+        &ns,
+        "--type=merge",
+        "-p",
         r#"{"spec":{"maxReplicas":1}}"#,
     ]));
-    assert!(err.contains("replicas must not exceed maxReplicas"), "{err}");
+    assert!(
+        err.contains("replicas must not exceed maxReplicas"),
+        "{err}"
+    );
     ok(c.kubectl(&["delete", "crd", resource]));
 }
 

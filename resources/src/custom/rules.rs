@@ -59,10 +59,6 @@ impl Rule {
             self.message.trim()
         }
     }
-
-    fn uses_old_self(&self) -> bool {
-        self.program.as_ref().is_ok_and(|p| p.uses("oldSelf"))
-    }
 }
 
 pub fn parse_all(v: &Value) -> Vec<Rule> {
@@ -89,7 +85,7 @@ pub fn field_path(path: &str, schema: &Schema) -> Result<String, String> {
     let mut out = String::new();
     let mut node = schema;
     let mut rest = path;
-    let mut step = |name: &str, node: &mut &Schema, out: &mut String| -> Result<(), String> {
+    let step = |name: &str, node: &mut &Schema, out: &mut String| -> Result<(), String> {
         if !node.properties.is_empty() {
             let child = node
                 .properties
@@ -153,7 +149,10 @@ fn undefined_field<'a>(node: &Schema, path: &'a [String], root: bool) -> Option<
 /// at `path` (`spec.validation.openAPIV3Schema.properties[spec]`). `root` is whether
 /// the node is a resource root (the schema root or an embedded resource).
 pub fn check(node: &Value, path: &str, root: bool, out: &mut Vec<Cause>) {
-    let Some(list) = node.get("x-kubernetes-validations").and_then(Value::as_array) else {
+    let Some(list) = node
+        .get("x-kubernetes-validations")
+        .and_then(Value::as_array)
+    else {
         return;
     };
     let schema = Schema::parse(node);
@@ -218,7 +217,11 @@ pub fn check(node: &Value, path: &str, root: bool, out: &mut Vec<Cause>) {
                 None
             };
             if let Some(problem) = problem {
-                out.push(Cause::invalid(format!("{p}.fieldPath"), &json!(fp), problem));
+                out.push(Cause::invalid(
+                    format!("{p}.fieldPath"),
+                    &json!(fp),
+                    problem,
+                ));
             }
         }
         // As Kubernetes: rules are compiled only once the rest of them is right.
@@ -322,7 +325,9 @@ fn walk(
     }
     match new {
         Value::Object(m) => {
-            let old_map = old.and_then(Value::as_object).filter(|_| !schema.map_atomic);
+            let old_map = old
+                .and_then(Value::as_object)
+                .filter(|_| !schema.map_atomic);
             for (k, v) in m {
                 if *budget < 0 {
                     return;
@@ -375,7 +380,11 @@ fn evaluate(
         let program = match &rule.program {
             Ok(p) => p,
             Err(e) => {
-                out.push(Cause::invalid(path, &shown_type, format!("rule compile error: {e}")));
+                out.push(Cause::invalid(
+                    path,
+                    &shown_type,
+                    format!("rule compile error: {e}"),
+                ));
                 continue;
             }
         };
@@ -444,19 +453,20 @@ fn evaluate(
                     Ok(p) if !p.is_empty() => child(path, &p),
                     _ => path.to_string(),
                 };
-                let detail = message(rule, &bindings, budget)
-                    .unwrap_or_else(|| {
-                        if rule.message.trim().is_empty() {
-                            format!("failed rule: {}", rule.rule.trim())
-                        } else {
-                            rule.message.trim().to_string()
-                        }
-                    });
+                let detail = message(rule, &bindings, budget).unwrap_or_else(|| {
+                    if rule.message.trim().is_empty() {
+                        format!("failed rule: {}", rule.rule.trim())
+                    } else {
+                        rule.message.trim().to_string()
+                    }
+                });
                 out.push(match rule.reason.as_str() {
                     "FieldValueForbidden" => Cause::forbidden(at, detail),
-                    "FieldValueRequired" => {
-                        Cause::new("FieldValueRequired", at, format!("Required value: {detail}"))
-                    }
+                    "FieldValueRequired" => Cause::new(
+                        "FieldValueRequired",
+                        at,
+                        format!("Required value: {detail}"),
+                    ),
                     "FieldValueDuplicate" => Cause::duplicate(at, &shown_type),
                     _ => Cause::invalid(at, &shown_type, detail),
                 });

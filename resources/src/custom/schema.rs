@@ -126,7 +126,10 @@ impl Schema {
             rules: super::rules::parse_all(v),
             has_rules: false,
             list_type: s("x-kubernetes-list-type"),
-            list_map_keys: keelson_apimachinery::meta::path_strings(v, "x-kubernetes-list-map-keys"),
+            list_map_keys: keelson_apimachinery::meta::path_strings(
+                v,
+                "x-kubernetes-list-map-keys",
+            ),
             map_atomic: s("x-kubernetes-map-type") == "atomic",
         };
         parsed.has_rules = !parsed.rules.is_empty()

@@ -338,9 +338,10 @@ impl Strategy for CustomResourceDefinitions {
         let mut unique = true;
         // Kubernetes validates its internal version, where a schema every version
         // shares is `spec.validation`: errors in it are reported there.
-        let shared = vs.first().and_then(|v| v.get("schema")).filter(|first| {
-            vs.iter().all(|v| v.get("schema") == Some(first))
-        });
+        let shared = vs
+            .first()
+            .and_then(|v| v.get("schema"))
+            .filter(|first| vs.iter().all(|v| v.get("schema") == Some(first)));
         if let Some(s) = shared.and_then(|s| s.get("openAPIV3Schema")) {
             out.extend(schema::check(s, "spec.validation.openAPIV3Schema"));
         }

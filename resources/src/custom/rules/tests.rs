@@ -92,13 +92,13 @@ fn transition_rules_run_only_where_an_old_value_correlates() {
 #[test]
 fn runtime_errors_and_the_cost_limit_are_reported_as_kubernetes() {
     let schema = Schema::parse(&json!({"type": "object", "properties": {"spec": {
-        "type": "object", "x-kubernetes-preserve-unknown-fields": true,
-        "x-kubernetes-validations": [
-            {"rule": "self.missing == 1"},
-            {"rule": "self.n > 'x'"},
-            {"rule": "self.l.all(a, self.l.all(b, self.l.all(c, a + b + c > 0)))", "message": "deep"},
-            {"rule": "self.never == 1"},
-        ]}}}));
+    "type": "object", "x-kubernetes-preserve-unknown-fields": true,
+    "x-kubernetes-validations": [
+        {"rule": "self.missing == 1"},
+        {"rule": "self.n > 'x'"},
+        {"rule": "self.l.all(a, self.l.all(b, self.l.all(c, a + b + c > 0)))", "message": "deep"},
+        {"rule": "self.never == 1"},
+    ]}}}));
     let obj = json!({"spec": {"n": 1, "l": (1..=200).collect::<Vec<i64>>()}});
     let mut out = Vec::new();
     validate(&schema, &obj, None, &mut out);
@@ -125,19 +125,19 @@ fn checked(schema: Value) -> Vec<String> {
 fn rules_are_checked_when_the_crd_is_written() {
     let p = "spec.validation.openAPIV3Schema";
     let shown = checked(json!({"type": "object", "properties": {"spec": {
-        "type": "object",
-        "properties": {"replicas": {"type": "integer"}, "labels": {"type": "object", "additionalProperties": {"type": "string"}}},
-        "x-kubernetes-validations": [
-            {"rule": "self.replicas <"},
-            {"rule": "self.replicas > 0 && self.replicaz > 0"},
-            {"rule": "42"},
-            {"rule": " "},
-            {"rule": "self.replicas > 0", "reason": "Bogus", "fieldPath": ".nope"},
-            {"rule": "self.replicas > 0", "optionalOldSelf": true},
-            {"rule": "self.replicas > 0", "messageExpression": "'a' +"},
-            {"rule": "self.labels.x == 'y' && self == oldSelf", "fieldPath": ".labels['x.y']", "messageExpression": "'ok'"},
-            {"rule": "self.replicas > 0\n&& true"},
-        ]}}}));
+    "type": "object",
+    "properties": {"replicas": {"type": "integer"}, "labels": {"type": "object", "additionalProperties": {"type": "string"}}},
+    "x-kubernetes-validations": [
+        {"rule": "self.replicas <"},
+        {"rule": "self.replicas > 0 && self.replicaz > 0"},
+        {"rule": "42"},
+        {"rule": " "},
+        {"rule": "self.replicas > 0", "reason": "Bogus", "fieldPath": ".nope"},
+        {"rule": "self.replicas > 0", "optionalOldSelf": true},
+        {"rule": "self.replicas > 0", "messageExpression": "'a' +"},
+        {"rule": "self.labels.x == 'y' && self == oldSelf", "fieldPath": ".labels['x.y']", "messageExpression": "'ok'"},
+        {"rule": "self.replicas > 0\n&& true"},
+    ]}}}));
     let rule0 = r#"{"rule":"self.replicas <"}"#;
     let rule1 = r#"{"rule":"self.replicas > 0 && self.replicaz > 0"}"#;
     let s = format!("{p}.properties[spec].x-kubernetes-validations");
