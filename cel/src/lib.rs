@@ -241,7 +241,21 @@ impl Program {
             };
             ctx.add_variable_from_value(*name, v);
         }
-        let (out, cost, exceeded) = cost::metered(limit, || cel::Value::resolve(&self.expr, &ctx));
+        // A panic inside the interpreter or a library function fails this
+        // evaluation, not the request.
+        let (out, cost, exceeded) = cost::metered(limit, || {
+            catch_unwind(AssertUnwindSafe(|| cel::Value::resolve(&self.expr, &ctx)))
+        });
+        let out = match out {
+            Ok(out) => out,
+            Err(_) => {
+                return Err(EvalError {
+                    kind: EvalErrorKind::Other,
+                    message: "internal error: the interpreter failed on this expression".into(),
+                    cost,
+                })
+            }
+        };
         if exceeded {
             return Err(EvalError {
                 kind: EvalErrorKind::CostLimit,

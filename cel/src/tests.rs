@@ -287,3 +287,40 @@ fn the_cost_limit_stops_nested_loops_early() {
         .unwrap();
     assert!(cost > 200 * 5, "{cost}");
 }
+
+#[test]
+fn edge_cases_evaluate_to_values_or_errors() {
+    let obj = json!({"s": "abc", "l": [1, 2]});
+    let edgy = [
+        "lists.range(-1) == []",
+        "self.s.substring(2, 1) == ''",
+        "self.s.charAt(10) == ''",
+        "math.bitShiftLeft(1, 200) == 0",
+        "self.l[-1] == 1",
+        "int('x') == 1",
+        "duration('x') > duration('1s')",
+        "timestamp('x') > timestamp('2020-01-01T00:00:00Z')",
+        "9223372036854775807 + 1 > 0",
+        "-9223372036854775807 - 1 == (-9223372036854775807 - 1) / -1",
+        "self.s.split('') == []",
+        "self.s.replace('', 'x') == ''",
+        "self.s.indexOf('c', 10) == 0",
+        "[].min() == 0",
+        "self.s.matches('(') ",
+        "self.s.find('[') == ''",
+        "self.l.sum() == 3 && [1.5, 2].sum() == 3.5",
+        "{'a': 1}.all(k, k == 'a') && [[1], [2]].flatten() == [1, 2]",
+        "string(b'\\xff') == ''",
+        "dyn(1) == 1.0",
+    ];
+    for src in edgy {
+        let p = rule_env()
+            .compile(src)
+            .unwrap_or_else(|e| panic!("{src}: {e}"));
+        // Whatever the interpreter makes of these, it is a value or an error.
+        let out = p.eval(&[("self", Binding::Json(&obj))], PER_CALL_LIMIT);
+        if let Err(e) = &out {
+            assert!(!e.message.is_empty(), "{src}");
+        }
+    }
+}
