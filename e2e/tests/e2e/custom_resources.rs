@@ -415,6 +415,177 @@ fn invalid_crds_are_refused_and_conflicting_names_not_accepted() {
     );
 }
 
+/// A CRD whose schema carries CEL rules: a rule with a message, one with a
+/// messageExpression, a transition rule (an immutable field) and a default.
+fn cel_crd(rule: &str) -> String {
+    format!(
+        r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: gadgets.cel.keelson.dev
+spec:
+  group: cel.keelson.dev
+  scope: Namespaced
+  names: {{plural: gadgets, kind: Gadget}}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            x-kubernetes-validations:
+            - rule: "{rule}"
+              message: replicas must not exceed maxReplicas
+            - rule: "self.replicas % 2 == 0 || self.odd"
+              messageExpression: "'replicas ' + string(self.replicas) + ' is odd'"
+            properties:
+              replicas: {{type: integer}}
+              maxReplicas: {{type: integer}}
+              odd: {{type: boolean, default: false}}
+              region:
+                type: string
+                x-kubernetes-validations:
+                - {{rule: "self == oldSelf", message: Value is immutable}}
+"#
+    )
+}
+
+#[test]
+fn cel_rules_are_enforced_on_custom_resources() {
+    let c = &*CLUSTER;
+    let k = "kubectl";
+    let resource = "gadgets.cel.keelson.dev";
+    // A rule that does not compile: 422 at the rule's path, no CRD stored.
+    let err = fails(c.kubectl_with(k, &["create", "-f", "-"], Some(&cel_crd("self.replicas <"))));
+    assert!(err.contains("is invalid"), "{err}");
+    assert!(
+        err.contains("spec.validation.openAPIV3Schema.properties[spec].x-kubernetes-validations[0].rule: Invalid value: ")
+            && err.contains("compilation failed: ERROR: <input>:1:16: Syntax error: mismatched input '<EOF>'"),
+        "{err}"
+    );
+    let err = fails(c.kubectl_with(
+        k,
+        &["create", "-f", "-"],
+        Some(&cel_crd("self.replicas <= self.maxReplicaz")),
+    ));
+    assert!(err.contains("undefined field 'maxReplicaz'"), "{err}");
+    let none = fails(c.kubectl(&["get", "crd", resource]));
+    assert!(
+        none.contains("not found") || none.contains("NotFound"),
+        "{none}"
+    );
+
+    ok(c.kubectl_with(
+        k,
+        &["apply", "-f", "-"],
+        Some(&cel_crd("self.replicas <= self.maxReplicas")),
+    ));
+    eventually(Duration::from_secs(10), "gadgets served", || {
+        let out = c.kubectl(&["get", "--raw", "/apis/cel.keelson.dev/v1"]);
+        out.status.success().then_some(())
+    });
+    let ns = namespace(c, "crd-cel");
+    let gadget = |name: &str, replicas: i64, max: i64, region: &str| {
+        format!(
+            "apiVersion: cel.keelson.dev/v1
+kind: Gadget
+metadata:
+  name: {name}
+spec:
+  replicas: {replicas}
+  maxReplicas: {max}
+  region: {region}
+"
+        )
+    };
+    // Creates breaking a rule: 422 with the rule's message, nothing stored.
+    let err = fails(c.kubectl_with(
+        k,
+        &["create", "-n", &ns, "-f", "-"],
+        Some(&gadget("big", 6, 4, "eu")),
+    ));
+    assert!(
+        err.contains("The Gadget \"big\" is invalid: spec: Invalid value: \"object\": replicas must not exceed maxReplicas"),
+        "{err}"
+    );
+    let err = fails(c.kubectl_with(
+        k,
+        &["create", "-n", &ns, "-f", "-"],
+        Some(&gadget("odd", 3, 4, "eu")),
+    ));
+    assert!(
+        err.contains("spec: Invalid value: \"object\": replicas 3 is odd"),
+        "{err}"
+    );
+    for name in ["big", "odd"] {
+        let missing = fails(c.kubectl(&["get", resource, name, "-n", &ns]));
+        assert!(missing.contains("not found"), "{missing}");
+    }
+    // A good one, with the default the rule reads.
+    ok(c.kubectl_with(
+        k,
+        &["create", "-n", &ns, "-f", "-"],
+        Some(&gadget("g", 2, 4, "eu")),
+    ));
+    let g = json(&ok(
+        c.kubectl(&["get", resource, "g", "-n", &ns, "-o", "json"])
+    ));
+    assert_eq!(g["spec"]["odd"], false);
+    // The transition rule refuses a change of the immutable field; other changes pass.
+    let err = fails(c.kubectl(&[
+        "patch",
+        resource,
+        "g",
+        "-n",
+        &ns,
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"region":"us"}}"#,
+    ]));
+    assert!(
+        err.contains("spec.region: Invalid value: \"string\": Value is immutable"),
+        "{err}"
+    );
+    ok(c.kubectl(&[
+        "patch",
+        resource,
+        "g",
+        "-n",
+        &ns,
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"replicas":3,"odd":true}}"#,
+    ]));
+    let g = json(&ok(
+        c.kubectl(&["get", resource, "g", "-n", &ns, "-o", "json"])
+    ));
+    assert_eq!(
+        (g["spec"]["region"].as_str(), g["spec"]["replicas"].as_i64()),
+        (Some("eu"), Some(3))
+    );
+    // An update breaking a plain rule is refused too.
+    let err = fails(c.kubectl(&[
+        "patch",
+        resource,
+        "g",
+        "-n",
+        &ns,
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"maxReplicas":1}}"#,
+    ]));
+    assert!(
+        err.contains("replicas must not exceed maxReplicas"),
+        "{err}"
+    );
+    ok(c.kubectl(&["delete", "crd", resource]));
+}
+
 #[test]
 fn deleting_a_crd_deletes_its_objects_first() {
     let c = &*CLUSTER;

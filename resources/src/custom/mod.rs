@@ -10,6 +10,7 @@
 //! back.
 
 pub mod jsonpath;
+pub mod rules;
 pub mod schema;
 
 use crate::strategy::{ScalePaths, Strategy};
@@ -279,6 +280,31 @@ impl CustomStrategy {
     pub fn spec(&self) -> Arc<VersionSpec> {
         self.spec.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
+
+    /// The `x-kubernetes-validations` rules' causes. As Kubernetes, they are not
+    /// evaluated on an object whose types are already wrong (a rule would only fail
+    /// on them again, or misleadingly).
+    fn validate_rules(&self, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
+        let spec = self.spec();
+        let Some(s) = spec.schema.as_ref().filter(|s| s.has_rules) else {
+            return Vec::new();
+        };
+        let mut schema_causes = Vec::new();
+        schema::validate(s, obj, "", &mut schema_causes);
+        let blocking = schema_causes
+            .iter()
+            .any(|c| c.reason == "FieldValueTypeInvalid" || c.reason == "FieldValueNotSupported");
+        if blocking {
+            return vec![Cause::invalid(
+                "",
+                &Value::Null,
+                "some validation rules were not checked because the object was invalid; correct the existing errors to complete validation",
+            )];
+        }
+        let mut out = Vec::new();
+        rules::validate(s, obj, old, &mut out);
+        out
+    }
 }
 
 /// The NAME column as Kubernetes' table convertor for custom resources prints it.
@@ -346,6 +372,16 @@ impl Strategy for CustomStrategy {
         }
         out.sort_by(|a, b| a.field.cmp(&b.field));
         out
+    }
+
+    /// CEL rules run here and in `validate_update`, which know whether there is an
+    /// old object (`validate` runs for both).
+    fn validate_create(&self, obj: &Value) -> Vec<Cause> {
+        self.validate_rules(obj, None)
+    }
+
+    fn validate_update(&self, new: &Value, old: &Value) -> Vec<Cause> {
+        self.validate_rules(new, Some(old))
     }
 
     fn prune(&self, obj: &mut Value) -> Option<Vec<String>> {

@@ -46,6 +46,10 @@ pub struct Schema {
     pub any_of: Vec<Schema>,
     pub one_of: Vec<Schema>,
     pub not: Option<Box<Schema>>,
+    /// `x-kubernetes-validations`, compiled.
+    pub rules: Vec<super::rules::Rule>,
+    /// Whether this node or one below it has rules (what the CEL walk visits).
+    pub has_rules: bool,
     /// `x-kubernetes-list-type`: `atomic`, `set`, `map`, or "" (atomic).
     pub list_type: String,
     /// `x-kubernetes-list-map-keys`, interned for [`ListType::Map`].
@@ -73,7 +77,7 @@ impl Schema {
         let s = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_string();
         let b = |k: &str| v.get(k).and_then(Value::as_bool).unwrap_or(false);
         let f = |k: &str| v.get(k).and_then(Value::as_f64);
-        Schema {
+        let mut parsed = Schema {
             type_: s("type"),
             format: s("format"),
             properties: v
@@ -121,6 +125,8 @@ impl Schema {
             any_of: schemas_at(v, "anyOf"),
             one_of: schemas_at(v, "oneOf"),
             not: v.get("not").map(|n| Box::new(Schema::parse(n))),
+            rules: super::rules::parse_all(v),
+            has_rules: false,
             list_type: s("x-kubernetes-list-type"),
             // Interned only where apply uses them (lists of type map).
             list_map_keys: if s("x-kubernetes-list-type") == "map" {
@@ -132,7 +138,13 @@ impl Schema {
                 &[]
             },
             map_type: s("x-kubernetes-map-type"),
-        }
+        };
+        parsed.has_rules = !parsed.rules.is_empty()
+            || parsed.properties.values().any(|p| p.has_rules)
+            || parsed.items.as_ref().is_some_and(|i| i.has_rules)
+            || matches!(&parsed.additional, Some(Some(a)) if a.has_rules)
+            || parsed.all_of.iter().any(|a| a.has_rules);
+        parsed
     }
 
     /// The node a path of field names reaches from here (list items add nothing to
@@ -788,6 +800,7 @@ fn check_node(s: &Value, path: &str, level: Level, out: &mut Vec<Cause>) {
             ));
         }
     }
+    super::rules::check(s, path, level == Level::Root || embedded, out);
     if let Some(props) = o.get("properties").and_then(Value::as_object) {
         for (k, p) in props {
             let meta = (level == Level::Root || embedded)

@@ -336,6 +336,15 @@ impl Strategy for CustomResourceDefinitions {
         }
         let mut seen = Vec::new();
         let mut unique = true;
+        // Kubernetes validates its internal version, where a schema every version
+        // shares is `spec.validation`: errors in it are reported there.
+        let shared = vs
+            .first()
+            .and_then(|v| v.get("schema"))
+            .filter(|first| vs.iter().all(|v| v.get("schema") == Some(first)));
+        if let Some(s) = shared.and_then(|s| s.get("openAPIV3Schema")) {
+            out.extend(schema::check(s, "spec.validation.openAPIV3Schema"));
+        }
         for (i, v) in vs.iter().enumerate() {
             let vp = format!("spec.versions[{i}]");
             let vname = str_at(v, "/name");
@@ -352,6 +361,7 @@ impl Strategy for CustomResourceDefinitions {
                 ));
             }
             match v.pointer("/schema/openAPIV3Schema") {
+                Some(_) if shared.is_some() => {}
                 Some(s) => out.extend(schema::check(s, &format!("{vp}.schema.openAPIV3Schema"))),
                 None => out.push(Cause::new(
                     "FieldValueRequired",
@@ -680,6 +690,28 @@ mod tests {
         assert_eq!(
             shown(&no_schema),
             vec!["spec.versions[1].schema.openAPIV3Schema: Required value: schemas are required"]
+        );
+    }
+
+    #[test]
+    fn a_schema_all_versions_share_is_checked_as_spec_validation() {
+        let mut one = crd();
+        one["spec"]["versions"].as_array_mut().unwrap().pop();
+        one["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+            ["x-kubernetes-validations"] = json!([{"rule": "self.replicas <"}]);
+        let got = shown(&one);
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(
+            got[0].starts_with("spec.validation.openAPIV3Schema.properties[spec].x-kubernetes-validations[0].rule: Invalid value: {\"rule\":\"self.replicas <\"}: compilation failed: ERROR: <input>:1:16: Syntax error: "),
+            "{got:?}"
+        );
+        // Different schemas per version: each is checked at its own path.
+        let mut two = crd();
+        two["spec"]["versions"][1]["schema"]["openAPIV3Schema"]["x-kubernetes-validations"] =
+            json!([{"rule": ""}]);
+        assert_eq!(
+            shown(&two),
+            vec!["spec.versions[1].schema.openAPIV3Schema.x-kubernetes-validations[0].rule: Required value: rule is not specified"]
         );
     }
 
