@@ -291,7 +291,8 @@ async fn handle_inner(
             Ok(r)
         }
         (Method::DELETE, false, "") => {
-            let opts = delete_options(q, headers, &body)?;
+            let mut opts = delete_options(q, headers, &body)?;
+            opts.user = user.clone();
             let obj = reg.delete(rt, ns, name, &opts).await?;
             // 202 when the object stays (finalizers, grace period), as Kubernetes does.
             let stays = obj
@@ -308,7 +309,8 @@ async fn handle_inner(
             ))
         }
         (Method::DELETE, true, "") => {
-            let opts = delete_options(q, headers, &body)?;
+            let mut opts = delete_options(q, headers, &body)?;
+            opts.user = user.clone();
             let list = list_options(q)?;
             let items = reg.delete_collection(rt, ns, &list, &opts).await?;
             Ok(json_response(
