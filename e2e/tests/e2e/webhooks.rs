@@ -7,7 +7,8 @@
 //! webhooks. A configuration takes effect once the apiserver's watch has delivered it:
 //! [`Hooks::wait_active`] creates probe ConfigMaps until the server has seen one.
 
-use keelson_e2e::{json, namespace, ok, CLUSTER};
+use keelson_e2e::{json, namespace, CLUSTER};
+use keelson_testkit::ok;
 use keelson_testkit::Cluster;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -39,7 +40,8 @@ fn answer(path: &str, review: &Value) -> Option<Vec<u8>> {
                 response["allowed"] = json!(false);
                 response["status"] = json!({"message": "this configmap is protected"});
             }
-            "/label" => {
+            // Mutating webhooks see no object on DELETE: nothing to patch.
+            "/label" if req["operation"] != "DELETE" => {
                 use base64::Engine as _;
                 let labels_exist = obj["metadata"]["labels"].is_object();
                 let patch = if labels_exist {
