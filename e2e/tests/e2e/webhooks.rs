@@ -252,6 +252,11 @@ impl<'a> Hooks<'a> {
     /// Create probe ConfigMaps (label `case: probe`) until `server` has seen one: the
     /// configurations created so far are then in effect.
     fn wait_active(&self, server: &Server) {
+        self.wait_calls(server, 1)
+    }
+
+    /// Create probe ConfigMaps until one has been sent to `calls` hooks.
+    fn wait_calls(&self, server: &Server, calls: usize) {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let n = self.probes.fetch_add(1, Ordering::Relaxed);
@@ -263,7 +268,7 @@ impl<'a> Hooks<'a> {
                 &["create", "-n", &self.ns, "-f", "-"],
                 Some(&cm.to_string()),
             ));
-            if !server.seen_for(&name).is_empty() {
+            if server.seen_for(&name).len() >= calls {
                 return;
             }
             assert!(
@@ -590,4 +595,38 @@ fn invalid_configurations_are_refused() {
         .kubectl(&["get", "validatingwebhookconfiguration", "e2e-invalid"])
         .status
         .success());
+}
+
+#[test]
+fn mutating_webhooks_run_in_configuration_order_and_are_reinvoked_if_needed() {
+    let c = &*CLUSTER;
+    let ns = namespace(c, "webhook-reinvoke");
+    let server = Server::start();
+    let mut hooks = Hooks::new(c, &ns);
+    // `e2e-reinvoke-a` runs first (configurations in name order) and asks to be called
+    // again when a later webhook changes the object; `e2e-reinvoke-b` adds a label.
+    hooks.create(
+        "MutatingWebhookConfiguration",
+        "e2e-reinvoke-b",
+        vec![hook(&server, &ns, "label.webhooks.keelson.io", "/label", json!({}))],
+    );
+    hooks.create(
+        "MutatingWebhookConfiguration",
+        "e2e-reinvoke-a",
+        vec![hook(
+            &server,
+            &ns,
+            "first.webhooks.keelson.io",
+            "/record",
+            json!({"reinvocationPolicy": "IfNeeded"}),
+        )],
+    );
+    hooks.wait_calls(&server, 2);
+    ok(c.kubectl_with("kubectl", &["create", "-n", &ns, "-f", "-"], Some(&configmap("again", json!({})))));
+    let calls: Vec<(String, Value)> = server.seen_for("again");
+    let paths: Vec<&str> = calls.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(paths, ["/record", "/label", "/record"]);
+    let labels = |i: usize| calls[i].1["request"]["object"]["metadata"]["labels"].clone();
+    assert!(labels(0).get("mutated-by-webhook").is_none());
+    assert_eq!(labels(2)["mutated-by-webhook"], "yes", "the reinvocation sees the later change");
 }

@@ -188,11 +188,8 @@ impl Webhooks {
         mutating: bool,
         warnings: &mut Vec<String>,
     ) -> Result<review::Verdict, Failure> {
-        if attrs.dry_run && !matches!(hook.side_effects.as_str(), "None" | "NoneOnDryRun") {
-            return Err(Failure::Refused(ApiError::bad_request(format!(
-                "admission webhook {:?} does not support dry run",
-                hook.name
-            ))));
+        if let Some(refusal) = dry_run_refusal(hook, attrs.dry_run) {
+            return Err(Failure::Refused(refusal));
         }
         let uid = uuid::Uuid::new_v4().to_string();
         let request = review::request(attrs, &uid, object);
@@ -242,21 +239,7 @@ impl Webhooks {
         else {
             return Ok(false);
         };
-        let Some(obj) = object.as_deref_mut() else {
-            return Err(internal_error(format!(
-                "admission webhook {:?} attempted to modify the object, which is not supported for this operation",
-                hook.name
-            )));
-        };
-        let mut patched =
-            json_patch::apply(obj, &patch).map_err(|e| internal_error(e.message))?;
-        // The patched object must still be one of its kind (unknown fields dropped, as
-        // decoding into the Go type drops them).
-        fields::check_unknown(attrs.rt, &mut patched, FieldValidation::Ignore)
-            .map_err(|e| internal_error(e.message))?;
-        let changed = patched != *obj;
-        *obj = patched;
-        Ok(changed)
+        apply_patch(attrs.rt, &hook.name, object.as_deref_mut(), &patch)
     }
 
     /// The mutating webhooks, in order, on `object` (None for DELETE); whether they
@@ -339,6 +322,39 @@ impl Webhooks {
     }
 }
 
+/// Kubernetes' refusal of a dry-run request to a hook that may have side effects.
+fn dry_run_refusal(hook: &Hook, dry_run: bool) -> Option<ApiError> {
+    (dry_run && !matches!(hook.side_effects.as_str(), "None" | "NoneOnDryRun")).then(|| {
+        ApiError::bad_request(format!(
+            "admission webhook {:?} does not support dry run",
+            hook.name
+        ))
+    })
+}
+
+/// Apply a mutating hook's JSON patch to `object` (None: the operation has no object);
+/// whether it changed.
+fn apply_patch(
+    rt: &ResourceType,
+    hook: &str,
+    object: Option<&mut Value>,
+    patch: &Value,
+) -> Result<bool, ApiError> {
+    let Some(obj) = object else {
+        return Err(internal_error(format!(
+            "admission webhook {hook:?} attempted to modify the object, which is not supported for this operation"
+        )));
+    };
+    let mut patched = json_patch::apply(obj, patch).map_err(|e| internal_error(e.message))?;
+    // The patched object must still be one of its kind (unknown fields dropped, as
+    // decoding into the Go type drops them).
+    fields::check_unknown(rt, &mut patched, FieldValidation::Ignore)
+        .map_err(|e| internal_error(e.message))?;
+    let changed = patched != *obj;
+    *obj = patched;
+    Ok(changed)
+}
+
 /// The `options` of an AdmissionReview: `{"kind": "<kind>", "apiVersion":
 /// "meta.k8s.io/v1", ...}` with the request's dryRun and fieldManager.
 pub fn options(kind: &str, dry_run: bool, field_manager: &str) -> Value {
@@ -350,4 +366,65 @@ pub fn options(kind: &str, dry_run: bool, field_manager: &str) -> Value {
         o["fieldManager"] = serde_json::json!(field_manager);
     }
     o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn hook(policy: &str, side_effects: &str) -> Hook {
+        let config = json!({"metadata": {"name": "c"}, "webhooks": [{"name": "h.x.io",
+            "failurePolicy": policy, "sideEffects": side_effects,
+            "clientConfig": {"url": "https://127.0.0.1/"}}]});
+        Arc::into_inner(config::compile(&config, true).remove(0)).unwrap()
+    }
+
+    #[test]
+    fn failure_policy_decides_about_failed_calls_only() {
+        let why = "failed to call webhook: Post \"https://127.0.0.1/?timeout=10s\": context deadline exceeded";
+        assert!(Webhooks::excuse(&hook("Ignore", "None"), Failure::Calling(why.into())).is_ok());
+        let e = Webhooks::excuse(&hook("Fail", "None"), Failure::Calling(why.into())).unwrap_err();
+        assert_eq!((e.code, e.reason.as_str()), (500, "InternalError"));
+        assert_eq!(e.message, format!("Internal error occurred: failed calling webhook \"h.x.io\": {why}"));
+        assert_eq!(e.causes[0].message, format!("failed calling webhook \"h.x.io\": {why}"));
+        // A refusal is a refusal under either policy.
+        let denied = review::denied("h.x.io", None);
+        let e = Webhooks::excuse(&hook("Ignore", "None"), Failure::Refused(denied)).unwrap_err();
+        assert_eq!(e.code, 400);
+    }
+
+    #[test]
+    fn dry_run_goes_only_to_hooks_without_side_effects() {
+        assert!(dry_run_refusal(&hook("Fail", "None"), true).is_none());
+        assert!(dry_run_refusal(&hook("Fail", "NoneOnDryRun"), true).is_none());
+        assert!(dry_run_refusal(&hook("Ignore", "Some"), false).is_none());
+        let e = dry_run_refusal(&hook("Ignore", "Some"), true).unwrap();
+        assert_eq!(e.code, 400);
+        assert_eq!(e.message, "admission webhook \"h.x.io\" does not support dry run");
+    }
+
+    #[test]
+    fn patches_apply_to_the_object_and_must_keep_its_kind() {
+        let rt = keelson_resources::find("", "configmaps").unwrap();
+        let mut cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}});
+        let add = json!([{"op": "add", "path": "/metadata/labels", "value": {"a": "b"}}]);
+        assert!(apply_patch(rt, "h", Some(&mut cm), &add).unwrap());
+        assert_eq!(cm["metadata"]["labels"]["a"], "b");
+        // The same patch again changes nothing.
+        let same = json!([{"op": "replace", "path": "/metadata/labels/a", "value": "b"}]);
+        assert!(!apply_patch(rt, "h", Some(&mut cm), &same).unwrap());
+        // Unknown fields are dropped; wrong types are an internal error.
+        let unknown = json!([{"op": "add", "path": "/bogus", "value": 1}]);
+        assert!(!apply_patch(rt, "h", Some(&mut cm), &unknown).unwrap());
+        assert!(cm.get("bogus").is_none());
+        let wrong = json!([{"op": "add", "path": "/data", "value": "not a map"}]);
+        let e = apply_patch(rt, "h", Some(&mut cm), &wrong).unwrap_err();
+        assert_eq!(e.code, 500);
+        assert!(cm.get("data").is_none(), "a failed patch leaves the object as it was");
+        let bad_path = json!([{"op": "remove", "path": "/nothing/here"}]);
+        assert_eq!(apply_patch(rt, "h", Some(&mut cm), &bad_path).unwrap_err().code, 500);
+        let e = apply_patch(rt, "h.x.io", None, &add).unwrap_err();
+        assert!(e.message.ends_with("admission webhook \"h.x.io\" attempted to modify the object, which is not supported for this operation"));
+    }
 }
