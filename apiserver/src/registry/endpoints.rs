@@ -7,7 +7,12 @@ use crate::storage::Storage;
 use keelson_apimachinery::ApiError;
 use serde_json::Value;
 
-async fn read(storage: &Storage, plural: &str, ns: &str, name: &str) -> Result<Option<Value>, ApiError> {
+async fn read(
+    storage: &Storage,
+    plural: &str,
+    ns: &str,
+    name: &str,
+) -> Result<Option<Value>, ApiError> {
     let rt = keelson_resources::find("", plural).expect("core kinds are served");
     match storage.get(&key(rt, ns, name)).await {
         Ok(Some(kv)) => decode_kv(&kv).map(Some),

@@ -349,7 +349,14 @@ impl Registry {
         self.admission.mutate_create(rt, &mut obj).await?;
         let (hook_warnings, _) = self
             .admission
-            .mutate_webhooks(admission::webhook::Operation::Create, rt, "", &mut obj, None, opts)
+            .mutate_webhooks(
+                admission::webhook::Operation::Create,
+                rt,
+                "",
+                &mut obj,
+                None,
+                opts,
+            )
             .await?;
         warnings.extend(hook_warnings);
         metadata::prepare_create(rt, &mut obj)?;

@@ -32,8 +32,7 @@ fn answer(path: &str, review: &Value) -> Option<Vec<u8>> {
         match path {
             "/deny" if name.starts_with("deny-") => {
                 response["allowed"] = json!(false);
-                response["status"] =
-                    json!({"code": 403, "reason": "Forbidden", "message": format!("{name} is not a name we like")});
+                response["status"] = json!({"code": 403, "reason": "Forbidden", "message": format!("{name} is not a name we like")});
             }
             "/warn" => response["warnings"] = json!(["webhook says: careful with configmaps"]),
             "/protect" if req["operation"] == "DELETE" => {
@@ -80,7 +79,10 @@ fn tls_config() -> (Arc<rustls::ServerConfig>, String) {
     let ca_key = KeyPair::generate().unwrap();
     let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature];
+    ca.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     ca.distinguished_name
         .push(rcgen::DnType::CommonName, "webhook test CA");
     let ca_cert = ca.self_signed(&ca_key).unwrap();
@@ -241,11 +243,9 @@ impl<'a> Hooks<'a> {
             "metadata": {"name": name},
             "webhooks": hooks,
         });
-        ok(self.c.kubectl_with(
-            "kubectl",
-            &["create", "-f", "-"],
-            Some(&config.to_string()),
-        ));
+        ok(self
+            .c
+            .kubectl_with("kubectl", &["create", "-f", "-"], Some(&config.to_string())));
         self.created.push((kind.to_string(), name.to_string()));
     }
 
@@ -311,7 +311,9 @@ fn configmap(name: &str, labels: Value) -> String {
 }
 
 fn exists(c: &Cluster, ns: &str, name: &str) -> bool {
-    c.kubectl(&["get", "configmap", "-n", ns, name]).status.success()
+    c.kubectl(&["get", "configmap", "-n", ns, name])
+        .status
+        .success()
 }
 
 #[test]
@@ -330,12 +332,25 @@ fn validating_webhook_allows_denies_and_warns() {
     );
     // The table kubectl prints: NAME, WEBHOOKS, AGE.
     let table = ok(c.kubectl(&["get", "validatingwebhookconfigurations", "e2e-validate"]));
-    assert!(table.starts_with("NAME") && table.contains("WEBHOOKS"), "{table}");
-    assert!(table.lines().nth(1).is_some_and(|l| l.split_whitespace().nth(1) == Some("2")), "{table}");
+    assert!(
+        table.starts_with("NAME") && table.contains("WEBHOOKS"),
+        "{table}"
+    );
+    assert!(
+        table
+            .lines()
+            .nth(1)
+            .is_some_and(|l| l.split_whitespace().nth(1) == Some("2")),
+        "{table}"
+    );
     hooks.wait_active(&server);
 
     // Allowed, with the other webhook's warning shown by kubectl.
-    let out = c.kubectl_with("kubectl", &["create", "-n", &ns, "-f", "-"], Some(&configmap("fine", json!({}))));
+    let out = c.kubectl_with(
+        "kubectl",
+        &["create", "-n", &ns, "-f", "-"],
+        Some(&configmap("fine", json!({}))),
+    );
     assert!(out.status.success(), "{}", stderr_of(&out));
     assert!(
         stderr_of(&out).contains("Warning: webhook says: careful with configmaps"),
@@ -347,13 +362,20 @@ fn validating_webhook_allows_denies_and_warns() {
     let req = &seen[0].1["request"];
     assert_eq!(req["operation"], "CREATE");
     assert_eq!(req["namespace"], json!(ns));
-    assert_eq!(req["resource"], json!({"group": "", "version": "v1", "resource": "configmaps"}));
+    assert_eq!(
+        req["resource"],
+        json!({"group": "", "version": "v1", "resource": "configmaps"})
+    );
     assert_eq!(req["userInfo"]["username"], "kubernetes-admin");
     assert_eq!(req["dryRun"], false);
     assert_eq!(req["options"]["kind"], "CreateOptions");
 
     // Denied: the webhook's message and code, nothing stored.
-    let err = refused(c, &["create", "-n", &ns, "-f", "-"], Some(&configmap("deny-me", json!({}))));
+    let err = refused(
+        c,
+        &["create", "-n", &ns, "-f", "-"],
+        Some(&configmap("deny-me", json!({}))),
+    );
     assert!(
         err.contains(r#"admission webhook "deny.webhooks.keelson.io" denied the request: deny-me is not a name we like"#),
         "{err}"
@@ -369,7 +391,10 @@ fn validating_webhook_allows_denies_and_warns() {
         Some(&configmap("dry", json!({}))),
     ));
     let seen = server.seen_for("dry");
-    assert!(!seen.is_empty() && seen.iter().all(|(_, r)| r["request"]["dryRun"] == true), "{seen:?}");
+    assert!(
+        !seen.is_empty() && seen.iter().all(|(_, r)| r["request"]["dryRun"] == true),
+        "{seen:?}"
+    );
     assert!(!exists(c, &ns, "dry"));
 }
 
@@ -382,7 +407,13 @@ fn mutating_webhook_patches_and_updates_and_deletes_are_intercepted() {
     hooks.create(
         "MutatingWebhookConfiguration",
         "e2e-mutate",
-        vec![hook(&server, &ns, "label.webhooks.keelson.io", "/label", json!({}))],
+        vec![hook(
+            &server,
+            &ns,
+            "label.webhooks.keelson.io",
+            "/label",
+            json!({}),
+        )],
     );
     hooks.create(
         "ValidatingWebhookConfiguration",
@@ -398,15 +429,49 @@ fn mutating_webhook_patches_and_updates_and_deletes_are_intercepted() {
     hooks.wait_active(&server);
 
     // Create: the label the webhook adds is stored.
-    ok(c.kubectl_with("kubectl", &["create", "-n", &ns, "-f", "-"], Some(&configmap("patched", json!({"protect": "yes"})))));
-    let stored = json(&ok(c.kubectl(&["get", "configmap", "-n", &ns, "patched", "-o", "json"])));
-    assert_eq!(stored["metadata"]["labels"]["mutated-by-webhook"], "yes", "{stored}");
+    ok(c.kubectl_with(
+        "kubectl",
+        &["create", "-n", &ns, "-f", "-"],
+        Some(&configmap("patched", json!({"protect": "yes"}))),
+    ));
+    let stored = json(&ok(c.kubectl(&[
+        "get",
+        "configmap",
+        "-n",
+        &ns,
+        "patched",
+        "-o",
+        "json",
+    ])));
+    assert_eq!(
+        stored["metadata"]["labels"]["mutated-by-webhook"], "yes",
+        "{stored}"
+    );
 
     // Update (kubectl label is a patch): the webhook sees UPDATE with the old object, and
     // its label survives the client removing it.
-    ok(c.kubectl(&["label", "configmap", "-n", &ns, "patched", "mutated-by-webhook-", "extra=1"]));
-    let stored = json(&ok(c.kubectl(&["get", "configmap", "-n", &ns, "patched", "-o", "json"])));
-    assert_eq!(stored["metadata"]["labels"]["mutated-by-webhook"], "yes", "{stored}");
+    ok(c.kubectl(&[
+        "label",
+        "configmap",
+        "-n",
+        &ns,
+        "patched",
+        "mutated-by-webhook-",
+        "extra=1",
+    ]));
+    let stored = json(&ok(c.kubectl(&[
+        "get",
+        "configmap",
+        "-n",
+        &ns,
+        "patched",
+        "-o",
+        "json",
+    ])));
+    assert_eq!(
+        stored["metadata"]["labels"]["mutated-by-webhook"], "yes",
+        "{stored}"
+    );
     assert_eq!(stored["metadata"]["labels"]["extra"], "1");
     let updates: Vec<Value> = server
         .seen_for("patched")
@@ -415,7 +480,10 @@ fn mutating_webhook_patches_and_updates_and_deletes_are_intercepted() {
         .map(|(_, r)| r)
         .collect();
     assert!(!updates.is_empty(), "no UPDATE review");
-    assert_eq!(updates[0]["request"]["oldObject"]["metadata"]["labels"]["mutated-by-webhook"], "yes");
+    assert_eq!(
+        updates[0]["request"]["oldObject"]["metadata"]["labels"]["mutated-by-webhook"],
+        "yes"
+    );
     assert_eq!(updates[0]["request"]["options"]["kind"], "UpdateOptions");
 
     // Server-side apply creates go through mutating admission too.
@@ -425,8 +493,19 @@ fn mutating_webhook_patches_and_updates_and_deletes_are_intercepted() {
         &["apply", "--server-side", "-n", &ns, "-f", "-"],
         Some(&applied.to_string()),
     ));
-    let stored = json(&ok(c.kubectl(&["get", "configmap", "-n", &ns, "applied", "-o", "json"])));
-    assert_eq!(stored["metadata"]["labels"]["mutated-by-webhook"], "yes", "{stored}");
+    let stored = json(&ok(c.kubectl(&[
+        "get",
+        "configmap",
+        "-n",
+        &ns,
+        "applied",
+        "-o",
+        "json",
+    ])));
+    assert_eq!(
+        stored["metadata"]["labels"]["mutated-by-webhook"], "yes",
+        "{stored}"
+    );
 
     // Delete: refused while protected (the webhook's message, default code 400), then
     // allowed once the label is gone.
@@ -471,11 +550,36 @@ fn failure_policies_on_timeouts_and_bad_responses() {
         "ValidatingWebhookConfiguration",
         "e2e-failures",
         vec![
-            case("timeout-ignore.webhooks.keelson.io", "/sleep", "Ignore", "timeout-ignore"),
-            case("timeout-fail.webhooks.keelson.io", "/sleep", "Fail", "timeout-fail"),
-            case("garbage-ignore.webhooks.keelson.io", "/garbage", "Ignore", "garbage-ignore"),
-            case("garbage-fail.webhooks.keelson.io", "/garbage", "Fail", "garbage-fail"),
-            case("uid-fail.webhooks.keelson.io", "/wrong-uid", "Fail", "uid-fail"),
+            case(
+                "timeout-ignore.webhooks.keelson.io",
+                "/sleep",
+                "Ignore",
+                "timeout-ignore",
+            ),
+            case(
+                "timeout-fail.webhooks.keelson.io",
+                "/sleep",
+                "Fail",
+                "timeout-fail",
+            ),
+            case(
+                "garbage-ignore.webhooks.keelson.io",
+                "/garbage",
+                "Ignore",
+                "garbage-ignore",
+            ),
+            case(
+                "garbage-fail.webhooks.keelson.io",
+                "/garbage",
+                "Fail",
+                "garbage-fail",
+            ),
+            case(
+                "uid-fail.webhooks.keelson.io",
+                "/wrong-uid",
+                "Fail",
+                "uid-fail",
+            ),
         ],
     );
     hooks.wait_active(&server);
@@ -489,7 +593,10 @@ fn failure_policies_on_timeouts_and_bad_responses() {
 
     let started = Instant::now();
     let out = create("timeout-ignore");
-    println!("timeout-ignore create took {:?} (timeoutSeconds 1, webhook sleeps 3 s)", started.elapsed());
+    println!(
+        "timeout-ignore create took {:?} (timeoutSeconds 1, webhook sleeps 3 s)",
+        started.elapsed()
+    );
     assert!(out.status.success(), "{}", stderr_of(&out));
     assert!(exists(c, &ns, "timeout-ignore"));
 
@@ -519,7 +626,8 @@ fn failure_policies_on_timeouts_and_bad_responses() {
     let err = stderr_of(&out);
     assert!(!out.status.success());
     assert!(
-        err.contains(r#"received invalid webhook response: expected response.uid="#) && err.contains(r#"got "not-the-request-uid""#),
+        err.contains(r#"received invalid webhook response: expected response.uid="#)
+            && err.contains(r#"got "not-the-request-uid""#),
         "{err}"
     );
     assert!(!exists(c, &ns, "uid-fail"));
@@ -557,18 +665,36 @@ fn namespace_and_object_selectors_skip_webhooks() {
     hooks.wait_active(&server);
 
     // Neither selector matches: allowed, and no deny hook was asked.
-    ok(c.kubectl_with("kubectl", &["create", "-n", &ns, "-f", "-"], Some(&configmap("deny-unchecked", json!({})))));
+    ok(c.kubectl_with(
+        "kubectl",
+        &["create", "-n", &ns, "-f", "-"],
+        Some(&configmap("deny-unchecked", json!({}))),
+    ));
     let seen = server.seen_for("deny-unchecked");
     assert!(seen.iter().all(|(p, _)| p == "/allow"), "{seen:?}");
 
     // The object selector matches.
-    let err = refused(c, &["create", "-n", &ns, "-f", "-"], Some(&configmap("deny-checked", json!({"checked": "yes"}))));
-    assert!(err.contains(r#"admission webhook "by-object.webhooks.keelson.io" denied the request"#), "{err}");
+    let err = refused(
+        c,
+        &["create", "-n", &ns, "-f", "-"],
+        Some(&configmap("deny-checked", json!({"checked": "yes"}))),
+    );
+    assert!(
+        err.contains(r#"admission webhook "by-object.webhooks.keelson.io" denied the request"#),
+        "{err}"
+    );
 
     // The namespace selector matches once the namespace has the label.
     ok(c.kubectl(&["label", "namespace", &ns, "webhooks=on"]));
-    let err = refused(c, &["create", "-n", &ns, "-f", "-"], Some(&configmap("deny-labelled-ns", json!({}))));
-    assert!(err.contains(r#"admission webhook "by-namespace.webhooks.keelson.io" denied the request"#), "{err}");
+    let err = refused(
+        c,
+        &["create", "-n", &ns, "-f", "-"],
+        Some(&configmap("deny-labelled-ns", json!({}))),
+    );
+    assert!(
+        err.contains(r#"admission webhook "by-namespace.webhooks.keelson.io" denied the request"#),
+        "{err}"
+    );
     assert!(!exists(c, &ns, "deny-labelled-ns"));
 }
 
@@ -608,7 +734,13 @@ fn mutating_webhooks_run_in_configuration_order_and_are_reinvoked_if_needed() {
     hooks.create(
         "MutatingWebhookConfiguration",
         "e2e-reinvoke-b",
-        vec![hook(&server, &ns, "label.webhooks.keelson.io", "/label", json!({}))],
+        vec![hook(
+            &server,
+            &ns,
+            "label.webhooks.keelson.io",
+            "/label",
+            json!({}),
+        )],
     );
     hooks.create(
         "MutatingWebhookConfiguration",
@@ -622,11 +754,19 @@ fn mutating_webhooks_run_in_configuration_order_and_are_reinvoked_if_needed() {
         )],
     );
     hooks.wait_calls(&server, 2);
-    ok(c.kubectl_with("kubectl", &["create", "-n", &ns, "-f", "-"], Some(&configmap("again", json!({})))));
+    ok(c.kubectl_with(
+        "kubectl",
+        &["create", "-n", &ns, "-f", "-"],
+        Some(&configmap("again", json!({}))),
+    ));
     let calls: Vec<(String, Value)> = server.seen_for("again");
     let paths: Vec<&str> = calls.iter().map(|(p, _)| p.as_str()).collect();
     assert_eq!(paths, ["/record", "/label", "/record"]);
     let labels = |i: usize| calls[i].1["request"]["object"]["metadata"]["labels"].clone();
     assert!(labels(0).get("mutated-by-webhook").is_none());
-    assert_eq!(labels(2)["mutated-by-webhook"], "yes", "the reinvocation sees the later change");
+    assert_eq!(
+        labels(2)["mutated-by-webhook"],
+        "yes",
+        "the reinvocation sees the later change"
+    );
 }

@@ -108,7 +108,11 @@ impl WebhookConfigurations {
                 out.push(Cause::invalid(at("name"), &json!(name), msg));
             }
         }
-        validate_review_versions(hook.get("admissionReviewVersions"), &at("admissionReviewVersions"), out);
+        validate_review_versions(
+            hook.get("admissionReviewVersions"),
+            &at("admissionReviewVersions"),
+            out,
+        );
         for (i, rule) in items(hook, "rules").iter().enumerate() {
             validate_rule(rule, &format!("{path}.rules[{i}]"), out);
         }
@@ -128,7 +132,10 @@ impl WebhookConfigurations {
             None => out.push(Cause::new(
                 "FieldValueRequired",
                 at("sideEffects"),
-                format!("Required value: must specify one of {}", SIDE_EFFECTS.join(", ")),
+                format!(
+                    "Required value: must specify one of {}",
+                    SIDE_EFFECTS.join(", ")
+                ),
             )),
             Some(_) => one_of("sideEffects", SIDE_EFFECTS, out),
         }
@@ -176,7 +183,10 @@ fn validate_review_versions(versions: Option<&Value>, path: &str, out: &mut Vec<
         out.push(Cause::new(
             "FieldValueRequired",
             path,
-            format!("Required value: must specify one of {}", REVIEW_VERSIONS.join(", ")),
+            format!(
+                "Required value: must specify one of {}",
+                REVIEW_VERSIONS.join(", ")
+            ),
         ));
         return;
     }
@@ -224,7 +234,11 @@ fn validate_rule(rule: &Value, path: &str, out: &mut Vec<Cause>) {
     }
     for (i, op) in operations.iter().enumerate() {
         if !OPERATIONS.contains(op) {
-            out.push(Cause::not_supported(format!("{}[{i}]", at("operations")), &json!(op), OPERATIONS));
+            out.push(Cause::not_supported(
+                format!("{}[{i}]", at("operations")),
+                &json!(op),
+                OPERATIONS,
+            ));
         }
     }
     validate_wildcard_list(&operations, &at("operations"), "operations", out);
@@ -275,12 +289,20 @@ fn validate_resources(resources: &[&str], path: &str, out: &mut Vec<Cause>) {
             continue;
         }
         if *r == "*/*" && resources.len() > 1 {
-            out.push(Cause::invalid(&item, &json!(r), "if '*/*' is present, must not specify other resources"));
+            out.push(Cause::invalid(
+                &item,
+                &json!(r),
+                "if '*/*' is present, must not specify other resources",
+            ));
             continue;
         }
         let (res, sub) = r.split_once('/').unwrap_or((r, ""));
         if sub.contains('/') || (r.contains('/') && (res.is_empty() || sub.is_empty())) {
-            out.push(Cause::invalid(&item, &json!(r), "must be 'resource' or 'resource/subresource'"));
+            out.push(Cause::invalid(
+                &item,
+                &json!(r),
+                "must be 'resource' or 'resource/subresource'",
+            ));
             continue;
         }
         with_subs.entry(res).or_default().push(sub);
@@ -291,14 +313,26 @@ fn validate_resources(resources: &[&str], path: &str, out: &mut Vec<Cause>) {
             continue;
         }
         if star.contains(&"") && subs.contains(&"") {
-            out.push(Cause::invalid(path, &json!(res), "if '*' is present, must not specify other resources without subresources"));
+            out.push(Cause::invalid(
+                path,
+                &json!(res),
+                "if '*' is present, must not specify other resources without subresources",
+            ));
         }
         if subs.contains(&"*") && subs.len() > 1 {
-            out.push(Cause::invalid(path, &json!(format!("{res}/*")), format!("if '{res}/*' is present, must not specify {res}'s other subresources")));
+            out.push(Cause::invalid(
+                path,
+                &json!(format!("{res}/*")),
+                format!("if '{res}/*' is present, must not specify {res}'s other subresources"),
+            ));
         }
         for sub in subs.iter().filter(|s| !s.is_empty() && **s != "*") {
             if star.contains(sub) {
-                out.push(Cause::invalid(path, &json!(format!("{res}/{sub}")), format!("if '*/{sub}' is present, must not specify {res}/{sub}")));
+                out.push(Cause::invalid(
+                    path,
+                    &json!(format!("{res}/{sub}")),
+                    format!("if '*/{sub}' is present, must not specify {res}/{sub}"),
+                ));
             }
         }
     }
@@ -319,14 +353,22 @@ fn validate_client_config(config: Option<&Value>, path: &str, out: &mut Vec<Caus
         (Some(url), None) => validate_url(url, &format!("{path}.url"), out),
         (None, Some(service)) => validate_service(service, &format!("{path}.service"), out),
     }
-    if let Some(bundle) = config.get("caBundle").and_then(Value::as_str).filter(|b| !b.is_empty()) {
+    if let Some(bundle) = config
+        .get("caBundle")
+        .and_then(Value::as_str)
+        .filter(|b| !b.is_empty())
+    {
         use base64::Engine as _;
         let problem = match base64::engine::general_purpose::STANDARD.decode(bundle) {
             Err(_) => Some("must be base64-encoded PEM certificates".to_string()),
             Ok(pem) => keelson_pki::csr::certificates_problem(&pem),
         };
         if let Some(problem) = problem {
-            out.push(Cause::new("FieldValueInvalid", format!("{path}.caBundle"), format!("Invalid value: {problem}")));
+            out.push(Cause::new(
+                "FieldValueInvalid",
+                format!("{path}.caBundle"),
+                format!("Invalid value: {problem}"),
+            ));
         }
     }
 }
@@ -361,7 +403,11 @@ fn validate_service(service: &Value, path: &str, out: &mut Vec<Cause>) {
     for key in ["name", "namespace"] {
         let v = str_at(service, key);
         if v.is_empty() {
-            out.push(Cause::new("FieldValueRequired", at(key), format!("Required value: service {key} is required")));
+            out.push(Cause::new(
+                "FieldValueRequired",
+                at(key),
+                format!("Required value: service {key} is required"),
+            ));
         } else {
             for msg in validation::dns1123_label(v) {
                 out.push(Cause::invalid(at(key), &json!(v), msg));
@@ -370,7 +416,11 @@ fn validate_service(service: &Value, path: &str, out: &mut Vec<Cause>) {
     }
     let p = str_at(service, "path");
     if !p.is_empty() && !p.starts_with('/') {
-        out.push(Cause::invalid(at("path"), &json!(p), "must start with a '/'"));
+        out.push(Cause::invalid(
+            at("path"),
+            &json!(p),
+            "must start with a '/'",
+        ));
     }
     if let Some(port) = service.get("port").and_then(Value::as_i64) {
         if !(1..=65535).contains(&port) {
@@ -457,7 +507,11 @@ mod tests {
         assert_eq!(w["reinvocationPolicy"], "Never");
         assert_eq!(w["rules"][0]["scope"], "*");
         assert_eq!(w["clientConfig"]["service"]["port"], 443);
-        assert!(MUTATING.strategy.validate(&c).is_empty(), "{:?}", MUTATING.strategy.validate(&c));
+        assert!(
+            MUTATING.strategy.validate(&c).is_empty(),
+            "{:?}",
+            MUTATING.strategy.validate(&c)
+        );
         let v = config(&VALIDATING, json!([hook()]));
         assert!(v["webhooks"][0].get("reinvocationPolicy").is_none());
         assert_eq!(VALIDATING.strategy.row(&v)[1], json!(1));
@@ -504,7 +558,8 @@ mod tests {
             ]
         );
         let mut s = hook();
-        s["clientConfig"] = json!({"service": {"name": "", "namespace": "n", "port": 0, "path": "x"}});
+        s["clientConfig"] =
+            json!({"service": {"name": "", "namespace": "n", "port": 0, "path": "x"}});
         let c = config(&VALIDATING, json!([s]));
         assert_eq!(
             shown(VALIDATING.strategy.validate(&c)),
@@ -528,7 +583,11 @@ mod tests {
         validate_resources(&["*/*", "pods"], "r", &mut out);
         assert_eq!(shown(out).len(), 1);
         let mut out = Vec::new();
-        validate_resources(&["pods/status", "*/scale", "deployments", "a/b/c"], "r", &mut out);
+        validate_resources(
+            &["pods/status", "*/scale", "deployments", "a/b/c"],
+            "r",
+            &mut out,
+        );
         assert_eq!(
             shown(out),
             ["r[3]: Invalid value: \"a/b/c\": must be 'resource' or 'resource/subresource'"]

@@ -86,7 +86,10 @@ pub async fn post(storage: &Storage, hook: &Hook, review: &Value) -> Result<Byte
             let shown = String::from_utf8_lossy(&body[..body.len().min(256)]).into_owned();
             return Err(post_error(
                 &url,
-                format!("the server responded with the status code {} ({shown:?})", status.as_u16()),
+                format!(
+                    "the server responded with the status code {} ({shown:?})",
+                    status.as_u16()
+                ),
             ));
         }
         Ok(body)

@@ -15,7 +15,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
-pub const MUTATING_PREFIX: &str = "/registry/admissionregistration.k8s.io/mutatingwebhookconfigurations/";
+pub const MUTATING_PREFIX: &str =
+    "/registry/admissionregistration.k8s.io/mutatingwebhookconfigurations/";
 pub const VALIDATING_PREFIX: &str =
     "/registry/admissionregistration.k8s.io/validatingwebhookconfigurations/";
 
@@ -95,9 +96,7 @@ fn relay_for(ca_bundle: Option<&str>) -> Result<Relay, String> {
                 .map_err(|e| format!("caBundle is not base64: {e}"))?;
             for cert in CertificateDer::pem_slice_iter(&pem) {
                 let cert = cert.map_err(|e| format!("caBundle: {e}"))?;
-                roots
-                    .add(cert)
-                    .map_err(|e| format!("caBundle: {e}"))?;
+                roots.add(cert).map_err(|e| format!("caBundle: {e}"))?;
             }
             if roots.is_empty() {
                 return Err("caBundle holds no certificate".into());
@@ -158,7 +157,10 @@ pub fn compile(config: &Value, mutating: bool) -> Vec<Arc<Hook>> {
             let name = s("name").to_string();
             let client_config = h.get("clientConfig").unwrap_or(&Value::Null);
             let (target, relay) = match target(client_config) {
-                Ok(t) => (t, relay_for(client_config.get("caBundle").and_then(Value::as_str))),
+                Ok(t) => (
+                    t,
+                    relay_for(client_config.get("caBundle").and_then(Value::as_str)),
+                ),
                 Err(e) => (Target::Url(String::new()), Err(e.to_string())),
             };
             Arc::new(Hook {
@@ -264,15 +266,22 @@ mod tests {
     fn hooks_run_by_configuration_name_then_webhook_order() {
         let c = Configurations::default();
         c.reset(vec![
-            (format!("{MUTATING_PREFIX}b"), config("b", &["b1.x.io", "b0.x.io"])),
+            (
+                format!("{MUTATING_PREFIX}b"),
+                config("b", &["b1.x.io", "b0.x.io"]),
+            ),
             (format!("{MUTATING_PREFIX}a"), config("a", &["a2.x.io"])),
             (format!("{VALIDATING_PREFIX}v"), config("v", &["v.x.io"])),
         ]);
-        let names = |hooks: Vec<Arc<Hook>>| hooks.iter().map(|h| h.name.clone()).collect::<Vec<_>>();
+        let names =
+            |hooks: Vec<Arc<Hook>>| hooks.iter().map(|h| h.name.clone()).collect::<Vec<_>>();
         assert_eq!(names(c.mutating()), ["a2.x.io", "b1.x.io", "b0.x.io"]);
         assert_eq!(names(c.validating()), ["v.x.io"]);
         c.apply(&format!("{MUTATING_PREFIX}a"), None);
-        c.apply(&format!("{MUTATING_PREFIX}c"), Some(&config("c", &["c.x.io"])));
+        c.apply(
+            &format!("{MUTATING_PREFIX}c"),
+            Some(&config("c", &["c.x.io"])),
+        );
         assert_eq!(names(c.mutating()), ["b1.x.io", "b0.x.io", "c.x.io"]);
         let h = &c.mutating()[0];
         assert!(!h.ignore_failures && h.equivalent && !h.reinvoke_if_needed);
@@ -285,6 +294,9 @@ mod tests {
         let mut v = (*config("a", &["a.x.io"])).clone();
         v["webhooks"][0]["clientConfig"]["caBundle"] = json!("bm90IHBlbQ==");
         let hooks = compile(&v, false);
-        assert_eq!(hooks[0].relay.as_ref().err().map(String::as_str), Some("caBundle holds no certificate"));
+        assert_eq!(
+            hooks[0].relay.as_ref().err().map(String::as_str),
+            Some("caBundle holds no certificate")
+        );
     }
 }

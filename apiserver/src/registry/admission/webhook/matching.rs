@@ -43,9 +43,10 @@ pub fn rule_matches(rule: &Rule, attrs: &Attributes, equivalent: bool) -> bool {
     let rt = attrs.rt;
     let version_ok = listed(&rule.api_versions, rt.version)
         || (equivalent
-            && rule.api_versions.iter().any(|v| {
-                keelson_resources::find_version(rt.group, v, rt.plural).is_some()
-            }));
+            && rule
+                .api_versions
+                .iter()
+                .any(|v| keelson_resources::find_version(rt.group, v, rt.plural).is_some()));
     listed(&rule.operations, attrs.operation.as_str())
         && listed(&rule.api_groups, rt.group)
         && version_ok
@@ -115,7 +116,13 @@ mod tests {
     use crate::registry::UserInfo;
     use serde_json::json;
 
-    fn rule(ops: &[&str], groups: &[&str], versions: &[&str], resources: &[&str], scope: &str) -> Rule {
+    fn rule(
+        ops: &[&str],
+        groups: &[&str],
+        versions: &[&str],
+        resources: &[&str],
+        scope: &str,
+    ) -> Rule {
         let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect();
         Rule {
             operations: s(ops),
@@ -153,22 +160,70 @@ mod tests {
         let pods = attrs(&u, Operation::Create, "", "pods", "", "default");
         let r = rule(&["CREATE"], &[""], &["v1"], &["pods"], "*");
         assert!(rule_matches(&r, &pods, false));
-        assert!(!rule_matches(&rule(&["UPDATE"], &[""], &["v1"], &["pods"], "*"), &pods, false));
-        assert!(!rule_matches(&rule(&["*"], &["apps"], &["v1"], &["pods"], "*"), &pods, false));
-        assert!(!rule_matches(&rule(&["*"], &[""], &["v2"], &["pods"], "*"), &pods, false));
-        assert!(rule_matches(&rule(&["*"], &["*"], &["*"], &["*"], "Namespaced"), &pods, false));
-        assert!(!rule_matches(&rule(&["*"], &["*"], &["*"], &["*"], "Cluster"), &pods, false));
+        assert!(!rule_matches(
+            &rule(&["UPDATE"], &[""], &["v1"], &["pods"], "*"),
+            &pods,
+            false
+        ));
+        assert!(!rule_matches(
+            &rule(&["*"], &["apps"], &["v1"], &["pods"], "*"),
+            &pods,
+            false
+        ));
+        assert!(!rule_matches(
+            &rule(&["*"], &[""], &["v2"], &["pods"], "*"),
+            &pods,
+            false
+        ));
+        assert!(rule_matches(
+            &rule(&["*"], &["*"], &["*"], &["*"], "Namespaced"),
+            &pods,
+            false
+        ));
+        assert!(!rule_matches(
+            &rule(&["*"], &["*"], &["*"], &["*"], "Cluster"),
+            &pods,
+            false
+        ));
         // A subresource matches `res/sub`, `res/*` and `*/*`, never the bare resource.
         let status = attrs(&u, Operation::Update, "", "pods", "status", "default");
-        assert!(!rule_matches(&rule(&["*"], &[""], &["v1"], &["pods"], "*"), &status, false));
-        assert!(rule_matches(&rule(&["*"], &[""], &["v1"], &["pods/status"], "*"), &status, false));
-        assert!(rule_matches(&rule(&["*"], &[""], &["v1"], &["pods/*"], "*"), &status, false));
-        assert!(rule_matches(&rule(&["*"], &[""], &["v1"], &["*/*"], "*"), &status, false));
-        assert!(!rule_matches(&rule(&["*"], &[""], &["v1"], &["*"], "*"), &status, false));
+        assert!(!rule_matches(
+            &rule(&["*"], &[""], &["v1"], &["pods"], "*"),
+            &status,
+            false
+        ));
+        assert!(rule_matches(
+            &rule(&["*"], &[""], &["v1"], &["pods/status"], "*"),
+            &status,
+            false
+        ));
+        assert!(rule_matches(
+            &rule(&["*"], &[""], &["v1"], &["pods/*"], "*"),
+            &status,
+            false
+        ));
+        assert!(rule_matches(
+            &rule(&["*"], &[""], &["v1"], &["*/*"], "*"),
+            &status,
+            false
+        ));
+        assert!(!rule_matches(
+            &rule(&["*"], &[""], &["v1"], &["*"], "*"),
+            &status,
+            false
+        ));
         // Namespaces are cluster-scoped for `scope`.
         let ns = attrs(&u, Operation::Create, "", "namespaces", "", "x");
-        assert!(rule_matches(&rule(&["*"], &["*"], &["*"], &["*"], "Cluster"), &ns, false));
-        assert!(!rule_matches(&rule(&["*"], &["*"], &["*"], &["*"], "Namespaced"), &ns, false));
+        assert!(rule_matches(
+            &rule(&["*"], &["*"], &["*"], &["*"], "Cluster"),
+            &ns,
+            false
+        ));
+        assert!(!rule_matches(
+            &rule(&["*"], &["*"], &["*"], &["*"], "Namespaced"),
+            &ns,
+            false
+        ));
     }
 
     #[test]
@@ -178,7 +233,11 @@ mod tests {
         let old = rule(&["*"], &["apps"], &["v1beta1"], &["deployments"], "*");
         // apps/v1beta1 is not served: no equivalent resource to match through.
         assert!(!rule_matches(&old, &deploy, true));
-        assert!(rule_matches(&rule(&["*"], &["apps"], &["v1"], &["deployments"], "*"), &deploy, false));
+        assert!(rule_matches(
+            &rule(&["*"], &["apps"], &["v1"], &["deployments"], "*"),
+            &deploy,
+            false
+        ));
     }
 
     #[test]
@@ -190,14 +249,32 @@ mod tests {
         assert!(object_selector_matches(&sel, Some(&no), Some(&yes)));
         assert!(object_selector_matches(&sel, None, Some(&yes)));
         assert!(!object_selector_matches(&sel, Some(&no), None));
-        assert!(object_selector_matches(&LabelSelector::everything(), Some(&no), None));
+        assert!(object_selector_matches(
+            &LabelSelector::everything(),
+            Some(&no),
+            None
+        ));
     }
 
     #[test]
     fn webhook_configurations_are_exempt() {
         let u = UserInfo::default();
-        let a = attrs(&u, Operation::Create, "admissionregistration.k8s.io", "validatingwebhookconfigurations", "", "");
+        let a = attrs(
+            &u,
+            Operation::Create,
+            "admissionregistration.k8s.io",
+            "validatingwebhookconfigurations",
+            "",
+            "",
+        );
         assert!(exempt(&a));
-        assert!(!exempt(&attrs(&u, Operation::Create, "", "configmaps", "", "d")));
+        assert!(!exempt(&attrs(
+            &u,
+            Operation::Create,
+            "",
+            "configmaps",
+            "",
+            "d"
+        )));
     }
 }

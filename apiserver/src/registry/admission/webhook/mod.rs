@@ -147,7 +147,10 @@ impl Webhooks {
     }
 
     /// The labels the namespace selector is matched against.
-    async fn namespace_labels(&self, which: NamespaceLabels<'_>) -> Result<Option<Value>, ApiError> {
+    async fn namespace_labels(
+        &self,
+        which: NamespaceLabels<'_>,
+    ) -> Result<Option<Value>, ApiError> {
         match which {
             NamespaceLabels::Skip => Ok(None),
             NamespaceLabels::Own(obj) => Ok(Some(obj.clone())),
@@ -200,7 +203,10 @@ impl Webhooks {
             .map_err(|e| Failure::Calling(format!("received invalid webhook response: {e}")))?;
         warnings.extend(verdict.warnings.iter().cloned());
         if !verdict.allowed {
-            return Err(Failure::Refused(review::denied(&hook.name, verdict.status.as_ref())));
+            return Err(Failure::Refused(review::denied(
+                &hook.name,
+                verdict.status.as_ref(),
+            )));
         }
         Ok(verdict)
     }
@@ -235,7 +241,9 @@ impl Webhooks {
             Ok(v) => v,
             Err(failure) => return Self::excuse(hook, failure).map(|()| false),
         };
-        let Some(patch) = verdict.patch.filter(|p| p.as_array().is_some_and(|a| !a.is_empty()))
+        let Some(patch) = verdict
+            .patch
+            .filter(|p| p.as_array().is_some_and(|a| !a.is_empty()))
         else {
             return Ok(false);
         };
@@ -386,8 +394,14 @@ mod tests {
         assert!(Webhooks::excuse(&hook("Ignore", "None"), Failure::Calling(why.into())).is_ok());
         let e = Webhooks::excuse(&hook("Fail", "None"), Failure::Calling(why.into())).unwrap_err();
         assert_eq!((e.code, e.reason.as_str()), (500, "InternalError"));
-        assert_eq!(e.message, format!("Internal error occurred: failed calling webhook \"h.x.io\": {why}"));
-        assert_eq!(e.causes[0].message, format!("failed calling webhook \"h.x.io\": {why}"));
+        assert_eq!(
+            e.message,
+            format!("Internal error occurred: failed calling webhook \"h.x.io\": {why}")
+        );
+        assert_eq!(
+            e.causes[0].message,
+            format!("failed calling webhook \"h.x.io\": {why}")
+        );
         // A refusal is a refusal under either policy.
         let denied = review::denied("h.x.io", None);
         let e = Webhooks::excuse(&hook("Ignore", "None"), Failure::Refused(denied)).unwrap_err();
@@ -401,7 +415,10 @@ mod tests {
         assert!(dry_run_refusal(&hook("Ignore", "Some"), false).is_none());
         let e = dry_run_refusal(&hook("Ignore", "Some"), true).unwrap();
         assert_eq!(e.code, 400);
-        assert_eq!(e.message, "admission webhook \"h.x.io\" does not support dry run");
+        assert_eq!(
+            e.message,
+            "admission webhook \"h.x.io\" does not support dry run"
+        );
     }
 
     #[test]
@@ -421,9 +438,17 @@ mod tests {
         let wrong = json!([{"op": "add", "path": "/data", "value": "not a map"}]);
         let e = apply_patch(rt, "h", Some(&mut cm), &wrong).unwrap_err();
         assert_eq!(e.code, 500);
-        assert!(cm.get("data").is_none(), "a failed patch leaves the object as it was");
+        assert!(
+            cm.get("data").is_none(),
+            "a failed patch leaves the object as it was"
+        );
         let bad_path = json!([{"op": "remove", "path": "/nothing/here"}]);
-        assert_eq!(apply_patch(rt, "h", Some(&mut cm), &bad_path).unwrap_err().code, 500);
+        assert_eq!(
+            apply_patch(rt, "h", Some(&mut cm), &bad_path)
+                .unwrap_err()
+                .code,
+            500
+        );
         let e = apply_patch(rt, "h.x.io", None, &add).unwrap_err();
         assert!(e.message.ends_with("admission webhook \"h.x.io\" attempted to modify the object, which is not supported for this operation"));
     }

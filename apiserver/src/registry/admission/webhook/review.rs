@@ -107,7 +107,12 @@ pub fn verify(body: &[u8], uid: &str, mutating: bool) -> Result<Verdict, String>
     let warnings = response
         .get("warnings")
         .and_then(Value::as_array)
-        .map(|w| w.iter().filter_map(Value::as_str).map(String::from).collect())
+        .map(|w| {
+            w.iter()
+                .filter_map(Value::as_str)
+                .map(String::from)
+                .collect()
+        })
         .unwrap_or_default();
     let mut verdict = Verdict {
         allowed,
@@ -193,13 +198,22 @@ mod tests {
         assert_eq!(r["apiVersion"], "admission.k8s.io/v1");
         let q = &r["request"];
         assert_eq!(q["uid"], "u-1");
-        assert_eq!(q["kind"], json!({"group": "", "version": "v1", "kind": "Pod"}));
-        assert_eq!(q["resource"], json!({"group": "", "version": "v1", "resource": "pods"}));
+        assert_eq!(
+            q["kind"],
+            json!({"group": "", "version": "v1", "kind": "Pod"})
+        );
+        assert_eq!(
+            q["resource"],
+            json!({"group": "", "version": "v1", "resource": "pods"})
+        );
         assert_eq!(q["subResource"], "status");
         assert_eq!(q["requestSubResource"], "status");
         assert_eq!(q["operation"], "UPDATE");
         assert_eq!(q["namespace"], "default");
-        assert_eq!(q["userInfo"], json!({"username": "alice", "groups": ["system:authenticated"]}));
+        assert_eq!(
+            q["userInfo"],
+            json!({"username": "alice", "groups": ["system:authenticated"]})
+        );
         assert_eq!(q["object"], new);
         assert_eq!(q["oldObject"], old);
         assert_eq!(q["dryRun"], true);
@@ -212,16 +226,33 @@ mod tests {
 
     #[test]
     fn responses_are_checked_as_kubernetes_checks_them() {
-        let ok = verify(&review(json!({"uid": "u", "allowed": true, "warnings": ["careful"]})), "u", false).unwrap();
+        let ok = verify(
+            &review(json!({"uid": "u", "allowed": true, "warnings": ["careful"]})),
+            "u",
+            false,
+        )
+        .unwrap();
         assert!(ok.allowed && ok.patch.is_none());
         assert_eq!(ok.warnings, ["careful"]);
         assert_eq!(
-            verify(&review(json!({"uid": "other", "allowed": true})), "u", false).unwrap_err(),
+            verify(
+                &review(json!({"uid": "other", "allowed": true})),
+                "u",
+                false
+            )
+            .unwrap_err(),
             "expected response.uid=\"u\", got \"other\""
         );
-        assert!(verify(b"garbage", "u", false).unwrap_err().starts_with("the response is not a JSON AdmissionReview"));
+        assert!(verify(b"garbage", "u", false)
+            .unwrap_err()
+            .starts_with("the response is not a JSON AdmissionReview"));
         assert_eq!(
-            verify(br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}"#, "u", false).unwrap_err(),
+            verify(
+                br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}"#,
+                "u",
+                false
+            )
+            .unwrap_err(),
             "webhook response was absent"
         );
         assert_eq!(
@@ -230,27 +261,59 @@ mod tests {
         );
         let patch = b64(r#"[{"op":"add","path":"/metadata/labels","value":{"a":"b"}}]"#);
         assert_eq!(
-            verify(&review(json!({"uid": "u", "allowed": true, "patch": patch})), "u", true).unwrap_err(),
+            verify(
+                &review(json!({"uid": "u", "allowed": true, "patch": patch})),
+                "u",
+                true
+            )
+            .unwrap_err(),
             "webhook returned response.patch but not response.patchType"
         );
         assert_eq!(
-            verify(&review(json!({"uid": "u", "allowed": true, "patch": patch, "patchType": "JSONPatch"})), "u", false).unwrap_err(),
+            verify(
+                &review(
+                    json!({"uid": "u", "allowed": true, "patch": patch, "patchType": "JSONPatch"})
+                ),
+                "u",
+                false
+            )
+            .unwrap_err(),
             "validating webhooks may not return response.patchType"
         );
-        let v = verify(&review(json!({"uid": "u", "allowed": true, "patch": patch, "patchType": "JSONPatch"})), "u", true).unwrap();
+        let v = verify(
+            &review(json!({"uid": "u", "allowed": true, "patch": patch, "patchType": "JSONPatch"})),
+            "u",
+            true,
+        )
+        .unwrap();
         assert_eq!(v.patch.unwrap()[0]["op"], "add");
-        assert!(verify(&review(json!({"uid": "u", "allowed": true, "patch": b64("{"), "patchType": "JSONPatch"})), "u", true)
-            .unwrap_err()
-            .starts_with("received undecodable patch in webhook response"));
+        assert!(verify(
+            &review(
+                json!({"uid": "u", "allowed": true, "patch": b64("{"), "patchType": "JSONPatch"})
+            ),
+            "u",
+            true
+        )
+        .unwrap_err()
+        .starts_with("received undecodable patch in webhook response"));
     }
 
     #[test]
     fn denials_keep_the_webhook_code_and_message() {
-        let e = denied("deny.x.io", Some(&json!({"code": 403, "reason": "Forbidden", "message": "no configmaps today"})));
+        let e = denied(
+            "deny.x.io",
+            Some(&json!({"code": 403, "reason": "Forbidden", "message": "no configmaps today"})),
+        );
         assert_eq!((e.code, e.reason.as_str()), (403, "Forbidden"));
-        assert_eq!(e.message, "admission webhook \"deny.x.io\" denied the request: no configmaps today");
+        assert_eq!(
+            e.message,
+            "admission webhook \"deny.x.io\" denied the request: no configmaps today"
+        );
         let e = denied("deny.x.io", Some(&json!({"code": 200})));
         assert_eq!(e.code, 400);
-        assert_eq!(e.message, "admission webhook \"deny.x.io\" denied the request without explanation");
+        assert_eq!(
+            e.message,
+            "admission webhook \"deny.x.io\" denied the request without explanation"
+        );
     }
 }
