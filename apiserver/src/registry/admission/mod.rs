@@ -127,6 +127,9 @@ impl Admission {
         old: Option<&Value>,
         opts: &WriteOptions,
     ) -> Result<(Vec<String>, bool), ApiError> {
+        if !self.webhooks.configured() {
+            return Ok((Vec::new(), false));
+        }
         let attrs = webhook::Attributes::write(operation, rt, subresource, obj, old, opts);
         let mut warnings = Vec::new();
         let changed = self
@@ -145,6 +148,9 @@ impl Admission {
         obj: &Value,
         opts: &DeleteOptions,
     ) -> Result<Vec<String>, ApiError> {
+        if !self.webhooks.configured() {
+            return Ok(Vec::new());
+        }
         let attrs = webhook::Attributes::delete(rt, obj, opts);
         let mut warnings = Vec::new();
         self.webhooks.mutate(&attrs, None, &mut warnings).await?;
@@ -168,7 +174,7 @@ impl Admission {
             .pod_security
             .validate(rt, obj, None, &opts.user)
             .await?;
-        if webhooks {
+        if webhooks && self.webhooks.configured() {
             let attrs =
                 webhook::Attributes::write(webhook::Operation::Create, rt, "", obj, None, opts);
             self.webhooks
@@ -203,7 +209,7 @@ impl Admission {
             .pod_security
             .validate(rt, new, Some(old), &opts.user)
             .await?;
-        if let Some(sub) = webhooks {
+        if let Some(sub) = webhooks.filter(|_| self.webhooks.configured()) {
             let attrs = webhook::Attributes::write(
                 webhook::Operation::Update,
                 rt,

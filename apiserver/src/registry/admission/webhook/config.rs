@@ -206,6 +206,15 @@ impl Configurations {
             .collect()
     }
 
+    /// Whether there is no configuration at all: the common case, which then costs a
+    /// write nothing more than this look.
+    pub fn is_empty(&self) -> bool {
+        self.by_key
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty()
+    }
+
     /// The mutating webhooks, in the order they are called.
     pub fn mutating(&self) -> Vec<Arc<Hook>> {
         self.hooks(MUTATING_PREFIX)

@@ -146,6 +146,11 @@ impl Webhooks {
         }
     }
 
+    /// Whether any webhook configuration exists.
+    pub fn configured(&self) -> bool {
+        !self.configurations.is_empty()
+    }
+
     /// The labels the namespace selector is matched against.
     async fn namespace_labels(
         &self,
