@@ -736,7 +736,7 @@ impl Registry {
     }
 
     /// DELETE one object. Returns the object as deleted, or as it now stands when
-    /// finalizers or a grace period keep it (`created` is unused).
+    /// finalizers or a grace period keep it.
     pub async fn delete(
         &self,
         rt: &ResourceType,
@@ -744,6 +744,19 @@ impl Registry {
         name: &str,
         opts: &DeleteOptions,
     ) -> Result<Value, ApiError> {
+        self.delete_warned(rt, ns, name, opts)
+            .await
+            .map(|(obj, _)| obj)
+    }
+
+    /// [`Registry::delete`], with the warnings of admission webhooks for the client.
+    pub async fn delete_warned(
+        &self,
+        rt: &ResourceType,
+        ns: &str,
+        name: &str,
+        opts: &DeleteOptions,
+    ) -> Result<(Value, Vec<String>), ApiError> {
         opts.validate()?;
         priority::admit_delete(rt, name)?;
         let k = key(rt, ns, name);
@@ -776,10 +789,10 @@ impl Registry {
                     )));
                 }
             }
-            self.admission.admit_delete(rt, &obj, opts).await?;
+            let warnings = self.admission.admit_delete(rt, &obj, opts).await?;
             let (next, remove) = deletion_step(rt, &obj, opts);
             if opts.dry_run {
-                return Ok(next.unwrap_or(obj));
+                return Ok((next.unwrap_or(obj), warnings));
             }
             let commit = match (&next, remove) {
                 (_, true) => Commit {
@@ -801,14 +814,15 @@ impl Registry {
                     ..Default::default()
                 },
                 // Already being deleted and nothing to change.
-                (None, false) => return Ok(obj),
+                (None, false) => return Ok((obj, warnings)),
             };
             match self.storage.commit(commit).await {
                 Ok(rev) => {
-                    return Ok(match next {
+                    let obj = match next {
                         Some(updated) if !remove => with_rv(updated, rev),
                         _ => obj,
-                    })
+                    };
+                    return Ok((obj, warnings));
                 }
                 Err(StorageError::Conflict(_) | StorageError::LeaseGone) => continue,
                 Err(e) => return Err(storage_error(e, rt, name)),

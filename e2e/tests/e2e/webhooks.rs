@@ -35,7 +35,15 @@ fn answer(path: &str, review: &Value) -> Option<Vec<u8>> {
                 response["status"] = json!({"code": 403, "reason": "Forbidden", "message": format!("{name} is not a name we like")});
             }
             "/warn" => response["warnings"] = json!(["webhook says: careful with configmaps"]),
-            "/protect" if req["operation"] == "DELETE" => {
+            "/protect"
+                if req["operation"] == "DELETE" && obj["metadata"]["labels"]["protect"] == "no" =>
+            {
+                response["warnings"] = json!(["deleting a configmap that was protected"]);
+            }
+            "/protect"
+                if req["operation"] == "DELETE"
+                    && obj["metadata"]["labels"]["protect"] == "yes" =>
+            {
                 response["allowed"] = json!(false);
                 response["status"] = json!({"message": "this configmap is protected"});
             }
@@ -423,10 +431,10 @@ fn mutating_webhook_patches_and_updates_and_deletes_are_intercepted() {
             &ns,
             "protect.webhooks.keelson.io",
             "/protect",
-            json!({"objectSelector": {"matchExpressions": [{"key": "protect", "operator": "In", "values": ["yes"]}]}}),
+            json!({}),
         )],
     );
-    hooks.wait_active(&server);
+    hooks.wait_calls(&server, 2);
 
     // Create: the label the webhook adds is stored.
     ok(c.kubectl_with(
@@ -524,8 +532,23 @@ fn mutating_webhook_patches_and_updates_and_deletes_are_intercepted() {
     assert!(!deletes.is_empty());
     assert!(deletes[0]["request"].get("object").is_none());
     assert_eq!(deletes[0]["request"]["options"]["kind"], "DeleteOptions");
-    ok(c.kubectl(&["label", "configmap", "-n", &ns, "patched", "protect-"]));
-    ok(c.kubectl(&["delete", "configmap", "-n", &ns, "patched"]));
+    // No longer protected: allowed, with the webhook's warning shown by kubectl.
+    ok(c.kubectl(&[
+        "label",
+        "configmap",
+        "-n",
+        &ns,
+        "patched",
+        "protect=no",
+        "--overwrite",
+    ]));
+    let out = c.kubectl(&["delete", "configmap", "-n", &ns, "patched"]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("Warning: deleting a configmap that was protected"),
+        "{}",
+        stderr_of(&out)
+    );
     assert!(!exists(c, &ns, "patched"));
 }
 
