@@ -388,7 +388,8 @@ impl pb::api_server::Api for GrpcApi {
         let q = req.into_inner();
         let (rt, r) = resource(q.r#ref.as_ref())?;
         self.authorize(&user, "delete", rt, &r).await?;
-        let opts = delete_opts(&q.delete_options, q.dry_run)?;
+        let mut opts = delete_opts(&q.delete_options, q.dry_run)?;
+        opts.user = user.clone();
         let v = self
             .registry
             .delete(rt, &r.namespace, &r.name, &opts)
@@ -405,7 +406,8 @@ impl pb::api_server::Api for GrpcApi {
         let q = req.into_inner();
         let (rt, r) = resource(q.r#ref.as_ref())?;
         self.authorize(&user, "deletecollection", rt, &r).await?;
-        let opts = delete_opts(&q.delete_options, q.dry_run)?;
+        let mut opts = delete_opts(&q.delete_options, q.dry_run)?;
+        opts.user = user.clone();
         let list = ListOptions {
             label_selector: q.label_selector,
             field_selector: q.field_selector,

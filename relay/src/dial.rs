@@ -11,11 +11,13 @@ use tokio::net::TcpStream;
 pub trait Stream: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Stream for T {}
 
-/// Connect to `host:port`; with `tls`, complete a TLS handshake naming `host` (SNI for a
-/// DNS name; an IP address is matched against the certificate's IP SANs when verifying).
+/// Connect to `host:port`; with `tls`, complete a TLS handshake naming `server_name`
+/// (SNI for a DNS name; an IP address is matched against the certificate's IP SANs when
+/// verifying), usually `host` itself.
 pub async fn dial(
     host: &str,
     port: u16,
+    server_name: &str,
     tls: Option<&Arc<rustls::ClientConfig>>,
     timeout: Duration,
 ) -> Result<Box<dyn Stream>, RelayError> {
@@ -32,8 +34,9 @@ pub async fn dial(
         let Some(config) = tls else {
             return Ok(Box::new(tcp) as Box<dyn Stream>);
         };
+        let bare_name = server_name.trim_start_matches('[').trim_end_matches(']');
         let name =
-            ServerName::try_from(bare_host.to_string()).map_err(|_| RelayError::InvalidTarget {
+            ServerName::try_from(bare_name.to_string()).map_err(|_| RelayError::InvalidTarget {
                 url: addr.clone(),
                 why: "the host is neither a DNS name nor an IP address",
             })?;

@@ -75,6 +75,24 @@ impl Relay {
         B::Data: Send,
         B::Error: Into<BoxError>,
     {
+        self.forward_via(req, target, None).await
+    }
+
+    /// As [`Relay::forward`], but connect to `via` (an address and port) instead of the
+    /// URL's host, which still names the backend: the TLS server name and the `Host`
+    /// header. This is how kube-apiserver reaches a Service's endpoint for a webhook
+    /// (`https://<service>.<namespace>.svc` verified, a pod IP dialled).
+    pub async fn forward_via<B>(
+        &self,
+        req: Request<B>,
+        target: &Uri,
+        via: Option<(&str, u16)>,
+    ) -> Result<Response<RelayBody>, RelayError>
+    where
+        B: hyper::body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
+    {
         let invalid = |why| RelayError::InvalidTarget {
             url: target.to_string(),
             why,
@@ -95,7 +113,8 @@ impl Relay {
             .authority()
             .ok_or_else(|| invalid("no host in the URL"))?;
         let port = authority.port_u16().unwrap_or(default_port);
-        let addr = format!("{}:{port}", authority.host());
+        let (dial_host, dial_port) = via.unwrap_or((authority.host(), port));
+        let addr = format!("{dial_host}:{dial_port}");
 
         let upgrade = is_upgrade_request(&req);
         let (mut parts, body) = req.into_parts();
@@ -126,7 +145,14 @@ impl Relay {
         *out.version_mut() = Version::HTTP_11;
         *out.headers_mut() = parts.headers;
 
-        let stream = dial(authority.host(), port, tls, self.connect_timeout).await?;
+        let stream = dial(
+            dial_host,
+            dial_port,
+            authority.host(),
+            tls,
+            self.connect_timeout,
+        )
+        .await?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|source| RelayError::Http {

@@ -177,6 +177,8 @@ pub enum Root {
     CSIDriver,
     /// `spec.drivers` merge by name.
     CSINode,
+    /// Mutating and validating webhook configurations: `webhooks` merge by name.
+    WebhookConfiguration,
 }
 
 /// Structs of the Kubernetes API that lead to lists with merge semantics.
@@ -375,6 +377,7 @@ fn field(ty: Ty, name: &str) -> Option<Node> {
         // No listType marker: apply follows the patch merge key, as Kubernetes'
         // schema conversion does.
         (Ty::CSINodeSpec, "drivers") => List(BY_NAME, None),
+        (Ty::Root(Root::WebhookConfiguration), "webhooks") => List(BY_NAME, None),
         _ => return None,
     })
 }
@@ -570,6 +573,8 @@ mod tests {
             ListType::Map(&["name"])
         );
         assert_eq!(smp(Root::CSINode, "metadata.finalizers"), Some(""));
+        assert_eq!(smp(Root::WebhookConfiguration, "webhooks"), Some("name"));
+        assert_eq!(smp(Root::WebhookConfiguration, "webhooks.rules"), None);
     }
 
     #[test]

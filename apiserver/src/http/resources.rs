@@ -291,24 +291,22 @@ async fn handle_inner(
             Ok(r)
         }
         (Method::DELETE, false, "") => {
-            let opts = delete_options(q, headers, &body)?;
-            let obj = reg.delete(rt, ns, name, &opts).await?;
+            let mut opts = delete_options(q, headers, &body)?;
+            opts.user = user.clone();
+            let (obj, warnings) = reg.delete_warned(rt, ns, name, &opts).await?;
             // 202 when the object stays (finalizers, grace period), as Kubernetes does.
             let stays = obj
                 .pointer("/metadata/deletionTimestamp")
                 .is_some_and(|v| !v.is_null())
                 && reg.get(rt, ns, name).await.is_ok()
                 && !opts.dry_run;
-            Ok(object_response(
-                t,
-                if stays { 202 } else { 200 },
-                &obj,
-                format,
-                q,
-            ))
+            let mut r = object_response(t, if stays { 202 } else { 200 }, &obj, format, q);
+            add_warnings(&mut r, &warnings);
+            Ok(r)
         }
         (Method::DELETE, true, "") => {
-            let opts = delete_options(q, headers, &body)?;
+            let mut opts = delete_options(q, headers, &body)?;
+            opts.user = user.clone();
             let list = list_options(q)?;
             let items = reg.delete_collection(rt, ns, &list, &opts).await?;
             Ok(json_response(

@@ -11,6 +11,7 @@
 pub mod admission;
 pub mod allocation;
 pub mod certificates;
+pub mod endpoints;
 pub mod eviction;
 pub mod fields;
 pub mod list;
@@ -346,6 +347,18 @@ impl Registry {
         let sent_name = meta::name(&obj).to_string();
         self.priorities.admit_create(rt, &mut obj, &sent_name)?;
         self.admission.mutate_create(rt, &mut obj).await?;
+        let (hook_warnings, _) = self
+            .admission
+            .mutate_webhooks(
+                admission::webhook::Operation::Create,
+                rt,
+                "",
+                &mut obj,
+                None,
+                opts,
+            )
+            .await?;
+        warnings.extend(hook_warnings);
         metadata::prepare_create(rt, &mut obj)?;
         rt.strategy.prepare_for_create(&mut obj);
         certificates::set_requester(rt, &mut obj, &opts.user);
@@ -354,7 +367,7 @@ impl Registry {
             .await?;
         self.admit_user(rt, &obj, None, opts).await?;
         // Quota charges are given back unless the object is written.
-        let admitted = self.admission.validate_create(rt, &obj, opts).await?;
+        let admitted = self.admission.validate_create(rt, &obj, opts, true).await?;
         let (reservation, audit_annotations) = (admitted.reservation, admitted.audit_annotations);
         warnings.extend(admitted.warnings);
         patching::track_fields(rt, None, &mut obj, opts, "");
@@ -426,13 +439,32 @@ impl Registry {
 
     /// Read-modify-write with retries on conflict: `mutate` gets the current object (None
     /// when missing) and returns the new one. When `precondition_rv` is given, a
-    /// different stored revision is a 409 instead of a retry.
+    /// different stored revision is a 409 instead of a retry. For the apiserver's own
+    /// writes (status of CRDs, scale, evictions): admission webhooks do not see them.
     pub async fn guaranteed_update<F>(
         &self,
         rt: &ResourceType,
         ns: &str,
         name: &str,
         opts: &WriteOptions,
+        mutate: F,
+    ) -> Result<Written, ApiError>
+    where
+        F: FnMut(Option<&Value>) -> Result<Value, ApiError>,
+    {
+        self.admitted_update(rt, ns, name, opts, None, mutate).await
+    }
+
+    /// [`Registry::guaranteed_update`] of a client's update or patch of `subresource`
+    /// (`webhooks`): each attempt goes through mutating admission (the built-in plugins
+    /// too when it creates, as server-side apply can) and the admission webhooks.
+    pub async fn admitted_update<F>(
+        &self,
+        rt: &ResourceType,
+        ns: &str,
+        name: &str,
+        opts: &WriteOptions,
+        webhooks: Option<&str>,
         mut mutate: F,
     ) -> Result<Written, ApiError>
     where
@@ -452,6 +484,27 @@ impl Registry {
             };
             let mut new = mutate(old.as_ref())?;
             let created = old.is_none();
+            let mut hook_warnings = Vec::new();
+            if let Some(sub) = webhooks {
+                use admission::webhook::Operation;
+                let op = if created {
+                    // What a create's built-in mutating plugins do (service account,
+                    // limit defaults), also when an update or an apply creates.
+                    self.admission.mutate_create(rt, &mut new).await?;
+                    Operation::Create
+                } else {
+                    Operation::Update
+                };
+                let (w, changed) = self
+                    .admission
+                    .mutate_webhooks(op, rt, sub, &mut new, old.as_ref(), opts)
+                    .await?;
+                hook_warnings = w;
+                if changed || created {
+                    // Mutated after validation: validate again.
+                    self.admit(rt, &mut new, old.as_ref())?;
+                }
+            }
             // Client-visible no-op: nothing changed, nothing written (no new revision),
             // unless the stored bytes are stale (an old encryption key): then the same
             // object is written again, as Kubernetes does, which migrates it.
@@ -466,10 +519,19 @@ impl Registry {
                 }
             }
             self.admit_user(rt, &new, old.as_ref(), opts).await?;
-            let admitted = match &old {
-                Some(o) => self.admission.validate_update(rt, o, &new, opts).await?,
-                None => self.admission.validate_create(rt, &new, opts).await?,
+            let mut admitted = match &old {
+                Some(o) => {
+                    self.admission
+                        .validate_update(rt, o, &new, opts, webhooks)
+                        .await?
+                }
+                None => {
+                    self.admission
+                        .validate_create(rt, &new, opts, webhooks.is_some())
+                        .await?
+                }
             };
+            admitted.warnings.splice(0..0, hook_warnings);
             let reservation = admitted.reservation;
             let alloc = if is_services(rt) {
                 self.services.allocate(&mut new, old.as_ref())?
@@ -584,7 +646,7 @@ impl Registry {
             self.admit_namespace_if_new(rt, ns, name).await?;
         }
         let mut w = self
-            .guaranteed_update(rt, ns, name, opts, |old| {
+            .admitted_update(rt, ns, name, opts, Some(subresource), |old| {
                 self.apply_update(rt, old, body.clone(), &precondition, subresource, opts)
             })
             .await?;
@@ -674,7 +736,7 @@ impl Registry {
     }
 
     /// DELETE one object. Returns the object as deleted, or as it now stands when
-    /// finalizers or a grace period keep it (`created` is unused).
+    /// finalizers or a grace period keep it.
     pub async fn delete(
         &self,
         rt: &ResourceType,
@@ -682,6 +744,19 @@ impl Registry {
         name: &str,
         opts: &DeleteOptions,
     ) -> Result<Value, ApiError> {
+        self.delete_warned(rt, ns, name, opts)
+            .await
+            .map(|(obj, _)| obj)
+    }
+
+    /// [`Registry::delete`], with the warnings of admission webhooks for the client.
+    pub async fn delete_warned(
+        &self,
+        rt: &ResourceType,
+        ns: &str,
+        name: &str,
+        opts: &DeleteOptions,
+    ) -> Result<(Value, Vec<String>), ApiError> {
         opts.validate()?;
         priority::admit_delete(rt, name)?;
         let k = key(rt, ns, name);
@@ -714,9 +789,10 @@ impl Registry {
                     )));
                 }
             }
+            let warnings = self.admission.admit_delete(rt, &obj, opts).await?;
             let (next, remove) = deletion_step(rt, &obj, opts);
             if opts.dry_run {
-                return Ok(next.unwrap_or(obj));
+                return Ok((next.unwrap_or(obj), warnings));
             }
             let commit = match (&next, remove) {
                 (_, true) => Commit {
@@ -738,14 +814,15 @@ impl Registry {
                     ..Default::default()
                 },
                 // Already being deleted and nothing to change.
-                (None, false) => return Ok(obj),
+                (None, false) => return Ok((obj, warnings)),
             };
             match self.storage.commit(commit).await {
                 Ok(rev) => {
-                    return Ok(match next {
+                    let obj = match next {
                         Some(updated) if !remove => with_rv(updated, rev),
                         _ => obj,
-                    })
+                    };
+                    return Ok((obj, warnings));
                 }
                 Err(StorageError::Conflict(_) | StorageError::LeaseGone) => continue,
                 Err(e) => return Err(storage_error(e, rt, name)),

@@ -173,6 +173,8 @@ pub struct DeleteOptions {
     pub precondition_uid: Option<String>,
     pub precondition_resource_version: Option<String>,
     pub dry_run: bool,
+    /// Who deletes: admission webhooks are told.
+    pub user: UserInfo,
 }
 
 impl DeleteOptions {

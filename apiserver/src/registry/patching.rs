@@ -114,7 +114,7 @@ impl Registry {
         }
         let mut warnings = Vec::new();
         let mut w = self
-            .guaranteed_update(rt, ns, name, opts, |old| {
+            .admitted_update(rt, ns, name, opts, Some(subresource), |old| {
                 warnings.clear();
                 self.patched(
                     rt,

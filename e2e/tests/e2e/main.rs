@@ -28,4 +28,5 @@ mod pod_security;
 mod rbac;
 mod service_accounts;
 mod services;
+mod webhooks;
 mod workloads;

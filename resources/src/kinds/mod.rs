@@ -46,6 +46,7 @@ pub mod services;
 pub mod statefulsets;
 pub mod storageclasses;
 pub mod volumeattachments;
+pub mod webhookconfigurations;
 
 /// Every resource the apiserver serves, in discovery order.
 pub static ALL: &[&ResourceType] = &[
@@ -89,6 +90,8 @@ pub static ALL: &[&ResourceType] = &[
     &flowschemas::RESOURCE,
     &prioritylevelconfigurations::RESOURCE,
     &customresourcedefinitions::RESOURCE,
+    &webhookconfigurations::MUTATING,
+    &webhookconfigurations::VALIDATING,
     &rbac::CLUSTER_ROLE_BINDINGS,
     &rbac::CLUSTER_ROLES,
     &rbac::ROLE_BINDINGS,

@@ -129,71 +129,13 @@ async fn service(
     id: &ProxyName<'_>,
     path: &str,
 ) -> Result<Backend, ApiError> {
-    let svc = state.registry.get(t.rt, &t.namespace, id.name).await?;
-    let port_name = svc
-        .pointer("/spec/ports")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .find(|p| {
-            let name = p.get("name").and_then(Value::as_str).unwrap_or("");
-            let number = p.get("port").and_then(Value::as_u64).map(|n| n.to_string());
-            name == id.port || number.as_deref() == Some(id.port)
-        })
-        .map(|p| {
-            p.get("name")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string()
-        })
-        .ok_or_else(|| {
-            ApiError::unavailable(format!(
-                "no service port {:?} found for service {:?}",
-                id.port, id.name
-            ))
-        })?;
-    let no_endpoints =
-        || ApiError::unavailable(format!("no endpoints available for service {:?}", id.name));
-    let endpoints_rt = keelson_resources::find("", "endpoints").expect("endpoints are served");
-    let eps = match state
-        .registry
-        .get(endpoints_rt, &t.namespace, id.name)
-        .await
-    {
-        Ok(eps) => eps,
-        Err(e) if e.code == 404 => return Err(no_endpoints()),
-        Err(e) => return Err(e),
-    };
-    let mut candidates: Vec<(String, u16)> = Vec::new();
-    for subset in eps
-        .get("subsets")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let port = subset
-            .get("ports")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .find(|p| p.get("name").and_then(Value::as_str).unwrap_or("") == port_name)
-            .and_then(|p| p.get("port")?.as_u64())
-            .and_then(|p| u16::try_from(p).ok());
-        let Some(port) = port else { continue };
-        for addr in subset
-            .get("addresses")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            if let Some(ip) = addr.get("ip").and_then(Value::as_str) {
-                candidates.push((ip.to_string(), port));
-            }
-        }
-    }
-    if candidates.is_empty() {
-        return Err(no_endpoints());
-    }
+    let candidates = crate::registry::endpoints::service_backends(
+        &state.registry.storage,
+        &t.namespace,
+        id.name,
+        id.port,
+    )
+    .await?;
     let (ip, port) = &candidates[rand::random_range(0..candidates.len())];
     let scheme = if id.scheme.is_empty() {
         "http"

@@ -17,8 +17,14 @@
 //! - [`podsecurity`]: Pod Security admission from namespace labels (validating: 403 for
 //!   pods under enforce, warnings and audit annotations for pods and workloads).
 //!
-//! Both read the namespace's LimitRanges and ResourceQuotas from a [`NamespacedCache`]
-//! fed by the watch cache, as Kubernetes reads them from informers.
+//! - [`webhook`]: MutatingAdmissionWebhook and ValidatingAdmissionWebhook, in
+//!   kube-apiserver's plugin order: mutating webhooks after the built-in mutating
+//!   plugins, validating webhooks after the built-in validating ones but before
+//!   ResourceQuota (so a refused write is never charged).
+//!
+//! LimitRanger and ResourceQuota read the namespace's LimitRanges and ResourceQuotas
+//! from a [`NamespacedCache`] fed by the watch cache, as Kubernetes reads them from
+//! informers.
 
 pub mod cache;
 pub mod defaultstorageclass;
@@ -28,8 +34,9 @@ pub mod podsecurity;
 pub mod quota;
 pub mod runtimeclass;
 pub mod serviceaccount;
+pub mod webhook;
 
-use crate::registry::WriteOptions;
+use crate::registry::{DeleteOptions, WriteOptions};
 use crate::storage::Storage;
 use crate::watch_cache::WatchCache;
 use cache::NamespacedCache;
@@ -47,6 +54,7 @@ pub struct Admission {
     limit_ranges: Arc<NamespacedCache>,
     quotas: Arc<NamespacedCache>,
     pod_security: podsecurity::PodSecurity,
+    webhooks: webhook::Webhooks,
 }
 
 /// A write that validating admission let through: the quota charge to keep once it is
@@ -76,12 +84,14 @@ impl Admission {
         let quotas = Arc::new(NamespacedCache::new("/registry/resourcequotas/"));
         limit_ranges.follow(cache.clone(), storage.clone());
         quotas.follow(cache.clone(), storage.clone());
-        let pod_security = podsecurity::PodSecurity::new(storage.clone(), cache);
+        let pod_security = podsecurity::PodSecurity::new(storage.clone(), cache.clone());
+        let webhooks = webhook::Webhooks::new(storage.clone(), cache);
         Admission {
             storage,
             limit_ranges,
             quotas,
             pod_security,
+            webhooks,
         }
     }
 
@@ -111,24 +121,76 @@ impl Admission {
         Ok(())
     }
 
+    /// Mutating admission webhooks on a create or an update of `obj` (`old` for
+    /// updates) of `subresource`: their warnings, and whether they changed `obj`.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn mutate_webhooks(
+        &self,
+        operation: webhook::Operation,
+        rt: &ResourceType,
+        subresource: &str,
+        obj: &mut Value,
+        old: Option<&Value>,
+        opts: &WriteOptions,
+    ) -> Result<(Vec<String>, bool), ApiError> {
+        if !self.webhooks.configured() {
+            return Ok((Vec::new(), false));
+        }
+        let attrs = webhook::Attributes::write(operation, rt, subresource, obj, old, opts);
+        let mut warnings = Vec::new();
+        let changed = self
+            .webhooks
+            .mutate(&attrs, Some(obj), &mut warnings)
+            .await?;
+        Ok((warnings, changed))
+    }
+
+    /// Admission of a delete of `obj`: mutating webhooks (which see no object, as on
+    /// Kubernetes), then validating webhooks with `obj` as the old object. Their
+    /// warnings.
+    pub async fn admit_delete(
+        &self,
+        rt: &ResourceType,
+        obj: &Value,
+        opts: &DeleteOptions,
+    ) -> Result<Vec<String>, ApiError> {
+        if !self.webhooks.configured() {
+            return Ok(Vec::new());
+        }
+        let attrs = webhook::Attributes::delete(rt, obj, opts);
+        let mut warnings = Vec::new();
+        self.webhooks.mutate(&attrs, None, &mut warnings).await?;
+        self.webhooks.validate(&attrs, None, &mut warnings).await?;
+        Ok(warnings)
+    }
+
     /// Validating admission of a new object (named by now): LimitRanger limits, Pod
-    /// Security, then ResourceQuota, whose charge the caller keeps once the object is
-    /// written.
+    /// Security, validating webhooks (unless `webhooks` is false: the apiserver's own
+    /// writes through [`crate::registry::Registry::guaranteed_update`]), then
+    /// ResourceQuota, whose charge the caller keeps once the object is written.
     pub async fn validate_create(
         &self,
         rt: &ResourceType,
         obj: &Value,
         opts: &WriteOptions,
+        webhooks: bool,
     ) -> Result<Admitted, ApiError> {
         self.limit(rt, obj, None).await?;
         if is_core(rt, "pods") {
             let class = runtimeclass::class_of(&self.storage, rt, obj).await?;
             runtimeclass::validate(rt, class.as_ref(), obj)?;
         }
-        let ps = self
+        let mut ps = self
             .pod_security
             .validate(rt, obj, None, &opts.user)
             .await?;
+        if webhooks && self.webhooks.configured() {
+            let attrs =
+                webhook::Attributes::write(webhook::Operation::Create, rt, "", obj, None, opts);
+            self.webhooks
+                .validate(&attrs, Some(obj), &mut ps.warnings)
+                .await?;
+        }
         let reservation = self.charge(rt, obj, None, opts.dry_run).await?;
         Ok(Admitted {
             reservation,
@@ -137,24 +199,39 @@ impl Admission {
         })
     }
 
-    /// Validating admission of an update of the main resource: Pod Security, then
-    /// quota. Only Services and PersistentVolumeClaims can use more by being updated
-    /// (type NodePort or LoadBalancer, a larger claim); pods' resources cannot change.
+    /// Validating admission of an update: Pod Security, validating webhooks (for the
+    /// `webhooks` subresource, when given), then quota. Only Services and
+    /// PersistentVolumeClaims can use more by being updated (type NodePort or
+    /// LoadBalancer, a larger claim); pods' resources cannot change.
     pub async fn validate_update(
         &self,
         rt: &ResourceType,
         old: &Value,
         new: &Value,
         opts: &WriteOptions,
+        webhooks: Option<&str>,
     ) -> Result<Admitted, ApiError> {
         let charged = is_core(rt, "services") || is_core(rt, "persistentvolumeclaims");
         if charged {
             self.limit(rt, new, Some(old)).await?;
         }
-        let ps = self
+        let mut ps = self
             .pod_security
             .validate(rt, new, Some(old), &opts.user)
             .await?;
+        if let Some(sub) = webhooks.filter(|_| self.webhooks.configured()) {
+            let attrs = webhook::Attributes::write(
+                webhook::Operation::Update,
+                rt,
+                sub,
+                new,
+                Some(old),
+                opts,
+            );
+            self.webhooks
+                .validate(&attrs, Some(new), &mut ps.warnings)
+                .await?;
+        }
         let reservation = if charged {
             self.charge(rt, new, Some(old), opts.dry_run).await?
         } else {
