@@ -900,7 +900,7 @@ fn openapi_explain_and_apply_follow_the_schema() {
     // A map list whose key is neither required nor defaulted is refused.
     let bad = gadgets_crd(group).replace("required: [name]", "required: [port]");
     let err = fails(c.kubectl_with("kubectl", &["create", "-f", "-"], Some(&bad)));
-    assert!(err.contains("spec.versions[0].schema.openAPIV3Schema.properties[spec].properties[ports].items.properties[name].default: Required value: this property is in x-kubernetes-list-map-keys, so it must have a default or be a required property"), "{err}");
+    assert!(err.contains("spec.validation.openAPIV3Schema.properties[spec].properties[ports].items.properties[name].default: Required value: this property is in x-kubernetes-list-map-keys, so it must have a default or be a required property"), "{err}");
 
     // Unknown fields of a CRD are refused (kubectl asks for strict validation).
     let unknown =
