@@ -86,7 +86,12 @@ pub fn set_default(obj: &mut Value, path: &str, value: Value) {
 
 /// The strings of a JSON array at `path` (`spec.audiences`); empty when there is none.
 pub fn path_strings(obj: &Value, path: &str) -> Vec<String> {
-    get_path(obj, path)
+    strings(get_path(obj, path))
+}
+
+/// The strings of a JSON array; empty when it is absent or not an array.
+pub fn strings(array: Option<&Value>) -> Vec<String> {
+    array
         .and_then(Value::as_array)
         .map(|a| {
             a.iter()

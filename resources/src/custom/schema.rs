@@ -949,17 +949,7 @@ fn check_list_and_map_types(o: &Map<String, Value>, type_: &str, path: &str, out
             ));
         }
     }
-    let strings = |v: Option<&Value>| -> Vec<String> {
-        v.and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_string)
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    let keys = strings(o.get("x-kubernetes-list-map-keys"));
+    let keys = keelson_apimachinery::meta::strings(o.get("x-kubernetes-list-map-keys"));
     let keys_value = o
         .get("x-kubernetes-list-map-keys")
         .cloned()
@@ -1048,7 +1038,7 @@ fn check_list_and_map_types(o: &Map<String, Value>, type_: &str, path: &str, out
             ));
         }
         if lt == "map" {
-            let required = strings(item.get("required"));
+            let required = keelson_apimachinery::meta::strings(item.get("required"));
             let props = item.get("properties").and_then(Value::as_object);
             for k in &keys {
                 let Some(prop) = props.and_then(|p| p.get(k)) else {
