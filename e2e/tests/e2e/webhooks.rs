@@ -881,7 +881,8 @@ fn match_conditions_skip_webhooks_and_must_compile() {
         "webhooks": [bad]});
     let err = refused(c, &["create", "-f", "-"], Some(&config.to_string()));
     assert!(
-        err.contains(r#"webhooks[0].matchConditions[0].expression: Invalid value: "object.metadata.name ==": compilation failed: ERROR: <input>:1:"#),
+        err.contains(r#"The ValidatingWebhookConfiguration "e2e-conditions-bad" is invalid"#)
+            && err.contains(r#"webhooks[0].matchConditions[0].expression: Invalid value: "object.metadata.name ==": compilation failed: ERROR: <input>:1:24: Syntax error"#),
         "{err}"
     );
     assert!(!c

@@ -175,15 +175,17 @@ mod tests {
     }
 
     #[test]
-    fn the_cost_budget_stops_evaluation() {
+    fn costly_conditions_stop_at_the_call_limit_then_the_budget() {
         let expensive = "[1,2,3,4,5,6,7,8,9,10].all(a, [1,2,3,4,5,6,7,8,9,10].all(b, [1,2,3,4,5,6,7,8,9,10].all(c, [1,2,3,4,5,6,7,8,9,10].all(d, [1,2,3,4,5,6,7,8,9,10].all(e, [1,2,3,4,5,6,7,8,9,10].all(f, true))))))";
-        let d = decide(&[expensive], None);
+        let at_limit = format!(
+            "expression '{expensive}' resulted in error: {}",
+            keelson_cel::LIMIT_EXCEEDED
+        );
+        assert_eq!(decide(&[expensive], None), Decision::Error(at_limit));
+        // Two spend a million each; the third passes what is left of the budget.
         assert_eq!(
-            d,
-            Decision::Error(format!(
-                "expression '{expensive}' resulted in error: {}",
-                keelson_cel::LIMIT_EXCEEDED
-            ))
+            decide(&[expensive, expensive, expensive], None),
+            Decision::Error("validation failed due to running out of cost budget, no further validation rules will be run".into())
         );
     }
 }
