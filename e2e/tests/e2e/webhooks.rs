@@ -793,3 +793,104 @@ fn mutating_webhooks_run_in_configuration_order_and_are_reinvoked_if_needed() {
         "the reinvocation sees the later change"
     );
 }
+
+#[test]
+fn match_conditions_skip_webhooks_and_must_compile() {
+    let c = &*CLUSTER;
+    let ns = namespace(c, "webhook-conditions");
+    let server = Server::start();
+    let mut hooks = Hooks::new(c, &ns);
+    let not_exempt = "!has(object.metadata.labels) || !('exempt' in object.metadata.labels)";
+    let boom = "has(object.metadata.labels) && 'boom' in object.metadata.labels";
+    hooks.create(
+        "ValidatingWebhookConfiguration",
+        "e2e-conditions",
+        vec![
+            hook(&server, &ns, "probe.webhooks.keelson.io", "/allow", json!({})),
+            // Denies `deny-*` ConfigMaps unless they are labelled `exempt`.
+            hook(
+                &server,
+                &ns,
+                "conditions.webhooks.keelson.io",
+                "/deny",
+                json!({"matchConditions": [
+                    {"name": "not-exempt", "expression": not_exempt},
+                    {"name": "writes", "expression": "request.operation in ['CREATE', 'UPDATE'] && oldObject == null"},
+                ]}),
+            ),
+            // For ConfigMaps labelled `boom`, a condition that fails to evaluate.
+            hook(
+                &server,
+                &ns,
+                "failing.webhooks.keelson.io",
+                "/allow",
+                json!({"failurePolicy": "Fail", "matchConditions": [
+                    {"name": "boom", "expression": boom},
+                    {"name": "missing", "expression": "object.data.missing == 'x'"},
+                ]}),
+            ),
+        ],
+    );
+    hooks.wait_active(&server);
+
+    // Excluded by the condition: allowed, and the denying hook was never called.
+    ok(c.kubectl_with(
+        "kubectl",
+        &["create", "-n", &ns, "-f", "-"],
+        Some(&configmap("deny-exempt", json!({"exempt": "yes"}))),
+    ));
+    let seen = server.seen_for("deny-exempt");
+    assert!(
+        !seen.is_empty() && seen.iter().all(|(p, _)| p == "/allow"),
+        "{seen:?}"
+    );
+
+    // Not excluded: the hook is called and denies.
+    let err = refused(
+        c,
+        &["create", "-n", &ns, "-f", "-"],
+        Some(&configmap("deny-plain", json!({}))),
+    );
+    assert!(
+        err.contains(r#"admission webhook "conditions.webhooks.keelson.io" denied the request"#),
+        "{err}"
+    );
+    assert!(server
+        .seen_for("deny-plain")
+        .iter()
+        .any(|(p, _)| p == "/deny"));
+    assert!(!exists(c, &ns, "deny-plain"));
+
+    // An evaluation error under failurePolicy Fail refuses the request (403).
+    let err = refused(
+        c,
+        &["create", "-n", &ns, "-f", "-"],
+        Some(&configmap("boom-1", json!({"boom": "yes"}))),
+    );
+    assert!(
+        err.contains(r#"configmaps "boom-1" is forbidden: expression 'object.data.missing == 'x'' resulted in error: no such key: missing"#),
+        "{err}"
+    );
+    assert!(!exists(c, &ns, "boom-1"));
+
+    // A condition that does not compile is refused with the configuration.
+    let mut bad = hook(&server, &ns, "bad.webhooks.keelson.io", "/allow", json!({}));
+    bad["matchConditions"] = json!([{"name": "broken", "expression": "object.metadata.name =="}]);
+    let config = json!({"apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingWebhookConfiguration", "metadata": {"name": "e2e-conditions-bad"},
+        "webhooks": [bad]});
+    let err = refused(c, &["create", "-f", "-"], Some(&config.to_string()));
+    assert!(
+        err.contains(r#"The ValidatingWebhookConfiguration "e2e-conditions-bad" is invalid"#)
+            && err.contains(r#"webhooks[0].matchConditions[0].expression: Invalid value: "object.metadata.name ==": compilation failed: ERROR: <input>:1:24: Syntax error"#),
+        "{err}"
+    );
+    assert!(!c
+        .kubectl(&[
+            "get",
+            "validatingwebhookconfiguration",
+            "e2e-conditions-bad"
+        ])
+        .status
+        .success());
+}

@@ -8,9 +8,10 @@
 //! they share this file. Defaults and validation follow Kubernetes' v1 `SetDefaults_*`
 //! and `ValidateMutatingWebhookConfiguration`/`ValidateValidatingWebhookConfiguration`,
 //! with two deliberate differences: `admissionReviewVersions` must include `v1` (the
-//! only version Keelson sends), and `matchConditions` are refused (they are CEL, which
-//! Keelson does not evaluate yet). The apiserver's webhook admission plugin reads these
-//! objects from the watch cache.
+//! only version Keelson sends), and `matchConditions` may not use the `authorizer`
+//! variable (Keelson does not bind it). [`compile_match_condition`] is the one place a
+//! match condition is compiled: here to validate it, in the apiserver's webhook
+//! admission plugin (which reads these objects from the watch cache) to evaluate it.
 
 use crate::podspec::{ensure_object, items, str_at};
 use crate::strategy::{name_age_columns, name_age_row, Strategy};
@@ -155,13 +156,71 @@ impl WebhookConfigurations {
                 }
             }
         }
-        if !items(hook, "matchConditions").is_empty() {
-            out.push(Cause::forbidden(
-                at("matchConditions"),
-                "matchConditions are CEL expressions, which this apiserver does not evaluate yet",
+        validate_match_conditions(items(hook, "matchConditions"), &at("matchConditions"), out);
+        validate_client_config(hook.get("clientConfig"), &at("clientConfig"), out);
+    }
+}
+
+/// Kubernetes' limit on the `matchConditions` of one webhook.
+pub const MAX_MATCH_CONDITIONS: usize = 64;
+
+/// The variables a match condition may read. `authorizer` is declared (as Kubernetes
+/// declares it) so that using it is refused with a clear message rather than as an
+/// undeclared reference; `params` is not available to webhooks.
+const MATCH_CONDITION_VARIABLES: &[&str] = &["object", "oldObject", "request", "authorizer"];
+
+/// Compile a match condition's (trimmed) expression; the error is the detail
+/// Kubernetes reports at `matchConditions[j].expression`.
+pub fn compile_match_condition(expression: &str) -> Result<keelson_cel::Program, String> {
+    let program = keelson_cel::Env::new(MATCH_CONDITION_VARIABLES)
+        .compile(expression.trim())
+        .map_err(|issues| format!("compilation failed: {issues}"))?;
+    if program.uses("authorizer") {
+        return Err("the authorizer variable is not supported by this apiserver: match conditions may read object, oldObject and request".into());
+    }
+    if program.literal_type().is_some_and(|t| t != "bool") {
+        return Err("must evaluate to bool".into());
+    }
+    Ok(program)
+}
+
+/// `validateMatchConditions`: at most 64, names unique qualified names, expressions
+/// that compile.
+fn validate_match_conditions(conditions: &[Value], path: &str, out: &mut Vec<Cause>) {
+    if conditions.len() > MAX_MATCH_CONDITIONS {
+        out.push(Cause::new(
+            "FieldValueTooMany",
+            path,
+            format!(
+                "Too many: {}: must have at most {MAX_MATCH_CONDITIONS} items",
+                conditions.len()
+            ),
+        ));
+    }
+    let mut names = std::collections::BTreeSet::new();
+    for (j, condition) in conditions.iter().enumerate() {
+        let at = |f: &str| format!("{path}[{j}].{f}");
+        let expression = str_at(condition, "expression");
+        if expression.trim().is_empty() {
+            out.push(Cause::required(at("expression")));
+        } else if let Err(detail) = compile_match_condition(expression) {
+            out.push(Cause::invalid(
+                at("expression"),
+                &json!(expression.trim()),
+                detail,
             ));
         }
-        validate_client_config(hook.get("clientConfig"), &at("clientConfig"), out);
+        let name = str_at(condition, "name");
+        if name.is_empty() {
+            out.push(Cause::required(at("name")));
+        } else {
+            for msg in validation::qualified_name(name) {
+                out.push(Cause::invalid(at("name"), &json!(name), msg));
+            }
+            if !names.insert(name) {
+                out.push(Cause::duplicate(at("name"), &json!(name)));
+            }
+        }
     }
 }
 
@@ -547,12 +606,10 @@ mod tests {
     fn client_config_needs_exactly_one_target_and_a_pem_bundle() {
         let mut h = hook();
         h["clientConfig"] = json!({"caBundle": "bm90IHBlbQ=="});
-        h["matchConditions"] = json!([{"name": "x", "expression": "true"}]);
         let c = config(&VALIDATING, json!([h]));
         assert_eq!(
             shown(VALIDATING.strategy.validate(&c)),
             [
-                "webhooks[0].matchConditions: Forbidden: matchConditions are CEL expressions, which this apiserver does not evaluate yet",
                 "webhooks[0].clientConfig: Required value: exactly one of url or service is required",
                 "webhooks[0].clientConfig.caBundle: Invalid value: must contain at least one CERTIFICATE PEM block",
             ]
@@ -568,6 +625,49 @@ mod tests {
                 "webhooks[0].clientConfig.service.path: Invalid value: \"x\": must start with a '/'",
                 "webhooks[0].clientConfig.service.port: Invalid value: 0: port is not valid: must be between 1 and 65535, inclusive",
             ]
+        );
+    }
+
+    #[test]
+    fn match_conditions_are_named_compiled_and_limited() {
+        let mut h = hook();
+        h["matchConditions"] = json!([
+            {"name": "not-kube-system", "expression": " request.namespace != 'kube-system' "},
+            {"name": "labelled", "expression": "has(object.metadata.labels) && oldObject == null"},
+        ]);
+        let c = config(&MUTATING, json!([h]));
+        assert!(MUTATING.strategy.validate(&c).is_empty());
+
+        h["matchConditions"] = json!([
+            {"name": "a", "expression": "object.metadata.name == "},
+            {"name": "a", "expression": "params.x"},
+            {"name": "bad name!", "expression": "  "},
+            {"expression": "authorizer.requestResource.check('get').allowed()"},
+            {"name": "b", "expression": "'not a bool'"},
+        ]);
+        let c = config(&VALIDATING, json!([h]));
+        assert_eq!(
+            shown(VALIDATING.strategy.validate(&c)),
+            [
+                "webhooks[0].matchConditions[0].expression: Invalid value: \"object.metadata.name ==\": compilation failed: ERROR: <input>:1:24: Syntax error: mismatched input '<EOF>' expecting {'[', '{', '(', '.', '-', '!', 'true', 'false', 'null', NUM_FLOAT, NUM_INT, NUM_UINT, STRING, BYTES, IDENTIFIER}\n | object.metadata.name ==\n | .......................^",
+                "webhooks[0].matchConditions[1].expression: Invalid value: \"params.x\": compilation failed: ERROR: <input>:1:1: undeclared reference to 'params' (in container '')\n | params.x\n | ^",
+                "webhooks[0].matchConditions[1].name: Duplicate value: \"a\"",
+                "webhooks[0].matchConditions[2].expression: Required value",
+                "webhooks[0].matchConditions[2].name: Invalid value: \"bad name!\": name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')",
+                "webhooks[0].matchConditions[3].expression: Invalid value: \"authorizer.requestResource.check('get').allowed()\": the authorizer variable is not supported by this apiserver: match conditions may read object, oldObject and request",
+                "webhooks[0].matchConditions[3].name: Required value",
+                "webhooks[0].matchConditions[4].expression: Invalid value: \"'not a bool'\": must evaluate to bool",
+            ]
+        );
+
+        let many: Vec<Value> = (0..=MAX_MATCH_CONDITIONS)
+            .map(|j| json!({"name": format!("c{j}"), "expression": "true"}))
+            .collect();
+        h["matchConditions"] = json!(many);
+        let c = config(&VALIDATING, json!([h]));
+        assert_eq!(
+            shown(VALIDATING.strategy.validate(&c)),
+            ["webhooks[0].matchConditions: Too many: 65: must have at most 64 items"]
         );
     }
 

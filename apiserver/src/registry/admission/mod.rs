@@ -65,13 +65,16 @@ pub struct Admitted {
     pub audit_annotations: std::collections::BTreeMap<String, String>,
 }
 
-/// `pods "x" is forbidden: <msg>`, as `admission.NewForbidden` words it.
+/// `pods "x" is forbidden: <msg>` (`pods is forbidden: <msg>` for a create without a
+/// name yet), as `admission.NewForbidden` words it.
 pub fn forbidden(rt: &ResourceType, name: &str, msg: &str) -> ApiError {
-    ApiError::forbidden(format!(
-        "{} \"{name}\" is forbidden: {msg}",
-        rt.group_resource()
-    ))
-    .with_details(rt.group, rt.plural, name)
+    let resource = rt.group_resource();
+    let message = if name.is_empty() {
+        format!("{resource} is forbidden: {msg}")
+    } else {
+        format!("{resource} \"{name}\" is forbidden: {msg}")
+    };
+    ApiError::forbidden(message).with_details(rt.group, rt.plural, name)
 }
 
 fn is_core(rt: &ResourceType, plural: &str) -> bool {

@@ -55,6 +55,8 @@ pub struct Hook {
     pub equivalent: bool,
     pub namespace_selector: LabelSelector,
     pub object_selector: LabelSelector,
+    /// `matchConditions`, compiled.
+    pub match_conditions: Vec<super::conditions::MatchCondition>,
     /// `failurePolicy: Ignore`.
     pub ignore_failures: bool,
     pub side_effects: String,
@@ -175,6 +177,7 @@ pub fn compile(config: &Value, mutating: bool) -> Vec<Arc<Hook>> {
                 equivalent: s("matchPolicy") != "Exact",
                 namespace_selector: selector(h.get("namespaceSelector")),
                 object_selector: selector(h.get("objectSelector")),
+                match_conditions: super::conditions::compile(h),
                 ignore_failures: s("failurePolicy") == "Ignore",
                 side_effects: s("sideEffects").to_string(),
                 timeout: Duration::from_secs(

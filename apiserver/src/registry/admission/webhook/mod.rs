@@ -3,6 +3,7 @@
 //!
 //! - [`config`]: the configurations, followed from the watch cache.
 //! - [`matching`]: which hooks a request goes to.
+//! - [`conditions`]: the hooks' `matchConditions` (CEL), evaluated last.
 //! - [`review`]: the AdmissionReview sent and the checks its response must pass.
 //! - [`call`]: the HTTPS call (URL or Service), within the hook's timeout.
 //!
@@ -15,6 +16,7 @@
 //! `Fail` refuses it with 500 `Internal error occurred: failed calling webhook ...`.
 
 pub mod call;
+pub mod conditions;
 pub mod config;
 pub mod matching;
 pub mod review;
@@ -181,10 +183,38 @@ impl Webhooks {
             return Ok(false);
         }
         let which = matching::namespace_labels_needed(hook, attrs, object);
-        Ok(match self.namespace_labels(which).await? {
-            None => true,
-            Some(ns) => hook.namespace_selector.matches_object(&ns),
-        })
+        if let Some(ns) = self.namespace_labels(which).await? {
+            if !hook.namespace_selector.matches_object(&ns) {
+                return Ok(false);
+            }
+        }
+        Self::conditions_hold(hook, attrs, object)
+    }
+
+    /// Whether the hook's match conditions all hold; an evaluation error refuses the
+    /// request under `failurePolicy: Fail` (403, as Kubernetes) and skips the hook under
+    /// `Ignore`.
+    fn conditions_hold(
+        hook: &Hook,
+        attrs: &Attributes<'_>,
+        object: Option<&Value>,
+    ) -> Result<bool, ApiError> {
+        if hook.match_conditions.is_empty() {
+            return Ok(true);
+        }
+        let request = Value::Object(review::admission_request(attrs));
+        match conditions::evaluate(&hook.match_conditions, &request, object, attrs.old_object) {
+            conditions::Decision::Call => Ok(true),
+            conditions::Decision::Skip(_) => Ok(false),
+            conditions::Decision::Error(e) if hook.ignore_failures => {
+                tracing::warn!(webhook = %hook.name, error = %e, "failed evaluating match conditions, skipping the webhook");
+                Ok(false)
+            }
+            conditions::Decision::Error(e) => {
+                tracing::warn!(webhook = %hook.name, error = %e, "failed evaluating match conditions, failing closed");
+                Err(super::forbidden(attrs.rt, &attrs.name, &e))
+            }
+        }
     }
 
     /// One call; the verdict, or why it failed.
@@ -411,6 +441,56 @@ mod tests {
         let denied = review::denied("h.x.io", None);
         let e = Webhooks::excuse(&hook("Ignore", "None"), Failure::Refused(denied)).unwrap_err();
         assert_eq!(e.code, 400);
+    }
+
+    fn conditional_hook(policy: &str, expressions: &[&str]) -> Hook {
+        let conditions: Vec<Value> = expressions
+            .iter()
+            .enumerate()
+            .map(|(i, e)| json!({"name": format!("c{i}"), "expression": e}))
+            .collect();
+        let config = json!({"metadata": {"name": "c"}, "webhooks": [{"name": "h.x.io",
+            "failurePolicy": policy, "sideEffects": "None", "matchConditions": conditions,
+            "clientConfig": {"url": "https://127.0.0.1/"}}]});
+        Arc::into_inner(config::compile(&config, false).remove(0)).unwrap()
+    }
+
+    #[test]
+    fn match_conditions_decide_and_the_failure_policy_decides_about_errors() {
+        let rt = keelson_resources::find("", "configmaps").unwrap();
+        let opts = WriteOptions {
+            user: UserInfo {
+                name: "jane".into(),
+                ..UserInfo::default()
+            },
+            ..WriteOptions::default()
+        };
+        let cm = json!({"metadata": {"name": "x", "namespace": "ns", "labels": {"skip": "yes"}}});
+        let attrs = Attributes::write(Operation::Create, rt, "", &cm, None, &opts);
+        let holds = |policy: &str, exprs: &[&str]| {
+            Webhooks::conditions_hold(&conditional_hook(policy, exprs), &attrs, Some(&cm))
+        };
+        for policy in ["Fail", "Ignore"] {
+            // No condition, or all true: called.
+            assert!(holds(policy, &[]).unwrap());
+            let request = [
+                "request.operation == 'CREATE' && request.namespace == 'ns'",
+                "request.userInfo.username == 'jane' && request.kind.kind == 'ConfigMap'",
+                "request.resource.resource == 'configmaps' && oldObject == null",
+                "!has(request.uid) && !has(request.object)",
+            ];
+            assert!(holds(policy, &request).unwrap());
+            // Any false: skipped.
+            assert!(!holds(policy, &["true", "!('skip' in object.metadata.labels)"]).unwrap());
+        }
+        // An error: Ignore skips, Fail refuses with Kubernetes' 403.
+        assert!(!holds("Ignore", &["object.data.k == 'v'"]).unwrap());
+        let e = holds("Fail", &["object.data.k == 'v'"]).unwrap_err();
+        assert_eq!((e.code, e.reason.as_str()), (403, "Forbidden"));
+        assert_eq!(
+            e.message,
+            "configmaps \"x\" is forbidden: expression 'object.data.k == 'v'' resulted in error: no such key: data"
+        );
     }
 
     #[test]

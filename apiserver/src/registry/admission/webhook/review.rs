@@ -8,6 +8,20 @@ use serde_json::{json, Map, Value};
 
 /// The AdmissionReview for one call; `uid` identifies it in the response.
 pub fn request(attrs: &Attributes, uid: &str, object: Option<&Value>) -> Value {
+    let mut r = admission_request(attrs);
+    r.insert("uid".into(), json!(uid));
+    if let Some(o) = object {
+        r.insert("object".into(), o.clone());
+    }
+    if let Some(o) = attrs.old_object {
+        r.insert("oldObject".into(), o.clone());
+    }
+    json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": r})
+}
+
+/// The AdmissionRequest without its `uid` and objects: what match conditions see as
+/// `request` (Kubernetes' `CreateAdmissionRequest`).
+pub fn admission_request(attrs: &Attributes) -> Map<String, Value> {
     let rt = attrs.rt;
     let kind = json!({"group": rt.group, "version": rt.version, "kind": rt.kind});
     let resource = json!({"group": rt.group, "version": rt.version, "resource": rt.plural});
@@ -20,7 +34,6 @@ pub fn request(attrs: &Attributes, uid: &str, object: Option<&Value>) -> Value {
         user.insert("groups".into(), json!(attrs.user.groups));
     }
     let mut r = Map::new();
-    r.insert("uid".into(), json!(uid));
     r.insert("kind".into(), kind.clone());
     r.insert("resource".into(), resource.clone());
     if !attrs.subresource.is_empty() {
@@ -41,17 +54,11 @@ pub fn request(attrs: &Attributes, uid: &str, object: Option<&Value>) -> Value {
     }
     r.insert("operation".into(), json!(attrs.operation.as_str()));
     r.insert("userInfo".into(), Value::Object(user));
-    if let Some(o) = object {
-        r.insert("object".into(), o.clone());
-    }
-    if let Some(o) = attrs.old_object {
-        r.insert("oldObject".into(), o.clone());
-    }
     r.insert("dryRun".into(), json!(attrs.dry_run));
     if !attrs.options.is_null() {
         r.insert("options".into(), attrs.options.clone());
     }
-    json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": r})
+    r
 }
 
 /// A response that passed the checks.
