@@ -39,7 +39,7 @@ fn random_crd(scope: &str) -> (CustomResourceDefinition, String, String) {
     (crd, plural, kind)
 }
 
-fn crds(client: &Client) -> Api<CustomResourceDefinition> {
+pub(super) fn crds(client: &Client) -> Api<CustomResourceDefinition> {
     Api::all(client.clone())
 }
 
@@ -56,7 +56,7 @@ fn established(crd: &CustomResourceDefinition) -> bool {
 
 /// Create a CRD and wait until it is established and its resource is in discovery
 /// (`CreateNewV1CustomResourceDefinitionWatchUnsafe`).
-async fn create_established(
+pub(super) async fn create_established(
     client: &Client,
     crd: &CustomResourceDefinition,
 ) -> CustomResourceDefinition {
@@ -89,7 +89,7 @@ async fn create_established(
     }
 }
 
-async fn delete_crd(client: &Client, name: &str) {
+pub(super) async fn delete_crd(client: &Client, name: &str) {
     match crds(client).delete(name, &DeleteParams::default()).await {
         Ok(_) => {}
         Err(kube::Error::Api(s)) if s.code == 404 => {}
@@ -98,7 +98,7 @@ async fn delete_crd(client: &Client, name: &str) {
 }
 
 /// A JSON patch (the API has no typed form for it here): the patched object.
-async fn json_patch(client: &Client, path: &str, ops: Value) -> Value {
+pub(super) async fn json_patch(client: &Client, path: &str, ops: Value) -> Value {
     let req = http::Request::patch(path)
         .header("Content-Type", "application/json-patch+json")
         .body(serde_json::to_vec(&ops).unwrap())
@@ -109,7 +109,7 @@ async fn json_patch(client: &Client, path: &str, ops: Value) -> Value {
         .unwrap_or_else(|e| panic!("JSON patch of {path}: {e}"))
 }
 
-const CRDS: &str = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions";
+pub(super) const CRDS: &str = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions";
 
 fn resource(crd: &CustomResourceDefinition) -> ApiResource {
     let spec = &crd.spec;

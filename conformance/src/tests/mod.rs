@@ -22,6 +22,7 @@ macro_rules! test {
 
 mod api;
 mod auth;
+mod crd_openapi;
 mod crds;
 mod dns;
 mod endpointslices;
@@ -41,6 +42,7 @@ pub fn all() -> Vec<Test> {
     v.extend(kinds::tests());
     v.extend(auth::tests());
     v.extend(crds::tests());
+    v.extend(crd_openapi::tests());
     v.extend(pods::tests());
     v.extend(probes::tests());
     v.extend(env::tests());

@@ -808,8 +808,9 @@ async fn kube_rs_crud_and_watch_on_a_custom_resource() {
     );
 }
 
-/// The CustomResourceDefinition conformance mirrors need no node: they pass against
-/// the shared cluster too (the two-node runner includes them with everything else).
+/// The CustomResourceDefinition and CustomResourcePublishOpenAPI conformance mirrors
+/// need no node: they pass against the shared cluster too (the two-node runner
+/// includes them with everything else).
 #[test]
 fn crd_conformance_mirrors_pass() {
     let c = &*CLUSTER;
@@ -819,6 +820,8 @@ fn crd_conformance_mirrors_pass() {
         .args([
             "--focus",
             "CustomResourceDefinition",
+            "--focus",
+            "CustomResourcePublishOpenAPI",
             "--parallel",
             "3",
             "--timeout",
@@ -830,7 +833,7 @@ fn crd_conformance_mirrors_pass() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(
         stdout.lines().last().unwrap_or(""),
-        "6 passed, 0 failed",
+        "11 passed, 0 failed",
         "{stdout}\n{stderr}"
     );
     assert!(out.status.success(), "{stdout}\n{stderr}");
