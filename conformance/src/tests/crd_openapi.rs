@@ -212,13 +212,18 @@ async fn wait_for_definition_cleanup(client: &Client, name: &str) {
 }
 
 async fn varying_groups(ctx: Ctx) {
-    let foo = setup_crd(&ctx, &schema_foo(), "foo", &["v1"]).await;
-    let waldo = setup_crd(&ctx, &schema_waldo(), "waldo", &["v1beta1"]).await;
-    assert_ne!(foo.group, waldo.group);
-    wait_for_definition(&ctx.client, &waldo.definition("v1beta1"), &schema_waldo()).await;
-    wait_for_definition(&ctx.client, &foo.definition("v1"), &schema_foo()).await;
-    cleanup_crd(&ctx, &foo, &["v1"]).await;
-    cleanup_crd(&ctx, &waldo, &["v1beta1"]).await;
+    let foo_crd = setup_crd(&ctx, &schema_foo(), "foo", &["v1"]).await;
+    let waldo_crd = setup_crd(&ctx, &schema_waldo(), "waldo", &["v1beta1"]).await;
+    assert_ne!(foo_crd.group, waldo_crd.group);
+    wait_for_definition(
+        &ctx.client,
+        &waldo_crd.definition("v1beta1"),
+        &schema_waldo(),
+    )
+    .await;
+    wait_for_definition(&ctx.client, &foo_crd.definition("v1"), &schema_foo()).await;
+    cleanup_crd(&ctx, &foo_crd, &["v1"]).await;
+    cleanup_crd(&ctx, &waldo_crd, &["v1beta1"]).await;
 }
 
 async fn varying_versions(ctx: Ctx) {
@@ -227,23 +232,23 @@ async fn varying_versions(ctx: Ctx) {
     wait_for_definition(&ctx.client, &multi.definition("v2"), &schema_foo()).await;
     cleanup_crd(&ctx, &multi, &["v2", "v3"]).await;
 
-    let foo = setup_crd(&ctx, &schema_foo(), "common-group", &["v4"]).await;
-    let waldo = setup_crd(&ctx, &schema_waldo(), "common-group", &["v5"]).await;
-    assert_eq!(foo.group, waldo.group);
-    wait_for_definition(&ctx.client, &waldo.definition("v5"), &schema_waldo()).await;
-    wait_for_definition(&ctx.client, &foo.definition("v4"), &schema_foo()).await;
-    cleanup_crd(&ctx, &foo, &["v4"]).await;
-    cleanup_crd(&ctx, &waldo, &["v5"]).await;
+    let foo_crd = setup_crd(&ctx, &schema_foo(), "common-group", &["v4"]).await;
+    let waldo_crd = setup_crd(&ctx, &schema_waldo(), "common-group", &["v5"]).await;
+    assert_eq!(foo_crd.group, waldo_crd.group);
+    wait_for_definition(&ctx.client, &waldo_crd.definition("v5"), &schema_waldo()).await;
+    wait_for_definition(&ctx.client, &foo_crd.definition("v4"), &schema_foo()).await;
+    cleanup_crd(&ctx, &foo_crd, &["v4"]).await;
+    cleanup_crd(&ctx, &waldo_crd, &["v5"]).await;
 }
 
 async fn varying_kinds(ctx: Ctx) {
-    let foo = setup_crd(&ctx, &schema_foo(), "common-group", &["v6"]).await;
-    let waldo = setup_crd(&ctx, &schema_waldo(), "common-group", &["v6"]).await;
-    assert_eq!(foo.group, waldo.group);
-    wait_for_definition(&ctx.client, &waldo.definition("v6"), &schema_waldo()).await;
-    wait_for_definition(&ctx.client, &foo.definition("v6"), &schema_foo()).await;
-    cleanup_crd(&ctx, &foo, &["v6"]).await;
-    cleanup_crd(&ctx, &waldo, &["v6"]).await;
+    let foo_crd = setup_crd(&ctx, &schema_foo(), "common-group", &["v6"]).await;
+    let waldo_crd = setup_crd(&ctx, &schema_waldo(), "common-group", &["v6"]).await;
+    assert_eq!(foo_crd.group, waldo_crd.group);
+    wait_for_definition(&ctx.client, &waldo_crd.definition("v6"), &schema_waldo()).await;
+    wait_for_definition(&ctx.client, &foo_crd.definition("v6"), &schema_foo()).await;
+    cleanup_crd(&ctx, &foo_crd, &["v6"]).await;
+    cleanup_crd(&ctx, &waldo_crd, &["v6"]).await;
 }
 
 async fn version_rename(ctx: Ctx) {
