@@ -31,6 +31,7 @@ use matching::NamespaceLabels;
 use serde_json::Value;
 use std::collections::HashSet;
 use std::sync::Arc;
+use tokio::sync::OnceCell;
 
 /// The admission operation of a request (CONNECT is not sent to webhooks).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -153,22 +154,29 @@ impl Webhooks {
         !self.configurations.is_empty()
     }
 
-    /// The labels the namespace selector is matched against.
-    async fn namespace_labels(
+    /// The object the namespace selector is matched against. A looked-up namespace is
+    /// read once per admission pass (`looked_up`): every hook of a request asks for the
+    /// same one.
+    async fn namespace_labels<'a>(
         &self,
-        which: NamespaceLabels<'_>,
-    ) -> Result<Option<Value>, ApiError> {
+        which: NamespaceLabels<'a>,
+        looked_up: &'a OnceCell<Value>,
+    ) -> Result<Option<&'a Value>, ApiError> {
         match which {
             NamespaceLabels::Skip => Ok(None),
-            NamespaceLabels::Own(obj) => Ok(Some(obj.clone())),
-            NamespaceLabels::Lookup(ns) => {
-                let rt = keelson_resources::find("", "namespaces").expect("namespaces are served");
-                match self.storage.get(&crate::registry::key(rt, "", ns)).await {
-                    Ok(Some(kv)) => decode_kv(&kv).map(Some),
-                    Ok(None) => Err(internal_error(format!("namespaces \"{ns}\" not found"))),
-                    Err(e) => Err(internal_error(e.to_string())),
-                }
-            }
+            NamespaceLabels::Own(obj) => Ok(Some(obj)),
+            NamespaceLabels::Lookup(ns) => looked_up
+                .get_or_try_init(|| async {
+                    let rt =
+                        keelson_resources::find("", "namespaces").expect("namespaces are served");
+                    match self.storage.get(&crate::registry::key(rt, "", ns)).await {
+                        Ok(Some(kv)) => decode_kv(&kv),
+                        Ok(None) => Err(internal_error(format!("namespaces \"{ns}\" not found"))),
+                        Err(e) => Err(internal_error(e.to_string())),
+                    }
+                })
+                .await
+                .map(Some),
         }
     }
 
@@ -178,13 +186,14 @@ impl Webhooks {
         hook: &Hook,
         attrs: &Attributes<'_>,
         object: Option<&Value>,
+        namespace: &OnceCell<Value>,
     ) -> Result<bool, ApiError> {
         if !matching::matches_without_namespace(hook, attrs, object) {
             return Ok(false);
         }
         let which = matching::namespace_labels_needed(hook, attrs, object);
-        if let Some(ns) = self.namespace_labels(which).await? {
-            if !hook.namespace_selector.matches_object(&ns) {
+        if let Some(ns) = self.namespace_labels(which, namespace).await? {
+            if !hook.namespace_selector.matches_object(ns) {
                 return Ok(false);
             }
         }
@@ -305,8 +314,12 @@ impl Webhooks {
         // change asks to call again.
         let mut reinvocable: Vec<&str> = Vec::new();
         let mut again: HashSet<&str> = HashSet::new();
+        let namespace = OnceCell::new();
         for hook in &hooks {
-            if !self.should_call(hook, attrs, object.as_deref()).await? {
+            if !self
+                .should_call(hook, attrs, object.as_deref(), &namespace)
+                .await?
+            {
                 continue;
             }
             if self.mutate_once(hook, attrs, &mut object, warnings).await? {
@@ -319,7 +332,10 @@ impl Webhooks {
         }
         // One more round for the hooks whose input changed after they ran.
         for hook in hooks.iter().filter(|h| again.contains(h.id.as_str())) {
-            if self.should_call(hook, attrs, object.as_deref()).await? {
+            if self
+                .should_call(hook, attrs, object.as_deref(), &namespace)
+                .await?
+            {
                 changed |= self.mutate_once(hook, attrs, &mut object, warnings).await?;
             }
         }
@@ -337,8 +353,9 @@ impl Webhooks {
             return Ok(());
         }
         let mut called = Vec::new();
+        let namespace = OnceCell::new();
         for hook in self.configurations.validating() {
-            if self.should_call(&hook, attrs, object).await? {
+            if self.should_call(&hook, attrs, object, &namespace).await? {
                 called.push(hook);
             }
         }
